@@ -1,0 +1,1 @@
+"""Benchmarks that measure signaling, relay throughput and moderation latency."""

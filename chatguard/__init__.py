@@ -1,0 +1,1 @@
+"""Command-line entry point and configuration shared by every chatguard component."""

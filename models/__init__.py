@@ -1,0 +1,1 @@
+"""Moderation models: manifests, loading, inference and output decoding."""

@@ -1,0 +1,1 @@
+"""Signaling: WebSocket pairing of strangers, SDP/ICE exchange within a pair, ICE servers and route policy."""
