@@ -1,1 +1,2 @@
-"""Signaling: WebSocket pairing of strangers, SDP/ICE exchange within a pair, ICE servers and route policy."""
+"""Signaling: pairs strangers over WebSockets, passes SDP/ICE within a pair, hands out ICE
+servers, and decides each call's route (direct, relay, strict) from region policy."""

@@ -1,0 +1,378 @@
+"""Signaling load benchmark: N concurrent WebSocket clients cycling join -> pair -> SDP/ICE -> next.
+
+Run ``python -m bench.signaling_bench --clients 5000 --duration 30``. It starts ``chatguard serve``
+in its own process (or targets ``--target ws://HOST:PORT/ws``), opens the clients from
+``--processes`` load-generator processes, and prints a progress line every second: connected
+clients, pairs per second, and pairing latency. At the end it prints a summary and writes JSON.
+
+Pairing latency is measured where it is the server's doing: from a client's join/next to its
+``paired`` message, for clients that were paired at once (no ``waiting`` in between). Time spent
+queued because nobody else was free is reported separately as queue time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import websockets
+
+from bench.stats import summarize_ms
+
+FAKE_SDP = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\n" + "a=x-padding\r\n" * 150
+FAKE_CANDIDATE = {
+    "candidate": "candidate:1 1 udp 2122260223 10.0.0.1 50000 typ host",
+    "sdpMid": "0",
+}
+
+
+@dataclass
+class WorkerReport:
+    connected: int = 0
+    pairs: int = 0
+    pair_latency_s: list[float] = field(default_factory=list)
+    queue_time_s: list[float] = field(default_factory=list)
+    signal_latency_s: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class LoadClient:
+    """One simulated user: joins, signals like a browser would, presses Next after a dwell."""
+
+    def __init__(
+        self, url: str, report: WorkerReport, dwell_s: tuple[float, float], rng: random.Random
+    ):
+        self.url = url
+        self.report = report
+        self.dwell_s = dwell_s
+        self.rng = rng
+        self.acted_at = 0.0
+        self.was_queued = False
+
+    async def run(self, stop_at: float) -> None:
+        try:
+            async with websockets.connect(self.url, max_size=None, open_timeout=60) as ws:
+                self.report.connected += 1
+                try:
+                    await self._cycle(ws, stop_at)
+                finally:
+                    self.report.connected -= 1
+        except (OSError, websockets.WebSocketException, TimeoutError) as exc:
+            self.report.errors.append(f"{type(exc).__name__}: {exc}")
+
+    async def _cycle(self, ws: websockets.ClientConnection, stop_at: float) -> None:
+        await ws.recv()  # welcome
+        await self._act(ws, "join")
+        next_at: float | None = None
+        loop = asyncio.get_running_loop()
+        while loop.time() < stop_at:
+            timeout = max(0.05, (next_at or stop_at) - loop.time())
+            try:
+                raw = await asyncio.wait_for(ws.recv(), timeout)
+            except TimeoutError:
+                if next_at is not None and loop.time() >= next_at:
+                    next_at = None
+                    await self._act(ws, "next")
+                continue
+            message = json.loads(raw)
+            kind = message["type"]
+            now = time.perf_counter()
+            if kind == "waiting":
+                self.was_queued = True
+            elif kind == "paired":
+                self.report.pairs += 1
+                sample = self.report.queue_time_s if self.was_queued else self.report.pair_latency_s
+                sample.append(now - self.acted_at)
+                self.was_queued = False
+                pair = message["pair"]
+                if message["role"] == "offerer":
+                    await self._signal(ws, "offer", pair, now)
+                    next_at = loop.time() + self.rng.uniform(*self.dwell_s)
+            elif kind in ("offer", "answer"):
+                sent = float(message["sdp"].split("\n", 1)[0])
+                self.report.signal_latency_s.append(now - sent)
+                pair = message["pair"]
+                if kind == "offer":
+                    await self._signal(ws, "answer", pair, now)
+                for _ in range(2):
+                    await ws.send(
+                        json.dumps({"type": "candidate", "pair": pair, "candidate": FAKE_CANDIDATE})
+                    )
+            elif kind == "partner_left":
+                self.acted_at = now
+                next_at = None
+            elif kind == "error" and message["code"] not in ("stale_pair", "not_paired"):
+                self.report.errors.append(message["message"])
+
+    @staticmethod
+    async def _signal(ws: websockets.ClientConnection, kind: str, pair: str, now: float) -> None:
+        """Send an SDP stamped with the send time, so the receiver can measure relay latency."""
+        await ws.send(json.dumps({"type": kind, "pair": pair, "sdp": f"{now}\n{FAKE_SDP}"}))
+
+    async def _act(self, ws: websockets.ClientConnection, kind: str) -> None:
+        self.acted_at = time.perf_counter()
+        self.was_queued = False
+        await ws.send(json.dumps({"type": kind}))
+
+
+def _worker(
+    url: str,
+    clients: int,
+    duration: float,
+    ramp_s: float,
+    dwell_s: tuple[float, float],
+    seed: int,
+    pipe: Any,
+) -> None:
+    """One load-generator process: runs `clients` users, reports every second through `pipe`."""
+
+    async def main() -> None:
+        report = WorkerReport()
+        rng = random.Random(seed)
+        loop = asyncio.get_running_loop()
+        stop_at = loop.time() + ramp_s + duration
+        tasks = []
+        for index in range(clients):
+            client = LoadClient(url, report, dwell_s, rng)
+            tasks.append(
+                asyncio.create_task(_start_later(client, ramp_s * index / clients, stop_at))
+            )
+        while not all(task.done() for task in tasks):
+            await asyncio.sleep(1.0)
+            pipe.send(_drain(report, final=False))
+        pipe.send(_drain(report, final=True))
+
+    async def _start_later(client: LoadClient, delay: float, stop_at: float) -> None:
+        await asyncio.sleep(delay)
+        await client.run(stop_at)
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+
+
+def _drain(report: WorkerReport, final: bool) -> dict[str, Any]:
+    """Samples since the last report (so the parent can show live rates), then forget them."""
+    snapshot = {
+        "final": final,
+        "connected": report.connected,
+        "pairs": report.pairs,
+        "pair_latency_s": report.pair_latency_s,
+        "queue_time_s": report.queue_time_s,
+        "signal_latency_s": report.signal_latency_s,
+        "errors": report.errors[:20],
+        "error_count": len(report.errors),
+    }
+    report.pairs = 0
+    report.pair_latency_s, report.queue_time_s, report.signal_latency_s = [], [], []
+    report.errors = []
+    return snapshot
+
+
+def _start_server(port: int) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        "-m",
+        "chatguard.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    return subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _wait_until_up(url: str, timeout_s: float = 30) -> None:
+    async def probe() -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                async with websockets.connect(url) as ws:
+                    await ws.recv()
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"signaling bench: {url} is not reachable") from None
+                await asyncio.sleep(0.2)
+
+    asyncio.run(probe())
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    server = None
+    url = args.target
+    if url is None:
+        port = args.port
+        server = _start_server(port)
+        url = f"ws://127.0.0.1:{port}/ws"
+    try:
+        _wait_until_up(url)
+        return _drive(url, args)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def _drive(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    context = mp.get_context("spawn")
+    pipes, processes = [], []
+    share = [
+        args.clients // args.processes + (i < args.clients % args.processes)
+        for i in range(args.processes)
+    ]
+    for index, clients in enumerate(share):
+        parent, child = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_worker,
+            args=(
+                url,
+                clients,
+                args.duration,
+                args.ramp,
+                (args.dwell_min, args.dwell_max),
+                args.seed + index,
+                child,
+            ),
+        )
+        process.start()
+        pipes.append(parent)
+        processes.append(process)
+
+    latency: list[float] = []
+    queue: list[float] = []
+    signal: list[float] = []
+    measured_pairs = 0
+    peak_connected = 0
+    errors: list[str] = []
+    error_count = 0
+    connected = [0] * len(pipes)
+    finished = [False] * len(pipes)
+    started = time.monotonic()
+    measuring_from = started + args.ramp
+    while not all(finished):
+        window_pairs = 0
+        window_latency: list[float] = []
+        for index, pipe in enumerate(pipes):
+            while not finished[index] and pipe.poll(0.2):
+                snapshot = pipe.recv()
+                finished[index] = snapshot["final"]
+                connected[index] = snapshot["connected"]
+                error_count += snapshot["error_count"]
+                errors.extend(snapshot["errors"])
+                window_pairs += snapshot["pairs"]
+                window_latency.extend(snapshot["pair_latency_s"])
+                if time.monotonic() >= measuring_from:
+                    measured_pairs += snapshot["pairs"]
+                    latency.extend(snapshot["pair_latency_s"])
+                    queue.extend(snapshot["queue_time_s"])
+                    signal.extend(snapshot["signal_latency_s"])
+        peak_connected = max(peak_connected, sum(connected))
+        window = summarize_ms(window_latency)
+        phase = "ramp" if time.monotonic() < measuring_from else "measure"
+        print(
+            f"[{time.monotonic() - started:6.1f}s {phase:7}] connected {sum(connected):6d}  "
+            f"pairs/s {window_pairs:6d}  pairing p50 {window['p50_ms']:6.1f} ms  "
+            f"p99 {window['p99_ms']:6.1f} ms  errors {error_count}",
+            flush=True,
+        )
+    for process in processes:
+        process.join(timeout=10)
+
+    pairing = summarize_ms(latency)
+    result: dict[str, Any] = {
+        "benchmark": "signaling",
+        "settings": {key: value for key, value in vars(args).items() if key != "json"},
+        "target": url,
+        "clients_requested": args.clients,
+        "peak_connected_clients": peak_connected,
+        "pairs_per_second": measured_pairs / args.duration if args.duration else 0.0,
+        "pairing_latency": pairing,
+        "queue_time": summarize_ms(queue),
+        "signal_relay_latency": summarize_ms(signal),
+        "errors": error_count,
+        "error_examples": errors[:5],
+        "target_met": peak_connected >= args.clients and pairing["p99_ms"] < 50,
+    }
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.signaling_bench",
+        description="Load the signaling service with simulated random-chat users and measure "
+        "pairing rate and latency.",
+    )
+    parser.add_argument(
+        "--clients", type=int, default=1000, help="concurrent clients (default 1000)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="measured seconds after the ramp (default 20)"
+    )
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        default=10.0,
+        help="seconds over which clients connect; not measured (default 10)",
+    )
+    parser.add_argument(
+        "--dwell-min",
+        type=float,
+        default=2.0,
+        help="shortest time a pair stays together before Next (default 2 s)",
+    )
+    parser.add_argument(
+        "--dwell-max",
+        type=float,
+        default=6.0,
+        help="longest time a pair stays together before Next (default 6 s)",
+    )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="load-generator processes (default 1)"
+    )
+    parser.add_argument("--target", help="ws:// URL of a running service (default: start one)")
+    parser.add_argument("--port", type=int, default=8765, help="port for the service it starts")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=Path("bench/results/signaling.json"),
+        help="where to write the results (default bench/results/signaling.json)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.clients < 2 or args.processes < 1 or args.duration <= 0:
+        raise SystemExit("signaling bench: need --clients >= 2, --processes >= 1, --duration > 0")
+    result = run(args)
+    pairing = result["pairing_latency"]
+    print(
+        f"\nclients {result['peak_connected_clients']}/{args.clients}  "
+        f"pairs/s {result['pairs_per_second']:.0f}  pairing p50 {pairing['p50_ms']:.1f} ms  "
+        f"p99 {pairing['p99_ms']:.1f} ms  (target: p99 < 50 ms with 5000 clients)  "
+        f"errors {result['errors']}"
+    )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2))
+    print(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The ``chatguard`` command: ``serve`` runs everything on one machine with embedded defaults.
+
+Options on the command line override the config file, which overrides the built-in defaults,
+so an operator can start with no file at all and add one only for what they change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from chatguard.config import Config, ConfigError, Route, load_config
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatguard",
+        description="Random 1:1 video chat that is safe by construction: signaling, "
+        "a forwarding media relay and inline moderation.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the whole service on this machine",
+        description="Run signaling (and the web client at /) on this machine with embedded "
+        "defaults: in-memory matchmaking, no config file needed. Options given here override "
+        "the config file.",
+    )
+    serve.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML configuration file (see README, 'Configuration'); defaults are built in",
+    )
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port to listen on (default 8080)")
+    serve.add_argument(
+        "--route",
+        choices=[route.value for route in Route],
+        help="force this route for every region: 'direct' (peer-to-peer), 'relay' "
+        "(through the media relay) or 'strict' (relayed and moderated); "
+        "default: per region, from the config file",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity (default info)",
+    )
+    return parser
+
+
+def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
+    server = config.server
+    changes = {
+        "host": args.host if args.host is not None else server.host,
+        "port": args.port if args.port is not None else server.port,
+        "log_level": args.log_level or server.log_level,
+    }
+    config = msgspec.structs.replace(config, server=msgspec.structs.replace(server, **changes))
+    config.check()
+    return config
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = _apply_overrides(load_config(args.config), args)
+
+    import uvicorn  # imported late so that `--help` and config errors answer at once
+
+    from signaling.app import create_app
+
+    route = Route(args.route) if args.route else None
+    logging.basicConfig(level=config.server.log_level.upper(), format=LOG_FORMAT)
+    log = logging.getLogger("chatguard")
+    log.info(
+        "chatguard listening on http://%s:%d/ (route: %s)",
+        config.server.host,
+        config.server.port,
+        route.value if route else "per region",
+    )
+    uvicorn.run(
+        create_app(config, route),
+        host=config.server.host,
+        port=config.server.port,
+        log_level=config.server.log_level,
+        ws_max_size=config.server.max_message_bytes * 2,
+        loop="auto",
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+    except ConfigError as exc:
+        print(f"chatguard: configuration error: {exc}", file=sys.stderr)
+        return 2
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

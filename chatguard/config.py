@@ -1,0 +1,140 @@
+"""Configuration: one TOML file, validated into typed structs, plus command-line overrides.
+
+Every component reads its settings from here so that an operator has one file to edit and one
+place where a typo is reported. Validation is done by msgspec, whose errors name the offending
+key (``$.matchmaking.repair_cooldown_s``); we prefix them with the file name.
+"""
+
+from __future__ import annotations
+
+import enum
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid; the message says where."""
+
+
+class Route(enum.Enum):
+    """How a call's media travels. Ordered from least to most strict."""
+
+    DIRECT = "direct"
+    RELAY = "relay"
+    STRICT = "strict"
+
+    @property
+    def strictness(self) -> int:
+        return _STRICTNESS[self]
+
+
+_STRICTNESS = {Route.DIRECT: 0, Route.RELAY: 1, Route.STRICT: 2}
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base for config sections: unknown keys are errors, because a typo silently ignored is
+    a setting silently not applied."""
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "info"
+    max_message_bytes: int = 65536
+    """Largest WebSocket message accepted; SDP with many codecs is ~10 KiB, so 64 KiB is ample."""
+    send_queue_limit: int = 256
+    """Messages queued for a client that is not reading before it is disconnected as too slow."""
+
+
+class MatchmakingConfig(_Section):
+    repair_cooldown_s: float = 60.0
+    interest_fallback_s: float = 5.0
+    heartbeat_timeout_s: float = 30.0
+    heartbeat_interval_s: float = 10.0
+    connect_timeout_s: float = 10.0
+    """How long a client waits for media to connect before it says the call failed."""
+
+
+class TurnConfig(_Section):
+    urls: list[str] = msgspec.field(default_factory=list)
+    secret: str = ""
+    """coturn's ``static-auth-secret`` (``use-auth-secret`` mode)."""
+    ttl_s: int = 3600
+
+
+class IceConfig(_Section):
+    stun_urls: list[str] = msgspec.field(default_factory=list)
+    turn: TurnConfig = msgspec.field(default_factory=TurnConfig)
+
+
+class RegionsConfig(_Section):
+    trusted_header: str = ""
+    """Request header carrying the client's country (set by the CDN/proxy). Empty: trust none."""
+    default_region: str = "default"
+    default_route: Route = Route.DIRECT
+    routes: dict[str, Route] = msgspec.field(default_factory=dict)
+    """Region code (e.g. "DE") to route."""
+
+
+class Config(_Section):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    matchmaking: MatchmakingConfig = msgspec.field(default_factory=MatchmakingConfig)
+    ice: IceConfig = msgspec.field(default_factory=IceConfig)
+    regions: RegionsConfig = msgspec.field(default_factory=RegionsConfig)
+
+    def check(self) -> None:
+        """Cross-field checks that types alone cannot express."""
+        problems: list[str] = []
+        if not 0 < self.server.port < 65536:
+            problems.append(f"server.port must be 1-65535, got {self.server.port}")
+        if self.server.max_message_bytes < 1024:
+            problems.append("server.max_message_bytes must be at least 1024")
+        mm = self.matchmaking
+        for name in ("heartbeat_timeout_s", "heartbeat_interval_s", "connect_timeout_s"):
+            if getattr(mm, name) <= 0:
+                problems.append(f"matchmaking.{name} must be positive")
+        if mm.heartbeat_interval_s >= mm.heartbeat_timeout_s:
+            problems.append("matchmaking.heartbeat_interval_s must be below heartbeat_timeout_s")
+        for name in ("repair_cooldown_s", "interest_fallback_s"):
+            if getattr(mm, name) < 0:
+                problems.append(f"matchmaking.{name} must not be negative")
+        if self.ice.turn.urls and not self.ice.turn.secret:
+            problems.append("ice.turn.secret is required when ice.turn.urls is set")
+        if self.ice.turn.ttl_s <= 0:
+            problems.append("ice.turn.ttl_s must be positive")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+
+def config_from_mapping(data: dict[str, Any], source: str = "<config>") -> Config:
+    """Validate already-parsed data; errors are prefixed with `source` so the operator knows
+    which file to open."""
+    try:
+        config = msgspec.convert(data, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    try:
+        config.check()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return config
+
+
+def load_config(path: Path | None) -> Config:
+    """Read the TOML file at `path`, or the embedded defaults when `path` is None."""
+    if path is None:
+        return config_from_mapping({}, "<defaults>")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return config_from_mapping(data, str(path))

@@ -1,0 +1,42 @@
+"""Region policy: which route a call takes, decided from where its two members are.
+
+A client's region comes only from a header the operator names as trusted (set by their CDN or
+proxy); anything a client claims itself is ignored, since the strict route exists precisely for
+people who would rather avoid it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from chatguard.config import RegionsConfig, Route
+
+_MAX_REGION_LENGTH = 16
+
+
+class RoutePolicy:
+    """Maps regions to routes; a pair gets the stricter route of its two members."""
+
+    def __init__(self, config: RegionsConfig, override: Route | None = None) -> None:
+        self._config = config
+        self._routes = {region.upper(): route for region, route in config.routes.items()}
+        self._override = override
+
+    def region_from_headers(self, headers: Mapping[str, str]) -> str:
+        header = self._config.trusted_header
+        value = headers.get(header.lower(), "").strip().upper() if header else ""
+        if not value or len(value) > _MAX_REGION_LENGTH or not value.isalnum():
+            return self._config.default_region
+        return value
+
+    def route_for_region(self, region: str) -> Route:
+        if self._override is not None:
+            return self._override
+        return self._routes.get(region.upper(), self._config.default_route)
+
+    def route_for_pair(self, region_a: str, region_b: str) -> Route:
+        return max(
+            self.route_for_region(region_a),
+            self.route_for_region(region_b),
+            key=lambda route: route.strictness,
+        )

@@ -1,0 +1,196 @@
+"""The signaling wire protocol: every message a client may send or receive, as typed structs.
+
+This module is the single source of truth for the protocol (``docs/protocol.md`` describes the
+same messages for client authors). It only encodes and decodes: no state, no I/O. Decoding
+validates against the schema with msgspec, so an invalid message is rejected with a reason that
+names the field, and nothing downstream ever sees an unvalidated dict.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+
+RouteName = Literal["direct", "relay", "strict"]
+Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=60_000)]
+PairId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Interest = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+ShortText = Annotated[str, msgspec.Meta(max_length=200)]
+
+
+class _ClientMessage(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
+    v: int = PROTOCOL_VERSION
+    """Protocol version the client speaks; optional so hand-written clients stay short."""
+
+
+class Join(_ClientMessage, tag="join"):
+    """Start looking for a partner (the Start button)."""
+
+    interests: Annotated[list[Interest], msgspec.Meta(max_length=16)] = []
+
+
+class Next(_ClientMessage, tag="next"):
+    """Drop the current partner and look for another."""
+
+
+class Leave(_ClientMessage, tag="leave"):
+    """Stop: leave the pair or the queue, stay connected."""
+
+
+class Report(_ClientMessage, tag="report"):
+    """Report the current partner; ends the call and looks for someone new."""
+
+    reason: ShortText = ""
+
+
+class Offer(_ClientMessage, tag="offer"):
+    pair: PairId
+    sdp: Sdp
+
+
+class Answer(_ClientMessage, tag="answer"):
+    pair: PairId
+    sdp: Sdp
+
+
+class IceCandidate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Mirrors the browser's RTCIceCandidateInit; an empty candidate means end-of-candidates."""
+
+    candidate: Annotated[str, msgspec.Meta(max_length=1024)]
+    sdpMid: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    sdpMLineIndex: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
+    usernameFragment: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+
+
+class Candidate(_ClientMessage, tag="candidate"):
+    pair: PairId
+    candidate: IceCandidate
+
+
+class CallState(_ClientMessage, tag="call_state"):
+    """The client's view of its media connection, so the server can log it and re-route."""
+
+    pair: PairId
+    state: Literal["connected", "failed"]
+
+
+class Ping(_ClientMessage, tag="ping"):
+    """Heartbeat; the server answers with pong."""
+
+
+ClientMessage = Join | Next | Leave | Report | Offer | Answer | Candidate | CallState | Ping
+PartnerSignal = Offer | Answer | Candidate
+
+
+class _ServerMessage(msgspec.Struct, tag_field="type", omit_defaults=False, kw_only=True):
+    v: int = PROTOCOL_VERSION
+
+
+class IceServer(msgspec.Struct, omit_defaults=True):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class Welcome(_ServerMessage, tag="welcome"):
+    id: str
+    region: str
+    ice_servers: list[IceServer]
+    heartbeat_interval_s: float
+    connect_timeout_s: float
+
+
+class Waiting(_ServerMessage, tag="waiting"):
+    """Queued for a partner."""
+
+
+class Idle(_ServerMessage, tag="idle"):
+    """Out of the queue (after leave)."""
+
+
+class Paired(_ServerMessage, tag="paired"):
+    pair: str
+    role: Literal["offerer", "answerer"]
+    route: RouteName
+
+
+class PartnerLeft(_ServerMessage, tag="partner_left"):
+    pair: str
+    reason: str
+
+
+class RelayedOffer(_ServerMessage, tag="offer"):
+    pair: str
+    sdp: str
+
+
+class RelayedAnswer(_ServerMessage, tag="answer"):
+    pair: str
+    sdp: str
+
+
+class RelayedCandidate(_ServerMessage, tag="candidate"):
+    pair: str
+    candidate: IceCandidate
+
+
+class Pong(_ServerMessage, tag="pong"):
+    pass
+
+
+class Error(_ServerMessage, tag="error"):
+    code: str
+    message: str
+
+
+ServerMessage = (
+    Welcome
+    | Waiting
+    | Idle
+    | Paired
+    | PartnerLeft
+    | RelayedOffer
+    | RelayedAnswer
+    | RelayedCandidate
+    | Pong
+    | Error
+)
+
+
+class ProtocolError(Exception):
+    """A message that cannot be accepted; `code` is machine-readable, the text human-readable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
+_encoder = msgspec.json.Encoder()
+
+
+def decode_client_message(raw: bytes | str, max_bytes: int) -> ClientMessage:
+    """Parse and validate one client message, or raise ProtocolError saying what was wrong."""
+    size = len(raw)
+    if size > max_bytes:
+        raise ProtocolError("too_large", f"message is {size} bytes; the limit is {max_bytes}")
+    try:
+        message = _decoder.decode(raw)
+    except msgspec.ValidationError as exc:  # a DecodeError subclass: must come first
+        raise ProtocolError("invalid", f"invalid message: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ProtocolError("malformed", f"not valid JSON: {exc}") from None
+    if message.v != PROTOCOL_VERSION:
+        raise ProtocolError(
+            "unsupported_version",
+            f"protocol version {message.v} is not supported; this server speaks {PROTOCOL_VERSION}",
+        )
+    return message
+
+
+def encode_server_message(message: ServerMessage) -> str:
+    return _encoder.encode(message).decode()

@@ -1,0 +1,85 @@
+"""Headless Debian Chromium driven by Playwright, with a fake camera; never downloads a browser."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+requires_chromium = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists(),
+    reason="Debian chromium is not installed (.ci/run installs it)",
+)
+
+
+@asynccontextmanager
+async def chromium(extra_args: list[str] | None = None) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=FLAGS + (extra_args or [])
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def status_of(page: Page) -> tuple[str, str]:
+    state = await page.get_attribute("#status", "data-state")
+    route = await page.get_attribute("#status", "data-route")
+    return state or "", route or ""
+
+
+async def wait_for_state(page: Page, state: str, timeout_s: float = 20) -> None:
+    await page.wait_for_selector(f'#status[data-state="{state}"]', timeout=timeout_s * 1000)
+
+
+FRAMES_DECODED_JS = """
+async () => {
+  const pc = window.chatguard.pc;
+  if (!pc) return -1;
+  let frames = 0;
+  (await pc.getStats()).forEach((report) => {
+    if (report.type === "inbound-rtp" && report.kind === "video") {
+      frames += report.framesDecoded || 0;
+    }
+  });
+  return frames;
+}
+"""
+
+
+async def frames_decoded(page: Page) -> int:
+    return int(await page.evaluate(FRAMES_DECODED_JS))
+
+
+async def wait_for_frames(page: Page, at_least: int, timeout_s: float = 20) -> int:
+    """Poll getStats until the current call has decoded `at_least` video frames."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    frames = await frames_decoded(page)
+    while frames < at_least:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"only {frames} video frames decoded, wanted {at_least}")
+        await asyncio.sleep(0.2)
+        frames = await frames_decoded(page)
+    return frames

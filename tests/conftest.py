@@ -1,0 +1,80 @@
+"""Shared fixtures: a real uvicorn server on a free port, and real WebSocket clients."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import uvicorn
+
+from chatguard.config import Config, Route, config_from_mapping
+from signaling.app import create_app
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    host: str
+    port: int
+    app_state: object
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/ws"
+
+
+def run_server(config: Config, route: Route | None = None) -> Iterator[RunningServer]:
+    """Serve the real app with real uvicorn in a background thread for one test."""
+    app = create_app(config, route)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.server.host,
+            port=config.server.port,
+            log_level="warning",
+            ws_max_size=config.server.max_message_bytes * 2,
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield RunningServer(config.server.host, config.server.port, app.state)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def make_config(**sections: dict[str, object]) -> Config:
+    data: dict[str, object] = {"server": {"host": "127.0.0.1", "port": free_port()}}
+    for name, values in sections.items():
+        merged = dict(data.get(name, {}))  # type: ignore[call-overload]
+        merged.update(values)
+        data[name] = merged
+    return config_from_mapping(data)
+
+
+@pytest.fixture
+def server() -> Iterator[RunningServer]:
+    config = make_config(
+        matchmaking={"repair_cooldown_s": 30.0, "interest_fallback_s": 0.5},
+        regions={"trusted_header": "x-country", "routes": {"DE": "strict", "FR": "relay"}},
+    )
+    yield from run_server(config)

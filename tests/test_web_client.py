@@ -1,0 +1,146 @@
+"""End to end: real `chatguard serve`, real headless Chromium pages with fake cameras."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.browser import (
+    chromium,
+    requires_chromium,
+    status_of,
+    wait_for_frames,
+    wait_for_state,
+)
+from tests.conftest import free_port
+from tests.wsclient import Client
+
+pytestmark = [pytest.mark.browser, requires_chromium]
+
+
+@contextmanager
+def chatguard_serve(tmp_path: Path, config_toml: str = "") -> Iterator[str]:
+    """The real command an operator runs, on a free port, with an optional config file."""
+    port = free_port()
+    config = tmp_path / "chatguard.toml"
+    config.write_text(config_toml)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "chatguard.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--config",
+            str(config),
+            "--log-level",
+            "warning",
+        ],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise RuntimeError("chatguard serve did not come up")
+        time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def serve_url(tmp_path: Path) -> Iterator[str]:
+    with chatguard_serve(tmp_path) as url:
+        yield url
+
+
+async def test_two_pages_call_directly_then_next_repairs_with_a_third(serve_url: str) -> None:
+    async with chromium() as browser:
+        pages = []
+        for _ in range(3):
+            context = await browser.new_context()
+            page = await context.new_page()
+            await page.goto(serve_url)
+            pages.append(page)
+        alice, bob, carol = pages
+        assert await status_of(alice) == ("idle", "none")
+
+        await alice.click("#start")
+        await wait_for_state(alice, "waiting")
+        await bob.click("#start")
+        for page in (alice, bob):
+            await wait_for_state(page, "connected")
+            assert await status_of(page) == ("connected", "direct")
+            assert "direct" in (await page.text_content("#status") or "")
+        # both see each other's camera: frames actually decoded, not just a connection
+        await wait_for_frames(alice, 10)
+        await wait_for_frames(bob, 10)
+
+        await carol.click("#start")
+        await wait_for_state(carol, "waiting")
+        await alice.click("#next")
+        await wait_for_state(carol, "connected")
+        await wait_for_state(alice, "connected")
+        await wait_for_frames(carol, 10)
+        await wait_for_frames(alice, 10)
+        # bob lost alice, is told so, and waits (cool-down keeps alice away from him)
+        await wait_for_state(bob, "waiting")
+
+        await carol.click("#stop")
+        await wait_for_state(carol, "idle")
+        await wait_for_state(alice, "waiting")
+        await wait_for_state(bob, "waiting")  # alice and bob are still in cool-down
+
+
+async def test_report_ends_the_call_and_looks_again(serve_url: str) -> None:
+    async with chromium() as browser:
+        pages = []
+        for _ in range(2):
+            page = await (await browser.new_context()).new_page()
+            await page.goto(serve_url)
+            await page.click("#start")
+            pages.append(page)
+        alice, bob = pages
+        await wait_for_state(alice, "connected")
+        await alice.click("#report")
+        await wait_for_state(alice, "waiting")
+        await wait_for_state(bob, "waiting")
+        stats = httpx.get(serve_url + "/stats").json()
+        assert stats["reports"] == 1
+
+
+async def test_a_call_that_cannot_connect_says_so(tmp_path: Path) -> None:
+    """The partner here is a bare WebSocket client that never answers the offer."""
+    config = "[matchmaking]\nconnect_timeout_s = 2\n"
+    with chatguard_serve(tmp_path, config) as url:
+        silent_partner = await Client.connect(url.replace("http", "ws") + "/ws")
+        await silent_partner.send(type="join")
+        async with chromium() as browser:
+            page = await (await browser.new_context()).new_page()
+            await page.goto(url)
+            await page.click("#start")
+            await wait_for_state(page, "connecting")
+            assert (await silent_partner.expect_paired())["role"] == "answerer"
+            assert (await silent_partner.expect("offer"))["sdp"].startswith("v=0")
+            await wait_for_state(page, "ended", timeout_s=10)
+            assert "Couldn't connect" in (await page.text_content("#status") or "")
+            assert await page.is_enabled("#next")
+        await silent_partner.close()

@@ -1,0 +1,64 @@
+"""A small real WebSocket client for protocol tests and the load benchmark's checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import websockets
+
+
+class Client:
+    """One signaling connection; `expect` waits for the next message of a given type."""
+
+    def __init__(self, ws: websockets.ClientConnection) -> None:
+        self.ws = ws
+        self.welcome: dict[str, Any] = {}
+
+    @classmethod
+    async def connect(cls, url: str, headers: dict[str, str] | None = None) -> Client:
+        ws = await websockets.connect(url, additional_headers=headers, max_size=None)
+        client = cls(ws)
+        client.welcome = await client.expect("welcome")
+        return client
+
+    async def send(self, **message: Any) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def send_raw(self, raw: str | bytes) -> None:
+        await self.ws.send(raw)
+
+    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        message: dict[str, Any] = json.loads(raw)
+        return message
+
+    async def expect(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:
+        """Next message, which must be of type `kind` (pongs are skipped)."""
+        while True:
+            message = await self.recv(timeout)
+            if message["type"] == "pong" and kind != "pong":
+                continue
+            assert message["type"] == kind, f"expected {kind}, got {message}"
+            return message
+
+    async def expect_paired(self, timeout: float = 5.0) -> dict[str, Any]:
+        """Skip queue notices (waiting) until the pairing arrives."""
+        while True:
+            message = await self.recv(timeout)
+            if message["type"] in ("waiting", "pong"):
+                continue
+            assert message["type"] == "paired", f"expected paired, got {message}"
+            return message
+
+    async def silent(self, duration: float = 0.3) -> None:
+        """Assert that nothing arrives for `duration` seconds."""
+        try:
+            message = await asyncio.wait_for(self.ws.recv(), duration)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected message {message!r}")
+
+    async def close(self) -> None:
+        await self.ws.close()
