@@ -1,0 +1,143 @@
+"""Asyncio front end for :class:`~models.inference.ModelRunner` that batches.
+
+Why: a relay worker moderates several streams, each sampling a frame every so
+often. Calling ``session.run`` on the event loop would stall every stream's
+media for the length of an inference, so inference runs in a thread (ORT
+releases the GIL). And while one run is in flight, frames from other streams
+pile up; rather than queueing them as separate executor jobs, the next run
+takes all of them at once (up to ``max_batch``) as one batched ``session.run``
+-- cheaper per image than single runs, and it needs one thread hop instead of
+B (``bench/model_bench.py`` measures both).
+
+Only one run is in flight per batcher: with one worker process per core and
+``intra_op_num_threads=1`` a second concurrent run would just time-slice the
+same core and make both late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from models.decode import Detection
+from models.inference import ModelRunner
+from models.letterbox import Letterbox
+
+__all__ = ["AsyncBatcher", "BatchStats", "InferenceRequest"]
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceRequest:
+    """One frame's (3, S, S) float32 tensor and the letterbox that maps boxes back."""
+
+    tensor: NDArray[np.float32]
+    letterbox: Letterbox
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: InferenceRequest
+    future: asyncio.Future[list[Detection]]
+
+
+@dataclass(slots=True)
+class BatchStats:
+    """Counters for tests and metrics: how many runs, how many images."""
+
+    runs: int = 0
+    images: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+class AsyncBatcher:
+    """Submit frames from many coroutines; each gets back its own detections.
+
+    Must be used from one event loop. ``executor`` defaults to a private
+    single-thread pool (closed by :meth:`aclose`).
+    """
+
+    def __init__(
+        self,
+        runner: ModelRunner,
+        *,
+        max_batch: int = 8,
+        executor: concurrent.futures.Executor | None = None,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        self.runner = runner
+        self.max_batch = max_batch
+        self._own_executor = executor is None
+        self._executor = executor or concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="chatguard-infer"
+        )
+        self._pending: deque[_Pending] = deque()
+        self._drainer: asyncio.Task[None] | None = None
+        self._closed = False
+        self.stats = BatchStats()
+
+    async def infer(self, tensor: NDArray[np.float32], letterbox: Letterbox) -> list[Detection]:
+        """Detections for one frame; batched with whatever else is waiting."""
+        return await self.submit(InferenceRequest(tensor, letterbox))
+
+    async def submit(self, request: InferenceRequest) -> list[Detection]:
+        if self._closed:
+            raise RuntimeError("AsyncBatcher is closed")
+        s = self.runner.input_size
+        if request.tensor.shape != (3, s, s):
+            raise ValueError(f"expected a (3, {s}, {s}) tensor, got {request.tensor.shape}")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Detection]] = loop.create_future()
+        self._pending.append(_Pending(request, fut))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = loop.create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch: list[_Pending] = []
+            while self._pending and len(batch) < self.max_batch:
+                p = self._pending.popleft()
+                if not p.future.done():  # skip callers that were cancelled while waiting
+                    batch.append(p)
+            if not batch:
+                continue
+            requests = [p.request for p in batch]
+            try:
+                results = await loop.run_in_executor(self._executor, self._run_batch, requests)
+            except Exception as exc:
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+                continue
+            self.stats.runs += 1
+            self.stats.images += len(batch)
+            self.stats.batch_sizes.append(len(batch))
+            for p, dets in zip(batch, results, strict=True):
+                if not p.future.done():
+                    p.future.set_result(dets)
+
+    def _run_batch(self, requests: list[InferenceRequest]) -> list[list[Detection]]:
+        """Runs in the executor thread: stacking B x 1.2 MB tensors stays off the loop too."""
+        tensors = np.stack([r.tensor for r in requests])
+        return self.runner.infer(tensors, [r.letterbox for r in requests])
+
+    async def aclose(self) -> None:
+        """Finish in-flight work, then release the private executor."""
+        self._closed = True
+        if self._drainer is not None:
+            await asyncio.shield(self._drainer)
+        if self._own_executor:
+            self._executor.shutdown(wait=False)
+
+    async def __aenter__(self) -> AsyncBatcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
