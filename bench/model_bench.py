@@ -22,6 +22,7 @@ process that loads the machine for a while hurts all of them alike.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import concurrent.futures
 import json
 import os
@@ -37,7 +38,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from models.decode import decode_yolov8
-from models.inference import GraphOptimization, ModelRunner
+from models.inference import BatchMode, GraphOptimization, ModelRunner
 from models.letterbox import Letterbox
 from models.manifest import default_manifest
 from models.preprocess_reference import preprocess
@@ -127,7 +128,7 @@ def bench_inference(x1: NDArray[np.float32], runs: int) -> dict[str, Any]:
 
 def bench_batching(x1: NDArray[np.float32], runs: int) -> dict[str, Any]:
     """Per-image cost of batched runs, and one executor job vs B jobs."""
-    runner = ModelRunner()
+    runner = ModelRunner(batch_mode="tensor")
     out: dict[str, Any] = {}
     fns: dict[str, Callable[[], object]] = {}
     for b in (1, 2, 4, 8):
@@ -158,12 +159,48 @@ def bench_batching(x1: NDArray[np.float32], runs: int) -> dict[str, Any]:
             {
                 "4 separate jobs": separate_jobs,
                 "1 job, 4 runs back-to-back": one_job_loop,
-                "1 job, 1 batched run": one_job_batched,
+                "1 job, 1 batched (4,3,S,S) run": one_job_batched,
             },
             max(runs // 4, 10),
             warmup=2,
         )
+    out["async_batcher_B4"] = bench_async_batcher(x1, max(runs // 4, 10))
     return out
+
+
+async def _async_rounds(
+    runner: ModelRunner, tensor: NDArray[np.float32], lb: Letterbox, runs: int
+) -> tuple[list[float], list[float]]:
+    """``runs`` rounds of 4 concurrent submits; seconds to the first and last answer."""
+    from models.batching import AsyncBatcher
+
+    first: list[float] = []
+    last: list[float] = []
+
+    async def one(t0: float) -> float:
+        await batcher.infer(tensor, lb)
+        return time.perf_counter() - t0
+
+    async with AsyncBatcher(runner, max_batch=4) as batcher:
+        for i in range(runs + 2):
+            t0 = time.perf_counter()
+            ends = await asyncio.gather(*(one(t0) for _ in range(4)))
+            if i >= 2:  # warm-up
+                first.append(min(ends))
+                last.append(max(ends))
+    return first, last
+
+
+def bench_async_batcher(x1: NDArray[np.float32], runs: int) -> dict[str, Any]:
+    """Four concurrent submits through AsyncBatcher: when do the first and last answers come?"""
+    lb = Letterbox.identity(x1.shape[-1])
+    tensor = np.ascontiguousarray(x1[0])
+    res: dict[str, Any] = {}
+    modes: list[BatchMode] = ["loop", "tensor"]
+    for mode in modes:
+        first, last = asyncio.run(_async_rounds(ModelRunner(batch_mode=mode), tensor, lb, runs))
+        res[mode] = {"first_answer": percentiles(first), "last_answer": percentiles(last)}
+    return res
 
 
 def bench_decode(runs: int) -> dict[str, Any]:
@@ -220,12 +257,16 @@ def print_table(results: dict[str, Any]) -> None:
         f"{k} {v * 1e3:.0f} ms" for k, v in results["inference"]["session_load_s"].items()
     )
     print(f"  session load: {loads}")
-    print("\nBatched runs (threads=1, opt=all):")
+    print("\nOne session.run on a (B, 3, 320, 320) tensor (threads=1, opt=all):")
     for k, v in results["batching"]["batched_run"].items():
         row(k, v, f"per image {v['per_image_ms']:.3f} ms")
     print("\nFour images through a 1-thread executor:")
     for k, v in results["batching"]["executor_B4"].items():
         row(k, v)
+    print("\nAsyncBatcher, 4 concurrent requests (batch_mode):")
+    for mode, v in results["batching"]["async_batcher_B4"].items():
+        row(f"{mode}: first answer", v["first_answer"])
+        row(f"{mode}: last answer", v["last_answer"])
     print("\nDecode (raw output -> detections):")
     for name, v in results["decode"].items():
         print(f"  {name} ({v['detections']} detections), speedup x{v['speedup_p50']:.0f}")

@@ -5,9 +5,11 @@ often. Calling ``session.run`` on the event loop would stall every stream's
 media for the length of an inference, so inference runs in a thread (ORT
 releases the GIL). And while one run is in flight, frames from other streams
 pile up; rather than queueing them as separate executor jobs, the next run
-takes all of them at once (up to ``max_batch``) as one batched ``session.run``
--- cheaper per image than single runs, and it needs one thread hop instead of
-B (``bench/model_bench.py`` measures both).
+takes all of them at once (up to ``max_batch``) as one executor job: one thread
+hop instead of B. Inside the job the runner's ``batch_mode`` decides between B
+back-to-back single runs (CPU default: per-image cost is flat in B, and each
+caller is answered as soon as its own image is done) and one stacked run (for
+accelerators). ``bench/model_bench.py`` measures both.
 
 Only one run is in flight per batcher: with one worker process per core and
 ``intra_op_num_threads=1`` a second concurrent run would just time-slice the
@@ -52,6 +54,16 @@ class BatchStats:
     runs: int = 0
     images: int = 0
     batch_sizes: list[int] = field(default_factory=list)
+
+
+def _resolve(fut: asyncio.Future[list[Detection]], dets: list[Detection]) -> None:
+    if not fut.done():
+        fut.set_result(dets)
+
+
+def _fail(fut: asyncio.Future[list[Detection]], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
 
 
 class AsyncBatcher:
@@ -108,25 +120,44 @@ class AsyncBatcher:
                     batch.append(p)
             if not batch:
                 continue
-            requests = [p.request for p in batch]
             try:
-                results = await loop.run_in_executor(self._executor, self._run_batch, requests)
-            except Exception as exc:
+                await loop.run_in_executor(self._executor, self._run_batch, loop, batch)
+            except Exception as exc:  # pragma: no cover - _run_batch reports its own errors
                 for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
-                continue
+                    _fail(p.future, exc)
             self.stats.runs += 1
             self.stats.images += len(batch)
             self.stats.batch_sizes.append(len(batch))
-            for p, dets in zip(batch, results, strict=True):
-                if not p.future.done():
-                    p.future.set_result(dets)
 
-    def _run_batch(self, requests: list[InferenceRequest]) -> list[list[Detection]]:
-        """Runs in the executor thread: stacking B x 1.2 MB tensors stays off the loop too."""
-        tensors = np.stack([r.tensor for r in requests])
-        return self.runner.infer(tensors, [r.letterbox for r in requests])
+    def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
+        """Runs in the executor thread (stacking B x 1.2 MB tensors stays off the loop too).
+
+        Results go back to the loop with call_soon_threadsafe. In "loop" batch mode
+        each caller is answered as soon as its own image is done; a caller cancelled
+        meanwhile is skipped (reading ``done()`` from this thread is a benign race:
+        at worst one wasted inference).
+        """
+        runner = self.runner
+        if runner.batch_mode == "loop":
+            for p in batch:
+                if p.future.done():
+                    continue
+                try:
+                    dets = runner.infer_one(p.request.tensor, p.request.letterbox)
+                except Exception as exc:
+                    loop.call_soon_threadsafe(_fail, p.future, exc)
+                else:
+                    loop.call_soon_threadsafe(_resolve, p.future, dets)
+            return
+        try:
+            tensors = np.stack([p.request.tensor for p in batch])
+            results = runner.infer(tensors, [p.request.letterbox for p in batch])
+        except Exception as exc:
+            for p in batch:
+                loop.call_soon_threadsafe(_fail, p.future, exc)
+            return
+        for p, dets in zip(batch, results, strict=True):
+            loop.call_soon_threadsafe(_resolve, p.future, dets)
 
     async def aclose(self) -> None:
         """Finish in-flight work, then release the private executor."""

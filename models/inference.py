@@ -33,9 +33,10 @@ from models.decode import Detection, classifier_detections, decode_classifier, d
 from models.letterbox import Letterbox
 from models.manifest import Manifest, default_manifest
 
-__all__ = ["GraphOptimization", "ModelRunner"]
+__all__ = ["BatchMode", "GraphOptimization", "ModelRunner"]
 
 GraphOptimization = Literal["disable", "basic", "extended", "all"]
+BatchMode = Literal["loop", "tensor"]
 
 _OPT_LEVELS: dict[str, ort.GraphOptimizationLevel] = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -67,10 +68,20 @@ def session_options(
 class ModelRunner:
     """One InferenceSession for one manifest. Thread-safe (``session.run`` is).
 
-    ``fixed_batch`` is True when the graph's batch dimension is the literal 1; then
-    a batch is run as back-to-back single-image runs inside one call. NudeNet
-    320n's input is ``[batch, 3, height, width]`` with every dim symbolic, so it
-    takes real batches.
+    ``batch_mode`` says how a batch of B images is run:
+
+    * ``"loop"`` (default): B back-to-back batch-1 ``session.run`` calls. On CPU
+      this is as fast or faster than one batched run: per-image cost is flat in
+      B (~15 ms at 320x320, 1 thread) and a B=4 tensor run measured ~6% *slower*
+      than 4 single runs (bigger activations fall out of cache). It also lets
+      :class:`~models.batching.AsyncBatcher` hand each result back as soon as
+      its own image is done instead of when the whole batch is.
+    * ``"tensor"``: one ``session.run`` on the stacked (B, 3, S, S) tensor --
+      for accelerators, where batching does pay.
+
+    ``fixed_batch`` is True when the graph's batch dimension is the literal 1;
+    then "loop" is forced. NudeNet 320n's input is ``[batch, 3, height, width]``
+    with every dim symbolic, so it could take either.
     """
 
     def __init__(
@@ -80,6 +91,7 @@ class ModelRunner:
         intra_op_threads: int = 1,
         graph_optimization: GraphOptimization = "all",
         allow_spinning: bool = False,
+        batch_mode: BatchMode = "loop",
         providers: Sequence[str] = ("CPUExecutionProvider",),
     ) -> None:
         self.manifest = manifest if manifest is not None else default_manifest()
@@ -95,6 +107,7 @@ class ModelRunner:
         self.input_shape: list[int | str | None] = list(inp.shape)
         self.output_name: str = self.session.get_outputs()[0].name
         self.fixed_batch: bool = self.input_shape[0] == 1
+        self.batch_mode: BatchMode = "loop" if self.fixed_batch else batch_mode
         self.labels: list[str] = list(self.manifest.labels)
         size = self.manifest.input_size
         for dim, want in zip(self.input_shape[1:], (3, size, size), strict=True):
@@ -116,7 +129,7 @@ class ModelRunner:
         s = self.input_size
         if x.ndim != 4 or x.shape[1:] != (3, s, s):
             raise ValueError(f"expected a (B, 3, {s}, {s}) batch, got {x.shape}")
-        if self.fixed_batch and x.shape[0] != 1:
+        if self.batch_mode == "loop" and x.shape[0] != 1:
             outs = [self._run1(x[i : i + 1]) for i in range(x.shape[0])]
             return np.concatenate(outs, axis=0)
         return self._run1(x)
@@ -139,6 +152,10 @@ class ModelRunner:
             )
         scores = decode_classifier(output, self.labels, activation=d.activation)
         return classifier_detections(scores, letterbox, d.score_threshold)
+
+    def infer_one(self, tensor: NDArray[np.float32], letterbox: Letterbox) -> list[Detection]:
+        """Run and decode one (3, S, S) tensor."""
+        return self.decode(self.run_raw(tensor[None])[0], letterbox)
 
     def infer(
         self,

@@ -10,7 +10,7 @@ import pytest
 
 from models.batching import AsyncBatcher, InferenceRequest
 from models.decode import Detection
-from models.inference import ModelRunner
+from models.inference import BatchMode, ModelRunner
 from models.letterbox import Letterbox
 from models.preprocess_reference import preprocess
 from tests._models_support import photo
@@ -41,9 +41,11 @@ def same(a: list[Detection], b: list[Detection]) -> bool:
     )
 
 
+@pytest.mark.parametrize("mode", ["loop", "tensor"])
 async def test_concurrent_requests_get_their_own_results(
-    runner: ModelRunner, requests: list[InferenceRequest], expected: list[list[Detection]]
+    mode: BatchMode, requests: list[InferenceRequest], expected: list[list[Detection]]
 ) -> None:
+    runner = ModelRunner(batch_mode=mode)
     async with AsyncBatcher(runner, max_batch=4) as batcher:
         # 3 rounds of 6 streams each, all in flight at once, in a shuffled order.
         order = [i for _ in range(3) for i in np.random.default_rng(1).permutation(len(NAMES))]
@@ -98,20 +100,42 @@ async def test_event_loop_keeps_ticking_during_inference(
     assert max(gaps) < 0.04, f"loop stalled for {max(gaps) * 1e3:.1f} ms"
 
 
+@pytest.mark.parametrize("mode", ["loop", "tensor"])
 async def test_errors_reach_every_caller_in_the_batch(
-    runner: ModelRunner, requests: list[InferenceRequest]
+    mode: BatchMode, requests: list[InferenceRequest]
 ) -> None:
-    bad = InferenceRequest(requests[0].tensor, Letterbox.identity(320))
+    runner = ModelRunner(batch_mode=mode)
 
     def boom(*_: object) -> list[list[Detection]]:
         raise RuntimeError("model exploded")
 
+    runner.run_raw = boom  # type: ignore[method-assign,assignment]
     async with AsyncBatcher(runner) as batcher:
-        batcher.runner = type("Boom", (), {"input_size": 320, "infer": staticmethod(boom)})()  # type: ignore[assignment]
         results = await asyncio.gather(
-            batcher.submit(bad), batcher.submit(requests[1]), return_exceptions=True
+            *(batcher.submit(r) for r in requests[:3]), return_exceptions=True
         )
-    assert all(isinstance(r, RuntimeError) and "exploded" in str(r) for r in results)
+        assert all(isinstance(r, RuntimeError) and "exploded" in str(r) for r in results)
+        del runner.run_raw  # the batcher keeps working after a failed run
+        assert [d.label for d in await batcher.submit(requests[0])] == ["FACE_FEMALE"]
+
+
+async def test_loop_mode_answers_each_caller_when_its_image_is_done(
+    runner: ModelRunner, requests: list[InferenceRequest]
+) -> None:
+    """In "loop" mode the first caller of a batch hears back before the batch ends."""
+    assert runner.batch_mode == "loop"
+    done_at: dict[int, float] = {}
+
+    async def one(i: int) -> None:
+        await batcher.submit(requests[i])
+        done_at[i] = time.perf_counter()
+
+    async with AsyncBatcher(runner, max_batch=len(requests)) as batcher:
+        await asyncio.gather(*(one(i) for i in range(len(requests))))
+    assert batcher.stats.batch_sizes == [len(requests)]
+    assert sorted(done_at, key=lambda i: done_at[i]) == list(range(len(requests)))
+    # ~15 ms per image: the first answer comes several runs before the last one.
+    assert done_at[len(requests) - 1] - done_at[0] > 0.03
 
 
 async def test_cancelled_caller_does_not_break_the_others(
