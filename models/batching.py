@@ -49,11 +49,12 @@ class _Pending:
 
 @dataclass(slots=True)
 class BatchStats:
-    """Counters for tests and metrics: how many runs, how many images."""
+    """Counters for tests and metrics: how many runs, how many images, and the
+    sizes of the most recent batches (bounded: a relay worker runs for weeks)."""
 
     runs: int = 0
     images: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
+    batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=256))
 
 
 def _resolve(fut: asyncio.Future[list[Detection]], dets: list[Detection]) -> None:

@@ -66,7 +66,7 @@ async def test_requests_arriving_during_a_run_join_the_next_batch(
         await asyncio.sleep(0)  # the first run starts alone ...
         late = [asyncio.create_task(batcher.submit(r)) for r in requests[1:]]
         await asyncio.gather(first, *late)
-    assert batcher.stats.batch_sizes == [1, len(requests) - 1]  # ... the rest go together
+    assert list(batcher.stats.batch_sizes) == [1, len(requests) - 1]  # ... the rest go together
 
 
 async def test_event_loop_keeps_ticking_during_inference(
@@ -132,7 +132,7 @@ async def test_loop_mode_answers_each_caller_when_its_image_is_done(
 
     async with AsyncBatcher(runner, max_batch=len(requests)) as batcher:
         await asyncio.gather(*(one(i) for i in range(len(requests))))
-    assert batcher.stats.batch_sizes == [len(requests)]
+    assert list(batcher.stats.batch_sizes) == [len(requests)]
     assert sorted(done_at, key=lambda i: done_at[i]) == list(range(len(requests)))
     # ~15 ms per image: the first answer comes several runs before the last one.
     assert done_at[len(requests) - 1] - done_at[0] > 0.03
