@@ -1,0 +1,298 @@
+"""Moderation model micro-benchmark: inference latency, batching and decode cost.
+
+Run: ``python -m bench.model_bench [--runs N] [--json FILE]``. Prints a table and
+writes JSON (default ``bench/results/model.json``).
+
+Why each measurement exists:
+
+* intra-op threads 1 vs 2: the relay runs one worker per core, so a session
+  with 2 threads only pays off if the machine has idle cores;
+* graph optimisation levels: what ORT_ENABLE_ALL buys over none/basic/extended;
+* plain ``session.run`` vs IOBinding with a preallocated output;
+* batching: per-image cost of one B-image run vs B single runs, and of one
+  executor job vs B executor jobs (what :class:`models.batching.AsyncBatcher`
+  saves);
+* decode: our vectorised decode vs NudeNet's per-row Python loop
+  (``nudenet.nudenet._postprocess``), on the same raw outputs.
+
+Configurations being compared are *interleaved* run by run, so a neighbour
+process that loads the machine for a while hurts all of them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from models.decode import decode_yolov8
+from models.inference import BatchMode, GraphOptimization, ModelRunner
+from models.letterbox import Letterbox
+from models.manifest import default_manifest
+from models.preprocess_reference import preprocess
+
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "model.json"
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """p50/p99/mean in milliseconds."""
+    a = np.asarray(samples) * 1e3
+    return {
+        "p50_ms": float(np.percentile(a, 50)),
+        "p99_ms": float(np.percentile(a, 99)),
+        "mean_ms": float(a.mean()),
+        "n": len(samples),
+    }
+
+
+def interleaved(fns: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, Any]:
+    """Time each callable ``runs`` times, round-robin, after ``warmup`` untimed rounds."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(runs):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[k].append(time.perf_counter() - t0)
+    return {k: percentiles(v) for k, v in samples.items()}
+
+
+def photos() -> list[NDArray[np.uint8]]:
+    """astronaut, coffee, rocket and (grey) moon from skimage.data, as HxWx3 RGB."""
+    import skimage.data
+
+    out = []
+    for name in ("astronaut", "coffee", "rocket", "moon"):
+        img = np.asarray(getattr(skimage.data, name)())
+        if img.ndim == 2:
+            img = np.stack([img] * 3, axis=-1)
+        out.append(np.ascontiguousarray(img[..., :3]))
+    return out
+
+
+def runs_raw(runner: ModelRunner, x: NDArray[np.float32]) -> Callable[[], object]:
+    return lambda: runner.run_raw(x)
+
+
+def iobinding_runner(runner: ModelRunner, x: NDArray[np.float32]) -> Callable[[], object]:
+    """session.run_with_iobinding with input bound once and a preallocated output."""
+    sess = runner.session
+    out_shape = [x.shape[0], *runner.run_raw(x).shape[1:]]
+    out = ort.OrtValue.ortvalue_from_shape_and_type(out_shape, np.float32)
+    binding = sess.io_binding()
+    binding.bind_cpu_input(runner.input_name, x)
+    binding.bind_ortvalue_output(runner.output_name, out)
+
+    def run() -> object:
+        sess.run_with_iobinding(binding)
+        return out
+
+    return run
+
+
+def bench_inference(x1: NDArray[np.float32], runs: int) -> dict[str, Any]:
+    """Batch-1 latency across thread counts, optimisation levels and IOBinding."""
+    runners: dict[str, ModelRunner] = {}
+    load_s: dict[str, float] = {}
+    levels: list[GraphOptimization] = ["disable", "basic", "extended", "all"]
+    for level in levels:
+        t0 = time.perf_counter()
+        runners[f"threads=1 opt={level}"] = ModelRunner(graph_optimization=level)
+        load_s[level] = time.perf_counter() - t0
+    runners["threads=2 opt=all"] = ModelRunner(intra_op_threads=2)
+    fns = {k: runs_raw(r, x1) for k, r in runners.items()}
+    fns["threads=1 opt=all iobinding"] = iobinding_runner(runners["threads=1 opt=all"], x1)
+    result = interleaved(fns, runs, warmup=5)
+    # Spinning pool threads keep burning CPU after a run returns, which would slow
+    # whatever ran next in an interleaved loop, so this one is timed on its own.
+    spin = ModelRunner(intra_op_threads=2, allow_spinning=True)
+    result.update(interleaved({"threads=2 opt=all spin": runs_raw(spin, x1)}, runs, warmup=5))
+    del spin
+    result["session_load_s"] = load_s
+    return result
+
+
+def bench_batching(x1: NDArray[np.float32], runs: int) -> dict[str, Any]:
+    """Per-image cost of batched runs, and one executor job vs B jobs."""
+    runner = ModelRunner(batch_mode="tensor")
+    out: dict[str, Any] = {}
+    fns: dict[str, Callable[[], object]] = {}
+    for b in (1, 2, 4, 8):
+        xb = np.ascontiguousarray(np.repeat(x1, b, axis=0))
+        fns[f"B={b} one run"] = runs_raw(runner, xb)
+    res = interleaved(fns, max(runs // 4, 10), warmup=2)
+    for k, v in res.items():
+        b = int(k.split()[0][2:])
+        v["per_image_ms"] = v["p50_ms"] / b
+    out["batched_run"] = res
+
+    b = 4
+    xb = np.ascontiguousarray(np.repeat(x1, b, axis=0))
+    singles = [np.ascontiguousarray(xb[i : i + 1]) for i in range(b)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+
+        def separate_jobs() -> object:
+            futs = [pool.submit(runner.run_raw, s) for s in singles]
+            return [f.result() for f in futs]
+
+        def one_job_loop() -> object:
+            return pool.submit(lambda: [runner.run_raw(s) for s in singles]).result()
+
+        def one_job_batched() -> object:
+            return pool.submit(runner.run_raw, xb).result()
+
+        out["executor_B4"] = interleaved(
+            {
+                "4 separate jobs": separate_jobs,
+                "1 job, 4 runs back-to-back": one_job_loop,
+                "1 job, 1 batched (4,3,S,S) run": one_job_batched,
+            },
+            max(runs // 4, 10),
+            warmup=2,
+        )
+    out["async_batcher_B4"] = bench_async_batcher(x1, max(runs // 4, 10))
+    return out
+
+
+async def _async_rounds(
+    runner: ModelRunner, tensor: NDArray[np.float32], lb: Letterbox, runs: int
+) -> tuple[list[float], list[float]]:
+    """``runs`` rounds of 4 concurrent submits; seconds to the first and last answer."""
+    from models.batching import AsyncBatcher
+
+    first: list[float] = []
+    last: list[float] = []
+
+    async def one(t0: float) -> float:
+        await batcher.infer(tensor, lb)
+        return time.perf_counter() - t0
+
+    async with AsyncBatcher(runner, max_batch=4) as batcher:
+        for i in range(runs + 2):
+            t0 = time.perf_counter()
+            ends = await asyncio.gather(*(one(t0) for _ in range(4)))
+            if i >= 2:  # warm-up
+                first.append(min(ends))
+                last.append(max(ends))
+    return first, last
+
+
+def bench_async_batcher(x1: NDArray[np.float32], runs: int) -> dict[str, Any]:
+    """Four concurrent submits through AsyncBatcher: when do the first and last answers come?"""
+    lb = Letterbox.identity(x1.shape[-1])
+    tensor = np.ascontiguousarray(x1[0])
+    res: dict[str, Any] = {}
+    modes: list[BatchMode] = ["loop", "tensor"]
+    for mode in modes:
+        first, last = asyncio.run(_async_rounds(ModelRunner(batch_mode=mode), tensor, lb, runs))
+        res[mode] = {"first_answer": percentiles(first), "last_answer": percentiles(last)}
+    return res
+
+
+def bench_decode(runs: int) -> dict[str, Any]:
+    """Our vectorised decode vs NudeNet's Python loop on real and synthetic outputs."""
+    from nudenet.nudenet import _postprocess
+
+    m = default_manifest()
+    runner = ModelRunner(m)
+    cases: dict[str, tuple[NDArray[np.float32], Letterbox]] = {}
+    for name, img in zip(("astronaut", "coffee", "rocket", "moon"), photos(), strict=True):
+        t, lb = preprocess(img, m)
+        cases[name] = (runner.run_raw(t[None]), lb)
+    res: dict[str, Any] = {}
+    for name, (raw, lb) in cases.items():
+        w, h, side = lb.frame_width, lb.frame_height, lb.side
+
+        def ours(raw: NDArray[np.float32] = raw, lb: Letterbox = lb) -> object:
+            return decode_yolov8(raw[0], lb, m.labels)
+
+        def naive(raw: NDArray[np.float32] = raw, w: int = w, h: int = h, s: int = side) -> object:
+            return _postprocess([raw], s - w, s - h, s / w, s / h, w, h, 320, 320)
+
+        r = interleaved({"ours": ours, "nudenet _postprocess": naive}, runs, warmup=3)
+        r["detections"] = len(decode_yolov8(raw[0], lb, m.labels))
+        r["speedup_p50"] = r["nudenet _postprocess"]["p50_ms"] / r["ours"]["p50_ms"]
+        res[name] = r
+    return res
+
+
+def environment() -> dict[str, Any]:
+    import nudenet
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
+        "onnxruntime": ort.__version__,
+        "numpy": np.__version__,
+        "nudenet": getattr(nudenet, "__version__", "3.4.x"),
+        "model": default_manifest().name,
+    }
+
+
+def print_table(results: dict[str, Any]) -> None:
+    def row(name: str, s: dict[str, Any], extra: str = "") -> None:
+        print(f"  {name:<34} p50 {s['p50_ms']:8.3f} ms   p99 {s['p99_ms']:8.3f} ms  {extra}")
+
+    print("\nInference, batch 1 (320x320), interleaved:")
+    for k, v in results["inference"].items():
+        if k != "session_load_s":
+            row(k, v)
+    loads = ", ".join(
+        f"{k} {v * 1e3:.0f} ms" for k, v in results["inference"]["session_load_s"].items()
+    )
+    print(f"  session load: {loads}")
+    print("\nOne session.run on a (B, 3, 320, 320) tensor (threads=1, opt=all):")
+    for k, v in results["batching"]["batched_run"].items():
+        row(k, v, f"per image {v['per_image_ms']:.3f} ms")
+    print("\nFour images through a 1-thread executor:")
+    for k, v in results["batching"]["executor_B4"].items():
+        row(k, v)
+    print("\nAsyncBatcher, 4 concurrent requests (batch_mode):")
+    for mode, v in results["batching"]["async_batcher_B4"].items():
+        row(f"{mode}: first answer", v["first_answer"])
+        row(f"{mode}: last answer", v["last_answer"])
+    print("\nDecode (raw output -> detections):")
+    for name, v in results["decode"].items():
+        print(f"  {name} ({v['detections']} detections), speedup x{v['speedup_p50']:.0f}")
+        row("  ours (vectorised)", v["ours"])
+        row("  nudenet _postprocess (loop)", v["nudenet _postprocess"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    ap.add_argument("--runs", type=int, default=100, help="timed runs per configuration")
+    ap.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
+    args = ap.parse_args(argv)
+
+    m = default_manifest()
+    x1 = preprocess(photos()[0], m)[0][None]
+    results: dict[str, Any] = {"environment": environment(), "runs": args.runs}
+    results["inference"] = bench_inference(x1, args.runs)
+    results["batching"] = bench_batching(x1, args.runs)
+    results["decode"] = bench_decode(args.runs)
+    results["environment"]["loadavg_at_end"] = os.getloadavg()
+    print_table(results)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,175 @@
+"""Asyncio front end for :class:`~models.inference.ModelRunner` that batches.
+
+Why: a relay worker moderates several streams, each sampling a frame every so
+often. Calling ``session.run`` on the event loop would stall every stream's
+media for the length of an inference, so inference runs in a thread (ORT
+releases the GIL). And while one run is in flight, frames from other streams
+pile up; rather than queueing them as separate executor jobs, the next run
+takes all of them at once (up to ``max_batch``) as one executor job: one thread
+hop instead of B. Inside the job the runner's ``batch_mode`` decides between B
+back-to-back single runs (CPU default: per-image cost is flat in B, and each
+caller is answered as soon as its own image is done) and one stacked run (for
+accelerators). ``bench/model_bench.py`` measures both.
+
+Only one run is in flight per batcher: with one worker process per core and
+``intra_op_num_threads=1`` a second concurrent run would just time-slice the
+same core and make both late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from models.decode import Detection
+from models.inference import ModelRunner
+from models.letterbox import Letterbox
+
+__all__ = ["AsyncBatcher", "BatchStats", "InferenceRequest"]
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceRequest:
+    """One frame's (3, S, S) float32 tensor and the letterbox that maps boxes back."""
+
+    tensor: NDArray[np.float32]
+    letterbox: Letterbox
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: InferenceRequest
+    future: asyncio.Future[list[Detection]]
+
+
+@dataclass(slots=True)
+class BatchStats:
+    """Counters for tests and metrics: how many runs, how many images, and the
+    sizes of the most recent batches (bounded: a relay worker runs for weeks)."""
+
+    runs: int = 0
+    images: int = 0
+    batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=256))
+
+
+def _resolve(fut: asyncio.Future[list[Detection]], dets: list[Detection]) -> None:
+    if not fut.done():
+        fut.set_result(dets)
+
+
+def _fail(fut: asyncio.Future[list[Detection]], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+class AsyncBatcher:
+    """Submit frames from many coroutines; each gets back its own detections.
+
+    Must be used from one event loop. ``executor`` defaults to a private
+    single-thread pool (closed by :meth:`aclose`).
+    """
+
+    def __init__(
+        self,
+        runner: ModelRunner,
+        *,
+        max_batch: int = 8,
+        executor: concurrent.futures.Executor | None = None,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        self.runner = runner
+        self.max_batch = max_batch
+        self._own_executor = executor is None
+        self._executor = executor or concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="chatguard-infer"
+        )
+        self._pending: deque[_Pending] = deque()
+        self._drainer: asyncio.Task[None] | None = None
+        self._closed = False
+        self.stats = BatchStats()
+
+    async def infer(self, tensor: NDArray[np.float32], letterbox: Letterbox) -> list[Detection]:
+        """Detections for one frame; batched with whatever else is waiting."""
+        return await self.submit(InferenceRequest(tensor, letterbox))
+
+    async def submit(self, request: InferenceRequest) -> list[Detection]:
+        if self._closed:
+            raise RuntimeError("AsyncBatcher is closed")
+        s = self.runner.input_size
+        if request.tensor.shape != (3, s, s):
+            raise ValueError(f"expected a (3, {s}, {s}) tensor, got {request.tensor.shape}")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Detection]] = loop.create_future()
+        self._pending.append(_Pending(request, fut))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = loop.create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch: list[_Pending] = []
+            while self._pending and len(batch) < self.max_batch:
+                p = self._pending.popleft()
+                if not p.future.done():  # skip callers that were cancelled while waiting
+                    batch.append(p)
+            if not batch:
+                continue
+            try:
+                await loop.run_in_executor(self._executor, self._run_batch, loop, batch)
+            except Exception as exc:  # pragma: no cover - _run_batch reports its own errors
+                for p in batch:
+                    _fail(p.future, exc)
+            self.stats.runs += 1
+            self.stats.images += len(batch)
+            self.stats.batch_sizes.append(len(batch))
+
+    def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
+        """Runs in the executor thread (stacking B x 1.2 MB tensors stays off the loop too).
+
+        Results go back to the loop with call_soon_threadsafe. In "loop" batch mode
+        each caller is answered as soon as its own image is done; a caller cancelled
+        meanwhile is skipped (reading ``done()`` from this thread is a benign race:
+        at worst one wasted inference).
+        """
+        runner = self.runner
+        if runner.batch_mode == "loop":
+            for p in batch:
+                if p.future.done():
+                    continue
+                try:
+                    dets = runner.infer_one(p.request.tensor, p.request.letterbox)
+                except Exception as exc:
+                    loop.call_soon_threadsafe(_fail, p.future, exc)
+                else:
+                    loop.call_soon_threadsafe(_resolve, p.future, dets)
+            return
+        try:
+            tensors = np.stack([p.request.tensor for p in batch])
+            results = runner.infer(tensors, [p.request.letterbox for p in batch])
+        except Exception as exc:
+            for p in batch:
+                loop.call_soon_threadsafe(_fail, p.future, exc)
+            return
+        for p, dets in zip(batch, results, strict=True):
+            loop.call_soon_threadsafe(_resolve, p.future, dets)
+
+    async def aclose(self) -> None:
+        """Finish in-flight work, then release the private executor."""
+        self._closed = True
+        if self._drainer is not None:
+            await asyncio.shield(self._drainer)
+        if self._own_executor:
+            self._executor.shutdown(wait=False)
+
+    async def __aenter__(self) -> AsyncBatcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
