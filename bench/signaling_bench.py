@@ -90,7 +90,7 @@ class LoadClient:
             if kind == "waiting":
                 self.was_queued = True
             elif kind == "paired":
-                self.report.pairs += 1
+                self.report.pairs += message["role"] == "offerer"  # count each pair once
                 sample = self.report.queue_time_s if self.was_queued else self.report.pair_latency_s
                 sample.append(now - self.acted_at)
                 self.was_queued = False
@@ -264,11 +264,12 @@ def _drive(url: str, args: argparse.Namespace) -> dict[str, Any]:
     finished = [False] * len(pipes)
     started = time.monotonic()
     measuring_from = started + args.ramp
+    window_pairs = 0
+    window_latency: list[float] = []
+    window_started = time.monotonic()
     while not all(finished):
-        window_pairs = 0
-        window_latency: list[float] = []
         for index, pipe in enumerate(pipes):
-            while not finished[index] and pipe.poll(0.2):
+            while not finished[index] and pipe.poll(0.05):
                 snapshot = pipe.recv()
                 finished[index] = snapshot["final"]
                 connected[index] = snapshot["connected"]
@@ -282,14 +283,18 @@ def _drive(url: str, args: argparse.Namespace) -> dict[str, Any]:
                     queue.extend(snapshot["queue_time_s"])
                     signal.extend(snapshot["signal_latency_s"])
         peak_connected = max(peak_connected, sum(connected))
+        elapsed = time.monotonic() - window_started
+        if elapsed < 1.0 and not all(finished):
+            continue
         window = summarize_ms(window_latency)
         phase = "ramp" if time.monotonic() < measuring_from else "measure"
         print(
             f"[{time.monotonic() - started:6.1f}s {phase:7}] connected {sum(connected):6d}  "
-            f"pairs/s {window_pairs:6d}  pairing p50 {window['p50_ms']:6.1f} ms  "
+            f"pairs/s {window_pairs / elapsed:7.1f}  pairing p50 {window['p50_ms']:6.1f} ms  "
             f"p99 {window['p99_ms']:6.1f} ms  errors {error_count}",
             flush=True,
         )
+        window_pairs, window_latency, window_started = 0, [], time.monotonic()
     for process in processes:
         process.join(timeout=10)
 

@@ -310,19 +310,36 @@ class Matchmaker:
     # -- timers ---------------------------------------------------------------------------
 
     def _expire_silent_users(self, now: float) -> None:
+        """Remove every user that is due at `now` before re-queueing any partner, so that a
+        partner is never paired with someone who expires in the same instant."""
         timeout = self._settings.heartbeat_timeout_s
+        due: list[UserId] = []
         while self._heartbeats and self._heartbeats[0].at <= now:
             timer = heapq.heappop(self._heartbeats)
             record = self._users.get(timer.user)
-            if record is None:
+            if record is None or timer.user in due:
                 continue
             deadline = record.last_active + timeout
             if deadline > now:  # active since this timer was set: look again later
                 heapq.heappush(self._heartbeats, _Timer(deadline, timer.user, 0))
-                continue
-            self._remove_from_play(timer.user, record, now, "timeout")
-            del self._users[timer.user]
-            self._events.append(Expired(timer.user))
+            else:
+                due.append(timer.user)
+        orphans: list[UserId] = []
+        for user in due:
+            record = self._users[user]
+            if record.state is UserState.WAITING:
+                self._stop_waiting(user, record)
+            elif record.state is UserState.PAIRED and record.partner is not None:
+                partner = record.partner
+                self._unpair(user, partner, now)
+                if partner not in due:
+                    self._events.append(PartnerLost(partner, user, "timeout"))
+                    orphans.append(partner)
+        for user in due:
+            del self._users[user]
+            self._events.append(Expired(user))
+        for partner in orphans:
+            self._start_waiting(partner, self._users[partner], now)
 
     def _relax_waiting_users(self, now: float) -> None:
         while self._fallbacks and self._fallbacks[0].at <= now:
