@@ -1,3 +1,4 @@
+# distutils: extra_compile_args = -O3 -ffinite-math-only -fno-signed-zeros
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: initializedcheck=False
 """YUV420 planes straight to a letterboxed float32 model tensor in one pass.
@@ -30,7 +31,6 @@ import numpy as np
 
 from libc.math cimport floor
 from libc.stdint cimport int32_t, uint8_t
-from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 # BT.601 limited range, pre-divided by 255 so the result is already in [0, 1].
@@ -41,19 +41,31 @@ cdef float K_GV = <float>(-(1.402 * 0.299 / 0.587) * 255.0 / 224.0 / 255.0)
 cdef float K_BU = <float>(1.772 * 255.0 / 224.0 / 255.0)
 
 
-cdef inline float _clamp01(float x) noexcept nogil:
-    if x < 0.0:
-        return 0.0
-    if x > 1.0:
-        return 1.0
-    return x
+cdef struct Taps:
+    # Raw view of an _Axis for nogil code (the _Axis object keeps the arrays alive).
+    const int32_t *i0
+    const int32_t *i1
+    const int32_t *c0
+    const int32_t *c1
+    const float *w0
+    const float *w1
+    const float *ws
+    int lo, hi, k, a, ca, cb
+    float wa, wb
 
 
 cdef class _Axis:
-    """Two-tap lookup table for one axis: source indices (image coordinates) and weights."""
+    """Two-tap lookup table for one axis: frame indices, chroma indices and weights.
+
+    Also records the "regular" interior where taps follow ``i0 = k * d + a`` (k integer, same
+    weights everywhere), as for 640 -> 320 or 1280 -> 320, so the horizontal pass can use
+    constant-stride loops the C compiler vectorises instead of table gathers.
+    """
 
     cdef int32_t[::1] i0, i1, c0, c1
     cdef float[::1] w0, w1, ws
+    cdef int lo, hi, k, a, ck, ca, cb
+    cdef float wa, wb
 
     def __init__(self, int n, int m, int offset, int size):
         self.i0 = np.empty(size, np.int32)
@@ -94,13 +106,124 @@ cdef class _Axis:
             self.w0[d] = wa
             self.w1[d] = wb
             self.ws[d] = wa + wb
+        self._find_regular(m, size)
+
+    cdef void _find_regular(self, int m, int size):
+        self.lo = self.hi = 0
+        self.k = 0
+        if m % size != 0 or m // size not in (2, 4):
+            return
+        cdef int k = m // size
+        cdef int d, lo = -1, hi = -1, mid = size // 2
+        cdef int a = self.i0[mid] - k * mid
+        cdef float wa = self.w0[mid], wb = self.w1[mid]
+        for d in range(size):
+            if (self.i0[d] == k * d + a and self.i1[d] == self.i0[d] + 1
+                    and self.w0[d] == wa and self.w1[d] == wb and wa != 0.0):
+                if lo < 0:
+                    lo = d
+                elif hi != d:
+                    return  # not one contiguous run: keep the generic path
+                hi = d + 1
+        if lo < 0:
+            return
+        # Chroma taps c = x >> 1 must be affine too: c0 = ck * d + ca, c1 = c0 + cb.
+        cdef int ck = k // 2
+        cdef int ca = self.c0[lo] - ck * lo
+        cdef int cb = self.c1[lo] - self.c0[lo]
+        for d in range(lo, hi):
+            if self.c0[d] != ck * d + ca or self.c1[d] != self.c0[d] + cb:
+                return
+        self.lo, self.hi, self.k, self.a, self.wa, self.wb = lo, hi, k, a, wa, wb
+        self.ck, self.ca, self.cb = ck, ca, cb
+
+    cdef Taps taps(self):
+        cdef Taps t
+        t.i0, t.i1, t.c0, t.c1 = &self.i0[0], &self.i1[0], &self.c0[0], &self.c1[0]
+        t.w0, t.w1, t.ws = &self.w0[0], &self.w1[0], &self.ws[0]
+        t.lo, t.hi, t.k, t.a, t.ca, t.cb = self.lo, self.hi, self.k, self.a, self.ca, self.cb
+        t.wa, t.wb = self.wa, self.wb
+        return t
+
+
+cdef extern from *:
+    """
+    /* Written in C so gcc sees min/max patterns it can vectorise (maxps/minps). */
+    static inline float fastpath_clamp01(float x) {
+        x = x < 0.0f ? 0.0f : x;
+        return x > 1.0f ? 1.0f : x;
+    }
+    """
+    float _clamp01 "fastpath_clamp01"(float x) noexcept nogil
+    # Non-aliasing pointers: without them gcc must assume stores may hit the inputs and
+    # refuses to vectorise the multi-output loops.
+    ctypedef float *fout "float * __restrict"
+    ctypedef const float *fin "const float * __restrict"
+
+
+cdef inline void _pixel(float yv, float uv, float vv, float ws, float *r, float *g,
+                        float *b) noexcept nogil:
+    """BT.601 limited range -> RGB in [0, 1]; ``ws`` is the tap weight inside the frame."""
+    cdef float f16 = 16.0, f128 = 128.0
+    yv = yv - f16 * ws
+    uv = uv - f128 * ws
+    vv = vv - f128 * ws
+    r[0] = _clamp01(K_Y * yv + K_RV * vv)
+    g[0] = _clamp01(K_Y * yv + K_GU * uv + K_GV * vv)
+    b[0] = _clamp01(K_Y * yv + K_BU * uv)
+
+
+cdef inline void _regular(const uint8_t *y0, const uint8_t *y1, const uint8_t *u0,
+                          const uint8_t *u1, const uint8_t *v0, const uint8_t *v1,
+                          float wy0, float wy1, float wa, float wb, Py_ssize_t cb,
+                          Py_ssize_t k, Py_ssize_t lo, Py_ssize_t hi, fout ro, fout go,
+                          fout bo) noexcept nogil:
+    """All of one output row's regular interior in one loop (callers pass literal ``k``).
+
+    Luma taps are ``y[k*d]``, ``y[k*d + 1]`` and chroma taps ``u[k/2*d]``, ``u[k/2*d + cb]``
+    (pointers pre-offset), so with ``k`` a compile-time constant gcc vectorises the loop.
+    """
+    # Py_ssize_t, not int: Python's -fwrapv makes int index arithmetic possibly-wrapping,
+    # which stops gcc from proving the accesses affine and vectorising.
+    cdef Py_ssize_t d, kc = k >> 1
+    cdef float ws = (wy0 + wy1) * (wa + wb)
+    # Offsets and coefficients as locals: gcc must see they cannot alias the outputs.
+    cdef float oy = 16.0 * ws, oc = 128.0 * ws
+    cdef float ky = K_Y, krv = K_RV, kgu = K_GU, kgv = K_GV, kbu = K_BU
+    cdef float yv, uv, vv
+    for d in range(lo, hi):
+        yv = (wa * (wy0 * y0[k * d] + wy1 * y1[k * d])
+              + wb * (wy0 * y0[k * d + 1] + wy1 * y1[k * d + 1])) - oy
+        uv = (wa * (wy0 * u0[kc * d] + wy1 * u1[kc * d])
+              + wb * (wy0 * u0[kc * d + cb] + wy1 * u1[kc * d + cb])) - oc
+        vv = (wa * (wy0 * v0[kc * d] + wy1 * v1[kc * d])
+              + wb * (wy0 * v0[kc * d + cb] + wy1 * v1[kc * d + cb])) - oc
+        ro[d] = _clamp01(ky * yv + krv * vv)
+        go[d] = _clamp01(ky * yv + kgu * uv + kgv * vv)
+        bo[d] = _clamp01(ky * yv + kbu * uv)
+
+
+cdef inline void _gathered(const uint8_t *y0, const uint8_t *y1, const uint8_t *u0,
+                           const uint8_t *u1, const uint8_t *v0, const uint8_t *v1,
+                           float wy0, float wy1, const Taps *cols, int lo, int hi,
+                           fout ro, fout go, fout bo) noexcept nogil:
+    """Output columns ``[lo, hi)`` through the lookup tables (edges, irregular scales)."""
+    cdef Py_ssize_t d, x0, x1, c0, c1
+    cdef float wa, wb, yv, uv, vv
+    for d in range(lo, hi):
+        x0, x1, c0, c1 = cols.i0[d], cols.i1[d], cols.c0[d], cols.c1[d]
+        wa, wb = cols.w0[d], cols.w1[d]
+        yv = wa * (wy0 * y0[x0] + wy1 * y1[x0]) + wb * (wy0 * y0[x1] + wy1 * y1[x1])
+        uv = wa * (wy0 * u0[c0] + wy1 * u1[c0]) + wb * (wy0 * u0[c1] + wy1 * u1[c1])
+        vv = wa * (wy0 * v0[c0] + wy1 * v1[c0]) + wb * (wy0 * v0[c1] + wy1 * v1[c1])
+        _pixel(yv, uv, vv, (wy0 + wy1) * cols.ws[d], &ro[d], &go[d], &bo[d])
 
 
 cdef class Letterboxer:
     """Cached lookup tables for one (frame size, tensor size, placement); reuse per stream.
 
-    ``run`` allocates no Python objects (only a few-KiB C scratch row per call), reads the
-    tables only and releases the GIL, so one instance may be shared by threads.
+    ``run`` allocates nothing, only reads the tables and releases the GIL, so one instance
+    may be shared by threads.
     """
 
     cdef readonly int src_width
@@ -111,6 +234,8 @@ cdef class Letterboxer:
     cdef readonly int offset_y
     cdef _Axis _cols
     cdef _Axis _rows
+    cdef Taps _c
+    cdef Taps _r
 
     def __init__(self, int src_width, int src_height, int size, bint center=False):
         if src_width < 1 or src_height < 1:
@@ -126,11 +251,18 @@ cdef class Letterboxer:
         self.offset_y = (m - src_height) // 2 if center else 0
         self._cols = _Axis(src_width, m, self.offset_x, size)
         self._rows = _Axis(src_height, m, self.offset_y, size)
+        self._c = self._cols.taps()
+        self._r = self._rows.taps()
 
     @property
     def scale(self) -> float:
         """Tensor pixels per frame pixel: ``size / max(src_width, src_height)``."""
         return self.size / max(self.src_width, self.src_height)
+
+    @property
+    def vectorized(self) -> bool:
+        """Whether the column pass uses the constant-stride (SIMD) loops for this geometry."""
+        return self._c.k != 0
 
     def to_frame(self, double x, double y) -> tuple[float, float]:
         """Map a point in tensor coordinates back to frame coordinates."""
@@ -145,83 +277,51 @@ cdef class Letterboxer:
         cdef const uint8_t[:, :] up = _plane(u, "u", ch, cw)
         cdef const uint8_t[:, :] vp = _plane(v, "v", ch, cw)
         cdef float[:, :, ::1] o = _output(out, self.size)
-        cdef float *scratch
         with nogil:
-            scratch = <float *>malloc(6 * self.size * sizeof(float))
-            if scratch != NULL:
-                self._run(yp, up, vp, o, scratch)
-                free(scratch)
-        if scratch == NULL:
-            raise MemoryError()
+            self._run(yp, up, vp, o)
 
     cdef void _run(self, const uint8_t[:, :] yp, const uint8_t[:, :] up,
-                   const uint8_t[:, :] vp, float[:, :, ::1] o,
-                   float *scratch) noexcept nogil:
+                   const uint8_t[:, :] vp, float[:, :, ::1] o) noexcept nogil:
+        cdef const Taps *cols = &self._c
+        cdef const Taps *rows = &self._r
         cdef int S = self.size
-        cdef int oy, ox, x0, x1, c0, c1
-        cdef float wa, wb, wy0, wy1, ws, yv, uv, vv
-        cdef const uint8_t *y0r
-        cdef const uint8_t *y1r
-        cdef const uint8_t *u0r
-        cdef const uint8_t *u1r
-        cdef const uint8_t *v0r
-        cdef const uint8_t *v1r
+        cdef int oy, lo = cols.lo, hi = cols.hi
+        cdef float wy0, wy1
+        cdef const uint8_t *y0
+        cdef const uint8_t *y1
+        cdef const uint8_t *u0
+        cdef const uint8_t *u1
+        cdef const uint8_t *v0
+        cdef const uint8_t *v1
         cdef float *ro
         cdef float *go
         cdef float *bo
-        cdef const int32_t *ci0 = &self._cols.i0[0]
-        cdef const int32_t *ci1 = &self._cols.i1[0]
-        cdef const int32_t *cc0 = &self._cols.c0[0]
-        cdef const int32_t *cc1 = &self._cols.c1[0]
-        cdef const float *cw0 = &self._cols.w0[0]
-        cdef const float *cw1 = &self._cols.w1[0]
-        cdef const float *cws = &self._cols.ws[0]
-        # Horizontal pass results for the two source rows (Y, U, V), then a vectorisable
-        # vertical blend + colour conversion over contiguous rows.
-        cdef float *hy0 = scratch
-        cdef float *hy1 = hy0 + S
-        cdef float *hu0 = hy1 + S
-        cdef float *hu1 = hu0 + S
-        cdef float *hv0 = hu1 + S
-        cdef float *hv1 = hv0 + S
+        if cols.k == 0:
+            lo = hi = S
         for oy in range(S):
             ro = &o[0, oy, 0]
             go = &o[1, oy, 0]
             bo = &o[2, oy, 0]
-            wy0 = self._rows.w0[oy]
-            wy1 = self._rows.w1[oy]
-            if wy0 == 0.0 and wy1 == 0.0:
+            wy0 = rows.w0[oy]
+            wy1 = rows.w1[oy]
+            if wy0 == 0.0 and wy1 == 0.0:  # letterbox padding row
                 memset(ro, 0, S * sizeof(float))
                 memset(go, 0, S * sizeof(float))
                 memset(bo, 0, S * sizeof(float))
                 continue
-            y0r = &yp[self._rows.i0[oy], 0]
-            y1r = &yp[self._rows.i1[oy], 0]
-            u0r = &up[self._rows.c0[oy], 0]
-            u1r = &up[self._rows.c1[oy], 0]
-            v0r = &vp[self._rows.c0[oy], 0]
-            v1r = &vp[self._rows.c1[oy], 0]
-            for ox in range(S):
-                x0 = ci0[ox]
-                x1 = ci1[ox]
-                c0 = cc0[ox]
-                c1 = cc1[ox]
-                wa = cw0[ox]
-                wb = cw1[ox]
-                hy0[ox] = wa * y0r[x0] + wb * y0r[x1]
-                hy1[ox] = wa * y1r[x0] + wb * y1r[x1]
-                hu0[ox] = wa * u0r[c0] + wb * u0r[c1]
-                hu1[ox] = wa * u1r[c0] + wb * u1r[c1]
-                hv0[ox] = wa * v0r[c0] + wb * v0r[c1]
-                hv1[ox] = wa * v1r[c0] + wb * v1r[c1]
-            ws = wy0 + wy1
-            for ox in range(S):
-                yv = wy0 * hy0[ox] + wy1 * hy1[ox] - 16.0 * (ws * cws[ox])
-                uv = wy0 * hu0[ox] + wy1 * hu1[ox] - 128.0 * (ws * cws[ox])
-                vv = wy0 * hv0[ox] + wy1 * hv1[ox] - 128.0 * (ws * cws[ox])
-                ro[ox] = _clamp01(K_Y * yv + K_RV * vv)
-                go[ox] = _clamp01(K_Y * yv + K_GU * uv + K_GV * vv)
-                bo[ox] = _clamp01(K_Y * yv + K_BU * uv)
+            y0, y1 = &yp[rows.i0[oy], 0], &yp[rows.i1[oy], 0]
+            u0, u1 = &up[rows.c0[oy], 0], &up[rows.c1[oy], 0]
+            v0, v1 = &vp[rows.c0[oy], 0], &vp[rows.c1[oy], 0]
+            if cols.k == 2:
+                _regular(y0 + cols.a, y1 + cols.a, u0 + cols.ca, u1 + cols.ca, v0 + cols.ca,
+                         v1 + cols.ca, wy0, wy1, cols.wa, cols.wb, cols.cb, 2, lo, hi,
+                         ro, go, bo)
+            elif cols.k == 4:
+                _regular(y0 + cols.a, y1 + cols.a, u0 + cols.ca, u1 + cols.ca, v0 + cols.ca,
+                         v1 + cols.ca, wy0, wy1, cols.wa, cols.wb, cols.cb, 4, lo, hi,
+                         ro, go, bo)
+            _gathered(y0, y1, u0, u1, v0, v1, wy0, wy1, cols, 0, lo, ro, go, bo)
+            _gathered(y0, y1, u0, u1, v0, v1, wy0, wy1, cols, hi, S, ro, go, bo)
 
 
 def _plane(a: object, name: str, int h, int w):
