@@ -257,7 +257,7 @@ cdef class Letterboxer:
     @property
     def scale(self) -> float:
         """Tensor pixels per frame pixel: ``size / max(src_width, src_height)``."""
-        return self.size / max(self.src_width, self.src_height)
+        return <double>self.size / max(self.src_width, self.src_height)
 
     @property
     def vectorized(self) -> bool:

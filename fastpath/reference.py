@@ -56,10 +56,11 @@ def letterbox_yuv420(
     cx0, cx1, cr0, cr1 = x0 >> 1, x1 >> 1, r0 >> 1, r1 >> 1
 
     def interp(p: U8, a0: I64, a1: I64, b0: I64, b1: I64) -> F32:
+        # Vertical blend first, then horizontal: the Cython kernel's order of operations.
         top, bot = p[a0].astype(np.float32), p[a1].astype(np.float32)
-        h0 = wx0 * top[:, b0] + wx1 * top[:, b1]
-        h1 = wx0 * bot[:, b0] + wx1 * bot[:, b1]
-        res: F32 = wy0[:, None] * h0 + wy1[:, None] * h1
+        t0 = wy0[:, None] * top[:, b0] + wy1[:, None] * bot[:, b0]
+        t1 = wy0[:, None] * top[:, b1] + wy1[:, None] * bot[:, b1]
+        res: F32 = wx0 * t0 + wx1 * t1
         return res
 
     ws = (wy0 + wy1)[:, None] * (wx0 + wx1)[None, :]
@@ -70,7 +71,7 @@ def letterbox_yuv420(
     np.clip(K_Y * yv + K_RV * vv, 0, 1, out=o[0])
     np.clip(K_Y * yv + K_GU * uv + K_GV * vv, 0, 1, out=o[1])
     np.clip(K_Y * yv + K_BU * uv, 0, 1, out=o[2])
-    return size / m
+    return float(size / m)
 
 
 def cell_bounds(n: int, cells: int) -> tuple[I64, I64]:
