@@ -111,7 +111,7 @@ cdef class _Axis:
     cdef void _find_regular(self, int m, int size):
         self.lo = self.hi = 0
         self.k = 0
-        if m % size != 0 or m // size not in (2, 4):
+        if m % size != 0 or m // size not in (2, 4, 6, 8):
             return
         cdef int k = m // size
         cdef int d, lo = -1, hi = -1, mid = size // 2
@@ -161,37 +161,40 @@ cdef extern from *:
     ctypedef const float *fin "const float * __restrict"
 
 
-cdef inline void _pixel(float yv, float uv, float vv, float ws, float *r, float *g,
-                        float *b) noexcept nogil:
-    """BT.601 limited range -> RGB in [0, 1]; ``ws`` is the tap weight inside the frame."""
-    cdef float f16 = 16.0, f128 = 128.0
-    yv = yv - f16 * ws
-    uv = uv - f128 * ws
-    vv = vv - f128 * ws
-    r[0] = _clamp01(K_Y * yv + K_RV * vv)
-    g[0] = _clamp01(K_Y * yv + K_GU * uv + K_GV * vv)
-    b[0] = _clamp01(K_Y * yv + K_BU * uv)
+cdef struct Src:
+    # The two source rows (and chroma rows) that one output row blends, and their weights.
+    const uint8_t *y0
+    const uint8_t *y1
+    const uint8_t *u0
+    const uint8_t *u1
+    const uint8_t *v0
+    const uint8_t *v1
+    float wy0, wy1
 
 
-cdef inline void _regular(const uint8_t *y0, const uint8_t *y1, const uint8_t *u0,
-                          const uint8_t *u1, const uint8_t *v0, const uint8_t *v1,
-                          float wy0, float wy1, float wa, float wb, Py_ssize_t cb,
-                          Py_ssize_t k, Py_ssize_t lo, Py_ssize_t hi, fout ro, fout go,
+cdef inline void _regular(const Src *s, const Taps *c, Py_ssize_t k, fout ro, fout go,
                           fout bo) noexcept nogil:
-    """All of one output row's regular interior in one loop (callers pass literal ``k``).
+    """The regular interior ``[c.lo, c.hi)`` of one output row in one fused loop.
 
-    Luma taps are ``y[k*d]``, ``y[k*d + 1]`` and chroma taps ``u[k/2*d]``, ``u[k/2*d + cb]``
-    (pointers pre-offset), so with ``k`` a compile-time constant gcc vectorises the loop.
+    Luma taps are ``y[k*d + a]``, ``y[k*d + a + 1]``, chroma taps ``u[k/2*d + ca]``,
+    ``u[k/2*d + ca + cb]``. Callers pass a literal ``k`` so gcc vectorises with constant
+    strides. Locals everywhere: gcc must see that nothing read can alias the outputs.
     """
-    # Py_ssize_t, not int: Python's -fwrapv makes int index arithmetic possibly-wrapping,
-    # which stops gcc from proving the accesses affine and vectorising.
-    cdef Py_ssize_t d, kc = k >> 1
+    cdef const uint8_t *y0 = s.y0 + c.a
+    cdef const uint8_t *y1 = s.y1 + c.a
+    cdef const uint8_t *u0 = s.u0 + c.ca
+    cdef const uint8_t *u1 = s.u1 + c.ca
+    cdef const uint8_t *v0 = s.v0 + c.ca
+    cdef const uint8_t *v1 = s.v1 + c.ca
+    # Py_ssize_t, not int: with Python's -fwrapv, int index arithmetic may wrap, so gcc cannot
+    # prove the accesses affine and refuses to vectorise.
+    cdef Py_ssize_t d, kc = k >> 1, cb = c.cb
+    cdef float wy0 = s.wy0, wy1 = s.wy1, wa = c.wa, wb = c.wb
     cdef float ws = (wy0 + wy1) * (wa + wb)
-    # Offsets and coefficients as locals: gcc must see they cannot alias the outputs.
     cdef float oy = 16.0 * ws, oc = 128.0 * ws
     cdef float ky = K_Y, krv = K_RV, kgu = K_GU, kgv = K_GV, kbu = K_BU
     cdef float yv, uv, vv
-    for d in range(lo, hi):
+    for d in range(c.lo, c.hi):
         yv = (wa * (wy0 * y0[k * d] + wy1 * y1[k * d])
               + wb * (wy0 * y0[k * d + 1] + wy1 * y1[k * d + 1])) - oy
         uv = (wa * (wy0 * u0[kc * d] + wy1 * u1[kc * d])
@@ -203,20 +206,75 @@ cdef inline void _regular(const uint8_t *y0, const uint8_t *y1, const uint8_t *u
         bo[d] = _clamp01(ky * yv + kbu * uv)
 
 
-cdef inline void _gathered(const uint8_t *y0, const uint8_t *y1, const uint8_t *u0,
-                           const uint8_t *u1, const uint8_t *v0, const uint8_t *v1,
-                           float wy0, float wy1, const Taps *cols, int lo, int hi,
+cdef inline void _regular_half(const Src *s, const Taps *c, Py_ssize_t k, fout ro, fout go,
+                               fout bo) noexcept nogil:
+    """``_regular`` when all four weights are 0.5 (every interior row of 640->320, 1280->320).
+
+    Then the bilinear value is exactly a quarter of an integer sum of the four taps, so summing
+    in integers is bit-identical to the float formula and much cheaper.
+    """
+    cdef const uint8_t *y0 = s.y0 + c.a
+    cdef const uint8_t *y1 = s.y1 + c.a
+    cdef const uint8_t *u0 = s.u0 + c.ca
+    cdef const uint8_t *u1 = s.u1 + c.ca
+    cdef const uint8_t *v0 = s.v0 + c.ca
+    cdef const uint8_t *v1 = s.v1 + c.ca
+    cdef Py_ssize_t d, kc = k >> 1, cb = c.cb
+    cdef float q = 0.25, oy = 16.0, oc = 128.0
+    cdef float ky = K_Y, krv = K_RV, kgu = K_GU, kgv = K_GV, kbu = K_BU
+    cdef float yv, uv, vv
+    for d in range(c.lo, c.hi):
+        yv = <float>(<int>y0[k * d] + y0[k * d + 1] + y1[k * d] + y1[k * d + 1]) * q - oy
+        uv = <float>(<int>u0[kc * d] + u0[kc * d + cb] + u1[kc * d] + u1[kc * d + cb]) * q - oc
+        vv = <float>(<int>v0[kc * d] + v0[kc * d + cb] + v1[kc * d] + v1[kc * d + cb]) * q - oc
+        ro[d] = _clamp01(ky * yv + krv * vv)
+        go[d] = _clamp01(ky * yv + kgu * uv + kgv * vv)
+        bo[d] = _clamp01(ky * yv + kbu * uv)
+
+
+cdef inline void _interior(const Src *s, const Taps *c, bint half, fout ro, fout go,
+                           fout bo) noexcept nogil:
+    # One call per literal stride, so each inlined copy is specialised and vectorised.
+    if half:
+        if c.k == 2:
+            _regular_half(s, c, 2, ro, go, bo)
+        elif c.k == 4:
+            _regular_half(s, c, 4, ro, go, bo)
+        elif c.k == 6:
+            _regular_half(s, c, 6, ro, go, bo)
+        else:
+            _regular_half(s, c, 8, ro, go, bo)
+    elif c.k == 2:
+        _regular(s, c, 2, ro, go, bo)
+    elif c.k == 4:
+        _regular(s, c, 4, ro, go, bo)
+    elif c.k == 6:
+        _regular(s, c, 6, ro, go, bo)
+    else:
+        _regular(s, c, 8, ro, go, bo)
+
+
+cdef inline void _gathered(const Src *s, const Taps *c, Py_ssize_t lo, Py_ssize_t hi,
                            fout ro, fout go, fout bo) noexcept nogil:
     """Output columns ``[lo, hi)`` through the lookup tables (edges, irregular scales)."""
+    cdef const uint8_t *y0 = s.y0
+    cdef const uint8_t *y1 = s.y1
+    cdef const uint8_t *u0 = s.u0
+    cdef const uint8_t *u1 = s.u1
+    cdef const uint8_t *v0 = s.v0
+    cdef const uint8_t *v1 = s.v1
     cdef Py_ssize_t d, x0, x1, c0, c1
-    cdef float wa, wb, yv, uv, vv
+    cdef float wy0 = s.wy0, wy1 = s.wy1, f16 = 16.0, f128 = 128.0
+    cdef float wa, wb, ws, yv, uv, vv
     for d in range(lo, hi):
-        x0, x1, c0, c1 = cols.i0[d], cols.i1[d], cols.c0[d], cols.c1[d]
-        wa, wb = cols.w0[d], cols.w1[d]
-        yv = wa * (wy0 * y0[x0] + wy1 * y1[x0]) + wb * (wy0 * y0[x1] + wy1 * y1[x1])
-        uv = wa * (wy0 * u0[c0] + wy1 * u1[c0]) + wb * (wy0 * u0[c1] + wy1 * u1[c1])
-        vv = wa * (wy0 * v0[c0] + wy1 * v1[c0]) + wb * (wy0 * v0[c1] + wy1 * v1[c1])
-        _pixel(yv, uv, vv, (wy0 + wy1) * cols.ws[d], &ro[d], &go[d], &bo[d])
+        x0, x1, c0, c1 = c.i0[d], c.i1[d], c.c0[d], c.c1[d]
+        wa, wb, ws = c.w0[d], c.w1[d], (wy0 + wy1) * c.ws[d]
+        yv = wa * (wy0 * y0[x0] + wy1 * y1[x0]) + wb * (wy0 * y0[x1] + wy1 * y1[x1]) - f16 * ws
+        uv = wa * (wy0 * u0[c0] + wy1 * u1[c0]) + wb * (wy0 * u0[c1] + wy1 * u1[c1]) - f128 * ws
+        vv = wa * (wy0 * v0[c0] + wy1 * v1[c0]) + wb * (wy0 * v0[c1] + wy1 * v1[c1]) - f128 * ws
+        ro[d] = _clamp01(K_Y * yv + K_RV * vv)
+        go[d] = _clamp01(K_Y * yv + K_GU * uv + K_GV * vv)
+        bo[d] = _clamp01(K_Y * yv + K_BU * uv)
 
 
 cdef class Letterboxer:
@@ -284,44 +342,29 @@ cdef class Letterboxer:
                    const uint8_t[:, :] vp, float[:, :, ::1] o) noexcept nogil:
         cdef const Taps *cols = &self._c
         cdef const Taps *rows = &self._r
-        cdef int S = self.size
-        cdef int oy, lo = cols.lo, hi = cols.hi
-        cdef float wy0, wy1
-        cdef const uint8_t *y0
-        cdef const uint8_t *y1
-        cdef const uint8_t *u0
-        cdef const uint8_t *u1
-        cdef const uint8_t *v0
-        cdef const uint8_t *v1
+        cdef Py_ssize_t S = self.size, oy
+        cdef Py_ssize_t lo = cols.lo if cols.k else S, hi = cols.hi if cols.k else S
+        cdef bint half_cols = cols.wa == 0.5 and cols.wb == 0.5
+        cdef Src src
         cdef float *ro
         cdef float *go
         cdef float *bo
-        if cols.k == 0:
-            lo = hi = S
         for oy in range(S):
-            ro = &o[0, oy, 0]
-            go = &o[1, oy, 0]
-            bo = &o[2, oy, 0]
-            wy0 = rows.w0[oy]
-            wy1 = rows.w1[oy]
-            if wy0 == 0.0 and wy1 == 0.0:  # letterbox padding row
+            ro, go, bo = &o[0, oy, 0], &o[1, oy, 0], &o[2, oy, 0]
+            src.wy0, src.wy1 = rows.w0[oy], rows.w1[oy]
+            if src.wy0 == 0.0 and src.wy1 == 0.0:  # letterbox padding row
                 memset(ro, 0, S * sizeof(float))
                 memset(go, 0, S * sizeof(float))
                 memset(bo, 0, S * sizeof(float))
                 continue
-            y0, y1 = &yp[rows.i0[oy], 0], &yp[rows.i1[oy], 0]
-            u0, u1 = &up[rows.c0[oy], 0], &up[rows.c1[oy], 0]
-            v0, v1 = &vp[rows.c0[oy], 0], &vp[rows.c1[oy], 0]
-            if cols.k == 2:
-                _regular(y0 + cols.a, y1 + cols.a, u0 + cols.ca, u1 + cols.ca, v0 + cols.ca,
-                         v1 + cols.ca, wy0, wy1, cols.wa, cols.wb, cols.cb, 2, lo, hi,
-                         ro, go, bo)
-            elif cols.k == 4:
-                _regular(y0 + cols.a, y1 + cols.a, u0 + cols.ca, u1 + cols.ca, v0 + cols.ca,
-                         v1 + cols.ca, wy0, wy1, cols.wa, cols.wb, cols.cb, 4, lo, hi,
-                         ro, go, bo)
-            _gathered(y0, y1, u0, u1, v0, v1, wy0, wy1, cols, 0, lo, ro, go, bo)
-            _gathered(y0, y1, u0, u1, v0, v1, wy0, wy1, cols, hi, S, ro, go, bo)
+            src.y0, src.y1 = &yp[rows.i0[oy], 0], &yp[rows.i1[oy], 0]
+            src.u0, src.u1 = &up[rows.c0[oy], 0], &up[rows.c1[oy], 0]
+            src.v0, src.v1 = &vp[rows.c0[oy], 0], &vp[rows.c1[oy], 0]
+            if cols.k:
+                _interior(&src, cols, half_cols and src.wy0 == 0.5 and src.wy1 == 0.5,
+                          ro, go, bo)
+            _gathered(&src, cols, 0, lo, ro, go, bo)
+            _gathered(&src, cols, hi, S, ro, go, bo)
 
 
 def _plane(a: object, name: str, int h, int w):

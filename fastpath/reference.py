@@ -42,9 +42,7 @@ def axis_taps(n: int, m: int, offset: int, size: int) -> tuple[I64, I64, F32, F3
     return np.clip(i0, 0, n - 1), np.clip(i1, 0, n - 1), w0, w1
 
 
-def letterbox_yuv420(
-    y: U8, u: U8, v: U8, out: F32, center: bool = False
-) -> float:
+def letterbox_yuv420(y: U8, u: U8, v: U8, out: F32, center: bool = False) -> float:
     """Reference for ``fastpath.preprocess.letterbox_yuv420`` (same signature, same math)."""
     h, w = y.shape
     size = out.shape[-1]
@@ -89,9 +87,7 @@ def luma_signature(y: U8, out: F32) -> None:
     integral[1:, 1:] = y.astype(np.int64).cumsum(0).cumsum(1)
     rs, re = cell_bounds(y.shape[0], gh)
     cs, ce = cell_bounds(y.shape[1], gw)
-    sums = (
-        integral[re][:, ce] - integral[rs][:, ce] - integral[re][:, cs] + integral[rs][:, cs]
-    )
+    sums = integral[re][:, ce] - integral[rs][:, ce] - integral[re][:, cs] + integral[rs][:, cs]
     area = (re - rs)[:, None] * (ce - cs)[None, :]
     out[...] = sums / area
 

@@ -28,7 +28,7 @@ def yuv_frame(rgb: U8) -> av.VideoFrame:
 def planes(frame: av.VideoFrame) -> tuple[U8, U8, U8]:
     """Y, U, V as zero-copy views with PyAV's row padding (``line_size`` may exceed width)."""
     views = [
-        np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width]
+        np.frombuffer(memoryview(p), np.uint8).reshape(p.height, p.line_size)[:, : p.width]
         for p in frame.planes
     ]
     return views[0], views[1], views[2]
@@ -38,8 +38,7 @@ def i420_to_rgb_cv2(y: U8, u: U8, v: U8) -> U8:
     """OpenCV's BT.601 limited-range I420 -> RGB (even frame sizes only)."""
     h, w = y.shape
     i420 = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(h * 3 // 2, w)
-    rgb: U8 = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
-    return rgb
+    return np.asarray(cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420), dtype=np.uint8)
 
 
 def opencv_route(rgb: U8, size: int) -> npt.NDArray[np.float32]:

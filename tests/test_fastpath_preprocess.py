@@ -16,8 +16,21 @@ from fastpath.preprocess import Letterboxer, letterbox_yuv420
 
 EXACT = 1 / 255 + 1e-6  # Cython vs numpy reference: same math, float rounding only
 SIZES = [
-    (640, 480), (1280, 720), (320, 240), (480, 640), (848, 480), (1920, 1080),
-    (321, 241), (33, 17), (17, 33), (1, 1), (2, 1), (1, 2), (3, 3), (641, 480), (640, 479),
+    (640, 480),
+    (1280, 720),
+    (320, 240),
+    (480, 640),
+    (848, 480),
+    (1920, 1080),
+    (321, 241),
+    (33, 17),
+    (17, 33),
+    (1, 1),
+    (2, 1),
+    (1, 2),
+    (3, 3),
+    (641, 480),
+    (640, 479),
 ]
 
 
@@ -62,7 +75,7 @@ def test_matches_reference_on_random_planes(w: int, h: int) -> None:
 
 
 def test_pyav_planes_are_really_strided() -> None:
-    y, u, v = planes(yuv_frame(synthetic_rgb(33, 17)))
+    y, u, _ = planes(yuv_frame(synthetic_rgb(33, 17)))
     assert y.strides[0] > y.shape[1] and u.strides[0] > u.shape[1]
     assert not y.flags.c_contiguous
 
@@ -163,8 +176,11 @@ def test_shared_letterboxer_across_threads() -> None:
 
 
 def _planes_640() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return (np.zeros((480, 640), np.uint8), np.zeros((240, 320), np.uint8),
-            np.zeros((240, 320), np.uint8))
+    return (
+        np.zeros((480, 640), np.uint8),
+        np.zeros((240, 320), np.uint8),
+        np.zeros((240, 320), np.uint8),
+    )
 
 
 @pytest.mark.parametrize(
