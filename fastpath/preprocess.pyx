@@ -31,6 +31,7 @@ import numpy as np
 
 from libc.math cimport floor
 from libc.stdint cimport int32_t, uint8_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 # BT.601 limited range, pre-divided by 255 so the result is already in [0, 1].
@@ -277,6 +278,55 @@ cdef inline void _gathered(const Src *s, const Taps *c, Py_ssize_t lo, Py_ssize_
         bo[d] = _clamp01(K_Y * yv + K_BU * uv)
 
 
+cdef inline void _vblend(const uint8_t *r0, const uint8_t *r1, float w0, float w1, fout t,
+                         Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t x
+    for x in range(n):
+        t[x] = w0 * r0[x] + w1 * r1[x]
+
+
+cdef inline void _hgather(fin t, const int32_t *i0, const int32_t *i1, fin w0, fin w1, fout h,
+                          Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t d
+    for d in range(n):
+        h[d] = w0[d] * t[i0[d]] + w1[d] * t[i1[d]]
+
+
+cdef inline void _convert(fin hy, fin hu, fin hv, fin wsx, float wsy, fout ro, fout go,
+                          fout bo, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t d
+    cdef float ws, yv, uv, vv, f16 = 16.0, f128 = 128.0
+    cdef float ky = K_Y, krv = K_RV, kgu = K_GU, kgv = K_GV, kbu = K_BU
+    for d in range(n):
+        ws = wsy * wsx[d]
+        yv = hy[d] - f16 * ws
+        uv = hu[d] - f128 * ws
+        vv = hv[d] - f128 * ws
+        ro[d] = _clamp01(ky * yv + krv * vv)
+        go[d] = _clamp01(ky * yv + kgu * uv + kgv * vv)
+        bo[d] = _clamp01(ky * yv + kbu * uv)
+
+
+cdef void _separable(const Src *s, const Taps *c, Py_ssize_t w, Py_ssize_t cw, Py_ssize_t size,
+                     float *scratch, fout ro, fout go, fout bo) noexcept nogil:
+    """One output row for irregular scales (848x480, 960x540, 320x240...): blend the two source
+    rows (contiguous, vectorised), gather the horizontal taps from the blended rows, convert
+    the whole row (vectorised). Same arithmetic, in the same order, as ``_gathered``."""
+    cdef float *ty = scratch
+    cdef float *tu = ty + w
+    cdef float *tv = tu + cw
+    cdef float *hy = tv + cw
+    cdef float *hu = hy + size
+    cdef float *hv = hu + size
+    _vblend(s.y0, s.y1, s.wy0, s.wy1, ty, w)
+    _vblend(s.u0, s.u1, s.wy0, s.wy1, tu, cw)
+    _vblend(s.v0, s.v1, s.wy0, s.wy1, tv, cw)
+    _hgather(ty, c.i0, c.i1, c.w0, c.w1, hy, size)
+    _hgather(tu, c.c0, c.c1, c.w0, c.w1, hu, size)
+    _hgather(tv, c.c0, c.c1, c.w0, c.w1, hv, size)
+    _convert(hy, hu, hv, c.ws, s.wy0 + s.wy1, ro, go, bo, size)
+
+
 cdef class Letterboxer:
     """Cached lookup tables for one (frame size, tensor size, placement); reuse per stream.
 
@@ -335,15 +385,24 @@ cdef class Letterboxer:
         cdef const uint8_t[:, :] up = _plane(u, "u", ch, cw)
         cdef const uint8_t[:, :] vp = _plane(v, "v", ch, cw)
         cdef float[:, :, ::1] o = _output(out, self.size)
-        with nogil:
-            self._run(yp, up, vp, o)
+        cdef float *scratch = NULL
+        if self._c.k == 0:  # irregular scale: row buffers for the separable path (~10 KiB)
+            scratch = <float *>malloc((self.src_width + 2 * cw + 3 * self.size) * sizeof(float))
+            if scratch == NULL:
+                raise MemoryError()
+        try:
+            with nogil:
+                self._run(yp, up, vp, o, scratch)
+        finally:
+            free(scratch)
 
     cdef void _run(self, const uint8_t[:, :] yp, const uint8_t[:, :] up,
-                   const uint8_t[:, :] vp, float[:, :, ::1] o) noexcept nogil:
+                   const uint8_t[:, :] vp, float[:, :, ::1] o,
+                   float *scratch) noexcept nogil:
         cdef const Taps *cols = &self._c
         cdef const Taps *rows = &self._r
         cdef Py_ssize_t S = self.size, oy
-        cdef Py_ssize_t lo = cols.lo if cols.k else S, hi = cols.hi if cols.k else S
+        cdef Py_ssize_t lo = cols.lo, hi = cols.hi
         cdef bint half_cols = cols.wa == 0.5 and cols.wb == 0.5
         cdef Src src
         cdef float *ro
@@ -360,9 +419,10 @@ cdef class Letterboxer:
             src.y0, src.y1 = &yp[rows.i0[oy], 0], &yp[rows.i1[oy], 0]
             src.u0, src.u1 = &up[rows.c0[oy], 0], &up[rows.c1[oy], 0]
             src.v0, src.v1 = &vp[rows.c0[oy], 0], &vp[rows.c1[oy], 0]
-            if cols.k:
-                _interior(&src, cols, half_cols and src.wy0 == 0.5 and src.wy1 == 0.5,
-                          ro, go, bo)
+            if cols.k == 0:
+                _separable(&src, cols, yp.shape[1], up.shape[1], S, scratch, ro, go, bo)
+                continue
+            _interior(&src, cols, half_cols and src.wy0 == 0.5 and src.wy1 == 0.5, ro, go, bo)
             _gathered(&src, cols, 0, lo, ro, go, bo)
             _gathered(&src, cols, hi, S, ro, go, bo)
 
