@@ -220,12 +220,14 @@ cdef inline void _regular(const Src *s, const Taps *c, Py_ssize_t k, fout ro, fo
         bo[d] = _clamp01(ky * yv + kbu * uv)
 
 
-cdef inline void _regular_half(const Src *s, const Taps *c, Py_ssize_t k, fout ro, fout go,
-                               fout bo) noexcept nogil:
+cdef inline void _regular_half(const Src *s, const Taps *c, Py_ssize_t k, bint direct,
+                               fout ro, fout go, fout bo) noexcept nogil:
     """``_regular`` when all four weights are 0.5 (every interior row of 640->320, 1280->320).
 
     Then the bilinear value is exactly a quarter of an integer sum of the four taps, so summing
-    in integers is bit-identical to the float formula and much cheaper.
+    in integers is bit-identical to the float formula and much cheaper. ``direct``: all four
+    taps of a pixel share one chroma sample (e.g. k = 2 or 6 with even offsets), which is then
+    read once. Callers pass literal ``k`` and ``direct``.
     """
     cdef const uint8_t *y0 = s.y0 + c.a
     cdef const uint8_t *y1 = s.y1 + c.a
@@ -239,8 +241,12 @@ cdef inline void _regular_half(const Src *s, const Taps *c, Py_ssize_t k, fout r
     cdef float yv, uv, vv
     for d in range(c.lo, c.hi):
         yv = <float>(<int>y0[k * d] + y0[k * d + 1] + y1[k * d] + y1[k * d + 1]) * q - oy
-        uv = <float>(<int>u0[kc * d] + u0[kc * d + cb] + u1[kc * d] + u1[kc * d + cb]) * q - oc
-        vv = <float>(<int>v0[kc * d] + v0[kc * d + cb] + v1[kc * d] + v1[kc * d + cb]) * q - oc
+        if direct:
+            uv = <float>u0[kc * d] - oc
+            vv = <float>v0[kc * d] - oc
+        else:
+            uv = <float>(<int>u0[kc * d] + u0[kc * d + cb] + u1[kc * d] + u1[kc * d + cb]) * q - oc
+            vv = <float>(<int>v0[kc * d] + v0[kc * d + cb] + v1[kc * d] + v1[kc * d + cb]) * q - oc
         ro[d] = _clamp01(ky * yv + krv * vv)
         go[d] = _clamp01(ky * yv + kgu * uv + kgv * vv)
         bo[d] = _clamp01(ky * yv + kbu * uv)
@@ -249,15 +255,20 @@ cdef inline void _regular_half(const Src *s, const Taps *c, Py_ssize_t k, fout r
 cdef inline void _interior(const Src *s, const Taps *c, bint half, fout ro, fout go,
                            fout bo) noexcept nogil:
     # One call per literal stride, so each inlined copy is specialised and vectorised.
-    if half:
+    cdef bint direct = half and c.cb == 0 and s.u0 == s.u1
+    if direct and c.k == 2:  # 640x480, 480x640, 640x360 -> 320
+        _regular_half(s, c, 2, True, ro, go, bo)
+    elif direct and c.k == 6:  # 1920x1080 -> 320
+        _regular_half(s, c, 6, True, ro, go, bo)
+    elif half:
         if c.k == 2:
-            _regular_half(s, c, 2, ro, go, bo)
+            _regular_half(s, c, 2, False, ro, go, bo)
         elif c.k == 4:
-            _regular_half(s, c, 4, ro, go, bo)
+            _regular_half(s, c, 4, False, ro, go, bo)
         elif c.k == 6:
-            _regular_half(s, c, 6, ro, go, bo)
+            _regular_half(s, c, 6, False, ro, go, bo)
         else:
-            _regular_half(s, c, 8, ro, go, bo)
+            _regular_half(s, c, 8, False, ro, go, bo)
     elif c.k == 2:
         _regular(s, c, 2, ro, go, bo)
     elif c.k == 4:
@@ -343,8 +354,9 @@ cdef void _separable(const Src *s, const Taps *c, Py_ssize_t w, Py_ssize_t cw, P
 cdef class Letterboxer:
     """Cached lookup tables for one (frame size, tensor size, placement); reuse per stream.
 
-    ``run`` allocates nothing, only reads the tables and releases the GIL, so one instance
-    may be shared by threads.
+    ``run`` allocates no Python objects (irregular scales malloc ~10 KiB of row buffers per
+    call), only reads the tables and releases the GIL, so one instance may be shared by
+    threads. Properties map detections back: ``frame = tensor / scale - offset``.
     """
 
     cdef readonly int src_width

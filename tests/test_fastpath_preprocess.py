@@ -35,6 +35,10 @@ SIZES = [
     (640, 100),
     (960, 540),
     (2560, 1440),
+    (478, 640),
+    (718, 1280),
+    (1078, 1920),
+    (1080, 1920),
 ]
 
 
@@ -225,6 +229,14 @@ def test_bad_input_raises_module_function() -> None:
         Letterboxer(0, 480, 320)
     with pytest.raises(ValueError):
         Letterboxer(640, 480, 0)
+
+
+def test_read_only_planes_are_accepted() -> None:
+    y, u, v = (np.array(p) for p in planes(yuv_frame(synthetic_rgb(64, 48, noise=10))))
+    for p in (y, u, v):
+        p.flags.writeable = False
+    fast, ref = _both(y, u, v)
+    assert np.abs(fast - ref).max() <= EXACT
 
 
 def test_column_strided_planes_are_accepted() -> None:
