@@ -43,7 +43,7 @@ def luma_signature(y, out) -> None:
 
 cdef void _signature(const uint8_t[:, :] y, float[:, ::1] o) noexcept nogil:
     cdef Py_ssize_t h = y.shape[0], w = y.shape[1], gh = o.shape[0], gw = o.shape[1]
-    cdef Py_ssize_t i, j, r, c, r0, r1
+    cdef Py_ssize_t i, j, r, c, r0, r1, step = y.strides[1]
     cdef uint64_t acc[_MAXW]
     cdef Py_ssize_t c0[_MAXW]
     cdef Py_ssize_t c1[_MAXW]
@@ -61,8 +61,12 @@ cdef void _signature(const uint8_t[:, :] y, float[:, ::1] o) noexcept nogil:
             row = &y[r, 0]
             for j in range(gw):
                 s = 0
-                for c in range(c0[j], c1[j]):
-                    s = s + row[c * y.strides[1]]
+                if step == 1:  # the usual case: a contiguous row, a vectorisable reduction
+                    for c in range(c0[j], c1[j]):
+                        s = s + row[c]
+                else:
+                    for c in range(c0[j], c1[j]):
+                        s = s + row[c * step]
                 acc[j] += s
         for j in range(gw):
             o[i, j] = <float>(<double>acc[j] / <double>((r1 - r0) * (c1[j] - c0[j])))
