@@ -41,10 +41,13 @@ def i420_to_rgb_cv2(y: U8, u: U8, v: U8) -> U8:
     return np.asarray(cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420), dtype=np.uint8)
 
 
-def opencv_route(rgb: U8, size: int) -> npt.NDArray[np.float32]:
-    """Pad bottom/right to a square, cv2.resize INTER_LINEAR, /255, CHW: the naive tensor."""
+def opencv_route(rgb: U8, size: int, center: bool = False) -> npt.NDArray[np.float32]:
+    """Pad to a square (bottom/right, or centred), cv2.resize INTER_LINEAR, /255, CHW."""
     h, w = rgb.shape[:2]
     m = max(w, h)
-    padded = cv2.copyMakeBorder(rgb, 0, m - h, 0, m - w, cv2.BORDER_CONSTANT, value=0)
+    top, left = ((m - h) // 2, (m - w) // 2) if center else (0, 0)
+    padded = cv2.copyMakeBorder(
+        rgb, top, m - h - top, left, m - w - left, cv2.BORDER_CONSTANT, value=0
+    )
     small = cv2.resize(padded, (size, size), interpolation=cv2.INTER_LINEAR)
     return np.ascontiguousarray(small.transpose(2, 0, 1), dtype=np.float32) / np.float32(255)

@@ -110,6 +110,16 @@ def test_close_to_opencv_route_and_nudenet(w: int, h: int, noise: int) -> None:
         assert diff.max() <= max_tol
 
 
+@pytest.mark.parametrize("w,h", [(640, 480), (478, 640), (718, 1280), (848, 480)])
+def test_centred_placement_close_to_opencv(w: int, h: int) -> None:
+    y, u, v = planes(yuv_frame(synthetic_rgb(w, h)))
+    out = np.empty((3, 320, 320), np.float32)
+    letterbox_yuv420(y, u, v, out, center=True)
+    diff = np.abs(out - opencv_route(i420_to_rgb_cv2(y, u, v), 320, center=True))
+    assert diff.mean() <= 0.5 / 255
+    assert diff.max() <= 2.5 / 255
+
+
 @pytest.mark.parametrize("side", [320, 64, 250])
 def test_colour_matches_pyav_rgb24(side: int) -> None:
     """At scale 1 the tensor is just the colour conversion: compare with PyAV's rgb24.
