@@ -6,12 +6,20 @@ import numpy.typing as npt
 class Letterboxer:
     """Lookup tables for one (frame size, tensor size, placement); reuse one per stream."""
 
-    src_width: int
-    src_height: int
-    size: int
-    center: bool
-    offset_x: int
-    offset_y: int
+    @property
+    def src_width(self) -> int: ...
+    @property
+    def src_height(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def center(self) -> bool: ...
+    @property
+    def offset_x(self) -> int:
+        """Left padding in frame pixels (0 unless ``center``)."""
+    @property
+    def offset_y(self) -> int:
+        """Top padding in frame pixels (0 unless ``center``)."""
     def __init__(
         self, src_width: int, src_height: int, size: int, center: bool = False
     ) -> None: ...

@@ -486,7 +486,7 @@ _CACHE_MAX = 16
 
 
 def letterboxer(int src_width, int src_height, int size, bint center=False) -> Letterboxer:
-    """Return a cached Letterboxer for this geometry (small LRU-ish cache, oldest evicted)."""
+    """Return a cached Letterboxer for this geometry (16 entries, oldest evicted first)."""
     key = (src_width, src_height, size, bool(center))
     lb = _CACHE.get(key)
     if lb is None:
