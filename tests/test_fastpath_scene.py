@@ -1,0 +1,79 @@
+"""Luma-signature scene-change measure: Cython against numpy, and the gate's expectations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastpath_frames import planes, synthetic_rgb, yuv_frame
+
+from fastpath import reference
+from fastpath.scene import MAX_GRID_WIDTH, luma_signature, signature_distance
+
+
+def _signature(y: np.ndarray, grid: tuple[int, int] = (18, 32)) -> np.ndarray:
+    out = np.empty(grid, np.float32)
+    luma_signature(y, out)
+    return out
+
+
+@pytest.mark.parametrize("w,h", [(640, 480), (1280, 720), (321, 241), (33, 17), (3, 2), (1, 1)])
+@pytest.mark.parametrize("grid", [(18, 32), (16, 16), (1, 1), (4, 7)])
+def test_matches_reference(w: int, h: int, grid: tuple[int, int]) -> None:
+    y, _, _ = planes(yuv_frame(synthetic_rgb(w, h, noise=40)))
+    fast = _signature(y, grid)
+    ref = np.empty(grid, np.float32)
+    reference.luma_signature(y, ref)
+    assert np.abs(fast - ref).max() <= 1e-4
+    other = _signature(255 - np.ascontiguousarray(y), grid)
+    assert signature_distance(fast, other) == pytest.approx(
+        reference.signature_distance(fast, other), rel=1e-9, abs=1e-9
+    )
+
+
+def test_box_average_of_constant_and_split_frames() -> None:
+    y = np.full((480, 640), 77, np.uint8)
+    assert np.all(_signature(y) == 77)
+    y[:, 320:] = 200
+    sig = _signature(y, (2, 2))
+    assert sig.tolist() == [[77, 200], [77, 200]]
+
+
+def test_identical_frames_distance_zero() -> None:
+    y, _, _ = planes(yuv_frame(synthetic_rgb(640, 480, noise=10)))
+    assert signature_distance(_signature(y), _signature(y.copy())) == 0.0
+
+
+def test_different_scenes_are_far() -> None:
+    a, _, _ = planes(yuv_frame(synthetic_rgb(640, 480, seed=1)))
+    b, _, _ = planes(yuv_frame(synthetic_rgb(640, 480, seed=2)))
+    assert signature_distance(_signature(a), _signature(b)) > 20
+
+
+def test_sensor_noise_is_near() -> None:
+    rng = np.random.default_rng(5)
+    a, _, _ = planes(yuv_frame(synthetic_rgb(640, 480, seed=1)))
+    noisy = np.clip(a.astype(np.int16) + rng.integers(-6, 7, a.shape), 0, 255).astype(np.uint8)
+    assert signature_distance(_signature(a), _signature(noisy)) < 1.0
+
+
+def test_bad_input_raises() -> None:
+    y = np.zeros((48, 64), np.uint8)
+    out = np.zeros((4, 4), np.float32)
+    with pytest.raises(TypeError):
+        luma_signature(y.astype(np.float32), out)
+    with pytest.raises(TypeError):
+        luma_signature(y, out.astype(np.float64))
+    with pytest.raises(TypeError):
+        luma_signature(y[None], out)
+    with pytest.raises(TypeError):
+        luma_signature([[1]], out)
+    with pytest.raises(ValueError):
+        luma_signature(y, np.zeros((4, 8), np.float32)[:, ::2])
+    with pytest.raises(ValueError):
+        luma_signature(y[:0], out)
+    with pytest.raises(ValueError):
+        luma_signature(y, np.zeros((1, MAX_GRID_WIDTH + 1), np.float32))
+    with pytest.raises(ValueError):
+        signature_distance(out, np.zeros((4, 5), np.float32))
+    with pytest.raises(TypeError):
+        signature_distance(out, out.astype(np.float64))
