@@ -61,7 +61,9 @@ class LoadClient:
 
     async def run(self, stop_at: float) -> None:
         try:
-            async with websockets.connect(self.url, max_size=None, open_timeout=60) as ws:
+            async with websockets.connect(
+                self.url, max_size=None, open_timeout=60, close_timeout=2
+            ) as ws:
                 self.report.connected += 1
                 try:
                     await self._cycle(ws, stop_at)
@@ -212,6 +214,19 @@ def _wait_until_up(url: str, timeout_s: float = 30) -> None:
     asyncio.run(probe())
 
 
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a local process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     server = None
     url = args.target
@@ -221,7 +236,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         url = f"ws://127.0.0.1:{port}/ws"
     try:
         _wait_until_up(url)
-        return _drive(url, args)
+        started_cpu = _cpu_seconds(server.pid) if server else 0.0
+        started = time.monotonic()
+        result = _drive(url, args)
+        if server is not None:
+            used = _cpu_seconds(server.pid) - started_cpu
+            result["server_cpu_percent_of_one_core"] = 100 * used / (time.monotonic() - started)
+            rss_kib = _rss_kib(server.pid)
+            result["server_rss_mib"] = rss_kib / 1024
+            result["server_rss_kib_per_client"] = rss_kib / max(1, result["peak_connected_clients"])
+        return result
     finally:
         if server is not None:
             server.terminate()
@@ -375,6 +399,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
+    if "server_cpu_percent_of_one_core" in result:
+        print(
+            f"server: {result['server_cpu_percent_of_one_core']:.0f}% of one core on average "
+            f"(ramp included), {result['server_rss_mib']:.0f} MiB resident"
+        )
     print(f"results written to {args.json}")
     return 0
 

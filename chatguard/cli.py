@@ -73,6 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn  # imported late so that `--help` and config errors answer at once
 
+    from chatguard.runtime import tune_gc_for_serving
     from signaling.app import create_app
 
     route = Route(args.route) if args.route else None
@@ -84,8 +85,10 @@ def _serve(args: argparse.Namespace) -> int:
         config.server.port,
         route.value if route else "per region",
     )
+    app = create_app(config, route)
+    tune_gc_for_serving()
     uvicorn.run(
-        create_app(config, route),
+        app,
         host=config.server.host,
         port=config.server.port,
         log_level=config.server.log_level,
