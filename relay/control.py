@@ -1,0 +1,146 @@
+"""The control protocol between signaling and relay workers: typed messages, nothing else.
+
+A relay worker dials the signaling service (WebSocket ``/relay``), introduces itself, reports
+its load every second, and carries out what signaling asks: open a leg (a WebRTC connection with
+one client, from the client's SDP offer), link two legs (forward media between them), unlink,
+close. Workers dial in, rather than being dialled, so that a relay on another machine needs to
+know only the signaling URL, and a worker that dies is noticed by its socket closing.
+
+Both sides validate every message against these structs (msgspec), as the client protocol does.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+CONTROL_VERSION = 1
+
+LegId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=60_000)]
+
+
+class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
+    v: int = CONTROL_VERSION
+
+
+# -- worker -> signaling --------------------------------------------------------------------
+
+
+class Hello(_Message, tag="hello"):
+    """First message of a worker; signaling closes the socket if `token` is wrong."""
+
+    worker_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    token: str
+    pid: int
+    max_sessions: int
+    """Legs this worker accepts at most; signaling places none beyond it."""
+
+
+class Load(_Message, tag="load"):
+    """Sent every second; the least-loaded live worker gets the next pair."""
+
+    legs: int
+    cpu_percent: float
+    """CPU used by the worker process over the last interval, in % of one core."""
+    rss_bytes: int
+    draining: bool = False
+
+
+class Answer(_Message, tag="answer"):
+    """The relay's SDP answer for a leg (all relay candidates included: no trickle)."""
+
+    leg: LegId
+    sdp: Sdp
+
+
+class LegState(_Message, tag="leg_state"):
+    """A leg's media connection changed: `connected`, `failed` or `closed`."""
+
+    leg: LegId
+    state: Literal["connected", "failed", "closed"]
+    detail: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class Refused(_Message, tag="refused"):
+    """The worker could not do what was asked (bad SDP, unknown leg, full); says why."""
+
+    leg: LegId
+    reason: Annotated[str, msgspec.Meta(max_length=500)]
+
+
+WorkerMessage = Hello | Load | Answer | LegState | Refused
+
+
+# -- signaling -> worker --------------------------------------------------------------------
+
+
+class OpenLeg(_Message, tag="open_leg"):
+    """Start a WebRTC connection with one client from its offer; answer with `Answer`."""
+
+    leg: LegId
+    offer: Sdp
+    moderated: bool = False
+    """Strict route: video from this leg is gated by the classifier before it is forwarded."""
+
+
+class AddCandidate(_Message, tag="add_candidate"):
+    """A trickled ICE candidate from the client of `leg` (the browser's candidate line)."""
+
+    leg: LegId
+    candidate: Annotated[str, msgspec.Meta(max_length=1024)]
+    sdp_mid: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    sdp_mline_index: int | None = None
+
+
+class Link(_Message, tag="link"):
+    """Forward media between two legs of this worker, both ways."""
+
+    first: LegId
+    second: LegId
+
+
+class Unlink(_Message, tag="unlink"):
+    """Stop forwarding to and from `leg`; the leg stays open for a next partner."""
+
+    leg: LegId
+
+
+class CloseLeg(_Message, tag="close_leg"):
+    leg: LegId
+
+
+class Drain(_Message, tag="drain"):
+    """Take no new legs; existing ones run until they end."""
+
+
+SignalingMessage = OpenLeg | AddCandidate | Link | Unlink | CloseLeg | Drain
+
+_worker_decoder: msgspec.json.Decoder[WorkerMessage] = msgspec.json.Decoder(WorkerMessage)
+_signaling_decoder: msgspec.json.Decoder[SignalingMessage] = msgspec.json.Decoder(
+    SignalingMessage
+)
+_encoder = msgspec.json.Encoder()
+
+
+class ControlError(Exception):
+    """A control message that cannot be parsed or validated; the text says what was wrong."""
+
+
+def decode_worker_message(raw: str | bytes) -> WorkerMessage:
+    try:
+        return _worker_decoder.decode(raw)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise ControlError(f"invalid worker message: {exc}") from None
+
+
+def decode_signaling_message(raw: str | bytes) -> SignalingMessage:
+    try:
+        return _signaling_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ControlError(f"invalid signaling message: {exc}") from None
+
+
+def encode(message: WorkerMessage | SignalingMessage) -> str:
+    return _encoder.encode(message).decode()
