@@ -189,4 +189,3 @@ class SequenceRewriter:
         if back < 0 or back > self._span:
             return None
         return in_seq
-

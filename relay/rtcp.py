@@ -292,8 +292,9 @@ def build_remb(sender_ssrc: int, bitrate: int, ssrcs: Iterable[int]) -> bytes:
     body = (
         _II.pack(sender_ssrc, 0)
         + _REMB
-        + bytes((len(ssrc_list), (exp << 2) | (mantissa >> 16), (mantissa >> 8) & 0xFF,
-                 mantissa & 0xFF))
+        + bytes(
+            (len(ssrc_list), (exp << 2) | (mantissa >> 16), (mantissa >> 8) & 0xFF, mantissa & 0xFF)
+        )
         + b"".join(_I.pack(s) for s in ssrc_list)
     )
     return _header(RTCP_PSFB, FMT_APP, len(body)) + body
@@ -316,7 +317,9 @@ def build_sr(
 ) -> bytes:
     """A sender report for an outgoing stream, so the receiver can sync audio and video."""
     body = _I.pack(ssrc) + _SR_INFO.pack(
-        ntp_timestamp & 0xFFFFFFFFFFFFFFFF, rtp_timestamp & 0xFFFFFFFF,
-        packet_count & 0xFFFFFFFF, octet_count & 0xFFFFFFFF,
+        ntp_timestamp & 0xFFFFFFFFFFFFFFFF,
+        rtp_timestamp & 0xFFFFFFFF,
+        packet_count & 0xFFFFFFFF,
+        octet_count & 0xFFFFFFFF,
     )
     return _header(RTCP_SR, 0, len(body)) + body

@@ -174,7 +174,11 @@ def rewrite_header(
 ) -> None:
     """Rewrite PT, seq, ts and SSRC with one ``pack_into`` (the forwarding hot path)."""
     _PT_SEQ_TS_SSRC.pack_into(
-        buf, 1, (buf[1] & 0x80) | (pt & 0x7F), seq & 0xFFFF, ts & 0xFFFFFFFF,
+        buf,
+        1,
+        (buf[1] & 0x80) | (pt & 0x7F),
+        seq & 0xFFFF,
+        ts & 0xFFFFFFFF,
         ssrc_value & 0xFFFFFFFF,
     )
 
