@@ -22,7 +22,7 @@ def test_get_returns_stored_packet() -> None:
         assert r.store(pkt(s, s % 50))
     for s in range(0, 3):
         assert r.store(pkt(s))
-    for s in list(range(65531, 65536)) + [0, 1, 2]:
+    for s in [*list(range(65531, 65536)), 0, 1, 2]:
         got = r.get(s)
         assert got is not None and bytes(got) == pkt(s, s % 50 if s > 100 else 40)
     assert r.get(65530) is None  # overwritten by seq 2 (same slot)

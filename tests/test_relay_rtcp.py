@@ -123,5 +123,5 @@ def test_malformed_subpacket_is_counted_not_raised() -> None:
 
 @given(st.binary(max_size=120))
 def test_parser_never_raises(data: bytes) -> None:
-    events, bad = rtcp.parse_rtcp(data)
+    _events, bad = rtcp.parse_rtcp(data)
     assert bad >= 0
