@@ -39,7 +39,10 @@ def frames(n: int, width: int = 320, height: int = 240) -> list[av.VideoFrame]:
 
 def encode(codec: RTCRtpCodecParameters, pattern: list[bool]) -> list[list[bytes]]:
     enc = get_encoder(codec)
-    return [enc.encode(f, force_keyframe=k)[0] for f, k in zip(frames(len(pattern)), pattern, strict=False)]
+    return [
+        enc.encode(f, force_keyframe=k)[0]
+        for f, k in zip(frames(len(pattern)), pattern, strict=True)
+    ]
 
 
 @pytest.fixture(scope="module")
