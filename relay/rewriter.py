@@ -177,6 +177,12 @@ class SequenceRewriter:
         rtp.rewrite_seq_ts_ssrc(buf, r[0], r[1], self.out_ssrc)
         return True
 
+    def out_timestamp(self, source: Hashable, ts: int) -> int | None:
+        """Outgoing timestamp for a source timestamp of the current epoch (for SR translation)."""
+        if not self.started or source != self._source:
+            return None
+        return (ts + self._ts_off) & 0xFFFFFFFF
+
     def source_seq(self, out_seq: int) -> int | None:
         """Translate an outgoing seq (e.g. from a NACK) back to the current source's seq.
 
