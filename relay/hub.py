@@ -1,0 +1,189 @@
+"""Wiring between client legs: which leg's packets go where, and the RTCP the relay answers.
+
+Why a separate module: ``forwarder`` decides on one stream without I/O and
+``aiortc_adapter`` owns aiortc's internals; this file is the thin asyncio glue that a reader
+follows from "packet in on leg A" to "packet out on leg B". Pairing ("Next") is a call to
+:meth:`ForwardingHub.pair`; everything per packet is in :meth:`ForwardingHub.on_rtp`.
+
+RTCP terminated here (the legs are independent RTP sessions):
+
+* PLI/FIR from a receiver -> throttled PLI to the partner's incoming stream;
+* NACK from a receiver -> answered from the outgoing stream's ring buffer;
+* REMB from a receiver -> re-addressed to the partner's incoming SSRCs;
+* SR from a sender -> re-timed into the receiver's outgoing stream (lip sync, RTT);
+* RR and SDES are consumed (counted); the relay does not answer with its own RR yet.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import Counter
+
+from relay import rtcp, rtp
+from relay.aiortc_adapter import AiortcLeg
+from relay.forwarder import ForwarderConfig, StreamForwarder
+from relay.negotiation import keyframe_checks, map_extension_ids, map_payload_types
+
+
+class ForwardingHub:
+    """Relays media between paired :class:`AiortcLeg` s of one worker."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._rng = rng or random.SystemRandom()
+        self._partner: dict[AiortcLeg, AiortcLeg] = {}
+        self._fwd: dict[tuple[AiortcLeg, str], StreamForwarder] = {}
+        self._pairings = itertools.count(1)
+        self.dropped: Counter[str] = Counter()
+        self.rtcp_in: Counter[str] = Counter()
+
+    # -- pairing ----------------------------------------------------------------------
+
+    def forwarder(self, dst: AiortcLeg, kind: str) -> StreamForwarder:
+        """The outgoing stream of ``kind`` towards ``dst`` (created on first use)."""
+        f = self._fwd.get((dst, kind))
+        if f is None:
+            media = dst.media[kind]
+            clock = media.codecs[0].clockRate if media.codecs else 90000
+            f = StreamForwarder(
+                ForwarderConfig(kind=kind, clock_rate=clock, pt_map={}, out_ssrc=media.out_ssrc),
+                self._rng,
+            )
+            self._fwd[(dst, kind)] = f
+        return f
+
+    def pair(self, a: AiortcLeg, b: AiortcLeg) -> None:
+        """Make ``a`` and ``b`` partners (replacing earlier partners); media flows at once."""
+        self.unpair(a)
+        self.unpair(b)
+        pairing = next(self._pairings)
+        self._partner[a] = b
+        self._partner[b] = a
+        for src, dst in ((a, b), (b, a)):
+            for kind, out_media in dst.media.items():
+                in_media = src.media.get(kind)
+                if in_media is None:
+                    continue
+                self.forwarder(dst, kind).set_source(
+                    pairing,
+                    pt_map=map_payload_types(in_media.codecs, out_media.codecs),
+                    keyframe_checks=keyframe_checks(in_media.codecs),
+                    ext_id_map=map_extension_ids(
+                        in_media.header_extensions, out_media.header_extensions
+                    ),
+                )
+
+    def unpair(self, leg: AiortcLeg) -> None:
+        """Stop forwarding to and from ``leg``'s current partner."""
+        other = self._partner.pop(leg, None)
+        if other is not None:
+            self._partner.pop(other, None)
+
+    def forget(self, leg: AiortcLeg) -> None:
+        """Drop all state of a leg that closed."""
+        self.unpair(leg)
+        for key in [k for k in self._fwd if k[0] is leg]:
+            del self._fwd[key]
+
+    # -- media ------------------------------------------------------------------------
+
+    async def on_rtp(self, leg: AiortcLeg, data: bytes, now: float) -> None:
+        """Hot path: one decrypted RTP packet from ``leg``."""
+        dst = self._partner.get(leg)
+        if dst is None:
+            self.dropped["unpaired"] += 1
+            return
+        if len(data) < rtp.RTP_HEADER_LEN:
+            self.dropped["too_short"] += 1
+            return
+        kind = leg.kind_by_pt.get(data[1] & 0x7F)
+        fwd = self._fwd.get((dst, kind)) if kind is not None else None
+        if fwd is None:
+            self.dropped["unknown_pt"] += 1
+            return
+        buf = bytearray(data)
+        if fwd.on_rtp(buf, now):
+            try:
+                await dst.send(bytes(buf))
+            except ConnectionError:
+                self.dropped["dst_closed"] += 1
+        elif fwd.waiting_for_keyframe and fwd.keyframe_needed(now):
+            await self._send_pli(leg, kind, rtp.ssrc(data))
+
+    async def _send_pli(self, src: AiortcLeg, kind: str, media_ssrc: int) -> None:
+        sender_ssrc = src.media[kind].out_ssrc
+        try:
+            await src.send(rtcp.build_pli(sender_ssrc, media_ssrc))
+        except ConnectionError:
+            self.dropped["src_closed"] += 1
+
+    # -- feedback ---------------------------------------------------------------------
+
+    async def on_rtcp(self, leg: AiortcLeg, data: bytes, now: float) -> None:
+        """One decrypted compound RTCP packet from ``leg``."""
+        events, bad = rtcp.parse_rtcp(data)
+        if bad:
+            self.rtcp_in["malformed"] += bad
+        src = self._partner.get(leg)
+        for ev in events:
+            self.rtcp_in[type(ev).__name__] += 1
+            if isinstance(ev, rtcp.Nack):
+                await self._on_nack(leg, ev)
+            elif src is None:
+                continue
+            elif isinstance(ev, (rtcp.Pli, rtcp.Fir)):
+                await self._on_keyframe_request(leg, src, now)
+            elif isinstance(ev, rtcp.Remb):
+                await self._on_remb(leg, src, ev)
+            elif isinstance(ev, rtcp.SenderReport):
+                await self._on_sr(leg, src, ev)
+
+    def _stream_for_ssrc(self, leg: AiortcLeg, out_ssrc: int) -> StreamForwarder | None:
+        for kind, media in leg.media.items():
+            if media.out_ssrc == out_ssrc:
+                return self._fwd.get((leg, kind))
+        return None
+
+    async def _on_nack(self, leg: AiortcLeg, ev: rtcp.Nack) -> None:
+        fwd = self._stream_for_ssrc(leg, ev.media_ssrc)
+        if fwd is None:
+            return
+        for p in fwd.on_nack(ev.seqs):
+            try:
+                await leg.send(bytes(p))
+            except ConnectionError:
+                return
+
+    async def _on_keyframe_request(self, leg: AiortcLeg, src: AiortcLeg, now: float) -> None:
+        fwd = self._fwd.get((leg, "video"))
+        if fwd is not None and fwd.source_ssrc is not None and fwd.on_keyframe_request(now):
+            await self._send_pli(src, "video", fwd.source_ssrc)
+
+    async def _on_remb(self, leg: AiortcLeg, src: AiortcLeg, ev: rtcp.Remb) -> None:
+        fwd = self._fwd.get((leg, "video"))
+        if fwd is None or fwd.source_ssrc is None or "video" not in src.media:
+            return
+        try:
+            await src.send(
+                rtcp.build_remb(src.media["video"].out_ssrc, ev.bitrate, [fwd.source_ssrc])
+            )
+        except ConnectionError:
+            pass
+
+    async def _on_sr(self, leg: AiortcLeg, dst: AiortcLeg, ev: rtcp.SenderReport) -> None:
+        for kind in dst.media:
+            fwd = self._fwd.get((dst, kind))
+            if fwd is None or fwd.source_ssrc != ev.ssrc:
+                continue
+            out_ts = fwd.out_timestamp(ev.ssrc, ev.rtp_timestamp)
+            if out_ts is None:
+                return
+            try:
+                await dst.send(
+                    rtcp.build_sr(
+                        fwd.config.out_ssrc, ev.ntp_timestamp, out_ts, fwd.forwarded, fwd.octets
+                    )
+                )
+            except ConnectionError:
+                pass
+            return

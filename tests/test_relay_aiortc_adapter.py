@@ -1,0 +1,143 @@
+"""Two real aiortc clients talk through the relay adapter; no decoder runs on the relay."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiortc.rtcrtpreceiver as rtcrtpreceiver
+import av
+import numpy as np
+import pytest
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+    VideoStreamTrack,
+)
+
+from relay.aiortc_adapter import AiortcLeg, UnsupportedAiortcError, check_aiortc_version
+from relay.hub import ForwardingHub
+
+
+class SolidTrack(VideoStreamTrack):
+    """Frames of one grey level, so the far end can tell whose video it decoded."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        img = np.full((240, 320, 3), self.level, dtype=np.uint8)
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts = pts
+        frame.time_base = time_base if time_base else fractions.Fraction(1, 90000)
+        return frame
+
+
+def config() -> RTCConfiguration:
+    return RTCConfiguration(iceServers=[])
+
+
+async def connect_client(
+    client: RTCPeerConnection, hub: ForwardingHub, relay_pcs: list[RTCPeerConnection]
+) -> AiortcLeg:
+    """Signalling as the signaling server would do it: client offers, relay answers."""
+    await client.setLocalDescription(await client.createOffer())
+    pc = RTCPeerConnection(config())
+    relay_pcs.append(pc)
+    await pc.setRemoteDescription(client.localDescription)
+    AiortcLeg.prepare_transceivers(pc)
+    await pc.setLocalDescription(await pc.createAnswer())
+    leg = AiortcLeg(pc, hub.on_rtp, hub.on_rtcp)
+    answer = pc.localDescription
+    await client.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type=answer.type))
+    return leg
+
+
+@pytest.fixture
+async def pcs() -> AsyncIterator[list[RTCPeerConnection]]:
+    made: list[RTCPeerConnection] = []
+    yield made
+    for pc in made:
+        await pc.close()
+
+
+def test_version_guard() -> None:
+    check_aiortc_version()
+    with pytest.raises(UnsupportedAiortcError):
+        check_aiortc_version("1.17.0")
+
+
+@pytest.mark.timeout(60)
+async def test_video_flows_through_relay_without_relay_decoding(
+    pcs: list[RTCPeerConnection], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen_by_aiortc_receiver: set[int] = set()
+    original_handle = rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet
+
+    async def spy_handle(self: Any, packet: Any, arrival_time_ms: int) -> None:
+        seen_by_aiortc_receiver.add(id(self))
+        await original_handle(self, packet, arrival_time_ms)
+
+    monkeypatch.setattr(rtcrtpreceiver.RTCRtpReceiver, "_handle_rtp_packet", spy_handle)
+    decoders: list[str] = []
+    original_get_decoder = rtcrtpreceiver.get_decoder
+
+    def spy_get_decoder(codec: Any) -> Any:
+        decoders.append(codec.mimeType)
+        return original_get_decoder(codec)
+
+    monkeypatch.setattr(rtcrtpreceiver, "get_decoder", spy_get_decoder)
+
+    hub = ForwardingHub()
+    relay_pcs: list[RTCPeerConnection] = []
+    a, b = RTCPeerConnection(config()), RTCPeerConnection(config())
+    pcs.extend([a, b])
+    a.addTrack(SolidTrack(200))
+    b.addTrack(SolidTrack(40))
+    got: dict[str, asyncio.Future[Any]] = {}
+    for name, pc in (("a", a), ("b", b)):
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        got[name] = fut
+
+        @pc.on("track")
+        def on_track(track: Any, fut: asyncio.Future[Any] = fut) -> None:
+            if not fut.done():
+                fut.set_result(track)
+
+    leg_a = await connect_client(a, hub, relay_pcs)
+    leg_b = await connect_client(b, hub, relay_pcs)
+    pcs.extend(relay_pcs)
+    hub.pair(leg_a, leg_b)
+
+    async def mean_levels(track: Any, n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            frame = await track.recv()
+            out.append(float(frame.to_ndarray(format="gray").mean()))
+        return out
+
+    track_at_b = await asyncio.wait_for(got["b"], 20)
+    track_at_a = await asyncio.wait_for(got["a"], 20)
+    levels_b, levels_a = await asyncio.wait_for(
+        asyncio.gather(mean_levels(track_at_b, 15), mean_levels(track_at_a, 15)), 30
+    )
+    # B decoded A's grey 200 picture and A decoded B's grey 40 with their own decoders
+    assert abs(levels_b[-1] - 200) < 12, levels_b
+    assert abs(levels_a[-1] - 40) < 12, levels_a
+
+    for leg in (leg_a, leg_b):
+        assert leg.decoders_stopped == 1
+        for t in leg.pc.getTransceivers():
+            assert not AiortcLeg.decoder_running(t.receiver)
+            assert id(t.receiver) not in seen_by_aiortc_receiver
+        assert leg.suppressed_reports >= 0
+    # the only decoders built were the two clients' own
+    assert decoders == ["video/VP8", "video/VP8"]
+    fa = hub.forwarder(leg_b, "video")
+    assert fa.forwarded > 15 and fa.rewriter.epochs == 1
+    assert not hub.dropped.get("unknown_pt")
