@@ -121,10 +121,9 @@ class StreamForwarder:
             return False
         if self._need_keyframe:
             check = self._checks.get(in_pt)
-            if check is not None:
-                if not check(buf, off, rtp.payload_end(buf)):
-                    self.dropped["awaiting_keyframe"] += 1
-                    return False
+            if check is not None and not check(buf, off, rtp.payload_end(buf)):
+                self.dropped["awaiting_keyframe"] += 1
+                return False
             self._need_keyframe = False
         in_ssrc = rtp.ssrc(buf)
         seq_ts = self.rewriter.translate(

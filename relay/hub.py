@@ -16,6 +16,7 @@ RTCP terminated here (the legs are independent RTP sessions):
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 from collections import Counter
@@ -98,7 +99,7 @@ class ForwardingHub:
             return
         kind = leg.kind_by_pt.get(data[1] & 0x7F)
         fwd = self._fwd.get((dst, kind)) if kind is not None else None
-        if fwd is None:
+        if fwd is None or kind is None:
             self.dropped["unknown_pt"] += 1
             return
         buf = bytearray(data)
@@ -163,12 +164,10 @@ class ForwardingHub:
         fwd = self._fwd.get((leg, "video"))
         if fwd is None or fwd.source_ssrc is None or "video" not in src.media:
             return
-        try:
+        with contextlib.suppress(ConnectionError):
             await src.send(
                 rtcp.build_remb(src.media["video"].out_ssrc, ev.bitrate, [fwd.source_ssrc])
             )
-        except ConnectionError:
-            pass
 
     async def _on_sr(self, leg: AiortcLeg, dst: AiortcLeg, ev: rtcp.SenderReport) -> None:
         for kind in dst.media:
@@ -178,12 +177,10 @@ class ForwardingHub:
             out_ts = fwd.out_timestamp(ev.ssrc, ev.rtp_timestamp)
             if out_ts is None:
                 return
-            try:
+            with contextlib.suppress(ConnectionError):
                 await dst.send(
                     rtcp.build_sr(
                         fwd.config.out_ssrc, ev.ntp_timestamp, out_ts, fwd.forwarded, fwd.octets
                     )
                 )
-            except ConnectionError:
-                pass
             return
