@@ -16,7 +16,6 @@ RTCP terminated here (the legs are independent RTP sessions):
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import random
 from collections import Counter
@@ -37,6 +36,8 @@ class ForwardingHub:
         self._pairings = itertools.count(1)
         self.dropped: Counter[str] = Counter()
         self.rtcp_in: Counter[str] = Counter()
+        self.pli_sent = 0
+        self.retransmitted = 0
 
     # -- pairing ----------------------------------------------------------------------
 
@@ -88,7 +89,7 @@ class ForwardingHub:
 
     # -- media ------------------------------------------------------------------------
 
-    async def on_rtp(self, leg: AiortcLeg, data: bytes, now: float) -> None:
+    def on_rtp(self, leg: AiortcLeg, data: bytes, now: float) -> None:
         """Hot path: one decrypted RTP packet from ``leg``."""
         dst = self._partner.get(leg)
         if dst is None:
@@ -104,23 +105,19 @@ class ForwardingHub:
             return
         buf = bytearray(data)
         if fwd.on_rtp(buf, now):
-            try:
-                await dst.send(bytes(buf))
-            except ConnectionError:
-                self.dropped["dst_closed"] += 1
+            if not dst.send(bytes(buf)):
+                self.dropped["dst_not_connected"] += 1
         elif fwd.waiting_for_keyframe and fwd.keyframe_needed(now):
-            await self._send_pli(leg, kind, rtp.ssrc(data))
+            self._send_pli(leg, kind, rtp.ssrc(data))
 
-    async def _send_pli(self, src: AiortcLeg, kind: str, media_ssrc: int) -> None:
+    def _send_pli(self, src: AiortcLeg, kind: str, media_ssrc: int) -> None:
         sender_ssrc = src.media[kind].out_ssrc
-        try:
-            await src.send(rtcp.build_pli(sender_ssrc, media_ssrc))
-        except ConnectionError:
-            self.dropped["src_closed"] += 1
+        if src.send(rtcp.build_pli(sender_ssrc, media_ssrc)):
+            self.pli_sent += 1
 
     # -- feedback ---------------------------------------------------------------------
 
-    async def on_rtcp(self, leg: AiortcLeg, data: bytes, now: float) -> None:
+    def on_rtcp(self, leg: AiortcLeg, data: bytes, now: float) -> None:
         """One decrypted compound RTCP packet from ``leg``."""
         events, bad = rtcp.parse_rtcp(data)
         if bad:
@@ -129,15 +126,15 @@ class ForwardingHub:
         for ev in events:
             self.rtcp_in[type(ev).__name__] += 1
             if isinstance(ev, rtcp.Nack):
-                await self._on_nack(leg, ev)
+                self._on_nack(leg, ev)
             elif src is None:
                 continue
             elif isinstance(ev, (rtcp.Pli, rtcp.Fir)):
-                await self._on_keyframe_request(leg, src, now)
+                self._on_keyframe_request(leg, src, now)
             elif isinstance(ev, rtcp.Remb):
-                await self._on_remb(leg, src, ev)
+                self._on_remb(leg, src, ev)
             elif isinstance(ev, rtcp.SenderReport):
-                await self._on_sr(leg, src, ev)
+                self._on_sr(leg, src, ev)
 
     def _stream_for_ssrc(self, leg: AiortcLeg, out_ssrc: int) -> StreamForwarder | None:
         for kind, media in leg.media.items():
@@ -145,31 +142,27 @@ class ForwardingHub:
                 return self._fwd.get((leg, kind))
         return None
 
-    async def _on_nack(self, leg: AiortcLeg, ev: rtcp.Nack) -> None:
+    def _on_nack(self, leg: AiortcLeg, ev: rtcp.Nack) -> None:
         fwd = self._stream_for_ssrc(leg, ev.media_ssrc)
         if fwd is None:
             return
         for p in fwd.on_nack(ev.seqs):
-            try:
-                await leg.send(bytes(p))
-            except ConnectionError:
+            if not leg.send(bytes(p)):
                 return
+            self.retransmitted += 1
 
-    async def _on_keyframe_request(self, leg: AiortcLeg, src: AiortcLeg, now: float) -> None:
+    def _on_keyframe_request(self, leg: AiortcLeg, src: AiortcLeg, now: float) -> None:
         fwd = self._fwd.get((leg, "video"))
         if fwd is not None and fwd.source_ssrc is not None and fwd.on_keyframe_request(now):
-            await self._send_pli(src, "video", fwd.source_ssrc)
+            self._send_pli(src, "video", fwd.source_ssrc)
 
-    async def _on_remb(self, leg: AiortcLeg, src: AiortcLeg, ev: rtcp.Remb) -> None:
+    def _on_remb(self, leg: AiortcLeg, src: AiortcLeg, ev: rtcp.Remb) -> None:
         fwd = self._fwd.get((leg, "video"))
         if fwd is None or fwd.source_ssrc is None or "video" not in src.media:
             return
-        with contextlib.suppress(ConnectionError):
-            await src.send(
-                rtcp.build_remb(src.media["video"].out_ssrc, ev.bitrate, [fwd.source_ssrc])
-            )
+        src.send(rtcp.build_remb(src.media["video"].out_ssrc, ev.bitrate, [fwd.source_ssrc]))
 
-    async def _on_sr(self, leg: AiortcLeg, dst: AiortcLeg, ev: rtcp.SenderReport) -> None:
+    def _on_sr(self, leg: AiortcLeg, dst: AiortcLeg, ev: rtcp.SenderReport) -> None:
         for kind in dst.media:
             fwd = self._fwd.get((dst, kind))
             if fwd is None or fwd.source_ssrc != ev.ssrc:
@@ -177,10 +170,9 @@ class ForwardingHub:
             out_ts = fwd.out_timestamp(ev.ssrc, ev.rtp_timestamp)
             if out_ts is None:
                 return
-            with contextlib.suppress(ConnectionError):
-                await dst.send(
-                    rtcp.build_sr(
-                        fwd.config.out_ssrc, ev.ntp_timestamp, out_ts, fwd.forwarded, fwd.octets
-                    )
+            dst.send(
+                rtcp.build_sr(
+                    fwd.config.out_ssrc, ev.ntp_timestamp, out_ts, fwd.forwarded, fwd.octets
                 )
+            )
             return
