@@ -102,25 +102,27 @@ def _config() -> RTCConfiguration:
 # ---------------------------------------------------------------------------- relay side
 
 
-def relay_main(conn: Connection, use_uvloop: bool, profile: bool = False) -> None:
+def relay_main(
+    conn: Connection, use_uvloop: bool, profile: bool = False, fast_receive: bool = True
+) -> None:
     if use_uvloop:
         import uvloop
 
         uvloop.install()
     if not profile:
-        asyncio.run(_relay(conn))
+        asyncio.run(_relay(conn, fast_receive))
         return
     import cProfile
     import pstats
 
     prof = cProfile.Profile()
     prof.enable()
-    asyncio.run(_relay(conn))
+    asyncio.run(_relay(conn, fast_receive))
     prof.disable()
     pstats.Stats(prof).sort_stats("tottime").print_stats(25)
 
 
-async def _relay(conn: Connection) -> None:
+async def _relay(conn: Connection, fast_receive: bool) -> None:
     loop = asyncio.get_running_loop()
     hub = ForwardingHub()
     legs: list[AiortcLeg] = []
@@ -131,7 +133,7 @@ async def _relay(conn: Connection) -> None:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=msg[1], type="offer"))
             AiortcLeg.prepare_transceivers(pc)
             await pc.setLocalDescription(await pc.createAnswer())
-            legs.append(AiortcLeg(pc, hub.on_rtp, hub.on_rtcp))
+            legs.append(AiortcLeg(pc, hub.on_rtp, hub.on_rtcp, fast_receive=fast_receive))
             conn.send(("answer", pc.localDescription.sdp))
         elif msg[0] == "pair":
             hub.pair(legs[msg[1]], legs[msg[2]])
@@ -228,11 +230,13 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def e2e(
-    pairs: int, seconds: float, use_uvloop: bool, profile: bool = False
+    pairs: int, seconds: float, use_uvloop: bool, profile: bool = False, fast_receive: bool = True
 ) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=relay_main, args=(child, use_uvloop, profile), daemon=True)
+    proc = ctx.Process(
+        target=relay_main, args=(child, use_uvloop, profile, fast_receive), daemon=True
+    )
     proc.start()
     loop = asyncio.get_running_loop()
 
@@ -274,6 +278,7 @@ async def e2e(
     return {
         "pairs": pairs,
         "loop": "uvloop" if use_uvloop else "asyncio",
+        "receive_path": "fast (ICE socket)" if fast_receive else "aiortc (queue + DTLS task)",
         "forwarded_pkts": forwarded,
         "pkt_per_s": forwarded / seconds,
         "relay_cpu_us_per_pkt": (s1[1] - s0[1]) / max(1, forwarded) * 1e6,
@@ -294,11 +299,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--uvloop", action="store_true", help="run the relay process on uvloop")
     ap.add_argument("--micro-only", action="store_true")
     ap.add_argument("--profile", action="store_true", help="cProfile the relay process")
+    ap.add_argument(
+        "--aiortc-receive", action="store_true", help="receive through aiortc's DTLS task"
+    )
     args = ap.parse_args(argv)
     print(f"micro: forwarder decision + copies: {micro():.2f} µs/packet")
     if args.micro_only:
         return
-    result = asyncio.run(e2e(args.pairs, args.seconds, args.uvloop, args.profile))
+    result = asyncio.run(
+        e2e(args.pairs, args.seconds, args.uvloop, args.profile, not args.aiortc_receive)
+    )
     for k, v in result.items():
         print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
     sys.stdout.flush()
