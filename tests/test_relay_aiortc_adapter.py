@@ -153,3 +153,57 @@ async def test_video_flows_through_relay_without_relay_decoding(
             break
         await asyncio.sleep(0.1)
     assert hub.rtcp_in["SenderReport"] >= 1 and leg_a.suppressed_reports >= 1
+
+
+@pytest.mark.timeout(90)
+async def test_next_switches_partner_with_keyframe_request(pcs: list[RTCPeerConnection]) -> None:
+    """A talks to B, then "Next" pairs A with C: C's video starts from a fresh keyframe.
+
+    The relay gates C's outgoing video until a keyframe and asks A for one with a PLI;
+    aiortc's sender answers a PLI by forcing a keyframe, so C decodes A's picture.
+    """
+    hub = ForwardingHub()
+    relay_pcs: list[RTCPeerConnection] = []
+    a, b, c = (RTCPeerConnection(config()) for _ in range(3))
+    pcs.extend([a, b, c])
+    a.addTrack(SolidTrack(200))
+    b.addTrack(SolidTrack(40))
+    c.addTrack(SolidTrack(120))
+    tracks: dict[str, asyncio.Future[Any]] = {}
+    for name, pc in (("a", a), ("b", b), ("c", c)):
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        tracks[name] = fut
+
+        @pc.on("track")
+        def on_track(track: Any, fut: asyncio.Future[Any] = fut) -> None:
+            if not fut.done():
+                fut.set_result(track)
+
+    leg_a = await connect_client(a, hub, relay_pcs)
+    leg_b = await connect_client(b, hub, relay_pcs)
+    leg_c = await connect_client(c, hub, relay_pcs)
+    pcs.extend(relay_pcs)
+    hub.pair(leg_a, leg_b)
+    track_b = await asyncio.wait_for(tracks["b"], 20)
+    for _ in range(3):
+        await asyncio.wait_for(track_b.recv(), 10)
+    await asyncio.sleep(0.5)  # past A's first keyframe: the next one must be requested
+    pli_before = hub.pli_sent
+
+    hub.pair(leg_a, leg_c)  # "Next"
+    track_c = await asyncio.wait_for(tracks["c"], 20)
+    frame = await asyncio.wait_for(track_c.recv(), 20)
+    assert abs(float(frame.to_ndarray(format="gray").mean()) - 200) < 12
+    track_a = await asyncio.wait_for(tracks["a"], 20)
+    levels = []
+    for _ in range(40):  # A first sees B's frames, then C's
+        f = await asyncio.wait_for(track_a.recv(), 10)
+        levels.append(float(f.to_ndarray(format="gray").mean()))
+        if abs(levels[-1] - 120) < 12:
+            break
+    assert abs(levels[-1] - 120) < 12, levels
+    assert hub.pli_sent > pli_before
+    to_c = hub.forwarder(leg_c, "video")
+    assert to_c.dropped["awaiting_keyframe"] >= 0 and to_c.forwarded > 0
+    to_a = hub.forwarder(leg_a, "video")
+    assert to_a.rewriter.epochs == 2  # one continuous outgoing stream to A across the switch
