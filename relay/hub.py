@@ -11,19 +11,28 @@ RTCP terminated here (the legs are independent RTP sessions):
 * NACK from a receiver -> answered from the outgoing stream's ring buffer;
 * REMB from a receiver -> re-addressed to the partner's incoming SSRCs;
 * SR from a sender -> re-timed into the receiver's outgoing stream (lip sync, RTT);
-* RR and SDES are consumed (counted); the relay does not answer with its own RR yet.
+* RR and SDES are consumed (counted); the relay sends its own RR about what it receives
+  (:meth:`ForwardingHub.send_receiver_reports`, driven by :meth:`run_reports`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
+import time
 from collections import Counter
+from collections.abc import Callable
+from typing import Final
 
 from relay import rtcp, rtp
 from relay.aiortc_adapter import AiortcLeg
 from relay.forwarder import ForwarderConfig, StreamForwarder
 from relay.negotiation import keyframe_checks, map_extension_ids, map_payload_types
+from relay.stats import ReceiveStats
+
+MAX_INCOMING_SSRCS: Final = 8
+"""Incoming SSRCs tracked per client (audio, video, their RTX, plus restarts)."""
 
 
 class ForwardingHub:
@@ -34,6 +43,7 @@ class ForwardingHub:
         self._partner: dict[AiortcLeg, AiortcLeg] = {}
         self._fwd: dict[tuple[AiortcLeg, str], StreamForwarder] = {}
         self._pairings = itertools.count(1)
+        self._rx: dict[AiortcLeg, dict[int, ReceiveStats]] = {}
         self.dropped: Counter[str] = Counter()
         self.rtcp_in: Counter[str] = Counter()
         self.pli_sent = 0
@@ -54,8 +64,14 @@ class ForwardingHub:
             self._fwd[(dst, kind)] = f
         return f
 
+    def add_leg(self, leg: AiortcLeg) -> None:
+        """Start keeping reception statistics for a connected client (before pairing)."""
+        self._rx.setdefault(leg, {})
+
     def pair(self, a: AiortcLeg, b: AiortcLeg) -> None:
         """Make ``a`` and ``b`` partners (replacing earlier partners); media flows at once."""
+        self.add_leg(a)
+        self.add_leg(b)
         self.unpair(a)
         self.unpair(b)
         pairing = next(self._pairings)
@@ -84,6 +100,7 @@ class ForwardingHub:
     def forget(self, leg: AiortcLeg) -> None:
         """Drop all state of a leg that closed."""
         self.unpair(leg)
+        self._rx.pop(leg, None)
         for key in [k for k in self._fwd if k[0] is leg]:
             del self._fwd[key]
 
@@ -91,17 +108,27 @@ class ForwardingHub:
 
     def on_rtp(self, leg: AiortcLeg, data: bytes, now: float) -> None:
         """Hot path: one decrypted RTP packet from ``leg``."""
-        dst = self._partner.get(leg)
-        if dst is None:
-            self.dropped["unpaired"] += 1
-            return
         if len(data) < rtp.RTP_HEADER_LEN:
             self.dropped["too_short"] += 1
             return
         kind = leg.kind_by_pt.get(data[1] & 0x7F)
-        fwd = self._fwd.get((dst, kind)) if kind is not None else None
-        if fwd is None or kind is None:
+        if kind is None:
             self.dropped["unknown_pt"] += 1
+            return
+        rx = self._rx.get(leg)
+        if rx is not None:
+            st = rx.get(rtp.ssrc(data))
+            if st is None:
+                st = self._track_incoming(rx, leg, kind, rtp.ssrc(data))
+            if st is not None:
+                st.update(rtp.sequence_number(data), rtp.timestamp(data), now)
+        dst = self._partner.get(leg)
+        if dst is None:
+            self.dropped["unpaired"] += 1
+            return
+        fwd = self._fwd.get((dst, kind))
+        if fwd is None:
+            self.dropped["no_stream"] += 1
             return
         buf = bytearray(data)
         if fwd.on_rtp(buf, now):
@@ -109,6 +136,40 @@ class ForwardingHub:
                 self.dropped["dst_not_connected"] += 1
         elif fwd.waiting_for_keyframe and fwd.keyframe_needed(now):
             self._send_pli(leg, kind, rtp.ssrc(data))
+
+    def _track_incoming(
+        self, rx: dict[int, ReceiveStats], leg: AiortcLeg, kind: str, ssrc: int
+    ) -> ReceiveStats | None:
+        if len(rx) >= MAX_INCOMING_SSRCS:
+            return None  # a client spraying SSRCs does not grow relay state
+        codecs = leg.media[kind].codecs
+        st = ReceiveStats(codecs[0].clockRate if codecs else 90000)
+        rx[ssrc] = st
+        return st
+
+    def send_receiver_reports(self, now: float) -> int:
+        """Send each leg an RR about the streams the relay receives from it; returns count.
+
+        Call about once a second (:meth:`run_reports`); the sender uses it for loss, jitter
+        and RTT, which a browser feeds into its congestion control.
+        """
+        sent = 0
+        for leg, rx in self._rx.items():
+            if not rx or not leg.media:
+                continue
+            sender_ssrc = next(iter(leg.media.values())).out_ssrc
+            blocks = [st.report_block(ssrc, now) for ssrc, st in list(rx.items())[:31]]
+            if leg.send(rtcp.build_rr(sender_ssrc, blocks)):
+                sent += 1
+        return sent
+
+    async def run_reports(
+        self, interval: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """Periodic RR task for a relay worker (cancel it to stop)."""
+        while True:
+            await asyncio.sleep(interval)
+            self.send_receiver_reports(clock())
 
     def _send_pli(self, src: AiortcLeg, kind: str, media_ssrc: int) -> None:
         sender_ssrc = src.media[kind].out_ssrc
@@ -127,14 +188,18 @@ class ForwardingHub:
             self.rtcp_in[type(ev).__name__] += 1
             if isinstance(ev, rtcp.Nack):
                 self._on_nack(leg, ev)
+            elif isinstance(ev, rtcp.SenderReport):
+                st = self._rx.get(leg, {}).get(ev.ssrc)
+                if st is not None:
+                    st.on_sender_report(ev.ntp_timestamp, now)
+                if src is not None:
+                    self._on_sr(leg, src, ev)
             elif src is None:
                 continue
             elif isinstance(ev, (rtcp.Pli, rtcp.Fir)):
                 self._on_keyframe_request(leg, src, now)
             elif isinstance(ev, rtcp.Remb):
                 self._on_remb(leg, src, ev)
-            elif isinstance(ev, rtcp.SenderReport):
-                self._on_sr(leg, src, ev)
 
     def _stream_for_ssrc(self, leg: AiortcLeg, out_ssrc: int) -> StreamForwarder | None:
         for kind, media in leg.media.items():
