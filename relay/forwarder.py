@@ -157,3 +157,16 @@ class StreamForwarder:
     def on_nack(self, seqs: Iterable[int]) -> list[memoryview]:
         """Stored packets answering a NACK from the receiver (outgoing seqs)."""
         return list(self.ring.answer(seqs))
+
+    def upstream_nack(self, seqs: Iterable[int]) -> list[int]:
+        """Source seqs to NACK upstream: the NACKed packets the relay never got itself.
+
+        Only those of the current source epoch; earlier ones cannot be repaired any more.
+        """
+        out = []
+        for s in seqs:
+            if self.ring.get(s) is None:
+                src = self.rewriter.source_seq(s)
+                if src is not None:
+                    out.append(src)
+        return out

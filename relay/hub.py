@@ -8,7 +8,8 @@ follows from "packet in on leg A" to "packet out on leg B". Pairing ("Next") is 
 RTCP terminated here (the legs are independent RTP sessions):
 
 * PLI/FIR from a receiver -> throttled PLI to the partner's incoming stream;
-* NACK from a receiver -> answered from the outgoing stream's ring buffer;
+* NACK from a receiver -> answered from the outgoing stream's ring buffer; what the relay
+  never got is NACKed upstream in the source's numbering, and the RTX answer unwrapped;
 * REMB from a receiver -> re-addressed to the partner's incoming SSRCs;
 * SR from a sender -> re-timed into the receiver's outgoing stream (lip sync, RTT);
 * RR and SDES are consumed (counted); the relay sends its own RR about what it receives
@@ -28,9 +29,15 @@ from typing import Final
 from relay import rtcp, rtp
 from relay.aiortc_adapter import AiortcLeg
 from relay.forwarder import ForwarderConfig, StreamForwarder
-from relay.negotiation import keyframe_checks, map_extension_ids, map_payload_types
+from relay.negotiation import (
+    keyframe_checks,
+    map_extension_ids,
+    map_payload_types,
+    rtx_payload_types,
+)
 from relay.stats import ReceiveStats
 
+_NO_RTX: Final[dict[int, int]] = {}
 MAX_INCOMING_SSRCS: Final = 8
 """Incoming SSRCs tracked per client (audio, video, their RTX, plus restarts)."""
 
@@ -44,6 +51,9 @@ class ForwardingHub:
         self._fwd: dict[tuple[AiortcLeg, str], StreamForwarder] = {}
         self._pairings = itertools.count(1)
         self._rx: dict[AiortcLeg, dict[int, ReceiveStats]] = {}
+        self._rtx_apt: dict[AiortcLeg, dict[int, int]] = {}
+        self.rtx_unwrapped = 0
+        self.nacks_forwarded = 0
         self.dropped: Counter[str] = Counter()
         self.rtcp_in: Counter[str] = Counter()
         self.pli_sent = 0
@@ -67,6 +77,12 @@ class ForwardingHub:
     def add_leg(self, leg: AiortcLeg) -> None:
         """Start keeping reception statistics for a connected client (before pairing)."""
         self._rx.setdefault(leg, {})
+        if leg not in self._rtx_apt:
+            self._rtx_apt[leg] = {
+                pt: apt
+                for media in leg.media.values()
+                for pt, apt in rtx_payload_types(media.codecs).items()
+            }
 
     def pair(self, a: AiortcLeg, b: AiortcLeg) -> None:
         """Make ``a`` and ``b`` partners (replacing earlier partners); media flows at once."""
@@ -101,6 +117,7 @@ class ForwardingHub:
         """Drop all state of a leg that closed."""
         self.unpair(leg)
         self._rx.pop(leg, None)
+        self._rtx_apt.pop(leg, None)
         for key in [k for k in self._fwd if k[0] is leg]:
             del self._fwd[key]
 
@@ -111,7 +128,8 @@ class ForwardingHub:
         if len(data) < rtp.RTP_HEADER_LEN:
             self.dropped["too_short"] += 1
             return
-        kind = leg.kind_by_pt.get(data[1] & 0x7F)
+        pt = data[1] & 0x7F
+        kind = leg.kind_by_pt.get(pt)
         if kind is None:
             self.dropped["unknown_pt"] += 1
             return
@@ -130,7 +148,20 @@ class ForwardingHub:
         if fwd is None:
             self.dropped["no_stream"] += 1
             return
-        buf = bytearray(data)
+        apt = self._rtx_apt.get(leg, _NO_RTX).get(pt)
+        if apt is None:
+            buf = bytearray(data)
+        else:
+            # A retransmission the relay asked for upstream: restore the original packet.
+            if fwd.source_ssrc is None:
+                self.dropped["rtx_without_source"] += 1
+                return
+            unwrapped = rtp.unwrap_rtx(data, apt, fwd.source_ssrc)
+            if isinstance(unwrapped, rtp.DropReason):
+                self.dropped["rtx_" + unwrapped.value] += 1
+                return
+            buf = unwrapped
+            self.rtx_unwrapped += 1
         if fwd.on_rtp(buf, now):
             if not dst.send(bytes(buf)):
                 self.dropped["dst_not_connected"] += 1
@@ -187,7 +218,7 @@ class ForwardingHub:
         for ev in events:
             self.rtcp_in[type(ev).__name__] += 1
             if isinstance(ev, rtcp.Nack):
-                self._on_nack(leg, ev)
+                self._on_nack(leg, src, ev)
             elif isinstance(ev, rtcp.SenderReport):
                 st = self._rx.get(leg, {}).get(ev.ssrc)
                 if st is not None:
@@ -207,7 +238,7 @@ class ForwardingHub:
                 return self._fwd.get((leg, kind))
         return None
 
-    def _on_nack(self, leg: AiortcLeg, ev: rtcp.Nack) -> None:
+    def _on_nack(self, leg: AiortcLeg, src: AiortcLeg | None, ev: rtcp.Nack) -> None:
         fwd = self._stream_for_ssrc(leg, ev.media_ssrc)
         if fwd is None:
             return
@@ -215,6 +246,14 @@ class ForwardingHub:
             if not leg.send(bytes(p)):
                 return
             self.retransmitted += 1
+        # What the relay never received is asked for upstream, in the source's numbering.
+        if src is None or fwd.source_ssrc is None:
+            return
+        upstream = fwd.upstream_nack(ev.seqs)
+        if upstream:
+            kind = fwd.config.kind
+            if src.send(rtcp.build_nack(src.media[kind].out_ssrc, fwd.source_ssrc, upstream)):
+                self.nacks_forwarded += 1
 
     def _on_keyframe_request(self, leg: AiortcLeg, src: AiortcLeg, now: float) -> None:
         fwd = self._fwd.get((leg, "video"))

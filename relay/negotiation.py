@@ -98,3 +98,13 @@ def map_extension_ids(
         if e.uri in keep and e.uri in out_ids and 0 < e.id < 256:
             table[e.id] = out_ids[e.uri]
     return table
+
+
+def rtx_payload_types(codecs: Iterable[RTCRtpCodecParameters]) -> dict[int, int]:
+    """RTX payload type -> the media payload type it repairs (its ``apt``)."""
+    out: dict[int, int] = {}
+    for c in codecs:
+        apt = c.parameters.get("apt")
+        if is_rtx(c) and c.payloadType is not None and isinstance(apt, int):
+            out[c.payloadType] = apt
+    return out

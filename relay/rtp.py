@@ -287,3 +287,25 @@ def map_extension_ids(buf: bytearray | memoryview, id_map: Sequence[int]) -> boo
     buf[start:end] = bytes(end - start)
     buf[pos : pos + 2] = b"\xbe\xde"
     return True
+
+
+def unwrap_rtx(data: Buffer, media_pt: int, media_ssrc: int) -> bytearray | DropReason:
+    """Recover the original packet from an RFC 4588 retransmission.
+
+    The RTX payload starts with the original sequence number (OSN); the rest is the original
+    payload. Header, CSRCs and extensions are kept; PT, seq and SSRC become the media
+    stream's. Allocates (retransmissions are rare). RTX packets with no OSN (padding-only
+    bandwidth probes) return ``DropReason.TOO_SHORT``.
+    """
+    off = check_rtp(data)
+    if not isinstance(off, int):
+        return off
+    end = payload_end(data)
+    if end - off < 2:
+        return DropReason.TOO_SHORT
+    osn = (data[off] << 8) | data[off + 1]
+    out = bytearray(data[:off])
+    out += data[off + 2 : end]
+    out[0] &= ~0x20 & 0xFF  # padding (if any) was dropped with the tail
+    rewrite_header(out, media_pt, osn, timestamp(data), media_ssrc)
+    return out

@@ -19,7 +19,13 @@ from aiortc import (
     VideoStreamTrack,
 )
 
-from relay.aiortc_adapter import AiortcLeg, UnsupportedAiortcError, check_aiortc_version
+from relay import rtp
+from relay.aiortc_adapter import (
+    AiortcLeg,
+    PacketCallback,
+    UnsupportedAiortcError,
+    check_aiortc_version,
+)
 from relay.hub import ForwardingHub
 
 
@@ -48,6 +54,7 @@ async def connect_client(
     hub: ForwardingHub,
     relay_pcs: list[RTCPeerConnection],
     fast_receive: bool = True,
+    on_rtp: PacketCallback | None = None,
 ) -> AiortcLeg:
     """Signalling as the signaling server would do it: client offers, relay answers."""
     await client.setLocalDescription(await client.createOffer())
@@ -56,7 +63,7 @@ async def connect_client(
     await pc.setRemoteDescription(client.localDescription)
     AiortcLeg.prepare_transceivers(pc)
     await pc.setLocalDescription(await pc.createAnswer())
-    leg = AiortcLeg(pc, hub.on_rtp, hub.on_rtcp, fast_receive=fast_receive)
+    leg = AiortcLeg(pc, on_rtp or hub.on_rtp, hub.on_rtcp, fast_receive=fast_receive)
     answer = pc.localDescription
     await client.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type=answer.type))
     return leg
@@ -222,3 +229,53 @@ async def test_next_switches_partner_with_keyframe_request(pcs: list[RTCPeerConn
     assert to_c.dropped["awaiting_keyframe"] >= 0 and to_c.forwarded > 0
     to_a = hub.forwarder(leg_a, "video")
     assert to_a.rewriter.epochs == 2  # one continuous outgoing stream to A across the switch
+
+
+@pytest.mark.timeout(60)
+async def test_loss_before_the_relay_is_repaired_from_the_sender(
+    pcs: list[RTCPeerConnection],
+) -> None:
+    """A deterministic lossy link A -> relay: every 10th media packet is dropped once.
+
+    B NACKs the gap; the relay has no copy, so it NACKs A in A's numbering; A answers with
+    RTX, which the relay unwraps and forwards into B's stream.
+    """
+    hub = ForwardingHub()
+    relay_pcs: list[RTCPeerConnection] = []
+    a, b = RTCPeerConnection(config()), RTCPeerConnection(config())
+    pcs.extend([a, b])
+    a.addTrack(SolidTrack(200))
+    b.addTrack(SolidTrack(40))
+    track_fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    @b.on("track")
+    def on_track(track: Any) -> None:
+        if not track_fut.done():
+            track_fut.set_result(track)
+
+    dropped: set[int] = set()
+    media_pts: set[int] = set()
+
+    def lossy(leg: AiortcLeg, data: bytes, now: float) -> None:
+        seq = rtp.sequence_number(data)
+        if rtp.payload_type(data) in media_pts and seq % 10 == 5 and seq not in dropped:
+            dropped.add(seq)
+            return
+        hub.on_rtp(leg, data, now)
+
+    leg_a = await connect_client(a, hub, relay_pcs, on_rtp=lossy)
+    media_pts.update(
+        c.payloadType for c in leg_a.media["video"].codecs if c.mimeType == "video/VP8"
+    )
+    leg_b = await connect_client(b, hub, relay_pcs)
+    pcs.extend(relay_pcs)
+    hub.pair(leg_a, leg_b)
+    track = await asyncio.wait_for(track_fut, 20)
+    for _ in range(60):
+        if hub.rtx_unwrapped >= 2:
+            break
+        await asyncio.wait_for(track.recv(), 10)
+    assert len(dropped) >= 2
+    assert hub.nacks_forwarded >= 1
+    assert hub.rtx_unwrapped >= 2
+    assert not any(k.startswith("rtx_") for k in hub.dropped), hub.dropped

@@ -142,3 +142,25 @@ def test_extension_ids_mapped_by_uri_and_mid_erased() -> None:
     ]
     table = map_extension_ids(a, b)
     assert table[3] == 2 and table[1] == 0 and sum(1 for x in table if x) == 1
+
+
+def test_upstream_nack_translates_what_the_relay_never_got() -> None:
+    f = video_forwarder()
+    out = []
+    for i in range(6):
+        if i == 3:
+            continue  # lost between sender and relay
+        b = pkt(1000 + i, 3000 * i, KEY if i == 0 else DELTA)
+        assert f.on_rtp(b, 0.0)
+        out.append(rtp.sequence_number(b))
+    first = out[0]
+    missing = (first + 3) & 0xFFFF
+    assert f.on_nack([missing]) == []
+    assert f.upstream_nack([out[1], missing]) == [1003]
+    assert f.upstream_nack([(first - 5) & 0xFFFF]) == []  # before this source's epoch
+
+
+def test_rtx_payload_types() -> None:
+    from relay.negotiation import rtx_payload_types
+
+    assert rtx_payload_types([codec("video/VP8", 96), codec("video/rtx", 97, apt=96)]) == {97: 96}

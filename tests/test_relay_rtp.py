@@ -210,3 +210,23 @@ def test_check_never_raises_and_agrees_with_aiortc(data: bytes) -> None:
 def test_is_rtcp_demux() -> None:
     assert rtp.is_rtcp(b"\x80\xc9\x00\x01")
     assert not rtp.is_rtcp(make_packet())
+
+
+@given(packets, st.integers(0, 0xFFFF), pts, st.integers(0, 0xFFFFFFFF))
+def test_unwrap_rtx_inverts_aiortc_wrap_rtx(
+    data: bytes, rtx_seq: int, rtx_pt: int, rtx_ssrc: int
+) -> None:
+    from aiortc.rtp import wrap_rtx
+
+    original = RtpPacket.parse(data, MAP)
+    original.padding_size = 0
+    rtx = wrap_rtx(original, payload_type=rtx_pt, sequence_number=rtx_seq, ssrc=rtx_ssrc)
+    out = rtp.unwrap_rtx(rtx.serialize(MAP), original.payload_type, original.ssrc)
+    assert isinstance(out, bytearray)
+    assert bytes(out) == original.serialize(MAP)
+
+
+def test_unwrap_rtx_rejects_padding_only_probe() -> None:
+    probe = RtpPacket(payload_type=97, sequence_number=1, timestamp=2, ssrc=3, payload=b"")
+    probe.padding_size = 200
+    assert rtp.unwrap_rtx(probe.serialize(), 96, 5) is DropReason.TOO_SHORT
