@@ -134,6 +134,7 @@ async def _relay(conn: Connection, fast_receive: bool) -> None:
             AiortcLeg.prepare_transceivers(pc)
             await pc.setLocalDescription(await pc.createAnswer())
             legs.append(AiortcLeg(pc, hub.on_rtp, hub.on_rtcp, fast_receive=fast_receive))
+            hub.add_leg(legs[-1])
             conn.send(("answer", pc.localDescription.sdp))
         elif msg[0] == "pair":
             hub.pair(legs[msg[1]], legs[msg[2]])

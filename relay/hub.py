@@ -28,7 +28,8 @@ from typing import Final
 
 from relay import rtcp, rtp
 from relay.aiortc_adapter import AiortcLeg
-from relay.forwarder import ForwarderConfig, StreamForwarder
+from relay.forwarder import ForwarderConfig, KeyframeCheck, StreamForwarder
+from relay.keyframes import KeyframeCache
 from relay.negotiation import (
     keyframe_checks,
     map_extension_ids,
@@ -45,8 +46,20 @@ MAX_INCOMING_SSRCS: Final = 8
 class ForwardingHub:
     """Relays media between paired :class:`AiortcLeg` s of one worker."""
 
-    def __init__(self, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        rng: random.Random | None = None,
+        replay_keyframe_max_age: float | None = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``replay_keyframe_max_age``: on "Next", start the new partner's video with the
+        sender's cached last keyframe if it is at most this old (None: never replay)."""
         self._rng = rng or random.SystemRandom()
+        self._clock = clock
+        self.replay_max_age = replay_keyframe_max_age
+        self._kf: dict[AiortcLeg, KeyframeCache] = {}
+        self._kf_checks: dict[AiortcLeg, dict[int, KeyframeCheck]] = {}
+        self.keyframes_replayed = 0
         self._partner: dict[AiortcLeg, AiortcLeg] = {}
         self._fwd: dict[tuple[AiortcLeg, str], StreamForwarder] = {}
         self._pairings = itertools.count(1)
@@ -77,6 +90,9 @@ class ForwardingHub:
     def add_leg(self, leg: AiortcLeg) -> None:
         """Start keeping reception statistics for a connected client (before pairing)."""
         self._rx.setdefault(leg, {})
+        if "video" in leg.media and leg not in self._kf and self.replay_max_age is not None:
+            self._kf[leg] = KeyframeCache()
+            self._kf_checks[leg] = keyframe_checks(leg.media["video"].codecs)
         if leg not in self._rtx_apt:
             self._rtx_apt[leg] = {
                 pt: apt
@@ -98,14 +114,43 @@ class ForwardingHub:
                 in_media = src.media.get(kind)
                 if in_media is None:
                     continue
-                self.forwarder(dst, kind).set_source(
-                    pairing,
-                    pt_map=map_payload_types(in_media.codecs, out_media.codecs),
-                    keyframe_checks=keyframe_checks(in_media.codecs),
-                    ext_id_map=map_extension_ids(
-                        in_media.header_extensions, out_media.header_extensions
-                    ),
+                fwd = self.forwarder(dst, kind)
+                tables = (
+                    map_payload_types(in_media.codecs, out_media.codecs),
+                    keyframe_checks(in_media.codecs),
+                    map_extension_ids(in_media.header_extensions, out_media.header_extensions),
                 )
+                if kind == "video":
+                    self._replay_keyframe(src, dst, fwd, pairing, tables)
+                fwd.set_source(pairing, *tables)
+
+    def _replay_keyframe(
+        self,
+        src: AiortcLeg,
+        dst: AiortcLeg,
+        fwd: StreamForwarder,
+        pairing: int,
+        tables: tuple[dict[int, int], dict[int, KeyframeCheck], list[int]],
+    ) -> None:
+        """Show ``src``'s last keyframe to ``dst`` at once, then wait for a fresh one.
+
+        The cached packets form their own rewriter epoch; the live stream that follows is
+        gated until its next keyframe (deltas in between reference frames ``dst`` never
+        got), which :meth:`on_rtp` requests with a PLI on the first gated packet.
+        """
+        cache = self._kf.get(src)
+        if cache is None:
+            return
+        now = self._clock()
+        packets = cache.packets(now, self.replay_max_age)
+        if not packets:
+            return
+        fwd.set_source(("cached", pairing), *tables)
+        for p in packets:
+            buf = bytearray(p)
+            if fwd.on_rtp(buf, now):
+                dst.send(bytes(buf))
+        self.keyframes_replayed += 1
 
     def unpair(self, leg: AiortcLeg) -> None:
         """Stop forwarding to and from ``leg``'s current partner."""
@@ -118,6 +163,8 @@ class ForwardingHub:
         self.unpair(leg)
         self._rx.pop(leg, None)
         self._rtx_apt.pop(leg, None)
+        self._kf.pop(leg, None)
+        self._kf_checks.pop(leg, None)
         for key in [k for k in self._fwd if k[0] is leg]:
             del self._fwd[key]
 
@@ -140,6 +187,13 @@ class ForwardingHub:
                 st = self._track_incoming(rx, leg, kind, rtp.ssrc(data))
             if st is not None:
                 st.update(rtp.sequence_number(data), rtp.timestamp(data), now)
+        if kind == "video":
+            checks = self._kf_checks.get(leg)
+            check = checks.get(pt) if checks is not None else None
+            if check is not None:
+                off = rtp.check_rtp(data)
+                if isinstance(off, int):
+                    self._kf[leg].on_packet(data, check(data, off, rtp.payload_end(data)), now)
         dst = self._partner.get(leg)
         if dst is None:
             self.dropped["unpaired"] += 1

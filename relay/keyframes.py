@@ -63,6 +63,7 @@ class KeyframeCache:
         "_pending_bytes",
         "_pending_first",
         "_pending_ts",
+        "completed_at",
         "max_bytes",
         "timestamp",
     )
@@ -72,14 +73,16 @@ class KeyframeCache:
         self._complete: list[bytes] = []
         self.timestamp: int | None = None
         """RTP timestamp of the cached keyframe (None when empty)."""
+        self.completed_at: float | None = None
+        """``now`` when the cached keyframe's last packet arrived (for a maximum age)."""
         self._pending: dict[int, bytes] | None = None
         self._pending_ts = 0
         self._pending_first = 0
         self._pending_bytes = 0
         self._marker_seq: int | None = None
 
-    def on_packet(self, packet: rtp.Buffer, keyframe_start: bool) -> None:
-        """Observe one incoming packet of the stream."""
+    def on_packet(self, packet: rtp.Buffer, keyframe_start: bool, now: float = 0.0) -> None:
+        """Observe one incoming packet of the stream (``now``: arrival time)."""
         ts = rtp.timestamp(packet)
         if keyframe_start:
             if self._pending is None or ts != self._pending_ts:
@@ -103,9 +106,9 @@ class KeyframeCache:
         self._pending[seq] = bytes(packet)
         if rtp.marker(packet):
             self._marker_seq = seq
-        self._try_complete()
+        self._try_complete(now)
 
-    def _try_complete(self) -> None:
+    def _try_complete(self, now: float) -> None:
         pending = self._pending
         if pending is None or self._marker_seq is None:
             return
@@ -115,10 +118,22 @@ class KeyframeCache:
         first = self._pending_first
         self._complete = [pending[(first + i) & 0xFFFF] for i in range(count)]
         self.timestamp = self._pending_ts
+        self.completed_at = now
         self._pending = None
 
-    def packets(self) -> list[bytes]:
-        """The cached keyframe's packets in sequence order (empty if none yet)."""
+    def packets(self, now: float | None = None, max_age: float | None = None) -> list[bytes]:
+        """The cached keyframe's packets in sequence order (empty if none yet).
+
+        With ``now`` and ``max_age``, a keyframe older than ``max_age`` seconds is not
+        returned: senders (browsers included) send keyframes mostly on request, so an old
+        cache entry may show a picture from minutes ago.
+        """
+        if (
+            now is not None
+            and max_age is not None
+            and (self.completed_at is None or now - self.completed_at > max_age)
+        ):
+            return []
         return list(self._complete)
 
     @property
@@ -130,6 +145,7 @@ class KeyframeCache:
         """Forget everything (the source stream ended or restarted)."""
         self._complete = []
         self.timestamp = None
+        self.completed_at = None
         self._pending = None
 
 

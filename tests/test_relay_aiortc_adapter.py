@@ -64,6 +64,7 @@ async def connect_client(
     AiortcLeg.prepare_transceivers(pc)
     await pc.setLocalDescription(await pc.createAnswer())
     leg = AiortcLeg(pc, on_rtp or hub.on_rtp, hub.on_rtcp, fast_receive=fast_receive)
+    hub.add_leg(leg)
     answer = pc.localDescription
     await client.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type=answer.type))
     return leg
@@ -225,10 +226,13 @@ async def test_next_switches_partner_with_keyframe_request(pcs: list[RTCPeerConn
             break
     assert abs(levels[-1] - 120) < 12, levels
     assert hub.pli_sent > pli_before
+    # both new partners were shown the other's cached last keyframe at once
+    assert hub.keyframes_replayed == 2
     to_c = hub.forwarder(leg_c, "video")
     assert to_c.dropped["awaiting_keyframe"] >= 0 and to_c.forwarded > 0
     to_a = hub.forwarder(leg_a, "video")
-    assert to_a.rewriter.epochs == 2  # one continuous outgoing stream to A across the switch
+    # one continuous outgoing stream to A across B's video, C's cached keyframe, C's video
+    assert to_a.rewriter.epochs == 3
 
 
 @pytest.mark.timeout(60)

@@ -87,3 +87,12 @@ def test_cache_is_bounded() -> None:
     assert c.packets() == small and c.nbytes <= 1000
     c.clear()
     assert c.packets() == []
+
+
+def test_cache_max_age() -> None:
+    c = KeyframeCache()
+    ps = [pkt(1, 0, True)]
+    c.on_packet(ps[0], True, now=10.0)
+    assert c.packets(now=12.0, max_age=3.0) == ps
+    assert c.packets(now=13.5, max_age=3.0) == []
+    assert c.packets() == ps
