@@ -271,7 +271,7 @@ class AiortcLeg:
             def datagram_received(
                 data: bytes, addr: Any, original: Callable[[bytes, Any], None] = original
             ) -> None:
-                if 127 < data[0] < 192 and len(data) > 12 and not 191 < data[1] < 224:
+                if len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 224:
                     try:
                         plain = unprotect(data)
                     except srtp_error:
