@@ -283,3 +283,45 @@ async def test_loss_before_the_relay_is_repaired_from_the_sender(
     assert hub.nacks_forwarded >= 1
     assert hub.rtx_unwrapped >= 2
     assert not any(k.startswith("rtx_") for k in hub.dropped), hub.dropped
+
+
+def test_fast_receive_demux_without_a_network() -> None:
+    """Only SRTP media takes the fast path; STUN, DTLS, SRTCP and junk keep aiortc's route."""
+    import pylibsrtp
+
+    class FakeProtocol:
+        def __init__(self) -> None:
+            self.slow: list[bytes] = []
+
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            self.slow.append(data)
+
+    class FakeSrtp:
+        def unprotect(self, data: bytes) -> bytes:
+            if data.endswith(b"bad"):
+                raise pylibsrtp.Error("auth fail")
+            return data[:-4]
+
+    fast: list[bytes] = []
+    leg = AiortcLeg.__new__(AiortcLeg)  # no peer connection needed for the demux
+    leg._on_rtp = lambda _leg, data, now: fast.append(data)
+    leg._clock = lambda: 0.0
+    leg.srtp_errors = 0
+    proto = FakeProtocol()
+    leg._install_fast_receive([proto], FakeSrtp())
+
+    rtp_pkt = b"\x80\x60" + bytes(10) + b"payload" + b"TAG!"
+    datagrams = [
+        b"",  # empty datagram
+        b"\x00\x01\x00\x00" + bytes(16),  # STUN binding request (consent check)
+        b"\x16\xfe\xfd" + bytes(20),  # DTLS record
+        b"\x80\xc8\x00\x06" + bytes(24),  # SRTCP sender report
+        b"\x80\x60\x00",  # too short for RTP
+        rtp_pkt,
+        b"\x80\x60" + bytes(10) + b"bad",
+    ]
+    for d in datagrams:
+        proto.datagram_received(d, ("192.0.2.1", 5000))
+    assert fast == [rtp_pkt[:-4]]
+    assert proto.slow == datagrams[:5]
+    assert leg.srtp_errors == 1 and leg.fast_path_active
