@@ -325,3 +325,66 @@ def test_fast_receive_demux_without_a_network() -> None:
     assert fast == [rtp_pkt[:-4]]
     assert proto.slow == datagrams[:5]
     assert leg.srtp_errors == 1 and leg.fast_path_active
+
+
+@pytest.mark.timeout(60)
+async def test_h264_video_and_opus_audio_flow_through_relay(
+    pcs: list[RTCPeerConnection], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """H.264 (STAP-A/FU-A keyframe gating) and Opus (48 kHz rewriting) through the relay."""
+    from aiortc import AudioStreamTrack, RTCRtpSender
+
+    decoders: list[str] = []
+    original_get_decoder = rtcrtpreceiver.get_decoder
+
+    def spy_get_decoder(codec: Any) -> Any:
+        decoders.append(codec.mimeType)
+        return original_get_decoder(codec)
+
+    monkeypatch.setattr(rtcrtpreceiver, "get_decoder", spy_get_decoder)
+    h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
+    hub = ForwardingHub()
+    relay_pcs: list[RTCPeerConnection] = []
+    a, b = RTCPeerConnection(config()), RTCPeerConnection(config())
+    pcs.extend([a, b])
+    tracks: dict[tuple[str, str], asyncio.Future[Any]] = {}
+    for name, pc, level in (("a", a, 200), ("b", b, 40)):
+        pc.addTrack(AudioStreamTrack())
+        pc.addTrack(SolidTrack(level))
+        for t in pc.getTransceivers():
+            if t.kind == "video":
+                t.setCodecPreferences(h264)
+        for kind in ("audio", "video"):
+            tracks[(name, kind)] = asyncio.get_running_loop().create_future()
+
+        @pc.on("track")
+        def on_track(track: Any, name: str = name) -> None:
+            fut = tracks[(name, track.kind)]
+            if not fut.done():
+                fut.set_result(track)
+
+    leg_a = await connect_client(a, hub, relay_pcs)
+    leg_b = await connect_client(b, hub, relay_pcs)
+    pcs.extend(relay_pcs)
+    assert leg_a.media["video"].codecs[0].mimeType == "video/H264"
+    hub.pair(leg_a, leg_b)
+
+    video_b = await asyncio.wait_for(tracks[("b", "video")], 20)
+    audio_b = await asyncio.wait_for(tracks[("b", "audio")], 20)
+    for _ in range(5):
+        frame = await asyncio.wait_for(video_b.recv(), 10)
+    assert abs(float(frame.to_ndarray(format="gray").mean()) - 200) < 12
+    for _ in range(10):
+        audio = await asyncio.wait_for(audio_b.recv(), 10)
+    assert audio.sample_rate == 48000
+    to_b_audio = hub.forwarder(leg_b, "audio")
+    assert to_b_audio.forwarded >= 10 and to_b_audio.rewriter.clock_rate == 48000
+    assert not to_b_audio.waiting_for_keyframe
+    assert hub.forwarder(leg_b, "video").forwarded >= 5
+    # the relay built no decoder: only the clients' own (B's here, maybe A's too by now)
+    assert set(decoders) <= {"video/H264", "audio/opus"}
+    assert len(decoders) <= 4
+    for leg in (leg_a, leg_b):
+        assert leg.decoders_stopped == 2
+        for t in leg.pc.getTransceivers():
+            assert not AiortcLeg.decoder_running(t.receiver)
