@@ -96,3 +96,35 @@ def test_cache_max_age() -> None:
     assert c.packets(now=12.0, max_age=3.0) == ps
     assert c.packets(now=13.5, max_age=3.0) == []
     assert c.packets() == ps
+
+
+def test_cache_with_real_encoder_output() -> None:
+    """Multi-packet keyframes from aiortc's VP8 and H.264 packetizers are cached whole."""
+    from test_relay_codecs import H264, VP8, encode  # tests/ is on sys.path (rootless)
+
+    from relay.codecs import h264_is_keyframe_start, vp8_is_keyframe_start
+
+    for codec, check in ((VP8, vp8_is_keyframe_start), (H264, h264_is_keyframe_start)):
+        frames = encode(codec, [True, False, True, False])
+        cache = KeyframeCache()
+        seq = 60000
+        wire: list[list[bytes]] = []
+        for n, payloads in enumerate(frames):
+            pkts = []
+            for i, payload in enumerate(payloads):
+                p = RtpPacket(
+                    payload_type=96,
+                    sequence_number=seq & 0xFFFF,
+                    timestamp=3000 * n,
+                    ssrc=1,
+                    marker=int(i == len(payloads) - 1),
+                    payload=payload,
+                ).serialize()
+                seq += 1
+                cache.on_packet(p, check(p, 12, len(p)), now=n / 30)
+                pkts.append(p)
+            wire.append(pkts)
+            if n in (0, 2):
+                assert cache.packets() == pkts, codec.mimeType
+            else:
+                assert cache.packets() == wire[n - 1]  # deltas leave the keyframe in place
