@@ -118,9 +118,7 @@ class Drain(_Message, tag="drain"):
 SignalingMessage = OpenLeg | AddCandidate | Link | Unlink | CloseLeg | Drain
 
 _worker_decoder: msgspec.json.Decoder[WorkerMessage] = msgspec.json.Decoder(WorkerMessage)
-_signaling_decoder: msgspec.json.Decoder[SignalingMessage] = msgspec.json.Decoder(
-    SignalingMessage
-)
+_signaling_decoder: msgspec.json.Decoder[SignalingMessage] = msgspec.json.Decoder(SignalingMessage)
 _encoder = msgspec.json.Encoder()
 
 
