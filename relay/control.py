@@ -70,7 +70,17 @@ class Refused(_Message, tag="refused"):
     reason: Annotated[str, msgspec.Meta(max_length=500)]
 
 
-WorkerMessage = Hello | Load | Answer | LegState | Refused
+class Moderation(_Message, tag="moderation"):
+    """Strict route: video from `leg` was blocked (an unsafe verdict) or resumed (a fresh safe
+    verdict and a keyframe). Metadata only: never pixels. Signaling counts strikes and bans."""
+
+    leg: LegId
+    state: Literal["blocked", "resumed"]
+    label: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    score: float = 0.0
+
+
+WorkerMessage = Hello | Load | Answer | LegState | Refused | Moderation
 
 
 # -- signaling -> worker --------------------------------------------------------------------
