@@ -7,7 +7,10 @@ so an operator can start with no file at all and add one only for what they chan
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +18,7 @@ from pathlib import Path
 import msgspec
 
 from chatguard.config import Config, ConfigError, Route, load_config
+from relay.supervisor import TOKEN_ENV
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -49,11 +53,51 @@ def _build_parser() -> argparse.ArgumentParser:
         "default: per region, from the config file",
     )
     serve.add_argument(
+        "--relay-workers",
+        type=int,
+        metavar="N",
+        help="relay worker processes to start here (default: one per CPU core; 0: none, "
+        "when relays run on other machines with `chatguard relay`)",
+    )
+    _add_log_level(serve)
+
+    relay = commands.add_parser(
+        "relay",
+        help="run one relay worker that serves a signaling service",
+        description="Run one media relay worker process. It dials the signaling service's "
+        "/relay endpoint, reports its load, and carries relayed calls. `serve` starts these "
+        "itself; run this by hand to put relays on other machines. The shared token comes "
+        f"from the {TOKEN_ENV} environment variable (the [relay] token in signaling's "
+        "config file).",
+    )
+    relay.add_argument(
+        "--signaling",
+        required=True,
+        metavar="URL",
+        help="the signaling service's relay endpoint, e.g. ws://signaling.example:8080/relay",
+    )
+    relay.add_argument(
+        "--worker-id",
+        default=f"{socket.gethostname()}-{os.getpid()}",
+        help="a name unique among the relays of this signaling service (default: hostname-pid)",
+    )
+    relay.add_argument(
+        "--max-legs",
+        type=int,
+        default=400,
+        metavar="N",
+        help="most client connections this worker takes (default 400: 200 relayed pairs)",
+    )
+    _add_log_level(relay)
+    return parser
+
+
+def _add_log_level(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],
         help="log verbosity (default info)",
     )
-    return parser
 
 
 def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
@@ -64,6 +108,9 @@ def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
         "log_level": args.log_level or server.log_level,
     }
     config = msgspec.structs.replace(config, server=msgspec.structs.replace(server, **changes))
+    if args.relay_workers is not None:
+        relay = msgspec.structs.replace(config.relay, workers=args.relay_workers)
+        config = msgspec.structs.replace(config, relay=relay)
     config.check()
     return config
 
@@ -98,11 +145,29 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _relay(args: argparse.Namespace) -> int:
+    from relay.worker import run_worker
+
+    logging.basicConfig(level=(args.log_level or "info").upper(), format=LOG_FORMAT)
+    token = os.environ.get(TOKEN_ENV, "")
+    if not token:
+        print(f"chatguard relay: set {TOKEN_ENV} to signaling's relay token", file=sys.stderr)
+        return 2
+    if args.max_legs < 2:
+        print("chatguard relay: --max-legs must be at least 2", file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        run_worker(args.signaling, token, args.worker_id, args.max_legs)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "relay":
+            return _relay(args)
     except ConfigError as exc:
         print(f"chatguard: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -8,9 +8,10 @@ key (``$.matchmaking.repair_cooldown_s``); we prefix them with the file name.
 from __future__ import annotations
 
 import enum
+import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -79,8 +80,21 @@ class RegionsConfig(_Section):
     """Region code (e.g. "DE") to route."""
 
 
+class RelayConfig(_Section):
+    workers: int | Literal["auto"] = "auto"
+    """Relay worker processes `serve` starts on this machine: a number (0: none, for
+    deployments whose relays run elsewhere) or "auto", one per CPU core."""
+    token: str = ""
+    """Shared secret relay workers present to signaling; empty: `serve` makes a random one
+    for the workers it starts (remote workers then need it set here and on their side)."""
+    max_legs_per_worker: int = 400
+    fallback_after_s: float = 5.0
+    """A direct call whose media has not connected by then moves to the relay."""
+
+
 class Config(_Section):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    relay: RelayConfig = msgspec.field(default_factory=RelayConfig)
     matchmaking: MatchmakingConfig = msgspec.field(default_factory=MatchmakingConfig)
     ice: IceConfig = msgspec.field(default_factory=IceConfig)
     regions: RegionsConfig = msgspec.field(default_factory=RegionsConfig)
@@ -103,10 +117,24 @@ class Config(_Section):
                 problems.append(f"matchmaking.{name} must not be negative")
         if self.ice.turn.urls and not self.ice.turn.secret:
             problems.append("ice.turn.secret is required when ice.turn.urls is set")
+        if self.relay.workers != "auto" and self.relay.workers < 0:
+            problems.append('relay.workers must be "auto" or a number >= 0')
+        if self.relay.max_legs_per_worker < 2:
+            problems.append("relay.max_legs_per_worker must be at least 2")
+        if self.relay.fallback_after_s <= 0:
+            problems.append("relay.fallback_after_s must be positive")
         if self.ice.turn.ttl_s <= 0:
             problems.append("ice.turn.ttl_s must be positive")
         if problems:
             raise ConfigError("; ".join(problems))
+
+
+def relay_worker_count(config: RelayConfig) -> int:
+    """How many local relay workers to start: "auto" is one per core, as the relay is
+    single-threaded per process."""
+    if config.workers == "auto":
+        return os.cpu_count() or 1
+    return config.workers
 
 
 def config_from_mapping(data: dict[str, Any], source: str = "<config>") -> Config:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import random
+import secrets
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -23,8 +25,10 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from chatguard.config import Config
+from chatguard.config import Config, relay_worker_count
 from chatguard.config import Route as CallRoute
+from relay import control as rc
+from relay.supervisor import RelaySupervisor
 from signaling import protocol as p
 from signaling.hub import SignalingHub
 from signaling.matchmaking import Matchmaker
@@ -34,6 +38,8 @@ log = logging.getLogger("chatguard.signaling")
 
 CLOSE_TIMED_OUT = 4000
 CLOSE_TOO_SLOW = 4001
+CLOSE_BAD_WORKER = 4003
+HELLO_TIMEOUT_S = 5.0
 WRITER_GRACE_S = 5.0
 
 STATIC_DIR = resources.files("signaling") / "static"
@@ -67,6 +73,8 @@ class SignalingService:
 
     def __init__(self, config: Config, route_override: CallRoute | None = None) -> None:
         self.config = config
+        self.relay_token = config.relay.token or secrets.token_urlsafe(24)
+        self._workers: dict[str, _Connection] = {}
         self.policy = RoutePolicy(config.regions, route_override)
         matchmaker = Matchmaker(SignalingHub.matchmaking_settings(config), random.Random())
         self.hub = SignalingHub(config, self.policy, matchmaker)
@@ -124,7 +132,7 @@ class SignalingService:
         more messages."""
         while True:
             outbox, closes = self.hub.drain_outbox(), self.hub.drain_closes()
-            if not outbox and not closes:
+            if not outbox and not closes and not self.hub.has_worker_messages():
                 break
             for user, message in outbox:
                 connection = self._connections.get(user)
@@ -137,6 +145,18 @@ class SignalingService:
                     self._drop(user, CLOSE_TOO_SLOW)
             for user in closes:
                 self._drop(user, CLOSE_TIMED_OUT)
+            for worker, command in self.hub.drain_worker_outbox():
+                connection = self._workers.get(worker)
+                if connection is None or connection.close_code is not None:
+                    log.warning(
+                        "relay worker %s is gone; dropped %s", worker, type(command).__name__
+                    )
+                    continue
+                try:
+                    connection.queue.put_nowait(rc.encode(command))
+                except asyncio.QueueFull:
+                    log.error("relay worker %s is not reading its commands; dropping it", worker)
+                    connection.close(CLOSE_TOO_SLOW)
         deadline = self.hub.next_timer()
         if deadline is not None and (self._scheduled is None or deadline < self._scheduled):
             self._wake.set()
@@ -146,6 +166,52 @@ class SignalingService:
         if connection is not None:
             connection.close(code)
             self.hub.disconnect(user, time.monotonic())
+
+    async def handle_relay_websocket(self, websocket: WebSocket) -> None:
+        """A relay worker's control connection: hello with the token first, then messages."""
+        await websocket.accept()
+        try:
+            raw = await asyncio.wait_for(websocket.receive_text(), HELLO_TIMEOUT_S)
+            hello = rc.decode_worker_message(raw)
+        except (TimeoutError, rc.ControlError, WebSocketDisconnect, KeyError) as exc:
+            log.warning("relay connection without a valid hello: %s", exc)
+            await websocket.close(CLOSE_BAD_WORKER)
+            return
+        if not isinstance(hello, rc.Hello) or not hmac.compare_digest(
+            hello.token.encode(), self.relay_token.encode()
+        ):
+            log.warning("relay connection refused: first message is not a hello with the token")
+            await websocket.close(CLOSE_BAD_WORKER)
+            return
+        if hello.worker_id in self._workers:
+            log.warning("relay worker id %s is already connected; refusing", hello.worker_id)
+            await websocket.close(CLOSE_BAD_WORKER)
+            return
+        connection = _Connection(websocket, queue_limit=10_000)
+        self._workers[hello.worker_id] = connection
+        writer = asyncio.create_task(connection.write_loop())
+        self.hub.worker_joined(hello)
+        try:
+            while True:
+                event = await websocket.receive()
+                if event["type"] == "websocket.disconnect":
+                    return
+                try:
+                    message = rc.decode_worker_message(
+                        event.get("text") or event.get("bytes") or b""
+                    )
+                except rc.ControlError as exc:
+                    log.error("relay worker %s sent an invalid message: %s", hello.worker_id, exc)
+                    continue
+                self.hub.worker_message(hello.worker_id, message)
+                self._flush()
+        finally:
+            del self._workers[hello.worker_id]
+            self.hub.worker_lost(hello.worker_id)
+            self._flush()
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
 
     async def run_timers(self) -> None:
         """Sleep until the hub's next deadline (or an earlier one appears), then let it act."""
@@ -163,6 +229,16 @@ class SignalingService:
         return self.hub.snapshot()
 
 
+def _local_url(config: Config, path: str) -> str:
+    """How processes on this machine reach the service (a wildcard address is not dialable)."""
+    host = config.server.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"ws://{host}:{config.server.port}{path}"
+
+
 def create_app(config: Config, route_override: CallRoute | None = None) -> Starlette:
     """The ASGI application: the web client at /, the WebSocket at /ws, health and stats."""
     service = SignalingService(config, route_override)
@@ -170,9 +246,18 @@ def create_app(config: Config, route_override: CallRoute | None = None) -> Starl
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         timers = asyncio.create_task(service.run_timers())
+        supervisor = RelaySupervisor(
+            relay_worker_count(config.relay),
+            _local_url(config, "/relay"),
+            service.relay_token,
+            config.relay.max_legs_per_worker,
+        )
+        await supervisor.start()
+        app.state.relay_supervisor = supervisor
         try:
             yield
         finally:
+            await supervisor.stop()
             timers.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await timers
@@ -192,6 +277,7 @@ def create_app(config: Config, route_override: CallRoute | None = None) -> Starl
             Route("/healthz", health),
             Route("/stats", stats),
             WebSocketRoute("/ws", service.handle_websocket),
+            WebSocketRoute("/relay", service.handle_relay_websocket),
             Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
         ],
         lifespan=lifespan,

@@ -1,9 +1,16 @@
-"""The signaling core: connections, pairs and message routing, without any I/O.
+"""The signaling core: connections, calls, relay placement and message routing, without I/O.
 
-The WebSocket layer (``signaling.app``) feeds it validated messages and the current time and
-sends whatever it leaves in the outbox; the hub never touches a socket or a clock. This keeps
-the rules (who may talk to whom, what each side is told and when) testable in plain Python,
-and the asyncio code thin. Matchmaking itself is delegated to ``signaling.matchmaking``.
+The WebSocket layer (``signaling.app``) feeds it validated messages from clients and relay
+workers together with the current time, and sends whatever it leaves in the outboxes; the hub
+never touches a socket or a clock. This keeps the rules (who may talk to whom, which route a
+call takes, what each side is told and when) testable in plain Python, and the asyncio code
+thin. Pairing itself is delegated to ``signaling.matchmaking``, worker bookkeeping to
+``signaling.relays``.
+
+Relayed calls: each member's offer opens a *leg* on the call's relay worker, which answers in
+the member's place; once both legs exist the worker is told to link them. A direct call that
+fails to connect, and a relayed call whose worker dies, are re-routed onto a live worker and
+both members are asked to offer again.
 """
 
 from __future__ import annotations
@@ -11,9 +18,10 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chatguard.config import Config, Route
+from relay import control as rc
 from signaling import protocol as p
 from signaling.ice import ice_servers_for
 from signaling.matchmaking import (
@@ -26,24 +34,34 @@ from signaling.matchmaking import (
     UserState,
 )
 from signaling.policy import RoutePolicy
+from signaling.relays import RelayDirectory
 from signaling.reports import ReportLog, ReportRecord
 
 log = logging.getLogger("chatguard.signaling")
 
 
-@dataclass(slots=True)
-class _Pair:
-    """One side's view of its current pair."""
+@dataclass(slots=True, eq=False)
+class _Call:
+    """One pair's call, shared by both members' records."""
 
     pair_id: str
-    partner: str
+    offerer: str
+    answerer: str
     route: Route
+    worker: str | None = None
+    legs: dict[str, str] = field(default_factory=dict)
+    """Member -> leg id on `worker` (relayed routes only)."""
+    answered: set[str] = field(default_factory=set)
+    """Members whose leg the worker has answered; linking waits for both."""
+
+    def partner_of(self, user: str) -> str:
+        return self.answerer if user == self.offerer else self.offerer
 
 
 @dataclass(slots=True)
 class _Client:
     region: str
-    pair: _Pair | None = None
+    call: _Call | None = None
 
 
 @dataclass(slots=True)
@@ -53,6 +71,8 @@ class HubStats:
     errors_sent: int = 0
     calls_connected: int = 0
     calls_failed: int = 0
+    fallbacks_to_relay: int = 0
+    calls_rerouted_after_worker_loss: int = 0
 
 
 def _new_token() -> str:
@@ -74,8 +94,12 @@ class SignalingHub:
         self._matchmaker = matchmaker
         self._new_id = new_id
         self._clients: dict[str, _Client] = {}
+        self._legs: dict[str, tuple[_Call, str]] = {}
+        """Leg id -> (call, member) for every leg placed on a worker."""
         self._outbox: list[tuple[str, p.ServerMessage]] = []
+        self._worker_outbox: list[tuple[str, rc.SignalingMessage]] = []
         self._to_close: list[str] = []
+        self.relays = RelayDirectory()
         self.reports = ReportLog()
         self.stats = HubStats()
 
@@ -88,7 +112,7 @@ class SignalingHub:
             heartbeat_timeout_s=mm.heartbeat_timeout_s,
         )
 
-    # -- inputs ---------------------------------------------------------------------------
+    # -- client inputs --------------------------------------------------------------------
 
     def connect(self, region: str, now: float, now_unix: float) -> str:
         """Register a new connection; returns its id and queues its welcome."""
@@ -104,6 +128,7 @@ class SignalingHub:
                 ice_servers=ice_servers_for(self._config.ice, user, now_unix),
                 heartbeat_interval_s=mm.heartbeat_interval_s,
                 connect_timeout_s=mm.connect_timeout_s,
+                fallback_after_s=self._config.relay.fallback_after_s,
             ),
         )
         return user
@@ -122,10 +147,13 @@ class SignalingHub:
         self._drain_matchmaker()
 
     def disconnect(self, user: str, now: float) -> None:
-        if self._clients.pop(user, None) is None:
+        client = self._clients.pop(user, None)
+        if client is None:
             return
         self._matchmaker.disconnect(user, now)
         self._drain_matchmaker()
+        if client.call is not None:  # the partner was told via PartnerLost; free the legs
+            self._end_call(client.call)
 
     def handle_timer(self, now: float) -> None:
         self._matchmaker.handle_timer(now)
@@ -138,11 +166,59 @@ class SignalingHub:
         self.stats.errors_sent += 1
         self._send(user, p.Error(code=error.code, message=error.message))
 
+    # -- relay worker inputs --------------------------------------------------------------
+
+    def worker_joined(self, hello: rc.Hello) -> None:
+        self.relays.add_worker(hello.worker_id, hello.max_sessions)
+        log.info("relay worker %s joined (pid %d)", hello.worker_id, hello.pid)
+
+    def worker_message(self, worker: str, message: rc.WorkerMessage) -> None:
+        match message:
+            case rc.Load(cpu_percent=cpu, rss_bytes=rss, draining=draining):
+                self.relays.report_load(worker, cpu, rss, draining)
+            case rc.Answer(leg=leg_id, sdp=sdp):
+                self._on_leg_answer(worker, leg_id, sdp)
+            case rc.LegState(leg=leg_id, state=state, detail=detail):
+                if state == "failed" and (found := self._legs.get(leg_id)) is not None:
+                    call, _member = found
+                    log.info("relay leg %s of call %s failed %s", leg_id, call.pair_id, detail)
+                    self._fail_call(call, "the relay could not reach one of you")
+            case rc.Refused(leg=leg_id, reason=reason):
+                if (found := self._legs.get(leg_id)) is not None:
+                    call, _member = found
+                    log.warning("relay worker %s refused leg %s: %s", worker, leg_id, reason)
+                    self._fail_call(call, "the relay refused the call")
+            case rc.Moderation():
+                pass  # strict route: handled with the moderation issue
+            case rc.Hello():
+                pass  # only valid as the first message; the I/O layer consumes it
+
+    def worker_lost(self, worker: str) -> None:
+        """A worker's control connection closed: its calls move to a live worker, if any."""
+        lost_legs = self.relays.remove_worker(worker)
+        calls = {self._legs[leg][0] for leg in lost_legs if leg in self._legs}
+        log.warning("relay worker %s is gone; %d calls affected", worker, len(calls))
+        for call in calls:
+            for leg in call.legs.values():
+                self._legs.pop(leg, None)
+            call.legs.clear()
+            call.answered.clear()
+            call.worker = None
+            self.stats.calls_rerouted_after_worker_loss += 1
+            self._reroute(call, call.route, "the relay server restarted")
+
     # -- outputs --------------------------------------------------------------------------
 
     def drain_outbox(self) -> list[tuple[str, p.ServerMessage]]:
         out, self._outbox = self._outbox, []
         return out
+
+    def drain_worker_outbox(self) -> list[tuple[str, rc.SignalingMessage]]:
+        out, self._worker_outbox = self._worker_outbox, []
+        return out
+
+    def has_worker_messages(self) -> bool:
+        return bool(self._worker_outbox)
 
     def drain_closes(self) -> list[str]:
         out, self._to_close = self._to_close, []
@@ -153,7 +229,7 @@ class SignalingHub:
     def client_count(self) -> int:
         return len(self._clients)
 
-    def snapshot(self) -> dict[str, int]:
+    def snapshot(self) -> dict[str, object]:
         return {
             "clients": len(self._clients),
             "waiting": self._matchmaker.waiting_count(),
@@ -163,10 +239,14 @@ class SignalingHub:
             "errors_sent": self.stats.errors_sent,
             "calls_connected": self.stats.calls_connected,
             "calls_failed": self.stats.calls_failed,
+            "fallbacks_to_relay": self.stats.fallbacks_to_relay,
+            "calls_rerouted_after_worker_loss": self.stats.calls_rerouted_after_worker_loss,
+            "relay_legs": len(self._legs),
+            "relay_workers": self.relays.snapshot(),
             "reports": self.reports.total,
         }
 
-    # -- internals ------------------------------------------------------------------------
+    # -- client message handling ----------------------------------------------------------
 
     def _dispatch(self, user: str, message: p.ClientMessage, now: float, now_unix: float) -> None:
         mm = self._matchmaker
@@ -178,52 +258,151 @@ class SignalingHub:
                 self._announce_waiting(user)
             case p.Next():
                 mm.next(user, now)
-                self._clients[user].pair = None
+                self._leave_call(user)
                 self._announce_waiting(user)
             case p.Leave():
                 mm.leave(user, now)
-                self._clients[user].pair = None
+                self._leave_call(user)
                 self._send(user, p.Idle())
             case p.Report(reason=reason):
-                pair = self._require_pair(user)
-                count = self.reports.record(ReportRecord(user, pair.partner, now_unix, reason))
-                log.info("report: %s reported %s (%d reports so far)", user, pair.partner, count)
+                call = self._require_call(user)
+                reported = call.partner_of(user)
+                count = self.reports.record(ReportRecord(user, reported, now_unix, reason))
+                log.info("report: %s reported %s (%d reports so far)", user, reported, count)
                 mm.report(user, now)
-                self._clients[user].pair = None
+                self._leave_call(user)
                 self._announce_waiting(user)
             case p.Offer() | p.Answer() | p.Candidate():
-                self._relay_to_partner(user, message)
-            case p.CallState(pair=pair_id, state=state):
-                pair = self._require_pair(user, pair_id)
+                call = self._require_call(user, message.pair)
+                if call.route is Route.DIRECT:
+                    self._relay_to_partner(user, call, message)
+                else:
+                    self._signal_to_worker(user, call, message)
+            case p.CallState(pair=pair_id, state=state, route=route):
+                call = self._require_call(user, pair_id)
+                if route is not None and route != call.route.value:
+                    return  # about a route this call has already left
                 if state == "connected":
                     self.stats.calls_connected += 1
                 else:
-                    self.stats.calls_failed += 1
-                    log.info("call %s (%s route) failed to connect", pair.pair_id, pair.route.value)
+                    self._on_call_failed(call)
 
-    def _require_pair(self, user: str, pair_id: str | None = None) -> _Pair:
-        pair = self._clients[user].pair
-        if pair is None:
+    def _require_call(self, user: str, pair_id: str | None = None) -> _Call:
+        call = self._clients[user].call
+        if call is None:
             raise p.ProtocolError("not_paired", "you have no partner right now")
-        if pair_id is not None and pair_id != pair.pair_id:
+        if pair_id is not None and pair_id != call.pair_id:
             raise p.ProtocolError(
-                "stale_pair", f"pair {pair_id!r} is over; your current pair is {pair.pair_id!r}"
+                "stale_pair", f"pair {pair_id!r} is over; your current pair is {call.pair_id!r}"
             )
-        return pair
+        return call
 
-    def _relay_to_partner(self, user: str, message: p.PartnerSignal) -> None:
+    def _relay_to_partner(self, user: str, call: _Call, message: p.PartnerSignal) -> None:
         """Only the two members of a pair may exchange SDP and ICE, and only for that pair."""
-        pair = self._require_pair(user, message.pair)
         relayed: p.ServerMessage
         match message:
             case p.Offer(sdp=sdp):
-                relayed = p.RelayedOffer(pair=pair.pair_id, sdp=sdp)
+                relayed = p.RelayedOffer(pair=call.pair_id, sdp=sdp)
             case p.Answer(sdp=sdp):
-                relayed = p.RelayedAnswer(pair=pair.pair_id, sdp=sdp)
+                relayed = p.RelayedAnswer(pair=call.pair_id, sdp=sdp)
             case p.Candidate(candidate=candidate):
-                relayed = p.RelayedCandidate(pair=pair.pair_id, candidate=candidate)
+                relayed = p.RelayedCandidate(pair=call.pair_id, candidate=candidate)
         self.stats.messages_relayed += 1
-        self._send(pair.partner, relayed)
+        self._send(call.partner_of(user), relayed)
+
+    def _signal_to_worker(self, user: str, call: _Call, message: p.PartnerSignal) -> None:
+        """On relayed routes the relay is each member's peer: offers open legs on it."""
+        if call.worker is None:
+            raise p.ProtocolError("relay_unavailable", "no relay is available for this call")
+        match message:
+            case p.Offer(sdp=sdp):
+                old_leg = call.legs.get(user)
+                if old_leg is not None:  # a renegotiation: replace the leg
+                    self._close_leg(call, user)
+                leg_id = self._new_id()
+                call.legs[user] = leg_id
+                self._legs[leg_id] = (call, user)
+                self.relays.add_leg(call.worker, leg_id)
+                moderated = call.route is Route.STRICT
+                self._to_worker(call.worker, rc.OpenLeg(leg=leg_id, offer=sdp, moderated=moderated))
+            case p.Answer():
+                raise p.ProtocolError("unexpected", "on a relayed call the relay answers offers")
+            case p.Candidate(candidate=candidate):
+                if user not in call.legs:
+                    raise p.ProtocolError("unexpected", "send your offer before candidates")
+                self._to_worker(
+                    call.worker,
+                    rc.AddCandidate(
+                        leg=call.legs[user],
+                        candidate=candidate.candidate,
+                        sdp_mid=candidate.sdpMid,
+                        sdp_mline_index=candidate.sdpMLineIndex,
+                    ),
+                )
+
+    # -- relay legs -------------------------------------------------------------------------
+
+    def _on_leg_answer(self, worker: str, leg_id: str, sdp: str) -> None:
+        found = self._legs.get(leg_id)
+        if found is None:
+            self._to_worker(worker, rc.CloseLeg(leg=leg_id))  # the call ended meanwhile
+            return
+        call, member = found
+        self._send(member, p.RelayedAnswer(pair=call.pair_id, sdp=sdp))
+        call.answered.add(member)
+        if call.answered >= {call.offerer, call.answerer}:
+            self._to_worker(
+                worker, rc.Link(first=call.legs[call.offerer], second=call.legs[call.answerer])
+            )
+
+    def _close_leg(self, call: _Call, member: str) -> None:
+        leg_id = call.legs.pop(member, None)
+        call.answered.discard(member)
+        if leg_id is None or call.worker is None:
+            return
+        self._legs.pop(leg_id, None)
+        self.relays.remove_leg(call.worker, leg_id)
+        if self.relays.has_worker(call.worker):
+            self._to_worker(call.worker, rc.CloseLeg(leg=leg_id))
+
+    def _end_call(self, call: _Call) -> None:
+        for member in list(call.legs):
+            self._close_leg(call, member)
+
+    def _on_call_failed(self, call: _Call) -> None:
+        if call.route is Route.DIRECT:
+            self.stats.fallbacks_to_relay += 1
+            log.info("call %s: direct connection failed; moving to the relay", call.pair_id)
+            self._reroute(call, Route.RELAY, "a direct connection was not possible")
+        else:
+            self._fail_call(call, "the connection through the relay failed")
+
+    def _reroute(self, call: _Call, route: Route, reason: str) -> None:
+        """Move a call to a relayed route on a live worker; both members offer again."""
+        self._end_call(call)
+        worker = self.relays.place()
+        if worker is None:
+            self._fail_call(call, "no relay is available")
+            return
+        call.route, call.worker = route, worker
+        for member in (call.offerer, call.answerer):
+            self._send(member, p.Reroute(pair=call.pair_id, route=route.value, reason=reason))
+
+    def _fail_call(self, call: _Call, reason: str) -> None:
+        self.stats.calls_failed += 1
+        self._end_call(call)
+        for member in (call.offerer, call.answerer):
+            client = self._clients.get(member)
+            if client is not None and client.call is call:
+                self._send(member, p.CallEnded(pair=call.pair_id, reason=reason))
+
+    # -- pairing --------------------------------------------------------------------------
+
+    def _leave_call(self, user: str) -> None:
+        client = self._clients[user]
+        if client.call is not None:
+            self._end_call(client.call)
+            client.call = None
 
     def _announce_waiting(self, user: str) -> None:
         """Tell a user it is queued, unless the call already paired it (drained later)."""
@@ -238,26 +417,39 @@ class SignalingHub:
                     self._on_paired(first, second)
                 case PartnerLost(user=user, reason=reason):
                     client = self._clients.get(user)
-                    if client is None or client.pair is None:
+                    if client is None or client.call is None:
                         continue
-                    self._send(user, p.PartnerLeft(pair=client.pair.pair_id, reason=reason))
-                    client.pair = None
+                    self._end_call(client.call)
+                    self._send(user, p.PartnerLeft(pair=client.call.pair_id, reason=reason))
+                    client.call = None
                     if self._matchmaker.state_of(user) is UserState.WAITING:
                         self._send(user, p.Waiting())
                 case Expired(user=user):
-                    if self._clients.pop(user, None) is not None:
+                    client = self._clients.pop(user, None)
+                    if client is not None:
                         log.info("client %s timed out (no heartbeat)", user)
+                        if client.call is not None:
+                            self._end_call(client.call)
                         self._to_close.append(user)
 
     def _on_paired(self, first: str, second: str) -> None:
         a, b = self._clients[first], self._clients[second]
         route = self._policy.route_for_pair(a.region, b.region)
-        pair_id = self._new_id()
-        a.pair = _Pair(pair_id, second, route)
-        b.pair = _Pair(pair_id, first, route)
+        call = _Call(self._new_id(), offerer=first, answerer=second, route=route)
+        a.call = b.call = call
         self.stats.pairs_made += 1
-        self._send(first, p.Paired(pair=pair_id, role="offerer", route=route.value))
-        self._send(second, p.Paired(pair=pair_id, role="answerer", route=route.value))
+        if route is Route.DIRECT:
+            self._send(first, p.Paired(pair=call.pair_id, role="offerer", route=route.value))
+            self._send(second, p.Paired(pair=call.pair_id, role="answerer", route=route.value))
+            return
+        call.worker = self.relays.place()
+        for member in (first, second):  # the relay answers: both members offer
+            self._send(member, p.Paired(pair=call.pair_id, role="offerer", route=route.value))
+        if call.worker is None:
+            self._fail_call(call, "no relay is available")
 
     def _send(self, user: str, message: p.ServerMessage) -> None:
         self._outbox.append((user, message))
+
+    def _to_worker(self, worker: str, message: rc.SignalingMessage) -> None:
+        self._worker_outbox.append((worker, message))

@@ -75,6 +75,9 @@ class CallState(_ClientMessage, tag="call_state"):
 
     pair: PairId
     state: Literal["connected", "failed"]
+    route: RouteName | None = None
+    """The route the client was using, so a late report about an old route is not taken as
+    news about the new one."""
 
 
 class Ping(_ClientMessage, tag="ping"):
@@ -101,6 +104,8 @@ class Welcome(_ServerMessage, tag="welcome"):
     ice_servers: list[IceServer]
     heartbeat_interval_s: float
     connect_timeout_s: float
+    fallback_after_s: float
+    """A direct call not connected by then is reported failed, and moves to the relay."""
 
 
 class Waiting(_ServerMessage, tag="waiting"):
@@ -137,6 +142,21 @@ class RelayedCandidate(_ServerMessage, tag="candidate"):
     candidate: IceCandidate
 
 
+class Reroute(_ServerMessage, tag="reroute"):
+    """Same partner, new media path: close the current connection and offer again."""
+
+    pair: str
+    route: RouteName
+    reason: str
+
+
+class CallEnded(_ServerMessage, tag="call_ended"):
+    """The call cannot go on (no relay, relay failure); the partner is kept until Next."""
+
+    pair: str
+    reason: str
+
+
 class Pong(_ServerMessage, tag="pong"):
     pass
 
@@ -155,6 +175,8 @@ ServerMessage = (
     | RelayedOffer
     | RelayedAnswer
     | RelayedCandidate
+    | Reroute
+    | CallEnded
     | Pong
     | Error
 )

@@ -63,7 +63,10 @@ def run_server(config: Config, route: Route | None = None) -> Iterator[RunningSe
 
 
 def make_config(**sections: dict[str, object]) -> Config:
-    data: dict[str, object] = {"server": {"host": "127.0.0.1", "port": free_port()}}
+    data: dict[str, object] = {
+        "server": {"host": "127.0.0.1", "port": free_port()},
+        "relay": {"workers": 0},  # tests that need relay workers ask for them
+    }
     for name, values in sections.items():
         merged = dict(data.get(name, {}))  # type: ignore[call-overload]
         merged.update(values)

@@ -70,6 +70,8 @@ async def test_route_is_the_stricter_of_both_regions(server: RunningServer) -> N
     assert (await b.expect("paired"))["route"] == "relay"
     await a.expect("waiting")
     assert (await a.expect("paired"))["route"] == "relay"
+    # this server runs no relay workers: a relayed call ends at once, and says why
+    assert (await a.expect("call_ended"))["reason"] == "no relay is available"
     await b.close()
     assert (await a.expect("partner_left"))["reason"] == "disconnect"
     c = await Client.connect(server.ws_url, headers={"X-Country": "DE"})

@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.browser, requires_chromium]
 
 
 @contextmanager
-def chatguard_serve(tmp_path: Path, config_toml: str = "") -> Iterator[str]:
+def chatguard_serve(tmp_path: Path, config_toml: str = "", *extra: str) -> Iterator[str]:
     """The real command an operator runs, on a free port, with an optional config file."""
     port = free_port()
     config = tmp_path / "chatguard.toml"
@@ -44,6 +44,7 @@ def chatguard_serve(tmp_path: Path, config_toml: str = "") -> Iterator[str]:
             str(config),
             "--log-level",
             "warning",
+            *extra,
         ],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -68,7 +69,7 @@ def chatguard_serve(tmp_path: Path, config_toml: str = "") -> Iterator[str]:
 
 @pytest.fixture
 def serve_url(tmp_path: Path) -> Iterator[str]:
-    with chatguard_serve(tmp_path) as url:
+    with chatguard_serve(tmp_path, "[relay]\nworkers = 0\n") as url:
         yield url
 
 
@@ -129,7 +130,7 @@ async def test_report_ends_the_call_and_looks_again(serve_url: str) -> None:
 
 async def test_a_call_that_cannot_connect_says_so(tmp_path: Path) -> None:
     """The partner here is a bare WebSocket client that never answers the offer."""
-    config = "[matchmaking]\nconnect_timeout_s = 2\n"
+    config = "[matchmaking]\nconnect_timeout_s = 2\n[relay]\nworkers = 0\nfallback_after_s = 1\n"
     with chatguard_serve(tmp_path, config) as url:
         silent_partner = await Client.connect(url.replace("http", "ws") + "/ws")
         await silent_partner.send(type="join")
@@ -141,6 +142,26 @@ async def test_a_call_that_cannot_connect_says_so(tmp_path: Path) -> None:
             assert (await silent_partner.expect_paired())["role"] == "answerer"
             assert (await silent_partner.expect("offer"))["sdp"].startswith("v=0")
             await wait_for_state(page, "ended", timeout_s=10)
-            assert "Couldn't connect" in (await page.text_content("#status") or "")
+            # the direct attempt failed, and with no relay to fall back on the call ends
+            assert "no relay is available" in (await page.text_content("#status") or "")
             assert await page.is_enabled("#next")
         await silent_partner.close()
+
+
+async def test_relay_route_in_real_browsers(tmp_path: Path) -> None:
+    """`--route relay`: both pages talk to the relay worker, not to each other."""
+    with chatguard_serve(tmp_path, "[relay]\nworkers = 1\n", "--route", "relay") as url:
+        async with chromium() as browser:
+            pages = []
+            for _ in range(2):
+                page = await (await browser.new_context()).new_page()
+                await page.goto(url)
+                await page.click("#start")
+                pages.append(page)
+            for page in pages:
+                await wait_for_state(page, "connected")
+                assert await status_of(page) == ("connected", "relay")
+                assert "relayed" in (await page.text_content("#status") or "")
+                await wait_for_frames(page, 10)
+            stats = httpx.get(url + "/stats").json()
+            assert stats["relay_legs"] == 2 and stats["calls_connected"] >= 2

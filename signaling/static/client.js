@@ -123,6 +123,15 @@ class ChatClient {
       case "candidate":
         if (msg.pair === this.pair) this.onRemoteCandidate(msg.candidate);
         break;
+      case "reroute":
+        if (msg.pair === this.pair) this.startCall({ pair: msg.pair, role: "offerer", route: msg.route }, msg.reason);
+        break;
+      case "call_ended":
+        if (msg.pair === this.pair) {
+          this.closeCall();
+          this.setState("ended", "none", `The call could not go on: ${msg.reason}. Press Next to meet someone else.`);
+        }
+        break;
       case "partner_left":
         if (msg.pair === this.pair) {
           this.closeCall();
@@ -140,11 +149,14 @@ class ChatClient {
 
   // --- the call -----------------------------------------------------------------------------
 
-  startCall(msg) {
+  // A call's media connection. On the direct route the partner answers; on relayed routes
+  // the relay answers each member's offer. reroute restarts this with the same partner.
+  startCall(msg, why = "") {
     this.closeCall();
     this.pair = msg.pair;
     this.route = msg.route;
-    this.setState("connecting", msg.route, `Connecting (${ROUTE_WORDS[msg.route]})…`);
+    const intro = why ? `${why[0].toUpperCase()}${why.slice(1)}; connecting` : "Connecting";
+    this.setState("connecting", msg.route, `${intro} (${ROUTE_WORDS[msg.route]})…`);
     const pc = new RTCPeerConnection({ iceServers: this.welcome ? this.welcome.ice_servers : [] });
     this.pc = pc;
     for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
@@ -163,8 +175,11 @@ class ChatClient {
       if (pc.connectionState === "connected") this.onConnected(pair);
       else if (pc.connectionState === "failed") this.onCallFailed(pair);
     };
-    const timeoutMs = (this.welcome ? this.welcome.connect_timeout_s : 10) * 1000;
-    this.connectTimer = setTimeout(() => this.onCallFailed(pair), timeoutMs);
+    // A direct call gets a short timer: if it has not connected by then, the server moves it
+    // to the relay (Chromium itself would take ~15 s to declare ICE failed).
+    const w = this.welcome || { connect_timeout_s: 10, fallback_after_s: 5 };
+    const timeoutS = msg.route === "direct" ? w.fallback_after_s : w.connect_timeout_s;
+    this.connectTimer = setTimeout(() => this.onCallFailed(pair), timeoutS * 1000);
     if (msg.role === "offerer") this.makeOffer(pc, pair);
   }
 
@@ -201,13 +216,26 @@ class ChatClient {
 
   onConnected(pair) {
     clearTimeout(this.connectTimer);
-    this.send({ type: "call_state", pair, state: "connected" });
+    this.send({ type: "call_state", pair, state: "connected", route: this.route });
     this.setState("connected", this.route, `Connected (${ROUTE_WORDS[this.route]}).`);
   }
 
   onCallFailed(pair) {
     if (this.pair !== pair || (this.pc && this.pc.connectionState === "connected")) return;
-    this.send({ type: "call_state", pair, state: "failed" });
+    clearTimeout(this.connectTimer);
+    this.send({ type: "call_state", pair, state: "failed", route: this.route });
+    if (this.route === "direct") {
+      // The server answers with reroute (to the relay) or call_ended; keep the pair meanwhile.
+      this.setState("connecting", "direct", "A direct connection is not possible; trying the relay…");
+      const w = this.welcome || { connect_timeout_s: 10 };
+      this.connectTimer = setTimeout(() => this.giveUp(pair), w.connect_timeout_s * 1000);
+      return;
+    }
+    this.giveUp(pair);
+  }
+
+  giveUp(pair) {
+    if (this.pair !== pair) return;
     this.closeCall();
     this.setState("ended", "none", "Couldn't connect to this stranger. Press Next to try someone else.");
   }

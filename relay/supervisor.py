@@ -1,0 +1,81 @@
+"""Starts the local relay worker processes and restarts any that die.
+
+Each worker is a separate process (``chatguard relay``) so that a crash takes down only its
+own calls: signaling sees the control connection close, moves those calls to the surviving
+workers, and this supervisor starts a replacement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+
+log = logging.getLogger("chatguard.relay")
+
+RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+STOP_GRACE_S = 5.0
+TOKEN_ENV = "CHATGUARD_RELAY_TOKEN"
+"""The shared secret travels in the environment, not on the command line where `ps` shows it."""
+
+
+class RelaySupervisor:
+    """Keeps `count` local workers running, each dialling `signaling_url`."""
+
+    def __init__(self, count: int, signaling_url: str, token: str, max_legs: int) -> None:
+        self.count = count
+        self.signaling_url = signaling_url
+        self.token = token
+        self.max_legs = max_legs
+        self.processes: dict[int, asyncio.subprocess.Process] = {}
+        self.restarts = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._keep_running(slot)) for slot in range(self.count)]
+
+    async def _spawn(self, slot: int, generation: int) -> asyncio.subprocess.Process:
+        command = [
+            sys.executable, "-m", "chatguard.cli", "relay",
+            "--signaling", self.signaling_url,
+            "--worker-id", f"local-{slot}.{generation}",
+            "--max-legs", str(self.max_legs),
+        ]  # fmt: skip
+        env = {**os.environ, TOKEN_ENV: self.token}
+        return await asyncio.create_subprocess_exec(*command, env=env)
+
+    async def _keep_running(self, slot: int) -> None:
+        generation = 0
+        while not self._stopping:
+            process = await self._spawn(slot, generation)
+            self.processes[slot] = process
+            code = await process.wait()
+            if self._stopping:
+                return
+            delay = RESTART_DELAYS_S[min(generation, len(RESTART_DELAYS_S) - 1)]
+            log.warning(
+                "relay worker %d (pid %d) exited with code %s; restarting in %.1f s",
+                slot, process.pid, code, delay,
+            )  # fmt: skip
+            self.restarts += 1
+            generation += 1
+            await asyncio.sleep(delay)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for process in self.processes.values():
+            if process.returncode is None:
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                await asyncio.wait_for(process.wait(), STOP_GRACE_S)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,84 @@
+"""Which relay workers exist, how loaded they are, and where the next relayed call goes.
+
+Pure bookkeeping, no sockets: the hub tells it about workers' hellos, load reports and
+disconnects, and about legs placed and closed; it answers ``place()``. Legs are counted the
+moment they are placed, not when the worker next reports, so a burst of new calls spreads
+over the workers instead of all landing on whichever looked idle a second ago.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class WorkerInfo:
+    worker_id: str
+    max_legs: int
+    legs: set[str] = field(default_factory=set)
+    """Legs signaling has placed on this worker and not yet closed."""
+    cpu_percent: float = 0.0
+    rss_bytes: int = 0
+    draining: bool = False
+
+    @property
+    def load(self) -> float:
+        """Fraction of capacity in use; CPU counts too, since legs differ in cost."""
+        return max(len(self.legs) / self.max_legs, self.cpu_percent / 100.0)
+
+
+class RelayDirectory:
+    """Live relay workers and the legs placed on each."""
+
+    def __init__(self) -> None:
+        self._workers: dict[str, WorkerInfo] = {}
+
+    def add_worker(self, worker_id: str, max_legs: int) -> None:
+        self._workers[worker_id] = WorkerInfo(worker_id, max(2, max_legs))
+
+    def remove_worker(self, worker_id: str) -> set[str]:
+        """Forget a worker that went away; returns the legs it took with it."""
+        info = self._workers.pop(worker_id, None)
+        return set() if info is None else info.legs
+
+    def report_load(
+        self, worker_id: str, cpu_percent: float, rss_bytes: int, draining: bool
+    ) -> None:
+        info = self._workers.get(worker_id)
+        if info is not None:
+            info.cpu_percent, info.rss_bytes, info.draining = cpu_percent, rss_bytes, draining
+
+    def place(self, legs_needed: int = 2) -> str | None:
+        """The least-loaded live worker with room for `legs_needed` more legs, if any."""
+        candidates = [
+            info
+            for info in self._workers.values()
+            if not info.draining and len(info.legs) + legs_needed <= info.max_legs
+        ]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda info: (info.load, info.worker_id)).worker_id
+
+    def add_leg(self, worker_id: str, leg_id: str) -> None:
+        self._workers[worker_id].legs.add(leg_id)
+
+    def remove_leg(self, worker_id: str, leg_id: str) -> None:
+        info = self._workers.get(worker_id)
+        if info is not None:
+            info.legs.discard(leg_id)
+
+    def has_worker(self, worker_id: str) -> bool:
+        return worker_id in self._workers
+
+    def snapshot(self) -> list[dict[str, object]]:
+        return [
+            {
+                "worker": info.worker_id,
+                "legs": len(info.legs),
+                "max_legs": info.max_legs,
+                "cpu_percent": round(info.cpu_percent, 1),
+                "rss_mib": round(info.rss_bytes / 2**20, 1),
+                "draining": info.draining,
+            }
+            for info in self._workers.values()
+        ]

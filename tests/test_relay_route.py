@@ -1,0 +1,161 @@
+"""Relayed calls end to end: real signaling (uvicorn), real relay worker processes started by
+the service's supervisor, and two real aiortc clients speaking the signaling protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from chatguard.config import Route
+from relay.aiortc_adapter import AiortcLeg
+from relay.worker import RelayWorker
+from tests.conftest import RunningServer, make_config, run_server
+from tests.rtcclient import ChatPeer
+
+
+@pytest.fixture
+def relay_server() -> Iterator[RunningServer]:
+    config = make_config(relay={"workers": 2, "fallback_after_s": 3.0})
+    yield from run_server(config, Route.RELAY)
+
+
+async def wait_for_workers(
+    server: RunningServer, count: int, timeout: float = 30
+) -> list[dict[str, object]]:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as http:
+        while True:
+            workers = (await http.get(server.http_url + "/stats")).json()["relay_workers"]
+            if len(workers) >= count:
+                return list(workers)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {len(workers)} relay workers joined")
+            await asyncio.sleep(0.1)
+
+
+def assert_frames_from(peer: ChatPeer, level: int) -> None:
+    """Every decoded frame is the partner's (its grey level) and counters only go forward."""
+    levels = [got for got, _ in peer.frames]
+    assert all(abs(got - level) <= 6 for got in levels), levels[:20]
+    counters = [counter for _, counter in peer.frames]
+    assert counters == sorted(counters), counters[:40]
+    assert len(set(counters)) == len(counters)
+
+
+async def test_relayed_call_carries_both_ways_exactly_what_was_sent(
+    relay_server: RunningServer,
+) -> None:
+    await wait_for_workers(relay_server, 2)
+    alice = await ChatPeer.join(relay_server.ws_url, level=200, tone_hz=440)
+    bob = await ChatPeer.join(relay_server.ws_url, level=60, tone_hz=1000)
+    try:
+        await alice.wait_for_frames(30)
+        await bob.wait_for_frames(30)
+        assert alice.route == bob.route == "relay"
+        assert_frames_from(alice, 60)
+        assert_frames_from(bob, 200)
+        assert abs(alice.heard_frequency() - 1000) < 30
+        assert abs(bob.heard_frequency() - 440) < 30
+        stats = httpx.get(relay_server.http_url + "/stats").json()
+        assert stats["relay_legs"] == 2
+        assert sum(w["legs"] for w in stats["relay_workers"]) == 2
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_killed_worker_moves_the_call_to_a_live_one(relay_server: RunningServer) -> None:
+    workers = await wait_for_workers(relay_server, 2)
+    alice = await ChatPeer.join(relay_server.ws_url, level=200, tone_hz=440)
+    bob = await ChatPeer.join(relay_server.ws_url, level=60, tone_hz=1000)
+    try:
+        await bob.wait_for_frames(10)
+        stats = httpx.get(relay_server.http_url + "/stats").json()
+        (busy,) = [w for w in stats["relay_workers"] if w["legs"] == 2]
+        supervisor = relay_server.app_state.relay_supervisor  # type: ignore[attr-defined]
+        slot = int(str(busy["worker"]).split("-")[1].split(".")[0])
+        os.kill(supervisor.processes[slot].pid, signal.SIGKILL)
+        # both clients are told, offer again, and the call resumes on the other worker
+        for peer in (alice, bob):
+            deadline = time.monotonic() + 15
+            while not any(e["type"] == "reroute" for e in peer.events):
+                assert time.monotonic() < deadline, peer.events
+                await asyncio.sleep(0.1)
+        await bob.wait_for_frames(30)
+        await alice.wait_for_frames(30)
+        assert_frames_from(bob, 200)
+        assert_frames_from(alice, 60)
+        stats = httpx.get(relay_server.http_url + "/stats").json()
+        assert stats["calls_rerouted_after_worker_loss"] == 1
+        live = {str(w["worker"]) for w in stats["relay_workers"] if w["legs"] == 2}
+        assert live and busy["worker"] not in live
+        assert len(workers) == 2
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+@pytest.fixture
+def token_server() -> Iterator[RunningServer]:
+    config = make_config(relay={"workers": 0, "token": "test-token"})
+    yield from run_server(config, Route.RELAY)
+
+
+async def test_relay_route_neither_decodes_nor_encodes(token_server: RunningServer) -> None:
+    """The worker runs in this process here, so its aiortc objects can be inspected."""
+    worker = RelayWorker(token_server.ws_url.replace("/ws", "/relay"), "test-token", "w1", 10)
+    running = asyncio.create_task(worker.run())
+    await wait_for_workers(token_server, 1)
+    alice = await ChatPeer.join(token_server.ws_url, level=200, tone_hz=440)
+    bob = await ChatPeer.join(token_server.ws_url, level=60, tone_hz=1000)
+    try:
+        await alice.wait_for_frames(20)
+        await bob.wait_for_frames(20)
+        assert len(worker.legs) == 2
+        for leg in worker.legs.values():
+            relay_leg = leg.relay_leg
+            assert relay_leg is not None and relay_leg.fast_path_active
+            for transceiver in leg.pc.getTransceivers():
+                assert not AiortcLeg.decoder_running(transceiver.receiver)
+                assert transceiver.sender._RTCRtpSender__encoder is None  # never encoded
+            assert relay_leg.decoders_stopped >= 1
+        assert worker.hub.dropped.total() < 10
+    finally:
+        await alice.close()
+        await bob.close()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
+async def test_worker_with_a_wrong_token_is_refused(token_server: RunningServer) -> None:
+    worker = RelayWorker(token_server.ws_url.replace("/ws", "/relay"), "wrong", "intruder", 10)
+    running = asyncio.create_task(worker.run())
+    await asyncio.sleep(1.0)
+    stats = httpx.get(token_server.http_url + "/stats").json()
+    assert stats["relay_workers"] == []
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+
+
+async def test_no_relay_available_ends_the_call_with_a_reason(token_server: RunningServer) -> None:
+    alice = await ChatPeer.join(token_server.ws_url, level=200, tone_hz=440)
+    bob = await ChatPeer.join(token_server.ws_url, level=60, tone_hz=1000)
+    try:
+        deadline = time.monotonic() + 5
+        while not any(e["type"] == "call_ended" for e in alice.events):
+            assert time.monotonic() < deadline, alice.events
+            await asyncio.sleep(0.05)
+        ended = next(e for e in alice.events if e["type"] == "call_ended")
+        assert ended["reason"] == "no relay is available"
+    finally:
+        await alice.close()
+        await bob.close()
