@@ -53,15 +53,27 @@ class _Call:
     """Member -> leg id on `worker` (relayed routes only)."""
     answered: set[str] = field(default_factory=set)
     """Members whose leg the worker has answered; linking waits for both."""
+    connected: set[str] = field(default_factory=set)
+    """Members whose leg the worker reported connected: only those legs are worth parking."""
 
     def partner_of(self, user: str) -> str:
         return self.answerer if user == self.offerer else self.offerer
+
+
+@dataclass(frozen=True, slots=True)
+class _ParkedLeg:
+    """A relay leg kept open between partners, so Next does not cost a new WebRTC handshake."""
+
+    worker: str
+    leg_id: str
+    moderated: bool
 
 
 @dataclass(slots=True)
 class _Client:
     region: str
     call: _Call | None = None
+    parked: _ParkedLeg | None = None
 
 
 @dataclass(slots=True)
@@ -95,7 +107,9 @@ class SignalingHub:
         self._new_id = new_id
         self._clients: dict[str, _Client] = {}
         self._legs: dict[str, tuple[_Call, str]] = {}
-        """Leg id -> (call, member) for every leg placed on a worker."""
+        """Leg id -> (call, member) for every leg of a live call."""
+        self._parked_legs: dict[str, str] = {}
+        """Leg id -> member, for legs kept open between partners."""
         self._outbox: list[tuple[str, p.ServerMessage]] = []
         self._worker_outbox: list[tuple[str, rc.SignalingMessage]] = []
         self._to_close: list[str] = []
@@ -154,6 +168,7 @@ class SignalingHub:
         self._drain_matchmaker()
         if client.call is not None:  # the partner was told via PartnerLost; free the legs
             self._end_call(client.call)
+        self._close_parked(client)
 
     def handle_timer(self, now: float) -> None:
         self._matchmaker.handle_timer(now)
@@ -179,10 +194,7 @@ class SignalingHub:
             case rc.Answer(leg=leg_id, sdp=sdp):
                 self._on_leg_answer(worker, leg_id, sdp)
             case rc.LegState(leg=leg_id, state=state, detail=detail):
-                if state == "failed" and (found := self._legs.get(leg_id)) is not None:
-                    call, _member = found
-                    log.info("relay leg %s of call %s failed %s", leg_id, call.pair_id, detail)
-                    self._fail_call(call, "the relay could not reach one of you")
+                self._on_leg_state(leg_id, state, detail)
             case rc.Refused(leg=leg_id, reason=reason):
                 if (found := self._legs.get(leg_id)) is not None:
                     call, _member = found
@@ -196,6 +208,10 @@ class SignalingHub:
     def worker_lost(self, worker: str) -> None:
         """A worker's control connection closed: its calls move to a live worker, if any."""
         lost_legs = self.relays.remove_worker(worker)
+        for leg in lost_legs & self._parked_legs.keys():
+            client = self._clients.get(self._parked_legs.pop(leg))
+            if client is not None:
+                client.parked = None
         calls = {self._legs[leg][0] for leg in lost_legs if leg in self._legs}
         log.warning("relay worker %s is gone; %d calls affected", worker, len(calls))
         for call in calls:
@@ -203,6 +219,7 @@ class SignalingHub:
                 self._legs.pop(leg, None)
             call.legs.clear()
             call.answered.clear()
+            call.connected.clear()
             call.worker = None
             self.stats.calls_rerouted_after_worker_loss += 1
             self._reroute(call, call.route, "the relay server restarted")
@@ -242,6 +259,7 @@ class SignalingHub:
             "fallbacks_to_relay": self.stats.fallbacks_to_relay,
             "calls_rerouted_after_worker_loss": self.stats.calls_rerouted_after_worker_loss,
             "relay_legs": len(self._legs),
+            "relay_legs_parked": len(self._parked_legs),
             "relay_workers": self.relays.snapshot(),
             "reports": self.reports.total,
         }
@@ -258,11 +276,12 @@ class SignalingHub:
                 self._announce_waiting(user)
             case p.Next():
                 mm.next(user, now)
-                self._leave_call(user)
+                self._leave_call(user, park=True)
                 self._announce_waiting(user)
             case p.Leave():
                 mm.leave(user, now)
-                self._leave_call(user)
+                self._leave_call(user, park=False)
+                self._close_parked(self._clients[user])
                 self._send(user, p.Idle())
             case p.Report(reason=reason):
                 call = self._require_call(user)
@@ -270,7 +289,7 @@ class SignalingHub:
                 count = self.reports.record(ReportRecord(user, reported, now_unix, reason))
                 log.info("report: %s reported %s (%d reports so far)", user, reported, count)
                 mm.report(user, now)
-                self._leave_call(user)
+                self._leave_call(user, park=True)
                 self._announce_waiting(user)
             case p.Offer() | p.Answer() | p.Candidate():
                 call = self._require_call(user, message.pair)
@@ -351,13 +370,12 @@ class SignalingHub:
         self._send(member, p.RelayedAnswer(pair=call.pair_id, sdp=sdp))
         call.answered.add(member)
         if call.answered >= {call.offerer, call.answerer}:
-            self._to_worker(
-                worker, rc.Link(first=call.legs[call.offerer], second=call.legs[call.answerer])
-            )
+            self._link(call)
 
     def _close_leg(self, call: _Call, member: str) -> None:
         leg_id = call.legs.pop(member, None)
         call.answered.discard(member)
+        call.connected.discard(member)
         if leg_id is None or call.worker is None:
             return
         self._legs.pop(leg_id, None)
@@ -365,9 +383,50 @@ class SignalingHub:
         if self.relays.has_worker(call.worker):
             self._to_worker(call.worker, rc.CloseLeg(leg=leg_id))
 
-    def _end_call(self, call: _Call) -> None:
+    def _end_call(self, call: _Call, park: frozenset[str] = frozenset()) -> None:
+        """Close the call's legs, except those of `park` members that are worth keeping."""
         for member in list(call.legs):
+            self._release_leg(call, member, park=member in park)
+
+    def _release_leg(self, call: _Call, member: str, park: bool) -> None:
+        client = self._clients.get(member)
+        if park and member in call.connected and client is not None:
+            self._park(call, member, client)
+        else:
             self._close_leg(call, member)
+
+    def _park(self, call: _Call, member: str, client: _Client) -> None:
+        assert call.worker is not None
+        leg_id = call.legs.pop(member)
+        call.answered.discard(member)
+        call.connected.discard(member)
+        del self._legs[leg_id]
+        self._close_parked(client)
+        client.parked = _ParkedLeg(call.worker, leg_id, call.route is Route.STRICT)
+        self._parked_legs[leg_id] = member
+        self._to_worker(call.worker, rc.Unlink(leg=leg_id))
+
+    def _close_parked(self, client: _Client) -> None:
+        parked, client.parked = client.parked, None
+        if parked is None:
+            return
+        self._parked_legs.pop(parked.leg_id, None)
+        if self.relays.has_worker(parked.worker):
+            self.relays.remove_leg(parked.worker, parked.leg_id)
+            self._to_worker(parked.worker, rc.CloseLeg(leg=parked.leg_id))
+
+    def _on_leg_state(self, leg_id: str, state: str, detail: str) -> None:
+        if (found := self._legs.get(leg_id)) is not None:
+            call, member = found
+            if state == "connected":
+                call.connected.add(member)
+            elif state == "failed":
+                log.info("relay leg %s of call %s failed %s", leg_id, call.pair_id, detail)
+                self._fail_call(call, "the relay could not reach one of you")
+        elif state != "connected" and (owner := self._parked_legs.get(leg_id)) is not None:
+            client = self._clients.get(owner)
+            if client is not None:
+                self._close_parked(client)
 
     def _on_call_failed(self, call: _Call) -> None:
         if call.route is Route.DIRECT:
@@ -398,10 +457,13 @@ class SignalingHub:
 
     # -- pairing --------------------------------------------------------------------------
 
-    def _leave_call(self, user: str) -> None:
+    def _leave_call(self, user: str, park: bool) -> None:
+        """`user` ends its call (Next, Report, Stop); with `park`, its relay leg stays open.
+        The partner's leg is settled when its PartnerLost event is handled."""
         client = self._clients[user]
         if client.call is not None:
-            self._end_call(client.call)
+            if user in client.call.legs:
+                self._release_leg(client.call, user, park)
             client.call = None
 
     def _announce_waiting(self, user: str) -> None:
@@ -419,7 +481,7 @@ class SignalingHub:
                     client = self._clients.get(user)
                     if client is None or client.call is None:
                         continue
-                    self._end_call(client.call)
+                    self._end_call(client.call, park=frozenset({user}))
                     self._send(user, p.PartnerLeft(pair=client.call.pair_id, reason=reason))
                     client.call = None
                     if self._matchmaker.state_of(user) is UserState.WAITING:
@@ -439,14 +501,56 @@ class SignalingHub:
         a.call = b.call = call
         self.stats.pairs_made += 1
         if route is Route.DIRECT:
+            self._close_parked(a)
+            self._close_parked(b)
             self._send(first, p.Paired(pair=call.pair_id, role="offerer", route=route.value))
             self._send(second, p.Paired(pair=call.pair_id, role="answerer", route=route.value))
             return
-        call.worker = self.relays.place()
-        for member in (first, second):  # the relay answers: both members offer
-            self._send(member, p.Paired(pair=call.pair_id, role="offerer", route=route.value))
+        call.worker = self._place(call, (a, b))
+        for member, client in ((first, a), (second, b)):
+            reuse = client.parked is not None and client.parked.worker == call.worker
+            if reuse:
+                self._adopt_parked(call, member, client)
+            else:
+                self._close_parked(client)
+            # the relay answers, so both members offer, except over a leg that is kept
+            self._send(
+                member,
+                p.Paired(pair=call.pair_id, role="offerer", route=route.value, reuse=reuse),
+            )
         if call.worker is None:
             self._fail_call(call, "no relay is available")
+        elif call.answered >= {first, second}:
+            self._link(call)
+
+    def _place(self, call: _Call, clients: tuple[_Client, _Client]) -> str | None:
+        """Prefer a worker that already holds a usable parked leg of a member (no new
+        handshake for them), as long as it has room for the legs still to be opened."""
+        moderated = call.route is Route.STRICT
+        usable = [c.parked for c in clients if c.parked and c.parked.moderated == moderated]
+        for parked in usable:
+            new_legs = sum(1 for other in usable if other.worker != parked.worker) + (
+                2 - len(usable)
+            )
+            if self.relays.has_room(parked.worker, new_legs):
+                return parked.worker
+        return self.relays.place()
+
+    def _adopt_parked(self, call: _Call, member: str, client: _Client) -> None:
+        assert client.parked is not None
+        leg_id = client.parked.leg_id
+        client.parked = None
+        self._parked_legs.pop(leg_id, None)
+        call.legs[member] = leg_id
+        call.answered.add(member)
+        call.connected.add(member)
+        self._legs[leg_id] = (call, member)
+
+    def _link(self, call: _Call) -> None:
+        assert call.worker is not None
+        self._to_worker(
+            call.worker, rc.Link(first=call.legs[call.offerer], second=call.legs[call.answerer])
+        )
 
     def _send(self, user: str, message: p.ServerMessage) -> None:
         self._outbox.append((user, message))

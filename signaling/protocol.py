@@ -120,6 +120,8 @@ class Paired(_ServerMessage, tag="paired"):
     pair: str
     role: Literal["offerer", "answerer"]
     route: RouteName
+    reuse: bool = False
+    """Relayed routes: keep the connection to the relay from the previous call (no offer)."""
 
 
 class PartnerLeft(_ServerMessage, tag="partner_left"):

@@ -51,13 +51,17 @@ class RelayDirectory:
     def place(self, legs_needed: int = 2) -> str | None:
         """The least-loaded live worker with room for `legs_needed` more legs, if any."""
         candidates = [
-            info
-            for info in self._workers.values()
-            if not info.draining and len(info.legs) + legs_needed <= info.max_legs
+            info for info in self._workers.values() if self.has_room(info.worker_id, legs_needed)
         ]
         if not candidates:
             return None
         return min(candidates, key=lambda info: (info.load, info.worker_id)).worker_id
+
+    def has_room(self, worker_id: str, legs_needed: int) -> bool:
+        info = self._workers.get(worker_id)
+        return (
+            info is not None and not info.draining and len(info.legs) + legs_needed <= info.max_legs
+        )
 
     def add_leg(self, worker_id: str, leg_id: str) -> None:
         self._workers[worker_id].legs.add(leg_id)

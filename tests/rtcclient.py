@@ -98,6 +98,7 @@ class ChatPeer:
         self.level = level
         self.tone_hz = tone_hz
         self.pc: RTCPeerConnection | None = None
+        self.parked: RTCPeerConnection | None = None
         self.pair: str | None = None
         self.route: str | None = None
         self.frames: list[tuple[int, int]] = []
@@ -118,7 +119,11 @@ class ChatPeer:
             message = await self.signaling.recv(timeout=3600)
             self.events.append(message)
             kind = message["type"]
-            if kind == "paired" or kind == "reroute":
+            if kind == "paired" and message.get("reuse") and self.parked is not None:
+                self.frames, self.audio = [], []
+                self.pc, self.parked = self.parked, None
+                self.pair, self.route = message["pair"], message["route"]
+            elif kind == "paired" or kind == "reroute":
                 await self._start_call(
                     message["pair"],
                     message["route"],
@@ -132,12 +137,28 @@ class ChatPeer:
                 )
             elif kind == "answer" and message["pair"] == self.pair and self.pc is not None:
                 await self.pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "answer"))
-            elif kind in ("partner_left", "call_ended"):
+            elif kind == "partner_left":
+                await self._park_or_close()
+            elif kind == "call_ended":
                 await self._close_call()
+
+    async def next(self) -> None:
+        """The Next button: like the web client, keep a relay connection for the next call."""
+        await self._park_or_close()
+        await self.signaling.send(type="next")
+
+    async def _park_or_close(self) -> None:
+        if self.route in ("relay", "strict") and self.pc is not None:
+            self.parked, self.pc = self.pc, None
+        else:
+            await self._close_call()
 
     async def _start_call(self, pair: str, route: str, role: str) -> None:
         self.frames, self.audio = [], []  # what arrives is per call: counters restart
         await self._close_call()
+        if self.parked is not None:
+            await self.parked.close()
+            self.parked = None
         self.pair, self.route = pair, route
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.pc = pc
@@ -192,6 +213,8 @@ class ChatPeer:
 
     async def close(self) -> None:
         await self._close_call()
+        if self.parked is not None:
+            await self.parked.close()
         if self._loop is not None:
             self._loop.cancel()
         await self.signaling.close()

@@ -159,3 +159,34 @@ async def test_no_relay_available_ends_the_call_with_a_reason(token_server: Runn
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_next_keeps_the_relay_connection_and_shows_the_new_partner(
+    relay_server: RunningServer,
+) -> None:
+    await wait_for_workers(relay_server, 2)
+    alice = await ChatPeer.join(relay_server.ws_url, level=200, tone_hz=440)
+    bob = await ChatPeer.join(relay_server.ws_url, level=60, tone_hz=1000)
+    carol = None
+    try:
+        await alice.wait_for_frames(10)
+        kept = alice.pc
+        carol = await ChatPeer.join(relay_server.ws_url, level=130, tone_hz=700)
+        await asyncio.sleep(0.5)  # carol is queued
+        await alice.next()
+        await alice.wait_for_frames(40)
+        paired = [e for e in alice.events if e["type"] == "paired"]
+        assert paired[-1]["reuse"] is True
+        assert alice.pc is kept  # no new handshake for alice
+        offers = [e for e in alice.events if e["type"] == "answer"]
+        assert len(offers) == 1  # the relay answered alice once, for the first call only
+        # after the switch alice sees carol's picture only (a few of bob's may be in flight)
+        levels = [level for level, _ in alice.frames]
+        first_carol = next(i for i, level in enumerate(levels) if abs(level - 130) <= 6)
+        assert all(abs(level - 130) <= 6 for level in levels[first_carol:]), levels
+        await carol.wait_for_frames(20)
+        assert_frames_from(carol, 200)
+    finally:
+        for peer in (alice, bob, carol):
+            if peer is not None:
+                await peer.close()

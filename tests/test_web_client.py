@@ -15,6 +15,7 @@ import pytest
 
 from tests.browser import (
     chromium,
+    frames_decoded,
     requires_chromium,
     status_of,
     wait_for_frames,
@@ -149,19 +150,35 @@ async def test_a_call_that_cannot_connect_says_so(tmp_path: Path) -> None:
 
 
 async def test_relay_route_in_real_browsers(tmp_path: Path) -> None:
-    """`--route relay`: both pages talk to the relay worker, not to each other."""
+    """`--route relay`: pages talk to the relay worker, not to each other, and Next hands the
+    new partner over the same relay connection."""
     with chatguard_serve(tmp_path, "[relay]\nworkers = 1\n", "--route", "relay") as url:
         async with chromium() as browser:
             pages = []
-            for _ in range(2):
+            for _ in range(3):
                 page = await (await browser.new_context()).new_page()
                 await page.goto(url)
-                await page.click("#start")
                 pages.append(page)
-            for page in pages:
+            alice, bob, carol = pages
+            for page in (alice, bob):
+                await page.click("#start")
+            for page in (alice, bob):
                 await wait_for_state(page, "connected")
                 assert await status_of(page) == ("connected", "relay")
                 assert "relayed" in (await page.text_content("#status") or "")
                 await wait_for_frames(page, 10)
             stats = httpx.get(url + "/stats").json()
             assert stats["relay_legs"] == 2 and stats["calls_connected"] >= 2
+
+            await carol.click("#start")
+            await wait_for_state(carol, "waiting")
+            await alice.evaluate("window.keptPc = window.chatguard.pc")
+            before = await frames_decoded(alice)
+            await alice.click("#next")
+            await wait_for_state(carol, "connected")
+            await wait_for_state(alice, "connected")
+            await wait_for_frames(carol, 10)
+            await wait_for_frames(alice, before + 20)  # carol's frames, same connection
+            assert await alice.evaluate("window.keptPc === window.chatguard.pc")
+            stats = httpx.get(url + "/stats").json()
+            assert stats["relay_legs"] == 2 and stats["relay_legs_parked"] == 1  # bob's

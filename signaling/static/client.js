@@ -16,6 +16,7 @@ class ChatClient {
     this.wantsPartner = false;   // the user pressed Start and not Stop
     this.localStream = null;
     this.pc = null;
+    this.parked = null;          // a relay connection kept between partners
     this.pair = null;
     this.route = "none";
     this.pendingCandidates = [];
@@ -45,7 +46,7 @@ class ChatClient {
   }
 
   next() {
-    this.closeCall();
+    this.closeCall({ keepRelay: true });
     this.send({ type: "next" });
     this.setState("waiting", "none", "Looking for someone new…");
   }
@@ -53,6 +54,7 @@ class ChatClient {
   stop() {
     this.wantsPartner = false;
     this.closeCall();
+    this.closeParked();
     this.send({ type: "leave" });
     this.setState("idle", "none", "Stopped. Press Start to meet someone.");
   }
@@ -60,7 +62,7 @@ class ChatClient {
   report() {
     if (!this.pair) return;
     this.send({ type: "report", reason: "reported from the web client" });
-    this.closeCall();
+    this.closeCall({ keepRelay: true });
     this.setState("waiting", "none", "Thanks, the stranger was reported. Looking for someone new…");
   }
 
@@ -85,6 +87,7 @@ class ChatClient {
     this.ws = null;
     clearInterval(this.heartbeat);
     this.closeCall();
+    this.closeParked();
     if (!this.wantsPartner) return;
     const delay = RECONNECT_DELAYS_MS[Math.min(this.reconnectAttempt, RECONNECT_DELAYS_MS.length - 1)];
     this.reconnectAttempt += 1;
@@ -134,7 +137,7 @@ class ChatClient {
         break;
       case "partner_left":
         if (msg.pair === this.pair) {
-          this.closeCall();
+          this.closeCall({ keepRelay: true });
           this.setState("waiting", "none", "The stranger left. Looking for someone new…");
         }
         break;
@@ -150,37 +153,51 @@ class ChatClient {
   // --- the call -----------------------------------------------------------------------------
 
   // A call's media connection. On the direct route the partner answers; on relayed routes
-  // the relay answers each member's offer. reroute restarts this with the same partner.
+  // the relay answers each member's offer. reroute restarts this with the same partner, and
+  // "reuse" carries on over the relay connection kept from the previous call.
   startCall(msg, why = "") {
     this.closeCall();
     this.pair = msg.pair;
     this.route = msg.route;
+    if (msg.reuse && this.parked && this.parked.route === msg.route) {
+      const parked = this.parked;
+      this.parked = null;
+      this.pc = parked.pc;
+      this.bindConnection(parked.pc, msg.pair);
+      $("#remote").srcObject = parked.stream;
+      this.onConnected(msg.pair);
+      return;
+    }
+    this.closeParked();
     const intro = why ? `${why[0].toUpperCase()}${why.slice(1)}; connecting` : "Connecting";
     this.setState("connecting", msg.route, `${intro} (${ROUTE_WORDS[msg.route]})…`);
     const pc = new RTCPeerConnection({ iceServers: this.welcome ? this.welcome.ice_servers : [] });
     this.pc = pc;
     for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
-    const pair = msg.pair;
+    pc.ontrack = (event) => {
+      const remote = $("#remote");
+      if (remote.srcObject !== event.streams[0]) remote.srcObject = event.streams[0];
+    };
+    this.bindConnection(pc, msg.pair);
+    // A direct call gets a short timer: if it has not connected by then, the server moves it
+    // to the relay (Chromium itself would take ~15 s to declare ICE failed).
+    const w = this.welcome || { connect_timeout_s: 10, fallback_after_s: 5 };
+    const timeoutS = msg.route === "direct" ? w.fallback_after_s : w.connect_timeout_s;
+    this.connectTimer = setTimeout(() => this.onCallFailed(msg.pair), timeoutS * 1000);
+    if (msg.role === "offerer") this.makeOffer(pc, msg.pair);
+  }
+
+  bindConnection(pc, pair) {
     pc.onicecandidate = (event) => {
       if (event.candidate && event.candidate.candidate) {
         this.send({ type: "candidate", pair, candidate: event.candidate.toJSON() });
       }
-    };
-    pc.ontrack = (event) => {
-      const remote = $("#remote");
-      if (remote.srcObject !== event.streams[0]) remote.srcObject = event.streams[0];
     };
     pc.onconnectionstatechange = () => {
       if (this.pc !== pc) return;
       if (pc.connectionState === "connected") this.onConnected(pair);
       else if (pc.connectionState === "failed") this.onCallFailed(pair);
     };
-    // A direct call gets a short timer: if it has not connected by then, the server moves it
-    // to the relay (Chromium itself would take ~15 s to declare ICE failed).
-    const w = this.welcome || { connect_timeout_s: 10, fallback_after_s: 5 };
-    const timeoutS = msg.route === "direct" ? w.fallback_after_s : w.connect_timeout_s;
-    this.connectTimer = setTimeout(() => this.onCallFailed(pair), timeoutS * 1000);
-    if (msg.role === "offerer") this.makeOffer(pc, pair);
   }
 
   async makeOffer(pc, pair) {
@@ -240,17 +257,31 @@ class ChatClient {
     this.setState("ended", "none", "Couldn't connect to this stranger. Press Next to try someone else.");
   }
 
-  closeCall() {
+  // Ends the current call. With keepRelay, a connected relay connection is parked instead of
+  // closed: the server may hand the next partner over it without a new handshake.
+  closeCall({ keepRelay = false } = {}) {
     clearTimeout(this.connectTimer);
-    if (this.pc) {
-      this.pc.onconnectionstatechange = null;
-      this.pc.close();
+    const pc = this.pc;
+    if (pc) {
+      pc.onconnectionstatechange = null;
+      const relayed = this.route === "relay" || this.route === "strict";
+      if (keepRelay && relayed && pc.connectionState === "connected") {
+        this.closeParked();
+        this.parked = { pc, route: this.route, stream: $("#remote").srcObject };
+      } else {
+        pc.close();
+      }
     }
     this.pc = null;
     this.pair = null;
     this.route = "none";
     this.pendingCandidates = [];
     $("#remote").srcObject = null;
+  }
+
+  closeParked() {
+    if (this.parked) this.parked.pc.close();
+    this.parked = null;
   }
 
   // --- view ---------------------------------------------------------------------------------
