@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 
 log = logging.getLogger("chatguard.relay")
@@ -65,10 +66,12 @@ class RelaySupervisor:
             await asyncio.sleep(delay)
 
     async def stop(self) -> None:
+        """Stop at once (SIGINT): the service is going down, so there is nothing to drain for.
+        (SIGTERM would make a worker drain its calls first.)"""
         self._stopping = True
         for process in self.processes.values():
             if process.returncode is None:
-                process.terminate()
+                process.send_signal(signal.SIGINT)
         for process in self.processes.values():
             try:
                 await asyncio.wait_for(process.wait(), STOP_GRACE_S)

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import resource
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -230,6 +231,32 @@ class RelayWorker:
         for leg_id in list(self.legs):
             await self._close_leg(leg_id)
 
+    async def drain_then_stop(self, poll_s: float = 1.0, grace_s: float = 3600.0) -> None:
+        """SIGTERM: take no new legs, tell signaling, and return once the last call has
+        ended (or after `grace_s`), so an operator can retire a worker without cutting calls."""
+        self.draining = True
+        log.info("relay worker %s draining: %d legs still open", self.worker_id, len(self.legs))
+        deadline = time.monotonic() + grace_s
+        while self.legs and time.monotonic() < deadline:
+            await asyncio.sleep(poll_s)
+
+
+async def _run_until_drained(worker: RelayWorker) -> None:
+    serving = asyncio.create_task(worker.run())
+    drained = asyncio.Event()
+
+    def on_sigterm() -> None:
+        draining = asyncio.create_task(worker.drain_then_stop())
+        draining.add_done_callback(lambda _: drained.set())
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
+    waiter = asyncio.create_task(drained.wait())
+    await asyncio.wait({serving, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    serving.cancel()
+    waiter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await serving
+
 
 def run_worker(signaling_url: str, token: str, worker_id: str, max_legs: int) -> None:
     """Process entry point: uvloop when available (it halves per-packet cost, see the notes)."""
@@ -237,6 +264,6 @@ def run_worker(signaling_url: str, token: str, worker_id: str, max_legs: int) ->
     try:
         import uvloop
     except ImportError:
-        asyncio.run(worker.run())
+        asyncio.run(_run_until_drained(worker))
     else:
-        uvloop.run(worker.run())
+        uvloop.run(_run_until_drained(worker))

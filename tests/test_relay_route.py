@@ -190,3 +190,48 @@ async def test_next_keeps_the_relay_connection_and_shows_the_new_partner(
         for peer in (alice, bob, carol):
             if peer is not None:
                 await peer.close()
+
+
+async def test_draining_worker_keeps_its_calls_and_takes_no_new_ones(
+    relay_server: RunningServer,
+) -> None:
+    await wait_for_workers(relay_server, 2)
+    alice = await ChatPeer.join(relay_server.ws_url, level=200, tone_hz=440)
+    bob = await ChatPeer.join(relay_server.ws_url, level=60, tone_hz=1000)
+    others: list[ChatPeer] = []
+    try:
+        await bob.wait_for_frames(10)
+        stats = httpx.get(relay_server.http_url + "/stats").json()
+        (busy,) = [w for w in stats["relay_workers"] if w["legs"] == 2]
+        supervisor = relay_server.app_state.relay_supervisor  # type: ignore[attr-defined]
+        slot = int(str(busy["worker"]).split("-")[1].split(".")[0])
+        process = supervisor.processes[slot]
+        process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while not any(
+            w["draining"]
+            for w in httpx.get(relay_server.http_url + "/stats").json()["relay_workers"]
+        ):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        # the call on the draining worker goes on...
+        await bob.wait_for_frames(len(bob.frames) + 30)
+        # ...while a new call lands on the other worker
+        others = [
+            await ChatPeer.join(relay_server.ws_url, level=100, tone_hz=500),
+            await ChatPeer.join(relay_server.ws_url, level=150, tone_hz=800),
+        ]
+        await others[0].wait_for_frames(10)
+        workers = httpx.get(relay_server.http_url + "/stats").json()["relay_workers"]
+        assert {w["worker"]: w["legs"] for w in workers}[busy["worker"]] == 2
+        # once its last call ends, the drained worker exits by itself
+        await alice.close()
+        await bob.close()
+        deadline = time.monotonic() + 15
+        while process.returncode is None:  # the process belongs to the server's event loop
+            assert time.monotonic() < deadline, "the drained worker did not exit"
+            await asyncio.sleep(0.2)
+        assert process.returncode == 0
+    finally:
+        for peer in (alice, bob, *others):
+            await peer.close()
