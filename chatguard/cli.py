@@ -21,6 +21,7 @@ from chatguard.config import Config, ConfigError, Route, load_config
 from relay.supervisor import TOKEN_ENV
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+DEFAULT_BLOCK_THRESHOLD = 0.5
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -51,6 +52,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="force this route for every region: 'direct' (peer-to-peer), 'relay' "
         "(through the media relay) or 'strict' (relayed and moderated); "
         "default: per region, from the config file",
+    )
+    serve.add_argument(
+        "--block",
+        action="append",
+        metavar="LABEL[:THRESHOLD]",
+        help="strict route: block video when the model reports LABEL with a score of at least "
+        f"THRESHOLD (default {DEFAULT_BLOCK_THRESHOLD}); repeatable; replaces the policy's "
+        "list (labels are the model's, e.g. FEMALE_BREAST_EXPOSED)",
     )
     serve.add_argument(
         "--relay-workers",
@@ -108,11 +117,35 @@ def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
         "log_level": args.log_level or server.log_level,
     }
     config = msgspec.structs.replace(config, server=msgspec.structs.replace(server, **changes))
+    if args.block:
+        moderation = msgspec.structs.replace(config.moderation, block=_parse_block(args.block))
+        config = msgspec.structs.replace(config, moderation=moderation)
     if args.relay_workers is not None:
         relay = msgspec.structs.replace(config.relay, workers=args.relay_workers)
         config = msgspec.structs.replace(config, relay=relay)
     config.check()
     return config
+
+
+def _parse_block(items: list[str]) -> dict[str, float]:
+    """`--block LABEL[:THRESHOLD]` values, checked against the default model's labels."""
+    from models.manifest import default_manifest
+
+    labels = set(default_manifest().labels)
+    block: dict[str, float] = {}
+    for item in items:
+        label, _, threshold_text = item.partition(":")
+        if label not in labels:
+            raise ConfigError(
+                f"--block {item}: unknown label {label!r}; the model's labels are "
+                + ", ".join(sorted(labels))
+            )
+        try:
+            threshold = float(threshold_text) if threshold_text else DEFAULT_BLOCK_THRESHOLD
+        except ValueError:
+            raise ConfigError(f"--block {item}: threshold must be a number") from None
+        block[label] = threshold
+    return block
 
 
 def _serve(args: argparse.Namespace) -> int:

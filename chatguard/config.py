@@ -92,9 +92,24 @@ class RelayConfig(_Section):
     """A direct call whose media has not connected by then moves to the relay."""
 
 
+class ModerationConfig(_Section):
+    block: dict[str, float] | None = None
+    """Label -> score at or above which a frame is unsafe. None: the model's default list
+    (exposed genitals, anus, breasts, buttocks). `serve --block` overrides it."""
+    verdict_ttl_s: float = 1.0
+    """A safe verdict covers later frames of the same scene for this long."""
+    min_classifications_per_s: float = 2.0
+    mute_audio_while_blocked: bool = False
+    strikes_to_ban: int = 3
+    strike_window_s: float = 600.0
+    ban_s: float = 3600.0
+    """How long an offender's device and address are refused after the last strike."""
+
+
 class Config(_Section):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     relay: RelayConfig = msgspec.field(default_factory=RelayConfig)
+    moderation: ModerationConfig = msgspec.field(default_factory=ModerationConfig)
     matchmaking: MatchmakingConfig = msgspec.field(default_factory=MatchmakingConfig)
     ice: IceConfig = msgspec.field(default_factory=IceConfig)
     regions: RegionsConfig = msgspec.field(default_factory=RegionsConfig)
@@ -123,6 +138,15 @@ class Config(_Section):
             problems.append("relay.max_legs_per_worker must be at least 2")
         if self.relay.fallback_after_s <= 0:
             problems.append("relay.fallback_after_s must be positive")
+        mod = self.moderation
+        for label, threshold in (mod.block or {}).items():
+            if not 0.0 < threshold <= 1.0:
+                problems.append(f"moderation.block.{label} must be in (0, 1], got {threshold}")
+        for name in ("verdict_ttl_s", "min_classifications_per_s", "strike_window_s", "ban_s"):
+            if getattr(mod, name) <= 0:
+                problems.append(f"moderation.{name} must be positive")
+        if mod.strikes_to_ban < 1:
+            problems.append("moderation.strikes_to_ban must be at least 1")
         if self.ice.turn.ttl_s <= 0:
             problems.append("ice.turn.ttl_s must be positive")
         if problems:

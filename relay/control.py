@@ -86,6 +86,17 @@ WorkerMessage = Hello | Load | Answer | LegState | Refused | Moderation
 # -- signaling -> worker --------------------------------------------------------------------
 
 
+class Configure(_Message, tag="configure"):
+    """Sent right after a worker's hello: the operator's moderation policy for strict legs,
+    so workers on other machines need no copy of signaling's config."""
+
+    block: dict[str, float] | None
+    """Label -> threshold; None: the model's default list."""
+    verdict_ttl_s: float
+    min_classifications_per_s: float
+    mute_audio_while_blocked: bool
+
+
 class OpenLeg(_Message, tag="open_leg"):
     """Start a WebRTC connection with one client from its offer; answer with `Answer`."""
 
@@ -125,7 +136,7 @@ class Drain(_Message, tag="drain"):
     """Take no new legs; existing ones run until they end."""
 
 
-SignalingMessage = OpenLeg | AddCandidate | Link | Unlink | CloseLeg | Drain
+SignalingMessage = Configure | OpenLeg | AddCandidate | Link | Unlink | CloseLeg | Drain
 
 _worker_decoder: msgspec.json.Decoder[WorkerMessage] = msgspec.json.Decoder(WorkerMessage)
 _signaling_decoder: msgspec.json.Decoder[SignalingMessage] = msgspec.json.Decoder(SignalingMessage)

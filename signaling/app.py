@@ -36,8 +36,6 @@ from signaling.policy import RoutePolicy
 
 log = logging.getLogger("chatguard.signaling")
 
-CLOSE_TIMED_OUT = 4000
-CLOSE_TOO_SLOW = 4001
 CLOSE_BAD_WORKER = 4003
 HELLO_TIMEOUT_S = 5.0
 WRITER_GRACE_S = 5.0
@@ -84,9 +82,20 @@ class SignalingService:
 
     async def handle_websocket(self, websocket: WebSocket) -> None:
         await websocket.accept()
+        address = websocket.client.host if websocket.client else ""
+        device = websocket.query_params.get("device", "")
+        if len(device) > 64 or not device.replace("-", "").replace("_", "").isalnum():
+            device = ""  # an id the web client did not make is no id
+        banned_until = self.hub.banned_until(address, device, time.monotonic())
+        if banned_until is not None:
+            until_unix = time.time() + banned_until - time.monotonic()
+            banned = p.Banned(reason="banned after moderation strikes", until_unix=until_unix)
+            await websocket.send_text(p.encode_server_message(banned))
+            await websocket.close(p.CLOSE_BANNED)
+            return
         connection = _Connection(websocket, self.config.server.send_queue_limit)
         region = self.policy.region_from_headers(websocket.headers)
-        user = self.hub.connect(region, time.monotonic(), time.time())
+        user = self.hub.connect(region, time.monotonic(), time.time(), address, device)
         self._connections[user] = connection
         writer = asyncio.create_task(connection.write_loop())
         log.debug("client %s connected from region %s", user, region)
@@ -142,9 +151,9 @@ class SignalingService:
                     connection.queue.put_nowait(p.encode_server_message(message))
                 except asyncio.QueueFull:
                     log.warning("client %s is not reading its messages; disconnecting it", user)
-                    self._drop(user, CLOSE_TOO_SLOW)
-            for user in closes:
-                self._drop(user, CLOSE_TIMED_OUT)
+                    self._drop(user, p.CLOSE_TOO_SLOW)
+            for user, code in closes:
+                self._drop(user, code)
             for worker, command in self.hub.drain_worker_outbox():
                 connection = self._workers.get(worker)
                 if connection is None or connection.close_code is not None:
@@ -156,7 +165,7 @@ class SignalingService:
                     connection.queue.put_nowait(rc.encode(command))
                 except asyncio.QueueFull:
                     log.error("relay worker %s is not reading its commands; dropping it", worker)
-                    connection.close(CLOSE_TOO_SLOW)
+                    connection.close(p.CLOSE_TOO_SLOW)
         deadline = self.hub.next_timer()
         if deadline is not None and (self._scheduled is None or deadline < self._scheduled):
             self._wake.set()
@@ -191,6 +200,7 @@ class SignalingService:
         self._workers[hello.worker_id] = connection
         writer = asyncio.create_task(connection.write_loop())
         self.hub.worker_joined(hello)
+        connection.queue.put_nowait(rc.encode(self.hub.worker_configuration()))
         try:
             while True:
                 event = await websocket.receive()
@@ -203,7 +213,7 @@ class SignalingService:
                 except rc.ControlError as exc:
                     log.error("relay worker %s sent an invalid message: %s", hello.worker_id, exc)
                     continue
-                self.hub.worker_message(hello.worker_id, message)
+                self.hub.worker_message(hello.worker_id, message, time.monotonic(), time.time())
                 self._flush()
         finally:
             del self._workers[hello.worker_id]

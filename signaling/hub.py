@@ -19,6 +19,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from chatguard.config import Config, Route
 from relay import control as rc
@@ -36,6 +37,7 @@ from signaling.matchmaking import (
 from signaling.policy import RoutePolicy
 from signaling.relays import RelayDirectory
 from signaling.reports import ReportLog, ReportRecord
+from signaling.strikes import StrikeBook
 
 log = logging.getLogger("chatguard.signaling")
 
@@ -72,6 +74,8 @@ class _ParkedLeg:
 @dataclass(slots=True)
 class _Client:
     region: str
+    identities: tuple[str, ...] = ()
+    """Device id and network address, as strike and ban keys."""
     call: _Call | None = None
     parked: _ParkedLeg | None = None
 
@@ -89,6 +93,20 @@ class HubStats:
 
 def _new_token() -> str:
     return secrets.token_urlsafe(9)
+
+
+def _identities(address: str, device: str) -> tuple[str, ...]:
+    return tuple(f"{kind}:{value}" for kind, value in (("addr", address), ("dev", device)) if value)
+
+
+def _notice(
+    call: _Call,
+    state: Literal["blocked", "resumed"],
+    who: Literal["you", "partner"],
+    label: str,
+    strikes: int,
+) -> p.ModerationNotice:
+    return p.ModerationNotice(pair=call.pair_id, state=state, who=who, label=label, strikes=strikes)
 
 
 class SignalingHub:
@@ -112,7 +130,9 @@ class SignalingHub:
         """Leg id -> member, for legs kept open between partners."""
         self._outbox: list[tuple[str, p.ServerMessage]] = []
         self._worker_outbox: list[tuple[str, rc.SignalingMessage]] = []
-        self._to_close: list[str] = []
+        self._to_close: list[tuple[str, int]] = []
+        mod = config.moderation
+        self.strikes = StrikeBook(mod.strikes_to_ban, mod.strike_window_s, mod.ban_s)
         self.relays = RelayDirectory()
         self.reports = ReportLog()
         self.stats = HubStats()
@@ -128,10 +148,16 @@ class SignalingHub:
 
     # -- client inputs --------------------------------------------------------------------
 
-    def connect(self, region: str, now: float, now_unix: float) -> str:
+    def banned_until(self, address: str, device: str, now: float) -> float | None:
+        """Checked before `connect`: a banned device or address is refused at the door."""
+        return self.strikes.banned_until(_identities(address, device), now)
+
+    def connect(
+        self, region: str, now: float, now_unix: float, address: str = "", device: str = ""
+    ) -> str:
         """Register a new connection; returns its id and queues its welcome."""
         user = self._new_id()
-        self._clients[user] = _Client(region=region)
+        self._clients[user] = _Client(region=region, identities=_identities(address, device))
         self._matchmaker.connect(user, now)
         mm = self._config.matchmaking
         self._send(
@@ -187,7 +213,18 @@ class SignalingHub:
         self.relays.add_worker(hello.worker_id, hello.max_sessions)
         log.info("relay worker %s joined (pid %d)", hello.worker_id, hello.pid)
 
-    def worker_message(self, worker: str, message: rc.WorkerMessage) -> None:
+    def worker_configuration(self) -> rc.Configure:
+        mod = self._config.moderation
+        return rc.Configure(
+            block=mod.block,
+            verdict_ttl_s=mod.verdict_ttl_s,
+            min_classifications_per_s=mod.min_classifications_per_s,
+            mute_audio_while_blocked=mod.mute_audio_while_blocked,
+        )
+
+    def worker_message(
+        self, worker: str, message: rc.WorkerMessage, now: float, now_unix: float
+    ) -> None:
         match message:
             case rc.Load(cpu_percent=cpu, rss_bytes=rss, draining=draining):
                 self.relays.report_load(worker, cpu, rss, draining)
@@ -200,8 +237,9 @@ class SignalingHub:
                     call, _member = found
                     log.warning("relay worker %s refused leg %s: %s", worker, leg_id, reason)
                     self._fail_call(call, "the relay refused the call")
-            case rc.Moderation():
-                pass  # strict route: handled with the moderation issue
+            case rc.Moderation(leg=leg_id, state=state, label=label, score=score):
+                if (found := self._legs.get(leg_id)) is not None:
+                    self._on_moderation(*found, state, label, score, now, now_unix)
             case rc.Hello():
                 pass  # only valid as the first message; the I/O layer consumes it
 
@@ -237,7 +275,7 @@ class SignalingHub:
     def has_worker_messages(self) -> bool:
         return bool(self._worker_outbox)
 
-    def drain_closes(self) -> list[str]:
+    def drain_closes(self) -> list[tuple[str, int]]:
         out, self._to_close = self._to_close, []
         return out
 
@@ -428,6 +466,40 @@ class SignalingHub:
             if client is not None:
                 self._close_parked(client)
 
+    def _on_moderation(
+        self,
+        call: _Call,
+        offender: str,
+        state: Literal["blocked", "resumed"],
+        label: str,
+        score: float,
+        now: float,
+        now_unix: float,
+    ) -> None:
+        """The relay stopped (or resumed) `offender`'s video: tell both, count a strike, and
+        end the session of a repeat offender. Metadata only: label and score, never media."""
+        partner = call.partner_of(offender)
+        client = self._clients.get(offender)
+        if client is None:
+            return
+        if state == "resumed":
+            self._send(offender, _notice(call, "resumed", "you", label, 0))
+            self._send(partner, _notice(call, "resumed", "partner", label, 0))
+            return
+        result = self.strikes.strike(client.identities, now)
+        log.info(
+            "moderation: call %s: video of %s blocked (%s %.2f), strike %d",
+            call.pair_id, offender, label, score, result.strikes,
+        )  # fmt: skip
+        self._send(offender, _notice(call, "blocked", "you", label, result.strikes))
+        self._send(partner, _notice(call, "blocked", "partner", label, 0))
+        if result.banned_until is not None:
+            until_unix = now_unix + (result.banned_until - now)
+            reason = f"{result.strikes} moderation strikes"
+            log.info("moderation: %s banned until %.0f (%s)", offender, until_unix, reason)
+            self._send(offender, p.Banned(reason=reason, until_unix=until_unix))
+            self._to_close.append((offender, p.CLOSE_BANNED))
+
     def _on_call_failed(self, call: _Call) -> None:
         if call.route is Route.DIRECT:
             self.stats.fallbacks_to_relay += 1
@@ -492,7 +564,7 @@ class SignalingHub:
                         log.info("client %s timed out (no heartbeat)", user)
                         if client.call is not None:
                             self._end_call(client.call)
-                        self._to_close.append(user)
+                        self._to_close.append((user, p.CLOSE_TIMED_OUT))
 
     def _on_paired(self, first: str, second: str) -> None:
         a, b = self._clients[first], self._clients[second]

@@ -14,6 +14,13 @@ import msgspec
 
 PROTOCOL_VERSION = 1
 
+CLOSE_TIMED_OUT = 4000
+"""WebSocket close code: no message for the heartbeat time-out."""
+CLOSE_TOO_SLOW = 4001
+"""WebSocket close code: the client did not read its messages."""
+CLOSE_BANNED = 4004
+"""WebSocket close code: this device or address is banned for now."""
+
 RouteName = Literal["direct", "relay", "strict"]
 Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=60_000)]
 PairId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -159,6 +166,25 @@ class CallEnded(_ServerMessage, tag="call_ended"):
     reason: str
 
 
+class ModerationNotice(_ServerMessage, tag="moderation"):
+    """Strict route: whose video the relay stopped (or let through again), and why."""
+
+    pair: str
+    state: Literal["blocked", "resumed"]
+    who: Literal["you", "partner"]
+    label: str
+    strikes: int
+    """The offender's strikes so far (only told to the offender; 0 for the partner)."""
+
+
+class Banned(_ServerMessage, tag="banned"):
+    """Too many strikes: the session ends and this device and address are refused until
+    `until_unix`."""
+
+    reason: str
+    until_unix: float
+
+
 class Pong(_ServerMessage, tag="pong"):
     pass
 
@@ -179,6 +205,8 @@ ServerMessage = (
     | RelayedCandidate
     | Reroute
     | CallEnded
+    | ModerationNotice
+    | Banned
     | Pong
     | Error
 )

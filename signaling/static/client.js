@@ -24,6 +24,7 @@ class ChatClient {
     this.heartbeat = null;
     this.reconnectAttempt = 0;
     this.lastError = null;
+    this.banned = false;
   }
 
   // --- user actions -------------------------------------------------------------------------
@@ -76,7 +77,7 @@ class ChatClient {
 
   openSocket() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${scheme}//${location.host}/ws`);
+    const ws = new WebSocket(`${scheme}//${location.host}/ws?device=${deviceId()}`);
     this.ws = ws;
     ws.onmessage = (event) => this.onMessage(JSON.parse(event.data));
     ws.onclose = () => this.onSocketClosed(ws);
@@ -85,6 +86,7 @@ class ChatClient {
   onSocketClosed(ws) {
     if (this.ws !== ws) return;
     this.ws = null;
+    if (this.banned) return;
     clearInterval(this.heartbeat);
     this.closeCall();
     this.closeParked();
@@ -134,6 +136,16 @@ class ChatClient {
           this.closeCall();
           this.setState("ended", "none", `The call could not go on: ${msg.reason}. Press Next to meet someone else.`);
         }
+        break;
+      case "moderation":
+        if (msg.pair === this.pair) this.showModeration(msg);
+        break;
+      case "banned":
+        this.banned = true;
+        this.wantsPartner = false;
+        this.closeCall();
+        this.closeParked();
+        this.setState("ended", "none", `Your session was ended (${msg.reason}). You can come back after ${new Date(msg.until_unix * 1000).toLocaleTimeString()}.`);
         break;
       case "partner_left":
         if (msg.pair === this.pair) {
@@ -277,6 +289,9 @@ class ChatClient {
     this.route = "none";
     this.pendingCandidates = [];
     $("#remote").srcObject = null;
+    $("#remote").dataset.blocked = "false";
+    this.showNotice("#remote-notice", "");
+    this.showNotice("#local-notice", "");
   }
 
   closeParked() {
@@ -285,6 +300,25 @@ class ChatClient {
   }
 
   // --- view ---------------------------------------------------------------------------------
+
+  // Strict route: the relay stopped a camera. The partner's video is replaced by a notice;
+  // the offender is told their video is not being shown, and why.
+  showModeration(msg) {
+    const blocked = msg.state === "blocked";
+    const label = msg.label.toLowerCase().replaceAll("_", " ");
+    if (msg.who === "partner") {
+      $("#remote").dataset.blocked = blocked ? "true" : "false";
+      this.showNotice("#remote-notice", blocked ? `The stranger's video was stopped: it showed something not allowed here (${label}).` : "");
+    } else {
+      this.showNotice("#local-notice", blocked ? `Your video is not being shown: it showed something not allowed here (${label}). Strike ${msg.strikes}.` : "");
+    }
+  }
+
+  showNotice(selector, text) {
+    const notice = $(selector);
+    notice.textContent = text;
+    notice.hidden = !text;
+  }
 
   setState(state, route, text) {
     const status = $("#status");
@@ -297,6 +331,17 @@ class ChatClient {
     $("#stop").disabled = !active;
     $("#report").disabled = state !== "connected" && state !== "connecting";
   }
+}
+
+// A random id kept in this browser, so moderation strikes and bans follow a device across
+// reconnects. It identifies nothing but this browser profile.
+function deviceId() {
+  let id = localStorage.getItem("chatguard-device");
+  if (!id) {
+    id = crypto.randomUUID();
+    localStorage.setItem("chatguard-device", id);
+  }
+  return id;
 }
 
 const client = new ChatClient();

@@ -1,0 +1,152 @@
+"""The signaling hub without any socket: relay placement, leg lifecycle, moderation, bans.
+
+Inputs are method calls with explicit times; outputs are read from the hub's outboxes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+from chatguard.config import Route, config_from_mapping
+from relay import control as rc
+from signaling import protocol as p
+from signaling.hub import SignalingHub
+from signaling.matchmaking import Matchmaker
+from signaling.policy import RoutePolicy
+from signaling.strikes import StrikeBook
+
+
+def make_hub(route: Route = Route.STRICT, **moderation: object) -> SignalingHub:
+    config = config_from_mapping({"moderation": moderation} if moderation else {})
+    counter = itertools.count()
+    return SignalingHub(
+        config,
+        RoutePolicy(config.regions, route),
+        Matchmaker(SignalingHub.matchmaking_settings(config), random.Random(1)),
+        new_id=lambda: f"id{next(counter)}",
+    )
+
+
+def messages_for(hub: SignalingHub, user: str) -> list[p.ServerMessage]:
+    return [message for to, message in hub.drain_outbox() if to == user]
+
+
+def relayed_call(hub: SignalingHub, moderated: bool = True) -> tuple[str, str, str, dict[str, str]]:
+    """Two users paired on a relayed route, both legs answered; returns their leg ids."""
+    hub.worker_joined(rc.Hello(worker_id="w1", token="t", pid=1, max_sessions=10))
+    a = hub.connect("default", 0, 0, address="10.0.0.1", device="dev-a")
+    b = hub.connect("default", 0, 0, address="10.0.0.2", device="dev-b")
+    hub.receive(a, p.Join(), 0, 0)
+    hub.receive(b, p.Join(), 0, 0)
+    outbox = hub.drain_outbox()
+    (pair,) = {m.pair for _, m in outbox if isinstance(m, p.Paired)}
+    assert {to for to, m in outbox if isinstance(m, p.Paired) and m.role == "offerer"} == {a, b}
+    legs = {}
+    for user in (a, b):
+        hub.receive(user, p.Offer(pair=pair, sdp=f"offer-{user}"), 0, 0)
+        ((worker, open_leg),) = hub.drain_worker_outbox()
+        assert worker == "w1" and isinstance(open_leg, rc.OpenLeg)
+        assert open_leg.offer == f"offer-{user}" and open_leg.moderated == moderated
+        legs[user] = open_leg.leg
+    for user in (a, b):
+        hub.worker_message("w1", rc.Answer(leg=legs[user], sdp=f"answer-{user}"), 0, 0)
+        hub.worker_message("w1", rc.LegState(leg=legs[user], state="connected"), 0, 0)
+    answers = hub.drain_outbox()
+    assert {(to, m.sdp) for to, m in answers if isinstance(m, p.RelayedAnswer)} == {
+        (a, f"answer-{a}"),
+        (b, f"answer-{b}"),
+    }
+    ((worker, link),) = hub.drain_worker_outbox()
+    assert worker == "w1" and isinstance(link, rc.Link)
+    assert {link.first, link.second} == {legs[a], legs[b]}
+    return a, b, pair, legs
+
+
+def test_relayed_call_opens_legs_answers_and_links() -> None:
+    hub = make_hub()
+    relayed_call(hub)
+    assert hub.relays.snapshot()[0]["legs"] == 2
+
+
+def test_next_parks_both_legs_and_leave_closes_them() -> None:
+    hub = make_hub()
+    a, b, _, legs = relayed_call(hub)
+    hub.receive(a, p.Next(), 1, 1)
+    sent = hub.drain_worker_outbox()
+    assert ("w1", rc.Unlink(leg=legs[a])) in sent and ("w1", rc.Unlink(leg=legs[b])) in sent
+    assert hub.snapshot()["relay_legs_parked"] == 2
+    hub.receive(a, p.Leave(), 2, 2)
+    assert ("w1", rc.CloseLeg(leg=legs[a])) in hub.drain_worker_outbox()
+    assert hub.snapshot()["relay_legs_parked"] == 1
+    hub.disconnect(b, 3)
+    assert ("w1", rc.CloseLeg(leg=legs[b])) in hub.drain_worker_outbox()
+    assert hub.relays.snapshot()[0]["legs"] == 0
+
+
+def test_blocked_video_tells_both_and_repeat_offender_is_banned() -> None:
+    hub = make_hub(strikes_to_ban=2, strike_window_s=60, ban_s=100)
+    a, b, pair, legs = relayed_call(hub)
+    blocked = rc.Moderation(leg=legs[a], state="blocked", label="FACE_FEMALE", score=0.8)
+    hub.worker_message("w1", blocked, 10, 1000)
+    outbox = hub.drain_outbox()
+    assert (a, p.ModerationNotice(pair=pair, state="blocked", who="you", label="FACE_FEMALE",
+                                  strikes=1)) in outbox  # fmt: skip
+    assert (b, p.ModerationNotice(pair=pair, state="blocked", who="partner",
+                                  label="FACE_FEMALE", strikes=0)) in outbox  # fmt: skip
+    resumed = rc.Moderation(leg=legs[a], state="resumed")
+    hub.worker_message("w1", resumed, 11, 1001)
+    assert {m.state for _, m in hub.drain_outbox() if isinstance(m, p.ModerationNotice)} == {
+        "resumed"
+    }
+    assert hub.drain_closes() == []
+    hub.worker_message("w1", blocked, 12, 1002)
+    outbox = hub.drain_outbox()
+    (banned,) = [m for to, m in outbox if to == a and isinstance(m, p.Banned)]
+    assert banned.until_unix == 1002 + 100
+    assert hub.drain_closes() == [(a, p.CLOSE_BANNED)]
+    # the device and the address are refused, each on its own, until the ban runs out
+    assert hub.banned_until("10.0.0.1", "", 50) == 112
+    assert hub.banned_until("", "dev-a", 50) == 112
+    assert hub.banned_until("10.0.0.9", "dev-x", 50) is None
+    assert hub.banned_until("10.0.0.1", "dev-a", 113) is None
+
+
+def test_strikes_expire_after_the_window() -> None:
+    book = StrikeBook(strikes_to_ban=2, window_s=10, ban_s=5)
+    assert book.strike(("dev:x",), 0).strikes == 1
+    assert book.strike(("dev:x",), 11).strikes == 1  # the first one aged out
+    result = book.strike(("dev:x", "addr:y"), 12)
+    assert result.strikes == 2 and result.banned_until == 17
+
+
+def test_failed_direct_call_falls_back_to_a_relay() -> None:
+    hub = make_hub(Route.DIRECT)
+    hub.worker_joined(rc.Hello(worker_id="w1", token="t", pid=1, max_sessions=10))
+    a = hub.connect("default", 0, 0)
+    b = hub.connect("default", 0, 0)
+    hub.receive(a, p.Join(), 0, 0)
+    hub.receive(b, p.Join(), 0, 0)
+    (pair,) = {m.pair for _, m in hub.drain_outbox() if isinstance(m, p.Paired)}
+    hub.receive(a, p.CallState(pair=pair, state="failed", route="direct"), 5, 5)
+    reroutes = [(to, m) for to, m in hub.drain_outbox() if isinstance(m, p.Reroute)]
+    assert {to for to, _ in reroutes} == {a, b}
+    assert all(m.route == "relay" for _, m in reroutes)
+    # b's own late report about the direct attempt changes nothing
+    hub.receive(b, p.CallState(pair=pair, state="failed", route="direct"), 5.1, 5.1)
+    assert hub.drain_outbox() == []
+    hub.receive(a, p.Offer(pair=pair, sdp="v=0"), 6, 6)
+    ((_, open_leg),) = hub.drain_worker_outbox()
+    assert isinstance(open_leg, rc.OpenLeg) and not open_leg.moderated
+
+
+def test_worker_loss_reroutes_its_calls_to_a_live_worker() -> None:
+    hub = make_hub(Route.RELAY)
+    a, b, pair, _ = relayed_call(hub, moderated=False)
+    hub.worker_joined(rc.Hello(worker_id="w2", token="t", pid=2, max_sessions=10))
+    hub.worker_lost("w1")
+    reroutes = [(to, m) for to, m in hub.drain_outbox() if isinstance(m, p.Reroute)]
+    assert {to for to, _ in reroutes} == {a, b} and reroutes[0][1].pair == pair
+    hub.receive(a, p.Offer(pair=pair, sdp="again"), 1, 1)
+    ((worker, _),) = hub.drain_worker_outbox()
+    assert worker == "w2"
