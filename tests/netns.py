@@ -1,0 +1,463 @@
+"""Isolated "test hosts" in Linux network namespaces, so browsers truly cannot reach each other.
+
+Why: two headless Chromium pages on one machine always connect directly (host candidates on the
+same interfaces), so a test of the relay fallback would never exercise the fallback. Putting each
+browser into its own network namespace makes a direct call impossible at the IP level, while the
+host (where signaling and the media relay run) stays reachable from every namespace.
+
+Topology made by :func:`isolated_hosts` (``K`` is a free /24 picked per run)::
+
+    host (root namespace)                            namespace cgt-<token>-<i>
+    cgt-<token>-<i>h  10.213.K.1/24  <== veth ==>  cgt-<token>-<i>n  10.213.K.2/24
+                                                    lo up, default route via 10.213.K.1
+
+* A namespace reaches *every* address of the host (10.213.K.1, the other veths' 10.213.M.1,
+  even eth0's address): a packet for a host address is local delivery, not forwarding.
+* A namespace does not reach another namespace (10.213.M.2): that would be forwarding, and an
+  iptables chain ``cgt-<token>`` hooked into FORWARD drops everything forwarded in or out of our
+  veths (so nothing leaks to the outside either). ``net.ipv4.ip_forward`` is left as it is; when
+  it is 0 (as on the development machines) the kernel never forwards anyway and the chain is the
+  belt to those braces on machines where it is 1.
+* IPv6 is switched off on our veths (both ends): no link-local addresses to gather as candidates
+  and no IPv6 path to reason about; our chain is IPv4 only.
+* DNS does not work in a namespace (the resolver is not reachable), and anything that looks a
+  name up stalls until its own time-out: use IP addresses only (``http.server --bind`` stalls
+  in ``getfqdn``).
+
+Names carry a random token and subnets are claimed under a lock file, so concurrent runs (other
+checkouts, other sessions) do not collide. Everything is removed on exit, also when the test
+failed or setup broke half-way, and the removal is verified (:func:`leftovers`). A run killed
+with SIGKILL leaves ``cgt-*`` namespaces, links and chains behind; they do not disturb later runs
+(other names, subnets in use are skipped) and can be removed by hand::
+
+    ip netns list | grep -o '^cgt-[^ ]*' | xargs -rn1 ip netns del
+    ip -o link | grep -o 'cgt-[0-9a-f]*-[0-9]*h' | xargs -rn1 ip link del
+    iptables -S FORWARD | grep -o 'cgt-[0-9a-f]*' | xargs -rI{} iptables -D FORWARD -j {}
+    # then iptables -F / -X each cgt- chain
+
+Use (fixture ``netns_hosts`` in tests/conftest.py yields an :class:`IsolatedHosts` with two
+hosts; it skips without root or ``ip netns``, and fails instead when ``CI`` is set)::
+
+    async def test_relay_fallback(netns_hosts: IsolatedHosts, tmp_path: Path) -> None:
+        a, b = netns_hosts.hosts
+        with chatguard_serve(tmp_path, '[server]\\nhost = "0.0.0.0"\\n') as url:
+            port = urlsplit(url).port
+            async with chromium_in(a, a.url(port)) as browser_a, chromium_in(b, b.url(port)) as ...:
+                page = await (await browser_a.new_context()).new_page()
+                await page.goto(a.url(port))   # http://10.213.K.1:PORT/, not 127.0.0.1
+                ...
+
+For the relay fallback test, the relay worker runs on the host like signaling and must listen on
+addresses the namespaces reach: bind it to 0.0.0.0 (or to each ``host.gateway``), never only to
+127.0.0.1 (a namespace's 127.0.0.1 is its own loopback). aioice gathers all host interfaces, so
+the relay offers 10.213.K.1 for every K (each reachable from every namespace) plus eth0's address
+(also reachable: local delivery); each browser offers only its own 10.213.K.2, which the relay
+reaches over the connected veth route. Pages in namespaces see only the relay's candidates as
+reachable, so a call that connects there went through the relay. Signaling must listen on
+0.0.0.0 too (``chatguard serve --host 0.0.0.0`` or ``[server] host`` in the config), and each
+page is loaded from its own gateway address with ``--unsafely-treat-insecure-origin-as-secure``
+for that origin (:func:`chromium_in` adds it), since only localhost is a secure context over
+plain HTTP and the camera needs one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from tests.browser import CHROMIUM, FLAGS
+
+PREFIX = "cgt-"
+SUBNET_BASE = "10.213"
+COMMAND_TIMEOUT_S = 10.0
+"""Every `ip`/`iptables` call gets this long; they take milliseconds when the machine is sane."""
+LOCK_DIR = Path("/run/lock") if Path("/run/lock").is_dir() else Path(tempfile.gettempdir())
+_IPTABLES_WAIT = ["-w", "5"]  # the xtables lock is shared with every other user of iptables
+DISABLE_IPV6 = (
+    "for f in /proc/sys/net/ipv6/conf/{interface}/disable_ipv6; "
+    'do [ -e "$f" ] && echo 1 > "$f"; done; true'
+)
+"""Shell for one interface (host side) or all of a namespace's; a kernel without IPv6 is fine."""
+
+
+class NetnsError(RuntimeError):
+    """Setting up or tearing down the namespaces failed; the message has the command's stderr."""
+
+
+def _run(argv: Sequence[str], timeout_s: float = COMMAND_TIMEOUT_S) -> str:
+    """Run a setup command; failures raise with its stderr, since that says what is wrong."""
+    try:
+        result = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise NetnsError(f"{' '.join(argv)}: no answer in {timeout_s} s") from None
+    if result.returncode != 0:
+        raise NetnsError(f"{' '.join(argv)}: exit {result.returncode}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def unavailable_reason() -> str | None:
+    """Why namespaces cannot be made here, or None when they can."""
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            return f"`{tool}` is not installed (Debian packages iproute2, iptables)"
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} is not installed"
+    try:
+        _run(["ip", "netns", "list"])
+        _run(["iptables", *_IPTABLES_WAIT, "-S", "FORWARD"])
+    except (NetnsError, OSError) as exc:
+        return f"`ip netns` / iptables unusable: {exc}"
+    return None
+
+
+def require_netns() -> None:
+    """Skip on a developer's machine that cannot make namespaces; in CI, fail loudly instead
+    (the same policy as tests/browser.py for Chromium), so the isolation tests never vanish."""
+    reason = unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must be able to run network-namespace tests: {reason}")
+    pytest.skip(reason)
+
+
+@dataclass(frozen=True)
+class NamespaceHost:
+    """One test host: a namespace with a veth link to the host and its own /24."""
+
+    namespace: str
+    subnet: int
+    host_interface: str
+    interface: str
+    chromium: Path
+    """Executable wrapper that runs /usr/bin/chromium inside this namespace (for Playwright)."""
+
+    @property
+    def address(self) -> str:
+        """This test host's own address (its ICE host candidate)."""
+        return f"{SUBNET_BASE}.{self.subnet}.2"
+
+    @property
+    def gateway(self) -> str:
+        """The host's address on this link: where this test host reaches signaling and relay."""
+        return f"{SUBNET_BASE}.{self.subnet}.1"
+
+    def url(self, port: int, path: str = "/") -> str:
+        """A URL on the host as seen from this namespace."""
+        return f"http://{self.gateway}:{port}{path}"
+
+    def command(self, *argv: str) -> list[str]:
+        """`argv` prefixed so that it runs inside this namespace."""
+        return ["ip", "netns", "exec", self.namespace, *argv]
+
+    def python(self, code: str, *args: str, timeout_s: float = COMMAND_TIMEOUT_S) -> str:
+        """Run Python code (this interpreter, so the venv's packages) with `args` in the
+        namespace; return its stdout. Raises :class:`NetnsError` if it fails or overruns."""
+        return _run(self.command(sys.executable, "-c", code, *args), timeout_s)
+
+
+@dataclass(frozen=True)
+class IsolatedHosts:
+    """What :func:`isolated_hosts` made; `hosts` are mutually unreachable."""
+
+    token: str
+    chain: str
+    hosts: tuple[NamespaceHost, ...]
+
+
+def _claim_subnet(stack: contextlib.ExitStack) -> int:
+    """Pick a 10.213.K.0/24 that no concurrent run holds (lock file) and the host does not use.
+
+    The lock is held until `stack` closes, so the subnet stays ours until the routes are gone.
+    """
+    in_use = _run(["ip", "-4", "-o", "addr", "show"]) + _run(["ip", "-4", "route", "show"])
+    start = secrets.randbelow(254)
+    for offset in range(254):
+        k = (start + offset) % 254 + 1
+        if re.search(rf"\b{re.escape(SUBNET_BASE)}\.{k}\.\d+\b", in_use):
+            continue
+        fd = os.open(LOCK_DIR / f"{PREFIX}subnet-{SUBNET_BASE}.{k}.lock", os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        stack.callback(os.close, fd)  # closing releases the lock
+        return k
+    raise NetnsError(f"no free {SUBNET_BASE}.K.0/24 subnet")
+
+
+def _write_chromium_wrapper(directory: Path, namespace: str) -> Path:
+    """Playwright starts `executable_path` with its own arguments and a pipe for the DevTools
+    protocol; `exec` keeps one process (Playwright's kill reaches Chromium) and the pipe."""
+    wrapper = directory / f"chromium-{namespace}"
+    wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {namespace} {CHROMIUM} "$@"\n')
+    wrapper.chmod(0o700)
+    return wrapper
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie counts as ended: its parent, not us, has yet to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _kill_processes_in(namespace: str) -> None:
+    """Processes still inside one of our namespaces were started by this run (a browser whose
+    test failed before closing it); end them by pid, or the namespace outlives its name."""
+    try:
+        pids = [int(p) for p in _run(["ip", "netns", "pids", namespace]).split()]
+    except NetnsError:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 3
+        while pids and time.monotonic() < deadline:
+            pids = [pid for pid in pids if _alive(pid)]
+            time.sleep(0.05)
+        if not pids:
+            return
+
+
+def leftovers(token: str = "") -> list[str]:
+    """Namespaces, links and iptables chains with our prefix (and `token`, when given) that
+    still exist; empty after a clean teardown."""
+    mark = f"{PREFIX}{token}"
+    found: list[str] = []
+    for line in _run(["ip", "netns", "list"]).splitlines():
+        if line.startswith(mark):
+            found.append(f"netns {line.split()[0]}")
+    for line in _run(["ip", "-o", "link", "show"]).splitlines():
+        name = line.split(":", 2)[1].strip().split("@")[0]
+        if name.startswith(mark):
+            found.append(f"link {name}")
+    for line in _run(["iptables", *_IPTABLES_WAIT, "-S"]).splitlines():
+        if mark in line:
+            found.append(f"iptables {line}")
+    return found
+
+
+@contextmanager
+def isolated_hosts(count: int = 2) -> Iterator[IsolatedHosts]:
+    """Make `count` namespaces that reach the host but not each other; remove them on exit.
+
+    Callers check :func:`unavailable_reason` (or use :func:`require_netns`) first.
+    """
+    if not 1 <= count <= 9:
+        raise ValueError("1 to 9 test hosts")
+    token = secrets.token_hex(3)[:5]  # interface names are at most 15 characters
+    chain = f"{PREFIX}{token}"
+    undo: list[list[str]] = []  # commands that remove what was made, run in reverse
+    namespaces: list[str] = []
+    with contextlib.ExitStack() as locks, tempfile.TemporaryDirectory(prefix=chain) as tmp:
+        try:
+            hosts = []
+            for i in range(1, count + 1):
+                k = _claim_subnet(locks)
+                ns, host_if, ns_if = f"{chain}-{i}", f"{chain}-{i}h", f"{chain}-{i}n"
+                _run(["ip", "netns", "add", ns])
+                namespaces.append(ns)
+                undo.append(["ip", "netns", "del", ns])
+                _run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if])
+                undo.append(["ip", "link", "del", host_if])  # takes the peer with it
+                _run(["ip", "link", "set", ns_if, "netns", ns])
+                _run(["sh", "-c", DISABLE_IPV6.format(interface=host_if)])
+                _run(["ip", "addr", "add", f"{SUBNET_BASE}.{k}.1/24", "dev", host_if])
+                _run(["ip", "link", "set", host_if, "up"])
+                inside = ["ip", "-n", ns]
+                _run([*inside, "link", "set", "lo", "up"])
+                _run([*inside, "addr", "add", f"{SUBNET_BASE}.{k}.2/24", "dev", ns_if])
+                _run([*inside, "link", "set", ns_if, "up"])
+                _run([*inside, "route", "add", "default", "via", f"{SUBNET_BASE}.{k}.1"])
+                _run(["ip", "netns", "exec", ns, "sh", "-c", DISABLE_IPV6.format(interface="*")])
+                wrapper = _write_chromium_wrapper(Path(tmp), ns)
+                hosts.append(NamespaceHost(ns, k, host_if, ns_if, wrapper))
+            _run(["iptables", *_IPTABLES_WAIT, "-N", chain])
+            undo.append(["iptables", *_IPTABLES_WAIT, "-X", chain])
+            undo.append(["iptables", *_IPTABLES_WAIT, "-F", chain])
+            for host in hosts:
+                for direction in ("-i", "-o"):
+                    _run(
+                        [
+                            "iptables",
+                            *_IPTABLES_WAIT,
+                            "-A",
+                            chain,
+                            direction,
+                            host.host_interface,
+                            "-j",
+                            "DROP",
+                        ]
+                    )
+            _run(["iptables", *_IPTABLES_WAIT, "-I", "FORWARD", "-j", chain])
+            undo.append(["iptables", *_IPTABLES_WAIT, "-D", "FORWARD", "-j", chain])
+            yield IsolatedHosts(token, chain, tuple(hosts))
+        finally:
+            errors = []
+            for ns in namespaces:
+                _kill_processes_in(ns)
+            for argv in reversed(undo):
+                try:
+                    _run(argv)
+                except NetnsError as exc:
+                    errors.append(str(exc))
+            remaining = leftovers(token)
+            if remaining or errors:
+                raise NetnsError(f"cleanup incomplete: {remaining} {errors}")
+
+
+@asynccontextmanager
+async def chromium_in(
+    host: NamespaceHost, *secure_origins: str, extra_args: Sequence[str] = ()
+) -> AsyncIterator[Browser]:
+    """Headless Chromium running inside `host`'s namespace, with the usual test flags.
+
+    `secure_origins` (e.g. ``host.url(port)``) are treated as secure contexts so that pages
+    served over plain HTTP from a non-localhost address may open the fake camera.
+    """
+    args = [*FLAGS, "--no-proxy-server", *extra_args]
+    origins = [origin.rstrip("/") for origin in secure_origins]
+    if origins:
+        args.append("--unsafely-treat-insecure-origin-as-secure=" + ",".join(origins))
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(host.chromium), headless=True, args=args, timeout=30_000
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+PROBE = """
+import json, socket, sys
+address, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+result = {}
+try:
+    with socket.create_connection((address, port), timeout=timeout) as tcp:
+        tcp.sendall(b"ping")
+        result["tcp"] = tcp.recv(4) == b"ping"
+except OSError as exc:
+    result["tcp"] = False
+    result["tcp_error"] = repr(exc)
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+    udp.settimeout(timeout)
+    udp.sendto(b"ping", (address, port))
+    try:
+        result["udp"] = udp.recvfrom(16)[0] == b"ping"
+    except OSError as exc:
+        result["udp"] = False
+        result["udp_error"] = repr(exc)
+print(json.dumps(result))
+"""
+
+ECHO_SERVER = """
+import select, socket, sys, time
+tcp = socket.socket(); tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+tcp.bind(("0.0.0.0", 0)); tcp.listen()
+port = tcp.getsockname()[1]
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("0.0.0.0", port))
+print(port, flush=True)
+deadline = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < deadline:
+    ready, _, _ = select.select([tcp, udp], [], [], 0.2)
+    if udp in ready:
+        data, peer = udp.recvfrom(16); udp.sendto(data, peer)
+    if tcp in ready:
+        conn, _ = tcp.accept(); conn.settimeout(1)
+        try:
+            conn.sendall(conn.recv(4))
+        except OSError:
+            pass
+        conn.close()
+"""
+
+
+def probe(
+    source: NamespaceHost | None, address: str, port: int, timeout_s: float = 1.0
+) -> dict[str, object]:
+    """Can `source` (None: the host) reach `address`:`port` over TCP and UDP (an echo each)?"""
+    argv = [sys.executable, "-c", PROBE, address, str(port), str(timeout_s)]
+    if source is not None:
+        argv = source.command(*argv)
+    result: dict[str, object] = json.loads(_run(argv, timeout_s * 2 + COMMAND_TIMEOUT_S))
+    return result
+
+
+@contextmanager
+def echo_server(where: NamespaceHost, lifetime_s: float = 60.0) -> Iterator[int]:
+    """A TCP+UDP echo server on all of `where`'s addresses; yields its port."""
+    process = subprocess.Popen(
+        where.command(sys.executable, "-c", ECHO_SERVER, str(lifetime_s)),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], COMMAND_TIMEOUT_S)
+        if not ready:
+            raise NetnsError("echo server did not start")
+        yield int(process.stdout.readline())
+    finally:
+        process.kill()
+        process.wait(timeout=COMMAND_TIMEOUT_S)
+
+
+GATHER_CANDIDATES_JS = """
+async (timeoutMs) => {
+  const pc = new RTCPeerConnection();
+  const candidates = [];
+  pc.onicecandidate = (event) => {
+    if (event.candidate && event.candidate.candidate) candidates.push(event.candidate.candidate);
+  };
+  pc.createDataChannel("probe");
+  const done = new Promise((resolve) => {
+    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === "complete") resolve(); };
+    setTimeout(resolve, timeoutMs);
+  });
+  await pc.setLocalDescription(await pc.createOffer());
+  if (pc.iceGatheringState !== "complete") await done;
+  pc.close();
+  return candidates;
+}
+"""
+
+
+async def local_candidates(page: Page, timeout_s: float = 5.0) -> list[str]:
+    """The ICE candidates a fresh RTCPeerConnection on `page` gathers (no STUN/TURN servers).
+
+    Bounded by `timeout_s`: with no usable interface Chromium never finishes gathering."""
+    found = await page.evaluate(GATHER_CANDIDATES_JS, timeout_s * 1000)
+    return [str(candidate) for candidate in found]
+
+
+def candidate_addresses(candidates: Sequence[str]) -> set[str]:
+    """The connection addresses (5th field) of `a=candidate` lines."""
+    return {candidate.split()[4] for candidate in candidates if len(candidate.split()) > 4}
