@@ -90,7 +90,6 @@ SUBNET_BASE = "10.213"
 COMMAND_TIMEOUT_S = 10.0
 """Every `ip`/`iptables` call gets this long; they take milliseconds when the machine is sane."""
 LOCK_DIR = Path("/run/lock") if Path("/run/lock").is_dir() else Path(tempfile.gettempdir())
-_IPTABLES_WAIT = ["-w", "5"]  # the xtables lock is shared with every other user of iptables
 DISABLE_IPV6 = (
     "for f in /proc/sys/net/ipv6/conf/{interface}/disable_ipv6; "
     'do [ -e "$f" ] && echo 1 > "$f"; done; true'
@@ -115,6 +114,24 @@ def _run(argv: Sequence[str], timeout_s: float = COMMAND_TIMEOUT_S) -> str:
     return result.stdout
 
 
+def _iptables(*args: str) -> list[str]:
+    """An iptables command line (filter table) that waits for the xtables lock, which is
+    shared with every other user of iptables on the machine."""
+    return ["iptables", "-w", "5", *args]
+
+
+def forwarding_enabled() -> bool:
+    """Whether the host forwards IPv4 at all. Read, never changed: with 0 the kernel drops
+    forwarded packets before our chain sees them; with 1 our chain is what isolates."""
+    return Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
+
+
+def dropped_packets(chain: str) -> int:
+    """Packets our FORWARD chain has dropped so far (its rules' counters)."""
+    listing = _run(_iptables("-L", chain, "-v", "-n", "-x"))
+    return sum(int(line.split()[0]) for line in listing.splitlines()[2:] if line.strip())
+
+
 def unavailable_reason() -> str | None:
     """Why namespaces cannot be made here, or None when they can."""
     if os.geteuid() != 0:
@@ -126,7 +143,7 @@ def unavailable_reason() -> str | None:
         return f"{CHROMIUM} is not installed"
     try:
         _run(["ip", "netns", "list"])
-        _run(["iptables", *_IPTABLES_WAIT, "-S", "FORWARD"])
+        _run(_iptables("-S", "FORWARD"))
     except (NetnsError, OSError) as exc:
         return f"`ip netns` / iptables unusable: {exc}"
     return None
@@ -227,11 +244,16 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def pids_in(namespace: str) -> list[int]:
+    """The processes running in `namespace`."""
+    return [int(pid) for pid in _run(["ip", "netns", "pids", namespace]).split()]
+
+
 def _kill_processes_in(namespace: str) -> None:
     """Processes still inside one of our namespaces were started by this run (a browser whose
     test failed before closing it); end them by pid, or the namespace outlives its name."""
     try:
-        pids = [int(p) for p in _run(["ip", "netns", "pids", namespace]).split()]
+        pids = pids_in(namespace)
     except NetnsError:
         return
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -258,7 +280,7 @@ def leftovers(token: str = "") -> list[str]:
         name = line.split(":", 2)[1].strip().split("@")[0]
         if name.startswith(mark):
             found.append(f"link {name}")
-    for line in _run(["iptables", *_IPTABLES_WAIT, "-S"]).splitlines():
+    for line in _run(_iptables("-S")).splitlines():
         if mark in line:
             found.append(f"iptables {line}")
     return found
@@ -299,25 +321,14 @@ def isolated_hosts(count: int = 2) -> Iterator[IsolatedHosts]:
                 _run(["ip", "netns", "exec", ns, "sh", "-c", DISABLE_IPV6.format(interface="*")])
                 wrapper = _write_chromium_wrapper(Path(tmp), ns)
                 hosts.append(NamespaceHost(ns, k, host_if, ns_if, wrapper))
-            _run(["iptables", *_IPTABLES_WAIT, "-N", chain])
-            undo.append(["iptables", *_IPTABLES_WAIT, "-X", chain])
-            undo.append(["iptables", *_IPTABLES_WAIT, "-F", chain])
+            _run(_iptables("-N", chain))
+            undo.append(_iptables("-X", chain))
+            undo.append(_iptables("-F", chain))
             for host in hosts:
-                for direction in ("-i", "-o"):
-                    _run(
-                        [
-                            "iptables",
-                            *_IPTABLES_WAIT,
-                            "-A",
-                            chain,
-                            direction,
-                            host.host_interface,
-                            "-j",
-                            "DROP",
-                        ]
-                    )
-            _run(["iptables", *_IPTABLES_WAIT, "-I", "FORWARD", "-j", chain])
-            undo.append(["iptables", *_IPTABLES_WAIT, "-D", "FORWARD", "-j", chain])
+                _run(_iptables("-A", chain, "-i", host.host_interface, "-j", "DROP"))
+                _run(_iptables("-A", chain, "-o", host.host_interface, "-j", "DROP"))
+            _run(_iptables("-I", "FORWARD", "-j", chain))
+            undo.append(_iptables("-D", "FORWARD", "-j", chain))
             yield IsolatedHosts(token, chain, tuple(hosts))
         finally:
             errors = []

@@ -7,10 +7,12 @@ without the relay. So each claim is shown next to its positive control.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,10 +27,13 @@ from tests.netns import (
     NamespaceHost,
     candidate_addresses,
     chromium_in,
+    dropped_packets,
     echo_server,
+    forwarding_enabled,
     isolated_hosts,
     leftovers,
     local_candidates,
+    pids_in,
     probe,
     require_netns,
 )
@@ -86,15 +91,21 @@ def test_each_test_host_reaches_signaling_on_the_host(
 
 def test_test_hosts_cannot_reach_each_other(netns_hosts: IsolatedHosts) -> None:
     a, b = netns_hosts.hosts
-    for source, target in ((a, b), (b, a)):
-        with echo_server(target) as port:
-            # controls: the echo server answers on the target's address over TCP and UDP, from
-            # inside its namespace and from the host (connected route)
-            assert probe(target, target.address, port) == {"tcp": True, "udp": True}
-            assert probe(None, target.address, port) == {"tcp": True, "udp": True}
-            result = probe(source, target.address, port)
-            assert (result["tcp"], result["udp"]) == (False, False), result
-            assert "timed out" in str(result["tcp_error"]), result  # dropped, not refused
+    dropped_before = dropped_packets(netns_hosts.chain)
+    with echo_server(a) as port_a, echo_server(b) as port_b:
+        # controls: each echo server answers on its test host's address over TCP and UDP, from
+        # inside its namespace and from the host (connected route)
+        for host, port in ((a, port_a), (b, port_b)):
+            assert probe(host, host.address, port) == {"tcp": True, "udp": True}
+            assert probe(None, host.address, port) == {"tcp": True, "udp": True}
+        with ThreadPoolExecutor() as pool:  # each failing probe waits out its time-outs
+            a_to_b = pool.submit(probe, a, b.address, port_b)
+            b_to_a = pool.submit(probe, b, a.address, port_a)
+            results = [a_to_b.result(), b_to_a.result()]
+    for result in results:
+        assert (result["tcp"], result["udp"]) == (False, False), result
+        assert "timed out" in str(result["tcp_error"]), result  # dropped, not refused
+    # the chain is hooked in; where the host forwards at all, it is what dropped the probes
     forward = subprocess.run(
         ["iptables", "-w", "5", "-S", "FORWARD"],
         capture_output=True,
@@ -103,8 +114,11 @@ def test_test_hosts_cannot_reach_each_other(netns_hosts: IsolatedHosts) -> None:
         check=True,
     ).stdout
     assert f"-j {netns_hosts.chain}" in forward
+    if forwarding_enabled():
+        assert dropped_packets(netns_hosts.chain) > dropped_before
 
 
+@pytest.mark.browser
 @requires_chromium
 async def test_pages_in_two_namespaces_are_paired_but_cannot_call_directly(
     netns_hosts: IsolatedHosts, tmp_path: Path
@@ -139,6 +153,7 @@ async def test_pages_in_two_namespaces_are_paired_but_cannot_call_directly(
         assert stats["calls_failed"] >= 1
 
 
+@pytest.mark.browser
 @requires_chromium
 async def test_two_pages_in_one_namespace_call_directly(
     netns_hosts: IsolatedHosts, tmp_path: Path
@@ -164,9 +179,14 @@ def test_teardown_removes_everything_even_after_a_failure() -> None:
         token = hosts.token
         (host,) = hosts.hosts
         # a process left running inside the namespace, like a browser a failed test never closed
-        straggler = subprocess.Popen(host.command(sys.executable, "-c", "input()"))
-        assert host.python("print('ready')").strip() == "ready"
+        straggler = subprocess.Popen(
+            host.command(sys.executable, "-c", "import time; time.sleep(60)")
+        )
+        deadline = time.monotonic() + 10
+        while straggler.pid not in pids_in(host.namespace):
+            assert time.monotonic() < deadline and straggler.poll() is None
+            time.sleep(0.02)
         assert len(leftovers(token)) >= 4  # netns, link, chain, FORWARD jump
         raise RuntimeError("test failed")
     assert leftovers(token) == []
-    assert straggler.wait(timeout=5) != 0
+    assert straggler.wait(timeout=5) == -signal.SIGTERM
