@@ -24,40 +24,59 @@ Topology made by :func:`isolated_hosts` (``K`` is a free /24 picked per run)::
   name up stalls until its own time-out: use IP addresses only (``http.server --bind`` stalls
   in ``getfqdn``).
 
-Names carry a random token and subnets are claimed under a lock file, so concurrent runs (other
-checkouts, other sessions) do not collide. Everything is removed on exit, also when the test
-failed or setup broke half-way, and the removal is verified (:func:`leftovers`). A run killed
-with SIGKILL leaves ``cgt-*`` namespaces, links and chains behind; they do not disturb later runs
-(other names, subnets in use are skipped) and can be removed by hand::
+Names carry a random token and subnets are claimed under a lock file (``/run/lock``), so
+concurrent runs (other checkouts, other sessions) do not collide. Everything is removed on exit,
+also when the test failed, timed out or setup broke half-way: processes still inside a namespace
+(a browser never closed) are killed by pid, then links, namespaces and the chain are deleted, and
+the removal is verified (:func:`leftovers`; teardown raises if anything remains). Only a run
+killed with SIGKILL leaves ``cgt-*`` namespaces, links and chains behind; they do not disturb
+later runs (other names; subnets in use are skipped) and, when no run is in progress, go with::
 
-    ip netns list | grep -o '^cgt-[^ ]*' | xargs -rn1 ip netns del
-    ip -o link | grep -o 'cgt-[0-9a-f]*-[0-9]*h' | xargs -rn1 ip link del
-    iptables -S FORWARD | grep -o 'cgt-[0-9a-f]*' | xargs -rI{} iptables -D FORWARD -j {}
-    # then iptables -F / -X each cgt- chain
+    for ns in $(ip netns list | grep -o '^cgt-[0-9a-f]*-[0-9]*'); do ip netns del $ns; done
+    for c in $(iptables -S | grep -o '^-N cgt-[0-9a-f]*' | cut -c4-); do
+        iptables -D FORWARD -j $c; iptables -F $c; iptables -X $c; done
 
-Use (fixture ``netns_hosts`` in tests/conftest.py yields an :class:`IsolatedHosts` with two
-hosts; it skips without root or ``ip netns``, and fails instead when ``CI`` is set)::
+(deleting a namespace deletes its veth pair). The empty lock files stay; they are harmless.
+
+Use: the fixture ``netns_hosts`` (tests/conftest.py) yields an :class:`IsolatedHosts` with two
+test hosts (:class:`NamespaceHost`); it skips without root or ``ip netns`` and fails instead
+when ``CI`` is set. For another number of hosts call :func:`require_netns`, then
+``with isolated_hosts(n)``. tests/test_netns_isolation.py is the worked example::
 
     async def test_relay_fallback(netns_hosts: IsolatedHosts, tmp_path: Path) -> None:
         a, b = netns_hosts.hosts
-        with chatguard_serve(tmp_path, '[server]\\nhost = "0.0.0.0"\\n') as url:
+        config = '[server]\\nhost = "0.0.0.0"\\n[matchmaking]\\nconnect_timeout_s = 4\\n'
+        with chatguard_serve(tmp_path, config) as url:    # tests/test_web_client.py
             port = urlsplit(url).port
-            async with chromium_in(a, a.url(port)) as browser_a, chromium_in(b, b.url(port)) as ...:
-                page = await (await browser_a.new_context()).new_page()
-                await page.goto(a.url(port))   # http://10.213.K.1:PORT/, not 127.0.0.1
-                ...
+            async with (
+                chromium_in(a, a.url(port)) as browser_a,  # Chromium inside namespace a
+                chromium_in(b, b.url(port)) as browser_b,
+            ):
+                page_a = await (await browser_a.new_context()).new_page()
+                await page_a.goto(a.url(port))  # http://10.213.K.1:PORT/, not 127.0.0.1
+                ...  # same for b; Start both; expect data-route="relay", "connected", frames
 
-For the relay fallback test, the relay worker runs on the host like signaling and must listen on
-addresses the namespaces reach: bind it to 0.0.0.0 (or to each ``host.gateway``), never only to
-127.0.0.1 (a namespace's 127.0.0.1 is its own loopback). aioice gathers all host interfaces, so
-the relay offers 10.213.K.1 for every K (each reachable from every namespace) plus eth0's address
-(also reachable: local delivery); each browser offers only its own 10.213.K.2, which the relay
-reaches over the connected veth route. Pages in namespaces see only the relay's candidates as
-reachable, so a call that connects there went through the relay. Signaling must listen on
-0.0.0.0 too (``chatguard serve --host 0.0.0.0`` or ``[server] host`` in the config), and each
-page is loaded from its own gateway address with ``--unsafely-treat-insecure-origin-as-secure``
-for that origin (:func:`chromium_in` adds it), since only localhost is a secure context over
-plain HTTP and the camera needs one.
+What the relay fallback test needs:
+
+* Signaling listens on 0.0.0.0 (``chatguard serve --host 0.0.0.0`` or ``[server] host``), and
+  each page is loaded from its own gateway address. That origin is not localhost, so it is not a
+  secure context over plain HTTP and ``navigator.mediaDevices`` is undefined ("Camera
+  unavailable") unless Chromium gets ``--unsafely-treat-insecure-origin-as-secure=ORIGIN``;
+  :func:`chromium_in` adds it for the origins it is given.
+* The relay worker runs on the host, like signaling, and must listen where the namespaces reach
+  it: 0.0.0.0 or each ``host.gateway``, never only 127.0.0.1 (in a namespace 127.0.0.1 is the
+  namespace's own loopback). aioice gathers every host interface, so the relay offers 10.213.K.1
+  for every K (each reachable from every namespace) and eth0's address (also reachable: local
+  delivery); a browser offers only its own 10.213.K.2 (UDP, plus an active-TCP candidate), which
+  the relay reaches over the connected veth route. The only path between the two browsers is the
+  relay, so a call that connects between namespaces went through it.
+* STUN/TURN servers off the machine are unreachable from a namespace (nothing is forwarded):
+  keep ``[ice]`` empty or point it at host addresses.
+* When no path exists, Chromium's ICE stays "checking" for ~15 s before "failed"; the client's
+  own ``matchmaking.connect_timeout_s`` decides when a direct attempt is given up, so keep it
+  small (2-4 s) to keep the test fast.
+* Chromium takes ~0.8 s to start inside a namespace (as on the host); making two namespaces and
+  removing them takes ~0.15 s each way.
 """
 
 from __future__ import annotations
