@@ -39,9 +39,10 @@ later runs (other names; subnets in use are skipped) and, when no run is in prog
 (deleting a namespace deletes its veth pair). The empty lock files stay; they are harmless.
 
 Use: the fixture ``netns_hosts`` (tests/conftest.py) yields an :class:`IsolatedHosts` with two
-test hosts (:class:`NamespaceHost`); it skips without root or ``ip netns`` and fails instead
-when ``CI`` is set. For another number of hosts call :func:`require_netns`, then
-``with isolated_hosts(n)``. tests/test_netns_isolation.py is the worked example::
+test hosts (:class:`NamespaceHost`); it skips where namespaces cannot be made (not root, no
+``ip netns``, no CAP_SYS_ADMIN) and fails instead when ``CI`` is set. For another number of
+hosts use ``with isolated_hosts_or_skip(n)`` (same policy) or :func:`isolated_hosts` itself.
+tests/test_netns_isolation.py is the worked example::
 
     async def test_relay_fallback(netns_hosts: IsolatedHosts, tmp_path: Path) -> None:
         a, b = netns_hosts.hosts
@@ -98,6 +99,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
@@ -168,15 +170,19 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def require_netns() -> None:
-    """Skip on a developer's machine that cannot make namespaces; in CI, fail loudly instead
-    (the same policy as tests/browser.py for Chromium), so the isolation tests never vanish."""
-    reason = unavailable_reason()
-    if reason is None:
-        return
+def _skip_or_fail(reason: str) -> NoReturn:
+    """Skip on a developer's machine; in CI, fail loudly instead (the same policy as
+    tests/browser.py for Chromium), so the isolation tests never vanish unnoticed."""
     if os.environ.get("CI"):
         pytest.fail(f"CI must be able to run network-namespace tests: {reason}")
     pytest.skip(reason)
+
+
+def require_netns() -> None:
+    """Skip (fail in CI) where namespaces cannot be made: not root, tools missing."""
+    reason = unavailable_reason()
+    if reason is not None:
+        _skip_or_fail(reason)
 
 
 @dataclass(frozen=True)
@@ -361,6 +367,23 @@ def isolated_hosts(count: int = 2) -> Iterator[IsolatedHosts]:
             remaining = leftovers(token)
             if remaining or errors:
                 raise NetnsError(f"cleanup incomplete: {remaining} {errors}")
+
+
+@contextmanager
+def isolated_hosts_or_skip(count: int = 2) -> Iterator[IsolatedHosts]:
+    """:func:`isolated_hosts` for tests: skip (fail in CI) when the machine cannot make them.
+
+    Root is not always enough: a container without CAP_SYS_ADMIN passes :func:`require_netns`
+    and fails at ``ip netns add`` (mount --make-shared /run/netns); that is a missing capability
+    too, not a bug in the test.
+    """
+    require_netns()
+    with contextlib.ExitStack() as stack:
+        try:
+            hosts = stack.enter_context(isolated_hosts(count))
+        except NetnsError as exc:
+            _skip_or_fail(f"cannot make network namespaces here: {exc}")
+        yield hosts
 
 
 @asynccontextmanager
