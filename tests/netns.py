@@ -82,6 +82,7 @@ What the relay fallback test needs:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -514,3 +515,29 @@ async def local_candidates(page: Page, timeout_s: float = 5.0) -> list[str]:
 def candidate_addresses(candidates: Sequence[str]) -> set[str]:
     """The connection addresses (5th field) of `a=candidate` lines."""
     return {candidate.split()[4] for candidate in candidates if len(candidate.split()) > 4}
+
+
+REMOTE_CANDIDATES_JS = """
+async () => {
+  const pc = window.chatguard && window.chatguard.pc;
+  if (!pc) return [];
+  const addresses = [];
+  (await pc.getStats()).forEach((report) => {
+    if (report.type === "remote-candidate") addresses.push(report.address);
+  });
+  return addresses;
+}
+"""
+
+
+async def wait_for_remote_candidate(page: Page, address: str, timeout_s: float = 3.0) -> None:
+    """Wait until the web client's current call knows `address` as a remote ICE candidate:
+    the peers were told where the other is, so a call that still fails could not get there."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = [str(a) for a in await page.evaluate(REMOTE_CANDIDATES_JS)]
+        if address in found:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"remote candidates {found}, expected {address} among them")
+        await asyncio.sleep(0.05)

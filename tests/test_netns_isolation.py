@@ -35,6 +35,7 @@ from tests.netns import (
     local_candidates,
     pids_in,
     probe,
+    wait_for_remote_candidate,
 )
 from tests.test_web_client import chatguard_serve
 
@@ -141,6 +142,9 @@ async def test_pages_in_two_namespaces_are_paired_but_cannot_call_directly(
             for page in pages:
                 await wait_for_state(page, "connecting")
                 assert await status_of(page) == ("connecting", "direct")
+            # each side was told the other's address, and the call still cannot connect
+            await wait_for_remote_candidate(pages[0], b.address)
+            await wait_for_remote_candidate(pages[1], a.address)
             started = time.monotonic()
             for page in pages:
                 await wait_for_state(page, "ended", timeout_s=15)
