@@ -124,16 +124,24 @@ class NetnsError(RuntimeError):
 
 
 def _run(argv: Sequence[str], timeout_s: float = COMMAND_TIMEOUT_S) -> str:
-    """Run a setup command; failures raise with its stderr, since that says what is wrong."""
-    try:
-        result = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise NetnsError(f"{' '.join(argv)}: no answer in {timeout_s} s") from None
-    if result.returncode != 0:
-        raise NetnsError(f"{' '.join(argv)}: exit {result.returncode}: {result.stderr.strip()}")
-    return result.stdout
+    """Run a setup command; failures raise with its stderr, since that says what is wrong.
+
+    iptables is tried up to three times: with nf_tables a concurrent change by another user of
+    the machine can make a transaction fail, and a failed one changed nothing.
+    """
+    attempts = 3 if argv[0] == "iptables" else 1
+    for attempt in range(attempts):
+        try:
+            result = subprocess.run(
+                list(argv), capture_output=True, text=True, timeout=timeout_s, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise NetnsError(f"{' '.join(argv)}: no answer in {timeout_s} s") from None
+        if result.returncode == 0:
+            return result.stdout
+        if attempt + 1 < attempts:
+            time.sleep(0.2)
+    raise NetnsError(f"{' '.join(argv)}: exit {result.returncode}: {result.stderr.strip()}")
 
 
 def _iptables(*args: str) -> list[str]:
