@@ -24,7 +24,7 @@ Topology made by :func:`isolated_hosts` (``K`` is a free /24 picked per run)::
   name up stalls until its own time-out: use IP addresses only (``http.server --bind`` stalls
   in ``getfqdn``).
 
-Names carry a random token and subnets are claimed under a lock file (``/run/lock``), so
+Names carry a random token and subnets are picked under a lock file (``/run/lock``), so
 concurrent runs (other checkouts, other sessions) do not collide. Everything is removed on exit,
 also when the test failed, timed out or setup broke half-way: processes still inside a namespace
 (a browser never closed) are killed by pid, then links, namespaces and the chain are deleted, and
@@ -36,7 +36,7 @@ later runs (other names; subnets in use are skipped) and, when no run is in prog
     for c in $(iptables -S | grep -o '^-N cgt-[0-9a-f]*' | cut -c4-); do
         iptables -D FORWARD -j $c; iptables -F $c; iptables -X $c; done
 
-(deleting a namespace deletes its veth pair). The empty lock files stay; they are harmless.
+(deleting a namespace deletes its veth pair). The lock file ``cgt-subnets.lock`` stays, empty.
 
 Use: the fixture ``netns_hosts`` (tests/conftest.py) yields an :class:`IsolatedHosts` with two
 test hosts (:class:`NamespaceHost`); it skips where namespaces cannot be made (not root, no
@@ -238,26 +238,38 @@ class IsolatedHosts:
     hosts: tuple[NamespaceHost, ...]
 
 
-def _claim_subnet(stack: contextlib.ExitStack) -> int:
-    """Pick a 10.213.K.0/24 that no concurrent run holds (lock file) and the host does not use.
+@contextmanager
+def _subnet_lock() -> Iterator[None]:
+    """Held while subnets are picked and their host-side addresses added: after that the
+    addresses themselves say "taken" to every later run, so one lock file serves all."""
+    fd = os.open(LOCK_DIR / f"{PREFIX}subnets.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + COMMAND_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise NetnsError("another run holds the subnet lock too long") from None
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
-    The lock is held until `stack` closes, so the subnet stays ours until the routes are gone.
-    """
+
+def _free_subnets(count: int) -> list[int]:
+    """`count` values of K whose 10.213.K.0/24 the host uses for nothing (call under the lock)."""
     in_use = _run(["ip", "-4", "-o", "addr", "show"]) + _run(["ip", "-4", "route", "show"])
     start = secrets.randbelow(254)
+    free = []
     for offset in range(254):
         k = (start + offset) % 254 + 1
-        if re.search(rf"\b{re.escape(SUBNET_BASE)}\.{k}\.\d+\b", in_use):
-            continue
-        fd = os.open(LOCK_DIR / f"{PREFIX}subnet-{SUBNET_BASE}.{k}.lock", os.O_RDWR | os.O_CREAT)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        stack.callback(os.close, fd)  # closing releases the lock
-        return k
-    raise NetnsError(f"no free {SUBNET_BASE}.K.0/24 subnet")
+        if not re.search(rf"\b{re.escape(SUBNET_BASE)}\.{k}\.\d+\b", in_use):
+            free.append(k)
+            if len(free) == count:
+                return free
+    raise NetnsError(f"no {count} free {SUBNET_BASE}.K.0/24 subnets")
 
 
 def _write_chromium_wrapper(directory: Path, namespace: str) -> Path:
@@ -324,7 +336,8 @@ def leftovers(token: str = "") -> list[str]:
 def isolated_hosts(count: int = 2) -> Iterator[IsolatedHosts]:
     """Make `count` namespaces that reach the host but not each other; remove them on exit.
 
-    Callers check :func:`unavailable_reason` (or use :func:`require_netns`) first.
+    Tests use :func:`isolated_hosts_or_skip` (or the ``netns_hosts`` fixture), which first
+    checks that this machine can make namespaces at all.
     """
     if not 1 <= count <= 9:
         raise ValueError("1 to 9 test hosts")
@@ -332,29 +345,31 @@ def isolated_hosts(count: int = 2) -> Iterator[IsolatedHosts]:
     chain = f"{PREFIX}{token}"
     undo: list[list[str]] = []  # commands that remove what was made, run in reverse
     namespaces: list[str] = []
-    with contextlib.ExitStack() as locks, tempfile.TemporaryDirectory(prefix=chain) as tmp:
+    with tempfile.TemporaryDirectory(prefix=chain) as tmp:
         try:
             hosts = []
-            for i in range(1, count + 1):
-                k = _claim_subnet(locks)
-                ns, host_if, ns_if = f"{chain}-{i}", f"{chain}-{i}h", f"{chain}-{i}n"
-                _run(["ip", "netns", "add", ns])
-                namespaces.append(ns)
-                undo.append(["ip", "netns", "del", ns])
-                _run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if])
-                undo.append(["ip", "link", "del", host_if])  # takes the peer with it
-                _run(["ip", "link", "set", ns_if, "netns", ns])
-                _run(["sh", "-c", DISABLE_IPV6.format(interface=host_if)])
-                _run(["ip", "addr", "add", f"{SUBNET_BASE}.{k}.1/24", "dev", host_if])
-                _run(["ip", "link", "set", host_if, "up"])
-                inside = ["ip", "-n", ns]
-                _run([*inside, "link", "set", "lo", "up"])
-                _run([*inside, "addr", "add", f"{SUBNET_BASE}.{k}.2/24", "dev", ns_if])
-                _run([*inside, "link", "set", ns_if, "up"])
-                _run([*inside, "route", "add", "default", "via", f"{SUBNET_BASE}.{k}.1"])
-                _run(["ip", "netns", "exec", ns, "sh", "-c", DISABLE_IPV6.format(interface="*")])
-                wrapper = _write_chromium_wrapper(Path(tmp), ns)
-                hosts.append(NamespaceHost(ns, k, host_if, ns_if, wrapper))
+            with _subnet_lock():
+                for i, k in enumerate(_free_subnets(count), start=1):
+                    ns, host_if, ns_if = f"{chain}-{i}", f"{chain}-{i}h", f"{chain}-{i}n"
+                    _run(["ip", "netns", "add", ns])
+                    namespaces.append(ns)
+                    undo.append(["ip", "netns", "del", ns])
+                    _run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if])
+                    undo.append(["ip", "link", "del", host_if])  # takes the peer with it
+                    _run(["ip", "link", "set", ns_if, "netns", ns])
+                    _run(["sh", "-c", DISABLE_IPV6.format(interface=host_if)])
+                    _run(["ip", "addr", "add", f"{SUBNET_BASE}.{k}.1/24", "dev", host_if])
+                    _run(["ip", "link", "set", host_if, "up"])
+                    inside = ["ip", "-n", ns]
+                    _run([*inside, "link", "set", "lo", "up"])
+                    _run([*inside, "addr", "add", f"{SUBNET_BASE}.{k}.2/24", "dev", ns_if])
+                    _run([*inside, "link", "set", ns_if, "up"])
+                    _run([*inside, "route", "add", "default", "via", f"{SUBNET_BASE}.{k}.1"])
+                    _run(
+                        ["ip", "netns", "exec", ns, "sh", "-c", DISABLE_IPV6.format(interface="*")]
+                    )
+                    wrapper = _write_chromium_wrapper(Path(tmp), ns)
+                    hosts.append(NamespaceHost(ns, k, host_if, ns_if, wrapper))
             _run(_iptables("-N", chain))
             undo.append(_iptables("-X", chain))
             undo.append(_iptables("-F", chain))
