@@ -13,6 +13,7 @@ import uvicorn
 
 from chatguard.config import Config, Route, config_from_mapping
 from signaling.app import create_app
+from tests.netns import IsolatedHosts, isolated_hosts_or_skip
 
 
 def free_port() -> int:
@@ -81,3 +82,12 @@ def server() -> Iterator[RunningServer]:
         regions={"trusted_header": "x-country", "routes": {"DE": "strict", "FR": "relay"}},
     )
     yield from run_server(config)
+
+
+@pytest.fixture
+def netns_hosts() -> Iterator[IsolatedHosts]:
+    """Two test hosts in network namespaces that reach this machine but not each other
+    (tests/netns.py): browsers there cannot call each other directly. Skips without root or
+    `ip netns`, fails instead when CI is set; everything is removed afterwards."""
+    with isolated_hosts_or_skip(2) as hosts:
+        yield hosts
