@@ -7,6 +7,7 @@ without the relay. So each claim is shown next to its positive control.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -52,6 +53,10 @@ connect_timeout_s = 4
 
 [regions]
 default_route = "direct"
+
+[relay]
+fallback_after_s = 3
+workers = {workers}
 """
 
 HEALTHZ = """
@@ -62,9 +67,9 @@ print(opener.open(sys.argv[1], timeout=5).status)
 
 
 @contextmanager
-def serve(tmp_path: Path) -> Iterator[int]:
-    """`chatguard serve` listening on all addresses; yields its port."""
-    with chatguard_serve(tmp_path, SERVE_CONFIG) as url:
+def serve(tmp_path: Path, relay_workers: int = 0) -> Iterator[int]:
+    """`chatguard serve` listening on all addresses (its relay workers too); yields its port."""
+    with chatguard_serve(tmp_path, SERVE_CONFIG.format(workers=relay_workers)) as url:
         port = urlsplit(url).port
         assert port is not None
         yield port
@@ -148,12 +153,52 @@ async def test_pages_in_two_namespaces_are_paired_but_cannot_call_directly(
             started = time.monotonic()
             for page in pages:
                 await wait_for_state(page, "ended", timeout_s=15)
-                assert "Couldn't connect" in (await page.text_content("#status") or "")
-            assert time.monotonic() - started < 10  # the 4 s connect timer, not ICE failure
+                # no relay runs here, so the failed direct call cannot fall back: it ends
+                assert "no relay is available" in (await page.text_content("#status") or "")
+            assert time.monotonic() - started < 10  # the 3 s fallback timer, not ICE failure
         stats = httpx.get(f"http://127.0.0.1:{port}/stats", timeout=5).json()
         assert stats["pairs_made"] == 1
         assert stats["calls_connected"] == 0
         assert stats["calls_failed"] >= 1
+
+
+@pytest.mark.browser
+@requires_chromium
+async def test_call_that_cannot_go_direct_falls_back_to_the_relay_by_itself(
+    netns_hosts: IsolatedHosts, tmp_path: Path
+) -> None:
+    """The issue's fallback: no user action, the status ends up "relayed", video flows."""
+    a, b = netns_hosts.hosts
+    with serve(tmp_path, relay_workers=1) as port:
+        stats_url = f"http://127.0.0.1:{port}/stats"
+        deadline = time.monotonic() + 20
+        while not httpx.get(stats_url, timeout=5).json()["relay_workers"]:
+            assert time.monotonic() < deadline, "the relay worker did not join"
+            await asyncio.sleep(0.2)
+        async with (
+            chromium_in(a, a.url(port)) as browser_a,
+            chromium_in(b, b.url(port)) as browser_b,
+        ):
+            pages = [
+                await open_client(browser_a, a, port),
+                await open_client(browser_b, b, port),
+            ]
+            started = time.monotonic()
+            for page in pages:
+                await page.click("#start")
+            for page in pages:
+                await wait_for_state(page, "connecting")
+                assert await status_of(page) == ("connecting", "direct")
+            for page in pages:
+                await wait_for_state(page, "connected", timeout_s=20)
+                assert await status_of(page) == ("connected", "relay")
+                assert "relayed" in (await page.text_content("#status") or "")
+            assert time.monotonic() - started < 15  # "within a few seconds"
+            for page in pages:
+                await wait_for_frames(page, 10)
+        stats = httpx.get(stats_url, timeout=5).json()
+        assert stats["fallbacks_to_relay"] >= 1
+        assert stats["calls_connected"] >= 2
 
 
 @pytest.mark.browser
