@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import av
@@ -160,3 +165,38 @@ async def test_unsafe_video_never_reaches_the_partner(
     to_b = hub.forwarder(legs["b"], "video")
     assert to_b.rewriter.epochs >= 2 and to_b.dropped["late"] == 0
     assert hub.pli_sent >= 1
+
+
+@pytest.mark.timeout(120)
+def test_a_strict_call_writes_no_media_anywhere(tmp_path: Path) -> None:
+    """The moderated relay in a child process under an audit hook (``strict_privacy_child``).
+
+    Allowed: opening /dev/null, and the ``.ses`` file onnxruntime's telemetry component writes
+    into $TMPDIR when it is imported (a timestamp and a random session id, no media).
+    """
+    cwd, tmp = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir()
+    tmp.mkdir()
+    tests = Path(__file__).resolve().parent
+    env = dict(os.environ, TMPDIR=str(tmp), PYTHONDONTWRITEBYTECODE="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(tests.parent), str(tests)])
+    proc = subprocess.run(
+        [sys.executable, str(tests / "strict_privacy_child.py")],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["events"] == ["blocked", "resumed"], result
+    assert result["seen"] == [SAFE] and result["frames"] >= 10, result
+    assert [w for w in result["writes"] if not w.startswith("open '/dev/null'")] == []
+    assert list(cwd.iterdir()) == []
+    leftovers = {p.name: p.stat().st_size for p in tmp.iterdir()}
+    assert set(leftovers) <= {".ses"} and all(n < 200 for n in leftovers.values()), leftovers
+    assert result["suspicious_logs"] == [], result["suspicious_logs"]
+    assert result["log_records"] > 0  # the handler did see the call's logging
+    assert any("blocked" in m for m in result["our_log_records"]), result["our_log_records"]
