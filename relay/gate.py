@@ -30,8 +30,7 @@ OPEN           verdict safe                                 new reference; relea
                                                             covers, in order
 AWAIT_KEYFRAME delta frame                                  drop, request keyframe
 AWAIT_KEYFRAME keyframe                                     hold, classify -> OPEN
-BLOCKED        delta frame, nothing held                    drop; classify if periodic due or
-                                                            new scene
+BLOCKED        delta frame, nothing held                    drop; classify if periodic due
 BLOCKED        keyframe (or delta behind a held one)        hold (classify the keyframe)
 BLOCKED        verdict safe on a dropped delta              request keyframe (caller throttles)
 BLOCKED        verdict safe on the held keyframe            release it and what it covers, emit
@@ -194,7 +193,7 @@ class ModerationGate:
                 # a candidate keyframe for resuming, or a delta that depends on one
                 self._hold(f, now, out, classify=keyframe)
             else:
-                if self._periodic_due(now) or self._new_scene(f):
+                if self._periodic_due(now):  # not faster: a blocked sender sets the pace
                     self._submit(f, now, out)
                 self._drop(f, "blocked", out)
                 if self._safe_since_block:
