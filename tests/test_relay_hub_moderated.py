@@ -83,6 +83,7 @@ def setup(policy: ModerationPolicy | None = None) -> tuple[ForwardingHub, Leg, L
     events: list[tuple[Any, str, str, float]] = []
     hub = ForwardingHub(
         rng=random.Random(1),
+        clock=lambda: 0.1,
         on_moderation=lambda leg, state, label, score: events.append((leg, state, label, score)),
     )
     a, b = Leg(100), Leg(200)
@@ -134,9 +135,11 @@ def test_audio_is_muted_only_while_blocked_and_only_if_the_policy_says_so() -> N
 def test_no_keyframe_replay_from_a_moderated_leg_and_forget_closes() -> None:
     hub, a, b, stream, _ = setup()
     c = Leg(300)
-    hub.on_rtp(b, pkt(96, 1, 0, KEY, ssrc=0xB1), 0.0)  # type: ignore[arg-type]
+    hub.add_leg(c)  # type: ignore[arg-type]
+    hub.on_rtp(c, pkt(96, 1, 0, KEY, ssrc=0xC1), 0.0)  # type: ignore[arg-type]
+    hub.on_rtp(a, pkt(96, 20, 0, KEY), 0.0)  # type: ignore[arg-type]
     hub.pair(a, c)  # type: ignore[arg-type]
-    assert hub.keyframes_replayed == 1  # B's cached keyframe was shown to A, not A's to C
-    assert c.rtp_sent(96) == []
+    assert hub.keyframes_replayed == 1  # C's cached keyframe was shown to A; none of A's to C
+    assert len(a.rtp_sent(96)) == 1 and c.rtp_sent(96) == []
     hub.forget(a)  # type: ignore[arg-type]
     assert stream.closed
