@@ -133,13 +133,15 @@ def test_audio_is_muted_only_while_blocked_and_only_if_the_policy_says_so() -> N
 
 
 def test_no_keyframe_replay_from_a_moderated_leg_and_forget_closes() -> None:
-    hub, a, b, stream, _ = setup()
-    c = Leg(300)
-    hub.add_leg(c)  # type: ignore[arg-type]
-    hub.on_rtp(c, pkt(96, 1, 0, KEY, ssrc=0xC1), 0.0)  # type: ignore[arg-type]
-    hub.on_rtp(a, pkt(96, 20, 0, KEY), 0.0)  # type: ignore[arg-type]
+    hub = ForwardingHub(rng=random.Random(1), clock=lambda: 0.1)
+    a, c = Leg(100), Leg(300)
+    for leg, ssrc in ((a, 0xA1), (c, 0xC1)):
+        hub.add_leg(leg)  # type: ignore[arg-type]
+        hub.on_rtp(leg, pkt(96, 1, 0, KEY, ssrc=ssrc), 0.0)  # type: ignore[arg-type]
+    moderator = FakeModerator()
+    hub.set_moderated(a, moderator)  # type: ignore[arg-type]  # after A's keyframe was cached
     hub.pair(a, c)  # type: ignore[arg-type]
     assert hub.keyframes_replayed == 1  # C's cached keyframe was shown to A; none of A's to C
     assert len(a.rtp_sent(96)) == 1 and c.rtp_sent(96) == []
     hub.forget(a)  # type: ignore[arg-type]
-    assert stream.closed
+    assert moderator.streams[0].closed
