@@ -226,18 +226,33 @@ class ModeratedStream:
                     self._apply(self.gate.on_tick(self._m.clock()))
                 continue
             fid, frame = self._backlog.popleft()
-            self.stats.frames += 1
-            analysed: _Analysed | None = None
-            if len(self._backlog) > MAX_BACKLOG:
-                self._decoder_broken = True  # fell behind: skip to the next keyframe
-            elif frame.complete and (frame.keyframe or not self._decoder_broken):
+            try:
+                await self._process(loop, fid, frame)
+            except Exception as exc:  # a bug must not stop moderating (nor unblock anything)
+                log.error("moderated stream: frame failed (%s)", type(exc).__name__)
+
+    async def _process(
+        self, loop: asyncio.AbstractEventLoop, fid: int, frame: EncodedFrame
+    ) -> None:
+        self.stats.frames += 1
+        analysed: _Analysed | None = None
+        if len(self._backlog) > MAX_BACKLOG:
+            self._decoder_broken = True  # fell behind: skip to the next keyframe
+        elif frame.complete and (frame.keyframe or not self._decoder_broken):
+            try:
                 analysed = await loop.run_in_executor(self._m.executor, self._analyse, frame)
-            self._decoder_broken = analysed is None
-            sig = None if analysed is None else analysed.signature
-            actions = self.gate.on_frame(fid, frame.keyframe, sig, self._m.clock())
-            if analysed is not None and any(isinstance(a, Classify) for a in actions):
+            except Exception as exc:  # e.g. an odd picture size: undecodable, fail closed
+                log.warning("moderated stream: analysis failed (%s)", type(exc).__name__)
+        self._decoder_broken = analysed is None
+        sig = None if analysed is None else analysed.signature
+        actions = self.gate.on_frame(fid, frame.keyframe, sig, self._m.clock())
+        if analysed is not None and any(isinstance(a, Classify) for a in actions):
+            try:
                 await self._classify(fid, analysed.picture)
-            self._apply(actions)
+            except Exception as exc:
+                log.warning("moderated stream: preprocessing failed (%s)", type(exc).__name__)
+                actions += self.gate.on_no_verdict(fid, self._m.clock())
+        self._apply(actions)
 
     def _analyse(self, frame: EncodedFrame) -> _Analysed | None:
         """Decode one frame and take its scene signature (decode thread)."""
