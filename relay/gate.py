@@ -29,7 +29,9 @@ OPEN           frame, otherwise                             hold; classify if ne
 OPEN           verdict safe                                 new reference; release what it
                                                             covers, in order
 AWAIT_KEYFRAME delta frame                                  drop, request keyframe
-AWAIT_KEYFRAME keyframe                                     hold, classify -> OPEN
+AWAIT_KEYFRAME keyframe                                     hold, classify -> OPEN (released on
+                                                            its own verdict: the reference was
+                                                            cleared by the drop)
 BLOCKED        delta frame, nothing held                    drop; classify if periodic due
 BLOCKED        keyframe (or delta behind a held one)        hold (classify the keyframe)
 BLOCKED        verdict safe on a dropped delta              request keyframe (caller throttles)
@@ -151,6 +153,10 @@ class ModerationGate:
         self._anchor: _Frame | None = None
         """The newest frame submitted or safe: what a new frame is compared with."""
         self._in_flight: dict[int, tuple[_Frame, float]] = {}
+        self._next_id = 0
+        self._floor = 0
+        """Verdicts on frames before this id never become the reference: after a drop or a
+        block, forwarding resumes on a fresh verdict only."""
         self._last_submit = float("-inf")
         self._safe_since_block = False
         self.strikes = 0
@@ -173,6 +179,7 @@ class ModerationGate:
     ) -> list[Action]:
         """A frame arrived; ``signature`` None means it cannot be decoded (lost packets)."""
         out: list[Action] = []
+        self._next_id = frame_id + 1
         self._expire(now, out)
         if signature is None:
             self._drop_held("undecodable", out)
@@ -219,6 +226,7 @@ class ModerationGate:
         entry = self._in_flight.pop(frame_id, None)
         if not safe:
             self._ref = self._anchor = None
+            self._floor = self._next_id
             self._safe_since_block = False
             self._drop_held("unsafe", out)
             if self.state is not GateState.BLOCKED:
@@ -234,7 +242,7 @@ class ModerationGate:
         elif self.state is GateState.BLOCKED:
             self._safe_since_block = True  # on a dropped delta: now ask for a keyframe
             out.append(RequestKeyframe())
-        elif self._ref is None or f.id > self._ref.id:
+        elif f.id >= self._floor and (self._ref is None or f.id > self._ref.id):
             self._ref = f  # a frame released by coverage (periodic check), confirmed
         self._drain(now, out)
         return out
@@ -306,6 +314,8 @@ class ModerationGate:
         """Something was dropped: only a keyframe may be released next."""
         if self.state is GateState.OPEN:
             self.state = GateState.AWAIT_KEYFRAME
+            self._ref = None
+            self._floor = self._next_id
         if self.state is GateState.AWAIT_KEYFRAME or self._safe_since_block:
             out.append(RequestKeyframe())
 

@@ -132,7 +132,7 @@ def test_undecodable_frame_drops_and_requires_a_keyframe() -> None:
     assert of(a, Drop) == [Drop(1, "undecodable")] and of(a, RequestKeyframe)
     assert released(g.on_frame(2, False, sig(0), 0.13)) == []
     a = g.on_frame(3, True, sig(0), 0.16)
-    # a keyframe of the same scene within the TTL is covered... once a verdict is in
+    assert of(a, Classify) == [Classify(3)] and not released(a)  # the old reference is void
     assert released(g.on_verdict(3, True, "", 0.0, 0.2)) == [3]
 
 
@@ -176,6 +176,7 @@ class Oracle:
         assert r > self.last_released, "order"
         if r != self.last_released + 1 or self.last_released < 0:
             assert keyframe, f"frame {r} released after a gap without a keyframe"
+            assert r in self.safe_verdicts, f"frame {r} resumed without a fresh verdict"
         assert r >= self.floor, "a frame from before an unsafe verdict was released"
         if self.blocked:
             assert keyframe and r in self.safe_verdicts, "resumed without a safe keyframe"
