@@ -235,3 +235,13 @@ def test_no_release_without_a_covering_safe_verdict(
         outstanding += [a.frame_id for a in acts if isinstance(a, Classify)]
         assert g.in_flight <= max_in_flight
     target(float(len(o.decided)))  # steer towards sequences where the gate decides a lot
+
+
+def test_a_verdict_from_before_a_drop_does_not_resume() -> None:
+    g = open_gate()
+    a = g.on_frame(1, False, sig(0), 0.5)  # covered, and a periodic check is due
+    assert released(a) == [1] and of(a, Classify) == [Classify(1)]
+    g.on_frame(2, False, None, 0.53)  # lost packets: dropped, keyframe needed
+    assert of(g.on_frame(3, True, sig(0), 0.56), Classify) == [Classify(3)]
+    assert released(g.on_verdict(1, True, "", 0.0, 0.58)) == []  # stale: frame 1 < the drop
+    assert released(g.on_verdict(3, True, "", 0.0, 0.6)) == [3]
