@@ -244,6 +244,7 @@ class ModeratedStream:
             except Exception as exc:  # e.g. an odd picture size: undecodable, fail closed
                 log.warning("moderated stream: analysis failed (%s)", type(exc).__name__)
         self._decoder_broken = analysed is None
+        frame.data = b""  # the bitstream copy is done with; only the packets wait in the gate
         sig = None if analysed is None else analysed.signature
         actions = self.gate.on_frame(fid, frame.keyframe, sig, self._m.clock())
         if analysed is not None and any(isinstance(a, Classify) for a in actions):
