@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from models.decode import Detection
-from relay.control import Moderation
+from relay.control import Moderation, decode_worker_message, encode
 from relay.policy import DEFAULT_THRESHOLDS, ModerationPolicy
 
 BOX = (0.0, 0.0, 10.0, 10.0)
@@ -34,4 +34,5 @@ def test_the_worst_offending_label_is_reported_and_fits_the_control_message() ->
         ]
     )
     assert (v.safe, v.label, v.score) == (False, "ANUS_EXPOSED", 0.9)
-    Moderation(leg="a", state="blocked", label=v.label, score=v.score)  # validates
+    msg = Moderation(leg="a", state="blocked", label=v.label, score=v.score)
+    assert decode_worker_message(encode(msg)) == msg  # passes the protocol's validation
