@@ -42,7 +42,7 @@ from models.batching import AsyncBatcher
 from models.inference import ModelRunner
 from models.letterbox import Letterbox
 from relay.depacketize import Depacketizer
-from relay.moderation import SIGNATURE_GRID, Moderator, _plane
+from relay.moderation import SIGNATURE_GRID, Moderator, yuv_plane
 from relay.policy import ModerationPolicy
 
 W, H, FPS = 640, 480, 30
@@ -137,13 +137,13 @@ def per_frame_costs(clip: list[list[bytes]], runner: ModelRunner) -> dict[str, A
         t1 = time.perf_counter()
         (pic,) = ctx.decode(av.Packet(frames[0].data))
         t2 = time.perf_counter()
-        luma_signature(_plane(pic, 0), sig)
+        luma_signature(yuv_plane(pic, 0), sig)
         t3 = time.perf_counter()
         times["depacketize"].append(t1 - t0)
         times["decode"].append(t2 - t1)
         times["signature"].append(t3 - t2)
         if i % 4 == 0:
-            lb.run(_plane(pic, 0), _plane(pic, 1), _plane(pic, 2), tensor)
+            lb.run(yuv_plane(pic, 0), yuv_plane(pic, 1), yuv_plane(pic, 2), tensor)
             t4 = time.perf_counter()
             runner.infer_one(tensor, box)
             times["letterbox"].append(t4 - t3)

@@ -267,7 +267,7 @@ class ModeratedStream:
                 self._decoder = ctx
             pictures = self._decoder.decode(av.Packet(frame.data))
         except av.FFmpegError as exc:
-            log.info("moderated stream: undecodable frame (%s)", type(exc).__name__)
+            log.debug("moderated stream: undecodable frame (%s)", type(exc).__name__)
             return None
         if not pictures:
             return None
@@ -275,7 +275,7 @@ class ModeratedStream:
         if pic.format.name != "yuv420p":
             pic = pic.reformat(format="yuv420p")
         sig = np.empty(SIGNATURE_GRID, np.float32)
-        luma_signature(_plane(pic, 0), sig)
+        luma_signature(yuv_plane(pic, 0), sig)
         self.stats.decode_s.append(time.perf_counter() - t0)
         return _Analysed(sig, pic)
 
@@ -283,7 +283,7 @@ class ModeratedStream:
         """The model input for one picture, into a reused buffer (decode thread)."""
         t0 = time.perf_counter()
         lb = letterboxer(pic.width, pic.height, self._m.input_size, self._m.center)
-        lb.run(_plane(pic, 0), _plane(pic, 1), _plane(pic, 2), out)
+        lb.run(yuv_plane(pic, 0), yuv_plane(pic, 1), yuv_plane(pic, 2), out)
         self.stats.preprocess_s.append(time.perf_counter() - t0)
 
     async def _classify(self, fid: int, pic: av.VideoFrame) -> None:
@@ -338,7 +338,7 @@ class ModeratedStream:
                 self._sink.moderation_event("resumed", "", 0.0)
 
 
-def _plane(pic: av.VideoFrame, i: int) -> NDArray[np.uint8]:
+def yuv_plane(pic: av.VideoFrame, i: int) -> NDArray[np.uint8]:
     """A zero-copy view of one plane without PyAV's row padding."""
     p = pic.planes[i]
     rows = np.frombuffer(memoryview(p), np.uint8).reshape(p.height, p.line_size)
