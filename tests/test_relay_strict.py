@@ -159,7 +159,7 @@ async def test_unsafe_video_never_reaches_the_partner(
     # B decoded only the safe photograph: before, nothing while blocked, and after
     labels = [s for _, s in seen]
     assert set(labels) == {SAFE}, labels
-    assert not [t for t, _ in seen if blocked_at + 0.2 < t < resumed_at]
+    assert not [t for t, _ in seen if blocked_at + 0.5 < t < resumed_at]  # frozen meanwhile
     assert received_while_blocked >= 15
     # the forwarded stream to B stayed one clean RTP stream (a new epoch, no gap)
     to_b = hub.forwarder(legs["b"], "video")
