@@ -8,7 +8,8 @@ release exactly those packets, untouched, once a safe verdict covers the frame.
 Fail closed: packets must arrive in sequence order. A sequence gap, a missing marker or a first
 packet that cannot start a frame marks the frame *incomplete*; it is emitted (so the gate can
 drop it in order) but never decoded, and the decoder then needs a keyframe. Late, reordered
-and duplicate packets are discarded (counted): their frame was already emitted.
+and duplicate packets are discarded (counted): their frame was already emitted. A jump beyond
+``rewriter``'s limits (a sender restart, new SSRC) is a gap, not a flood of late packets.
 
 VP8 (RFC 7741): strip the payload descriptor; a frame is the packets of one timestamp, its
 first packet has S=1 and partition index 0, the marker ends it. H.264 (RFC 6184): single NAL
@@ -28,7 +29,7 @@ from relay.codecs import (
     h264_is_keyframe_start,
     vp8_is_keyframe_start,
 )
-from relay.rewriter import seq_diff
+from relay.rewriter import MAX_DROPOUT, MAX_MISORDER, seq_diff
 
 Codec = Literal["vp8", "h264"]
 START_CODE: Final = b"\x00\x00\x00\x01"
@@ -76,17 +77,19 @@ class Depacketizer:
             self.dropped[off.value] += 1
             return []
         seq = rtp.sequence_number(packet)
-        gap = False
+        gap = restart = False
         if self._last_seq is not None:
             d = seq_diff(seq, self._last_seq)
-            if d <= 0:
+            restart = d < -MAX_MISORDER or d > MAX_DROPOUT  # the sender restarted its stream
+            if d <= 0 and not restart:
                 self.dropped["late"] += 1
                 return []
-            gap = d > 1
+            # a restarted stream owes nothing to the old one if it starts with a keyframe
+            gap = not self._keyframe_start(packet, off) if restart else d > 1
         self._last_seq = seq
         out: list[EncodedFrame] = []
         ts = rtp.timestamp(packet)
-        if self._packets and ts != self._ts:
+        if self._packets and (ts != self._ts or restart):
             out.append(self._finish(complete=False))  # its marker never came
         if not self._packets:
             self._ts = ts
@@ -97,6 +100,10 @@ class Depacketizer:
         if rtp.marker(packet) or len(self._packets) >= MAX_FRAME_PACKETS:
             out.append(self._finish(complete=rtp.marker(packet)))
         return out
+
+    def _keyframe_start(self, packet: bytes, off: int) -> bool:
+        check = vp8_is_keyframe_start if self._codec == "vp8" else h264_is_keyframe_start
+        return check(packet, off, rtp.payload_end(packet))
 
     def _starts_frame(self, packet: bytes, off: int) -> bool:
         if self._codec == "vp8":

@@ -144,3 +144,28 @@ def test_malformed_payload_is_incomplete_not_an_error() -> None:
     assert not frame.complete and d.dropped["malformed"] == 1
     assert d.push(b"\x80\x66\x00\x02" + bytes(4)) == []  # truncated header: counted, ignored
     assert d.dropped["malformed"] == 1 and sum(d.dropped.values()) == 2
+
+
+def test_a_restarted_sender_is_a_new_start_not_late_packets() -> None:
+    stream = rtp_stream("vp8", 3)
+    d = Depacketizer("vp8")
+    frames = [f for p in stream[0] for f in d.push(p)]
+    # the sender restarts: new sequence numbers far behind the old ones
+    restarted = [RtpPacket.parse(p) for pkts in rtp_stream("vp8", 2) for p in pkts]
+    for p in restarted:
+        p.sequence_number = (p.sequence_number - 20000) & 0xFFFF
+        frames += d.push(p.serialize())
+    # the restarted stream begins with a keyframe: decodable at once
+    assert [(f.complete, f.keyframe) for f in frames] == [(True, True), (True, True), (True, False)]
+    assert d.dropped["late"] == 0
+
+
+def test_a_jump_into_a_delta_frame_is_a_gap() -> None:
+    stream = rtp_stream("vp8", 3)
+    d = Depacketizer("vp8")
+    frames = [f for p in stream[0] for f in d.push(p)]
+    for p in stream[2]:  # 4000 packets later, mid-stream: the decoder lacks a reference
+        q = RtpPacket.parse(p)
+        q.sequence_number = (q.sequence_number + 4000) & 0xFFFF
+        frames += d.push(q.serialize())
+    assert [f.complete for f in frames] == [True, False]
