@@ -66,6 +66,7 @@ class StreamForwarder:
         self._checks = dict(config.keyframe_checks)
         self._ext_map = list(config.ext_id_map)
         self._source_id: Hashable = None
+        self._epoch = 0
         self._need_keyframe = config.kind == "video"
         self.forwarded = 0
         self.octets = 0
@@ -127,7 +128,10 @@ class StreamForwarder:
             self._need_keyframe = False
         in_ssrc = rtp.ssrc(buf)
         seq_ts = self.rewriter.translate(
-            (self._source_id, in_ssrc), rtp.sequence_number(buf), rtp.timestamp(buf), now
+            (self._source_id, self._epoch, in_ssrc),
+            rtp.sequence_number(buf),
+            rtp.timestamp(buf),
+            now,
         )
         if seq_ts is None:
             self.dropped["late"] += 1
@@ -144,7 +148,18 @@ class StreamForwarder:
 
     def out_timestamp(self, in_ssrc: int, rtp_ts: int) -> int | None:
         """Translate a source RTP timestamp (e.g. from its SR) into the outgoing stream's."""
-        return self.rewriter.out_timestamp((self._source_id, in_ssrc), rtp_ts)
+        return self.rewriter.out_timestamp((self._source_id, self._epoch, in_ssrc), rtp_ts)
+
+    def skip_withheld(self) -> None:
+        """Frames of the source were withheld before reaching this forwarder (moderation).
+
+        Starts a new rewriter epoch at the next packet, so the receiver sees the outgoing
+        sequence continue without a gap (no NACKs for packets that will never come), and gates
+        video until a keyframe: the receiver's decoder lacks the withheld frames.
+        """
+        self._epoch += 1
+        if self.config.kind == "video":
+            self._need_keyframe = True
 
     def keyframe_needed(self, now: float) -> bool:
         """True if the caller should send a PLI upstream now (gated and not throttled)."""

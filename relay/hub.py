@@ -14,6 +14,11 @@ RTCP terminated here (the legs are independent RTP sessions):
 * SR from a sender -> re-timed into the receiver's outgoing stream (lip sync, RTT);
 * RR and SDES are consumed (counted); the relay sends its own RR about what it receives
   (:meth:`ForwardingHub.send_receiver_reports`, driven by :meth:`run_reports`).
+
+Strict route (:meth:`ForwardingHub.set_moderated`): a moderated leg's video goes to its
+``relay.moderation.ModeratedStream`` instead of straight to the forwarder; the frames its gate
+releases come back through :meth:`_ModerationSink.release` into the same forwarder (rewriting,
+NACK ring, SR translation unchanged). Its cached keyframe is never replayed (unclassified).
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ import itertools
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Final
 
 from relay import rtcp, rtp
 from relay.aiortc_adapter import AiortcLeg
@@ -36,11 +41,20 @@ from relay.negotiation import (
     map_payload_types,
     rtx_payload_types,
 )
+from relay.policy import ModerationPolicy
 from relay.stats import ReceiveStats
+
+if TYPE_CHECKING:
+    from relay.depacketize import Codec
+    from relay.moderation import ModeratedStream, Moderator
 
 _NO_RTX: Final[dict[int, int]] = {}
 MAX_INCOMING_SSRCS: Final = 8
 """Incoming SSRCs tracked per client (audio, video, their RTX, plus restarts)."""
+
+ModerationCallback = Callable[[AiortcLeg, str, str, float], None]
+"""``(leg, "blocked" | "resumed", label, score)``: for the worker's ``control.Moderation``."""
+_DEPACKETIZED: Final[dict[str, Codec]] = {"video/vp8": "vp8", "video/h264": "h264"}
 
 
 class ForwardingHub:
@@ -51,10 +65,14 @@ class ForwardingHub:
         rng: random.Random | None = None,
         replay_keyframe_max_age: float | None = 3.0,
         clock: Callable[[], float] = time.monotonic,
+        on_moderation: ModerationCallback | None = None,
     ) -> None:
         """``replay_keyframe_max_age``: on "Next", start the new partner's video with the
-        sender's cached last keyframe if it is at most this old (None: never replay)."""
+        sender's cached last keyframe if it is at most this old (None: never replay).
+        ``on_moderation``: called when a moderated leg's video is blocked or resumed."""
         self._rng = rng or random.SystemRandom()
+        self.on_moderation = on_moderation
+        self._moderated: dict[AiortcLeg, ModeratedStream] = {}
         self._clock = clock
         self.replay_max_age = replay_keyframe_max_age
         self._kf: dict[AiortcLeg, KeyframeCache] = {}
@@ -100,6 +118,29 @@ class ForwardingHub:
                 for pt, apt in rtx_payload_types(media.codecs).items()
             }
 
+    def set_moderated(
+        self, leg: AiortcLeg, moderator: Moderator, policy: ModerationPolicy | None = None
+    ) -> ModeratedStream:
+        """Strict route: forward ``leg``'s video only when a safe verdict covers it.
+
+        Call from the event loop once the leg is negotiated (before media flows, ideally).
+        Events go to ``on_moderation``; a leg stays moderated until :meth:`forget`.
+        """
+        self.add_leg(leg)
+        old = self._moderated.pop(leg, None)
+        if old is not None:
+            old.close()
+        codecs = {
+            c.payloadType: _DEPACKETIZED[c.mimeType.lower()]
+            for c in leg.media["video"].codecs
+            if c.payloadType is not None and c.mimeType.lower() in _DEPACKETIZED
+        }
+        stream = moderator.open_stream(
+            codecs, policy or ModerationPolicy(), _ModerationSink(self, leg)
+        )
+        self._moderated[leg] = stream
+        return stream
+
     def pair(self, a: AiortcLeg, b: AiortcLeg) -> None:
         """Make ``a`` and ``b`` partners (replacing earlier partners); media flows at once."""
         self.add_leg(a)
@@ -139,7 +180,7 @@ class ForwardingHub:
         got), which :meth:`on_rtp` requests with a PLI on the first gated packet.
         """
         cache = self._kf.get(src)
-        if cache is None:
+        if cache is None or src in self._moderated:
             return
         now = self._clock()
         packets = cache.packets(now, self.replay_max_age)
@@ -165,6 +206,9 @@ class ForwardingHub:
         self._rtx_apt.pop(leg, None)
         self._kf.pop(leg, None)
         self._kf_checks.pop(leg, None)
+        moderated = self._moderated.pop(leg, None)
+        if moderated is not None:
+            moderated.close()
         for key in [k for k in self._fwd if k[0] is leg]:
             del self._fwd[key]
 
@@ -187,7 +231,18 @@ class ForwardingHub:
                 st = self._track_incoming(rx, leg, kind, rtp.ssrc(data))
             if st is not None:
                 st.update(rtp.sequence_number(data), rtp.timestamp(data), now)
-        if kind == "video":
+        moderated = self._moderated.get(leg)
+        if moderated is not None:
+            if kind == "video":
+                if pt in self._rtx_apt.get(leg, _NO_RTX):
+                    self.dropped["moderated_rtx"] += 1  # its frame was decided already
+                else:
+                    moderated.on_packet(data, now)
+                return
+            if moderated.blocked and moderated.policy.mute_audio_while_blocked:
+                self.dropped["muted_while_blocked"] += 1
+                return
+        elif kind == "video":
             checks = self._kf_checks.get(leg)
             check = checks.get(pt) if checks is not None else None
             if check is not None:
@@ -221,6 +276,32 @@ class ForwardingHub:
                 self.dropped["dst_not_connected"] += 1
         elif fwd.waiting_for_keyframe and fwd.keyframe_needed(now):
             self._send_pli(leg, kind, rtp.ssrc(data))
+
+    def _forward_released(
+        self, leg: AiortcLeg, packets: Sequence[bytes], restart: bool, now: float
+    ) -> None:
+        """Packets of a frame the moderation gate released, through the usual forwarder."""
+        dst = self._partner.get(leg)
+        fwd = None if dst is None else self._fwd.get((dst, "video"))
+        if dst is None or fwd is None:
+            self.dropped["unpaired"] += len(packets)
+            return
+        if restart:
+            fwd.skip_withheld()
+        for p in packets:
+            buf = bytearray(p)
+            if fwd.on_rtp(buf, now):
+                if not dst.send(bytes(buf)):
+                    self.dropped["dst_not_connected"] += 1
+            elif fwd.waiting_for_keyframe and fwd.keyframe_needed(now):
+                self._send_pli(leg, "video", rtp.ssrc(p))
+
+    def _moderation_keyframe_request(self, leg: AiortcLeg, media_ssrc: int, now: float) -> None:
+        """The gate needs a keyframe: same throttle as the receiver's own PLIs."""
+        dst = self._partner.get(leg)
+        fwd = None if dst is None else self._fwd.get((dst, "video"))
+        if fwd is not None and fwd.on_keyframe_request(now):
+            self._send_pli(leg, "video", media_ssrc)
 
     def _track_incoming(
         self, rx: dict[int, ReceiveStats], leg: AiortcLeg, kind: str, ssrc: int
@@ -334,3 +415,23 @@ class ForwardingHub:
                 )
             )
             return
+
+
+class _ModerationSink:
+    """Where one moderated leg's stream hands its decisions back to the hub."""
+
+    __slots__ = ("_hub", "_leg")
+
+    def __init__(self, hub: ForwardingHub, leg: AiortcLeg) -> None:
+        self._hub = hub
+        self._leg = leg
+
+    def release(self, packets: Sequence[bytes], restart: bool, now: float) -> None:
+        self._hub._forward_released(self._leg, packets, restart, now)
+
+    def request_keyframe(self, media_ssrc: int, now: float) -> None:
+        self._hub._moderation_keyframe_request(self._leg, media_ssrc, now)
+
+    def moderation_event(self, state: str, label: str, score: float) -> None:
+        if self._hub.on_moderation is not None:
+            self._hub.on_moderation(self._leg, state, label, score)

@@ -164,3 +164,22 @@ def test_rtx_payload_types() -> None:
     from relay.negotiation import rtx_payload_types
 
     assert rtx_payload_types([codec("video/VP8", 96), codec("video/rtx", 97, apt=96)]) == {97: 96}
+
+
+def test_withheld_frames_leave_no_sequence_gap() -> None:
+    """Moderation withheld source seqs 12-15: the receiver sees one continuous stream that
+    restarts at a keyframe (no NACKs for packets that will never come)."""
+    f = video_forwarder()
+    out = []
+    for seq, ts, payload in ((10, 0, KEY), (11, 3000, DELTA)):
+        b = pkt(seq, ts, payload)
+        assert f.on_rtp(b, ts / 90000)
+        out.append(rtp.sequence_number(b))
+    f.skip_withheld()
+    assert f.waiting_for_keyframe
+    assert not f.on_rtp(pkt(16, 18000, DELTA), 0.2)  # only a keyframe may follow
+    b = pkt(17, 21000, KEY)
+    assert f.on_rtp(b, 0.233)
+    out.append(rtp.sequence_number(b))
+    assert [(s - out[0]) & 0xFFFF for s in out] == [0, 1, 2]
+    assert f.rewriter.epochs == 2

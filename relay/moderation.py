@@ -1,0 +1,345 @@
+"""Strict route, the I/O half: decode a moderated leg's video, classify it, carry out the gate.
+
+Per moderated incoming video stream (:class:`ModeratedStream`)::
+
+    RTP packets --depacketize--> encoded frames --PyAV decode (thread pool)--> picture
+      picture --fastpath.scene.luma_signature--> ModerationGate.on_frame --> actions
+      Classify --fastpath Letterboxer (thread pool)--> AsyncBatcher (model) --> policy verdict
+      Release --> the frame's original packets to the hub (rewritten and sent as usual)
+
+What is decided where: ``relay.gate`` decides (sans-I/O, fail closed); this module only runs
+codecs and models off the event loop and hands the gate's decisions to a :class:`StreamSink`
+(the hub). Frames are decoded strictly in order, one at a time per stream: a decoder is stateful.
+
+Privacy: pixels exist only in the decoded picture of the frame being analysed and in the model
+input tensors (preallocated, reused, overwritten); nothing is logged but counts, labels and
+scores, nothing is written anywhere. Encoded packets are kept only while the gate holds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+import av
+import numpy as np
+from numpy.typing import NDArray
+
+from fastpath.preprocess import letterboxer
+from fastpath.scene import luma_signature
+from models.batching import AsyncBatcher
+from models.inference import ModelRunner
+from models.letterbox import Letterbox
+from relay import rtp
+from relay.depacketize import Codec, Depacketizer, EncodedFrame
+from relay.gate import (
+    Action,
+    Blocked,
+    Classify,
+    Drop,
+    GateConfig,
+    GateState,
+    ModerationGate,
+    Release,
+    RequestKeyframe,
+    Resumed,
+    Signature,
+)
+from relay.policy import ModerationPolicy
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_GRID: Final = (18, 32)
+MAX_BACKLOG: Final = 30
+"""Frames waiting for the decoder beyond which the stream gives up on them (about 1 s):
+they are dropped as undecodable and the decoder restarts at a keyframe."""
+TICK_S: Final = 0.1
+
+
+class StreamSink(Protocol):
+    """Where a moderated stream's decisions go (implemented by the hub)."""
+
+    def release(self, packets: Sequence[bytes], restart: bool, now: float) -> None:
+        """Forward these original packets; ``restart``: frames were withheld since the last
+        release (this one starts with a keyframe), so continue the outgoing numbering."""
+
+    def request_keyframe(self, media_ssrc: int, now: float) -> None:
+        """Ask the sender for a keyframe (throttled by the sink)."""
+
+    def moderation_event(self, state: str, label: str, score: float) -> None:
+        """``blocked`` (with the label and score that blocked) or ``resumed``."""
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """Counters and recent timings (seconds; bounded) for metrics and the benchmark."""
+
+    frames: int = 0
+    classified: int = 0
+    no_verdict: int = 0
+    released: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    decode_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    preprocess_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    classify_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    """From submitting a tensor to its detections (queueing in the batcher included)."""
+    hold_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    """From a frame's last packet arriving to its release."""
+
+
+class Moderator:
+    """One per worker process: the model (one batcher) and the decode threads all moderated
+    streams share, and the gate settings they use."""
+
+    def __init__(
+        self,
+        batcher: AsyncBatcher,
+        *,
+        gate_config: GateConfig | None = None,
+        decode_threads: int = 1,
+        classify_timeout_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        prep = batcher.runner.manifest.preprocess
+        if prep.colour_order != "rgb" or abs(prep.scale - 1 / 255) > 1e-9:
+            raise ValueError("the YUV fast path feeds RGB scaled by 1/255 only")
+        self.batcher = batcher
+        self.gate_config = gate_config or GateConfig()
+        self.classify_timeout_s = classify_timeout_s
+        self.clock = clock
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            decode_threads, thread_name_prefix="chatguard-decode"
+        )
+        self.input_size = batcher.runner.input_size
+        self.center = prep.letterbox == "center"
+        self._streams: set[ModeratedStream] = set()
+
+    @classmethod
+    def default(
+        cls, gate_config: GateConfig | None = None, classify_timeout_s: float = 1.0
+    ) -> Moderator:
+        """The default model (NudeNet 320n) with one inference thread (one worker per core)."""
+        runner = ModelRunner(intra_op_threads=1, batch_mode="loop")
+        return cls(
+            AsyncBatcher(runner), gate_config=gate_config, classify_timeout_s=classify_timeout_s
+        )
+
+    def open_stream(
+        self, codec_by_pt: Mapping[int, Codec], policy: ModerationPolicy, sink: StreamSink
+    ) -> ModeratedStream:
+        """Start moderating one incoming video stream (call from the event loop)."""
+        stream = ModeratedStream(self, codec_by_pt, policy, sink)
+        self._streams.add(stream)
+        return stream
+
+    async def aclose(self) -> None:
+        for s in list(self._streams):
+            s.close()
+        await self.batcher.aclose()
+        self.executor.shutdown(wait=True)
+
+
+@dataclass(slots=True)
+class _Analysed:
+    signature: Signature
+    picture: av.VideoFrame
+
+
+class ModeratedStream:
+    """Gate, decoder and classifier requests of one moderated incoming video stream."""
+
+    def __init__(
+        self,
+        moderator: Moderator,
+        codec_by_pt: Mapping[int, Codec],
+        policy: ModerationPolicy,
+        sink: StreamSink,
+    ) -> None:
+        self._m = moderator
+        self._codec_by_pt = dict(codec_by_pt)
+        self.policy = policy
+        self._sink = sink
+        self.gate = ModerationGate(moderator.gate_config)
+        self.stats = StreamStats()
+        self._ids = itertools.count()
+        self._depack: Depacketizer | None = None
+        self._codec: Codec | None = None
+        self._decoder: av.VideoCodecContext | None = None
+        self._decoder_broken = True
+        self._backlog: deque[tuple[int, EncodedFrame]] = deque()
+        self._held: dict[int, tuple[EncodedFrame, float]] = {}
+        self._withheld = False
+        self._ssrc = 0
+        self._tensors: list[NDArray[np.float32]] = []
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def blocked(self) -> bool:
+        return self.gate.state is GateState.BLOCKED
+
+    def on_packet(self, data: bytes, now: float) -> None:
+        """One incoming RTP packet of the stream (hot path, synchronous)."""
+        codec = self._codec_by_pt.get(data[1] & 0x7F)
+        if codec is None:
+            self.stats.dropped["unknown_pt"] += 1
+            return
+        if codec != self._codec:  # first packet, or the sender switched codecs
+            self._codec = codec
+            self._depack = Depacketizer(codec)
+            self._decoder = None
+            self._decoder_broken = True
+        assert self._depack is not None
+        self._ssrc = rtp.ssrc(data)
+        for frame in self._depack.push(data):
+            fid = next(self._ids)
+            self._held[fid] = (frame, now)
+            self._backlog.append((fid, frame))
+            self._wake.set()
+
+    def close(self) -> None:
+        self._worker.cancel()
+        for t in self._tasks:
+            t.cancel()
+        self._held.clear()
+        self._backlog.clear()
+        self._m._streams.discard(self)
+
+    # -- the per-stream worker: frames in order ---------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._backlog:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), TICK_S)
+                except TimeoutError:
+                    self._apply(self.gate.on_tick(self._m.clock()))
+                continue
+            fid, frame = self._backlog.popleft()
+            try:
+                await self._process(loop, fid, frame)
+            except Exception as exc:  # a bug must not stop moderating (nor unblock anything)
+                log.error("moderated stream: frame failed (%s)", type(exc).__name__)
+
+    async def _process(
+        self, loop: asyncio.AbstractEventLoop, fid: int, frame: EncodedFrame
+    ) -> None:
+        self.stats.frames += 1
+        analysed: _Analysed | None = None
+        if len(self._backlog) > MAX_BACKLOG:
+            self._decoder_broken = True  # fell behind: skip to the next keyframe
+        elif frame.complete and (frame.keyframe or not self._decoder_broken):
+            try:
+                analysed = await loop.run_in_executor(self._m.executor, self._analyse, frame)
+            except Exception as exc:  # e.g. an odd picture size: undecodable, fail closed
+                log.warning("moderated stream: analysis failed (%s)", type(exc).__name__)
+        self._decoder_broken = analysed is None
+        frame.data = b""  # the bitstream copy is done with; only the packets wait in the gate
+        sig = None if analysed is None else analysed.signature
+        actions = self.gate.on_frame(fid, frame.keyframe, sig, self._m.clock())
+        if analysed is not None and any(isinstance(a, Classify) for a in actions):
+            try:
+                await self._classify(fid, analysed.picture)
+            except Exception as exc:
+                log.warning("moderated stream: preprocessing failed (%s)", type(exc).__name__)
+                actions += self.gate.on_no_verdict(fid, self._m.clock())
+        self._apply(actions)
+
+    def _analyse(self, frame: EncodedFrame) -> _Analysed | None:
+        """Decode one frame and take its scene signature (decode thread)."""
+        t0 = time.perf_counter()
+        try:
+            if self._decoder is None:
+                assert self._codec is not None
+                ctx = av.CodecContext.create(self._codec, "r")
+                assert isinstance(ctx, av.VideoCodecContext)
+                ctx.thread_count = 1  # one worker process per core
+                self._decoder = ctx
+            pictures = self._decoder.decode(av.Packet(frame.data))
+        except av.FFmpegError as exc:
+            log.debug("moderated stream: undecodable frame (%s)", type(exc).__name__)
+            return None
+        if not pictures:
+            return None
+        pic = pictures[-1]
+        if pic.format.name != "yuv420p":
+            pic = pic.reformat(format="yuv420p")
+        sig = np.empty(SIGNATURE_GRID, np.float32)
+        luma_signature(yuv_plane(pic, 0), sig)
+        self.stats.decode_s.append(time.perf_counter() - t0)
+        return _Analysed(sig, pic)
+
+    def _letterbox(self, pic: av.VideoFrame, out: NDArray[np.float32]) -> None:
+        """The model input for one picture, into a reused buffer (decode thread)."""
+        t0 = time.perf_counter()
+        lb = letterboxer(pic.width, pic.height, self._m.input_size, self._m.center)
+        lb.run(yuv_plane(pic, 0), yuv_plane(pic, 1), yuv_plane(pic, 2), out)
+        self.stats.preprocess_s.append(time.perf_counter() - t0)
+
+    async def _classify(self, fid: int, pic: av.VideoFrame) -> None:
+        s = self._m.input_size
+        tensor = self._tensors.pop() if self._tensors else np.empty((3, s, s), np.float32)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._m.executor, self._letterbox, pic, tensor)
+        lb = Letterbox.for_frame(
+            pic.width, pic.height, s, "center" if self._m.center else "top-left"
+        )
+        task = loop.create_task(self._verdict(fid, tensor, lb))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _verdict(self, fid: int, tensor: NDArray[np.float32], lb: Letterbox) -> None:
+        t0 = time.perf_counter()
+        try:
+            dets = await asyncio.wait_for(
+                self._m.batcher.infer(tensor, lb), self._m.classify_timeout_s
+            )
+        except Exception as exc:  # time-out or model error: no verdict, fail closed
+            self.stats.no_verdict += 1
+            log.warning("moderation: no verdict (%s)", type(exc).__name__)
+            self._apply(self.gate.on_no_verdict(fid, self._m.clock()))
+            return  # the tensor may still be read by a late run: do not reuse it
+        self.stats.classify_s.append(time.perf_counter() - t0)
+        self.stats.classified += 1
+        self._tensors.append(tensor)
+        v = self.policy.verdict(dets)
+        self._apply(self.gate.on_verdict(fid, v.safe, v.label, v.score, self._m.clock()))
+
+    def _apply(self, actions: list[Action]) -> None:
+        now = self._m.clock()
+        for a in actions:
+            if isinstance(a, Release):
+                frame, arrival = self._held.pop(a.frame_id)
+                self.stats.released += 1
+                self.stats.hold_s.append(now - arrival)
+                self._sink.release(frame.packets, self._withheld, now)
+                self._withheld = False
+            elif isinstance(a, Drop):
+                self._held.pop(a.frame_id, None)
+                self.stats.dropped[a.reason] += 1
+                self._withheld = True
+            elif isinstance(a, RequestKeyframe):
+                self._sink.request_keyframe(self._ssrc, now)
+            elif isinstance(a, Blocked):
+                log.info("moderation: blocked (%s %.2f)", a.label, a.score)
+                self._sink.moderation_event("blocked", a.label, a.score)
+            elif isinstance(a, Resumed):
+                log.info("moderation: resumed")
+                self._sink.moderation_event("resumed", "", 0.0)
+
+
+def yuv_plane(pic: av.VideoFrame, i: int) -> NDArray[np.uint8]:
+    """A zero-copy view of one plane without PyAV's row padding."""
+    p = pic.planes[i]
+    rows = np.frombuffer(memoryview(p), np.uint8).reshape(p.height, p.line_size)
+    return rows[:, : p.width]

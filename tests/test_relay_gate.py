@@ -1,0 +1,247 @@
+"""The moderation gate: scenario tests, and a property test against an independent oracle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from hypothesis import given, settings, target
+from hypothesis import strategies as st
+
+from relay.gate import (
+    Action,
+    Blocked,
+    Classify,
+    Drop,
+    GateConfig,
+    GateState,
+    ModerationGate,
+    Release,
+    RequestKeyframe,
+    Resumed,
+)
+
+CONFIG = GateConfig(verdict_ttl_s=1.0, min_classifications_per_s=2.0, max_hold_s=0.5)
+
+
+def sig(scene: int) -> np.ndarray:
+    """A 2x2 signature per scene; scenes are 40 grey levels apart (threshold 8)."""
+    return np.full((2, 2), 40.0 * scene, np.float32)
+
+
+def of(actions: list[Action], kind: type) -> list[Action]:
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def released(actions: list[Action]) -> list[int]:
+    return [a.frame_id for a in actions if isinstance(a, Release)]
+
+
+def test_nothing_before_the_first_keyframe_and_its_verdict() -> None:
+    g = ModerationGate(CONFIG)
+    a = g.on_frame(0, False, sig(0), 0.0)
+    assert of(a, Drop) == [Drop(0, "awaiting_keyframe")] and of(a, RequestKeyframe)
+    a = g.on_frame(1, True, sig(0), 0.033)
+    assert of(a, Classify) == [Classify(1)] and not released(a)
+    assert released(g.on_frame(2, False, sig(0), 0.066)) == []  # queued behind the keyframe
+    assert released(g.on_verdict(1, True, "", 0.0, 0.08)) == [1, 2]
+    assert released(g.on_frame(3, False, sig(0), 0.1)) == [3]  # same scene: straight through
+    assert g.state is GateState.OPEN and g.held == 0
+
+
+def open_gate(scene: int = 0) -> ModerationGate:
+    g = ModerationGate(CONFIG)
+    g.on_frame(0, True, sig(scene), 0.0)
+    assert released(g.on_verdict(0, True, "", 0.0, 0.01)) == [0]
+    return g
+
+
+def test_new_scene_is_held_until_its_own_verdict() -> None:
+    g = open_gate()
+    a = g.on_frame(1, False, sig(1), 0.1)
+    assert of(a, Classify) == [Classify(1)] and not released(a)
+    a = g.on_frame(2, False, sig(0), 0.13)  # scene 0 again, but behind frame 1 (order)
+    assert of(a, Classify) == [Classify(2)] and not released(a)
+    assert released(g.on_verdict(1, True, "", 0.0, 0.15)) == [1]
+    # the reference is now frame 1 (scene 1): frame 2 needs its own verdict
+    assert released(g.on_verdict(2, True, "", 0.0, 0.16)) == [2]
+    assert released(g.on_frame(3, False, sig(0), 0.17)) == [3]
+
+
+def test_unsafe_verdict_blocks_until_a_safe_keyframe() -> None:
+    g = open_gate()
+    g.on_frame(1, False, sig(1), 0.1)
+    g.on_frame(2, False, sig(1), 0.13)
+    a = g.on_verdict(1, False, "FACE_FEMALE", 0.8, 0.15)
+    assert of(a, Blocked) == [Blocked("FACE_FEMALE", 0.8)] and g.strikes == 1
+    assert of(a, Drop) == [Drop(1, "unsafe"), Drop(2, "unsafe")]
+    assert g.state is GateState.BLOCKED
+    # deltas keep being classified but never released; a safe one asks for a keyframe
+    a = g.on_frame(3, False, sig(0), 0.6)
+    assert of(a, Classify) == [Classify(3)] and of(a, Drop) == [Drop(3, "blocked")]
+    a = g.on_verdict(3, True, "", 0.0, 0.62)
+    assert of(a, RequestKeyframe) and not released(a) and not of(a, Resumed)
+    assert released(g.on_frame(4, False, sig(0), 0.63)) == []
+    a = g.on_frame(5, True, sig(0), 0.7)
+    assert of(a, Classify) == [Classify(5)]
+    assert released(g.on_frame(6, False, sig(0), 0.73)) == []
+    a = g.on_verdict(5, True, "", 0.0, 0.75)
+    assert released(a) == [5, 6] and of(a, Resumed) and g.state is GateState.OPEN
+
+
+def test_unsafe_keyframe_keeps_the_block() -> None:
+    g = open_gate()
+    g.on_frame(1, False, sig(1), 0.1)
+    g.on_verdict(1, False, "X", 0.9, 0.12)
+    g.on_frame(2, True, sig(1), 0.2)
+    a = g.on_verdict(2, False, "X", 0.9, 0.22)
+    assert not of(a, Blocked) and g.strikes == 1 and of(a, Drop) == [Drop(2, "unsafe")]
+
+
+def test_verdict_expires_and_periodic_classification_keeps_it_fresh() -> None:
+    g = open_gate()
+    t, submitted = 0.0, []
+    for i in range(1, 90):  # 3 s of the same scene at 30 fps, verdicts answered at once
+        t = i / 30
+        a = g.on_frame(i, False, sig(0), t)
+        assert released(a) == [i]
+        for c in of(a, Classify):
+            submitted.append(c.frame_id)
+            assert released(g.on_verdict(c.frame_id, True, "", 0.0, t)) == []
+    assert 5 <= len(submitted) <= 7  # about 2 per second
+    # no answers any more: after the TTL, frames are held, then dropped
+    g2 = open_gate()
+    assert released(g2.on_frame(1, False, sig(0), 0.5)) == [1]
+    a = g2.on_frame(2, False, sig(0), 1.1)  # reference (frame 0 at t=0) expired
+    assert not released(a) and g2.held == 1
+
+
+def test_hold_overflow_drops_and_requires_a_keyframe() -> None:
+    g = open_gate()
+    g.on_frame(1, False, sig(1), 0.1)
+    for i in range(2, 20):
+        a = g.on_frame(i, False, sig(1), 0.1 + i / 30)
+    assert of(a, Drop) and g.state is GateState.AWAIT_KEYFRAME and of(a, RequestKeyframe)
+    assert g.on_verdict(1, True, "", 0.0, 0.8) == []  # too late: its frames are gone
+    assert of(g.on_frame(30, False, sig(1), 1.0), Drop)  # a delta cannot follow a drop
+
+
+def test_undecodable_frame_drops_and_requires_a_keyframe() -> None:
+    g = open_gate()
+    a = g.on_frame(1, False, None, 0.1)
+    assert of(a, Drop) == [Drop(1, "undecodable")] and of(a, RequestKeyframe)
+    assert released(g.on_frame(2, False, sig(0), 0.13)) == []
+    a = g.on_frame(3, True, sig(0), 0.16)
+    assert of(a, Classify) == [Classify(3)] and not released(a)  # the old reference is void
+    assert released(g.on_verdict(3, True, "", 0.0, 0.2)) == [3]
+
+
+def test_no_verdict_means_dropped() -> None:
+    g = open_gate()
+    g.on_frame(1, False, sig(1), 0.1)
+    g.on_frame(2, False, sig(1), 0.13)
+    a = g.on_no_verdict(1, 0.2)
+    assert of(a, Drop) == [Drop(1, "unclassified"), Drop(2, "unclassified")]
+    g.on_frame(3, False, sig(1), 0.3)
+    g.on_frame(4, True, sig(1), 0.33)
+    a = g.on_tick(1.5)  # never answered: time-out
+    assert {d.frame_id for d in of(a, Drop)} == {4}
+
+
+@dataclass
+class Oracle:
+    """Independent restatement of the release rule, checked on every action."""
+
+    ttl: float
+    frames: dict[int, tuple[bool, int | None, float]] = field(default_factory=dict)
+    safe_verdicts: list[int] = field(default_factory=list)
+    floor: int = 0
+    """Frames before this id arrived before the last unsafe verdict."""
+    blocked: bool = False
+    last_released: int = -1
+    decided: set[int] = field(default_factory=set)
+    next_id: int = 0
+
+    def check(self, actions: list[Action]) -> None:
+        for a in actions:
+            if isinstance(a, Release):
+                self.check_release(a.frame_id)
+            if isinstance(a, (Release, Drop)):
+                assert a.frame_id not in self.decided, a
+                self.decided.add(a.frame_id)
+
+    def check_release(self, r: int) -> None:
+        keyframe, scene, arrival = self.frames[r]
+        assert scene is not None, "an undecodable frame was released"
+        assert r > self.last_released, "order"
+        if r != self.last_released + 1 or self.last_released < 0:
+            assert keyframe, f"frame {r} released after a gap without a keyframe"
+            assert r in self.safe_verdicts, f"frame {r} resumed without a fresh verdict"
+        assert r >= self.floor, "a frame from before an unsafe verdict was released"
+        if self.blocked:
+            assert keyframe and r in self.safe_verdicts, "resumed without a safe keyframe"
+            self.blocked = False
+        covered = r in self.safe_verdicts or any(
+            self.floor <= s < r
+            and self.frames[s][1] == scene
+            and arrival - self.frames[s][2] <= self.ttl
+            for s in self.safe_verdicts
+        )
+        assert covered, f"frame {r} released without a safe verdict covering it"
+        self.last_released = r
+
+
+events = st.lists(
+    st.tuples(
+        st.sampled_from(["frame", "frame", "frame", "verdict", "verdict", "lost", "tick"]),
+        st.booleans(),
+        st.sampled_from([0, 0, 0, 1, 2, None]),
+        st.sampled_from([0.0, 0.033, 0.033, 0.033, 0.1, 0.3, 0.7]),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(events, st.integers(1, 3))
+def test_no_release_without_a_covering_safe_verdict(
+    evs: list[tuple[str, bool, int | None, float]], max_in_flight: int
+) -> None:
+    cfg = GateConfig(max_in_flight=max_in_flight, verdict_timeout_s=0.5, max_held_frames=10)
+    g = ModerationGate(cfg)
+    o = Oracle(ttl=cfg.verdict_ttl_s)
+    now = 0.0
+    outstanding: list[int] = []
+    for kind, flag, n, dt in evs:
+        now += dt
+        if kind == "frame":
+            fid = o.next_id
+            o.next_id += 1
+            o.frames[fid] = (flag, n, now)
+            acts = g.on_frame(fid, flag, None if n is None else sig(n), now)
+        elif kind in ("verdict", "lost") and outstanding:
+            fid = outstanding.pop(0 if dt < 0.1 else -1)  # mostly in order
+            if kind == "lost":
+                acts = g.on_no_verdict(fid, now)
+            else:
+                if flag:
+                    o.safe_verdicts.append(fid)
+                else:
+                    o.floor, o.blocked = o.next_id, True
+                acts = g.on_verdict(fid, flag, "L", 0.9, now)
+        else:
+            acts = g.on_tick(now)
+        o.check(acts)
+        outstanding += [a.frame_id for a in acts if isinstance(a, Classify)]
+        assert g.in_flight <= max_in_flight
+    target(float(len(o.decided)))  # steer towards sequences where the gate decides a lot
+
+
+def test_a_verdict_from_before_a_drop_does_not_resume() -> None:
+    g = open_gate()
+    a = g.on_frame(1, False, sig(0), 0.5)  # covered, and a periodic check is due
+    assert released(a) == [1] and of(a, Classify) == [Classify(1)]
+    g.on_frame(2, False, None, 0.53)  # lost packets: dropped, keyframe needed
+    assert of(g.on_frame(3, True, sig(0), 0.56), Classify) == [Classify(3)]
+    assert released(g.on_verdict(1, True, "", 0.0, 0.58)) == []  # stale: frame 1 < the drop
+    assert released(g.on_verdict(3, True, "", 0.0, 0.6)) == [3]

@@ -1,0 +1,147 @@
+"""ForwardingHub glue for moderated legs, with stand-in legs and a stand-in moderator."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+
+from relay import rtcp, rtp
+from relay.aiortc_adapter import NegotiatedMedia
+from relay.hub import ForwardingHub
+from relay.moderation import StreamSink
+from relay.policy import ModerationPolicy
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+RTX = RTCRtpCodecParameters(
+    mimeType="video/rtx", clockRate=90000, payloadType=97, parameters={"apt": 96}
+)
+OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
+KEY = b"\x10\x00\x9d\x01\x2a"
+DELTA = b"\x10\x01"
+
+
+class Leg:
+    """What the hub uses of an AiortcLeg."""
+
+    def __init__(self, ssrc_base: int) -> None:
+        self.media = {
+            "video": NegotiatedMedia("video", (VP8, RTX), (), ssrc_base + 1),
+            "audio": NegotiatedMedia("audio", (OPUS,), (), ssrc_base + 2),
+        }
+        self.kind_by_pt = {96: "video", 97: "video", 111: "audio"}
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> bool:
+        self.sent.append(data)
+        return True
+
+    def rtp_sent(self, pt: int) -> list[bytes]:
+        return [p for p in self.sent if not rtp.is_rtcp(p) and rtp.payload_type(p) == pt]
+
+
+@dataclass
+class Stream:
+    sink: StreamSink
+    policy: ModerationPolicy
+    packets: list[bytes] = field(default_factory=list)
+    blocked: bool = False
+    closed: bool = False
+
+    def on_packet(self, data: bytes, now: float) -> None:
+        self.packets.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeModerator:
+    def __init__(self) -> None:
+        self.streams: list[Stream] = []
+        self.codecs: list[Mapping[int, str]] = []
+
+    def open_stream(
+        self, codec_by_pt: Mapping[int, str], policy: ModerationPolicy, sink: StreamSink
+    ) -> Any:
+        self.codecs.append(codec_by_pt)
+        self.streams.append(Stream(sink, policy))
+        return self.streams[-1]
+
+
+def pkt(pt: int, seq: int, ts: int, payload: bytes, ssrc: int = 0xA1) -> bytes:
+    """One single-packet frame (marker set)."""
+    return RtpPacket(
+        payload_type=pt, marker=1, sequence_number=seq, timestamp=ts, ssrc=ssrc, payload=payload
+    ).serialize()
+
+
+def setup(policy: ModerationPolicy | None = None) -> tuple[ForwardingHub, Leg, Leg, Stream, list]:
+    events: list[tuple[Any, str, str, float]] = []
+    hub = ForwardingHub(
+        rng=random.Random(1),
+        clock=lambda: 0.1,
+        on_moderation=lambda leg, state, label, score: events.append((leg, state, label, score)),
+    )
+    a, b = Leg(100), Leg(200)
+    moderator = FakeModerator()
+    hub.set_moderated(a, moderator, policy)  # type: ignore[arg-type]
+    hub.pair(a, b)  # type: ignore[arg-type]
+    assert moderator.codecs == [{96: "vp8"}]  # RTX is not depacketized
+    return hub, a, b, moderator.streams[0], events
+
+
+def test_moderated_video_goes_through_the_gate_only() -> None:
+    hub, a, b, stream, events = setup()
+    key = pkt(96, 10, 0, KEY)
+    hub.on_rtp(a, key, 0.0)  # type: ignore[arg-type]
+    hub.on_rtp(a, pkt(97, 1, 0, b"\x00\x0a" + KEY), 0.01)  # type: ignore[arg-type]
+    assert stream.packets == [key] and b.rtp_sent(96) == []
+    assert hub.dropped["moderated_rtx"] == 1
+    # the gate releases the keyframe: it goes out rewritten like any forwarded packet
+    stream.sink.release([key], restart=False, now=0.05)
+    (out,) = b.rtp_sent(96)
+    assert rtp.ssrc(out) == b.media["video"].out_ssrc
+    first = rtp.sequence_number(out)
+    # frames withheld (seq 11-13), then a keyframe: the outgoing sequence has no gap
+    stream.sink.release([pkt(96, 14, 12000, KEY)], restart=True, now=0.2)
+    assert [(rtp.sequence_number(p) - first) & 0xFFFF for p in b.rtp_sent(96)] == [0, 1]
+    # a gate keyframe request becomes one throttled PLI to the sender, for its stream
+    stream.sink.request_keyframe(0xA1, 0.3)
+    stream.sink.request_keyframe(0xA1, 0.31)
+    plis = [p for p in a.sent if rtp.is_rtcp(p) and p[1] == rtcp.RTCP_PSFB]
+    assert len(plis) == 1 and int.from_bytes(plis[0][8:12], "big") == 0xA1
+    stream.sink.moderation_event("blocked", "FACE_FEMALE", 0.8)
+    assert events == [(a, "blocked", "FACE_FEMALE", 0.8)]
+    # B's video to A is not moderated
+    hub.on_rtp(b, pkt(96, 5, 0, KEY, ssrc=0xB1), 0.4)  # type: ignore[arg-type]
+    assert len(a.rtp_sent(96)) == 1
+
+
+def test_audio_is_muted_only_while_blocked_and_only_if_the_policy_says_so() -> None:
+    for mute in (False, True):
+        hub, a, b, stream, _ = setup(ModerationPolicy(mute_audio_while_blocked=mute))
+        hub.on_rtp(a, pkt(111, 1, 0, b"opus"), 0.0)  # type: ignore[arg-type]
+        stream.blocked = True
+        hub.on_rtp(a, pkt(111, 2, 960, b"opus"), 0.02)  # type: ignore[arg-type]
+        stream.blocked = False
+        hub.on_rtp(a, pkt(111, 3, 1920, b"opus"), 0.04)  # type: ignore[arg-type]
+        assert len(b.rtp_sent(111)) == (3 if not mute else 2)
+
+
+def test_no_keyframe_replay_from_a_moderated_leg_and_forget_closes() -> None:
+    hub = ForwardingHub(rng=random.Random(1), clock=lambda: 0.1)
+    a, c = Leg(100), Leg(300)
+    for leg, ssrc in ((a, 0xA1), (c, 0xC1)):
+        hub.add_leg(leg)  # type: ignore[arg-type]
+        hub.on_rtp(leg, pkt(96, 1, 0, KEY, ssrc=ssrc), 0.0)  # type: ignore[arg-type]
+    moderator = FakeModerator()
+    hub.set_moderated(a, moderator)  # type: ignore[arg-type]  # after A's keyframe was cached
+    hub.pair(a, c)  # type: ignore[arg-type]
+    assert hub.keyframes_replayed == 1  # C's cached keyframe was shown to A; none of A's to C
+    assert len(a.rtp_sent(96)) == 1 and c.rtp_sent(96) == []
+    hub.forget(a)  # type: ignore[arg-type]
+    assert moderator.streams[0].closed

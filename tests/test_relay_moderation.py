@@ -1,0 +1,112 @@
+"""A moderated stream with the real model on real photographs through aiortc's VP8 encoder."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+from strict_support import FACE_POLICY, SAFE, UNSAFE, VP8Receiver, Vp8Sender, shows
+
+from models.batching import AsyncBatcher
+from models.decode import Detection
+from models.inference import ModelRunner
+from models.letterbox import Letterbox
+from relay.moderation import Moderator
+
+
+@pytest.fixture(scope="module")
+def runner() -> ModelRunner:
+    r = ModelRunner(intra_op_threads=1)
+    r.infer_one(np.zeros((3, 320, 320), np.float32), Letterbox.identity(320))  # warm up
+    return r
+
+
+@dataclass
+class Sink:
+    """Stands in for the hub: forwards released packets to a decoding receiver."""
+
+    sender: Vp8Sender
+    receiver: VP8Receiver = field(default_factory=VP8Receiver)
+    events: list[tuple[str, str, float]] = field(default_factory=list)
+    restarts: list[int] = field(default_factory=list)
+    """Number of pictures the receiver had when a release came with ``restart``."""
+    keyframe_requests: int = 0
+    blocked_at_picture: int | None = None
+    """Pictures the sender had sent when the block was announced."""
+    received_at_block: int = 0
+
+    def release(self, packets: Sequence[bytes], restart: bool, now: float) -> None:
+        if restart:
+            self.restarts.append(len(self.receiver.pictures))
+        for p in packets:
+            self.receiver.packet(p)
+
+    def request_keyframe(self, media_ssrc: int, now: float) -> None:
+        assert media_ssrc == self.sender.ssrc
+        self.keyframe_requests += 1
+        self.sender.keyframe_requested = True
+
+    def moderation_event(self, state: str, label: str, score: float) -> None:
+        if state == "blocked":
+            self.blocked_at_picture = self.sender.index
+            self.received_at_block = len(self.receiver.pictures)
+        self.events.append((state, label, score))
+
+
+async def play(moderator: Moderator, sink: Sink, script: list[str]) -> None:
+    """Send the script at 30 fps in real time, then let the last verdicts arrive."""
+    stream = moderator.open_stream({96: "vp8"}, FACE_POLICY, sink)
+    start = time.monotonic()
+    for i, name in enumerate(script):
+        for p in sink.sender.frame(name):
+            stream.on_packet(p, time.monotonic())
+        await asyncio.sleep(max(0.0, start + (i + 1) / 30 - time.monotonic()))
+    await asyncio.sleep(0.5)
+    stream.close()
+
+
+@pytest.mark.timeout(60)
+async def test_unsafe_picture_in_delta_frames_is_never_forwarded(runner: ModelRunner) -> None:
+    sender = Vp8Sender()
+    sink = Sink(sender)
+    moderator = Moderator(AsyncBatcher(runner))
+    script = [SAFE] * 30 + [UNSAFE] * 30 + [SAFE] * 60
+    await play(moderator, sink, script)
+    await moderator.aclose()
+
+    # blocked on the astronaut's face, a strike; resumed from a keyframe the gate asked for
+    assert [e[0] for e in sink.events] == ["blocked", "resumed"], sink.events
+    assert sink.events[0][1] == "FACE_FEMALE" and 0.6 < sink.events[0][2] < 1.0
+    # (generous bound: inference takes 15 ms on an idle core, 10x that on a busy machine)
+    blocked_at = sink.blocked_at_picture
+    assert blocked_at is not None and 30 < blocked_at < 60
+    # the astronaut appeared in delta frames: aiortc's encoder made no keyframe meanwhile
+    assert not [k for k in sender.keyframes if 30 <= k < blocked_at], sender.keyframes
+    assert [k for k in sender.keyframes if k >= 60], sender.keyframes
+    # the receiver decoded the rocket before and after, and never the astronaut
+    seen = [shows(p) for p in sink.receiver.pictures]
+    assert set(seen) == {SAFE}, seen
+    assert sink.received_at_block >= 10 and len(seen) - sink.received_at_block >= 15
+    # the frames withheld while blocked: the next release asked for a clean restart
+    assert sink.received_at_block in sink.restarts, (sink.restarts, sink.received_at_block)
+
+
+@pytest.mark.timeout(60)
+async def test_no_verdict_means_nothing_is_forwarded(
+    runner: ModelRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(tensor: NDArray[np.float32], letterbox: Letterbox) -> list[Detection]:
+        raise RuntimeError("model failed")
+
+    monkeypatch.setattr(runner, "infer_one", broken)
+    sink = Sink(Vp8Sender())
+    moderator = Moderator(AsyncBatcher(runner))
+    await play(moderator, sink, [SAFE] * 20)
+    await moderator.aclose()
+    assert sink.receiver.pictures == [] and sink.events == []
+    assert sink.keyframe_requests >= 1  # it keeps asking for a keyframe to try again
