@@ -25,7 +25,10 @@ from aiortc.sdp import candidate_from_sdp
 
 from relay import control as c
 from relay.aiortc_adapter import AiortcLeg
+from relay.gate import GateConfig
 from relay.hub import ForwardingHub
+from relay.moderation import Moderator
+from relay.policy import DEFAULT_THRESHOLDS, ModerationPolicy
 
 log = logging.getLogger("chatguard.relay")
 
@@ -73,8 +76,13 @@ class RelayWorker:
         self.token = token
         self.worker_id = worker_id
         self.max_legs = max_legs
-        self.hub = ForwardingHub()
+        self.hub = ForwardingHub(on_moderation=self._on_moderation)
         self.legs: dict[str, _Leg] = {}
+        self._leg_ids: dict[AiortcLeg, str] = {}
+        self.policy = ModerationPolicy()
+        self.gate_config = GateConfig()
+        self._moderator: Moderator | None = None
+        self._pending_sends: set[asyncio.Task[None]] = set()
         self.draining = False
         self._ws: websockets.ClientConnection | None = None
         self._cpu = _CpuMeter()
@@ -103,6 +111,8 @@ class RelayWorker:
         finally:
             reports.cancel()
             await self._close_all_legs()
+            if self._moderator is not None:
+                await self._moderator.aclose()
 
     async def _serve(self, ws: websockets.ClientConnection) -> None:
         self._ws = ws
@@ -148,8 +158,10 @@ class RelayWorker:
 
     async def _handle(self, message: c.SignalingMessage) -> None:
         match message:
-            case c.OpenLeg(leg=leg_id, offer=offer):
-                await self._open_leg(leg_id, offer)
+            case c.Configure():
+                self._configure(message)
+            case c.OpenLeg(leg=leg_id, offer=offer, moderated=moderated):
+                await self._open_leg(leg_id, offer, moderated)
             case c.AddCandidate():
                 await self._add_candidate(message)
             case c.Link(first=first, second=second):
@@ -169,7 +181,39 @@ class RelayWorker:
                 self.draining = True
                 log.info("relay worker %s draining: no new legs", self.worker_id)
 
-    async def _open_leg(self, leg_id: str, offer: str) -> None:
+    def _configure(self, message: c.Configure) -> None:
+        """Signaling's moderation policy; applies to strict legs opened from now on."""
+        thresholds = DEFAULT_THRESHOLDS if message.block is None else message.block
+        self.policy = ModerationPolicy(
+            thresholds=thresholds, mute_audio_while_blocked=message.mute_audio_while_blocked
+        )
+        self.gate_config = GateConfig(
+            verdict_ttl_s=message.verdict_ttl_s,
+            min_classifications_per_s=message.min_classifications_per_s,
+        )
+        log.info(
+            "moderation policy: block %s", ", ".join(f"{k}>={v}" for k, v in thresholds.items())
+        )
+
+    def _moderator_for_strict_legs(self) -> Moderator:
+        """Loaded on the first strict leg, so workers that only relay never load the model."""
+        if self._moderator is None:
+            self._moderator = Moderator.default(self.gate_config)
+        return self._moderator
+
+    def _on_moderation(self, relay_leg: AiortcLeg, state: str, label: str, score: float) -> None:
+        leg_id = self._leg_ids.get(relay_leg)
+        if leg_id is None or state not in ("blocked", "resumed"):
+            return
+        event = c.Moderation(
+            leg=leg_id, state="blocked" if state == "blocked" else "resumed", label=label,
+            score=score,
+        )  # fmt: skip
+        task = asyncio.get_running_loop().create_task(self._send(event))
+        self._pending_sends.add(task)
+        task.add_done_callback(self._pending_sends.discard)
+
+    async def _open_leg(self, leg_id: str, offer: str, moderated: bool) -> None:
         if self.draining or len(self.legs) >= self.max_legs or leg_id in self.legs:
             reason = "draining" if self.draining else "full" if leg_id not in self.legs else "dup"
             await self._send(c.Refused(leg=leg_id, reason=f"cannot open leg: {reason}"))
@@ -188,6 +232,9 @@ class RelayWorker:
             await self._send(c.Refused(leg=leg_id, reason=f"bad offer: {exc}"))
             return
         self.hub.add_leg(leg.relay_leg)
+        self._leg_ids[leg.relay_leg] = leg_id
+        if moderated:
+            self.hub.set_moderated(leg.relay_leg, self._moderator_for_strict_legs(), self.policy)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -225,6 +272,7 @@ class RelayWorker:
             return
         if leg.relay_leg is not None:
             self.hub.forget(leg.relay_leg)
+            self._leg_ids.pop(leg.relay_leg, None)
         await leg.pc.close()
 
     async def _close_all_legs(self) -> None:

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
@@ -85,3 +87,19 @@ async def wait_for_frames(page: Page, at_least: int, timeout_s: float = 20) -> i
         await asyncio.sleep(0.2)
         frames = await frames_decoded(page)
     return frames
+
+
+def write_y4m(path: Path, rgb: np.ndarray, frames: int = 5) -> Path:
+    """A fake-camera file showing `rgb` (HxWx3, even sizes) for Chromium's
+    --use-file-for-fake-video-capture, which loops it."""
+    height, width = rgb.shape[:2]
+    yuv = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    planes = b"".join(
+        np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:, : plane.width].tobytes()
+        for plane in yuv.planes
+    )
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            out.write(b"FRAME\n" + planes)
+    return path

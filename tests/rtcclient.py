@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+from collections.abc import Callable
 from typing import Any
 
 import av
@@ -93,23 +94,40 @@ def dominant_frequency(samples: np.ndarray) -> float:
 class ChatPeer:
     """Joins, pairs, connects media on whatever route signaling says, records what arrives."""
 
-    def __init__(self, signaling: Client, level: int, tone_hz: float) -> None:
+    def __init__(
+        self,
+        signaling: Client,
+        level: int,
+        tone_hz: float,
+        video: Callable[[], MediaStreamTrack] | None = None,
+        recognise: Callable[[np.ndarray], Any] = read_frame,
+    ) -> None:
         self.signaling = signaling
         self.level = level
         self.tone_hz = tone_hz
+        self.make_video = video or (lambda: StampedVideo(level))
+        self.recognise = recognise
         self.pc: RTCPeerConnection | None = None
         self.parked: RTCPeerConnection | None = None
         self.pair: str | None = None
         self.route: str | None = None
-        self.frames: list[tuple[int, int]] = []
+        self.frames: list[Any] = []
+        """What `recognise` made of each decoded frame (grey level and counter by default)."""
         self.audio: list[np.ndarray] = []
         self.events: list[dict[str, Any]] = []
         self._readers: list[asyncio.Task[None]] = []
         self._loop: asyncio.Task[None] | None = None
 
     @classmethod
-    async def join(cls, url: str, level: int, tone_hz: float) -> ChatPeer:
-        peer = cls(await Client.connect(url), level, tone_hz)
+    async def join(
+        cls,
+        url: str,
+        level: int,
+        tone_hz: float,
+        video: Callable[[], MediaStreamTrack] | None = None,
+        recognise: Callable[[np.ndarray], Any] = read_frame,
+    ) -> ChatPeer:
+        peer = cls(await Client.connect(url), level, tone_hz, video, recognise)
         await peer.signaling.send(type="join")
         peer._loop = asyncio.create_task(peer._run())
         return peer
@@ -162,7 +180,7 @@ class ChatPeer:
         self.pair, self.route = pair, route
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.pc = pc
-        pc.addTrack(StampedVideo(self.level))
+        pc.addTrack(self.make_video())
         pc.addTrack(Tone(self.tone_hz))
 
         @pc.on("track")
@@ -185,7 +203,7 @@ class ChatPeer:
             while True:
                 frame = await track.recv()
                 if isinstance(frame, av.VideoFrame):
-                    self.frames.append(read_frame(frame.to_ndarray(format="rgb24")))
+                    self.frames.append(self.recognise(frame.to_ndarray(format="rgb24")))
                 else:
                     channels = len(frame.layout.channels)
                     self.audio.append(frame.to_ndarray().reshape(-1, channels)[:, 0])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from strict_support import SAFE, UNSAFE, picture
 
 from tests.browser import (
     chromium,
@@ -20,6 +21,7 @@ from tests.browser import (
     status_of,
     wait_for_frames,
     wait_for_state,
+    write_y4m,
 )
 from tests.conftest import free_port
 from tests.wsclient import Client
@@ -182,3 +184,33 @@ async def test_relay_route_in_real_browsers(tmp_path: Path) -> None:
             assert await alice.evaluate("window.keptPc === window.chatguard.pc")
             stats = httpx.get(url + "/stats").json()
             assert stats["relay_legs"] == 2 and stats["relay_legs_parked"] == 1  # bob's
+
+
+async def test_strict_route_blocks_a_camera_in_real_browsers(tmp_path: Path) -> None:
+    """Cameras fed real photographs; the test policy blocks FACE_FEMALE (the astronaut)."""
+    rocket = write_y4m(tmp_path / "rocket.y4m", picture(SAFE))
+    astronaut = write_y4m(tmp_path / "astronaut.y4m", picture(UNSAFE))
+    config = "[relay]\nworkers = 1\n"
+    extra = ("--route", "strict", "--block", "FACE_FEMALE:0.5")
+    with chatguard_serve(tmp_path, config, *extra) as url:
+        async with (
+            chromium([f"--use-file-for-fake-video-capture={rocket}"]) as safe_browser,
+            chromium([f"--use-file-for-fake-video-capture={astronaut}"]) as unsafe_browser,
+        ):
+            viewer = await (await safe_browser.new_context()).new_page()
+            offender = await (await unsafe_browser.new_context()).new_page()
+            for page in (viewer, offender):
+                await page.goto(url)
+                await page.click("#start")
+            await viewer.wait_for_selector(
+                'video#remote[data-blocked="true"]', state="attached", timeout=30_000
+            )
+            assert await status_of(viewer) == ("connected", "strict")
+            assert "moderated" in (await viewer.text_content("#status") or "")
+            notice = await viewer.text_content("#remote-notice") or ""
+            assert "stopped" in notice and "face female" in notice
+            await offender.wait_for_selector("#local-notice:not([hidden])", timeout=10_000)
+            assert "Strike 1" in (await offender.text_content("#local-notice") or "")
+            # the offender still sees the viewer's (safe) camera
+            assert await offender.get_attribute("video#remote", "data-blocked") == "false"
+            await wait_for_frames(offender, 10)
