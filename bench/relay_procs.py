@@ -368,20 +368,25 @@ class RawPeer:
             self.window.latencies.append(latency)
 
     def start(self, rng: random.Random) -> None:
-        """Send at 30 fps from a random phase, as independent clients would."""
+        """Send at 30 fps from a random phase and clip position, as independent clients would.
+
+        Why the random position: keyframes (the clip's biggest bursts) of clients that joined
+        together would otherwise hit the relay in the same frame interval, every time.
+        """
         assert self.leg is not None
         media = self.leg.media["video"]
         pt = next(c.payloadType for c in media.codecs if c.mimeType.lower() == "video/vp8")
         assert pt is not None
         loop = asyncio.get_running_loop()
         first = time.monotonic() + rng.random() / FPS
+        offset = rng.randrange(len(self.clip.payloads))
         state = _SendState(pt, media.out_ssrc, rng.randrange(1 << 16), rng.randrange(1 << 32))
 
         def tick(frame: int) -> None:
             due = first + frame / FPS
             now = time.monotonic()
             self.send_lag.append(now - due)
-            self._send_frame(frame, state, now)
+            self._send_frame(offset + frame, state, now)
             delay = first + (frame + 1) / FPS - time.monotonic()
             self._timer = loop.call_at(loop.time() + max(0.0, delay), tick, frame + 1)
 
@@ -439,13 +444,16 @@ class ClipTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, clip: Clip, sent_at: list[float], lag: list[float], phase: float) -> None:
+    def __init__(
+        self, clip: Clip, sent_at: list[float], lag: list[float], rng: random.Random
+    ) -> None:
         super().__init__()
         self.clip = clip
         self.sent_at = sent_at
         self.lag = lag
         self._frame = 0
-        self._first = time.monotonic() + phase
+        self._offset = rng.randrange(len(clip.frames))  # see RawPeer.start
+        self._first = time.monotonic() + rng.random() / FPS
 
     async def recv(self) -> Any:
         """The next clip frame, at its due time (aiortc types this as a frame or packet)."""
@@ -453,7 +461,7 @@ class ClipTrack(MediaStreamTrack):
         await asyncio.sleep(max(0.0, due - time.monotonic()))
         now = time.monotonic()
         self.lag.append(now - due)
-        index = self._frame % len(self.clip.frames)
+        index = (self._offset + self._frame) % len(self.clip.frames)
         self.sent_at[index] = now
         frame = EncodedFrame(self.clip.frames[index], self._frame * TICKS_PER_FRAME)
         self._frame += 1
@@ -469,7 +477,7 @@ class DecodingPeer:
         self.partner: DecodingPeer | None = None
         self.window = StreamWindow()
         self.pc = RTCPeerConnection(rtc_config())
-        self._track = ClipTrack(clip, self.sent_at, self.send_lag, rng.random() / FPS)
+        self._track = ClipTrack(clip, self.sent_at, self.send_lag, rng)
         self.pc.addTransceiver(self._track, direction="sendrecv")
         self._reader: asyncio.Task[None] | None = None
         self.pc.on("track", self._on_track)
@@ -562,7 +570,7 @@ async def _loadgen(spec: LoadSpec, relay_conn: Connection, ctl: Connection) -> N
     while commands.empty():
         await asyncio.sleep(1.0)
         now = time.monotonic()
-        ctl.send(("window", _drain(relayed_peers, peers[-2:], now - last)))
+        ctl.send(("window", _drain(relayed_peers, peers[-2:], last, now)))
         last = now
     for p in peers:
         p.stop()
@@ -593,9 +601,9 @@ def _partners(a: Peer, b: Peer) -> None:
     b.partner = a
 
 
-def _drain(relayed: list[Peer], direct: list[Peer], interval: float) -> dict[str, Any]:
+def _drain(relayed: list[Peer], direct: list[Peer], start: float, end: float) -> dict[str, Any]:
     """One report: per receiving stream frames and latencies since the last one, then reset."""
-    report: dict[str, Any] = {"interval_s": interval}
+    report: dict[str, Any] = {"start": start, "interval_s": end - start}
     for name, group in (("relayed", relayed), ("direct", direct)):
         report[name] = {
             "frames": [p.window.frames for p in group],
