@@ -107,6 +107,8 @@ class Tally:
     seconds: dict[int, float] = field(default_factory=dict)
     latency_s: dict[str, list[float]] = field(default_factory=lambda: {"relayed": [], "direct": []})
     send_lag_s: list[float] = field(default_factory=list)
+    receive_errors: dict[int, int] = field(default_factory=dict)
+    """Per worker, cumulative since the worker started."""
 
     def add(self, worker: int, report: dict[str, Any]) -> None:
         self.seconds[worker] = self.seconds.get(worker, 0.0) + report["interval_s"]
@@ -116,6 +118,7 @@ class Tally:
                 counts[worker, i] = counts.get((worker, i), 0) + n
             self.latency_s[group].extend(report[group]["latency_s"])
         self.send_lag_s.extend(report["send_lag_s"])
+        self.receive_errors[worker] = report["receive_errors"]
 
     def fps(self, group: str) -> list[float]:
         """Frames per second of each receiving stream over the time its worker reported."""
@@ -335,6 +338,7 @@ def _figures(
         "streams_per_core_at_this_cost": 100.0 / per_stream if per_stream > 0 else math.inf,
         "loadgen_cpu_percent_of_core": cpu["loadgen_percent_of_core"],
         "loadgen_send_lag_ms": lag,
+        "loadgen_srtp_errors": sum(t.receive_errors.values()),
         "measured_s": cpu["measured_s"],
         "holds_full_rate": full_rate,
         "meets_latency_target": added["p99_ms"] < TARGET_ADDED_P99_MS,

@@ -28,6 +28,7 @@ import random
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -165,6 +166,9 @@ class ForwardRelay:
             "legs": len(self.legs),
             "forwarded": sum(self.hub.forwarder(leg, "video").forwarded for leg in self.legs),
             "dropped": dict(self.hub.dropped),
+            "forwarder_dropped": dict(
+                sum((self.hub.forwarder(leg, "video").dropped for leg in self.legs), Counter())
+            ),
             "pli_sent": self.hub.pli_sent,
             "fast_path_legs": sum(leg.fast_path_active for leg in self.legs),
             "srtp_errors": sum(leg.srtp_errors for leg in self.legs),
@@ -358,6 +362,10 @@ class RawPeer:
         """True once DTLS is up (the leg installs its fast receive path then)."""
         return self.leg is not None and self.leg.fast_path_active
 
+    def receive_errors(self) -> int:
+        """Packets that failed SRTP unprotect here (a relay bug or a broken session)."""
+        return self.leg.srtp_errors if self.leg is not None else 0
+
     def _on_rtp(self, leg: AiortcLeg, data: bytes, now: float) -> None:
         marker = data[1] & 0x80 != 0
         if not self.tracker.on_packet(rtp.sequence_number(data), marker):
@@ -515,6 +523,10 @@ class DecodingPeer:
     def connected(self) -> bool:
         return self.pc.connectionState == "connected"
 
+    def receive_errors(self) -> int:
+        """Not visible through aiortc's own receive path."""
+        return 0
+
     def start(self, rng: random.Random) -> None:
         """Nothing to do: aiortc's sender pulls from :class:`ClipTrack` once connected."""
 
@@ -612,6 +624,7 @@ def _drain(relayed: list[Peer], direct: list[Peer], start: float, end: float) ->
         for p in group:
             p.window = StreamWindow()
     report["send_lag_s"] = [x for p in [*relayed, *direct] for x in p.send_lag]
+    report["receive_errors"] = sum(p.receive_errors() for p in [*relayed, *direct])
     for p in [*relayed, *direct]:
         p.send_lag.clear()
     return report

@@ -99,6 +99,7 @@ def test_tally_gives_frame_rate_per_stream_over_each_workers_time() -> None:
         "relayed": {"frames": [30, 15], "latency_s": [0.001]},
         "direct": {"frames": [30], "latency_s": [0.0005]},
         "send_lag_s": [0.0],
+        "receive_errors": 0,
     }
     t.add(0, report)
     t.add(0, report | {"interval_s": 0.5})
@@ -135,7 +136,7 @@ def test_smoke_run_measures_both_relays_and_writes_json(tmp_path: Path) -> None:
         assert latency["relayed"]["p50_ms"] > 0 and not math.isnan(latency["added"]["p99_ms"])
         assert case["relay_cpu_percent_of_core"] > 0 and case["relay_cpu_percent_per_stream"] > 0
         assert case["relay_rss_kib"]["loaded"] > 0
-        assert "memory_per_session_kib" in case
+        assert "memory_per_session_kib" in case and case["loadgen_srtp_errors"] == 0
         assert case["peers_connected"] == "4/4"
     assert forward["relay_counters"]["forwarded"] > 0
     assert forward["relay_counters"]["fast_path_legs"] == 2
