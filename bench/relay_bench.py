@@ -84,6 +84,26 @@ def rss_kib(pid: int) -> int:
     return rss_kib_from_status(Path(f"/proc/{pid}/status").read_text())
 
 
+def cpu_pressure_us_from_psi(psi: str) -> int:
+    """Total µs some runnable task waited for a CPU, from ``/proc/pressure/cpu`` text."""
+    for line in psi.splitlines():
+        if line.startswith("some "):
+            return int(line.rsplit("total=", 1)[1])
+    raise ValueError("no 'some' line")
+
+
+def cpu_pressure_us() -> int | None:
+    """Machine-wide CPU stall counter (Linux PSI), None where the kernel has no PSI.
+
+    Why: on a shared machine the relay's latency depends on other work; the share of the
+    measured span during which something waited for a CPU says how contended the run was.
+    """
+    try:
+        return cpu_pressure_us_from_psi(Path("/proc/pressure/cpu").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def percent_of_core(cpu_before: float, cpu_after: float, wall_s: float) -> float:
     """CPU time used over a wall-clock span, in percent of one core."""
     return 100.0 * (cpu_after - cpu_before) / wall_s if wall_s > 0 else math.nan
@@ -224,6 +244,7 @@ def run_case(mode: Mode, pairs: int, clip: Clip, args: argparse.Namespace) -> di
     tag = f"{mode}-{pairs}"
     load_before = os.getloadavg()
     procs = _start(mode, pairs, clip, args, tag)
+    print(f"{mode}: connecting {pairs} pairs through the relay", flush=True)
     connected = [ctl.recv() for ctl in procs.ctls]
     peers_up = sum(c[1] for c in connected)
     peers_all = sum(c[2] for c in connected)
@@ -268,6 +289,7 @@ def _measure(
     pids = [procs.relay.pid] + [w.pid for w in procs.workers]
     prev = (started, [cpu_seconds(p) for p in pids])
     mark: tuple[float, list[float]] | None = None
+    psi_mark: int | None = None
     rss_loaded = 0
     while (now := time.monotonic()) < measure_to:
         for conn in wait(procs.ctls, timeout=0.1):
@@ -279,6 +301,7 @@ def _measure(
                 measured.add(worker, report)
         if mark is None and now >= measure_from:
             mark = (now, [cpu_seconds(p) for p in pids])
+            psi_mark = cpu_pressure_us()
         if now - prev[0] >= 1.0:
             cpus = [cpu_seconds(p) for p in pids]
             relay_pct = percent_of_core(prev[1][0], cpus[0], now - prev[0])
@@ -286,6 +309,7 @@ def _measure(
             prev, window = (now, cpus), Tally()
             rss_loaded = max(rss_loaded, rss_kib(procs.relay.pid))
     end = (time.monotonic(), [cpu_seconds(p) for p in pids])
+    psi_end = cpu_pressure_us()
     assert mark is not None
     wall = end[0] - mark[0]
     cpu = {
@@ -294,6 +318,9 @@ def _measure(
             percent_of_core(a, b, wall) for a, b in zip(mark[1][1:], end[1][1:], strict=True)
         ],
         "measured_s": wall,
+        "machine_cpu_pressure_percent": (
+            None if psi_mark is None or psi_end is None else (psi_end - psi_mark) / wall / 1e4
+        ),
     }
     return measured, cpu, rss_loaded
 
@@ -340,6 +367,7 @@ def _figures(
         "loadgen_send_lag_ms": lag,
         "loadgen_srtp_errors": sum(t.receive_errors.values()),
         "measured_s": cpu["measured_s"],
+        "machine_cpu_pressure_percent": cpu["machine_cpu_pressure_percent"],
         "holds_full_rate": full_rate,
         "meets_latency_target": added["p99_ms"] < TARGET_ADDED_P99_MS,
         "saturated": bottleneck(
@@ -474,7 +502,7 @@ def _table(cases: list[dict[str, Any]]) -> str:
         f"{'relay':7} {'pairs':>5} {'streams':>7} {'fps mean/min':>13} {'full':>5} "
         f"{'relayed p50/p99 ms':>19} {'direct p50/p99':>15} {'added p50/p99':>14} "
         f"{'relay CPU':>9} {'CPU/stream':>10} {'str/core':>8} {'KiB/sess':>8} "
-        f"{'loadgen CPU':>11} {'saturated':>14}"
+        f"{'loadgen CPU':>11} {'saturated':>14} {'pressure':>8}"
     )
     lines = [head, "-" * len(head)]
     for c in cases:
@@ -490,9 +518,13 @@ def _table(cases: list[dict[str, Any]]) -> str:
             f"{c['relay_cpu_percent_of_core']:8.1f}% {c['relay_cpu_percent_per_stream']:9.2f}% "
             f"{c['streams_per_core_at_this_cost']:8.0f} {c['memory_per_session_kib']:8.0f} "
             f"{'+'.join(f'{x:.0f}' for x in c['loadgen_cpu_percent_of_core']):>10}% "
-            f"{c['saturated']:>14}"
+            f"{c['saturated']:>14} {_pct(c['machine_cpu_pressure_percent']):>8}"
         )
     return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}%"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -542,7 +574,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nprofile, forward relay, {case['pairs']} pairs (own time):")
             for row in case["profile"][:12]:
                 print(f"  {100 * row['share_of_total']:5.1f}%  {row['function']}")
-    print(f"\nload average at end: {result['loadavg_end']}")
+    print(
+        f"\nload average at end: {result['loadavg_end']}; pressure = share of the measured "
+        "time some task on the machine waited for a CPU (Linux PSI)"
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
     print(f"results written to {args.json}")

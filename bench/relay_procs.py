@@ -245,7 +245,8 @@ def relay_main(
         return
     import cProfile
 
-    prof = cProfile.Profile()
+    # CPU time, not wall time: otherwise the loop's idle wait in epoll is the top "function".
+    prof = cProfile.Profile(time.process_time)
     prof.enable()
     try:
         run_loop(_serve_relay(mode, conns, fast_receive), use_uvloop)

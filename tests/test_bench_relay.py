@@ -15,6 +15,7 @@ from bench.relay_bench import (
     Tally,
     added_latency_ms,
     bottleneck,
+    cpu_pressure_us_from_psi,
     cpu_seconds_from_stat,
     fps_summary,
     percent_of_core,
@@ -37,6 +38,16 @@ def test_rss_is_read_from_status() -> None:
     assert rss_kib_from_status(status) == 51234
     with pytest.raises(ValueError):
         rss_kib_from_status("Name:\tx\n")
+
+
+def test_cpu_pressure_is_read_from_psi() -> None:
+    psi = (
+        "some avg10=69.64 avg60=53.58 avg300=33.70 total=372617454\n"
+        "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+    )
+    assert cpu_pressure_us_from_psi(psi) == 372617454
+    with pytest.raises(ValueError):
+        cpu_pressure_us_from_psi("full avg10=0.00 total=0\n")
 
 
 def test_added_latency_is_relayed_minus_direct_per_percentile() -> None:
