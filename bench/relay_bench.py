@@ -127,6 +127,7 @@ class Tally:
     seconds: dict[int, float] = field(default_factory=dict)
     latency_s: dict[str, list[float]] = field(default_factory=lambda: {"relayed": [], "direct": []})
     send_lag_s: list[float] = field(default_factory=list)
+    packets: dict[str, int] = field(default_factory=lambda: {"relayed": 0, "direct": 0})
     receive_errors: dict[int, int] = field(default_factory=dict)
     """Per worker, cumulative since the worker started."""
 
@@ -137,6 +138,7 @@ class Tally:
             for i, n in enumerate(report[group]["frames"]):
                 counts[worker, i] = counts.get((worker, i), 0) + n
             self.latency_s[group].extend(report[group]["latency_s"])
+            self.packets[group] += report[group]["packets"]
         self.send_lag_s.extend(report["send_lag_s"])
         self.receive_errors[worker] = report["receive_errors"]
 
@@ -366,6 +368,8 @@ def _figures(
         "loadgen_cpu_percent_of_core": cpu["loadgen_percent_of_core"],
         "loadgen_send_lag_ms": lag,
         "loadgen_srtp_errors": sum(t.receive_errors.values()),
+        "packets_received": t.packets,
+        "streams_without_frames": sum(f == 0 for f in t.fps("relayed")),
         "measured_s": cpu["measured_s"],
         "machine_cpu_pressure_percent": cpu["machine_cpu_pressure_percent"],
         "holds_full_rate": full_rate,

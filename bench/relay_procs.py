@@ -326,6 +326,8 @@ class StreamWindow:
     """What one receiving end saw since the last report."""
 
     frames: int = 0
+    packets: int = 0
+    """RTP packets received (forward/direct clients only; aiortc's receiver hides them)."""
     latencies: list[float] = field(default_factory=list)
 
 
@@ -368,6 +370,7 @@ class RawPeer:
         return self.leg.srtp_errors if self.leg is not None else 0
 
     def _on_rtp(self, leg: AiortcLeg, data: bytes, now: float) -> None:
+        self.window.packets += 1
         marker = data[1] & 0x80 != 0
         if not self.tracker.on_packet(rtp.sequence_number(data), marker):
             return
@@ -620,6 +623,7 @@ def _drain(relayed: list[Peer], direct: list[Peer], start: float, end: float) ->
     for name, group in (("relayed", relayed), ("direct", direct)):
         report[name] = {
             "frames": [p.window.frames for p in group],
+            "packets": sum(p.window.packets for p in group),
             "latency_s": [x for p in group for x in p.window.latencies],
         }
         for p in group:

@@ -107,8 +107,8 @@ def test_tally_gives_frame_rate_per_stream_over_each_workers_time() -> None:
     t = Tally()
     report = {
         "interval_s": 1.0,
-        "relayed": {"frames": [30, 15], "latency_s": [0.001]},
-        "direct": {"frames": [30], "latency_s": [0.0005]},
+        "relayed": {"frames": [30, 15], "packets": 200, "latency_s": [0.001]},
+        "direct": {"frames": [30], "packets": 100, "latency_s": [0.0005]},
         "send_lag_s": [0.0],
         "receive_errors": 0,
     }
@@ -118,7 +118,7 @@ def test_tally_gives_frame_rate_per_stream_over_each_workers_time() -> None:
     assert t.fps("relayed") == [40.0, 20.0, 15.0, 7.5]
     summary = fps_summary(t.fps("relayed"))
     assert summary["streams_at_full_rate"] == 1 and summary["min"] == 7.5
-    assert len(t.latency_s["relayed"]) == 3
+    assert len(t.latency_s["relayed"]) == 3 and t.packets == {"relayed": 600, "direct": 300}
 
 
 def test_bottleneck_names_the_saturated_side() -> None:
