@@ -200,6 +200,7 @@ def _start(mode: Mode, pairs: int, clip: Clip, args: argparse.Namespace, tag: st
             args.relay_loop == "uvloop",
             not args.aiortc_receive,
             profile,
+            args.ice_address,
         ),
         daemon=True,
     )
@@ -216,6 +217,7 @@ def _start(mode: Mode, pairs: int, clip: Clip, args: argparse.Namespace, tag: st
             pairs=pairs // n_workers + (i < pairs % n_workers),
             use_uvloop=True,
             seed=args.seed * 1000 + i,
+            ice_address=args.ice_address,
         )
         w = ctx.Process(target=loadgen_main, args=(spec, to_relay, ctl_child), daemon=True)
         _launch(w, args.nice)
@@ -485,6 +487,11 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="nice value for the relay and load generator, e.g. -5 on a shared machine "
         "(negative needs root; default 0)",
+    )
+    p.add_argument(
+        "--ice-address",
+        default="127.0.0.1",
+        help="the only address ICE gathers on, relay and clients (default 127.0.0.1)",
     )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", type=Path, default=Path("bench/results/relay.json"))

@@ -66,6 +66,23 @@ def rtc_config() -> RTCConfiguration:
     return RTCConfiguration(iceServers=[])
 
 
+def pin_ice_address(address: str) -> None:
+    """Make aioice gather host candidates on ``address`` only, in this process.
+
+    Why: aioice offers every address of every interface. On a shared machine other work
+    creates and deletes interfaces (network namespaces, veth pairs) during a run, and a pair
+    nominated on one of them goes silent when it disappears; seen here as streams that
+    connected and then never delivered a frame. Both ends live on this machine, so one
+    stable address (loopback by default) is what a benchmark wants.
+    """
+    import aioice.ice
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [address]
+
+    setattr(aioice.ice, "get_host_addresses", host_addresses)  # noqa: B010
+
+
 def run_loop(main: Coroutine[Any, Any, None], use_uvloop: bool) -> None:
     """Run ``main`` on uvloop or asyncio's default loop."""
     if use_uvloop:
@@ -238,8 +255,10 @@ def relay_main(
     use_uvloop: bool,
     fast_receive: bool,
     profile_path: str | None,
+    ice_address: str,
 ) -> None:
     """Entry point of the relay process; ``conns[0]`` is the orchestrator's (``stop``)."""
+    pin_ice_address(ice_address)
     if profile_path is None:
         run_loop(_serve_relay(mode, conns, fast_receive), use_uvloop)
         return
@@ -551,11 +570,13 @@ class LoadSpec:
     pairs: int
     use_uvloop: bool
     seed: int
+    ice_address: str
     connect_timeout: float = 90.0
 
 
 def loadgen_main(spec: LoadSpec, relay_conn: Connection, ctl: Connection) -> None:
     """Entry point of one load-generator process; reports each second through ``ctl``."""
+    pin_ice_address(spec.ice_address)
     run_loop(_loadgen(spec, relay_conn, ctl), spec.use_uvloop)
 
 
