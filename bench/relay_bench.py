@@ -84,6 +84,20 @@ def rss_kib(pid: int) -> int:
     return rss_kib_from_status(Path(f"/proc/{pid}/status").read_text())
 
 
+def run_delay_s_from_schedstat(schedstat: str) -> float:
+    """Seconds a thread was runnable but waiting for a CPU, from ``/proc/PID/schedstat``."""
+    return int(schedstat.split()[1]) / 1e9
+
+
+def run_delay_s(pid: int) -> float:
+    """Run-queue wait of a process's main thread (for the relay: its event loop).
+
+    Why: a packet that arrives while the loop waits for a CPU waits with it; this separates
+    latency the relay causes from latency the machine's other work causes.
+    """
+    return run_delay_s_from_schedstat(Path(f"/proc/{pid}/schedstat").read_text())
+
+
 def cpu_pressure_us_from_psi(psi: str) -> int:
     """Total µs some runnable task waited for a CPU, from ``/proc/pressure/cpu`` text."""
     for line in psi.splitlines():
@@ -293,6 +307,7 @@ def _measure(
     pids = [procs.relay.pid] + [w.pid for w in procs.workers]
     prev = (started, [cpu_seconds(p) for p in pids])
     mark: tuple[float, list[float]] | None = None
+    waits_mark: list[float] = []
     psi_mark: int | None = None
     rss_loaded = 0
     while (now := time.monotonic()) < measure_to:
@@ -305,6 +320,7 @@ def _measure(
                 measured.add(worker, report)
         if mark is None and now >= measure_from:
             mark = (now, [cpu_seconds(p) for p in pids])
+            waits_mark = [run_delay_s(p) for p in pids]
             psi_mark = cpu_pressure_us()
         if now - prev[0] >= 1.0:
             cpus = [cpu_seconds(p) for p in pids]
@@ -316,12 +332,15 @@ def _measure(
     psi_end = cpu_pressure_us()
     assert mark is not None
     wall = end[0] - mark[0]
+    waits = [100 * (run_delay_s(p) - w) / wall for p, w in zip(pids, waits_mark, strict=True)]
     cpu = {
         "relay_percent_of_core": percent_of_core(mark[1][0], end[1][0], wall),
         "loadgen_percent_of_core": [
             percent_of_core(a, b, wall) for a, b in zip(mark[1][1:], end[1][1:], strict=True)
         ],
         "measured_s": wall,
+        "relay_runqueue_wait_percent": waits[0],
+        "loadgen_runqueue_wait_percent": waits[1:],
         "machine_cpu_pressure_percent": (
             None if psi_mark is None or psi_end is None else (psi_end - psi_mark) / wall / 1e4
         ),
@@ -373,6 +392,8 @@ def _figures(
         "packets_received": t.packets,
         "streams_without_frames": sum(f == 0 for f in t.fps("relayed")),
         "measured_s": cpu["measured_s"],
+        "relay_runqueue_wait_percent": cpu["relay_runqueue_wait_percent"],
+        "loadgen_runqueue_wait_percent": cpu["loadgen_runqueue_wait_percent"],
         "machine_cpu_pressure_percent": cpu["machine_cpu_pressure_percent"],
         "holds_full_rate": full_rate,
         "meets_latency_target": added["p99_ms"] < TARGET_ADDED_P99_MS,
@@ -513,7 +534,7 @@ def _table(cases: list[dict[str, Any]]) -> str:
         f"{'relay':7} {'pairs':>5} {'streams':>7} {'fps mean/min':>13} {'full':>5} "
         f"{'relayed p50/p99 ms':>19} {'direct p50/p99':>15} {'added p50/p99':>14} "
         f"{'relay CPU':>9} {'CPU/stream':>10} {'str/core':>8} {'KiB/sess':>8} "
-        f"{'loadgen CPU':>11} {'saturated':>14} {'pressure':>8}"
+        f"{'loadgen CPU':>11} {'saturated':>14} {'pressure':>8} {'relay waited':>12}"
     )
     lines = [head, "-" * len(head)]
     for c in cases:
@@ -529,7 +550,8 @@ def _table(cases: list[dict[str, Any]]) -> str:
             f"{c['relay_cpu_percent_of_core']:8.1f}% {c['relay_cpu_percent_per_stream']:9.2f}% "
             f"{c['streams_per_core_at_this_cost']:8.0f} {c['memory_per_session_kib']:8.0f} "
             f"{'+'.join(f'{x:.0f}' for x in c['loadgen_cpu_percent_of_core']):>10}% "
-            f"{c['saturated']:>14} {_pct(c['machine_cpu_pressure_percent']):>8}"
+            f"{c['saturated']:>14} {_pct(c['machine_cpu_pressure_percent']):>8} "
+            f"{_pct(c['relay_runqueue_wait_percent']):>12}"
         )
     return "\n".join(lines)
 
@@ -586,8 +608,9 @@ def main(argv: list[str] | None = None) -> int:
             for row in case["profile"][:12]:
                 print(f"  {100 * row['share_of_total']:5.1f}%  {row['function']}")
     print(
-        f"\nload average at end: {result['loadavg_end']}; pressure = share of the measured "
-        "time some task on the machine waited for a CPU (Linux PSI)"
+        f"\nload average at end: {result['loadavg_end']}; pressure: share of the measured "
+        "time some task on the machine waited for a CPU (Linux PSI); relay waited: share "
+        "the relay's event loop was runnable but not running"
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))

@@ -20,6 +20,7 @@ from bench.relay_bench import (
     fps_summary,
     percent_of_core,
     rss_kib_from_status,
+    run_delay_s_from_schedstat,
 )
 from bench.relay_clip import read_barcode, stamp_barcode, vp8_picture_id
 from bench.relay_procs import FrameTracker, frame_latency
@@ -46,6 +47,7 @@ def test_cpu_pressure_is_read_from_psi() -> None:
         "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
     )
     assert cpu_pressure_us_from_psi(psi) == 372617454
+    assert run_delay_s_from_schedstat("310073393 3131923000 45\n") == pytest.approx(3.131923)
     with pytest.raises(ValueError):
         cpu_pressure_us_from_psi("full avg10=0.00 total=0\n")
 
@@ -146,7 +148,7 @@ def test_smoke_run_measures_both_relays_and_writes_json(tmp_path: Path) -> None:
         assert latency["relayed"]["count"] > 0 and latency["direct"]["count"] > 0
         assert latency["relayed"]["p50_ms"] > 0 and not math.isnan(latency["added"]["p99_ms"])
         assert case["relay_cpu_percent_of_core"] > 0 and case["relay_cpu_percent_per_stream"] > 0
-        assert case["relay_rss_kib"]["loaded"] > 0
+        assert case["relay_rss_kib"]["loaded"] > 0 and case["relay_runqueue_wait_percent"] >= 0
         assert "memory_per_session_kib" in case and case["loadgen_srtp_errors"] == 0
         assert case["peers_connected"] == "4/4"
     assert forward["relay_counters"]["forwarded"] > 0
