@@ -166,6 +166,7 @@ class Tally:
 
 
 def fps_summary(fps: Sequence[float]) -> dict[str, float]:
+    """Delivered frame rate over streams; full rate is >= ``FULL_RATE_FPS``."""
     return {
         "streams": len(fps),
         "mean": sum(fps) / len(fps) if fps else math.nan,
@@ -175,16 +176,21 @@ def fps_summary(fps: Sequence[float]) -> dict[str, float]:
     }
 
 
-def bottleneck(relay_cpu: float, loadgen_cpu: list[float], send_lag_p90_ms: float) -> str:
-    """Which side ran out of CPU first: a process near one core, or senders late as a rule.
+def bottleneck(
+    relay_cpu: float, loadgen_cpu: list[float], send_lag_p90_ms: float, relay_wait_pct: float
+) -> str:
+    """Which side ran out of CPU: a process near one core, else the machine as a whole.
 
-    The p90 and not the p99 of the lag: a scheduling stall from other work makes a few
-    frames late without the load generator being short of CPU.
+    "machine": neither process was busy, but the relay's loop waited for a CPU a fifth of
+    the time, or senders were late as a rule (p90 and not p99 of the lag: one stall from
+    other work makes a few frames late without anybody being short of CPU).
     """
     if relay_cpu >= 90:
         return "relay"
-    if any(c >= 90 for c in loadgen_cpu) or send_lag_p90_ms > 5:
+    if any(c >= 90 for c in loadgen_cpu):
         return "load generator"
+    if relay_wait_pct >= 20 or send_lag_p90_ms > 5:
+        return "machine"
     return "none"
 
 
@@ -193,6 +199,8 @@ def bottleneck(relay_cpu: float, loadgen_cpu: list[float], send_lag_p90_ms: floa
 
 @dataclass
 class Procs:
+    """The processes of one case and the orchestrator's ends of their pipes."""
+
     relay: Any
     relay_ctl: Connection
     rss_idle_kib: int
@@ -398,7 +406,10 @@ def _figures(
         "holds_full_rate": full_rate,
         "meets_latency_target": added["p99_ms"] < TARGET_ADDED_P99_MS,
         "saturated": bottleneck(
-            cpu["relay_percent_of_core"], cpu["loadgen_percent_of_core"], lag["p90_ms"]
+            cpu["relay_percent_of_core"],
+            cpu["loadgen_percent_of_core"],
+            lag["p90_ms"],
+            cpu["relay_runqueue_wait_percent"],
         ),
         "profiled": bool(args.profile and mode == "forward"),
     }

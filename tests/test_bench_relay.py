@@ -124,10 +124,11 @@ def test_tally_gives_frame_rate_per_stream_over_each_workers_time() -> None:
 
 
 def test_bottleneck_names_the_saturated_side() -> None:
-    assert bottleneck(95.0, [40.0], 1.0) == "relay"
-    assert bottleneck(50.0, [97.0], 1.0) == "load generator"
-    assert bottleneck(50.0, [40.0], 8.0) == "load generator"
-    assert bottleneck(50.0, [40.0, 30.0], 1.0) == "none"
+    assert bottleneck(95.0, [40.0], 1.0, 0.0) == "relay"
+    assert bottleneck(50.0, [97.0], 1.0, 0.0) == "load generator"
+    assert bottleneck(50.0, [40.0], 8.0, 0.0) == "machine"
+    assert bottleneck(50.0, [40.0], 1.0, 30.0) == "machine"
+    assert bottleneck(50.0, [40.0, 30.0], 1.0, 5.0) == "none"
 
 
 @pytest.mark.timeout(180)
