@@ -1,0 +1,158 @@
+"""The relay benchmark's media: one synthetic VP8 clip, encoded once, replayed by every sender.
+
+Why: the load generator must cost little CPU so that it is the relay that saturates, so no
+sender encodes. A few seconds of 640x480 video (a panning texture and a moving square, so the
+encoder has real work and the bitrate is realistic) are encoded once with aiortc's own
+``Vp8Encoder`` at about 1 Mbit/s and kept twice:
+
+* as whole VP8 frames (``frames``), for senders that go through aiortc's pre-encoded ``pack``
+  path (the naive relay's clients);
+* as RTP payloads (``payloads``), packetized with the VP8 picture id set to the frame's index
+  in the clip, for senders that write RTP themselves (the forwarding relay's clients). The
+  forwarding relay rewrites seq/ts/SSRC but never the payload, so a receiver that never
+  decodes still knows which frame arrived.
+
+Frames also carry their index as a barcode (8 black/white blocks in the top-left corner): the
+naive relay decodes and re-encodes, which loses picture ids and timestamps, so its receivers
+decode and read the barcode back.
+"""
+
+from __future__ import annotations
+
+import fractions
+from dataclasses import dataclass
+from typing import Final
+
+import av
+import numpy as np
+import numpy.typing as npt
+from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
+
+WIDTH: Final = 640
+HEIGHT: Final = 480
+FPS: Final = 30
+RTP_CLOCK: Final = 90_000
+TICKS_PER_FRAME: Final = RTP_CLOCK // FPS
+BARCODE_BITS: Final = 8
+BARCODE_BLOCK: Final = 32
+"""Side of one barcode block in pixels: large enough to survive a 1 Mbit/s re-encode."""
+_TIME_BASE: Final = fractions.Fraction(1, RTP_CLOCK)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A pre-encoded clip; index ``i`` of every list is the same frame."""
+
+    frames: list[bytes]
+    """Whole VP8 frames (what ``Vp8Encoder.pack`` takes)."""
+    payloads: list[list[bytes]]
+    """RTP payloads per frame (VP8 descriptor with picture id ``i`` + partition)."""
+    keyframe_interval: int
+
+    @property
+    def bitrate(self) -> float:
+        """Average bits per second of the encoded clip when played at ``FPS``."""
+        return sum(len(f) for f in self.frames) * 8 * FPS / len(self.frames)
+
+    @property
+    def packets_per_second(self) -> float:
+        """RTP packets per second one sender of this clip puts on the wire."""
+        return sum(len(p) for p in self.payloads) * FPS / len(self.payloads)
+
+
+class EncodedFrame:
+    """What aiortc's ``Vp8Encoder.pack`` reads from a packet: bytes, ``pts``, ``time_base``.
+
+    Why not ``av.Packet``: building one per send costs more than this, and ``pack`` needs
+    nothing else.
+    """
+
+    __slots__ = ("_data", "pts", "time_base")
+
+    def __init__(self, data: bytes, pts: int) -> None:
+        self._data = data
+        self.pts = pts
+        self.time_base = _TIME_BASE
+
+    def __bytes__(self) -> bytes:
+        return self._data
+
+
+def picture(index: int) -> npt.NDArray[np.uint8]:
+    """The RGB picture of frame ``index``: moving content plus its barcode."""
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
+    shift = 4 * index
+    r = (128 + 100 * np.sin((x + shift) / 23.0) * np.cos(y / 31.0)).astype(np.uint8)
+    g = ((x * 3 + y * 2 + shift * 2) % 256).astype(np.uint8)
+    b = ((x ^ (y + shift)) & 0xFF).astype(np.uint8)
+    img = np.stack([r, g, b], axis=-1)
+    sx = (index * 9) % (WIDTH - 120)
+    img[200:320, sx : sx + 120] = (250, 220, 30)
+    stamp_barcode(img, index)
+    return img
+
+
+def stamp_barcode(img: npt.NDArray[np.uint8], value: int) -> None:
+    """Write ``value``'s low ``BARCODE_BITS`` bits as white (1) / black (0) blocks, in place."""
+    for bit in range(BARCODE_BITS):
+        level = 255 if value >> bit & 1 else 0
+        img[0:BARCODE_BLOCK, bit * BARCODE_BLOCK : (bit + 1) * BARCODE_BLOCK] = level
+
+
+def read_barcode(luma: npt.NDArray[np.uint8]) -> int:
+    """Read back :func:`stamp_barcode` from a decoded picture's luma (Y) plane.
+
+    Only the centre of each block is read: codec ringing sits at the edges.
+    """
+    q = BARCODE_BLOCK // 4
+    value = 0
+    for bit in range(BARCODE_BITS):
+        x0 = bit * BARCODE_BLOCK
+        centre = luma[q : BARCODE_BLOCK - q, x0 + q : x0 + BARCODE_BLOCK - q]
+        if centre.mean() > 128:
+            value |= 1 << bit
+    return value
+
+
+def luma(frame: av.VideoFrame) -> npt.NDArray[np.uint8]:
+    """The Y plane of a decoded yuv420p frame (PyAV stacks Y, U, V rows without converting)."""
+    return np.asarray(frame.to_ndarray()[: frame.height], dtype=np.uint8)
+
+
+def vp8_picture_id(payload: bytes | bytearray | memoryview, offset: int) -> int | None:
+    """The picture id in the VP8 payload descriptor at ``offset`` (RFC 7741), if present."""
+    if len(payload) < offset + 3 or not payload[offset] & 0x80 or not payload[offset + 1] & 0x80:
+        return None
+    b = payload[offset + 2]
+    if b & 0x80:
+        if len(payload) < offset + 4:
+            return None
+        return (b & 0x7F) << 8 | payload[offset + 3]
+    return b & 0x7F
+
+
+def encode_clip(seconds: float = 4.0, bitrate: int = 1_000_000, keyframe_s: float = 2.0) -> Clip:
+    """Encode the synthetic clip once (about 3 ms per frame; done before any timing).
+
+    Keyframes every ``keyframe_s``: a forwarding relay gates a new receiver's video until a
+    keyframe, and these senders do not answer PLIs, so this bounds the warm-up.
+    """
+    count = round(seconds * FPS)
+    interval = round(keyframe_s * FPS)
+    if count < 1 or count > 1 << BARCODE_BITS or interval < 1:
+        raise ValueError(f"clip of {count} frames, keyframe every {interval}: out of range")
+    encoder = Vp8Encoder()
+    encoder.target_bitrate = bitrate
+    frames: list[bytes] = []
+    for i in range(count):
+        frame = av.VideoFrame.from_ndarray(picture(i), format="rgb24")
+        frame.pts = i * TICKS_PER_FRAME
+        frame.time_base = _TIME_BASE
+        payloads, _ = encoder.encode(frame, force_keyframe=i % interval == 0)
+        frames.append(b"".join(vp8_depayload(p) for p in payloads))
+    packer = Vp8Encoder()
+    packets: list[list[bytes]] = []
+    for i, data in enumerate(frames):
+        packer.picture_id = i
+        packets.append(packer.pack(EncodedFrame(data, i * TICKS_PER_FRAME))[0])  # type: ignore[arg-type]
+    return Clip(frames=frames, payloads=packets, keyframe_interval=interval)
