@@ -8,7 +8,8 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +25,28 @@ from tests.rtcclient import ChatPeer
 def relay_server() -> Iterator[RunningServer]:
     config = make_config(relay={"workers": 2, "fallback_after_s": 3.0})
     yield from run_server(config, Route.RELAY)
+
+
+@pytest.fixture
+async def relayed_peers(
+    relay_server: RunningServer,
+) -> AsyncIterator[tuple[ChatPeer, ChatPeer]]:
+    """Alice (grey 200, 440 Hz) and Bob (grey 60, 1 kHz), paired through the relay."""
+    await wait_for_workers(relay_server, 2)
+    alice = await ChatPeer.join(relay_server.ws_url, level=200, tone_hz=440)
+    bob = await ChatPeer.join(relay_server.ws_url, level=60, tone_hz=1000)
+    yield alice, bob
+    await alice.close()
+    await bob.close()
+
+
+def busy_worker(server: RunningServer) -> tuple[str, Any]:
+    """The worker carrying the (only) call, and its process."""
+    stats = httpx.get(server.http_url + "/stats").json()
+    (busy,) = [w for w in stats["relay_workers"] if w["legs"] == 2]
+    name = str(busy["worker"])  # local-<slot>.<generation>
+    supervisor = server.app_state.relay_supervisor  # type: ignore[attr-defined]
+    return name, supervisor.processes[int(name.split("-")[1].split(".")[0])]
 
 
 async def wait_for_workers(
@@ -50,56 +73,42 @@ def assert_frames_from(peer: ChatPeer, level: int) -> None:
 
 
 async def test_relayed_call_carries_both_ways_exactly_what_was_sent(
-    relay_server: RunningServer,
+    relay_server: RunningServer, relayed_peers: tuple[ChatPeer, ChatPeer]
 ) -> None:
-    await wait_for_workers(relay_server, 2)
-    alice = await ChatPeer.join(relay_server.ws_url, level=200, tone_hz=440)
-    bob = await ChatPeer.join(relay_server.ws_url, level=60, tone_hz=1000)
-    try:
-        await alice.wait_for_frames(30)
-        await bob.wait_for_frames(30)
-        assert alice.route == bob.route == "relay"
-        assert_frames_from(alice, 60)
-        assert_frames_from(bob, 200)
-        assert abs(alice.heard_frequency() - 1000) < 30
-        assert abs(bob.heard_frequency() - 440) < 30
-        stats = httpx.get(relay_server.http_url + "/stats").json()
-        assert stats["relay_legs"] == 2
-        assert sum(w["legs"] for w in stats["relay_workers"]) == 2
-    finally:
-        await alice.close()
-        await bob.close()
+    alice, bob = relayed_peers
+    await alice.wait_for_frames(30)
+    await bob.wait_for_frames(30)
+    assert alice.route == bob.route == "relay"
+    assert_frames_from(alice, 60)
+    assert_frames_from(bob, 200)
+    assert abs(alice.heard_frequency() - 1000) < 30
+    assert abs(bob.heard_frequency() - 440) < 30
+    stats = httpx.get(relay_server.http_url + "/stats").json()
+    assert stats["relay_legs"] == 2
+    assert sum(w["legs"] for w in stats["relay_workers"]) == 2
 
 
-async def test_killed_worker_moves_the_call_to_a_live_one(relay_server: RunningServer) -> None:
-    workers = await wait_for_workers(relay_server, 2)
-    alice = await ChatPeer.join(relay_server.ws_url, level=200, tone_hz=440)
-    bob = await ChatPeer.join(relay_server.ws_url, level=60, tone_hz=1000)
-    try:
-        await bob.wait_for_frames(10)
-        stats = httpx.get(relay_server.http_url + "/stats").json()
-        (busy,) = [w for w in stats["relay_workers"] if w["legs"] == 2]
-        supervisor = relay_server.app_state.relay_supervisor  # type: ignore[attr-defined]
-        slot = int(str(busy["worker"]).split("-")[1].split(".")[0])
-        os.kill(supervisor.processes[slot].pid, signal.SIGKILL)
-        # both clients are told, offer again, and the call resumes on the other worker
-        for peer in (alice, bob):
-            deadline = time.monotonic() + 15
-            while not any(e["type"] == "reroute" for e in peer.events):
-                assert time.monotonic() < deadline, peer.events
-                await asyncio.sleep(0.1)
-        await bob.wait_for_frames(30)
-        await alice.wait_for_frames(30)
-        assert_frames_from(bob, 200)
-        assert_frames_from(alice, 60)
-        stats = httpx.get(relay_server.http_url + "/stats").json()
-        assert stats["calls_rerouted_after_worker_loss"] == 1
-        live = {str(w["worker"]) for w in stats["relay_workers"] if w["legs"] == 2}
-        assert live and busy["worker"] not in live
-        assert len(workers) == 2
-    finally:
-        await alice.close()
-        await bob.close()
+async def test_killed_worker_moves_the_call_to_a_live_one(
+    relay_server: RunningServer, relayed_peers: tuple[ChatPeer, ChatPeer]
+) -> None:
+    alice, bob = relayed_peers
+    await bob.wait_for_frames(10)
+    busy, process = busy_worker(relay_server)
+    os.kill(process.pid, signal.SIGKILL)
+    # both clients are told, offer again, and the call resumes on the other worker
+    for peer in (alice, bob):
+        deadline = time.monotonic() + 15
+        while not any(e["type"] == "reroute" for e in peer.events):
+            assert time.monotonic() < deadline, peer.events
+            await asyncio.sleep(0.1)
+    await bob.wait_for_frames(30)
+    await alice.wait_for_frames(30)
+    assert_frames_from(bob, 200)
+    assert_frames_from(alice, 60)
+    stats = httpx.get(relay_server.http_url + "/stats").json()
+    assert stats["calls_rerouted_after_worker_loss"] == 1
+    live = {str(w["worker"]) for w in stats["relay_workers"] if w["legs"] == 2}
+    assert live and busy not in live
 
 
 @pytest.fixture
@@ -162,24 +171,21 @@ async def test_no_relay_available_ends_the_call_with_a_reason(token_server: Runn
 
 
 async def test_next_keeps_the_relay_connection_and_shows_the_new_partner(
-    relay_server: RunningServer,
+    relay_server: RunningServer, relayed_peers: tuple[ChatPeer, ChatPeer]
 ) -> None:
-    await wait_for_workers(relay_server, 2)
-    alice = await ChatPeer.join(relay_server.ws_url, level=200, tone_hz=440)
-    bob = await ChatPeer.join(relay_server.ws_url, level=60, tone_hz=1000)
-    carol = None
+    alice, _ = relayed_peers
+    await alice.wait_for_frames(10)
+    kept = alice.pc
+    carol = await ChatPeer.join(relay_server.ws_url, level=130, tone_hz=700)
     try:
-        await alice.wait_for_frames(10)
-        kept = alice.pc
-        carol = await ChatPeer.join(relay_server.ws_url, level=130, tone_hz=700)
         await asyncio.sleep(0.5)  # carol is queued
         await alice.next()
         await alice.wait_for_frames(40)
         paired = [e for e in alice.events if e["type"] == "paired"]
         assert paired[-1]["reuse"] is True
         assert alice.pc is kept  # no new handshake for alice
-        offers = [e for e in alice.events if e["type"] == "answer"]
-        assert len(offers) == 1  # the relay answered alice once, for the first call only
+        answers = [e for e in alice.events if e["type"] == "answer"]
+        assert len(answers) == 1  # the relay answered alice once, for the first call only
         # after the switch alice sees carol's picture only (a few of bob's may be in flight)
         levels = [level for level, _ in alice.frames]
         first_carol = next(i for i, level in enumerate(levels) if abs(level - 130) <= 6)
@@ -187,31 +193,21 @@ async def test_next_keeps_the_relay_connection_and_shows_the_new_partner(
         await carol.wait_for_frames(20)
         assert_frames_from(carol, 200)
     finally:
-        for peer in (alice, bob, carol):
-            if peer is not None:
-                await peer.close()
+        await carol.close()
 
 
 async def test_draining_worker_keeps_its_calls_and_takes_no_new_ones(
-    relay_server: RunningServer,
+    relay_server: RunningServer, relayed_peers: tuple[ChatPeer, ChatPeer]
 ) -> None:
-    await wait_for_workers(relay_server, 2)
-    alice = await ChatPeer.join(relay_server.ws_url, level=200, tone_hz=440)
-    bob = await ChatPeer.join(relay_server.ws_url, level=60, tone_hz=1000)
+    alice, bob = relayed_peers
     others: list[ChatPeer] = []
     try:
         await bob.wait_for_frames(10)
-        stats = httpx.get(relay_server.http_url + "/stats").json()
-        (busy,) = [w for w in stats["relay_workers"] if w["legs"] == 2]
-        supervisor = relay_server.app_state.relay_supervisor  # type: ignore[attr-defined]
-        slot = int(str(busy["worker"]).split("-")[1].split(".")[0])
-        process = supervisor.processes[slot]
+        busy, process = busy_worker(relay_server)
         process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 5
-        while not any(
-            w["draining"]
-            for w in httpx.get(relay_server.http_url + "/stats").json()["relay_workers"]
-        ):
+        stats_url = relay_server.http_url + "/stats"
+        while not any(w["draining"] for w in httpx.get(stats_url).json()["relay_workers"]):
             assert time.monotonic() < deadline
             await asyncio.sleep(0.2)
         # the call on the draining worker goes on...
@@ -222,8 +218,8 @@ async def test_draining_worker_keeps_its_calls_and_takes_no_new_ones(
             await ChatPeer.join(relay_server.ws_url, level=150, tone_hz=800),
         ]
         await others[0].wait_for_frames(10)
-        workers = httpx.get(relay_server.http_url + "/stats").json()["relay_workers"]
-        assert {w["worker"]: w["legs"] for w in workers}[busy["worker"]] == 2
+        workers = httpx.get(stats_url).json()["relay_workers"]
+        assert {w["worker"]: w["legs"] for w in workers}[busy] == 2
         # once its last call ends, the drained worker exits by itself
         await alice.close()
         await bob.close()
@@ -233,5 +229,5 @@ async def test_draining_worker_keeps_its_calls_and_takes_no_new_ones(
             await asyncio.sleep(0.2)
         assert process.returncode == 0
     finally:
-        for peer in (alice, bob, *others):
+        for peer in others:
             await peer.close()
