@@ -19,6 +19,7 @@ from relay.aiortc_adapter import AiortcLeg
 from relay.worker import RelayWorker
 from tests.conftest import RunningServer, make_config, run_server
 from tests.rtcclient import ChatPeer
+from tests.wsclient import Client
 
 
 @pytest.fixture
@@ -231,3 +232,26 @@ async def test_draining_worker_keeps_its_calls_and_takes_no_new_ones(
     finally:
         for peer in others:
             await peer.close()
+
+
+async def test_bad_sdp_ends_only_that_call_with_a_reason(
+    relay_server: RunningServer, relayed_peers: tuple[ChatPeer, ChatPeer]
+) -> None:
+    _, bob = relayed_peers
+    await bob.wait_for_frames(10)
+    mallory = await Client.connect(relay_server.ws_url)
+    trudy = await Client.connect(relay_server.ws_url)
+    try:
+        await mallory.send(type="join")
+        await trudy.send(type="join")
+        pair = (await mallory.expect_paired())["pair"]
+        await mallory.send(type="offer", pair=pair, sdp="v=0\r\nthis is not an offer\r\n")
+        ended = await mallory.expect("call_ended", timeout=10)
+        assert ended["reason"] == "the relay refused the call"
+        # the worker and the other call carry on
+        await bob.wait_for_frames(len(bob.frames) + 30)
+        workers = httpx.get(relay_server.http_url + "/stats").json()["relay_workers"]
+        assert len(workers) == 2
+    finally:
+        await mallory.close()
+        await trudy.close()
