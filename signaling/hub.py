@@ -250,7 +250,12 @@ class SignalingHub:
             client = self._clients.get(self._parked_legs.pop(leg))
             if client is not None:
                 client.parked = None
-        calls = {self._legs[leg][0] for leg in lost_legs if leg in self._legs}
+        # every call placed there, including those whose members have not offered yet
+        calls = {
+            client.call
+            for client in self._clients.values()
+            if client.call is not None and client.call.worker == worker
+        }
         log.warning("relay worker %s is gone; %d calls affected", worker, len(calls))
         for call in calls:
             for leg in call.legs.values():
@@ -511,7 +516,7 @@ class SignalingHub:
     def _reroute(self, call: _Call, route: Route, reason: str) -> None:
         """Move a call to a relayed route on a live worker; both members offer again."""
         self._end_call(call)
-        worker = self.relays.place()
+        worker = self._find_room()
         if worker is None:
             self._fail_call(call, "no relay is available")
             return
@@ -564,6 +569,7 @@ class SignalingHub:
                         log.info("client %s timed out (no heartbeat)", user)
                         if client.call is not None:
                             self._end_call(client.call)
+                        self._close_parked(client)
                         self._to_close.append((user, p.CLOSE_TIMED_OUT))
 
     def _on_paired(self, first: str, second: str) -> None:
@@ -606,7 +612,20 @@ class SignalingHub:
             )
             if self.relays.has_room(parked.worker, new_legs):
                 return parked.worker
-        return self.relays.place()
+        return self._find_room()
+
+    def _find_room(self, legs_needed: int = 2) -> str | None:
+        """A worker with room for a new call; when all are full, parked legs (idle
+        connections kept for a quicker Next) give way, oldest first, to live calls."""
+        worker = self.relays.place(legs_needed)
+        for leg_id in list(self._parked_legs):
+            if worker is not None:
+                break
+            client = self._clients.get(self._parked_legs[leg_id])
+            if client is not None:
+                self._close_parked(client)
+            worker = self.relays.place(legs_needed)
+        return worker
 
     def _adopt_parked(self, call: _Call, member: str, client: _Client) -> None:
         assert client.parked is not None
