@@ -34,9 +34,9 @@ def _build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the whole service on this machine",
-        description="Run signaling (and the web client at /) on this machine with embedded "
-        "defaults: in-memory matchmaking, no config file needed. Options given here override "
-        "the config file.",
+        description="Run signaling (and the web client at /) and one media relay worker per "
+        "core on this machine, with embedded defaults: in-memory matchmaking, the bundled "
+        "moderation model, no config file needed. Options given here override the config file.",
     )
     serve.add_argument(
         "--config",

@@ -93,6 +93,7 @@ async def test_two_pages_call_directly_then_next_repairs_with_a_third(serve_url:
         for page in (alice, bob):
             await wait_for_state(page, "connected")
             assert await status_of(page) == ("connected", "direct")
+            assert await page.is_hidden("#remote-notice")  # nothing covers the partner
             assert "direct" in (await page.text_content("#status") or "")
         # both see each other's camera: frames actually decoded, not just a connection
         await wait_for_frames(alice, 10)
@@ -211,6 +212,8 @@ async def test_strict_route_blocks_a_camera_in_real_browsers(tmp_path: Path) -> 
             assert "stopped" in notice and "face female" in notice
             await offender.wait_for_selector("#local-notice:not([hidden])", timeout=10_000)
             assert "Strike 1" in (await offender.text_content("#local-notice") or "")
-            # the offender still sees the viewer's (safe) camera
+            # the offender still sees the viewer's (safe) camera, with nothing in front of it
             assert await offender.get_attribute("video#remote", "data-blocked") == "false"
+            assert await offender.is_hidden("#remote-notice")
+            assert await viewer.is_visible("#remote-notice")
             await wait_for_frames(offender, 10)
