@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -262,3 +263,19 @@ async def test_web_client_and_health_are_served(server: RunningServer) -> None:
     assert page.status_code == 200 and 'id="status"' in page.text
     assert script.status_code == 200 and "RTCPeerConnection" in script.text
     assert json.loads(health.text) == {"ok": True}
+
+
+async def test_a_banned_device_is_refused_at_the_door(server: RunningServer) -> None:
+    service = server.app_state.service  # type: ignore[attr-defined]
+    for _ in range(3):  # the default policy bans on the third strike
+        service.hub.strikes.strike(("dev:tab-1",), time.monotonic())
+    ws = await websockets.connect(server.ws_url + "?device=tab-1")
+    banned = json.loads(await ws.recv())
+    assert banned["type"] == "banned" and banned["until_unix"] > time.time()
+    with pytest.raises(websockets.ConnectionClosed) as info:
+        await ws.recv()
+    assert info.value.rcvd is not None and info.value.rcvd.code == 4004
+    # another device from the same address is not banned (only the device struck out here)
+    other = await Client.connect(server.ws_url + "?device=tab-2")
+    assert other.welcome["type"] == "welcome"
+    await other.close()
