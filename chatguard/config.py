@@ -90,6 +90,9 @@ class RelayConfig(_Section):
     max_legs_per_worker: int = 400
     fallback_after_s: float = 5.0
     """A direct call whose media has not connected by then moves to the relay."""
+    stun_url: str = ""
+    """A STUN server relay workers use to learn their public address when they sit behind
+    NAT (a cloud VM's 1:1 NAT, say); empty: they offer their interface addresses only."""
 
 
 class ModerationConfig(_Section):

@@ -87,14 +87,17 @@ WorkerMessage = Hello | Load | Answer | LegState | Refused | Moderation
 
 
 class Configure(_Message, tag="configure"):
-    """Sent right after a worker's hello: the operator's moderation policy for strict legs,
-    so workers on other machines need no copy of signaling's config."""
+    """Sent right after a worker's hello: the operator's moderation policy for strict legs and
+    the worker's ICE settings, so workers on other machines need no copy of signaling's
+    config."""
 
     block: dict[str, float] | None
     """Label -> threshold; None: the model's default list."""
     verdict_ttl_s: float
     min_classifications_per_s: float
     mute_audio_while_blocked: bool
+    stun_url: str = ""
+    """STUN server for the worker's own ICE candidates (public address behind NAT)."""
 
 
 class OpenLeg(_Message, tag="open_leg"):

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 import websockets
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
 from relay import control as c
@@ -81,6 +81,7 @@ class RelayWorker:
         self._leg_ids: dict[AiortcLeg, str] = {}
         self.policy = ModerationPolicy()
         self.gate_config = GateConfig()
+        self.ice = RTCConfiguration(iceServers=[])  # never aiortc's default public STUN
         self._moderator: Moderator | None = None
         self._pending_sends: set[asyncio.Task[None]] = set()
         self.draining = False
@@ -182,7 +183,9 @@ class RelayWorker:
                 log.info("relay worker %s draining: no new legs", self.worker_id)
 
     def _configure(self, message: c.Configure) -> None:
-        """Signaling's moderation policy; applies to strict legs opened from now on."""
+        """Signaling's moderation policy and ICE settings; apply to legs opened from now on."""
+        servers = [RTCIceServer(urls=message.stun_url)] if message.stun_url else []
+        self.ice = RTCConfiguration(iceServers=servers)
         thresholds = DEFAULT_THRESHOLDS if message.block is None else message.block
         self.policy = ModerationPolicy(
             thresholds=thresholds, mute_audio_while_blocked=message.mute_audio_while_blocked
@@ -218,7 +221,7 @@ class RelayWorker:
             reason = "draining" if self.draining else "full" if leg_id not in self.legs else "dup"
             await self._send(c.Refused(leg=leg_id, reason=f"cannot open leg: {reason}"))
             return
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc = RTCPeerConnection(self.ice)
         leg = _Leg(pc)
         self.legs[leg_id] = leg
         try:

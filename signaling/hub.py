@@ -220,6 +220,7 @@ class SignalingHub:
             verdict_ttl_s=mod.verdict_ttl_s,
             min_classifications_per_s=mod.min_classifications_per_s,
             mute_audio_while_blocked=mod.mute_audio_while_blocked,
+            stun_url=self._config.relay.stun_url,
         )
 
     def worker_message(

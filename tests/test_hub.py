@@ -150,3 +150,21 @@ def test_worker_loss_reroutes_its_calls_to_a_live_worker() -> None:
     hub.receive(a, p.Offer(pair=pair, sdp="again"), 1, 1)
     ((worker, _),) = hub.drain_worker_outbox()
     assert worker == "w2"
+
+
+def test_workers_are_configured_from_signaling_config() -> None:
+    config = config_from_mapping(
+        {
+            "relay": {"stun_url": "stun:stun.example.org:3478"},
+            "moderation": {"block": {"FACE_FEMALE": 0.6}, "mute_audio_while_blocked": True},
+        }
+    )
+    hub = SignalingHub(
+        config,
+        RoutePolicy(config.regions),
+        Matchmaker(SignalingHub.matchmaking_settings(config), random.Random(1)),
+    )
+    configure = hub.worker_configuration()
+    assert configure.stun_url == "stun:stun.example.org:3478"
+    assert configure.block == {"FACE_FEMALE": 0.6} and configure.mute_audio_while_blocked
+    assert rc.decode_signaling_message(rc.encode(configure)) == configure
