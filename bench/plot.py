@@ -43,8 +43,9 @@ def plot_relay_cases(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
-    fig, (fps_ax, lat_ax) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    fig, (fps_ax, lat_ax) = plt.subplots(1, 2, figsize=(10, 4.6), dpi=100)
     for relay, points in curves(cases).items():
         pairs = [p[0] for p in points]
         label = LABELS.get(relay, relay)
@@ -59,13 +60,17 @@ def plot_relay_cases(
             ax.axvline(found["capacity_pairs"], color="green", linestyle=":", label="capacity")
     fps_ax.set(xlabel="pairs", ylabel="delivered fps, 5th percentile of streams")
     lat_ax.set(xlabel="pairs", ylabel="added latency p99 (ms, relayed - direct)")
+    fps_ax.set_ylim(0, 32)
     lat_ax.set_yscale("symlog", linthresh=10)
     for ax in (fps_ax, lat_ax):
         ax.set_xscale("log", base=2)
         ax.grid(True, alpha=0.3)
-    fps_ax.legend(fontsize=7, loc="lower left")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(ticker.ScalarFormatter())
+    handles, labels = fps_ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8)
     fig.suptitle("chatguard bench relay: 640x480@30 VP8, both directions per pair")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
