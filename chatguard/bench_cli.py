@@ -12,7 +12,8 @@ import argparse
 import sys
 from typing import Any
 
-STRICT_UNSUPPORTED = ("target", "search", "plot")
+NOT_YET = {"signaling": ("search", "plot"), "strict": ("target", "search", "plot")}
+"""Common options a workload does not implement yet: accepted by the parser, refused by name."""
 
 
 def add_bench_parser(commands: Any) -> None:
@@ -35,6 +36,7 @@ def add_bench_parser(commands: Any) -> None:
         + " Starts `chatguard serve` on this machine, or drives --target.",
     )
     signaling_bench.add_options(signaling)
+    _add_not_yet(signaling, NOT_YET["signaling"])
     relay = workloads.add_parser(
         "relay",
         help="pairs through the forwarding relay: frame rate, added latency, CPU, memory",
@@ -66,14 +68,30 @@ def add_bench_parser(commands: Any) -> None:
         help="moderated video streams to run, one run per value (default 1 4)",
     )
     strict.add_argument("--duration", type=float, default=4.0, help="seconds per run (default 4)")
-    strict.add_argument("--json", default="bench/results/strict.json", help="results file")
-    strict.add_argument("--target", metavar="URL", help="NOT YET SUPPORTED (refused)")
-    strict.add_argument("--search", action="store_true", help="NOT YET SUPPORTED (refused)")
-    strict.add_argument("--plot", metavar="FILE", help="NOT YET SUPPORTED (refused)")
+    strict.add_argument(
+        "--json",
+        default="bench/results/strict.json",
+        help="where to write the results (default bench/results/strict.json)",
+    )
+    _add_not_yet(strict, NOT_YET["strict"])
+
+
+def _add_not_yet(parser: argparse.ArgumentParser, options: tuple[str, ...]) -> None:
+    """Document, and accept so that they can be refused by name, options not implemented yet."""
+    for option in options:
+        kwargs: dict[str, Any] = (
+            {"action": "store_true"} if option == "search" else {"metavar": option.upper()}
+        )
+        parser.add_argument(
+            f"--{option}", help="not implemented yet for this workload (refused)", **kwargs
+        )
 
 
 def run_bench(args: argparse.Namespace) -> int:
     """Check the options of one workload, then run it; 2 and a message for bad options."""
+    for option in NOT_YET.get(args.workload, ()):
+        if getattr(args, option):
+            return _refuse(args.workload, f"--{option} is not implemented yet for this workload")
     if args.workload == "signaling":
         from bench import signaling_bench
 
@@ -98,9 +116,6 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.workload == "strict":
         from bench import strict_bench
 
-        for option in STRICT_UNSUPPORTED:
-            if getattr(args, option):
-                return _refuse("strict", f"--{option} is not implemented yet for strict")
         if min(args.pairs) < 1 or args.duration <= 0:
             return _refuse("strict", "need --pairs >= 1 and --duration > 0")
         streams = ",".join(str(n) for n in args.pairs)
