@@ -62,11 +62,13 @@ def plot_relay_cases(
     lat_ax.set(xlabel="pairs", ylabel="added latency p99 (ms, relayed - direct)")
     fps_ax.set_ylim(0, 32)
     lat_ax.set_yscale("symlog", linthresh=10)
+    lat_ax.set_ylim(bottom=0)
+    plain = ticker.FuncFormatter(lambda value, _: f"{value:g}")
     for ax in (fps_ax, lat_ax):
         ax.set_xscale("log", base=2)
         ax.grid(True, alpha=0.3)
-        for axis in (ax.xaxis, ax.yaxis):
-            axis.set_major_formatter(ticker.ScalarFormatter())
+        ax.xaxis.set_major_formatter(plain)
+        ax.yaxis.set_major_formatter(plain)
     handles, labels = fps_ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8)
     fig.suptitle("chatguard bench relay: 640x480@30 VP8, both directions per pair")
