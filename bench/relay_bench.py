@@ -150,6 +150,7 @@ class Tally:
     latency_s: dict[str, list[float]] = field(default_factory=lambda: {"relayed": [], "direct": []})
     send_lag_s: list[float] = field(default_factory=list)
     packets: dict[str, int] = field(default_factory=lambda: {"relayed": 0, "direct": 0})
+    sent: dict[str, int] = field(default_factory=lambda: {"relayed": 0, "direct": 0})
     receive_errors: dict[int, int] = field(default_factory=dict)
     """Per worker, cumulative since the worker started."""
 
@@ -161,6 +162,7 @@ class Tally:
                 counts[worker, i] = counts.get((worker, i), 0) + n
             self.latency_s[group].extend(report[group]["latency_s"])
             self.packets[group] += report[group]["packets"]
+            self.sent[group] += report[group]["sent"]
         self.send_lag_s.extend(report["send_lag_s"])
         self.receive_errors[worker] = report["receive_errors"]
 
@@ -171,6 +173,18 @@ class Tally:
             for (w, _), n in sorted(self.frames[group].items())
             if self.seconds[w]
         ]
+
+
+def packet_loss(sent: int, received: int) -> float | None:
+    """Share of the packets sent that never arrived; None where senders are not counted.
+
+    Senders and receivers are the same set of clients (both ends of every pair), so over a
+    span of many frames the packets in flight at its edges are a rounding error; a negative
+    difference (more arrived than were counted as sent) is that error, reported as 0.
+    """
+    if sent == 0:
+        return None
+    return max(0.0, 1.0 - received / sent)
 
 
 def fps_summary(fps: Sequence[float]) -> dict[str, float]:
@@ -407,6 +421,8 @@ def _figures(
         "loadgen_send_lag_ms": lag,
         "loadgen_srtp_errors": sum(t.receive_errors.values()),
         "packets_received": t.packets,
+        "packets_sent": t.sent,
+        "packet_loss": {g: packet_loss(t.sent[g], t.packets[g]) for g in ("relayed", "direct")},
         "streams_without_frames": sum(f == 0 for f in t.fps("relayed")),
         "measured_s": cpu["measured_s"],
         "relay_runqueue_wait_percent": cpu["relay_runqueue_wait_percent"],
@@ -601,7 +617,7 @@ def _table(cases: list[dict[str, Any]]) -> str:
         f"{'relay':7} {'pairs':>5} {'streams':>7} {'fps mean/min':>13} {'full':>5} "
         f"{'relayed p50/p99 ms':>19} {'direct p50/p99':>15} {'added p50/p99':>14} "
         f"{'relay CPU':>9} {'CPU/stream':>10} {'str/core':>8} {'KiB/sess':>8} "
-        f"{'loadgen CPU':>11} {'saturated':>14} {'pressure':>8} {'relay waited':>12}"
+        f"{'loadgen CPU':>11} {'loss':>6} {'saturated':>14} {'pressure':>8} {'relay waited':>12}"
     )
     lines = [head, "-" * len(head)]
     for c in cases:
@@ -617,10 +633,15 @@ def _table(cases: list[dict[str, Any]]) -> str:
             f"{c['relay_cpu_percent_of_core']:8.1f}% {c['relay_cpu_percent_per_stream']:9.2f}% "
             f"{c['streams_per_core_at_this_cost']:8.0f} {c['memory_per_session_kib']:8.0f} "
             f"{'+'.join(f'{x:.0f}' for x in c['loadgen_cpu_percent_of_core']):>10}% "
+            f"{_loss(c['packet_loss']['relayed']):>6} "
             f"{c['saturated']:>14} {_pct(c['machine_cpu_pressure_percent']):>8} "
             f"{_pct(c['relay_runqueue_wait_percent']):>12}"
         )
     return "\n".join(lines)
+
+
+def _loss(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
 def _pct(value: float | None) -> str:
