@@ -420,7 +420,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="give up on an unreachable --target after this long (default 5)",
     )
-    parser.add_argument("--port", type=int, default=8765, help="port for the service it starts")
+    parser.add_argument(
+        "--port", type=int, default=8765, help="port for the service it starts (default 8765)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the load (default 1)")
     parser.add_argument(
         "--json",

@@ -23,8 +23,9 @@ def add_bench_parser(commands: Any) -> None:
     bench = commands.add_parser(
         "bench",
         help="measure what a deployment carries (signaling, relay, strict route)",
-        description="Load tool for sizing a deployment: simulated random-chat pairs (both "
-        "directions, pre-encoded media replayed, churn through Next) and what they get. "
+        description="Load tool for sizing a deployment: many small simulated random-chat "
+        "pairs (relay: both directions of pre-encoded video replayed; signaling: churn "
+        "through Next after a random dwell) and what they get. "
         "Each run prints a progress line per second, a summary table, and writes JSON with "
         "every figure and the settings and versions that produced it.",
     )
