@@ -31,12 +31,10 @@ which side saturated. ``--micro`` adds the relay's per-packet CPU without I/O.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import math
 import multiprocessing as mp
 import os
-import platform
 import pstats
 import random
 import sys
@@ -47,8 +45,18 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from bench import provenance
+from bench.plot import plot_relay_cases
 from bench.relay_clip import FPS, HEIGHT, WIDTH, Clip, encode_clip
 from bench.relay_procs import LoadSpec, Mode, call_sync, loadgen_main, relay_main
+from bench.search_cli import (
+    SearchStep,
+    add_search_options,
+    check_search_args,
+    describe_search,
+    levels_from_args,
+    run_search,
+)
 from bench.stats import percentile, summarize_ms
 
 FULL_RATE_FPS = 29.0
@@ -142,6 +150,7 @@ class Tally:
     latency_s: dict[str, list[float]] = field(default_factory=lambda: {"relayed": [], "direct": []})
     send_lag_s: list[float] = field(default_factory=list)
     packets: dict[str, int] = field(default_factory=lambda: {"relayed": 0, "direct": 0})
+    sent: dict[str, int] = field(default_factory=lambda: {"relayed": 0, "direct": 0})
     receive_errors: dict[int, int] = field(default_factory=dict)
     """Per worker, cumulative since the worker started."""
 
@@ -153,6 +162,7 @@ class Tally:
                 counts[worker, i] = counts.get((worker, i), 0) + n
             self.latency_s[group].extend(report[group]["latency_s"])
             self.packets[group] += report[group]["packets"]
+            self.sent[group] += report[group]["sent"]
         self.send_lag_s.extend(report["send_lag_s"])
         self.receive_errors[worker] = report["receive_errors"]
 
@@ -163,6 +173,18 @@ class Tally:
             for (w, _), n in sorted(self.frames[group].items())
             if self.seconds[w]
         ]
+
+
+def packet_loss(sent: int, received: int) -> float | None:
+    """Share of the packets sent that never arrived; None where senders are not counted.
+
+    Senders and receivers are the same set of clients (both ends of every pair), so over a
+    span of many frames the packets in flight at its edges are a rounding error; a negative
+    difference (more arrived than were counted as sent) is that error, reported as 0.
+    """
+    if sent == 0:
+        return None
+    return max(0.0, 1.0 - received / sent)
 
 
 def fps_summary(fps: Sequence[float]) -> dict[str, float]:
@@ -382,13 +404,14 @@ def _figures(
     streams = 2 * pairs
     per_stream = cpu["relay_percent_of_core"] / streams
     lag = summarize_ms(t.send_lag_s)
-    full_rate = fps["streams_at_full_rate"] == streams
     return {
         "relay": mode,
         "pairs": pairs,
         "one_way_streams": streams,
         "legs": 2 * pairs,
         "delivered_fps": fps,
+        "fps_per_stream": t.fps("relayed"),
+        "service_levels_missed": levels_from_args(args).failures(t.fps("relayed"), added["p99_ms"]),
         "direct_fps": fps_summary(t.fps("direct")),
         "latency_ms": {"relayed": relayed, "direct": direct, "added": added},
         "relay_cpu_percent_of_core": cpu["relay_percent_of_core"],
@@ -398,13 +421,13 @@ def _figures(
         "loadgen_send_lag_ms": lag,
         "loadgen_srtp_errors": sum(t.receive_errors.values()),
         "packets_received": t.packets,
+        "packets_sent": t.sent,
+        "packet_loss": {g: packet_loss(t.sent[g], t.packets[g]) for g in ("relayed", "direct")},
         "streams_without_frames": sum(f == 0 for f in t.fps("relayed")),
         "measured_s": cpu["measured_s"],
         "relay_runqueue_wait_percent": cpu["relay_runqueue_wait_percent"],
         "loadgen_runqueue_wait_percent": cpu["loadgen_runqueue_wait_percent"],
         "machine_cpu_pressure_percent": cpu["machine_cpu_pressure_percent"],
-        "holds_full_rate": full_rate,
-        "meets_latency_target": added["p99_ms"] < TARGET_ADDED_P99_MS,
         "saturated": bottleneck(
             cpu["relay_percent_of_core"],
             cpu["loadgen_percent_of_core"],
@@ -482,28 +505,74 @@ def micro_hub_us(n: int = 30_000) -> float:
 
 
 def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
+    """A comma-separated list of whole numbers, e.g. ``4,16,50``."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of whole numbers, e.g. 4,16,50"
+        ) from None
+
+
+DESCRIPTION = (
+    "Forwarding relay vs aiortc MediaRelay vs direct: N pairs of 640x480@30 VP8 ~1 Mbit/s, "
+    "both directions, pre-encoded once and replayed. Starts its own relay process and "
+    "load-generator processes on this machine."
+)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.relay_bench",
-        description="Forwarding relay vs aiortc MediaRelay vs direct: N pairs of 640x480@30 "
-        "VP8 ~1 Mbit/s, both directions.",
-    )
-    p.add_argument("--pairs", type=_ints, default=[4, 16], help="e.g. 4,16,50 (default 4,16)")
+    p = argparse.ArgumentParser(prog="python -m bench.relay_bench", description=DESCRIPTION)
+    add_options(p)
+    return p
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    """The relay workload's options, shared by this module's CLI and ``chatguard bench relay``."""
     p.add_argument(
-        "--naive-pairs", type=_ints, default=[1, 2], help="pairs for the naive relay (default 1,2)"
+        "--pairs",
+        type=_ints,
+        default=[4, 16],
+        help="comma-separated numbers of pairs to measure, e.g. 4,16,50 (default 4,16); "
+        "with --search, the first is where the search starts",
+    )
+    p.add_argument(
+        "--naive-pairs",
+        type=_ints,
+        default=[1, 2],
+        help="pairs for the naive aiortc relay, the baseline (default 1,2; it collapses early)",
     )
     p.add_argument("--no-naive", action="store_true", help="skip the naive relay")
-    p.add_argument("--duration", type=float, default=10.0, help="measured seconds (default 10)")
-    p.add_argument("--warmup", type=float, default=4.0, help="seconds before measuring (default 4)")
+    p.add_argument(
+        "--duration", type=float, default=10.0, help="measured seconds per load (default 10)"
+    )
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=4.0,
+        help="seconds per load between connecting and measuring (default 4)",
+    )
     p.add_argument(
         "--loadgen-procs", type=int, default=1, help="load-generator processes (default 1)"
     )
-    p.add_argument("--clip-seconds", type=float, default=4.0)
-    p.add_argument("--bitrate", type=int, default=1_000_000)
-    p.add_argument("--relay-loop", choices=("uvloop", "asyncio"), default="uvloop")
+    p.add_argument(
+        "--clip-seconds",
+        type=float,
+        default=4.0,
+        help="length of the clip encoded once at start and replayed in a loop (default 4)",
+    )
+    p.add_argument(
+        "--bitrate",
+        type=int,
+        default=1_000_000,
+        help="target bitrate of the clip in bit/s (default 1000000)",
+    )
+    p.add_argument(
+        "--relay-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop of the relay process (default uvloop, as `chatguard serve` uses)",
+    )
     p.add_argument(
         "--aiortc-receive",
         action="store_true",
@@ -525,19 +594,22 @@ def _parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="the only address ICE gathers on, relay and clients (default 127.0.0.1)",
     )
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--json", type=Path, default=Path("bench/results/relay.json"))
-    return p
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("aiortc", "aioice", "av", "pylibsrtp", "uvloop", "numpy"):
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+    p.add_argument("--seed", type=int, default=1, help="random seed of the load (default 1)")
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=Path("bench/results/relay.json"),
+        help="where to write every figure, the settings and versions "
+        "(default bench/results/relay.json)",
+    )
+    p.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE",
+        help="also draw frame rate and added latency against pairs, forwarding relay and "
+        "naive baseline, as a PNG",
+    )
+    add_search_options(p, default_added_p99_ms=TARGET_ADDED_P99_MS)
 
 
 def _table(cases: list[dict[str, Any]]) -> str:
@@ -545,7 +617,7 @@ def _table(cases: list[dict[str, Any]]) -> str:
         f"{'relay':7} {'pairs':>5} {'streams':>7} {'fps mean/min':>13} {'full':>5} "
         f"{'relayed p50/p99 ms':>19} {'direct p50/p99':>15} {'added p50/p99':>14} "
         f"{'relay CPU':>9} {'CPU/stream':>10} {'str/core':>8} {'KiB/sess':>8} "
-        f"{'loadgen CPU':>11} {'saturated':>14} {'pressure':>8} {'relay waited':>12}"
+        f"{'loadgen CPU':>11} {'loss':>6} {'saturated':>14} {'pressure':>8} {'relay waited':>12}"
     )
     lines = [head, "-" * len(head)]
     for c in cases:
@@ -561,20 +633,34 @@ def _table(cases: list[dict[str, Any]]) -> str:
             f"{c['relay_cpu_percent_of_core']:8.1f}% {c['relay_cpu_percent_per_stream']:9.2f}% "
             f"{c['streams_per_core_at_this_cost']:8.0f} {c['memory_per_session_kib']:8.0f} "
             f"{'+'.join(f'{x:.0f}' for x in c['loadgen_cpu_percent_of_core']):>10}% "
+            f"{_loss(c['packet_loss']['relayed']):>6} "
             f"{c['saturated']:>14} {_pct(c['machine_cpu_pressure_percent']):>8} "
             f"{_pct(c['relay_runqueue_wait_percent']):>12}"
         )
     return "\n".join(lines)
 
 
+def _loss(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f}%"
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if not args.pairs or min(args.pairs) < 1 or args.duration <= 0 or args.loadgen_procs < 1:
-        raise SystemExit("relay bench: need --pairs >= 1, --duration > 0, --loadgen-procs >= 1")
+def check_args(args: argparse.Namespace) -> str | None:
+    """What is wrong with the options, in words, or None: checked before anything starts."""
+    if not args.pairs or min(args.pairs) < 1:
+        return "--pairs: give one or more numbers of pairs >= 1, e.g. 4,16"
+    if args.duration <= 0 or args.warmup < 0:
+        return "--duration must be > 0 and --warmup >= 0 seconds"
+    if args.loadgen_procs < 1:
+        return "--loadgen-procs must be >= 1"
+    return check_search_args(args)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure every case (or search for the capacity) and return every figure."""
     print(f"load average at start: {os.getloadavg()} on {os.cpu_count()} CPUs", flush=True)
     clip = encode_clip(args.clip_seconds, args.bitrate)
     print(
@@ -582,10 +668,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{clip.bitrate / 1e6:.2f} Mbit/s, {clip.packets_per_second:.0f} packets/s",
         flush=True,
     )
+    levels = levels_from_args(args)
     result: dict[str, Any] = {
         "benchmark": "relay",
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "versions": _versions(),
+        "settings": provenance.settings(args),
+        "versions": provenance.versions(),
+        "machine": provenance.machine(),
         "cpus": os.cpu_count(),
         "clip": {
             "width": WIDTH,
@@ -598,20 +686,36 @@ def main(argv: list[str] | None = None) -> int:
         },
         "target": {
             "streams_per_core": TARGET_STREAMS_PER_CORE,
-            "added_latency_p99_ms": TARGET_ADDED_P99_MS,
-            "full_rate_fps": FULL_RATE_FPS,
+            "added_latency_p99_ms": levels.added_p99_ms,
+            "full_rate_fps": levels.min_fps,
+            "streams_at_full_rate_fraction": levels.stream_fraction,
         },
+        "cases": [],
     }
     if args.micro:
         result["micro_hub_us_per_packet"] = micro_hub_us()
         print(f"micro: ForwardingHub.on_rtp {result['micro_hub_us_per_packet']:.2f} µs/packet")
-    cases = [("forward", n) for n in args.pairs]
+    if args.search:
+        result["search"] = run_search(
+            lambda n: _case_holds(run_case("forward", n, clip, args), result["cases"]), args
+        )
+    else:
+        for n in args.pairs:
+            result["cases"].append(run_case("forward", n, clip, args))
     if not args.no_naive:
-        cases += [("naive", n) for n in args.naive_pairs]
-    result["cases"] = []
-    for mode, n in cases:
-        result["cases"].append(run_case(mode, n, clip, args))  # type: ignore[arg-type]
+        for n in args.naive_pairs:
+            result["cases"].append(run_case("naive", n, clip, args))
     result["loadavg_end"] = os.getloadavg()
+    return result
+
+
+def _case_holds(case: dict[str, Any], cases: list[dict[str, Any]]) -> SearchStep:
+    cases.append(case)
+    return SearchStep(case["pairs"], case["service_levels_missed"], case["saturated"])
+
+
+def report(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """The summary table, the search's answer, the JSON file and the plot."""
     print("\n" + _table(result["cases"]))
     for case in result["cases"]:
         if "profile" in case:
@@ -623,9 +727,21 @@ def main(argv: list[str] | None = None) -> int:
         "time some task on the machine waited for a CPU (Linux PSI); relay waited: share "
         "the relay's event loop was runnable but not running"
     )
+    if "search" in result:
+        print(describe_search(result["search"], "relay route (forwarding relay)"))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
     print(f"results written to {args.json}")
+    if args.plot is not None:
+        plot_relay_cases(result["cases"], args.plot, result["target"], result.get("search"))
+        print(f"plot written to {args.plot}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if (problem := check_args(args)) is not None:
+        raise SystemExit(f"relay bench: {problem}")
+    report(run(args), args)
     return 0
 
 

@@ -347,6 +347,8 @@ class StreamWindow:
     frames: int = 0
     packets: int = 0
     """RTP packets received (forward/direct clients only; aiortc's receiver hides them)."""
+    sent: int = 0
+    """RTP packets this end sent (forward/direct clients only: aiortc's sender hides them)."""
     latencies: list[float] = field(default_factory=list)
 
 
@@ -429,6 +431,7 @@ class RawPeer:
         payloads = self.clip.payloads[index]
         ts = (state.ts0 + frame * TICKS_PER_FRAME) & 0xFFFFFFFF
         self.sent_at[index] = now
+        self.window.sent += len(payloads)
         last = len(payloads) - 1
         for i, payload in enumerate(payloads):
             marker_pt = state.pt | (0x80 if i == last else 0)
@@ -645,6 +648,7 @@ def _drain(relayed: list[Peer], direct: list[Peer], start: float, end: float) ->
         report[name] = {
             "frames": [p.window.frames for p in group],
             "packets": sum(p.window.packets for p in group),
+            "sent": sum(p.window.sent for p in group),
             "latency_s": [x for p in group for x in p.window.latencies],
         }
         for p in group:

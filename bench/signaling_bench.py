@@ -21,12 +21,14 @@ import random
 import subprocess
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import websockets
 
+from bench import provenance
 from bench.stats import summarize_ms
 
 FAKE_SDP = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\n" + "a=x-padding\r\n" * 150
@@ -198,20 +200,40 @@ def _start_server(port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def _wait_until_up(url: str, timeout_s: float = 30) -> None:
+def _wait_until_up(url: str, timeout_s: float) -> None:
+    """Wait until ``url`` answers a WebSocket handshake and sends its first message.
+
+    Why a deadline and the last error in the message: an engineer pointing the benchmark at a
+    wrong host or port should learn that at once, and why (refused, no such host, HTTP 404).
+    """
+
     async def probe() -> None:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                async with websockets.connect(url) as ws:
-                    await ws.recv()
-                    return
-            except OSError:
+                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                    async with websockets.connect(url, open_timeout=None) as ws:
+                        await ws.recv()
+                        return
+            except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
                 if time.monotonic() > deadline:
-                    raise SystemExit(f"signaling bench: {url} is not reachable") from None
+                    reason = str(exc) or type(exc).__name__
+                    raise SystemExit(
+                        f"signaling bench: {url} is not reachable within {timeout_s:g} s: {reason}"
+                    ) from None
                 await asyncio.sleep(0.2)
 
     asyncio.run(probe())
+
+
+def check_target(url: str | None) -> str | None:
+    """What is wrong with a ``--target`` URL, or None; checked before connecting."""
+    if url is None:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        return f"--target {url!r}: give the service's WebSocket URL, e.g. ws://HOST:8080/ws"
+    return None
 
 
 def _rss_kib(pid: int) -> int:
@@ -235,7 +257,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         server = _start_server(port)
         url = f"ws://127.0.0.1:{port}/ws"
     try:
-        _wait_until_up(url)
+        _wait_until_up(url, args.connect_timeout if server is None else 30.0)
         started_cpu = _cpu_seconds(server.pid) if server else 0.0
         started = time.monotonic()
         result = _drive(url, args)
@@ -325,7 +347,9 @@ def _drive(url: str, args: argparse.Namespace) -> dict[str, Any]:
     pairing = summarize_ms(latency)
     result: dict[str, Any] = {
         "benchmark": "signaling",
-        "settings": {key: value for key, value in vars(args).items() if key != "json"},
+        "settings": provenance.settings(args),
+        "versions": provenance.versions(),
+        "machine": provenance.machine(),
         "target": url,
         "clients_requested": args.clients,
         "peak_connected_clients": peak_connected,
@@ -340,15 +364,25 @@ def _drive(url: str, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+DESCRIPTION = (
+    "Load the signaling service with simulated random-chat users (join, pair, offer/answer/"
+    "candidates, Next after a random dwell) and measure pairing rate and latency."
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.signaling_bench",
-        description="Load the signaling service with simulated random-chat users and measure "
-        "pairing rate and latency.",
+        prog="python -m bench.signaling_bench", description=DESCRIPTION
     )
-    parser.add_argument(
-        "--clients", type=int, default=1000, help="concurrent clients (default 1000)"
-    )
+    add_options(parser)
+    return parser
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The signaling workload's options, shared with ``chatguard bench signaling``."""
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--clients", type=int, default=1000, help="concurrent clients (default 1000)")
+    size.add_argument("--pairs", type=int, help="concurrent pairs: the same as --clients 2*N")
     parser.add_argument(
         "--duration", type=float, default=20.0, help="measured seconds after the ramp (default 20)"
     )
@@ -362,34 +396,57 @@ def _parser() -> argparse.ArgumentParser:
         "--dwell-min",
         type=float,
         default=2.0,
-        help="shortest time a pair stays together before Next (default 2 s)",
+        help="churn: shortest time a pair stays together before Next (default 2 s)",
     )
     parser.add_argument(
         "--dwell-max",
         type=float,
         default=6.0,
-        help="longest time a pair stays together before Next (default 6 s)",
+        help="churn: longest time a pair stays together before Next (default 6 s)",
     )
     parser.add_argument(
         "--processes", type=int, default=1, help="load-generator processes (default 1)"
     )
-    parser.add_argument("--target", help="ws:// URL of a running service (default: start one)")
-    parser.add_argument("--port", type=int, default=8765, help="port for the service it starts")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--target",
+        metavar="URL",
+        help="WebSocket URL of a running service, e.g. ws://HOST:8080/ws "
+        "(default: start `chatguard serve` on this machine)",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="give up on an unreachable --target after this long (default 5)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=8765, help="port for the service it starts (default 8765)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="random seed of the load (default 1)")
     parser.add_argument(
         "--json",
         type=Path,
         default=Path("bench/results/signaling.json"),
         help="where to write the results (default bench/results/signaling.json)",
     )
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.clients < 2 or args.processes < 1 or args.duration <= 0:
-        raise SystemExit("signaling bench: need --clients >= 2, --processes >= 1, --duration > 0")
-    result = run(args)
+def check_args(args: argparse.Namespace) -> str | None:
+    """What is wrong with the options, in words, or None; fills --clients from --pairs."""
+    if args.pairs is not None:
+        args.clients = 2 * args.pairs
+    if args.clients < 2 or args.processes < 1 or args.duration <= 0 or args.ramp < 0:
+        return "need --clients >= 2 (--pairs >= 1), --processes >= 1, --duration > 0, --ramp >= 0"
+    if not 0 <= args.dwell_min <= args.dwell_max:
+        return "need 0 <= --dwell-min <= --dwell-max"
+    if args.connect_timeout <= 0:
+        return "--connect-timeout must be > 0"
+    return check_target(args.target)
+
+
+def report(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """The summary and the JSON file."""
     pairing = result["pairing_latency"]
     print(
         f"\nclients {result['peak_connected_clients']}/{args.clients}  "
@@ -405,6 +462,13 @@ def main(argv: list[str] | None = None) -> int:
             f"(ramp included), {result['server_rss_mib']:.0f} MiB resident"
         )
     print(f"results written to {args.json}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if (problem := check_args(args)) is not None:
+        raise SystemExit(f"signaling bench: {problem}")
+    report(run(args), args)
     return 0
 
 

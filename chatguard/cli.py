@@ -17,6 +17,7 @@ from pathlib import Path
 
 import msgspec
 
+from chatguard.bench_cli import add_bench_parser, run_bench
 from chatguard.config import Config, ConfigError, Route, load_config
 from relay.supervisor import TOKEN_ENV
 
@@ -98,6 +99,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="most client connections this worker takes (default 400: 200 relayed pairs)",
     )
     _add_log_level(relay)
+    add_bench_parser(commands)
     return parser
 
 
@@ -201,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "relay":
             return _relay(args)
+        if args.command == "bench":
+            return run_bench(args)
     except ConfigError as exc:
         print(f"chatguard: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ from bench.relay_bench import (
     cpu_pressure_us_from_psi,
     cpu_seconds_from_stat,
     fps_summary,
+    packet_loss,
     percent_of_core,
     rss_kib_from_status,
     run_delay_s_from_schedstat,
@@ -109,8 +110,8 @@ def test_tally_gives_frame_rate_per_stream_over_each_workers_time() -> None:
     t = Tally()
     report = {
         "interval_s": 1.0,
-        "relayed": {"frames": [30, 15], "packets": 200, "latency_s": [0.001]},
-        "direct": {"frames": [30], "packets": 100, "latency_s": [0.0005]},
+        "relayed": {"frames": [30, 15], "packets": 200, "sent": 210, "latency_s": [0.001]},
+        "direct": {"frames": [30], "packets": 100, "sent": 100, "latency_s": [0.0005]},
         "send_lag_s": [0.0],
         "receive_errors": 0,
     }
@@ -121,6 +122,14 @@ def test_tally_gives_frame_rate_per_stream_over_each_workers_time() -> None:
     summary = fps_summary(t.fps("relayed"))
     assert summary["streams_at_full_rate"] == 1 and summary["min"] == 7.5
     assert len(t.latency_s["relayed"]) == 3 and t.packets == {"relayed": 600, "direct": 300}
+    assert t.sent == {"relayed": 630, "direct": 300}
+
+
+def test_packet_loss_is_the_share_of_sent_packets_that_never_arrived() -> None:
+    assert packet_loss(630, 600) == pytest.approx(30 / 630)
+    assert packet_loss(300, 300) == 0.0
+    assert packet_loss(300, 301) == 0.0  # in flight at the span's edges, not a gain
+    assert packet_loss(0, 0) is None  # naive relay: aiortc's sender is not counted
 
 
 def test_bottleneck_names_the_saturated_side() -> None:
@@ -152,6 +161,8 @@ def test_smoke_run_measures_both_relays_and_writes_json(tmp_path: Path) -> None:
         assert case["relay_rss_kib"]["loaded"] > 0 and case["relay_runqueue_wait_percent"] >= 0
         assert "memory_per_session_kib" in case and case["loadgen_srtp_errors"] == 0
         assert case["peers_connected"] == "4/4"
+    assert forward["packets_sent"]["relayed"] > 0 and forward["packet_loss"]["relayed"] < 0.5
+    assert naive["packet_loss"]["relayed"] is None
     assert forward["relay_counters"]["forwarded"] > 0
     assert forward["relay_counters"]["fast_path_legs"] == 2
     assert forward["profile"] and forward["profile"][0]["tottime_s"] > 0

@@ -1,0 +1,131 @@
+"""``chatguard bench``: the load tool, one sub-command per workload.
+
+Each sub-command is a thin front for a module under ``bench/`` (which can also be run as
+``python -m bench.<name>``); the options are defined once, in those modules, so the two ways in
+cannot drift apart. Bad options are refused here with the option's name, before any process
+starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+NOT_YET = {"signaling": ("search", "plot"), "strict": ("target", "search", "plot")}
+"""Common options a workload does not implement yet: accepted by the parser, refused by name."""
+
+
+def add_bench_parser(commands: Any) -> None:
+    """Add ``bench`` and its sub-commands to the ``chatguard`` parser's sub-parsers."""
+    from bench import relay_bench, signaling_bench
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure what a deployment carries (signaling, relay, strict route)",
+        description="Load tool for sizing a deployment: many small simulated random-chat "
+        "pairs (relay: both directions of pre-encoded video replayed; signaling: churn "
+        "through Next after a random dwell) and what they get. "
+        "Each run prints a progress line per second, a summary table, and writes JSON with "
+        "every figure and the settings and versions that produced it.",
+    )
+    workloads = bench.add_subparsers(dest="workload", required=True, metavar="WORKLOAD")
+    signaling = workloads.add_parser(
+        "signaling",
+        help="connections, pairing rate and pairing latency",
+        description=signaling_bench.DESCRIPTION
+        + " Starts `chatguard serve` on this machine, or drives --target.",
+    )
+    signaling_bench.add_options(signaling)
+    _add_not_yet(signaling, NOT_YET["signaling"])
+    relay = workloads.add_parser(
+        "relay",
+        help="pairs through the forwarding relay: frame rate, added latency, CPU, memory",
+        description=relay_bench.DESCRIPTION
+        + " Added latency is relayed minus direct, measured in the same run from the send "
+        "time of each frame, found by the VP8 picture id it carries.",
+    )
+    relay_bench.add_options(relay)
+    relay.add_argument(
+        "--target",
+        metavar="URL",
+        help="an existing deployment; NOT YET SUPPORTED for this workload (it is refused): "
+        "the relay workload measures a relay process it starts itself",
+    )
+    strict = workloads.add_parser(
+        "strict",
+        help="strict route: moderation CPU per stream, verdict latency, leaked frames",
+        description="Feed N moderated 640x480@30 VP8 streams (safe, then unsafe, then safe "
+        "content) through the strict route's moderation in this process and report CPU per "
+        "stream, frame rate decided, gate (verdict) latency and unsafe frames leaked "
+        "(runs bench.strict_bench).",
+    )
+    strict.add_argument(
+        "--pairs",
+        type=int,
+        nargs="+",
+        default=[1, 4],
+        metavar="N",
+        help="moderated video streams to run, one run per value (default 1 4)",
+    )
+    strict.add_argument("--duration", type=float, default=4.0, help="seconds per run (default 4)")
+    strict.add_argument(
+        "--json",
+        default="bench/results/strict.json",
+        help="where to write the results (default bench/results/strict.json)",
+    )
+    _add_not_yet(strict, NOT_YET["strict"])
+
+
+def _add_not_yet(parser: argparse.ArgumentParser, options: tuple[str, ...]) -> None:
+    """Document, and accept so that they can be refused by name, options not implemented yet."""
+    for option in options:
+        kwargs: dict[str, Any] = (
+            {"action": "store_true"} if option == "search" else {"metavar": option.upper()}
+        )
+        parser.add_argument(
+            f"--{option}", help="not implemented yet for this workload (refused)", **kwargs
+        )
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Check the options of one workload, then run it; 2 and a message for bad options."""
+    for option in NOT_YET.get(args.workload, ()):
+        if getattr(args, option):
+            return _refuse(args.workload, f"--{option} is not implemented yet for this workload")
+    if args.workload == "signaling":
+        from bench import signaling_bench
+
+        if (problem := signaling_bench.check_args(args)) is not None:
+            return _refuse("signaling", problem)
+        signaling_bench.report(signaling_bench.run(args), args)
+        return 0
+    if args.workload == "relay":
+        from bench import relay_bench
+
+        if args.target is not None:
+            return _refuse(
+                "relay",
+                f"--target {args.target}: driving a remote deployment's relay is not "
+                "implemented yet; this workload starts and measures its own relay process "
+                "(for a remote service, `chatguard bench signaling --target URL` works)",
+            )
+        if (problem := relay_bench.check_args(args)) is not None:
+            return _refuse("relay", problem)
+        relay_bench.report(relay_bench.run(args), args)
+        return 0
+    if args.workload == "strict":
+        from bench import strict_bench
+
+        if min(args.pairs) < 1 or args.duration <= 0:
+            return _refuse("strict", "need --pairs >= 1 and --duration > 0")
+        streams = ",".join(str(n) for n in args.pairs)
+        return strict_bench.main(
+            ["--streams", streams, "--seconds", str(args.duration), "--json", args.json]
+        )
+    raise AssertionError(f"unhandled workload {args.workload}")
+
+
+def _refuse(workload: str, problem: str) -> int:
+    print(f"chatguard bench {workload}: {problem}", file=sys.stderr)
+    return 2
