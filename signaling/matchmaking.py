@@ -226,18 +226,19 @@ class Matchmaker:
             self._stop_waiting(user, record)
         elif record.state is UserState.PAIRED and record.partner is not None:
             partner = record.partner
-            self._unpair(user, partner, now)
+            self._unpair(user, partner, now, cooldown=reason == "leave")
             self._events.append(PartnerLost(partner, user, reason))
             self._start_waiting(partner, self._users[partner], now)
         record.state = UserState.IDLE
 
-    def _unpair(self, a: UserId, b: UserId, now: float) -> None:
+    def _unpair(self, a: UserId, b: UserId, now: float, cooldown: bool = True) -> None:
+        """`cooldown`: keep the two apart for a while; pointless when one of them is gone."""
         for user in (a, b):
             record = self._users[user]
             record.partner = None
             record.state = UserState.IDLE
         self._pairs -= 1
-        if self._settings.repair_cooldown_s > 0:
+        if cooldown and self._settings.repair_cooldown_s > 0:
             key = frozenset((a, b))
             until = now + self._settings.repair_cooldown_s
             self._cooldowns[key] = until
@@ -331,7 +332,7 @@ class Matchmaker:
                 self._stop_waiting(user, record)
             elif record.state is UserState.PAIRED and record.partner is not None:
                 partner = record.partner
-                self._unpair(user, partner, now)
+                self._unpair(user, partner, now, cooldown=False)
                 if partner not in due:
                     self._events.append(PartnerLost(partner, user, "timeout"))
                     orphans.append(partner)

@@ -255,7 +255,8 @@ class MatchmakingMachine(RuleBasedStateMachine):
         expired = {e.user for e in events if isinstance(e, Expired)}
         for event in events:
             if isinstance(event, PartnerLost):
-                self.parted_at[frozenset((event.user, event.partner))] = self.now
+                if event.reason in ("next", "report", "leave"):  # the gone get no cool-down
+                    self.parted_at[frozenset((event.user, event.partner))] = self.now
         for event in events:
             match event:
                 case Paired(first=a, second=b):
@@ -283,7 +284,7 @@ class MatchmakingMachine(RuleBasedStateMachine):
     def _relaxed(self, user: str) -> bool:
         return (
             not self.interests[user]
-            or self.now - self.waiting_since[user] >= SETTINGS.interest_fallback_s
+            or self.now >= self.waiting_since[user] + SETTINGS.interest_fallback_s
         )
 
     def _compatible(self, a: str, b: str) -> bool:
