@@ -86,6 +86,8 @@ class StreamStats:
     no_verdict: int = 0
     released: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
+    requested: Counter[str] = field(default_factory=Counter)
+    """Classification requests by the gate's reason (``keyframe``, ``scene``, ``periodic``)."""
     decode_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
     preprocess_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
     classify_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
@@ -247,7 +249,9 @@ class ModeratedStream:
         frame.data = b""  # the bitstream copy is done with; only the packets wait in the gate
         sig = None if analysed is None else analysed.signature
         actions = self.gate.on_frame(fid, frame.keyframe, sig, self._m.clock())
-        if analysed is not None and any(isinstance(a, Classify) for a in actions):
+        request = next((a for a in actions if isinstance(a, Classify)), None)
+        if analysed is not None and request is not None:
+            self.stats.requested[request.reason] += 1
             try:
                 await self._classify(fid, analysed.picture)
             except Exception as exc:
