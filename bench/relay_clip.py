@@ -20,6 +20,7 @@ decode and read the barcode back.
 from __future__ import annotations
 
 import fractions
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -131,11 +132,18 @@ def vp8_picture_id(payload: bytes | bytearray | memoryview, offset: int) -> int 
     return b & 0x7F
 
 
-def encode_clip(seconds: float = 4.0, bitrate: int = 1_000_000, keyframe_s: float = 2.0) -> Clip:
+def encode_clip(
+    seconds: float = 4.0,
+    bitrate: int = 1_000_000,
+    keyframe_s: float = 2.0,
+    draw: Callable[[int], npt.NDArray[np.uint8]] = picture,
+) -> Clip:
     """Encode the synthetic clip once (about 3 ms per frame; done before any timing).
 
     Keyframes every ``keyframe_s``: a forwarding relay gates a new receiver's video until a
-    keyframe, and these senders do not answer PLIs, so this bounds the warm-up.
+    keyframe, and these senders do not answer PLIs, so this bounds the warm-up. ``draw`` gives
+    frame ``i``'s RGB picture (the strict benchmark draws photographs with scene cuts instead);
+    the picture id names the frame whatever is drawn.
     """
     count = round(seconds * FPS)
     interval = round(keyframe_s * FPS)
@@ -145,7 +153,7 @@ def encode_clip(seconds: float = 4.0, bitrate: int = 1_000_000, keyframe_s: floa
     encoder.target_bitrate = bitrate
     frames: list[bytes] = []
     for i in range(count):
-        frame = av.VideoFrame.from_ndarray(picture(i), format="rgb24")
+        frame = av.VideoFrame.from_ndarray(draw(i), format="rgb24")
         frame.pts = i * TICKS_PER_FRAME
         frame.time_base = _TIME_BASE
         payloads, _ = encoder.encode(frame, force_keyframe=i % interval == 0)

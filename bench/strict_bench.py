@@ -1,86 +1,201 @@
 """Strict route: what inline moderation of 640x480@30 VP8 costs per stream and per frame.
 
-Run: ``python -m bench.strict_bench [--streams 1,4,8] [--seconds 4] [--json FILE]``.
+Run: ``python -m bench.strict_bench [--streams 1,4,8] [--seconds 6] [--pin 1,0] [--json FILE]``.
 
-Per-frame costs (decode, scene signature, letterbox, inference) are timed one by one on the
-same frames. The stream runs feed N :class:`relay.moderation.ModeratedStream` s in this process
-(one event loop, one decode thread, one inference thread: one worker) with real VP8 packets
-at 30 fps each, from a clip pre-encoded with aiortc's encoder: a safe photograph panning
-slowly, then an unsafe one for a second (in delta frames), then the safe one again; keyframes
-every 1.5 s stand in for the PLIs a live sender would answer. Reported per N: CPU used (process
-time / wall time), frames the gate decided per stream per second (30 = keeping up), verdicts
-per stream per second, gate latency (last packet in -> released), and unsafe frames released
-("leaked", must be 0). The policy blocks FACE_FEMALE only (``astronaut`` is the unsafe photo).
+Why it is built this way:
+
+* The clip (:func:`bench.relay_clip.encode_clip`, drawn by :func:`draw`) cuts between
+  photographs from ``skimage.data`` every ~2 s with a slow pan, hand-shake jitter and sensor
+  noise, so the gate's scene-change path runs at a realistic rate. One segment shows
+  ``astronaut``, unsafe under the test policy (FACE_FEMALE only); it starts in delta frames.
+  The VP8 picture id of every packet is the frame's index in the clip, so the frames the gate
+  releases are identified from the released packets themselves, and a leak (a frame of an
+  unsafe segment released) is counted exactly.
+* Each stream starts at a random clip position and a random sub-frame phase, as independent
+  clients do (see ``bench.relay_procs``): streams replaying the clip in step would bunch their
+  keyframes, cuts and classifications and overstate queueing.
+* ``--pin RELAY,LOAD`` puts the relay (event loop, decode thread, inference thread: one worker)
+  on core RELAY and the load generator (a thread building RTP packets) on core LOAD, so "per
+  core" means one core; the generator's own CPU time is subtracted from the relay's.
+* The first ``--warmup`` seconds are not measured (streams wait for a keyframe first).
+
+Reported per N streams: released fps per stream (and the safe fps that could have been
+released), decided fps (released + dropped: 30 = keeping up), classifications per second per
+stream by reason, scene cuts seen vs classified for a new scene, gate latency (a frame's last
+packet in -> released, seen by the sink), unsafe frames leaked (must be 0), relay CPU per stream
+and the streams per core it projects. Per-frame costs, and the fast path against numpy and
+OpenCV (``bench.fastpath_bench``), go into the same JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import fractions
+import heapq
 import json
 import os
 import platform
+import random
+import threading
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import av
 import cv2
 import numpy as np
 import skimage.data
-from aiortc.codecs import get_encoder
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 from numpy.typing import NDArray
 
+from bench import fastpath_bench
+from bench.relay_clip import FPS, HEIGHT, TICKS_PER_FRAME, WIDTH, Clip, encode_clip, vp8_picture_id
 from bench.stats import summarize_ms
 from fastpath.preprocess import letterboxer
-from fastpath.scene import luma_signature
+from fastpath.scene import luma_signature, signature_distance
 from models.batching import AsyncBatcher
 from models.inference import ModelRunner
 from models.letterbox import Letterbox
 from relay.depacketize import Depacketizer
-from relay.moderation import SIGNATURE_GRID, Moderator, yuv_plane
+from relay.gate import GateConfig
+from relay.moderation import SIGNATURE_GRID, ModeratedStream, Moderator, yuv_plane
 from relay.policy import ModerationPolicy
 
-W, H, FPS = 640, 480, 30
-POLICY = ModerationPolicy(thresholds={"FACE_FEMALE": 0.5})
-VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
-SAFE_UNTIL, UNSAFE_UNTIL, CLIP = 60, 90, 120
-"""Frame indexes: safe [0, 60), unsafe [60, 90), safe [90, 120); the clip loops."""
-KEYFRAMES = (0, 45, 95)
+POLICY: Final = ModerationPolicy(thresholds={"FACE_FEMALE": 0.5})
+UNSAFE_PHOTOS: Final = frozenset({"astronaut"})
+SEGMENTS: Final = (
+    ("rocket", 55),
+    ("coffee", 55),
+    ("astronaut", 30),
+    ("chelsea", 50),
+    ("camera", 50),
+)
+"""(photograph, frames): 8 s looped, a cut every 1-1.8 s. The unsafe segment [110, 140) starts
+in delta frames; the clip's keyframes (every 2 s: 0, 60, 120, 180) include one inside it."""
+KEYFRAME_S: Final = 2.0
+PAN_PX_PER_S: Final = 15
+"""How fast the camera drifts within a segment: a slow pan, not a sweep (a sweep of the
+textured photographs changes the scene signature within a second, which is a scene change)."""
+RTP_HEADER: Final = 12
+"""The generator's packets carry no CSRCs and no extensions."""
 
 
-def photo(name: str, shift: int = 0) -> NDArray[np.uint8]:
-    img = np.asarray(getattr(skimage.data, name)())[..., :3]
-    img = cv2.resize(img, (W + 64, H), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(img[:, shift : shift + W])
+def segment_starts() -> list[int]:
+    """Clip index of each segment's first frame."""
+    starts, i = [], 0
+    for _, frames in SEGMENTS:
+        starts.append(i)
+        i += frames
+    return starts
 
 
-def encode_clip() -> list[list[bytes]]:
-    """VP8 payloads (descriptor included) per frame, joined later into packets."""
-    enc = get_encoder(VP8)
-    out: list[list[bytes]] = []
-    for i in range(CLIP):
-        name = "astronaut" if SAFE_UNTIL <= i < UNSAFE_UNTIL else "rocket"
-        f = av.VideoFrame.from_ndarray(photo(name, (i % 64)), format="rgb24")
-        f.pts, f.time_base = i * 3000, fractions.Fraction(1, 90000)
-        payloads, _ = enc.encode(f, force_keyframe=i in KEYFRAMES)
-        out.append(payloads)
-    return out
+CLIP_FRAMES: Final = sum(f for _, f in SEGMENTS)
+CUTS: Final = frozenset(segment_starts())
+UNSAFE: Final = frozenset(
+    i
+    for start, (name, frames) in zip(segment_starts(), SEGMENTS, strict=True)
+    if name in UNSAFE_PHOTOS
+    for i in range(start, start + frames)
+)
+"""Clip indexes of the frames the policy must never let through."""
+
+
+@cache
+def photo(name: str) -> NDArray[np.uint8]:
+    """The photograph as RGB, wide enough to pan across a whole segment."""
+    img = np.asarray(getattr(skimage.data, name)())
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=-1)
+    longest = max(f for _, f in SEGMENTS)
+    return np.ascontiguousarray(
+        cv2.resize(
+            img[..., :3],
+            (WIDTH + PAN_PX_PER_S * longest // FPS + 8, HEIGHT + 8),
+            interpolation=cv2.INTER_AREA,
+        )
+    )
+
+
+def draw(index: int) -> NDArray[np.uint8]:
+    """Clip frame ``index``: its segment's photograph, panned, shaken and noisy like a webcam."""
+    starts = segment_starts()
+    seg = max(k for k, s in enumerate(starts) if s <= index % CLIP_FRAMES)
+    t = index % CLIP_FRAMES - starts[seg]
+    rng = np.random.default_rng(index)
+    dx, dy = rng.integers(0, 5, 2)
+    x = PAN_PX_PER_S * t // FPS + int(dx)
+    img = photo(SEGMENTS[seg][0])[int(dy) : int(dy) + HEIGHT, x : x + WIDTH]
+    noise = rng.normal(0.0, 2.0, img.shape)
+    return np.clip(img + noise, 0, 255).astype(np.uint8)
+
+
+def strict_clip() -> Clip:
+    """The clip every sender replays (encoded once, about 1 s)."""
+    return encode_clip(seconds=CLIP_FRAMES / FPS, keyframe_s=KEYFRAME_S, draw=draw)
+
+
+def stream_phases(n: int, clip_frames: int, rng: random.Random) -> list[tuple[float, int]]:
+    """Per stream: (start delay in [0, one frame interval), starting clip index)."""
+    return [(rng.random() / FPS, rng.randrange(clip_frames)) for _ in range(n)]
+
+
+def frame_index(packet: bytes) -> int:
+    """The clip index of a released frame, read from its first packet's VP8 picture id."""
+    pid = vp8_picture_id(packet, RTP_HEADER)
+    if pid is None:
+        raise ValueError("packet without a VP8 picture id")
+    return pid
+
+
+def count_leaks(released: Iterable[int], unsafe: frozenset[int]) -> int:
+    """Released frames (clip indexes) that belong to an unsafe segment."""
+    return sum(i in unsafe for i in released)
+
+
+def latencies(arrived: Mapping[int, float], released: Iterable[tuple[int, float]]) -> list[float]:
+    """Seconds from each released frame's arrival to its release, keyed by RTP timestamp.
+
+    A release of a frame that never arrived is a bench bug, not a latency: KeyError.
+    """
+    return [t - arrived[ts] for ts, t in released]
+
+
+def nearest_keyframe(index: int, interval: int, frames: int) -> int:
+    """The clip's keyframe closest to ``index`` (ties go forward), wrapping at the clip's end."""
+    return (index + interval // 2) // interval * interval % frames
 
 
 class Packetizer:
-    """Loops the clip with continuous seq/ts, as a live sender would."""
+    """Replays the clip from ``offset`` with continuous seq/ts, as a live sender would, and
+    answers a keyframe request by moving to the clip's nearest keyframe (at most one keyframe
+    interval's half away: the same scene, barring a cut).
 
-    def __init__(self, clip: Sequence[Sequence[bytes]], ssrc: int) -> None:
-        self.clip, self.ssrc, self.seq, self.n = clip, ssrc, ssrc & 0xFFFF, 0
+    Why answer: after a block the gate resumes only at a keyframe; a sender that never answers
+    would make the delivered frame rate depend on the clip's keyframe interval. Why jump rather
+    than encode a keyframe: the clip's delta frames after it would reference pictures the
+    receiver's decoder never saw, and the drift would look like scene changes.
+    """
 
-    def next_frame(self) -> tuple[int, list[bytes]]:
-        payloads = self.clip[self.n % CLIP]
-        ts = (self.n * 3000) & 0xFFFFFFFF
+    def __init__(self, clip: Clip, ssrc: int, offset: int) -> None:
+        self.clip, self.ssrc, self.seq, self.n, self.offset = clip, ssrc, ssrc & 0xFFFF, 0, offset
+        self.keyframe_wanted = False
+        """Set from the event loop, read by the generator thread (a bool: no lock needed)."""
+
+    def next_frame(self) -> tuple[int, int, list[bytes]]:
+        """(clip index, RTP timestamp, packets) of the next frame."""
+        frames = len(self.clip.payloads)
+        index = (self.offset + self.n) % frames
+        if self.keyframe_wanted:
+            self.keyframe_wanted = False
+            jump = nearest_keyframe(index, self.clip.keyframe_interval, frames)
+            self.offset += jump - index
+            index = jump
+        payloads = self.clip.payloads[index]
+        ts = (self.n * TICKS_PER_FRAME) & 0xFFFFFFFF
         pkts = []
         for j, p in enumerate(payloads):
             pkt = RtpPacket(
@@ -94,44 +209,53 @@ class Packetizer:
             pkts.append(pkt.serialize())
             self.seq += 1
         self.n += 1
-        return ts, pkts
+        return index, ts, pkts
 
 
+@dataclass
 class Sink:
-    """Counts what the gate releases; knows which timestamps carried the unsafe photo."""
+    """One stream's receiving end: what the gate released, when, and what was sent."""
 
-    def __init__(self) -> None:
-        self.released_ts: list[int] = []
-        self.events: list[str] = []
+    arrived: dict[int, float] = field(default_factory=dict)
+    """RTP timestamp -> when its last packet reached the relay."""
+    sent_index: list[int] = field(default_factory=list)
+    """Clip index of every frame sent in the measured window."""
+    released: list[tuple[int, float]] = field(default_factory=list)
+    """(RTP timestamp, release time) of every frame released in the measured window."""
+    released_index: list[int] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    sender: Packetizer | None = None
 
     def release(self, packets: Sequence[bytes], restart: bool, now: float) -> None:
-        self.released_ts.append(int.from_bytes(packets[0][4:8], "big"))
+        ts = int.from_bytes(packets[0][4:8], "big")
+        if ts in self.arrived:  # sent in the measured window
+            self.released.append((ts, now))
+            self.released_index.append(frame_index(packets[0]))
 
     def request_keyframe(self, media_ssrc: int, now: float) -> None:
-        pass
+        """The sender answers with its next frame (~33 ms later: a LAN round trip)."""
+        if self.sender is not None:
+            self.sender.keyframe_wanted = True
 
     def moderation_event(self, state: str, label: str, score: float) -> None:
         self.events.append(state)
 
 
-def leaked(ts_list: list[int]) -> int:
-    return sum(SAFE_UNTIL <= (ts // 3000) % CLIP < UNSAFE_UNTIL for ts in ts_list)
-
-
-def per_frame_costs(clip: list[list[bytes]], runner: ModelRunner) -> dict[str, Any]:
-    pk = Packetizer(clip, 1)
+def per_frame_costs(clip: Clip, runner: ModelRunner) -> dict[str, Any]:
+    """Each step of the strict route timed alone on the clip's frames."""
+    pk = Packetizer(clip, 1, 0)
     d = Depacketizer("vp8")
     ctx = av.CodecContext.create("vp8", "r")
     assert isinstance(ctx, av.VideoCodecContext)
     ctx.thread_count = 1
-    lb = letterboxer(W, H, runner.input_size)
-    box = Letterbox.for_frame(W, H, runner.input_size)
+    lb = letterboxer(WIDTH, HEIGHT, runner.input_size)
+    box = Letterbox.for_frame(WIDTH, HEIGHT, runner.input_size)
     tensor = np.empty((3, runner.input_size, runner.input_size), np.float32)
     sig = np.empty(SIGNATURE_GRID, np.float32)
     times: dict[str, list[float]] = {k: [] for k in ("depacketize", "decode", "signature")}
     times.update(letterbox=[], inference=[])
-    for i in range(CLIP):
-        _, pkts = pk.next_frame()
+    for i in range(len(clip.payloads)):
+        _, _, pkts = pk.next_frame()
         t0 = time.perf_counter()
         frames = [f for p in pkts for f in d.push(p)]
         t1 = time.perf_counter()
@@ -151,44 +275,149 @@ def per_frame_costs(clip: list[list[bytes]], runner: ModelRunner) -> dict[str, A
     return {k: summarize_ms(v) for k, v in times.items()}
 
 
+def cut_distances() -> list[float]:
+    """Signature distance across each cut: must exceed the gate's scene threshold, or the new
+    scene would be covered by the old one's verdict and the cut would test nothing."""
+    sig = [np.empty(SIGNATURE_GRID, np.float32) for _ in range(2)]
+    out = []
+    for s in segment_starts():
+        for k, i in enumerate((s - 1, s)):
+            y = np.asarray(cv2.cvtColor(draw(i % CLIP_FRAMES), cv2.COLOR_RGB2GRAY), np.uint8)
+            luma_signature(y, sig[k])
+        out.append(round(float(signature_distance(sig[0], sig[1])), 1))
+    return out
+
+
+@dataclass
+class Generator:
+    """The load: a thread (pinned to its own core if asked) that builds each stream's packets
+    at 30 fps from its phase and hands them to the event loop."""
+
+    loop: asyncio.AbstractEventLoop
+    streams: list[ModeratedStream]
+    sinks: list[Sink]
+    packetizers: list[Packetizer]
+    delays: list[float]
+    warmup_s: float
+    seconds: float
+    cpu: int | None
+    lag: list[float] = field(default_factory=list)
+    cpu_s: float = 0.0
+    """The generator thread's own CPU time in the measured window."""
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    measure_from: float = 0.0
+
+    def _feed(self, k: int, ts: int, index: int, pkts: list[bytes], due: float) -> None:
+        now = time.monotonic()
+        for p in pkts:
+            self.streams[k].on_packet(p, now)
+        if due >= self.measure_from:
+            self.sinks[k].arrived[ts] = now
+            self.sinks[k].sent_index.append(index)
+            self.lag.append(now - due)
+
+    def run(self) -> None:
+        if self.cpu is not None:
+            os.sched_setaffinity(threading.get_native_id(), {self.cpu})
+        t0 = time.monotonic()
+        self.measure_from = t0 + self.warmup_s
+        end = self.measure_from + self.seconds
+        queue = [(t0 + d, k) for k, d in enumerate(self.delays)]
+        heapq.heapify(queue)
+        cpu0: float | None = None
+        while queue[0][0] < end:
+            due, k = heapq.heappop(queue)
+            if cpu0 is None and due >= self.measure_from:
+                cpu0 = time.thread_time()
+            time.sleep(max(0.0, due - time.monotonic()))
+            index, ts, pkts = self.packetizers[k].next_frame()
+            self.loop.call_soon_threadsafe(self._feed, k, ts, index, pkts, due)
+            heapq.heappush(queue, (due + 1 / FPS, k))
+        self.cpu_s = time.thread_time() - (cpu0 or time.thread_time())
+        self.loop.call_soon_threadsafe(self.done.set)
+
+
+def _diff(after: Counter[str], before: Counter[str]) -> Counter[str]:
+    return Counter({k: v - before[k] for k, v in after.items()})
+
+
 async def run_streams(
-    clip: list[list[bytes]], runner: ModelRunner, n: int, seconds: float
+    clip: Clip,
+    runner: ModelRunner,
+    n: int,
+    seconds: float,
+    warmup_s: float,
+    rng: random.Random,
+    load_cpu: int | None = None,
 ) -> dict[str, Any]:
-    moderator = Moderator(AsyncBatcher(runner))
+    """N moderated streams in this process (one worker) for ``warmup_s + seconds``."""
+    moderator = Moderator(AsyncBatcher(runner), gate_config=GateConfig())
     sinks = [Sink() for _ in range(n)]
     streams = [moderator.open_stream({96: "vp8"}, POLICY, s) for s in sinks]
-    senders = [Packetizer(clip, 1000 + i) for i in range(n)]
-    frames = int(seconds * FPS)
-    lag: list[float] = []
+    phases = stream_phases(n, len(clip.payloads), rng)
+    senders = [Packetizer(clip, 1000 + k, offset) for k, (_, offset) in enumerate(phases)]
+    for sink, sender in zip(sinks, senders, strict=True):
+        sink.sender = sender
+    gen = Generator(
+        asyncio.get_running_loop(),
+        streams,
+        sinks,
+        senders,
+        [delay for delay, _ in phases],
+        warmup_s,
+        seconds,
+        load_cpu,
+    )
+    thread = threading.Thread(target=gen.run, name="strict-bench-load", daemon=True)
+    thread.start()
+    await asyncio.sleep(warmup_s)
+    before = [
+        (s.stats.classified, s.stats.released, Counter(s.stats.dropped), Counter(s.stats.requested))
+        for s in streams
+    ]
     cpu0, t0 = time.process_time(), time.monotonic()
-    for i in range(frames):
-        for k, (st, snd) in enumerate(zip(streams, senders, strict=True)):
-            if i == 0 and k:  # senders at spread-out frame phases, as real clients are
-                await asyncio.sleep(1 / FPS / n)
-            for p in snd.next_frame()[1]:
-                st.on_packet(p, time.monotonic())
-        due = t0 + (i + 1) / FPS
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
-        lag.append(max(0.0, time.monotonic() - due))
-    wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
-    await asyncio.sleep(0.5)
-    decided = sum(s.stats.released + sum(s.stats.dropped.values()) for s in streams)
+    await gen.done.wait()
+    wall, cpu = time.monotonic() - t0, time.process_time() - cpu0 - gen.cpu_s
+    await asyncio.sleep(0.6)  # verdicts still in flight for the last frames sent
+    thread.join()
+    classified = sum(s.stats.classified - b[0] for s, b in zip(streams, before, strict=True))
+    requested: Counter[str] = Counter()
+    dropped: Counter[str] = Counter()
+    for s, b in zip(streams, before, strict=True):
+        requested += _diff(s.stats.requested, b[3])
+        dropped += _diff(s.stats.dropped, b[2])
+    released = sum(s.stats.released - b[1] for s, b in zip(streams, before, strict=True))
+    decided = released + sum(dropped.values())
+    lat = [x for s in sinks for x in latencies(s.arrived, s.released)]
+    sent = [i for s in sinks for i in s.sent_index]
+    safe_sent = sum(i not in UNSAFE for i in sent)
+    cuts = sum(i in CUTS for i in sent)
+    per_stream = 1 / n / wall
+    cpu_per_stream = cpu / wall / n
     result = {
         "streams": n,
         "seconds": round(wall, 2),
-        "cpu_cores": round(cpu / wall, 3),
-        "cpu_per_stream_pct": round(100 * cpu / wall / n, 1),
-        "decided_fps_per_stream": round(decided / n / wall, 1),
-        "released_fps_per_stream": round(sum(s.stats.released for s in streams) / n / wall, 1),
-        "classifications_per_s_per_stream": round(
-            sum(s.stats.classified for s in streams) / n / wall, 2
-        ),
+        "relay_cpu_cores": round(cpu / wall, 3),
+        "load_cpu_cores": round(gen.cpu_s / wall, 3),
+        "cpu_per_stream_pct": round(100 * cpu_per_stream, 1),
+        "streams_per_core_estimate": round(1 / cpu_per_stream, 1) if cpu_per_stream else None,
+        "sent_fps_per_stream": round(len(sent) * per_stream, 1),
+        "decided_fps_per_stream": round(decided * per_stream, 1),
+        "released_fps_per_stream": round(sum(len(s.released) for s in sinks) * per_stream, 1),
+        "safe_fps_per_stream": round(safe_sent * per_stream, 1),
+        "classifications_per_s_per_stream": round(classified * per_stream, 2),
+        "requests_per_s_per_stream": {
+            k: round(v * per_stream, 2) for k, v in sorted(requested.items())
+        },
+        "scene_cuts": cuts,
+        "scene_classifications": requested["scene"],
         "no_verdict": sum(s.stats.no_verdict for s in streams),
-        "gate_latency": summarize_ms([h for s in streams for h in s.stats.hold_s]),
+        "gate_latency": summarize_ms(lat),
         "classify_roundtrip": summarize_ms([c for s in streams for c in s.stats.classify_s]),
-        "loop_lag": summarize_ms(lag),
-        "leaked_unsafe_frames": sum(leaked(s.released_ts) for s in sinks),
+        "loop_lag": summarize_ms(gen.lag),
+        "leaked_unsafe_frames": sum(count_leaks(s.released_index, UNSAFE) for s in sinks),
         "blocked_events": sum(s.events.count("blocked") for s in sinks),
+        "dropped": dict(dropped),
     }
     await moderator.aclose()
     return result
@@ -197,39 +426,60 @@ async def run_streams(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--streams", default="1,4,8")
-    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per N")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per N")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--pin", default="", help="RELAY,LOAD cores, e.g. 1,0 (default: none)")
+    parser.add_argument("--fastpath-frames", type=int, default=200, help="0: skip")
     parser.add_argument("--json", type=Path, default=Path("bench/results/strict.json"))
     args = parser.parse_args(argv)
-    clip = encode_clip()
+    relay_cpu, load_cpu = (int(c) for c in args.pin.split(",")) if args.pin else (None, None)
+    if relay_cpu is not None:
+        os.sched_setaffinity(0, {relay_cpu})  # before any thread: they inherit it
+    loadavg = os.getloadavg()
+    clip = strict_clip()
     runner = ModelRunner(intra_op_threads=1)
     costs = per_frame_costs(clip, runner)
     print(f"{'per frame':<12} {'p50 ms':>8} {'p99 ms':>8}")
     for k, v in costs.items():
         print(f"{k:<12} {v['p50_ms']:>8.2f} {v['p99_ms']:>8.2f}")
+    fastpath = None
+    if args.fastpath_frames:
+        fastpath = fastpath_bench.bench_resolution(WIDTH, HEIGHT, max(args.fastpath_frames, 10))
+        fastpath_bench.print_table([fastpath])
+    rng = random.Random(args.seed)
     runs = []
     print(
-        f"\n{'streams':>7} {'cores':>6} {'%/strm':>7} {'fps':>5} {'cls/s':>6} "
-        f"{'gate p50':>9} {'gate p99':>9} {'leaked':>6}"
+        f"\n{'streams':>7} {'cores':>6} {'%/strm':>7} {'str/core':>8} {'fps':>5} {'safe':>5} "
+        f"{'cls/s':>6} {'cuts':>5} {'scene':>5} {'gate p50':>9} {'gate p99':>9} {'leaked':>6}"
     )
     for n in (int(x) for x in args.streams.split(",")):
-        r = asyncio.run(run_streams(clip, runner, n, args.seconds))
+        r = asyncio.run(run_streams(clip, runner, n, args.seconds, args.warmup, rng, load_cpu))
         runs.append(r)
         g = r["gate_latency"]
         print(
-            f"{n:>7} {r['cpu_cores']:>6.2f} {r['cpu_per_stream_pct']:>7.1f} "
-            f"{r['decided_fps_per_stream']:>5.1f} {r['classifications_per_s_per_stream']:>6.2f} "
+            f"{n:>7} {r['relay_cpu_cores']:>6.2f} {r['cpu_per_stream_pct']:>7.1f} "
+            f"{r['streams_per_core_estimate'] or 0:>8.1f} {r['released_fps_per_stream']:>5.1f} "
+            f"{r['safe_fps_per_stream']:>5.1f} {r['classifications_per_s_per_stream']:>6.2f} "
+            f"{r['scene_cuts']:>5} {r['scene_classifications']:>5} "
             f"{g['p50_ms']:>9.1f} {g['p99_ms']:>9.1f} {r['leaked_unsafe_frames']:>6}"
         )
     meta = {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "loadavg_before": os.getloadavg(),
-        "clip": "640x480@30 VP8 (aiortc encoder), safe 2 s / unsafe 1 s / safe 1 s, looped",
+        "loadavg_before": loadavg,
+        "loadavg_after": os.getloadavg(),
+        "pin": args.pin or None,
+        "seed": args.seed,
+        "clip": f"640x480@30 VP8 (aiortc encoder), {CLIP_FRAMES} frames looped, "
+        f"segments {list(SEGMENTS)}, keyframe every {KEYFRAME_S} s and on request, "
+        f"{clip.bitrate / 1e6:.2f} Mbit/s",
+        "cut_signature_distances": cut_distances(),
+        "scene_threshold": GateConfig().scene_threshold,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps({"meta": meta, "per_frame": costs, "runs": runs}, indent=2) + "\n"
-    )
+    out = {"meta": meta, "per_frame": costs, "fastpath_640x480": fastpath, "runs": runs}
+    args.json.write_text(json.dumps(out, indent=2) + "\n")
     print(f"\nwrote {args.json}")
     return 0
 

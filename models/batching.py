@@ -14,6 +14,11 @@ accelerators). ``bench/model_bench.py`` measures both.
 Only one run is in flight per batcher: with one worker process per core and
 ``intra_op_num_threads=1`` a second concurrent run would just time-slice the
 same core and make both late.
+
+Urgent requests (a caller is holding video until the answer, e.g. the strict
+route's gate on a new scene) go before the others, and in "loop" mode they
+pre-empt a batch between two images: a held frame then waits for at most one
+inference, not for a batch of routine re-checks queued before it.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class InferenceRequest:
 class _Pending:
     request: InferenceRequest
     future: asyncio.Future[list[Detection]]
+    urgent: bool
 
 
 @dataclass(slots=True)
@@ -90,15 +96,19 @@ class AsyncBatcher:
             max_workers=1, thread_name_prefix="chatguard-infer"
         )
         self._pending: deque[_Pending] = deque()
+        self._urgent: deque[_Pending] = deque()
         self._drainer: asyncio.Task[None] | None = None
         self._closed = False
         self.stats = BatchStats()
 
-    async def infer(self, tensor: NDArray[np.float32], letterbox: Letterbox) -> list[Detection]:
-        """Detections for one frame; batched with whatever else is waiting."""
-        return await self.submit(InferenceRequest(tensor, letterbox))
+    async def infer(
+        self, tensor: NDArray[np.float32], letterbox: Letterbox, *, urgent: bool = False
+    ) -> list[Detection]:
+        """Detections for one frame; batched with whatever else is waiting (``urgent`` ones
+        first)."""
+        return await self.submit(InferenceRequest(tensor, letterbox), urgent=urgent)
 
-    async def submit(self, request: InferenceRequest) -> list[Detection]:
+    async def submit(self, request: InferenceRequest, *, urgent: bool = False) -> list[Detection]:
         if self._closed:
             raise RuntimeError("AsyncBatcher is closed")
         s = self.runner.input_size
@@ -106,41 +116,50 @@ class AsyncBatcher:
             raise ValueError(f"expected a (3, {s}, {s}) tensor, got {request.tensor.shape}")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Detection]] = loop.create_future()
-        self._pending.append(_Pending(request, fut))
+        (self._urgent if urgent else self._pending).append(_Pending(request, fut, urgent))
         if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain())
         return await fut
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
-        while self._pending:
+        while self._urgent or self._pending:
             batch: list[_Pending] = []
-            while self._pending and len(batch) < self.max_batch:
-                p = self._pending.popleft()
-                if not p.future.done():  # skip callers that were cancelled while waiting
-                    batch.append(p)
+            for queue in (self._urgent, self._pending):
+                while queue and len(batch) < self.max_batch:
+                    p = queue.popleft()
+                    if not p.future.done():  # skip callers that were cancelled while waiting
+                        batch.append(p)
             if not batch:
                 continue
+            left: list[_Pending] = []
             try:
-                await loop.run_in_executor(self._executor, self._run_batch, loop, batch)
+                left = await loop.run_in_executor(self._executor, self._run_batch, loop, batch)
             except Exception as exc:  # pragma: no cover - _run_batch reports its own errors
                 for p in batch:
                     _fail(p.future, exc)
+            self._pending.extendleft(reversed(left))  # pre-empted: first in line after urgent
             self.stats.runs += 1
-            self.stats.images += len(batch)
-            self.stats.batch_sizes.append(len(batch))
+            self.stats.images += len(batch) - len(left)
+            self.stats.batch_sizes.append(len(batch) - len(left))
 
-    def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
+    def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> list[_Pending]:
         """Runs in the executor thread (stacking B x 1.2 MB tensors stays off the loop too).
 
         Results go back to the loop with call_soon_threadsafe. In "loop" batch mode
         each caller is answered as soon as its own image is done; a caller cancelled
         meanwhile is skipped (reading ``done()`` from this thread is a benign race:
         at worst one wasted inference).
+
+        Returns the requests it left undone: in "loop" mode a routine request is not started
+        while an urgent one waits (reading the urgent queue's length from this thread is the
+        same benign race: at worst one inference's delay).
         """
         runner = self.runner
         if runner.batch_mode == "loop":
-            for p in batch:
+            for k, p in enumerate(batch):
+                if not p.urgent and self._urgent:
+                    return batch[k:]
                 if p.future.done():
                     continue
                 try:
@@ -149,16 +168,17 @@ class AsyncBatcher:
                     loop.call_soon_threadsafe(_fail, p.future, exc)
                 else:
                     loop.call_soon_threadsafe(_resolve, p.future, dets)
-            return
+            return []
         try:
             tensors = np.stack([p.request.tensor for p in batch])
             results = runner.infer(tensors, [p.request.letterbox for p in batch])
         except Exception as exc:
             for p in batch:
                 loop.call_soon_threadsafe(_fail, p.future, exc)
-            return
+            return []
         for p, dets in zip(batch, results, strict=True):
             loop.call_soon_threadsafe(_resolve, p.future, dets)
+        return []
 
     async def aclose(self) -> None:
         """Finish in-flight work, then release the private executor."""

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -106,6 +106,10 @@ class Classify:
     classifier and report back with :meth:`ModerationGate.on_verdict` or ``on_no_verdict``."""
 
     frame_id: int
+    reason: str = field(default="periodic", compare=False)
+    """Why: ``keyframe`` or ``scene`` (new scene or expired reference) for a frame the gate
+    holds until this verdict, ``periodic`` for the minimum rate on a frame already decided.
+    Held ones delay the stream, so the caller serves them first; not part of the identity."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,11 +198,11 @@ class ModerationGate:
                 out.append(RequestKeyframe())
                 return out
             self.state = GateState.OPEN
-            self._hold(f, now, out, classify=True)
+            self._hold(f, now, out, "keyframe")
         elif self.state is GateState.BLOCKED:
             if keyframe or self._held:
                 # a candidate keyframe for resuming, or a delta that depends on one
-                self._hold(f, now, out, classify=keyframe)
+                self._hold(f, now, out, "keyframe" if keyframe else None)
             else:
                 if self._periodic_due(now):  # not faster: a blocked sender sets the pace
                     self._submit(f, now, out)
@@ -210,7 +214,8 @@ class ModerationGate:
             if self._periodic_due(now):
                 self._submit(f, now, out)
         else:
-            self._hold(f, now, out, classify=keyframe or self._new_scene(f))
+            reason = "keyframe" if keyframe else "scene" if self._new_scene(f) else None
+            self._hold(f, now, out, reason)
         self._check_bounds(now, out)
         return out
 
@@ -285,18 +290,19 @@ class ModerationGate:
     def _periodic_due(self, now: float) -> bool:
         return now - self._last_submit >= 1.0 / self.config.min_classifications_per_s
 
-    def _submit(self, f: _Frame, now: float, out: list[Action]) -> None:
+    def _submit(self, f: _Frame, now: float, out: list[Action], reason: str = "periodic") -> None:
         if len(self._in_flight) >= self.config.max_in_flight:
             return
         self._in_flight[f.id] = (f, now)
         self._last_submit = now
         self._anchor = f
-        out.append(Classify(f.id))
+        out.append(Classify(f.id, reason))
 
-    def _hold(self, f: _Frame, now: float, out: list[Action], classify: bool) -> None:
+    def _hold(self, f: _Frame, now: float, out: list[Action], classify: str | None) -> None:
+        """Hold ``f``; submit it too if ``classify`` names a reason."""
         self._held.append(f)
-        if classify:
-            self._submit(f, now, out)
+        if classify is not None:
+            self._submit(f, now, out, classify)
 
     def _release(self, f: _Frame, out: list[Action]) -> None:
         self.released += 1

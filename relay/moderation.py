@@ -86,6 +86,8 @@ class StreamStats:
     no_verdict: int = 0
     released: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
+    requested: Counter[str] = field(default_factory=Counter)
+    """Classification requests by the gate's reason (``keyframe``, ``scene``, ``periodic``)."""
     decode_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
     preprocess_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
     classify_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
@@ -247,9 +249,11 @@ class ModeratedStream:
         frame.data = b""  # the bitstream copy is done with; only the packets wait in the gate
         sig = None if analysed is None else analysed.signature
         actions = self.gate.on_frame(fid, frame.keyframe, sig, self._m.clock())
-        if analysed is not None and any(isinstance(a, Classify) for a in actions):
+        request = next((a for a in actions if isinstance(a, Classify)), None)
+        if analysed is not None and request is not None:
+            self.stats.requested[request.reason] += 1
             try:
-                await self._classify(fid, analysed.picture)
+                await self._classify(fid, analysed.picture, request.reason != "periodic")
             except Exception as exc:
                 log.warning("moderated stream: preprocessing failed (%s)", type(exc).__name__)
                 actions += self.gate.on_no_verdict(fid, self._m.clock())
@@ -286,7 +290,9 @@ class ModeratedStream:
         lb.run(yuv_plane(pic, 0), yuv_plane(pic, 1), yuv_plane(pic, 2), out)
         self.stats.preprocess_s.append(time.perf_counter() - t0)
 
-    async def _classify(self, fid: int, pic: av.VideoFrame) -> None:
+    async def _classify(self, fid: int, pic: av.VideoFrame, held: bool) -> None:
+        """Submit ``pic``; ``held``: the gate holds the stream until this verdict, so it goes
+        before periodic re-checks of frames already released."""
         s = self._m.input_size
         tensor = self._tensors.pop() if self._tensors else np.empty((3, s, s), np.float32)
         loop = asyncio.get_running_loop()
@@ -294,15 +300,17 @@ class ModeratedStream:
         lb = Letterbox.for_frame(
             pic.width, pic.height, s, "center" if self._m.center else "top-left"
         )
-        task = loop.create_task(self._verdict(fid, tensor, lb))
+        task = loop.create_task(self._verdict(fid, tensor, lb, held))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _verdict(self, fid: int, tensor: NDArray[np.float32], lb: Letterbox) -> None:
+    async def _verdict(
+        self, fid: int, tensor: NDArray[np.float32], lb: Letterbox, held: bool
+    ) -> None:
         t0 = time.perf_counter()
         try:
             dets = await asyncio.wait_for(
-                self._m.batcher.infer(tensor, lb), self._m.classify_timeout_s
+                self._m.batcher.infer(tensor, lb, urgent=held), self._m.classify_timeout_s
             )
         except Exception as exc:  # time-out or model error: no verdict, fail closed
             self.stats.no_verdict += 1

@@ -159,3 +159,26 @@ async def test_rejects_wrong_tensor_shape_and_use_after_close(runner: ModelRunne
     await batcher.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await batcher.infer(np.zeros((3, 320, 320), np.float32), Letterbox.identity(320))
+
+
+async def test_an_urgent_request_overtakes_a_running_batch_of_routine_ones(
+    runner: ModelRunner, requests: list[InferenceRequest], expected: list[list[Detection]]
+) -> None:
+    """A held frame waits for at most one inference, not for the routine batch before it."""
+    assert runner.batch_mode == "loop"
+    order: list[str] = []
+
+    async def one(i: int, urgent: bool) -> None:
+        got = await batcher.submit(requests[i], urgent=urgent)
+        assert same(got, expected[i])
+        order.append(f"{'urgent' if urgent else 'routine'}-{i}")
+
+    async with AsyncBatcher(runner, max_batch=len(requests)) as batcher:
+        routine = [asyncio.create_task(one(i, False)) for i in range(1, len(requests))]
+        await asyncio.sleep(0.005)  # the routine batch is running its first image
+        await one(0, True)
+        assert order == ["routine-1", "urgent-0"]  # served right after the image in progress
+        await asyncio.gather(*routine)
+    assert order[2:] == [f"routine-{i}" for i in range(2, len(requests))]  # then in order
+    assert batcher.stats.images == len(requests)
+    assert list(batcher.stats.batch_sizes) == [1, len(requests) - 1]  # urgent one heads it

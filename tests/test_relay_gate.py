@@ -245,3 +245,20 @@ def test_a_verdict_from_before_a_drop_does_not_resume() -> None:
     assert of(g.on_frame(3, True, sig(0), 0.56), Classify) == [Classify(3)]
     assert released(g.on_verdict(1, True, "", 0.0, 0.58)) == []  # stale: frame 1 < the drop
     assert released(g.on_verdict(3, True, "", 0.0, 0.6)) == [3]
+
+
+def reasons(actions: list[Action]) -> list[str]:
+    return [a.reason for a in actions if isinstance(a, Classify)]
+
+
+def test_classify_says_whether_the_frame_waits_for_its_verdict() -> None:
+    """Held frames (keyframe, new scene) are named apart from the periodic re-check of a
+    frame already released, so the caller can serve the held ones first."""
+    g = ModerationGate(CONFIG)
+    assert reasons(g.on_frame(0, True, sig(0), 0.0)) == ["keyframe"]
+    g.on_verdict(0, True, "", 0.0, 0.01)
+    a = g.on_frame(1, False, sig(0), 0.6)  # same scene, periodic check due
+    assert released(a) == [1] and reasons(a) == ["periodic"]
+    g.on_verdict(1, True, "", 0.0, 0.61)
+    a = g.on_frame(2, False, sig(1), 0.7)
+    assert not released(a) and reasons(a) == ["scene"]

@@ -110,3 +110,29 @@ async def test_no_verdict_means_nothing_is_forwarded(
     await moderator.aclose()
     assert sink.receiver.pictures == [] and sink.events == []
     assert sink.keyframe_requests >= 1  # it keeps asking for a keyframe to try again
+
+
+@pytest.mark.timeout(60)
+async def test_held_frames_are_classified_before_periodic_checks(
+    runner: ModelRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The frame the gate holds (here the first keyframe) goes to the batcher as urgent; the
+    periodic re-checks of released frames do not."""
+    batcher = AsyncBatcher(runner)
+    urgent_flags: list[bool] = []
+    infer = batcher.infer
+
+    async def spy(
+        tensor: NDArray[np.float32], letterbox: Letterbox, *, urgent: bool = False
+    ) -> list[Detection]:
+        urgent_flags.append(urgent)
+        return await infer(tensor, letterbox, urgent=urgent)
+
+    monkeypatch.setattr(batcher, "infer", spy)
+    sink = Sink(Vp8Sender())
+    moderator = Moderator(batcher)
+    await play(moderator, sink, [SAFE] * 40)  # one keyframe, one scene, 1.3 s
+    await moderator.aclose()
+    assert urgent_flags[0] and urgent_flags.count(True) == 1, urgent_flags
+    assert urgent_flags.count(False) >= 1  # periodic checks (>= 2/s) while frames flowed
+    assert len(sink.receiver.pictures) >= 35
