@@ -254,9 +254,9 @@ class MatchmakingMachine(RuleBasedStateMachine):
         lost: dict[str, int] = {}
         expired = {e.user for e in events if isinstance(e, Expired)}
         for event in events:
-            if isinstance(event, PartnerLost):
-                if event.reason in ("next", "report", "leave"):  # the gone get no cool-down
-                    self.parted_at[frozenset((event.user, event.partner))] = self.now
+            # the gone (disconnect, timeout) get no cool-down
+            if isinstance(event, PartnerLost) and event.reason in ("next", "report", "leave"):
+                self.parted_at[frozenset((event.user, event.partner))] = self.now
         for event in events:
             match event:
                 case Paired(first=a, second=b):
