@@ -20,9 +20,9 @@ from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
     RTCSessionDescription,
-    VideoStreamTrack,
 )
 
+from tests.tracks import PictureTrack
 from tests.wsclient import Client
 
 WIDTH, HEIGHT = 320, 240
@@ -51,18 +51,15 @@ def read_frame(image: np.ndarray) -> tuple[int, int]:
     return level, counter
 
 
-class StampedVideo(VideoStreamTrack):
+class StampedVideo(PictureTrack):
     def __init__(self, level: int) -> None:
         super().__init__()
         self.level = level
         self.sent = 0
 
-    async def recv(self) -> av.VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        frame = av.VideoFrame.from_ndarray(stamp_frame(self.level, self.sent), format="rgb24")
-        frame.pts, frame.time_base = pts, time_base
+    def picture(self) -> np.ndarray:
         self.sent += 1
-        return frame
+        return stamp_frame(self.level, self.sent - 1)
 
 
 class Tone(AudioStreamTrack):

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import fractions
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiortc.rtcrtpreceiver as rtcrtpreceiver
-import av
-import numpy as np
 import pytest
 from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
     RTCSessionDescription,
-    VideoStreamTrack,
 )
 
 from relay import rtp
@@ -27,22 +23,7 @@ from relay.aiortc_adapter import (
     check_aiortc_version,
 )
 from relay.hub import ForwardingHub
-
-
-class SolidTrack(VideoStreamTrack):
-    """Frames of one grey level, so the far end can tell whose video it decoded."""
-
-    def __init__(self, level: int) -> None:
-        super().__init__()
-        self.level = level
-
-    async def recv(self) -> av.VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        img = np.full((240, 320, 3), self.level, dtype=np.uint8)
-        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-        frame.pts = pts
-        frame.time_base = time_base if time_base else fractions.Fraction(1, 90000)
-        return frame
+from tests.tracks import SolidTrack
 
 
 def config() -> RTCConfiguration:
@@ -71,6 +52,20 @@ async def connect_client(
 
 
 @pytest.fixture
+def decoders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Mime types of every decoder aiortc builds in this process (clients' and relay's)."""
+    built: list[str] = []
+    original_get_decoder = rtcrtpreceiver.get_decoder
+
+    def spy_get_decoder(codec: Any) -> Any:
+        built.append(codec.mimeType)
+        return original_get_decoder(codec)
+
+    monkeypatch.setattr(rtcrtpreceiver, "get_decoder", spy_get_decoder)
+    return built
+
+
+@pytest.fixture
 async def pcs() -> AsyncIterator[list[RTCPeerConnection]]:
     made: list[RTCPeerConnection] = []
     yield made
@@ -87,7 +82,10 @@ def test_version_guard() -> None:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("fast_receive", [True, False], ids=["fast-receive", "aiortc-receive"])
 async def test_video_flows_through_relay_without_relay_decoding(
-    pcs: list[RTCPeerConnection], monkeypatch: pytest.MonkeyPatch, fast_receive: bool
+    pcs: list[RTCPeerConnection],
+    monkeypatch: pytest.MonkeyPatch,
+    decoders: list[str],
+    fast_receive: bool,
 ) -> None:
     seen_by_aiortc_receiver: set[int] = set()
     original_handle = rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet
@@ -97,14 +95,6 @@ async def test_video_flows_through_relay_without_relay_decoding(
         await original_handle(self, packet, arrival_time_ms)
 
     monkeypatch.setattr(rtcrtpreceiver.RTCRtpReceiver, "_handle_rtp_packet", spy_handle)
-    decoders: list[str] = []
-    original_get_decoder = rtcrtpreceiver.get_decoder
-
-    def spy_get_decoder(codec: Any) -> Any:
-        decoders.append(codec.mimeType)
-        return original_get_decoder(codec)
-
-    monkeypatch.setattr(rtcrtpreceiver, "get_decoder", spy_get_decoder)
 
     hub = ForwardingHub()
     relay_pcs: list[RTCPeerConnection] = []
@@ -330,19 +320,11 @@ def test_fast_receive_demux_without_a_network() -> None:
 
 @pytest.mark.timeout(60)
 async def test_h264_video_and_opus_audio_flow_through_relay(
-    pcs: list[RTCPeerConnection], monkeypatch: pytest.MonkeyPatch
+    pcs: list[RTCPeerConnection], decoders: list[str]
 ) -> None:
     """H.264 (STAP-A/FU-A keyframe gating) and Opus (48 kHz rewriting) through the relay."""
     from aiortc import AudioStreamTrack, RTCRtpSender
 
-    decoders: list[str] = []
-    original_get_decoder = rtcrtpreceiver.get_decoder
-
-    def spy_get_decoder(codec: Any) -> Any:
-        decoders.append(codec.mimeType)
-        return original_get_decoder(codec)
-
-    monkeypatch.setattr(rtcrtpreceiver, "get_decoder", spy_get_decoder)
     h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
     hub = ForwardingHub()
     relay_pcs: list[RTCPeerConnection] = []

@@ -8,7 +8,6 @@ never decode the unsafe picture, and must see the safe one before and after.
 from __future__ import annotations
 
 import asyncio
-import fractions
 import json
 import os
 import subprocess
@@ -18,12 +17,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
-from aiortc import RTCPeerConnection, VideoStreamTrack
+from aiortc import RTCPeerConnection
 from strict_support import FACE_POLICY, SAFE, UNSAFE, picture, shows
-from test_relay_aiortc_adapter import SolidTrack, config, connect_client
+from test_relay_aiortc_adapter import config, connect_client
 
 from models.batching import AsyncBatcher
 from models.inference import ModelRunner
@@ -33,21 +31,18 @@ from relay.aiortc_adapter import AiortcLeg
 from relay.codecs import vp8_is_keyframe_start
 from relay.hub import ForwardingHub
 from relay.moderation import Moderator
+from tests.tracks import PictureTrack, SolidTrack
 
 
-class PhotoTrack(VideoStreamTrack):
+class PhotoTrack(PictureTrack):
     """Shows whichever photograph ``name`` says, at 30 fps."""
 
     def __init__(self, name: str) -> None:
         super().__init__()
         self.name = name
 
-    async def recv(self) -> av.VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        frame = av.VideoFrame.from_ndarray(picture(self.name), format="rgb24")
-        frame.pts = pts
-        frame.time_base = time_base if time_base else fractions.Fraction(1, 90000)
-        return frame
+    def picture(self) -> np.ndarray:
+        return picture(self.name)
 
 
 @pytest.fixture
