@@ -11,18 +11,17 @@ import cv2
 import numpy as np
 from _models_support import photo
 from aiortc.codecs import get_encoder
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 from numpy.typing import NDArray
 
 from relay.policy import ModerationPolicy
+from tests.codec_params import VP8
 
 WIDTH, HEIGHT = 640, 480
 SAFE, UNSAFE = "rocket", "astronaut"
 """NudeNet 320n finds nothing in ``rocket``; ``astronaut`` is FACE_FEMALE ~0.8."""
 FACE_POLICY = ModerationPolicy(thresholds={"FACE_FEMALE": 0.5})
 """Blocks only FACE_FEMALE: lets the tests use harmless photographs as "unsafe" content."""
-VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 
 
 @cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
@@ -119,7 +120,13 @@ def test_relay_search_smoke_run_writes_search_json_and_plot(tmp_path: Path) -> N
     assert cli.main([*argv, "--json", str(out), "--plot", str(png)]) == 0
     result = json.loads(out.read_text())
     found = result["search"]
-    assert [p["pairs"] for p in found["probes"]] == [1, 2][: len(found["probes"])]
+    probes = found["probes"]
+    pairs = [p["pairs"] for p in probes]
+    assert pairs[0] == 1 and set(pairs) <= {1, 2}
+    # a load is measured twice in a row only after it failed (a short smoke run on a busy
+    # machine can miss even these loose levels); otherwise the search moves on upwards
+    for before, after in itertools.pairwise(probes):
+        assert after["pairs"] > before["pairs"] or not before["holds"], probes
     assert found["capacity_pairs"] in (0, 1, 2) and found["stop_reason"]
     assert [c["pairs"] for c in result["cases"]] == [p["pairs"] for p in found["probes"]]
     assert result["versions"]["chatguard"] and result["machine"]["cpus"] >= 1

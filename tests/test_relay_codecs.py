@@ -13,14 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from relay import codecs
-
-VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
-H264 = RTCRtpCodecParameters(
-    mimeType="video/H264",
-    clockRate=90000,
-    payloadType=102,
-    parameters={"packetization-mode": "1", "profile-level-id": "42e01f"},
-)
+from tests.codec_params import H264, VP8
 
 
 def frames(n: int, width: int = 320, height: int = 240) -> list[av.VideoFrame]:

@@ -9,18 +9,11 @@ import av
 import numpy as np
 import pytest
 from aiortc.codecs import get_encoder
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from relay.depacketize import Codec, Depacketizer, EncodedFrame
+from tests.codec_params import H264, VP8
 
-VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
-H264 = RTCRtpCodecParameters(
-    mimeType="video/H264",
-    clockRate=90000,
-    payloadType=102,
-    parameters={"packetization-mode": "1", "profile-level-id": "42e01f"},
-)
 PARAMS = {"vp8": VP8, "h264": H264}
 
 

@@ -15,8 +15,8 @@ from relay.aiortc_adapter import NegotiatedMedia
 from relay.hub import ForwardingHub
 from relay.moderation import StreamSink
 from relay.policy import ModerationPolicy
+from tests.codec_params import VP8
 
-VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 RTX = RTCRtpCodecParameters(
     mimeType="video/rtx", clockRate=90000, payloadType=97, parameters={"apt": 96}
 )
