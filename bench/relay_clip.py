@@ -1,9 +1,10 @@
-"""The relay benchmark's media: one synthetic VP8 clip, encoded once, replayed by every sender.
+"""The relay benchmark's media: one synthetic clip, encoded once, replayed by every sender.
 
 Why: the load generator must cost little CPU so that it is the relay that saturates, so no
-sender encodes. A few seconds of 640x480 video (a panning texture and a moving square, so the
-encoder has real work and the bitrate is realistic) are encoded once with aiortc's own
-``Vp8Encoder`` at about 1 Mbit/s and kept twice:
+sender encodes. A few seconds of video (a panning texture and a moving square, so the encoder
+has real work and the bitrate is realistic; 640x480 or 1280x720) are encoded once with
+aiortc's own encoders (VP8, or H.264 through libx264), and a second of Opus audio (a tone)
+likewise. VP8 is kept twice:
 
 * as whole VP8 frames (``frames``), for senders that go through aiortc's pre-encoded ``pack``
   path (the naive relay's clients);
@@ -11,6 +12,9 @@ encoder has real work and the bitrate is realistic) are encoded once with aiortc
   in the clip, for senders that write RTP themselves (the forwarding relay's clients). The
   forwarding relay rewrites seq/ts/SSRC but never the payload, so a receiver that never
   decodes still knows which frame arrived.
+
+H.264 is kept as RTP payloads only (aiortc's packetization-mode 1 packer, STAP-A/FU-A): it
+has no picture id, and nothing here sends it through aiortc's pre-encoded path.
 
 Frames also carry their index as a barcode (8 black/white blocks in the top-left corner): the
 naive relay decodes and re-encodes, which loses picture ids and timestamps, so its receivers
@@ -22,11 +26,13 @@ from __future__ import annotations
 import fractions
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 import av
 import numpy as np
 import numpy.typing as npt
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
 
 WIDTH: Final = 640
@@ -38,6 +44,10 @@ BARCODE_BITS: Final = 8
 BARCODE_BLOCK: Final = 32
 """Side of one barcode block in pixels: large enough to survive a 1 Mbit/s re-encode."""
 _TIME_BASE: Final = fractions.Fraction(1, RTP_CLOCK)
+AUDIO_RATE: Final = 48_000
+AUDIO_PACKET_SAMPLES: Final = 960
+"""20 ms of Opus at 48 kHz: one RTP packet, the RTP timestamp's step."""
+Codec = Literal["vp8", "h264"]
 
 
 @dataclass(frozen=True)
@@ -45,15 +55,18 @@ class Clip:
     """A pre-encoded clip; index ``i`` of every list is the same frame."""
 
     frames: list[bytes]
-    """Whole VP8 frames (what ``Vp8Encoder.pack`` takes)."""
+    """Whole VP8 frames (what ``Vp8Encoder.pack`` takes); empty for H.264."""
     payloads: list[list[bytes]]
-    """RTP payloads per frame (VP8 descriptor with picture id ``i`` + partition)."""
+    """RTP payloads per frame (VP8: descriptor with picture id ``i`` + partition)."""
     keyframe_interval: int
+    codec: Codec = "vp8"
+    width: int = WIDTH
+    height: int = HEIGHT
 
     @property
     def bitrate(self) -> float:
-        """Average bits per second of the encoded clip when played at ``FPS``."""
-        return sum(len(f) for f in self.frames) * 8 * FPS / len(self.frames)
+        """Average bits per second of the clip's RTP payloads when played at ``FPS``."""
+        return sum(len(p) for f in self.payloads for p in f) * 8 * FPS / len(self.payloads)
 
     @property
     def packets_per_second(self) -> float:
@@ -79,16 +92,24 @@ class EncodedFrame:
         return self._data
 
 
-def picture(index: int) -> npt.NDArray[np.uint8]:
+@dataclass(frozen=True)
+class AudioClip:
+    """Opus RTP payloads, one per 20 ms (:data:`AUDIO_PACKET_SAMPLES` at 48 kHz)."""
+
+    payloads: list[bytes]
+
+
+def picture(index: int, width: int = WIDTH, height: int = HEIGHT) -> npt.NDArray[np.uint8]:
     """The RGB picture of frame ``index``: moving content plus its barcode."""
-    y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
+    y, x = np.mgrid[0:height, 0:width]
     shift = 4 * index
     r = (128 + 100 * np.sin((x + shift) / 23.0) * np.cos(y / 31.0)).astype(np.uint8)
     g = ((x * 3 + y * 2 + shift * 2) % 256).astype(np.uint8)
     b = ((x ^ (y + shift)) & 0xFF).astype(np.uint8)
     img = np.stack([r, g, b], axis=-1)
-    sx = (index * 9) % (WIDTH - 120)
-    img[200:320, sx : sx + 120] = (250, 220, 30)
+    sx = (index * 9) % (width - 120)
+    top = height * 5 // 12
+    img[top : top + height // 4, sx : sx + 120] = (250, 220, 30)
     stamp_barcode(img, index)
     return img
 
@@ -136,31 +157,53 @@ def encode_clip(
     seconds: float = 4.0,
     bitrate: int = 1_000_000,
     keyframe_s: float = 2.0,
-    draw: Callable[[int], npt.NDArray[np.uint8]] = picture,
+    draw: Callable[[int], npt.NDArray[np.uint8]] | None = None,
+    codec: Codec = "vp8",
+    width: int = WIDTH,
+    height: int = HEIGHT,
 ) -> Clip:
-    """Encode the synthetic clip once (about 3 ms per frame; done before any timing).
+    """Encode the synthetic clip once (a few ms per frame; done before any timing).
 
     Keyframes every ``keyframe_s``: a forwarding relay gates a new receiver's video until a
-    keyframe, and these senders do not answer PLIs, so this bounds the warm-up. ``draw`` gives
-    frame ``i``'s RGB picture (the strict benchmark draws photographs with scene cuts instead);
-    the picture id names the frame whatever is drawn.
+    keyframe, so this bounds the wait when a sender cannot be asked for one. ``draw`` gives
+    frame ``i``'s RGB picture at ``width`` x ``height`` (default :func:`picture`; the strict
+    benchmark draws photographs with scene cuts instead); the VP8 picture id names the frame
+    whatever is drawn.
     """
     count = round(seconds * FPS)
     interval = round(keyframe_s * FPS)
     if count < 1 or count > 1 << BARCODE_BITS or interval < 1:
         raise ValueError(f"clip of {count} frames, keyframe every {interval}: out of range")
-    encoder = Vp8Encoder()
+    encoder = Vp8Encoder() if codec == "vp8" else H264Encoder()
     encoder.target_bitrate = bitrate
-    frames: list[bytes] = []
+    encoded: list[list[bytes]] = []
     for i in range(count):
-        frame = av.VideoFrame.from_ndarray(draw(i), format="rgb24")
+        img = draw(i) if draw is not None else picture(i, width, height)
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
         frame.pts = i * TICKS_PER_FRAME
         frame.time_base = _TIME_BASE
-        payloads, _ = encoder.encode(frame, force_keyframe=i % interval == 0)
-        frames.append(b"".join(vp8_depayload(p) for p in payloads))
+        encoded.append(encoder.encode(frame, force_keyframe=i % interval == 0)[0])
+    if codec == "h264":
+        return Clip([], encoded, interval, codec, width, height)
+    frames = [b"".join(vp8_depayload(p) for p in payloads) for payloads in encoded]
     packer = Vp8Encoder()
     packets: list[list[bytes]] = []
     for i, data in enumerate(frames):
         packer.picture_id = i
         packets.append(packer.pack(EncodedFrame(data, i * TICKS_PER_FRAME))[0])  # type: ignore[arg-type]
-    return Clip(frames=frames, payloads=packets, keyframe_interval=interval)
+    return Clip(frames, packets, interval, codec, width, height)
+
+
+def encode_audio_clip(seconds: float = 1.0, frequency: float = 440.0) -> AudioClip:
+    """A tone, Opus-encoded once with aiortc's encoder: what every simulated user says."""
+    encoder = OpusEncoder()
+    payloads: list[bytes] = []
+    for n in range(round(seconds * AUDIO_RATE / AUDIO_PACKET_SAMPLES)):
+        t = (np.arange(AUDIO_PACKET_SAMPLES) + n * AUDIO_PACKET_SAMPLES) / AUDIO_RATE
+        wave = (np.sin(2 * np.pi * frequency * t) * 8000).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(wave.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = n * AUDIO_PACKET_SAMPLES
+        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
+        payloads.extend(encoder.encode(frame)[0])
+    return AudioClip(payloads)

@@ -43,15 +43,9 @@ def add_bench_parser(commands: Any) -> None:
         help="pairs through the forwarding relay: frame rate, added latency, CPU, memory",
         description=relay_bench.DESCRIPTION
         + " Added latency is relayed minus direct, measured in the same run from the send "
-        "time of each frame, found by the VP8 picture id it carries.",
+        "time each video packet carries (abs-send-time, forwarded unchanged by the relay).",
     )
     relay_bench.add_options(relay)
-    relay.add_argument(
-        "--target",
-        metavar="URL",
-        help="an existing deployment; NOT YET SUPPORTED for this workload (it is refused): "
-        "the relay workload measures a relay process it starts itself",
-    )
     strict = workloads.add_parser(
         "strict",
         help="strict route: moderation CPU per stream, verdict latency, leaked frames",
@@ -103,13 +97,6 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.workload == "relay":
         from bench import relay_bench
 
-        if args.target is not None:
-            return _refuse(
-                "relay",
-                f"--target {args.target}: driving a remote deployment's relay is not "
-                "implemented yet; this workload starts and measures its own relay process "
-                "(for a remote service, `chatguard bench signaling --target URL` works)",
-            )
         if (problem := relay_bench.check_args(args)) is not None:
             return _refuse("relay", problem)
         relay_bench.report(relay_bench.run(args), args)

@@ -183,7 +183,11 @@ def _serve(args: argparse.Namespace) -> int:
 def _relay(args: argparse.Namespace) -> int:
     from relay.worker import run_worker
 
-    logging.basicConfig(level=(args.log_level or "info").upper(), format=LOG_FORMAT)
+    level = (args.log_level or "info").upper()
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    if level != "DEBUG":
+        # aioice logs every candidate-pair check at INFO: per call, not what an operator reads.
+        logging.getLogger("aioice").setLevel(logging.WARNING)
     token = os.environ.get(TOKEN_ENV, "")
     if not token:
         print(f"chatguard relay: set {TOKEN_ENV} to signaling's relay token", file=sys.stderr)

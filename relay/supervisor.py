@@ -25,8 +25,11 @@ TOKEN_ENV = "CHATGUARD_RELAY_TOKEN"
 class RelaySupervisor:
     """Keeps `count` local workers running, each dialling `signaling_url`."""
 
-    def __init__(self, count: int, signaling_url: str, token: str, max_legs: int) -> None:
+    def __init__(
+        self, count: int, signaling_url: str, token: str, max_legs: int, log_level: str = "info"
+    ) -> None:
         self.count = count
+        self.log_level = log_level
         self.signaling_url = signaling_url
         self.token = token
         self.max_legs = max_legs
@@ -44,6 +47,7 @@ class RelaySupervisor:
             "--signaling", self.signaling_url,
             "--worker-id", f"local-{slot}.{generation}",
             "--max-legs", str(self.max_legs),
+            "--log-level", self.log_level,
         ]  # fmt: skip
         env = {**os.environ, TOKEN_ENV: self.token}
         return await asyncio.create_subprocess_exec(*command, env=env)

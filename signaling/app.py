@@ -261,6 +261,7 @@ def create_app(config: Config, route_override: CallRoute | None = None) -> Starl
             _local_url(config, "/relay"),
             service.relay_token,
             config.relay.max_legs_per_worker,
+            config.server.log_level,
         )
         await supervisor.start()
         app.state.relay_supervisor = supervisor

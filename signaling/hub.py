@@ -210,7 +210,7 @@ class SignalingHub:
     # -- relay worker inputs --------------------------------------------------------------
 
     def worker_joined(self, hello: rc.Hello) -> None:
-        self.relays.add_worker(hello.worker_id, hello.max_sessions)
+        self.relays.add_worker(hello.worker_id, hello.max_sessions, hello.pid)
         log.info("relay worker %s joined (pid %d)", hello.worker_id, hello.pid)
 
     def worker_configuration(self) -> rc.Configure:

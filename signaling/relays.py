@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 class WorkerInfo:
     worker_id: str
     max_legs: int
+    pid: int
+    """The worker's process id on its own machine: lets a benchmark on that machine read its
+    CPU and memory from /proc too."""
     legs: set[str] = field(default_factory=set)
     """Legs signaling has placed on this worker and not yet closed."""
     cpu_percent: float = 0.0
@@ -33,8 +36,8 @@ class RelayDirectory:
     def __init__(self) -> None:
         self._workers: dict[str, WorkerInfo] = {}
 
-    def add_worker(self, worker_id: str, max_legs: int) -> None:
-        self._workers[worker_id] = WorkerInfo(worker_id, max(2, max_legs))
+    def add_worker(self, worker_id: str, max_legs: int, pid: int) -> None:
+        self._workers[worker_id] = WorkerInfo(worker_id, max(2, max_legs), pid)
 
     def remove_worker(self, worker_id: str) -> set[str]:
         """Forget a worker that went away; returns the legs it took with it."""
@@ -78,6 +81,7 @@ class RelayDirectory:
         return [
             {
                 "worker": info.worker_id,
+                "pid": info.pid,
                 "legs": len(info.legs),
                 "max_legs": info.max_legs,
                 "cpu_percent": round(info.cpu_percent, 1),

@@ -11,6 +11,15 @@ import numpy as np
 import pytest
 
 from bench import relay_bench
+from bench.chat_load import STARTUP_GRACE_S, media_seconds
+from bench.media_peer import (
+    FrameTracker,
+    abs_send_time,
+    extension_value,
+    latency_from_abs_send_time,
+    nearest_keyframe,
+    requests_keyframe,
+)
 from bench.relay_bench import (
     Tally,
     added_latency_ms,
@@ -24,7 +33,7 @@ from bench.relay_bench import (
     run_delay_s_from_schedstat,
 )
 from bench.relay_clip import read_barcode, stamp_barcode, vp8_picture_id
-from bench.relay_procs import FrameTracker, frame_latency
+from bench.service import endpoints_from_target
 
 
 def test_cpu_seconds_reads_utime_and_stime_after_the_command_name() -> None:
@@ -75,28 +84,73 @@ def test_frame_tracker_counts_only_gapless_frames() -> None:
     assert (t.frames, t.incomplete) == (2, 2)
 
 
-def _rtp(payload: bytes, csrcs: int = 0, extension: bool = False) -> bytes:
-    b0 = 0x80 | csrcs | (0x10 if extension else 0)
-    header = struct.pack("!BBHII", b0, 0x80 | 96, 7, 9000, 0x1234) + bytes(4 * csrcs)
-    if extension:
-        header += struct.pack("!HH", 0xBEDE, 1) + bytes([0x32, 1, 2, 3])
-    return header + payload
-
-
-def test_picture_id_and_frame_latency() -> None:
+def test_picture_id_is_read_from_the_vp8_descriptor() -> None:
     short = bytes([0x90, 0x80, 0x05]) + b"vp8"  # X, I; 7-bit picture id 5
     long = bytes([0x90, 0x80, 0x80 | 0x01, 0x02]) + b"vp8"  # 15-bit picture id 258
     assert vp8_picture_id(short, 0) == 5
     assert vp8_picture_id(long, 0) == 258
     assert vp8_picture_id(bytes([0x10, 0x00, 0x05]), 0) is None  # no extension byte
-    sent_at = [0.0] * 300
-    sent_at[5] = 10.0
-    sent_at[258] = 20.0
-    assert frame_latency(_rtp(short, csrcs=2, extension=True), sent_at, 10.25) == 0.25
-    assert frame_latency(_rtp(long), sent_at, 20.5) == 0.5
-    sent_at[5] = 0.0  # never sent
-    assert frame_latency(_rtp(short), sent_at, 11.0) is None
-    assert frame_latency(_rtp(short), None, 11.0) is None
+
+
+def _rtp_with_send_time(ext_id: int, value: bytes, other_first: bool = False) -> bytes:
+    elements = (bytes([0x10, 0x7F]) if other_first else b"") + bytes([ext_id << 4 | 2]) + value
+    elements += bytes(-len(elements) % 4)
+    header = struct.pack("!BBHII", 0x90, 0x80 | 96, 7, 9000, 0x1234)
+    return header + struct.pack("!HH", 0xBEDE, len(elements) // 4) + elements + b"payload"
+
+
+def test_latency_comes_from_the_send_time_carried_in_the_packet() -> None:
+    sent = 1234.567890
+    packet = _rtp_with_send_time(3, abs_send_time(sent))
+    value = extension_value(packet, 3)
+    assert value is not None and len(value) == 3
+    latency = latency_from_abs_send_time(int.from_bytes(value, "big"), sent + 0.0042)
+    assert latency == pytest.approx(0.0042, abs=1e-5)  # 6.18 fixed point: 3.8 µs steps
+    # found behind another element, absent under another id or without extensions
+    assert extension_value(_rtp_with_send_time(3, value, other_first=True), 3) == value
+    assert extension_value(packet, 4) is None
+    assert extension_value(struct.pack("!BBHII", 0x80, 96, 7, 9000, 1) + bytes(20), 3) is None
+
+
+def test_send_time_latency_survives_the_64_second_wrap() -> None:
+    sent = 64.0 * 1000 - 0.001  # just before a wrap
+    value = int.from_bytes(abs_send_time(sent), "big")
+    assert latency_from_abs_send_time(value, sent + 0.003) == pytest.approx(0.003, abs=1e-5)
+
+
+def test_keyframe_requests_are_found_in_compound_rtcp() -> None:
+    receiver_report = bytes([0x80, 201, 0, 1]) + bytes(4)
+    pli = bytes([0x81, 206, 0, 2]) + bytes(8)
+    fir = bytes([0x84, 206, 0, 4]) + bytes(16)
+    remb = bytes([0x8F, 206, 0, 2]) + bytes(8)
+    assert requests_keyframe(receiver_report + pli)
+    assert requests_keyframe(receiver_report + fir)
+    assert not requests_keyframe(receiver_report + remb)
+    assert nearest_keyframe(29, 60, 120) == 0 and nearest_keyframe(30, 60, 120) == 60
+    assert nearest_keyframe(100, 60, 120) == 0  # wraps at the clip's end
+
+
+def test_call_time_counts_from_first_frame_or_after_the_grace() -> None:
+    # a call paired at 10 s, first frame at 10.5 s: counted from 10.5 within the window
+    assert media_seconds(10.0, 12.0, 10.0, 10.5) == pytest.approx(1.5)
+    # no frame at all: counted from the end of the grace, so a stalled call shows as 0 fps
+    assert media_seconds(10.0, 20.0, 10.0, None) == pytest.approx(10.0 - STARTUP_GRACE_S)
+    assert media_seconds(10.0, 12.0, 10.0, None) == 0.0
+    # a window that starts mid-call counts from its own start; no call, no time
+    assert media_seconds(15.0, 16.0, 10.0, 10.5) == pytest.approx(1.0)
+    assert media_seconds(15.0, 16.0, None, None) == 0.0
+
+
+def test_target_urls_name_the_client_socket_and_stats() -> None:
+    for url in ("http://relay.example:8080", "ws://relay.example:8080/ws"):
+        endpoints = endpoints_from_target(url)
+        assert endpoints.ws_url == "ws://relay.example:8080/ws"
+        assert endpoints.stats_url == "http://relay.example:8080/stats"
+        assert not endpoints.is_local
+    assert endpoints_from_target("https://chat.example").ws_url == "wss://chat.example/ws"
+    assert endpoints_from_target("http://127.0.0.1:9").is_local
+    with pytest.raises(ValueError, match="--target"):
+        endpoints_from_target("relay.example:8080")
 
 
 def test_barcode_round_trip() -> None:
@@ -106,23 +160,50 @@ def test_barcode_round_trip() -> None:
         assert read_barcode(img[:, :, 0]) == value
 
 
-def test_tally_gives_frame_rate_per_stream_over_each_workers_time() -> None:
+def _group(frames: list[int], media_s: list[float], packets: int, sent: int) -> dict[str, object]:
+    return {
+        "frames": frames,
+        "media_s": media_s,
+        "packets": packets,
+        "sent": sent,
+        "audio_packets": packets // 2,
+        "audio_sent": sent // 2,
+        "latency_s": [0.001],
+        "unsafe_frames": 0,
+        "replayed_frames": 0,
+    }
+
+
+def test_tally_gives_frame_rate_per_stream_over_its_call_time() -> None:
     t = Tally()
     report = {
-        "interval_s": 1.0,
-        "relayed": {"frames": [30, 15], "packets": 200, "sent": 210, "latency_s": [0.001]},
-        "direct": {"frames": [30], "packets": 100, "sent": 100, "latency_s": [0.0005]},
+        "relayed": _group([30, 15], [1.0, 1.0], 200, 210),
+        "direct": _group([30], [1.0], 100, 100),
         "send_lag_s": [0.0],
         "receive_errors": 0,
+        "calls": {
+            "started": 2,
+            "reused": 1,
+            "nexts": 1,
+            "ended": 1,
+            "without_media": 0,
+            "error_count": 0,
+            "switch_s": [0.2],
+            "routes": {"relay": 2},
+            "moderation": {},
+            "errors": [],
+        },
     }
     t.add(0, report)
-    t.add(0, report | {"interval_s": 0.5})
-    t.add(1, report | {"interval_s": 2.0})
-    assert t.fps("relayed") == [40.0, 20.0, 15.0, 7.5]
+    # the second stream was between calls for half of the next second
+    t.add(0, report | {"relayed": _group([30, 15], [1.0, 0.5], 200, 210)})
+    t.add(1, report | {"relayed": _group([60, 0], [2.0, 0.5], 200, 210)})
+    assert t.fps("relayed") == [30.0, 20.0, 30.0]  # (1, 1) had 0.5 s in a call: not judged
     summary = fps_summary(t.fps("relayed"))
-    assert summary["streams_at_full_rate"] == 1 and summary["min"] == 7.5
-    assert len(t.latency_s["relayed"]) == 3 and t.packets == {"relayed": 600, "direct": 300}
-    assert t.sent == {"relayed": 630, "direct": 300}
+    assert summary["streams_at_full_rate"] == 2 and summary["min"] == 20.0
+    assert len(t.latency_s["relayed"]) == 3 and t.counts["relayed"]["packets"] == 600
+    assert t.counts["relayed"]["sent"] == 630 and t.counts["direct"]["audio_sent"] == 150
+    assert t.calls["started"] == 6 and t.routes == {"relay": 6} and t.switch_s == [0.2] * 3
 
 
 def test_packet_loss_is_the_share_of_sent_packets_that_never_arrived() -> None:
@@ -140,19 +221,23 @@ def test_bottleneck_names_the_saturated_side() -> None:
     assert bottleneck(50.0, [40.0, 30.0], 1.0, 5.0) == "none"
 
 
-@pytest.mark.timeout(180)
-def test_smoke_run_measures_both_relays_and_writes_json(tmp_path: Path) -> None:
+@pytest.mark.timeout(240)
+def test_smoke_run_measures_the_service_and_the_naive_relay_and_writes_json(
+    tmp_path: Path,
+) -> None:
+    """Two pairs through a `chatguard serve` it starts, Next pressed inside the run, audio."""
     out = tmp_path / "relay.json"
-    args = ["--pairs", "1", "--naive-pairs", "1", "--duration", "2", "--warmup", "2"]
-    args += ["--clip-seconds", "2", "--micro", "--profile", "--json", str(out)]
+    args = ["--pairs", "2", "--naive-pairs", "1", "--duration", "4", "--warmup", "1"]
+    args += ["--clip-seconds", "2", "--next-after", "1.5:2.5", "--micro", "--json", str(out)]
     assert relay_bench.main(args) == 0
     result = json.loads(out.read_text())
     assert result["versions"]["aiortc"].startswith("1.16")
-    assert result["clip"]["bitrate_bps"] > 0 and result["micro_hub_us_per_packet"] > 0
+    assert result["clip"]["bitrate_bps"] > 0 and result["clip"]["audio"]
+    assert result["micro_hub_us_per_packet"] > 0
     forward, naive = result["cases"]
     assert (forward["relay"], naive["relay"]) == ("forward", "naive")
     for case in (forward, naive):
-        assert case["delivered_fps"]["streams"] == 2 and case["delivered_fps"]["mean"] > 0
+        assert case["delivered_fps"]["streams"] >= 2 and case["delivered_fps"]["mean"] > 0
         assert case["direct_fps"]["mean"] > 0
         latency = case["latency_ms"]
         assert latency["relayed"]["count"] > 0 and latency["direct"]["count"] > 0
@@ -160,10 +245,21 @@ def test_smoke_run_measures_both_relays_and_writes_json(tmp_path: Path) -> None:
         assert case["relay_cpu_percent_of_core"] > 0 and case["relay_cpu_percent_per_stream"] > 0
         assert case["relay_rss_kib"]["loaded"] > 0 and case["relay_runqueue_wait_percent"] >= 0
         assert "memory_per_session_kib" in case and case["loadgen_srtp_errors"] == 0
-        assert case["peers_connected"] == "4/4"
-    assert forward["packets_sent"]["relayed"] > 0 and forward["packet_loss"]["relayed"] < 0.5
-    assert naive["packet_loss"]["relayed"] is None
-    assert forward["relay_counters"]["forwarded"] > 0
-    assert forward["relay_counters"]["fast_path_legs"] == 2
-    assert forward["profile"] and forward["profile"][0]["tottime_s"] > 0
-    assert "profile" not in naive
+    assert forward["peers_connected"] == "4/4" and naive["peers_connected"] == "4/4"
+    # random chat: pairs pressed Next and met again, on the relay route, and media flowed
+    assert forward["routes"] == {"relay": forward["calls"]["started"]}
+    assert forward["calls"]["nexts"] >= 1 and forward["calls"]["started"] > 2
+    assert forward["switch_ms"]["count"] >= 1 and forward["errors"] == []
+    packets = forward["packets"]["relayed"]
+    assert packets["sent"] > 0 and packets["audio_sent"] > 0 and packets["audio_packets"] > 0
+    assert forward["packet_loss"]["relayed"]["video"] < 0.5
+    assert forward["relay_cpu_measured_by"] == "/proc"
+    assert forward["service_stats"]["relay_workers"][0]["pid"] > 0
+    assert naive["packet_loss"]["relayed"]["video"] is None
+
+
+def test_an_unreachable_target_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--target", "http://127.0.0.1:9", "--connect-timeout", "1", "--pairs", "1"]
+    with pytest.raises(SystemExit) as exc:
+        relay_bench.main([*args, "--no-naive", "--json", "/dev/null"])
+    assert "ws://127.0.0.1:9/ws is not reachable within 1 s" in str(exc.value)

@@ -1,0 +1,143 @@
+"""The service a benchmark drives: a ``chatguard serve`` it starts here, or a deployment's URL.
+
+Why one module: every workload needs the same few things from a service (its client
+WebSocket, its ``/stats`` with the relay workers' own CPU and memory figures, a clear error
+when it is not there), whether the benchmark started it or an engineer pointed at it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+import websockets
+
+
+class ServiceError(RuntimeError):
+    """The service is not reachable or not in the state a benchmark needs; says which."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a chatguard service answers."""
+
+    ws_url: str
+    """Client WebSocket, ``ws://HOST:PORT/ws``."""
+    stats_url: str
+    """JSON counters, ``http://HOST:PORT/stats``."""
+
+    @property
+    def is_local(self) -> bool:
+        """The service runs on this machine (loopback): its processes' /proc can be read."""
+        host = urllib.parse.urlsplit(self.ws_url).hostname or ""
+        return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def endpoints_from_target(url: str) -> Endpoints:
+    """The endpoints of a deployment given as ``http(s)://HOST:PORT`` or ``ws(s)://HOST:PORT/ws``.
+
+    Raises ValueError with a message naming the option for anything else.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+        raise ValueError(
+            f"--target {url!r}: give the service's address, e.g. http://HOST:8080 "
+            "or ws://HOST:8080/ws"
+        )
+    secure = parts.scheme in ("https", "wss")
+    netloc = parts.netloc
+    return Endpoints(
+        ws_url=f"{'wss' if secure else 'ws'}://{netloc}/ws",
+        stats_url=f"{'https' if secure else 'http'}://{netloc}/stats",
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedService:
+    """``chatguard serve`` in a child process on a free local port, stopped on exit."""
+
+    def __init__(self, extra_args: list[str]) -> None:
+        port = free_port()
+        self.endpoints = Endpoints(
+            ws_url=f"ws://127.0.0.1:{port}/ws", stats_url=f"http://127.0.0.1:{port}/stats"
+        )
+        command = [sys.executable, "-m", "chatguard.cli", "serve", "--port", str(port)]
+        self.process = subprocess.Popen(
+            [*command, "--log-level", "warning", *extra_args],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def read_stats(stats_url: str, timeout_s: float = 5.0) -> dict[str, Any]:
+    """The service's ``/stats`` JSON; ServiceError saying why if it cannot be read."""
+    try:
+        with urllib.request.urlopen(stats_url, timeout=timeout_s) as response:
+            data: dict[str, Any] = json.loads(response.read())
+            return data
+    except (OSError, ValueError) as exc:
+        raise ServiceError(f"{stats_url}: {exc}") from None
+
+
+def wait_until_up(ws_url: str, timeout_s: float) -> None:
+    """Wait until ``ws_url`` answers a WebSocket handshake and sends its first message.
+
+    Why a deadline and the last error in the message: an engineer pointing the benchmark at a
+    wrong host or port should learn that at once, and why (refused, no such host, HTTP 404).
+    """
+
+    async def probe() -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                    async with websockets.connect(ws_url, open_timeout=None) as ws:
+                        await ws.recv()
+                        return
+            except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
+                if time.monotonic() > deadline:
+                    reason = str(exc) or type(exc).__name__
+                    raise ServiceError(
+                        f"{ws_url} is not reachable within {timeout_s:g} s: {reason}"
+                    ) from None
+                await asyncio.sleep(0.2)
+
+    asyncio.run(probe())
+
+
+def wait_for_relays(stats_url: str, count: int, timeout_s: float) -> list[dict[str, Any]]:
+    """The service's relay workers once at least ``count`` have joined (ServiceError if not)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        workers: list[dict[str, Any]] = read_stats(stats_url).get("relay_workers", [])
+        live = [w for w in workers if not w.get("draining")]
+        if len(live) >= count:
+            return live
+        if time.monotonic() > deadline:
+            raise ServiceError(
+                f"{stats_url}: {len(live)} relay worker(s) after {timeout_s:g} s, need {count} "
+                "(is the deployment's relay running and connected to signaling?)"
+            )
+        time.sleep(0.2)
