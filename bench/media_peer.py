@@ -28,7 +28,15 @@ from typing import Any, Final
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCConfiguration, RTCIceServer
 
-from bench.relay_clip import FPS, TICKS_PER_FRAME, AudioClip, Clip, vp8_picture_id
+from bench.relay_clip import (
+    AUDIO_PACKET_S,
+    AUDIO_TICKS_PER_PACKET,
+    FPS,
+    TICKS_PER_FRAME,
+    AudioClip,
+    Clip,
+    vp8_picture_id,
+)
 from relay import rtp
 from relay.aiortc_adapter import AiortcLeg, ParkedTrack
 
@@ -39,9 +47,6 @@ _ABS_SEND_TIME_UNITS: Final = 1 << 18
 _HEADER: Final = struct.Struct("!BBHII")
 _HEADER_WITH_SEND_TIME: Final = struct.Struct("!BBHIIHHB3s")
 """RTP header + one-byte-profile extension block (0xBEDE, 1 word) with one 3-byte element."""
-AUDIO_PACKET_S: Final = 0.020
-AUDIO_TICKS_PER_PACKET: Final = 960
-"""48 kHz RTP clock, 20 ms per Opus packet."""
 RTCP_PSFB: Final = 206
 PLI_FMT: Final = 1
 FIR_FMT: Final = 4

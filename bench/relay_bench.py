@@ -286,7 +286,7 @@ class RelayMeter:
     def rss_kib(self) -> int:
         if self.pids:
             return sum(rss_kib(p) for p in self.pids)
-        return round(sum(w["rss_mib"] for w in self._workers()) * 1024)
+        return round(sum(float(w["rss_mib"]) for w in self._workers()) * 1024)
 
     def mark(self) -> None:
         """Start of the measured span."""
@@ -716,7 +716,12 @@ def dwell_range(text: str) -> tuple[float, float] | None:
 
 
 SIZES = {"640x480": (640, 480), "1280x720": (1280, 720)}
-DEFAULT_BITRATE = {"640x480": 1_000_000, "1280x720": 2_500_000}
+DEFAULT_BITRATE = {
+    ("vp8", "640x480"): 1_000_000,
+    ("h264", "640x480"): 1_000_000,
+    ("vp8", "1280x720"): 1_500_000,  # the most aiortc's VP8 encoder allows
+    ("h264", "1280x720"): 2_500_000,
+}
 
 DESCRIPTION = (
     "Relay route under random-chat load: 2N simulated users join the service through "
@@ -812,14 +817,16 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--bitrate",
         type=int,
-        help="video bitrate in bit/s (default 1000000 at 640x480, 2500000 at 1280x720)",
+        help="video bitrate in bit/s (default 1000000 at 640x480; at 1280x720 1500000 for "
+        "VP8, the most aiortc's encoder allows, 2500000 for H.264)",
     )
     group.add_argument("--no-audio", action="store_true", help="video only (default: + Opus)")
     group.add_argument(
         "--clip-seconds",
         type=float,
         default=4.0,
-        help="length of the clip encoded once at start and replayed in a loop (default 4)",
+        help="length of the clip encoded once at start and replayed in a loop, at most 8 "
+        "(default 4)",
     )
     group.add_argument(
         "--loadgen-procs", type=int, default=1, help="load-generator processes (default 1)"
@@ -892,8 +899,8 @@ def check_args(args: argparse.Namespace) -> str | None:
         return "--duration must be > 0 and --warmup >= 0 seconds"
     if args.loadgen_procs < 1 or args.relay_workers < 1:
         return "--loadgen-procs and --relay-workers must be >= 1"
-    if args.connect_timeout <= 0 or args.clip_seconds <= 0:
-        return "--connect-timeout and --clip-seconds must be > 0"
+    if args.connect_timeout <= 0 or not 0 < args.clip_seconds <= 8:
+        return "--connect-timeout must be > 0 and --clip-seconds in (0, 8]"
     if args.target is not None:
         try:
             endpoints_from_target(args.target)
@@ -905,7 +912,7 @@ def check_args(args: argparse.Namespace) -> str | None:
 def make_media(args: argparse.Namespace) -> Media:
     """Encode the clip (and the audio) every simulated user replays: once, before any timing."""
     width, height = SIZES[args.size]
-    bitrate = args.bitrate or DEFAULT_BITRATE[args.size]
+    bitrate = args.bitrate or DEFAULT_BITRATE[args.codec, args.size]
     clip = encode_clip(args.clip_seconds, bitrate, codec=args.codec, width=width, height=height)
     return Media(clip, None if args.no_audio else encode_audio_clip())
 
@@ -937,7 +944,10 @@ def run(
     """Measure every case (or search for the capacity) and return every figure."""
     print(f"load average at start: {os.getloadavg()} on {os.cpu_count()} CPUs", flush=True)
     _resolve_ice_address(args)
-    media = media or make_media(args)
+    try:
+        media = media or make_media(args)
+    except ValueError as exc:  # e.g. a bitrate the encoder would not honour
+        raise SystemExit(f"relay bench: cannot encode the clip: {exc}") from None
     clip = describe_media(media)
     print(
         f"clip: {clip['frames']} frames {clip['codec']} {clip['width']}x{clip['height']}@{FPS}, "

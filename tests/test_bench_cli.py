@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.plot import curves
+from bench.relay_bench import dwell_range
 from bench.search_cli import SearchStep, describe_search, run_search
 from chatguard import cli
 from tests.conftest import free_port
@@ -56,11 +57,28 @@ def test_bad_options_are_refused_with_the_options_name(
     assert err.startswith(f"chatguard bench {argv[0]}: ") and message in err
 
 
-def test_unparseable_pairs_are_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--pairs", "4,x"], "comma-separated list of whole numbers"),
+        (["--next-after", "30:10"], "need 0 < LO <= HI"),
+        (["--next-after", "soon"], "give seconds as LO:HI"),
+        (["--size", "800x600"], "invalid choice"),
+    ],
+)
+def test_unparseable_values_are_refused_by_the_parser(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["bench", "relay", "--pairs", "4,x"])
+        cli.main(["bench", "relay", *argv])
     assert exit_info.value.code == 2
-    assert "comma-separated list of whole numbers" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
+
+
+def test_next_after_takes_a_range_one_value_or_off() -> None:
+    assert dwell_range("10:30") == (10.0, 30.0)
+    assert dwell_range("12") == (12.0, 12.0)
+    assert dwell_range("off") is None
 
 
 def test_an_unreachable_target_names_the_url_and_why(tmp_path: Path) -> None:
