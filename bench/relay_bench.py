@@ -343,6 +343,8 @@ class Load:
     ctls: list[Connection]
     loadgen_pids: list[int]
     meter: RelayMeter
+    rss_idle_kib: int
+    """The relay's memory before any client of this case connected."""
     connected: list[tuple[Any, ...]]
     stop_relay: Callable[[], dict[str, Any]]
 
@@ -371,6 +373,7 @@ def _start_service_load(
     workers = wait_for_relays(endpoints.stats_url, 1, args.connect_timeout)
     relay_pids = [w["pid"] for w in workers] if local_relay else []
     meter = RelayMeter(relay_pids, None if relay_pids else endpoints.stats_url)
+    rss_idle = meter.rss_kib()
     ctx = mp.get_context("spawn")
     ctls, procs, pids = [], [], []
     for i, users in enumerate(_split(2 * pairs, max(1, min(args.loadgen_procs, pairs)))):
@@ -400,7 +403,7 @@ def _start_service_load(
             proc.join(20)
         return read_stats(endpoints.stats_url)
 
-    return Load(ctls, pids, meter, connected, stop)
+    return Load(ctls, pids, meter, rss_idle, connected, stop)
 
 
 def _start_naive_load(pairs: int, media: Media, args: argparse.Namespace) -> Load:
@@ -416,6 +419,8 @@ def _start_naive_load(pairs: int, media: Media, args: argparse.Namespace) -> Loa
     )
     relay_pid = _launch(relay, args.nice)
     call_sync(relay_ctl, "counters")  # ready
+    meter = RelayMeter([relay_pid], None)
+    rss_idle = meter.rss_kib()
     ctls, procs, pids = [], [], []
     for i, ((_, to_relay), n) in enumerate(zip(links, _split(pairs, n_workers), strict=True)):
         ctl, ctl_child = ctx.Pipe()
@@ -438,7 +443,7 @@ def _start_naive_load(pairs: int, media: Media, args: argparse.Namespace) -> Loa
             proc.join(20)
         return counters
 
-    return Load(ctls, pids, RelayMeter([relay_pid], None), connected, stop)
+    return Load(ctls, pids, meter, rss_idle, connected, stop)
 
 
 def _drain_until_done(ctls: list[Connection]) -> None:
@@ -472,7 +477,7 @@ def run_case(mode: str, pairs: int, media: Media, args: argparse.Namespace) -> d
             load = _start_service_load(
                 endpoints, pairs, media, args, local_relay=service is not None
             )
-        rss_idle = load.meter.rss_kib()
+        rss_idle = load.rss_idle_kib
         measured, cpu, rss_loaded = _measure(mode, pairs, load, args)
         final = load.stop_relay()
         _check_route(mode, measured.routes)
