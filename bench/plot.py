@@ -12,6 +12,7 @@ from typing import Any
 
 LABELS = {
     "forward": "relay route (chatguard forwarding relay)",
+    "strict": "strict route (relayed and moderated)",
     "naive": "baseline: naive aiortc MediaRelay (decode + re-encode)",
 }
 
@@ -38,6 +39,7 @@ def plot_relay_cases(
     path: Path,
     target: dict[str, Any],
     found: dict[str, Any] | None,
+    title: str,
 ) -> None:
     import matplotlib
 
@@ -71,7 +73,7 @@ def plot_relay_cases(
         ax.yaxis.set_major_formatter(plain)
     handles, labels = fps_ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8)
-    fig.suptitle("chatguard bench relay: 640x480@30 VP8, both directions per pair")
+    fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -334,6 +334,9 @@ class Media:
     clip: Clip
     audio: AudioClip | None
     unsafe: frozenset[int] = frozenset()
+    """Clip indexes a receiver must never get (strict route)."""
+    block: tuple[str, ...] = ()
+    """``--block`` values that make those frames unsafe for the service started here."""
 
 
 @dataclass
@@ -462,8 +465,9 @@ def run_case(mode: str, pairs: int, media: Media, args: argparse.Namespace) -> d
     load_before = os.getloadavg()
     service: EmbeddedService | None = None
     if mode != "naive" and args.target is None:
+        policy = [arg for label in media.block for arg in ("--block", label)]
         service = EmbeddedService(
-            ["--route", _ROUTE[mode], "--relay-workers", str(args.relay_workers)]
+            ["--route", _ROUTE[mode], "--relay-workers", str(args.relay_workers), *policy]
         )
     try:
         if mode == "naive":
@@ -888,6 +892,10 @@ def _table(cases: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _dwell_text(dwell: tuple[float, float] | None) -> str:
+    return "never" if dwell is None else f"{dwell[0]:g}-{dwell[1]:g} s"
+
+
 def _loss(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
@@ -920,6 +928,15 @@ def make_media(args: argparse.Namespace) -> Media:
     bitrate = args.bitrate or DEFAULT_BITRATE[args.codec, args.size]
     clip = encode_clip(args.clip_seconds, bitrate, codec=args.codec, width=width, height=height)
     return Media(clip, None if args.no_audio else encode_audio_clip())
+
+
+def strict_media(args: argparse.Namespace) -> Media:
+    """The strict benchmark's clip (photographs with cuts, one segment unsafe under its test
+    policy) and which of its frames must never reach a receiver."""
+    from bench.strict_bench import POLICY, UNSAFE, strict_clip
+
+    block = tuple(f"{label}:{score:g}" for label, score in POLICY.thresholds.items())
+    return Media(strict_clip(), None if args.no_audio else encode_audio_clip(), UNSAFE, block)
 
 
 def describe_media(media: Media) -> dict[str, Any]:
@@ -1025,7 +1042,15 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     args.json.write_text(json.dumps(result, indent=2))
     print(f"results written to {args.json}")
     if args.plot is not None:
-        plot_relay_cases(result["cases"], args.plot, result["target"], result.get("search"))
+        clip = result["clip"]
+        title = (
+            f"chatguard bench {result['benchmark']}: {clip['width']}x{clip['height']}@{FPS} "
+            f"{clip['codec'].upper()}{' + Opus' if clip['audio'] else ''}, both directions, "
+            f"Next after {_dwell_text(args.next_after)}"
+        )
+        plot_relay_cases(
+            result["cases"], args.plot, result["target"], result.get("search"), title
+        )
         print(f"plot written to {args.plot}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,8 @@ from bench.relay_bench import (
 )
 from bench.relay_clip import read_barcode, stamp_barcode, vp8_picture_id
 from bench.service import endpoints_from_target
+from chatguard.config import Route
+from tests.conftest import RunningServer, make_config, run_server
 
 
 def test_cpu_seconds_reads_utime_and_stime_after_the_command_name() -> None:
@@ -263,3 +266,26 @@ def test_an_unreachable_target_is_a_clear_error(capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit) as exc:
         relay_bench.main([*args, "--no-naive", "--json", "/dev/null"])
     assert "ws://127.0.0.1:9/ws is not reachable within 1 s" in str(exc.value)
+
+
+@pytest.fixture
+def relay_deployment() -> Iterator[RunningServer]:
+    """A running service (real uvicorn, one relay worker process) the bench did not start."""
+    yield from run_server(make_config(relay={"workers": 1}), Route.RELAY)
+
+
+@pytest.mark.timeout(120)
+def test_target_mode_drives_a_running_deployment_and_reads_its_stats(
+    relay_deployment: RunningServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "relay.json"
+    target = f"http://{relay_deployment.host}:{relay_deployment.port}"
+    args = ["--target", target, "--pairs", "1", "--duration", "3", "--warmup", "0.5"]
+    args += ["--no-naive", "--next-after", "off", "--clip-seconds", "1", "--json", str(out)]
+    assert relay_bench.main(args) == 0
+    (case,) = json.loads(out.read_text())["cases"]
+    assert case["relay_cpu_measured_by"] == "/stats" and case["relay_cpu_percent_of_core"] >= 0
+    assert case["relay_rss_kib"]["loaded"] > 0
+    assert case["delivered_fps"]["streams"] == 2 and case["delivered_fps"]["min"] > 20
+    assert case["peers_connected"] == "2/2" and case["errors"] == []
+    assert case["service_stats"]["relay_workers"][0]["legs"] >= 0
