@@ -1048,9 +1048,7 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
             f"{clip['codec'].upper()}{' + Opus' if clip['audio'] else ''}, both directions, "
             f"Next after {_dwell_text(args.next_after)}"
         )
-        plot_relay_cases(
-            result["cases"], args.plot, result["target"], result.get("search"), title
-        )
+        plot_relay_cases(result["cases"], args.plot, result["target"], result.get("search"), title)
         print(f"plot written to {args.plot}")
 
 
