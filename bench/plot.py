@@ -6,6 +6,7 @@ without ``--plot`` never pay for it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ def curves(cases: Sequence[dict[str, Any]]) -> dict[str, list[tuple[int, float, 
 
     A search measures loads out of order; a curve must be drawn in order of load. The frame
     rate drawn is the 5th percentile over streams: the mean hides the streams that stutter.
+    A load that measured nothing (no stream long enough in a call, no latency sample) has no
+    point: NaN would leave a log axis with nothing to scale.
     """
     out: dict[str, list[tuple[int, float, float]]] = {}
     for case in cases:
@@ -30,6 +33,8 @@ def curves(cases: Sequence[dict[str, Any]]) -> dict[str, list[tuple[int, float, 
             case["delivered_fps"]["p5"],
             case["latency_ms"]["added"]["p99_ms"],
         )
+        if math.isnan(point[1]) or math.isnan(point[2]):
+            continue
         out.setdefault(case["relay"], []).append(point)
     return {relay: sorted(points) for relay, points in out.items()}
 
@@ -48,7 +53,11 @@ def plot_relay_cases(
     from matplotlib import ticker
 
     fig, (fps_ax, lat_ax) = plt.subplots(1, 2, figsize=(10, 4.6), dpi=100)
-    for relay, points in curves(cases).items():
+    drawn = curves(cases)
+    if not drawn:  # still a valid picture: the service levels, and axes a log scale accepts
+        for ax in (fps_ax, lat_ax):
+            ax.set_xlim(1, 2)
+    for relay, points in drawn.items():
         pairs = [p[0] for p in points]
         label = LABELS.get(relay, relay)
         fps_ax.plot(pairs, [p[1] for p in points], marker="o", label=label)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 from pathlib import Path
 
 import pytest
 
-from bench.plot import curves
+from bench.plot import curves, plot_relay_cases
 from bench.relay_bench import dwell_range
 from bench.search_cli import SearchStep, describe_search, run_search
 from chatguard import cli
@@ -121,7 +122,9 @@ def test_plot_curves_are_per_relay_and_in_order_of_load() -> None:
     cases = [
         case("forward", 16, 28.0, 9.0),
         case("forward", 4, 30.0, 1.0),
+        case("forward", 2, math.nan, 1.0),  # no stream judged: no point
         case("naive", 1, 30, 40),
+        case("strict", 1, 30, math.nan),  # no latency sample: no curve at all
     ]
     assert curves(cases) == {  # type: ignore[arg-type]
         "forward": [(4, 30.0, 1.0), (16, 28.0, 9.0)],
@@ -129,11 +132,19 @@ def test_plot_curves_are_per_relay_and_in_order_of_load() -> None:
     }
 
 
+def test_a_plot_of_loads_that_measured_nothing_is_still_a_picture(tmp_path: Path) -> None:
+    empty = {"relay": "forward", "pairs": 1, "delivered_fps": {"p5": math.nan}}
+    empty["latency_ms"] = {"added": {"p99_ms": math.nan}}
+    target = {"full_rate_fps": 29.0, "added_latency_p99_ms": 5.0}
+    plot_relay_cases([empty], tmp_path / "p.png", target, None, "title")
+    assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
+
+
 @pytest.mark.timeout(120)
 def test_relay_search_smoke_run_writes_search_json_and_plot(tmp_path: Path) -> None:
     out, png = tmp_path / "relay.json", tmp_path / "relay.png"
     argv = ["bench", "relay", "--search", "--pairs", "1", "--max-pairs", "2", "--no-naive"]
-    argv += ["--duration", "1", "--warmup", "1", "--clip-seconds", "1"]
+    argv += ["--duration", "2", "--warmup", "0.5", "--clip-seconds", "1"]
     # Frame rate is not what this test checks: the search must run whatever this machine does.
     argv += ["--min-fps", "0.1", "--stream-fraction", "0.01", "--max-added-p99-ms", "1000"]
     assert cli.main([*argv, "--json", str(out), "--plot", str(png)]) == 0
