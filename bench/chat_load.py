@@ -158,6 +158,9 @@ class ChatUser:
         self.media_connected_once = False
         self._window = StreamWindow()
         self._media_s = 0.0
+        self._blocked_s = 0.0
+        """Seconds of this window the partner's video was withheld (strict route)."""
+        self._blocked_since: float | None = None
         self._window_start = time.monotonic()
         self._ws: websockets.ClientConnection | None = None
         self._next_timer: asyncio.TimerHandle | None = None
@@ -213,9 +216,26 @@ class ChatUser:
             self.calls.error(f"call ended by signaling: {message.get('reason', '')}")
             await self._end_call(park=False)
         elif kind == "moderation":
-            self.calls.moderation[message.get("state", "?")] += 1
+            self._on_moderation(message)
+        elif kind == "banned":
+            self.calls.error(f"banned by the service until {message.get('until_unix')}")
         elif kind == "error" and message.get("code") not in ("stale_pair", "not_paired"):
             self.calls.error(f"{message.get('code')}: {message.get('message')}")
+
+    def _on_moderation(self, message: dict[str, Any]) -> None:
+        """Time the partner's video is withheld is not time it should deliver frames in."""
+        self.calls.moderation[f"{message['who']}:{message['state']}"] += 1
+        if message["who"] != "partner":
+            return
+        if message["state"] == "blocked" and self._blocked_since is None:
+            self._blocked_since = time.monotonic()
+        elif message["state"] == "resumed":
+            self._unblock()
+
+    def _unblock(self) -> None:
+        if self._blocked_since is not None:
+            self._blocked_s += time.monotonic() - self._blocked_since
+            self._blocked_since = None
 
     async def _paired(self, message: dict[str, Any]) -> None:
         self.pair, self.route = message["pair"], message["route"]
@@ -292,6 +312,7 @@ class ChatUser:
         if first is None and now - self.call_start > STARTUP_GRACE_S:
             self.calls.without_media += 1
         self._media_s += media_seconds(self._window_start, now, self.call_start, first)
+        self._unblock()
         self.call_start = None
         if peer is None:
             return
@@ -312,7 +333,10 @@ class ChatUser:
         await peer.close()
 
     def drain(self, now: float) -> tuple[StreamWindow, float, list[float]]:
-        """(what arrived and was sent, seconds of expected media, send lags) since last time."""
+        """(what arrived and was sent, seconds of expected media, send lags) since last time.
+
+        Expected media excludes the time the partner's video was withheld by moderation.
+        """
         window, self._window = self._window, StreamWindow()
         peers = [p for p in (self.peer, self.parked) if p is not None]
         for peer in peers:
@@ -322,7 +346,11 @@ class ChatUser:
             self._switch_pending = False
             self.calls.switch_s.append(first - self.call_start)
         media_s = self._media_s + media_seconds(self._window_start, now, self.call_start, first)
-        self._media_s, self._window_start = 0.0, now
+        if self._blocked_since is not None:
+            self._blocked_s += now - self._blocked_since
+            self._blocked_since = now
+        media_s = max(0.0, media_s - self._blocked_s)
+        self._media_s, self._blocked_s, self._window_start = 0.0, 0.0, now
         lags = [x for p in peers for x in p.send_lag]
         for peer in peers:
             peer.send_lag.clear()

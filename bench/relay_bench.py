@@ -335,8 +335,8 @@ class Media:
     audio: AudioClip | None
     unsafe: frozenset[int] = frozenset()
     """Clip indexes a receiver must never get (strict route)."""
-    block: tuple[str, ...] = ()
-    """``--block`` values that make those frames unsafe for the service started here."""
+    service_config: str = ""
+    """TOML for the service started here, e.g. a policy that makes those frames unsafe."""
 
 
 @dataclass
@@ -465,9 +465,9 @@ def run_case(mode: str, pairs: int, media: Media, args: argparse.Namespace) -> d
     load_before = os.getloadavg()
     service: EmbeddedService | None = None
     if mode != "naive" and args.target is None:
-        policy = [arg for label in media.block for arg in ("--block", label)]
         service = EmbeddedService(
-            ["--route", _ROUTE[mode], "--relay-workers", str(args.relay_workers), *policy]
+            ["--route", _ROUTE[mode], "--relay-workers", str(args.relay_workers)],
+            media.service_config,
         )
     try:
         if mode == "naive":
@@ -930,13 +930,24 @@ def make_media(args: argparse.Namespace) -> Media:
     return Media(clip, None if args.no_audio else encode_audio_clip())
 
 
+STRICT_SERVICE_CONFIG = """
+[moderation]
+block = {{ {block} }}
+strikes_to_ban = 1000000
+"""
+"""The strict service started here: the clip's test policy, and no bans: every simulated user
+shows the unsafe segment every loop of the clip, all from one address, and a service that
+banned them would end the benchmark (a deployment under --target needs the same)."""
+
+
 def strict_media(args: argparse.Namespace) -> Media:
     """The strict benchmark's clip (photographs with cuts, one segment unsafe under its test
     policy) and which of its frames must never reach a receiver."""
     from bench.strict_bench import POLICY, UNSAFE, strict_clip
 
-    block = tuple(f"{label}:{score:g}" for label, score in POLICY.thresholds.items())
-    return Media(strict_clip(), None if args.no_audio else encode_audio_clip(), UNSAFE, block)
+    block = ", ".join(f"{label} = {score}" for label, score in POLICY.thresholds.items())
+    config = STRICT_SERVICE_CONFIG.format(block=block)
+    return Media(strict_clip(), None if args.no_audio else encode_audio_clip(), UNSAFE, config)
 
 
 def describe_media(media: Media) -> dict[str, Any]:

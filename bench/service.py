@@ -13,11 +13,13 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import websockets
@@ -71,12 +73,18 @@ def free_port() -> int:
 class EmbeddedService:
     """``chatguard serve`` in a child process on a free local port, stopped on exit."""
 
-    def __init__(self, extra_args: list[str]) -> None:
+    def __init__(self, extra_args: list[str], config_toml: str = "") -> None:
         port = free_port()
         self.endpoints = Endpoints(
             ws_url=f"ws://127.0.0.1:{port}/ws", stats_url=f"http://127.0.0.1:{port}/stats"
         )
         command = [sys.executable, "-m", "chatguard.cli", "serve", "--port", str(port)]
+        self._config_dir: tempfile.TemporaryDirectory[str] | None = None
+        if config_toml:
+            self._config_dir = tempfile.TemporaryDirectory(prefix="chatguard-bench-")
+            path = Path(self._config_dir.name) / "chatguard.toml"
+            path.write_text(config_toml)
+            command += ["--config", str(path)]
         self.process = subprocess.Popen(
             [*command, "--log-level", "warning", *extra_args],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -89,6 +97,8 @@ class EmbeddedService:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self._config_dir is not None:
+            self._config_dir.cleanup()
 
 
 def read_stats(stats_url: str, timeout_s: float = 5.0) -> dict[str, Any]:
