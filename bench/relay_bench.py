@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import provenance
+from bench.capacity import ServiceLevels
 from bench.plot import plot_relay_cases
 from bench.relay_clip import FPS, HEIGHT, WIDTH, Clip, encode_clip
 from bench.relay_procs import LoadSpec, Mode, call_sync, loadgen_main, relay_main
@@ -609,7 +610,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
         help="also draw frame rate and added latency against pairs, forwarding relay and "
         "naive baseline, as a PNG",
     )
-    add_search_options(p, default_added_p99_ms=TARGET_ADDED_P99_MS)
+    add_search_options(p, ServiceLevels(added_p99_ms=TARGET_ADDED_P99_MS))
 
 
 def _table(cases: list[dict[str, Any]]) -> str:
