@@ -183,6 +183,9 @@ def draw(
             ax.set_ylim(top=max(ax.get_ylim()[1], 1.3 * panel.level))
         ax.set(xlabel=xlabel, ylabel=panel.ylabel)
         ax.set_xscale("log", base=2)
+        loads = [p[0] for pts in panel.curves.values() for p in pts]
+        if loads:  # from the loads, not the figures: a case with no figure (NaN) still counts
+            ax.set_xlim(min(loads) / 1.2, max(loads) * 1.2)
         ax.grid(True, alpha=0.3)
         ax.xaxis.set_major_formatter(plain)
         ax.yaxis.set_major_formatter(plain)

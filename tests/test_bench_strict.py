@@ -86,3 +86,24 @@ def test_smoke_run_counts_no_leak_and_writes_json(tmp_path: Path) -> None:
     assert run["streams"] == 2 and run["leaked_unsafe_frames"] == 0
     assert run["sent_fps_per_stream"] > 0 and run["gate_latency"]["count"] > 0
     assert data["fastpath_640x480"]["speedup_vs_opencv"] > 0
+
+
+def _strict_run(fps: list[float], p99_ms: float, leaked: int = 0) -> dict[str, object]:
+    return {
+        "decided_fps_by_stream": fps,
+        "gate_latency": {"p99_ms": p99_ms},
+        "leaked_unsafe_frames": leaked,
+    }
+
+
+def test_strict_levels_need_every_stream_at_rate_p99_under_target_and_no_leak() -> None:
+    levels = sb.StrictLevels(min_fps=29.0, max_gate_p99_ms=50.0)
+    assert levels.failures(_strict_run([30.1, 29.0], 49.0)) == []
+    (slow,) = levels.failures(_strict_run([30.0, 30.0, 28.9], 10.0))
+    assert slow == "slowest stream decided 28.9 fps < 29 fps"  # one slow stream is enough
+    (latency,) = levels.failures(_strict_run([30.0], 50.0))
+    assert latency == "gate latency p99 50.0 ms >= 50 ms"
+    assert levels.failures(_strict_run([30.0], float("nan"))) != []  # nothing released
+    (leak,) = levels.failures(_strict_run([30.0], 1.0, leaked=1))
+    assert leak == "1 unsafe frames leaked"  # a leak fails the best load
+    assert len(levels.failures(_strict_run([], 70.0, leaked=2))) == 3
