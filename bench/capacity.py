@@ -1,5 +1,10 @@
 """Capacity search: the largest load (pairs) at which a service still holds its service levels.
 
+Each workload states its own service levels (:class:`Levels`: a frozen dataclass of thresholds,
+the options that set them, what its load counts, and which levels a measurement misses);
+:class:`ServiceLevels` are the media relay's, the signaling and strict workloads keep theirs next
+to the figures they judge (``bench.signaling_bench``, ``bench.strict_bench``).
+
 Sans-I/O on purpose: :class:`CapacitySearch` only says which load to measure next and learns
 whether it held; the caller measures (a real relay, or a simulated service in the tests). So
 the search itself is tested against a service whose capacity is known, and a wrong figure
@@ -24,17 +29,92 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
 
 from bench.stats import percentile
 
 
 @dataclass(frozen=True)
+class LevelOption:
+    """One service level as a command-line option: ``--NAME`` sets the levels' ``field``.
+
+    Every level is a positive number; a ``fraction`` (a share of streams) is also at most 1.
+    """
+
+    name: str
+    field: str
+    help: str
+    fraction: bool = False
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Load:
+    """What a workload's load (its ``--pairs``) counts, for the search's words and limits.
+
+    ``each``: what one unit is in the unit a reader sizes by (a relay pair is 2 one-way
+    streams; a signaling pair is 2 clients), or None. ``max_default``: ``--max-pairs``'s
+    default, about twice what the workload's target asks of one machine.
+    """
+
+    unit: str
+    each: tuple[int, str] | None
+    max_default: int
+
+    def text(self, n: int) -> str:
+        """``n`` loads in words, e.g. "176 pairs (352 one-way streams)"."""
+        if self.each is None:
+            return f"{n} {self.unit}"
+        per, other = self.each
+        return f"{n} {self.unit} ({per * n} {other})"
+
+
+class Levels(Protocol):
+    """A workload's service levels: a frozen dataclass of thresholds (its JSON form).
+
+    Each also has a ``failures`` method (which levels a measurement misses, in words; empty if
+    it holds), not part of this protocol because each judges its own figures: frame rates,
+    latency percentiles, leaks. The search only needs its answer (``SearchStep.missed``).
+    """
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+    OPTIONS: ClassVar[tuple[LevelOption, ...]]
+    LOAD: ClassVar[Load]
+
+    def words(self) -> str:
+        """The levels as the end of "capacity: N pairs holding ...", for the search's answer."""
+        ...
+
+
+@dataclass(frozen=True)
 class ServiceLevels:
-    """What "holds" means; the defaults are the issue's: >= 29 fps for 99 % of streams."""
+    """The media relay's levels; the defaults are the issue's: >= 29 fps for 99 % of streams."""
 
     min_fps: float = 29.0
     stream_fraction: float = 0.99
     added_p99_ms: float = 5.0
+
+    OPTIONS: ClassVar[tuple[LevelOption, ...]] = (
+        LevelOption("min-fps", "min_fps", "delivered frame rate per stream"),
+        LevelOption(
+            "stream-fraction", "stream_fraction", "share of streams that must reach --min-fps", True
+        ),
+        LevelOption(
+            "max-added-p99-ms",
+            "added_p99_ms",
+            "p99 latency the route adds over direct, in ms (the route's target)",
+        ),
+    )
+    LOAD: ClassVar[Load] = Load("pairs", (2, "one-way streams"), 500)
+
+    def words(self) -> str:
+        return (
+            f">= {self.min_fps:g} fps for {100 * self.stream_fraction:g}% of streams and "
+            f"added latency p99 < {self.added_p99_ms:g} ms"
+        )
 
     def failures(self, fps_per_stream: Sequence[float], added_p99_ms: float) -> list[str]:
         """Which levels a measurement misses, in words; empty if it holds.
@@ -142,7 +222,7 @@ class CapacitySearch:
             self.stop_reason = (
                 f"capacity bracketed: {good} held, {bad} did not"
                 if good
-                else f"even {bad} pair{'s' * (bad != 1)} did not hold"
+                else f"even {bad} did not hold"
             )
             return None
         return (good + bad) // 2  # with good == 0 this backs off by halving

@@ -1,13 +1,19 @@
-"""The benchmark's picture: frame rate and added latency against pairs, one curve per relay.
+"""The benchmarks' pictures: each workload's figures against its load, one point per case.
 
-matplotlib is imported here only, with the Agg backend (no display on a server), so runs
-without ``--plot`` never pay for it.
+Every picture is a row of :class:`Panel` s drawn by :func:`draw`; each workload only says which
+figures go into which panel (and the service level each must stay under, or above), so the
+pictures read alike and the drawing code exists once. The data each panel shows is picked
+from the cases by plain functions (:func:`curves`, :func:`signaling_curves`,
+:func:`strict_curves`), tested without matplotlib.
+
+matplotlib is imported in :func:`draw` only, with the Agg backend (no display on a server), so
+runs without ``--plot`` never pay for it.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +23,33 @@ LABELS = {
     "naive": "baseline: naive aiortc MediaRelay (decode + re-encode)",
 }
 
+Points = list[tuple[float, float]]
+Case = dict[str, Any]
 
-def curves(cases: Sequence[dict[str, Any]]) -> dict[str, list[tuple[int, float, float]]]:
+
+@dataclass(frozen=True)
+class Panel:
+    """One chart: curves (label -> (load, value) points, in order of load) and the service
+    level the curves are judged against (a dashed line), if any."""
+
+    ylabel: str
+    curves: Mapping[str, Sequence[tuple[float, float]]]
+    level: float | None = None
+    latency: bool = False
+    """Milliseconds spanning orders of magnitude (an overloaded case): a symlog y axis."""
+    top: float | None = None
+
+
+def points(cases: Sequence[Case], x: str, y: Callable[[Case], float]) -> Points:
+    """(case[x], y(case)) per case, in order of load: a search measures loads out of order."""
+    return sorted((case[x], y(case)) for case in cases)
+
+
+def curves(cases: Sequence[Case]) -> dict[str, list[tuple[int, float, float]]]:
     """Per relay, (pairs, fps 5th percentile over streams, added latency p99 ms) sorted by pairs.
 
-    A search measures loads out of order; a curve must be drawn in order of load. The frame
-    rate drawn is the 5th percentile over streams: the mean hides the streams that stutter.
-    A load that measured nothing (no stream long enough in a call, no latency sample) has no
-    point: NaN would leave a log axis with nothing to scale.
+    The frame rate drawn is the 5th percentile over streams: the mean hides the streams that
+    stutter.
     """
     out: dict[str, list[tuple[int, float, float]]] = {}
     for case in cases:
@@ -33,57 +58,145 @@ def curves(cases: Sequence[dict[str, Any]]) -> dict[str, list[tuple[int, float, 
             case["delivered_fps"]["p5"],
             case["latency_ms"]["added"]["p99_ms"],
         )
-        if math.isnan(point[1]) or math.isnan(point[2]):
-            continue
         out.setdefault(case["relay"], []).append(point)
     return {relay: sorted(points) for relay, points in out.items()}
 
 
+def signaling_curves(cases: Sequence[Case]) -> dict[str, Points]:
+    """Pairing latency p50/p99 (ms) and pairs per second against requested clients."""
+    return {
+        "p50": points(cases, "clients_requested", lambda c: c["pairing_latency"]["p50_ms"]),
+        "p99": points(cases, "clients_requested", lambda c: c["pairing_latency"]["p99_ms"]),
+        "pairs/s": points(cases, "clients_requested", lambda c: c["pairs_per_second"]),
+    }
+
+
+def strict_curves(cases: Sequence[Case]) -> dict[str, Points]:
+    """Gate latency p50/p99 (ms), decided fps (slowest stream, mean) and CPU per stream (%)
+    against moderated streams."""
+    return {
+        "p50": points(cases, "streams", lambda c: c["gate_latency"]["p50_ms"]),
+        "p99": points(cases, "streams", lambda c: c["gate_latency"]["p99_ms"]),
+        "slowest stream": points(cases, "streams", lambda c: min(c["decided_fps_by_stream"])),
+        "mean": points(cases, "streams", lambda c: c["decided_fps_per_stream"]),
+        "cpu": points(cases, "streams", lambda c: c["cpu_per_stream_pct"]),
+    }
+
+
 def plot_relay_cases(
-    cases: Sequence[dict[str, Any]],
+    cases: Sequence[Case],
     path: Path,
     target: dict[str, Any],
     found: dict[str, Any] | None,
     title: str,
 ) -> None:
+    by_relay = curves(cases)
+    fps = {LABELS.get(r, r): [(p[0], p[1]) for p in pts] for r, pts in by_relay.items()}
+    added = {LABELS.get(r, r): [(p[0], p[2]) for p in pts] for r, pts in by_relay.items()}
+    draw(
+        [
+            Panel("delivered fps, 5th percentile of streams", fps, target["full_rate_fps"], top=32),
+            Panel(
+                "added latency p99 (ms, relayed - direct)",
+                added,
+                target["added_latency_p99_ms"],
+                latency=True,
+            ),
+        ],
+        "pairs",
+        title,
+        found["capacity"] if found else None,
+        path,
+    )
+
+
+def plot_signaling_cases(
+    cases: Sequence[Case], path: Path, max_p99_ms: float, capacity_clients: int | None
+) -> None:
+    c = signaling_curves(cases)
+    latency = {"pairing latency p50": c["p50"], "pairing latency p99": c["p99"]}
+    draw(
+        [
+            Panel("pairing latency (ms)", latency, max_p99_ms, latency=True),
+            Panel("pairs per second (measured, churn through Next)", {"pairs/s": c["pairs/s"]}),
+        ],
+        "concurrent clients",
+        "chatguard bench signaling: join, pair, offer/answer/candidates, Next",
+        capacity_clients,
+        path,
+    )
+
+
+def plot_strict_cases(
+    cases: Sequence[Case],
+    path: Path,
+    min_fps: float,
+    max_gate_p99_ms: float,
+    capacity: int | None,
+) -> None:
+    c = strict_curves(cases)
+    latency = {"gate latency p50": c["p50"], "gate latency p99": c["p99"]}
+    fps = {"slowest stream": c["slowest stream"], "mean of streams": c["mean"]}
+    draw(
+        [
+            Panel(
+                "gate latency (ms, last packet in -> released)",
+                latency,
+                max_gate_p99_ms,
+                latency=True,
+            ),
+            Panel("decided fps per stream (released + dropped)", fps, min_fps, top=32),
+            Panel("relay CPU per stream (% of one core)", {"CPU per stream": c["cpu"]}),
+        ],
+        "moderated streams",
+        "chatguard bench strict: 640x480@30 VP8 through inline moderation, one worker",
+        capacity,
+        path,
+    )
+
+
+def draw(
+    panels: Sequence[Panel], xlabel: str, title: str, capacity: int | None, path: Path
+) -> None:
+    """Draw ``panels`` side by side against the load (log 2 axis) and save a PNG at ``path``.
+
+    ``capacity``: a capacity search's answer, in the x axis's unit, marked if there is one.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib import ticker
 
-    fig, (fps_ax, lat_ax) = plt.subplots(1, 2, figsize=(10, 4.6), dpi=100)
-    drawn = curves(cases)
-    if not drawn:  # still a valid picture: the service levels, and axes a log scale accepts
-        for ax in (fps_ax, lat_ax):
-            ax.set_xlim(1, 2)
-    for relay, points in drawn.items():
-        pairs = [p[0] for p in points]
-        label = LABELS.get(relay, relay)
-        fps_ax.plot(pairs, [p[1] for p in points], marker="o", label=label)
-        lat_ax.plot(pairs, [p[2] for p in points], marker="o", label=label)
-    fps_ax.axhline(target["full_rate_fps"], color="grey", linestyle="--", label="service level")
-    lat_ax.axhline(
-        target["added_latency_p99_ms"], color="grey", linestyle="--", label="service level"
-    )
-    if found is not None and found["capacity_pairs"]:
-        for ax in (fps_ax, lat_ax):
-            ax.axvline(found["capacity_pairs"], color="green", linestyle=":", label="capacity")
-    fps_ax.set(xlabel="pairs", ylabel="delivered fps, 5th percentile of streams")
-    lat_ax.set(xlabel="pairs", ylabel="added latency p99 (ms, relayed - direct)")
-    fps_ax.set_ylim(0, 32)
-    lat_ax.set_yscale("symlog", linthresh=10)
-    lat_ax.set_ylim(bottom=0)
+    fig = plt.figure(figsize=(5 * len(panels), 4.6), dpi=100)
     plain = ticker.FuncFormatter(lambda value, _: f"{value:g}")
-    for ax in (fps_ax, lat_ax):
+    for ax, panel in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
+        for label, pts in panel.curves.items():
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        if panel.level is not None:
+            ax.axhline(panel.level, color="grey", linestyle="--", label="service level")
+        if capacity:
+            ax.axvline(capacity, color="green", linestyle=":", label="capacity")
+        if panel.latency:
+            ax.set_yscale("symlog", linthresh=10)
+            ax.yaxis.set_major_locator(
+                ticker.SymmetricalLogLocator(base=10, linthresh=10, subs=(1, 2, 5))
+            )
+            ax.yaxis.set_minor_locator(ticker.NullLocator())
+        ax.set_ylim(bottom=0, top=panel.top)
+        if panel.level is not None and panel.top is None:  # room above the service level
+            ax.set_ylim(top=max(ax.get_ylim()[1], 1.3 * panel.level))
+        ax.set(xlabel=xlabel, ylabel=panel.ylabel)
         ax.set_xscale("log", base=2)
+        loads = [p[0] for pts in panel.curves.values() for p in pts]
+        if loads:  # from the loads, not the figures: a case with no figure (NaN) still counts
+            ax.set_xlim(min(loads) / 1.2, max(loads) * 1.2)
         ax.grid(True, alpha=0.3)
         ax.xaxis.set_major_formatter(plain)
         ax.yaxis.set_major_formatter(plain)
-    handles, labels = fps_ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8)
+        ax.legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)

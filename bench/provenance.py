@@ -36,5 +36,9 @@ def machine() -> dict[str, Any]:
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The options as JSON values (paths as text)."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    """The options as JSON values (paths as text); entries named ``_...`` are not options."""
+    return {
+        k: str(v) if isinstance(v, Path) else v
+        for k, v in vars(args).items()
+        if not k.startswith("_")
+    }

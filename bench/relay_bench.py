@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import provenance
+from bench.capacity import ServiceLevels
 from bench.chat_load import ChatLoadSpec, chat_load_main
 from bench.plot import plot_relay_cases
 from bench.procs import call_sync
@@ -63,6 +64,7 @@ from bench.search_cli import (
     SearchStep,
     add_search_options,
     check_search_args,
+    comma_ints,
     describe_search,
     levels_from_args,
     run_search,
@@ -698,16 +700,6 @@ def micro_hub_us(n: int = 30_000) -> float:
 # ---------------------------------------------------------------------- CLI
 
 
-def _ints(text: str) -> list[int]:
-    """A comma-separated list of whole numbers, e.g. ``4,16,50``."""
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a comma-separated list of whole numbers, e.g. 4,16,50"
-        ) from None
-
-
 def dwell_range(text: str) -> tuple[float, float] | None:
     """``--next-after``: ``LO:HI`` seconds (uniform), ``S`` (fixed), or ``0``/``off`` (no Next)."""
     if text in ("0", "off", "none"):
@@ -752,14 +744,14 @@ def add_options(p: argparse.ArgumentParser) -> None:
     """The relay workload's options, shared by this module's CLI and ``chatguard bench relay``."""
     p.add_argument(
         "--pairs",
-        type=_ints,
+        type=comma_ints,
         default=[4, 16],
         help="comma-separated numbers of pairs to measure, e.g. 4,16,50 (default 4,16); "
         "with --search, the first is where the search starts",
     )
     p.add_argument(
         "--naive-pairs",
-        type=_ints,
+        type=comma_ints,
         default=[1, 2],
         help="pairs for the naive aiortc relay, the baseline (default 1,2; it collapses early; "
         "VP8 only)",
@@ -790,11 +782,36 @@ def add_options(p: argparse.ArgumentParser) -> None:
         help="also draw frame rate and added latency against pairs, relay route and naive "
         "baseline, as a PNG",
     )
-    add_search_options(p, default_added_p99_ms=TARGET_ADDED_P99_MS)
+    add_search_options(p, ServiceLevels(added_p99_ms=TARGET_ADDED_P99_MS))
 
 
 def add_load_options(p: argparse.ArgumentParser) -> None:
-    """Options of the simulated users and the service they load (relay and strict routes)."""
+    """Options of the service, the simulated users and their clip (relay route)."""
+    group = add_service_options(p)
+    group.add_argument(
+        "--codec", choices=("vp8", "h264"), default="vp8", help="video codec (default vp8)"
+    )
+    group.add_argument(
+        "--size", choices=tuple(SIZES), default="640x480", help="video size (default 640x480)"
+    )
+    group.add_argument(
+        "--bitrate",
+        type=int,
+        help="video bitrate in bit/s (default 1000000 at 640x480; at 1280x720 1500000 for "
+        "VP8, the most aiortc's encoder allows, 2500000 for H.264)",
+    )
+    group.add_argument(
+        "--clip-seconds",
+        type=float,
+        default=4.0,
+        help="length of the clip encoded once at start and replayed in a loop, at most 8 "
+        "(default 4)",
+    )
+    group.add_argument("--seed", type=int, default=1, help="random seed of the load (default 1)")
+
+
+def add_service_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Options of the service and the simulated users, shared by the relay and strict routes."""
     group = p.add_argument_group("service and load")
     group.add_argument(
         "--target",
@@ -817,26 +834,7 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
         help="each pair presses Next after a uniform random LO..HI seconds (default 10:30); "
         "'off' for calls that last the whole run",
     )
-    group.add_argument(
-        "--codec", choices=("vp8", "h264"), default="vp8", help="video codec (default vp8)"
-    )
-    group.add_argument(
-        "--size", choices=tuple(SIZES), default="640x480", help="video size (default 640x480)"
-    )
-    group.add_argument(
-        "--bitrate",
-        type=int,
-        help="video bitrate in bit/s (default 1000000 at 640x480; at 1280x720 1500000 for "
-        "VP8, the most aiortc's encoder allows, 2500000 for H.264)",
-    )
     group.add_argument("--no-audio", action="store_true", help="video only (default: + Opus)")
-    group.add_argument(
-        "--clip-seconds",
-        type=float,
-        default=4.0,
-        help="length of the clip encoded once at start and replayed in a loop, at most 8 "
-        "(default 4)",
-    )
     group.add_argument(
         "--loadgen-procs", type=int, default=1, help="load-generator processes (default 1)"
     )
@@ -859,7 +857,7 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
         help="nice value for the load generators and the naive relay, e.g. -5 on a shared "
         "machine (negative needs root; default 0)",
     )
-    group.add_argument("--seed", type=int, default=1, help="random seed of the load (default 1)")
+    return group
 
 
 def _table(cases: list[dict[str, Any]]) -> str:
@@ -910,16 +908,23 @@ def check_args(args: argparse.Namespace) -> str | None:
         return "--pairs: give one or more numbers of pairs >= 1, e.g. 4,16"
     if args.duration <= 0 or args.warmup < 0:
         return "--duration must be > 0 and --warmup >= 0 seconds"
+    if not 0 < args.clip_seconds <= 8:
+        return "--clip-seconds must be in (0, 8]"
+    return check_service_args(args) or check_search_args(args)
+
+
+def check_service_args(args: argparse.Namespace) -> str | None:
+    """What is wrong with :func:`add_service_options`' options, in words, or None."""
     if args.loadgen_procs < 1 or args.relay_workers < 1:
         return "--loadgen-procs and --relay-workers must be >= 1"
-    if args.connect_timeout <= 0 or not 0 < args.clip_seconds <= 8:
-        return "--connect-timeout must be > 0 and --clip-seconds in (0, 8]"
+    if args.connect_timeout <= 0:
+        return "--connect-timeout must be > 0"
     if args.target is not None:
         try:
             endpoints_from_target(args.target)
         except ValueError as exc:
             return str(exc)
-    return check_search_args(args)
+    return None
 
 
 def make_media(args: argparse.Namespace) -> Media:

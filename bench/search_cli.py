@@ -2,65 +2,86 @@
 
 The strategy itself is :mod:`bench.capacity` (sans-I/O, tested on a simulated service); this
 module turns options into a strategy and service levels, runs it over a workload's "measure
-at N pairs" function, and words the answer, including which side ran out of CPU.
+at N" function, and words the answer, including which side ran out of CPU.
+
+A workload hands :func:`add_search_options` its own service levels (a :class:`Levels` instance
+holding the defaults); the parser keeps that instance, so :func:`check_search_args`,
+:func:`levels_from_args` and :func:`run_search` need nothing but the parsed options, and every
+workload words its levels, its unit of load and its failures itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.capacity import CapacitySearch, ServiceLevels, search
+from bench.capacity import CapacitySearch, LevelOption, Levels, search
+
+LEVELS_DEST = "_service_levels"
+"""Where the parser keeps the workload's default levels. Not an option: the leading underscore
+keeps it out of the settings written to the JSON (``bench.provenance.settings``)."""
+
+SATURATED_PERCENT = 90.0
+"""A side that used this much of the CPU it could use ran out of it."""
 
 
 @dataclass(frozen=True)
 class SearchStep:
-    """One measured load: the service levels it missed (none: it held) and what saturated."""
+    """One measured load: the service levels it missed (none: it held) and what saturated
+    (None: the workload cannot tell, e.g. a remote service's CPU)."""
 
-    pairs: int
+    load: int
     missed: list[str]
-    saturated: str
+    saturated: str | None = None
 
 
-def add_search_options(p: argparse.ArgumentParser, default_added_p99_ms: float) -> None:
-    levels = ServiceLevels(added_p99_ms=default_added_p99_ms)
+def comma_ints(text: str) -> list[int]:
+    """A comma-separated list of whole numbers, e.g. ``4,16,50`` (the type of ``--pairs``)."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of whole numbers, e.g. 4,16,50"
+        ) from None
+
+
+def saturated(percent_of_available: Mapping[str, float]) -> str:
+    """Which sides used nearly all the CPU they could use ("+"-joined), or "none"."""
+    busy = [side for side, pct in percent_of_available.items() if pct >= SATURATED_PERCENT]
+    return " + ".join(busy) or "none"
+
+
+def add_search_options(p: argparse.ArgumentParser, levels: Levels) -> None:
+    """``--search`` and its limits, and one option per service level, defaulting to ``levels``."""
+    p.set_defaults(**{LEVELS_DEST: levels})
+    unit = levels.LOAD.unit
     group = p.add_argument_group(
         "capacity search",
-        "With --search the benchmark ramps the number of pairs up geometrically from the "
-        "first --pairs value while the service levels hold, then bisects between the last "
-        "load that held and the first that did not, and prints the largest that held.",
+        f"With --search the benchmark ramps the number of {unit} up geometrically from the "
+        "first --pairs value while the service levels hold (a failing load is measured a "
+        "second time before it is believed), then bisects between the last load that held "
+        f"and the first that did not, and prints the largest that held: {levels.words()}.",
     )
     group.add_argument(
         "--search", action="store_true", help="find the capacity instead of measuring --pairs"
     )
-    group.add_argument(
-        "--min-fps",
-        type=float,
-        default=levels.min_fps,
-        help=f"service level: delivered frame rate per stream (default {levels.min_fps:g})",
-    )
-    group.add_argument(
-        "--stream-fraction",
-        type=float,
-        default=levels.stream_fraction,
-        help="service level: share of streams that must reach --min-fps "
-        f"(default {levels.stream_fraction:g})",
-    )
-    group.add_argument(
-        "--max-added-p99-ms",
-        type=float,
-        default=levels.added_p99_ms,
-        help="service level: p99 latency the route adds over direct, in ms "
-        f"(default {levels.added_p99_ms:g}, the route's target)",
-    )
+    for option in levels.OPTIONS:
+        default = getattr(levels, option.field)
+        group.add_argument(
+            f"--{option.name}",
+            type=float,
+            default=default,
+            help=f"service level: {option.help} (default {default:g})",
+        )
     group.add_argument(
         "--max-pairs",
         type=int,
-        default=500,
-        help="never load more pairs than this (default 500)",
+        default=levels.LOAD.max_default,
+        help=f"never load more {unit} than this (default {levels.LOAD.max_default})",
     )
     group.add_argument(
         "--search-budget",
@@ -68,7 +89,7 @@ def add_search_options(p: argparse.ArgumentParser, default_added_p99_ms: float) 
         default=420.0,
         metavar="SECONDS",
         help="stop searching when the next load would not finish within this many seconds "
-        "(default 420; each load takes about --warmup + --duration + start-up)",
+        "(default 420; each load takes about as long as the longest one measured so far)",
     )
     group.add_argument(
         "--search-resolution",
@@ -80,9 +101,19 @@ def add_search_options(p: argparse.ArgumentParser, default_added_p99_ms: float) 
     )
 
 
+def _level_problem(option: LevelOption, value: float) -> str | None:
+    if option.fraction and not 0 < value <= 1:
+        return f"--{option.name} {value:g}: must be > 0 and <= 1"
+    if not value > 0:
+        return f"--{option.name} {value:g}: must be > 0"
+    return None
+
+
 def check_search_args(args: argparse.Namespace) -> str | None:
-    if args.min_fps <= 0 or not 0 < args.stream_fraction <= 1 or args.max_added_p99_ms <= 0:
-        return "need --min-fps > 0, 0 < --stream-fraction <= 1, --max-added-p99-ms > 0"
+    """What is wrong with the service levels or the search's limits, in words, or None."""
+    for option in getattr(args, LEVELS_DEST).OPTIONS:
+        if (problem := _level_problem(option, getattr(args, option.dest))) is not None:
+            return problem
     if args.max_pairs < 1 or args.search_budget <= 0 or not 0 <= args.search_resolution < 1:
         return "need --max-pairs >= 1, --search-budget > 0, 0 <= --search-resolution < 1"
     if args.search and args.pairs[0] > args.max_pairs:
@@ -90,12 +121,20 @@ def check_search_args(args: argparse.Namespace) -> str | None:
     return None
 
 
-def levels_from_args(args: argparse.Namespace) -> ServiceLevels:
-    return ServiceLevels(args.min_fps, args.stream_fraction, args.max_added_p99_ms)
+def levels_from_args(args: argparse.Namespace) -> Any:
+    """The workload's service levels as set by the options.
+
+    Typed Any: the parser knows the workload's own :class:`Levels` type (whose ``failures`` the
+    workload calls), the type checker cannot; each caller names the type it expects.
+    """
+    defaults = getattr(args, LEVELS_DEST)
+    options = defaults.OPTIONS
+    return dataclasses.replace(defaults, **{o.field: getattr(args, o.dest) for o in options})
 
 
 def run_search(measure: Callable[[int], SearchStep], args: argparse.Namespace) -> dict[str, Any]:
     """Search with ``measure``; returns the answer and every probe, for the JSON."""
+    levels: Levels = levels_from_args(args)
     strategy = CapacitySearch(
         start=args.pairs[0],
         max_pairs=args.max_pairs,
@@ -104,22 +143,25 @@ def run_search(measure: Callable[[int], SearchStep], args: argparse.Namespace) -
     )
     steps: list[SearchStep] = []
 
-    def holds(pairs: int) -> bool:
-        step = measure(pairs)
+    def holds(load: int) -> bool:
+        step = measure(load)
         steps.append(step)
         verdict = "held" if not step.missed else "missed: " + "; ".join(step.missed)
-        print(f"search: {pairs} pairs {verdict} (saturated: {step.saturated})", flush=True)
+        cpu = "" if step.saturated is None else f" (saturated: {step.saturated})"
+        print(f"search: {levels.LOAD.text(load)} {verdict}{cpu}", flush=True)
         return not step.missed
 
     started = time.monotonic()
     capacity = search(holds, strategy, time.monotonic)
-    first_failure = next((s for s in steps if s.missed and s.pairs > capacity), None)
+    first_failure = next((s for s in steps if s.missed and s.load > capacity), None)
     return {
-        "capacity_pairs": capacity,
-        "capacity_one_way_streams": 2 * capacity,
+        "capacity": capacity,
+        "unit": levels.LOAD.unit,
+        "capacity_text": levels.LOAD.text(capacity),
         "stop_reason": strategy.stop_reason,
         "elapsed_s": time.monotonic() - started,
-        "service_levels": asdict(levels_from_args(args)),
+        "service_levels": asdict(levels),
+        "service_levels_text": levels.words(),
         "saturated_at_first_failure": first_failure.saturated if first_failure else None,
         "probes": [
             {**asdict(step), "holds": not step.missed, "seconds": probe.seconds}
@@ -130,12 +172,9 @@ def run_search(measure: Callable[[int], SearchStep], args: argparse.Namespace) -
 
 def describe_search(found: dict[str, Any], route: str) -> str:
     """The search's answer in one paragraph, for the end of a run."""
-    levels = found["service_levels"]
     text = (
-        f"\ncapacity on the {route}: {found['capacity_pairs']} pairs "
-        f"({found['capacity_one_way_streams']} one-way streams) holding >= "
-        f"{levels['min_fps']:g} fps for {100 * levels['stream_fraction']:g}% of streams and "
-        f"added latency p99 < {levels['added_p99_ms']:g} ms; {found['stop_reason']}; "
+        f"\ncapacity of the {route}: {found['capacity_text']} holding "
+        f"{found['service_levels_text']}; {found['stop_reason']}; "
         f"searched for {found['elapsed_s']:.0f} s."
     )
     if found["saturated_at_first_failure"] is not None:

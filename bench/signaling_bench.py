@@ -4,6 +4,8 @@ Run ``python -m bench.signaling_bench --clients 5000 --duration 30``. It starts 
 in its own process (or targets ``--target ws://HOST:PORT/ws``), opens the clients from
 ``--processes`` load-generator processes, and prints a progress line every second: connected
 clients, pairs per second, and pairing latency. At the end it prints a summary and writes JSON.
+Several loads (``--clients 100,1000``) are measured one after the other, each against a fresh
+service; ``--search`` finds the most pairs whose pairing latency p99 stays under the target.
 
 Pairing latency is measured where it is the server's doing: from a client's join/next to its
 ``paired`` message, for clients that were paired at once (no ``waiting`` in between). Time spent
@@ -15,20 +17,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing as mp
 import os
 import random
+import resource
 import subprocess
 import sys
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import websockets
 
 from bench import provenance
+from bench.capacity import LevelOption, Load
+from bench.plot import plot_signaling_cases
+from bench.search_cli import (
+    SearchStep,
+    add_search_options,
+    check_search_args,
+    comma_ints,
+    describe_search,
+    levels_from_args,
+    run_search,
+    saturated,
+)
 from bench.stats import summarize_ms
 
 FAKE_SDP = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\n" + "a=x-padding\r\n" * 150
@@ -36,6 +52,47 @@ FAKE_CANDIDATE = {
     "candidate": "candidate:1 1 udp 2122260223 10.0.0.1 50000 typ host",
     "sdpMid": "0",
 }
+TARGET_PAIRING_P99_MS = 50.0
+"""The signaling service's target: pairing latency p99 under 50 ms (with 5000 clients)."""
+
+
+@dataclass(frozen=True)
+class SignalingLevels:
+    """What "holds" means for signaling: every client connected, none saw an error, and pairing
+    latency p99 under the target. Connections and errors are not options: a service that
+    refuses clients or drops them has no pairing latency worth the name."""
+
+    max_pairing_p99_ms: float = TARGET_PAIRING_P99_MS
+
+    OPTIONS: ClassVar[tuple[LevelOption, ...]] = (
+        LevelOption(
+            "max-pairing-p99-ms",
+            "max_pairing_p99_ms",
+            "pairing latency p99 in ms, join/Next to paired (the signaling target)",
+        ),
+    )
+    LOAD: ClassVar[Load] = Load("pairs", (2, "clients"), 5000)
+
+    def words(self) -> str:
+        return (
+            f"pairing latency p99 < {self.max_pairing_p99_ms:g} ms with every client "
+            "connected and no errors"
+        )
+
+    def failures(self, case: dict[str, Any]) -> list[str]:
+        """Which levels one measured load (a case of :func:`run`) misses, in words."""
+        misses = []
+        if case["peak_connected_clients"] < case["clients_requested"]:
+            misses.append(
+                f"{case['peak_connected_clients']} of {case['clients_requested']} clients connected"
+            )
+        if case["errors"]:
+            example = next(iter(case["error_examples"]), "")
+            misses.append(f"{case['errors']} client errors, e.g. {example}")
+        p99 = case["pairing_latency"]["p99_ms"]
+        if not p99 < self.max_pairing_p99_ms:  # NaN (nobody paired) fails too
+            misses.append(f"pairing latency p99 {p99:.1f} ms >= {self.max_pairing_p99_ms:g} ms")
+        return misses
 
 
 @dataclass
@@ -249,7 +306,38 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _children_cpu_seconds() -> float:
+    """User + system CPU time of this process's children that have been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure every load of ``--clients`` (or search for the capacity); every figure."""
+    result: dict[str, Any] = {
+        "benchmark": "signaling",
+        "settings": provenance.settings(args),
+        "versions": provenance.versions(),
+        "machine": provenance.machine(),
+        "cases": [],
+    }
+    cases: list[dict[str, Any]] = result["cases"]
+    if args.search:
+        result["search"] = run_search(lambda pairs: _step(run_case(args, 2 * pairs), cases), args)
+    else:
+        cases.extend(run_case(args, clients) for clients in args.clients)
+    return result
+
+
+def _step(case: dict[str, Any], cases: list[dict[str, Any]]) -> SearchStep:
+    cases.append(case)
+    return SearchStep(
+        case["clients_requested"] // 2, case["service_levels_missed"], case["saturated"]
+    )
+
+
+def run_case(args: argparse.Namespace, clients: int) -> dict[str, Any]:
+    """One load: ``clients`` users against a fresh ``chatguard serve`` (or ``--target``)."""
     server = None
     url = args.target
     if url is None:
@@ -259,14 +347,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         _wait_until_up(url, args.connect_timeout if server is None else 30.0)
         started_cpu = _cpu_seconds(server.pid) if server else 0.0
+        loadgen_cpu = _children_cpu_seconds()
         started = time.monotonic()
-        result = _drive(url, args)
+        result = _drive(url, args, clients)
+        wall = time.monotonic() - started
+        loadgen_pct = 100 * (_children_cpu_seconds() - loadgen_cpu) / wall / args.processes
+        result["loadgen_cpu_percent_of_one_core"] = loadgen_pct
+        cpu = {"load generator": loadgen_pct}
         if server is not None:
             used = _cpu_seconds(server.pid) - started_cpu
-            result["server_cpu_percent_of_one_core"] = 100 * used / (time.monotonic() - started)
+            result["server_cpu_percent_of_one_core"] = cpu["server"] = 100 * used / wall
             rss_kib = _rss_kib(server.pid)
             result["server_rss_mib"] = rss_kib / 1024
             result["server_rss_kib_per_client"] = rss_kib / max(1, result["peak_connected_clients"])
+        result["saturated"] = saturated(cpu) if server is not None else None  # remote: unknown
+        result["service_levels_missed"] = levels_from_args(args).failures(result)
         return result
     finally:
         if server is not None:
@@ -274,20 +369,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             server.wait(timeout=10)
 
 
-def _drive(url: str, args: argparse.Namespace) -> dict[str, Any]:
+def _drive(url: str, args: argparse.Namespace, clients: int) -> dict[str, Any]:
+    """Run ``clients`` users from ``--processes`` processes; the load's figures."""
     context = mp.get_context("spawn")
     pipes, processes = [], []
     share = [
-        args.clients // args.processes + (i < args.clients % args.processes)
-        for i in range(args.processes)
+        clients // args.processes + (i < clients % args.processes) for i in range(args.processes)
     ]
-    for index, clients in enumerate(share):
+    for index, count in enumerate(share):
         parent, child = context.Pipe(duplex=False)
         process = context.Process(
             target=_worker,
             args=(
                 url,
-                clients,
+                count,
                 args.duration,
                 args.ramp,
                 (args.dwell_min, args.dwell_max),
@@ -344,24 +439,17 @@ def _drive(url: str, args: argparse.Namespace) -> dict[str, Any]:
     for process in processes:
         process.join(timeout=10)
 
-    pairing = summarize_ms(latency)
-    result: dict[str, Any] = {
-        "benchmark": "signaling",
-        "settings": provenance.settings(args),
-        "versions": provenance.versions(),
-        "machine": provenance.machine(),
+    return {
         "target": url,
-        "clients_requested": args.clients,
+        "clients_requested": clients,
         "peak_connected_clients": peak_connected,
-        "pairs_per_second": measured_pairs / args.duration if args.duration else 0.0,
-        "pairing_latency": pairing,
+        "pairs_per_second": measured_pairs / args.duration,
+        "pairing_latency": summarize_ms(latency),
         "queue_time": summarize_ms(queue),
         "signal_relay_latency": summarize_ms(signal),
         "errors": error_count,
         "error_examples": errors[:5],
-        "target_met": peak_connected >= args.clients and pairing["p99_ms"] < 50,
     }
-    return result
 
 
 DESCRIPTION = (
@@ -381,8 +469,19 @@ def _parser() -> argparse.ArgumentParser:
 def add_options(parser: argparse.ArgumentParser) -> None:
     """The signaling workload's options, shared with ``chatguard bench signaling``."""
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--clients", type=int, default=1000, help="concurrent clients (default 1000)")
-    size.add_argument("--pairs", type=int, help="concurrent pairs: the same as --clients 2*N")
+    size.add_argument(
+        "--clients",
+        type=comma_ints,
+        default=[1000],
+        help="comma-separated numbers of concurrent clients, one load after the other, e.g. "
+        "100,1000 (default 1000); with --search, half the first is where the search starts",
+    )
+    size.add_argument(
+        "--pairs",
+        type=comma_ints,
+        help="comma-separated numbers of concurrent pairs: the same as --clients 2*N,...; with "
+        "--search, the first is where the search starts",
+    )
     parser.add_argument(
         "--duration", type=float, default=20.0, help="measured seconds after the ramp (default 20)"
     )
@@ -428,40 +527,78 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--json",
         type=Path,
         default=Path("bench/results/signaling.json"),
-        help="where to write the results (default bench/results/signaling.json)",
+        help="where to write the results, every load measured (default "
+        "bench/results/signaling.json)",
     )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE",
+        help="also draw pairing latency p50/p99 and pairs per second against clients, one "
+        "point per load measured, as a PNG",
+    )
+    add_search_options(parser, SignalingLevels())
 
 
 def check_args(args: argparse.Namespace) -> str | None:
-    """What is wrong with the options, in words, or None; fills --clients from --pairs."""
+    """What is wrong with the options, in words, or None.
+
+    Fills --clients from --pairs, and --pairs from --clients (rounded down): the search counts
+    pairs, a pair being two clients.
+    """
     if args.pairs is not None:
-        args.clients = 2 * args.pairs
-    if args.clients < 2 or args.processes < 1 or args.duration <= 0 or args.ramp < 0:
-        return "need --clients >= 2 (--pairs >= 1), --processes >= 1, --duration > 0, --ramp >= 0"
+        args.clients = [2 * n for n in args.pairs]
+    args.pairs = [n // 2 for n in args.clients]
+    if not args.clients or min(args.clients) < 2:
+        return "need --clients >= 2 (--pairs >= 1), e.g. --clients 100,1000"
+    if args.processes < 1 or args.duration <= 0 or args.ramp < 0:
+        return "need --processes >= 1, --duration > 0, --ramp >= 0"
     if not 0 <= args.dwell_min <= args.dwell_max:
         return "need 0 <= --dwell-min <= --dwell-max"
     if args.connect_timeout <= 0:
         return "--connect-timeout must be > 0"
-    return check_target(args.target)
+    return check_target(args.target) or check_search_args(args)
+
+
+def _table(cases: list[dict[str, Any]]) -> str:
+    head = (
+        f"{'clients':>7} {'connected':>9} {'pairs/s':>8} {'pairing p50/p99 ms':>19} "
+        f"{'queue p99':>9} {'errors':>6} {'server CPU':>10} {'MiB':>5} {'loadgen CPU':>11} "
+        f"{'saturated':>14}  service levels"
+    )
+    lines = [head, "-" * len(head)]
+    for c in cases:
+        pairing = c["pairing_latency"]
+        server = c.get("server_cpu_percent_of_one_core")
+        lines.append(
+            f"{c['clients_requested']:7d} {c['peak_connected_clients']:9d} "
+            f"{c['pairs_per_second']:8.0f} {pairing['p50_ms']:9.1f}/{pairing['p99_ms']:<9.1f} "
+            f"{c['queue_time']['p99_ms']:9.1f} {c['errors']:6d} "
+            f"{'n/a' if server is None else f'{server:.0f}%':>10} "
+            f"{c.get('server_rss_mib', math.nan):5.0f} "
+            f"{c['loadgen_cpu_percent_of_one_core']:10.0f}% {c['saturated'] or 'n/a':>14}  "
+            + ("; ".join(c["service_levels_missed"]) or "held")
+        )
+    return "\n".join(lines)
 
 
 def report(result: dict[str, Any], args: argparse.Namespace) -> None:
-    """The summary and the JSON file."""
-    pairing = result["pairing_latency"]
+    """The summary table, the search's answer, the JSON file and the plot."""
+    print("\n" + _table(result["cases"]))
     print(
-        f"\nclients {result['peak_connected_clients']}/{args.clients}  "
-        f"pairs/s {result['pairs_per_second']:.0f}  pairing p50 {pairing['p50_ms']:.1f} ms  "
-        f"p99 {pairing['p99_ms']:.1f} ms  (target: p99 < 50 ms with 5000 clients)  "
-        f"errors {result['errors']}"
+        f"(target: p99 < {TARGET_PAIRING_P99_MS:g} ms with 5000 clients; CPU: % of one core on "
+        "average over ramp and measurement; MiB: server resident at the end)"
     )
+    found = result.get("search")
+    if found is not None:
+        print(describe_search(found, "signaling service"))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
-    if "server_cpu_percent_of_one_core" in result:
-        print(
-            f"server: {result['server_cpu_percent_of_one_core']:.0f}% of one core on average "
-            f"(ramp included), {result['server_rss_mib']:.0f} MiB resident"
-        )
     print(f"results written to {args.json}")
+    if args.plot is not None:
+        capacity_clients = 2 * found["capacity"] if found else None
+        plot_signaling_cases(result["cases"], args.plot, args.max_pairing_p99_ms, capacity_clients)
+        print(f"plot written to {args.plot}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,10 @@
 """Strict route: what inline moderation of 640x480@30 VP8 costs per stream and per frame.
 
-Run: ``python -m bench.strict_bench [--streams 1,4,8] [--seconds 6] [--pin 1,0] [--json FILE]``.
+Run: ``python -m bench.strict_bench [--pairs 1,4,8] [--duration 6] [--pin 1,0] [--json FILE]``
+(the same options as ``chatguard bench strict``; ``--pairs`` counts moderated streams, and
+``--streams``/``--seconds`` are the same options under their older names). ``--search`` finds
+the most streams one worker moderates at full rate within the strict route's latency target,
+with no leak (:class:`StrictLevels`); ``--plot FILE`` draws the figures against streams.
 
 Why it is built this way:
 
@@ -43,7 +47,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import av
 import cv2
@@ -52,8 +56,22 @@ import skimage.data
 from aiortc.rtp import RtpPacket
 from numpy.typing import NDArray
 
-from bench import fastpath_bench
+from bench import fastpath_bench, provenance, relay_bench
+from bench.capacity import LevelOption, Load, ServiceLevels
+from bench.media_peer import nearest_keyframe
+from bench.plot import plot_strict_cases
 from bench.relay_clip import FPS, HEIGHT, TICKS_PER_FRAME, WIDTH, Clip, encode_clip, vp8_picture_id
+from bench.search_cli import (
+    LEVELS_DEST,
+    SearchStep,
+    add_search_options,
+    check_search_args,
+    comma_ints,
+    describe_search,
+    levels_from_args,
+    run_search,
+    saturated,
+)
 from bench.stats import summarize_ms
 from fastpath.preprocess import letterboxer
 from fastpath.scene import luma_signature, signature_distance
@@ -82,6 +100,49 @@ PAN_PX_PER_S: Final = 15
 textured photographs changes the scene signature within a second, which is a scene change)."""
 RTP_HEADER: Final = 12
 """The generator's packets carry no CSRCs and no extensions."""
+TARGET_GATE_P99_MS: Final = 50.0
+"""The strict route's target: a held frame is decided within 50 ms (p99)."""
+
+
+@dataclass(frozen=True)
+class StrictLevels:
+    """What "holds" means on the strict route: every stream keeps up (decided = released +
+    dropped, at full rate: nothing piles up behind the gate), gate latency p99 under the target,
+    and no unsafe frame released. A leak is not an option: it fails any load, always."""
+
+    min_fps: float = 29.0
+    max_gate_p99_ms: float = TARGET_GATE_P99_MS
+
+    OPTIONS: ClassVar[tuple[LevelOption, ...]] = (
+        LevelOption(
+            "min-fps", "min_fps", "decided frames per second of every stream, released + dropped"
+        ),
+        LevelOption(
+            "max-gate-p99-ms",
+            "max_gate_p99_ms",
+            "gate latency p99 in ms, a frame's last packet in -> released (the strict target)",
+        ),
+    )
+    LOAD: ClassVar[Load] = Load("streams", None, 64)
+
+    def words(self) -> str:
+        return (
+            f"every stream decided at >= {self.min_fps:g} fps, gate latency p99 < "
+            f"{self.max_gate_p99_ms:g} ms and no unsafe frame leaked"
+        )
+
+    def failures(self, run: Mapping[str, Any]) -> list[str]:
+        """Which levels one measured load (a result of :func:`run_streams`) misses, in words."""
+        misses = []
+        slowest = min(run["decided_fps_by_stream"], default=0.0)
+        if not slowest >= self.min_fps:
+            misses.append(f"slowest stream decided {slowest:.1f} fps < {self.min_fps:g} fps")
+        p99 = run["gate_latency"]["p99_ms"]
+        if not p99 < self.max_gate_p99_ms:  # NaN (nothing released) fails too
+            misses.append(f"gate latency p99 {p99:.1f} ms >= {self.max_gate_p99_ms:g} ms")
+        if run["leaked_unsafe_frames"]:
+            misses.append(f"{run['leaked_unsafe_frames']} unsafe frames leaked")
+        return misses
 
 
 def segment_starts() -> list[int]:
@@ -162,11 +223,6 @@ def latencies(arrived: Mapping[int, float], released: Iterable[tuple[int, float]
     A release of a frame that never arrived is a bench bug, not a latency: KeyError.
     """
     return [t - arrived[ts] for ts, t in released]
-
-
-def nearest_keyframe(index: int, interval: int, frames: int) -> int:
-    """The clip's keyframe closest to ``index`` (ties go forward), wrapping at the clip's end."""
-    return (index + interval // 2) // interval * interval % frames
 
 
 class Packetizer:
@@ -383,11 +439,13 @@ async def run_streams(
     classified = sum(s.stats.classified - b[0] for s, b in zip(streams, before, strict=True))
     requested: Counter[str] = Counter()
     dropped: Counter[str] = Counter()
+    decided_each = []
     for s, b in zip(streams, before, strict=True):
         requested += _diff(s.stats.requested, b[3])
-        dropped += _diff(s.stats.dropped, b[2])
-    released = sum(s.stats.released - b[1] for s, b in zip(streams, before, strict=True))
-    decided = released + sum(dropped.values())
+        stream_dropped = _diff(s.stats.dropped, b[2])
+        dropped += stream_dropped
+        decided_each.append(s.stats.released - b[1] + sum(stream_dropped.values()))
+    decided = sum(decided_each)
     lat = [x for s in sinks for x in latencies(s.arrived, s.released)]
     sent = [i for s in sinks for i in s.sent_index]
     safe_sent = sum(i not in UNSAFE for i in sent)
@@ -403,6 +461,7 @@ async def run_streams(
         "streams_per_core_estimate": round(1 / cpu_per_stream, 1) if cpu_per_stream else None,
         "sent_fps_per_stream": round(len(sent) * per_stream, 1),
         "decided_fps_per_stream": round(decided * per_stream, 1),
+        "decided_fps_by_stream": [round(d / wall, 1) for d in decided_each],
         "released_fps_per_stream": round(sum(len(s.released) for s in sinks) * per_stream, 1),
         "safe_fps_per_stream": round(safe_sent * per_stream, 1),
         "classifications_per_s_per_stream": round(classified * per_stream, 2),
@@ -423,19 +482,48 @@ async def run_streams(
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--streams", default="1,4,8")
-    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per N")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per N")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--pin", default="", help="RELAY,LOAD cores, e.g. 1,0 (default: none)")
-    parser.add_argument("--fastpath-frames", type=int, default=200, help="0: skip")
-    parser.add_argument("--json", type=Path, default=Path("bench/results/strict.json"))
-    args = parser.parse_args(argv)
-    relay_cpu, load_cpu = (int(c) for c in args.pin.split(",")) if args.pin else (None, None)
-    if relay_cpu is not None:
-        os.sched_setaffinity(0, {relay_cpu})  # before any thread: they inherit it
+def _run_row(r: Mapping[str, Any]) -> str:
+    g = r["gate_latency"]
+    return (
+        f"{r['streams']:>7} {r['relay_cpu_cores']:>6.2f} {r['cpu_per_stream_pct']:>7.1f} "
+        f"{r['streams_per_core_estimate'] or 0:>8.1f} {r['released_fps_per_stream']:>5.1f} "
+        f"{r['safe_fps_per_stream']:>5.1f} {min(r['decided_fps_by_stream']):>7.1f} "
+        f"{r['classifications_per_s_per_stream']:>6.2f} {r['scene_cuts']:>5} "
+        f"{r['scene_classifications']:>5} {g['p50_ms']:>9.1f} {g['p99_ms']:>9.1f} "
+        f"{r['leaked_unsafe_frames']:>6}  " + ("; ".join(r["service_levels_missed"]) or "held")
+    )
+
+
+RUN_HEAD: Final = (
+    f"{'streams':>7} {'cores':>6} {'%/strm':>7} {'str/core':>8} {'fps':>5} {'safe':>5} "
+    f"{'decided':>7} {'cls/s':>6} {'cuts':>5} {'scene':>5} {'gate p50':>9} {'gate p99':>9} "
+    f"{'leaked':>6}  service levels"
+)
+"""fps: released per stream; decided: the slowest stream's released + dropped per second."""
+
+
+def _measure(
+    n: int, clip: Clip, runner: ModelRunner, rng: random.Random, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One load of ``n`` streams, judged against the service levels, printed as a row."""
+    load_cpu = args.pin[1] if args.pin else None
+    r = asyncio.run(run_streams(clip, runner, n, args.duration, args.warmup, rng, load_cpu))
+    r["service_levels_missed"] = levels_from_args(args).failures(r)
+    relay_cores = len(os.sched_getaffinity(0))  # 1 with --pin
+    r["saturated"] = saturated(
+        {
+            "relay": 100 * r["relay_cpu_cores"] / relay_cores,
+            "load generator": 100 * r["load_cpu_cores"],
+        }
+    )
+    print(_run_row(r), flush=True)
+    return r
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Per-frame costs, then every load of ``--pairs`` (or the capacity search): every figure."""
+    if args.pin:
+        os.sched_setaffinity(0, {args.pin[0]})  # before any thread: they inherit it
     loadavg = os.getloadavg()
     clip = strict_clip()
     runner = ModelRunner(intra_op_threads=1)
@@ -448,40 +536,184 @@ def main(argv: list[str] | None = None) -> int:
         fastpath = fastpath_bench.bench_resolution(WIDTH, HEIGHT, max(args.fastpath_frames, 10))
         fastpath_bench.print_table([fastpath])
     rng = random.Random(args.seed)
-    runs = []
-    print(
-        f"\n{'streams':>7} {'cores':>6} {'%/strm':>7} {'str/core':>8} {'fps':>5} {'safe':>5} "
-        f"{'cls/s':>6} {'cuts':>5} {'scene':>5} {'gate p50':>9} {'gate p99':>9} {'leaked':>6}"
-    )
-    for n in (int(x) for x in args.streams.split(",")):
-        r = asyncio.run(run_streams(clip, runner, n, args.seconds, args.warmup, rng, load_cpu))
-        runs.append(r)
-        g = r["gate_latency"]
-        print(
-            f"{n:>7} {r['relay_cpu_cores']:>6.2f} {r['cpu_per_stream_pct']:>7.1f} "
-            f"{r['streams_per_core_estimate'] or 0:>8.1f} {r['released_fps_per_stream']:>5.1f} "
-            f"{r['safe_fps_per_stream']:>5.1f} {r['classifications_per_s_per_stream']:>6.2f} "
-            f"{r['scene_cuts']:>5} {r['scene_classifications']:>5} "
-            f"{g['p50_ms']:>9.1f} {g['p99_ms']:>9.1f} {r['leaked_unsafe_frames']:>6}"
+    runs: list[dict[str, Any]] = []
+    out: dict[str, Any] = {"per_frame": costs, "fastpath_640x480": fastpath, "runs": runs}
+    print("\n" + RUN_HEAD, flush=True)
+    if args.search:
+        out["search"] = run_search(
+            lambda n: _step(_measure(n, clip, runner, rng, args), runs), args
         )
-    meta = {
+    else:
+        runs.extend(_measure(n, clip, runner, rng, args) for n in args.pairs)
+    out["meta"] = {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "loadavg_before": loadavg,
         "loadavg_after": os.getloadavg(),
-        "pin": args.pin or None,
+        "pin": args.pin,
         "seed": args.seed,
         "clip": f"640x480@30 VP8 (aiortc encoder), {CLIP_FRAMES} frames looped, "
         f"segments {list(SEGMENTS)}, keyframe every {KEYFRAME_S} s and on request, "
         f"{clip.bitrate / 1e6:.2f} Mbit/s",
         "cut_signature_distances": cut_distances(),
         "scene_threshold": GateConfig().scene_threshold,
+        "settings": provenance.settings(args),
+        "versions": provenance.versions(),
     }
+    return out
+
+
+def _step(run: dict[str, Any], runs: list[dict[str, Any]]) -> SearchStep:
+    runs.append(run)
+    return SearchStep(run["streams"], run["service_levels_missed"], run["saturated"])
+
+
+def report(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """The search's answer, the JSON file and the plot (the table was printed run by run)."""
+    found = result.get("search")
+    if found is not None:
+        print(describe_search(found, "strict route (one moderation worker)"))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    out = {"meta": meta, "per_frame": costs, "fastpath_640x480": fastpath, "runs": runs}
-    args.json.write_text(json.dumps(out, indent=2) + "\n")
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.json}")
+    if args.plot is not None:
+        plot_strict_cases(
+            result["runs"],
+            args.plot,
+            args.min_fps,
+            args.max_gate_p99_ms,
+            found["capacity"] if found else None,
+        )
+        print(f"plot written to {args.plot}")
+
+
+DESCRIPTION: Final = (
+    "Feed N moderated 640x480@30 VP8 streams (photographs cut every 1-1.8 s, one unsafe "
+    "segment) through the strict route's moderation in this process (one worker: event loop, "
+    "decode thread, inference thread) and report CPU per stream, frame rate released and "
+    "decided, gate (verdict) latency and unsafe frames leaked, after per-frame costs."
+)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The strict workload's options, shared with ``chatguard bench strict``."""
+    parser.add_argument(
+        "--pairs",
+        "--streams",
+        type=comma_ints,
+        default=[1, 4, 8],
+        metavar="N,N,...",
+        help="comma-separated numbers of moderated video streams (not pairs: one stream is one "
+        "direction of a call) to measure one after the other, e.g. 1,4,8 (default 1,4,8); "
+        "with --search, the first is where the search starts",
+    )
+    parser.add_argument(
+        "--duration",
+        "--seconds",
+        type=float,
+        default=6.0,
+        help="measured seconds per load (default 6)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=2.0,
+        help="seconds per load before measuring; streams wait for a keyframe (default 2)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="random seed of the load (default 1)")
+    parser.add_argument(
+        "--pin",
+        type=comma_ints,
+        metavar="RELAY,LOAD",
+        help="pin the moderation worker to core RELAY and the load generator to core LOAD, "
+        "e.g. 1,0, so that CPU per stream is of one core (default: no pinning)",
+    )
+    parser.add_argument(
+        "--fastpath-frames",
+        type=int,
+        default=200,
+        help="frames for the fast path vs numpy/OpenCV comparison (default 200; 0: skip it)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=Path("bench/results/strict.json"),
+        help="where to write every figure and the settings (default bench/results/strict.json)",
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE",
+        help="also draw gate latency p50/p99, decided fps and CPU per stream against streams, "
+        "one point per load measured, as a PNG",
+    )
+    add_search_options(parser, StrictLevels())
+    parser.add_argument(
+        "--service",
+        action="store_true",
+        help="measure the strict route of a `chatguard serve --route strict` started here "
+        "(with this clip's test policy and no bans) the way users meet it: 2 simulated "
+        "users per pair through signaling and a relay worker, latency and leaks seen by the "
+        "receivers; instead of the moderation in this process. Implied by --target, whose "
+        "policy must block FACE_FEMALE for leaks to mean anything",
+    )
+    relay_bench.add_service_options(parser)
+
+
+def through_service(args: argparse.Namespace) -> bool:
+    return bool(args.service or args.target)
+
+
+def run_through_service(args: argparse.Namespace) -> tuple[dict[str, Any], argparse.Namespace]:
+    """The strict route measured like the relay route (:mod:`bench.relay_bench`), with this
+    clip and its levels: --pairs N streams are N/2 pairs (rounded up); every stream at
+    --min-fps while its sender is not blocked; the latency the route adds (verdict wait
+    included) under --max-gate-p99-ms; no unsafe frame received."""
+    service_args = argparse.Namespace(**vars(args))
+    levels = ServiceLevels(args.min_fps, 1.0, args.max_gate_p99_ms)
+    setattr(service_args, LEVELS_DEST, levels)
+    service_args.min_fps, service_args.stream_fraction = levels.min_fps, levels.stream_fraction
+    service_args.max_added_p99_ms = levels.added_p99_ms
+    service_args.pairs = [-(-n // 2) for n in args.pairs]
+    service_args.max_pairs = -(-args.max_pairs // 2)
+    service_args.no_naive, service_args.micro = True, False
+    media = relay_bench.strict_media(service_args)
+    return relay_bench.run(service_args, "strict", media), service_args
+
+
+def check_args(args: argparse.Namespace) -> str | None:
+    """What is wrong with the options, in words, or None: checked before anything starts."""
+    if not args.pairs or min(args.pairs) < 1:
+        return "--pairs: give one or more numbers of moderated streams >= 1, e.g. 1,4,8"
+    if args.duration <= 0 or args.warmup < 0:
+        return "--duration must be > 0 and --warmup >= 0 seconds"
+    if args.fastpath_frames < 0:
+        return "--fastpath-frames must be >= 0"
+    cores = os.sched_getaffinity(0)
+    if args.pin is not None and (len(args.pin) != 2 or not set(args.pin) <= cores):
+        pin = ",".join(map(str, args.pin))
+        return f"--pin {pin}: give two cores RELAY,LOAD among {sorted(cores)}, e.g. 1,0"
+    if through_service(args) and (problem := relay_bench.check_service_args(args)):
+        return problem
+    return check_search_args(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.strict_bench", description=DESCRIPTION)
+    add_options(parser)
+    args = parser.parse_args(argv)
+    if (problem := check_args(args)) is not None:
+        raise SystemExit(f"strict bench: {problem}")
+    run_and_report(args)
     return 0
+
+
+def run_and_report(args: argparse.Namespace) -> None:
+    """In this process, or through the service (``--service``/``--target``)."""
+    if through_service(args):
+        relay_bench.report(*run_through_service(args))
+    else:
+        report(run(args), args)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,10 @@ import argparse
 import sys
 from typing import Any
 
-NOT_YET = {"signaling": ("search", "plot"), "strict": ("target", "search", "plot")}
-"""Common options a workload does not implement yet: accepted by the parser, refused by name."""
-
 
 def add_bench_parser(commands: Any) -> None:
     """Add ``bench`` and its sub-commands to the ``chatguard`` parser's sub-parsers."""
-    from bench import relay_bench, signaling_bench
+    from bench import relay_bench, signaling_bench, strict_bench
 
     bench = commands.add_parser(
         "bench",
@@ -37,7 +34,6 @@ def add_bench_parser(commands: Any) -> None:
         + " Starts `chatguard serve` on this machine, or drives --target.",
     )
     signaling_bench.add_options(signaling)
-    _add_not_yet(signaling, NOT_YET["signaling"])
     relay = workloads.add_parser(
         "relay",
         help="pairs through the forwarding relay: frame rate, added latency, CPU, memory",
@@ -49,44 +45,15 @@ def add_bench_parser(commands: Any) -> None:
     strict = workloads.add_parser(
         "strict",
         help="strict route: moderation CPU per stream, verdict latency, leaked frames",
-        description="Feed N moderated 640x480@30 VP8 streams (safe, then unsafe, then safe "
-        "content) through the strict route's moderation in this process and report CPU per "
-        "stream, frame rate decided, gate (verdict) latency and unsafe frames leaked "
-        "(runs bench.strict_bench).",
+        description=strict_bench.DESCRIPTION
+        + " Runs in this process (bench.strict_bench), or through a service with --service "
+        "or --target.",
     )
-    strict.add_argument(
-        "--pairs",
-        type=int,
-        nargs="+",
-        default=[1, 4],
-        metavar="N",
-        help="moderated video streams to run, one run per value (default 1 4)",
-    )
-    strict.add_argument("--duration", type=float, default=4.0, help="seconds per run (default 4)")
-    strict.add_argument(
-        "--json",
-        default="bench/results/strict.json",
-        help="where to write the results (default bench/results/strict.json)",
-    )
-    _add_not_yet(strict, NOT_YET["strict"])
-
-
-def _add_not_yet(parser: argparse.ArgumentParser, options: tuple[str, ...]) -> None:
-    """Document, and accept so that they can be refused by name, options not implemented yet."""
-    for option in options:
-        kwargs: dict[str, Any] = (
-            {"action": "store_true"} if option == "search" else {"metavar": option.upper()}
-        )
-        parser.add_argument(
-            f"--{option}", help="not implemented yet for this workload (refused)", **kwargs
-        )
+    strict_bench.add_options(strict)
 
 
 def run_bench(args: argparse.Namespace) -> int:
     """Check the options of one workload, then run it; 2 and a message for bad options."""
-    for option in NOT_YET.get(args.workload, ()):
-        if getattr(args, option):
-            return _refuse(args.workload, f"--{option} is not implemented yet for this workload")
     if args.workload == "signaling":
         from bench import signaling_bench
 
@@ -104,12 +71,10 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.workload == "strict":
         from bench import strict_bench
 
-        if min(args.pairs) < 1 or args.duration <= 0:
-            return _refuse("strict", "need --pairs >= 1 and --duration > 0")
-        streams = ",".join(str(n) for n in args.pairs)
-        return strict_bench.main(
-            ["--streams", streams, "--seconds", str(args.duration), "--json", args.json]
-        )
+        if (problem := strict_bench.check_args(args)) is not None:
+            return _refuse("strict", problem)
+        strict_bench.run_and_report(args)
+        return 0
     raise AssertionError(f"unhandled workload {args.workload}")
 
 

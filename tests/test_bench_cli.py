@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.plot import curves, plot_relay_cases
+from bench.plot import Panel, curves, draw, plot_relay_cases, signaling_curves, strict_curves
+from bench.provenance import settings
 from bench.relay_bench import dwell_range
 from bench.search_cli import SearchStep, describe_search, run_search
 from chatguard import cli
@@ -39,12 +40,17 @@ def test_every_bench_option_is_documented() -> None:
         (["relay", "--pairs", "0"], "--pairs"),
         (["relay", "--duration", "0"], "--duration"),
         (["relay", "--search", "--pairs", "8", "--max-pairs", "4"], "--max-pairs 4"),
-        (["relay", "--stream-fraction", "1.5"], "--stream-fraction"),
+        (["relay", "--stream-fraction", "1.5"], "--stream-fraction 1.5: must be > 0 and <= 1"),
         (["relay", "--target", "relay.example:8080"], "--target 'relay.example:8080'"),
         (["relay", "--relay-workers", "0"], "--relay-workers"),
-        (["strict", "--search"], "--search is not implemented yet"),
-        (["strict", "--target", "ws://x/ws"], "--target is not implemented yet"),
-        (["signaling", "--plot", "s.png"], "--plot is not implemented yet"),
+        (["strict", "--target", "x.example:1"], "--target 'x.example:1'"),
+        (["strict", "--pairs", "0"], "--pairs"),
+        (["strict", "--search", "--max-gate-p99-ms", "0"], "--max-gate-p99-ms 0: must be > 0"),
+        (["strict", "--search", "--min-fps", "-1"], "--min-fps -1: must be > 0"),
+        (["strict", "--pin", "0"], "--pin 0: give two cores"),
+        (["strict", "--search", "--pairs", "8", "--max-pairs", "4"], "--max-pairs 4"),
+        (["signaling", "--search", "--max-pairing-p99-ms", "0"], "--max-pairing-p99-ms 0"),
+        (["signaling", "--search", "--clients", "40", "--max-pairs", "10"], "--pairs 20, above"),
         (["signaling", "--target", "http://localhost:8080/ws"], "WebSocket URL"),
         (["signaling", "--pairs", "0"], "--pairs >= 1"),
         (["signaling", "--dwell-min", "5", "--dwell-max", "1"], "--dwell-min"),
@@ -102,12 +108,26 @@ def test_search_glue_reports_capacity_and_what_saturated(tmp_path: Path) -> None
         return SearchStep(pairs, missed, "relay" if missed else "none")
 
     found = run_search(measure, args)
-    assert found["capacity_pairs"] == 11 and found["capacity_one_way_streams"] == 22
-    assert [p["pairs"] for p in found["probes"]] == [2, 4, 8, 16, 16, 12, 12, 10, 11]
+    assert found["capacity"] == 11 and found["unit"] == "pairs"
+    assert [p["load"] for p in found["probes"]] == [2, 4, 8, 16, 16, 12, 12, 10, 11]
     assert found["saturated_at_first_failure"] == "relay"
+    assert found["service_levels"] == {"min_fps": 29, "stream_fraction": 0.99, "added_p99_ms": 5}
     text = describe_search(found, "relay route")
-    assert "capacity on the relay route: 11 pairs (22 one-way streams)" in text
+    assert "capacity of the relay route: 11 pairs (22 one-way streams) holding >= 29 fps" in text
     assert "ran out of CPU: relay" in text
+
+
+def test_search_glue_takes_each_workloads_levels_and_unit() -> None:
+    argv = ["bench", "strict", "--search", "--pairs", "1", "--max-gate-p99-ms", "40"]
+    args = cli._build_parser().parse_args(argv)
+    found = run_search(lambda n: SearchStep(n, [] if n <= 3 else ["gate p99"]), args)
+    assert found["capacity"] == 3 and found["capacity_text"] == "3 streams"
+    assert found["service_levels"] == {"min_fps": 29, "max_gate_p99_ms": 40}
+    assert "gate latency p99 < 40 ms and no unsafe frame leaked" in describe_search(found, "x")
+    assert found["saturated_at_first_failure"] is None
+    args = cli._build_parser().parse_args(["bench", "signaling", "--max-pairing-p99-ms", "20"])
+    written = settings(args)  # what the JSON keeps: the options, not the parser's levels object
+    assert written["max_pairing_p99_ms"] == 20 and "_service_levels" not in written
 
 
 def test_plot_curves_are_per_relay_and_in_order_of_load() -> None:
@@ -122,9 +142,7 @@ def test_plot_curves_are_per_relay_and_in_order_of_load() -> None:
     cases = [
         case("forward", 16, 28.0, 9.0),
         case("forward", 4, 30.0, 1.0),
-        case("forward", 2, math.nan, 1.0),  # no stream judged: no point
         case("naive", 1, 30, 40),
-        case("strict", 1, 30, math.nan),  # no latency sample: no curve at all
     ]
     assert curves(cases) == {  # type: ignore[arg-type]
         "forward": [(4, 30.0, 1.0), (16, 28.0, 9.0)],
@@ -151,22 +169,89 @@ def test_relay_search_smoke_run_writes_search_json_and_plot(tmp_path: Path) -> N
     result = json.loads(out.read_text())
     found = result["search"]
     probes = found["probes"]
-    pairs = [p["pairs"] for p in probes]
+    pairs = [p["load"] for p in probes]
     assert pairs[0] == 1 and set(pairs) <= {1, 2}
     # a load is measured twice in a row only after it failed (a short smoke run on a busy
     # machine can miss even these loose levels); otherwise the search moves on upwards
     for before, after in itertools.pairwise(probes):
-        assert after["pairs"] > before["pairs"] or not before["holds"], probes
-    assert found["capacity_pairs"] in (0, 1, 2) and found["stop_reason"]
-    assert [c["pairs"] for c in result["cases"]] == [p["pairs"] for p in found["probes"]]
+        assert after["load"] > before["load"] or not before["holds"], probes
+    assert found["capacity"] in (0, 1, 2) and found["stop_reason"]
+    assert [c["pairs"] for c in result["cases"]] == [p["load"] for p in found["probes"]]
     assert result["versions"]["chatguard"] and result["machine"]["cpus"] >= 1
     assert png.read_bytes().startswith(b"\x89PNG")
 
 
+def test_signaling_and_strict_plots_draw_every_case_in_order_of_load() -> None:
+    def signaling(clients: int, p50: float, p99: float, rate: float) -> dict[str, object]:
+        latency = {"p50_ms": p50, "p99_ms": p99}
+        return {"clients_requested": clients, "pairing_latency": latency, "pairs_per_second": rate}
+
+    cases = [signaling(80, 1.0, 60.0, 300.0), signaling(20, 0.5, 2.0, 90.0)]
+    assert signaling_curves(cases) == {
+        "p50": [(20, 0.5), (80, 1.0)],
+        "p99": [(20, 2.0), (80, 60.0)],
+        "pairs/s": [(20, 90.0), (80, 300.0)],
+    }
+
+    def strict(n: int, p99: float, fps: list[float]) -> dict[str, object]:
+        return {
+            "streams": n,
+            "gate_latency": {"p50_ms": 1.0, "p99_ms": p99},
+            "decided_fps_by_stream": fps,
+            "decided_fps_per_stream": sum(fps) / len(fps),
+            "cpu_per_stream_pct": 6.0,
+        }
+
+    curves_ = strict_curves([strict(4, 30.0, [30.0, 27.0, 30.0, 29.0]), strict(1, 9.0, [30.0])])
+    assert curves_["p99"] == [(1, 9.0), (4, 30.0)]
+    assert curves_["slowest stream"] == [(1, 30.0), (4, 27.0)]
+    assert curves_["mean"] == [(1, 30.0), (4, 29.0)]
+
+
+def _assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
+
+
+def test_a_plot_of_cases_without_figures_is_still_drawn(tmp_path: Path) -> None:
+    """A load where nothing got through (NaN latency) is a result too, not a crash."""
+    png = tmp_path / "nan.png"
+    panel = Panel("latency (ms)", {"p99": [(1, math.nan)]}, level=50, latency=True)
+    draw([panel, Panel("fps", {"mean": [(1, 0.0)]})], "streams", "t", None, png)
+    _assert_png(png)
+
+
 @pytest.mark.timeout(120)
-def test_strict_smoke_run_writes_json(tmp_path: Path) -> None:
-    out = tmp_path / "strict.json"
-    argv = ["bench", "strict", "--pairs", "1", "--duration", "1", "--json", str(out)]
+def test_signaling_search_smoke_run_writes_every_case_and_a_plot(tmp_path: Path) -> None:
+    out, png = tmp_path / "signaling.json", tmp_path / "signaling.png"
+    argv = ["bench", "signaling", "--search", "--pairs", "2", "--max-pairs", "4"]
+    argv += ["--duration", "1", "--ramp", "0.2", "--dwell-min", "0.1", "--dwell-max", "0.2"]
+    # Latency is not what this test checks: the search must run whatever this machine does.
+    argv += ["--max-pairing-p99-ms", "1000", "--search-budget", "30", "--port", str(free_port())]
+    assert cli.main([*argv, "--json", str(out), "--plot", str(png)]) == 0
+    result = json.loads(out.read_text())
+    found = result["search"]
+    assert found["unit"] == "pairs" and found["capacity"] in (0, 2, 4) and found["stop_reason"]
+    assert found["service_levels"] == {"max_pairing_p99_ms": 1000}
+    probes = found["probes"]
+    assert probes[0]["load"] == 2 and {p["load"] for p in probes} <= {2, 4}
+    assert [c["clients_requested"] for c in result["cases"]] == [2 * p["load"] for p in probes]
+    for case, probe in zip(result["cases"], probes, strict=True):
+        assert case["service_levels_missed"] == probe["missed"]
+        assert case["saturated"] == probe["saturated"] and case["saturated"] is not None
+    assert result["settings"]["search"] is True and result["versions"]["chatguard"]
+    _assert_png(png)
+
+
+@pytest.mark.timeout(120)
+def test_strict_smoke_run_writes_json_and_plot(tmp_path: Path) -> None:
+    out, png = tmp_path / "strict.json", tmp_path / "strict.png"
+    argv = ["bench", "strict", "--pairs", "1", "--duration", "1", "--warmup", "0.5"]
+    argv += ["--fastpath-frames", "0", "--json", str(out), "--plot", str(png)]
     assert cli.main(argv) == 0
     result = json.loads(out.read_text())
-    assert len(result["runs"]) == 1
+    (run,) = result["runs"]
+    assert run["streams"] == 1 and len(run["decided_fps_by_stream"]) == 1
+    assert isinstance(run["service_levels_missed"], list) and run["saturated"]
+    assert result["meta"]["settings"]["pairs"] == [1]
+    _assert_png(png)

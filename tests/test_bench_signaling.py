@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from bench import signaling_bench
+from bench.signaling_bench import SignalingLevels
 from bench.stats import percentile, summarize_ms
 from tests.conftest import free_port
 
@@ -42,7 +43,7 @@ def test_smoke_run_measures_pairs_and_writes_json(tmp_path: Path) -> None:
         ]
     )
     assert code == 0
-    result = json.loads(out.read_text())
+    (result,) = json.loads(out.read_text())["cases"]
     assert result["peak_connected_clients"] == 20
     assert result["errors"] == 0
     assert result["pairs_per_second"] > 0
@@ -50,3 +51,26 @@ def test_smoke_run_measures_pairs_and_writes_json(tmp_path: Path) -> None:
     assert 0 < result["pairing_latency"]["p50_ms"] <= result["pairing_latency"]["p99_ms"]
     assert result["signal_relay_latency"]["count"] > 0
     assert result["server_cpu_percent_of_one_core"] > 0
+
+
+def _signaling_case(p99_ms: float, connected: int = 10, errors: int = 0) -> dict[str, object]:
+    return {
+        "clients_requested": 10,
+        "peak_connected_clients": connected,
+        "errors": errors,
+        "error_examples": ["ConnectionClosedError: no close frame"] * min(errors, 1),
+        "pairing_latency": {"p99_ms": p99_ms},
+    }
+
+
+def test_signaling_levels_hold_only_with_every_client_connected_no_error_and_p99_under() -> None:
+    levels = SignalingLevels(max_pairing_p99_ms=50.0)
+    assert levels.failures(_signaling_case(49.9)) == []
+    (latency,) = levels.failures(_signaling_case(50.0))
+    assert latency == "pairing latency p99 50.0 ms >= 50 ms"
+    assert levels.failures(_signaling_case(math.nan)) != []  # nobody paired
+    (connected,) = levels.failures(_signaling_case(1.0, connected=9))
+    assert connected == "9 of 10 clients connected"
+    (errors,) = levels.failures(_signaling_case(1.0, errors=3))
+    assert errors.startswith("3 client errors, e.g. ConnectionClosedError")
+    assert len(levels.failures(_signaling_case(80.0, connected=2, errors=1))) == 3

@@ -58,9 +58,10 @@ def test_stream_phases_are_random_within_a_frame_and_the_clip() -> None:
 
 
 def test_a_keyframe_request_moves_the_sender_to_the_nearest_keyframe() -> None:
-    assert sb.nearest_keyframe(29, 60, 240) == 0
-    assert sb.nearest_keyframe(30, 60, 240) == 60
-    assert sb.nearest_keyframe(215, 60, 240) == 0  # wraps to the clip's start
+    packetizer = sb.Packetizer(sb.strict_clip(), ssrc=1, offset=29)
+    packetizer.keyframe_wanted = True
+    assert packetizer.next_frame()[0] == 0  # 29 is nearer 0 than 60
+    assert packetizer.next_frame()[0] == 1  # and it goes on from there
 
 
 def test_cuts_change_the_scene_and_the_camera_motion_does_not() -> None:
@@ -86,3 +87,43 @@ def test_smoke_run_counts_no_leak_and_writes_json(tmp_path: Path) -> None:
     assert run["streams"] == 2 and run["leaked_unsafe_frames"] == 0
     assert run["sent_fps_per_stream"] > 0 and run["gate_latency"]["count"] > 0
     assert data["fastpath_640x480"]["speedup_vs_opencv"] > 0
+
+
+def _strict_run(fps: list[float], p99_ms: float, leaked: int = 0) -> dict[str, object]:
+    return {
+        "decided_fps_by_stream": fps,
+        "gate_latency": {"p99_ms": p99_ms},
+        "leaked_unsafe_frames": leaked,
+    }
+
+
+def test_strict_levels_need_every_stream_at_rate_p99_under_target_and_no_leak() -> None:
+    levels = sb.StrictLevels(min_fps=29.0, max_gate_p99_ms=50.0)
+    assert levels.failures(_strict_run([30.1, 29.0], 49.0)) == []
+    (slow,) = levels.failures(_strict_run([30.0, 30.0, 28.9], 10.0))
+    assert slow == "slowest stream decided 28.9 fps < 29 fps"  # one slow stream is enough
+    (latency,) = levels.failures(_strict_run([30.0], 50.0))
+    assert latency == "gate latency p99 50.0 ms >= 50 ms"
+    assert levels.failures(_strict_run([30.0], float("nan"))) != []  # nothing released
+    (leak,) = levels.failures(_strict_run([30.0], 1.0, leaked=1))
+    assert leak == "1 unsafe frames leaked"  # a leak fails the best load
+    assert len(levels.failures(_strict_run([], 70.0, leaked=2))) == 3
+
+
+@pytest.mark.timeout(180)
+def test_through_the_service_no_unsafe_frame_reaches_a_receiver(tmp_path: Path) -> None:
+    """Two users on the strict route of a `chatguard serve` it starts, one whole clip loop.
+
+    The direct pair in the same run is not moderated, so it must see the unsafe segment: that
+    shows the leak counter counts, and the relayed receivers' zero means something.
+    """
+    out = tmp_path / "strict-service.json"
+    argv = ["--service", "--pairs", "2", "--duration", "9", "--warmup", "0.5"]
+    assert sb.main([*argv, "--next-after", "off", "--no-audio", "--json", str(out)]) == 0
+    (case,) = json.loads(out.read_text())["cases"]
+    assert case["relay"] == "strict" and case["pairs"] == 1
+    assert case["unsafe_frames_received"] == 0
+    assert case["packets"]["direct"]["unsafe_frames"] > 0
+    assert case["moderation_notices"].get("partner:blocked", 0) >= 1
+    assert case["delivered_fps"]["streams"] == 2 and case["errors"] == []
+    assert case["latency_ms"]["relayed"]["count"] > 0
