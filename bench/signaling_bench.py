@@ -35,6 +35,7 @@ import websockets
 from bench import provenance
 from bench.capacity import LevelOption, Load
 from bench.plot import plot_signaling_cases
+from bench.procfs import cpu_seconds, rss_kib
 from bench.search_cli import (
     SearchStep,
     add_search_options,
@@ -45,6 +46,7 @@ from bench.search_cli import (
     run_search,
     saturated,
 )
+from bench.service import ServiceError, wait_until_up
 from bench.stats import summarize_ms
 
 FAKE_SDP = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\n" + "a=x-padding\r\n" * 150
@@ -257,32 +259,6 @@ def _start_server(port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def _wait_until_up(url: str, timeout_s: float) -> None:
-    """Wait until ``url`` answers a WebSocket handshake and sends its first message.
-
-    Why a deadline and the last error in the message: an engineer pointing the benchmark at a
-    wrong host or port should learn that at once, and why (refused, no such host, HTTP 404).
-    """
-
-    async def probe() -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
-                    async with websockets.connect(url, open_timeout=None) as ws:
-                        await ws.recv()
-                        return
-            except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
-                if time.monotonic() > deadline:
-                    reason = str(exc) or type(exc).__name__
-                    raise SystemExit(
-                        f"signaling bench: {url} is not reachable within {timeout_s:g} s: {reason}"
-                    ) from None
-                await asyncio.sleep(0.2)
-
-    asyncio.run(probe())
-
-
 def check_target(url: str | None) -> str | None:
     """What is wrong with a ``--target`` URL, or None; checked before connecting."""
     if url is None:
@@ -291,19 +267,6 @@ def check_target(url: str | None) -> str | None:
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         return f"--target {url!r}: give the service's WebSocket URL, e.g. ws://HOST:8080/ws"
     return None
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a local process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _children_cpu_seconds() -> float:
@@ -345,8 +308,11 @@ def run_case(args: argparse.Namespace, clients: int) -> dict[str, Any]:
         server = _start_server(port)
         url = f"ws://127.0.0.1:{port}/ws"
     try:
-        _wait_until_up(url, args.connect_timeout if server is None else 30.0)
-        started_cpu = _cpu_seconds(server.pid) if server else 0.0
+        try:
+            wait_until_up(url, args.connect_timeout if server is None else 30.0)
+        except ServiceError as exc:
+            raise SystemExit(f"signaling bench: {exc}") from None
+        started_cpu = cpu_seconds(server.pid) if server else 0.0
         loadgen_cpu = _children_cpu_seconds()
         started = time.monotonic()
         result = _drive(url, args, clients)
@@ -355,11 +321,13 @@ def run_case(args: argparse.Namespace, clients: int) -> dict[str, Any]:
         result["loadgen_cpu_percent_of_one_core"] = loadgen_pct
         cpu = {"load generator": loadgen_pct}
         if server is not None:
-            used = _cpu_seconds(server.pid) - started_cpu
+            used = cpu_seconds(server.pid) - started_cpu
             result["server_cpu_percent_of_one_core"] = cpu["server"] = 100 * used / wall
-            rss_kib = _rss_kib(server.pid)
-            result["server_rss_mib"] = rss_kib / 1024
-            result["server_rss_kib_per_client"] = rss_kib / max(1, result["peak_connected_clients"])
+            server_kib = rss_kib(server.pid)
+            result["server_rss_mib"] = server_kib / 1024
+            result["server_rss_kib_per_client"] = server_kib / max(
+                1, result["peak_connected_clients"]
+            )
         result["saturated"] = saturated(cpu) if server is not None else None  # remote: unknown
         result["service_levels_missed"] = levels_from_args(args).failures(result)
         return result

@@ -21,18 +21,14 @@ from bench.media_peer import (
     nearest_keyframe,
     requests_keyframe,
 )
-from bench.relay_bench import (
-    Tally,
-    added_latency_ms,
-    bottleneck,
+from bench.procfs import (
     cpu_pressure_us_from_psi,
     cpu_seconds_from_stat,
-    fps_summary,
-    packet_loss,
     percent_of_core,
     rss_kib_from_status,
     run_delay_s_from_schedstat,
 )
+from bench.relay_bench import Tally, added_latency_ms, bottleneck, fps_summary, packet_loss
 from bench.relay_clip import read_barcode, stamp_barcode, vp8_picture_id
 from bench.service import endpoints_from_target
 from chatguard.config import Route
