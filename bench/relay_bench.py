@@ -203,7 +203,8 @@ def bottleneck(
 
 
 class RelayMeter:
-    """The relay's CPU and memory: its processes' /proc here, else the service's /stats.
+    """The relay's CPU and memory: its processes' /proc here, else the service's /stats; and
+    the workers' own moderation figures (gate latency) from /stats where there is a service.
 
     Why both: /proc is exact and also gives run-queue waits, but only on the relay's own
     machine; a deployment elsewhere is measured by what its workers report every second.
@@ -215,6 +216,7 @@ class RelayMeter:
         self._cpu_marks: list[float] = []
         self._wait_marks: list[float] = []
         self._stats_cpu: list[float] = []
+        self._moderation: list[list[dict[str, Any]]] = []
         self._last = (time.monotonic(), self._cpu_total())
 
     def _cpu_total(self) -> float:
@@ -235,6 +237,7 @@ class RelayMeter:
         self._cpu_marks = [cpu_seconds(p) for p in self.pids]
         self._wait_marks = [run_delay_s(p) for p in self.pids]
         self._stats_cpu = []
+        self._moderation = []
 
     def sample(self) -> float:
         """About once a second: the relay's CPU in % of a core since the last sample.
@@ -242,8 +245,12 @@ class RelayMeter:
         Remote: what the workers last reported (over their own last second), kept for
         :meth:`span`.
         """
+        workers = self._workers() if self.stats_url is not None else []
+        reports = [w["moderation"] for w in workers if w.get("moderation")]
+        if reports:
+            self._moderation.append(reports)
         if not self.pids:
-            total = float(sum(w["cpu_percent"] for w in self._workers()))
+            total = float(sum(w["cpu_percent"] for w in workers))
             self._stats_cpu.append(total)
             return total
         now, cpu = time.monotonic(), self._cpu_total()
@@ -264,6 +271,31 @@ class RelayMeter:
             for p, w in zip(self.pids, self._wait_marks, strict=True)
         )
         return cpu, waited
+
+    def moderation(self) -> dict[str, Any] | None:
+        """The workers' strict-route reports since :meth:`mark`, or None if there were none."""
+        return summarize_moderation(self._moderation)
+
+
+def summarize_moderation(samples: Sequence[Sequence[dict[str, Any]]]) -> dict[str, Any] | None:
+    """Per-second worker reports (each a list, one per worker) over a span, in a few figures.
+
+    The gate's p99 is the worst second's worst worker (a per-second p99 cannot be averaged
+    into a span's p99; the worst is the honest bound), its p50 the median second's.
+    """
+    if not samples:
+        return None
+    p50s = sorted(r["gate_p50_ms"] for s in samples for r in s if r["gate_p50_ms"] is not None)
+    p99s = [r["gate_p99_ms"] for s in samples for r in s if r["gate_p99_ms"] is not None]
+    return {
+        "seconds": len(samples),
+        "streams": max(sum(r["streams"] for r in s) for s in samples),
+        "classified_per_s": sum(r["classified_per_s"] for s in samples for r in s) / len(samples),
+        "withheld_per_s": sum(r["withheld_per_s"] for s in samples for r in s) / len(samples),
+        "no_verdict": sum(r["no_verdict"] for s in samples for r in s),
+        "gate_p50_ms_median_second": p50s[len(p50s) // 2] if p50s else None,
+        "gate_p99_ms_worst_second": max(p99s) if p99s else None,
+    }
 
 
 # ---------------------------------------------------------------------- one case
@@ -317,7 +349,7 @@ def _start_service_load(
 ) -> Load:
     workers = wait_for_relays(endpoints.stats_url, 1, args.connect_timeout)
     relay_pids = [w["pid"] for w in workers] if local_relay else []
-    meter = RelayMeter(relay_pids, None if relay_pids else endpoints.stats_url)
+    meter = RelayMeter(relay_pids, endpoints.stats_url)
     rss_idle = meter.rss_kib()
     ctx = mp.get_context("spawn")
     ctls, procs, pids = [], [], []
@@ -505,6 +537,7 @@ def _measure(
     cpu = {
         "relay_percent_of_core": relay_cpu,
         "relay_measured_by": "/proc" if load.meter.pids else "/stats",
+        "worker_moderation": load.meter.moderation(),
         "loadgen_percent_of_core": [
             percent_of_core(a, cpu_seconds(p), wall)
             for p, a in zip(load.loadgen_pids, mark[1], strict=True)
@@ -575,6 +608,7 @@ def _figures(
         "errors": t.errors,
         "relay_cpu_percent_of_core": cpu["relay_percent_of_core"],
         "relay_cpu_measured_by": cpu["relay_measured_by"],
+        "worker_moderation": cpu["worker_moderation"],
         "relay_cpu_percent_per_stream": per_stream,
         "streams_per_core_at_this_cost": 100.0 / per_stream if per_stream > 0 else math.inf,
         "loadgen_cpu_percent_of_core": cpu["loadgen_percent_of_core"],
@@ -986,6 +1020,14 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
                 f"({calls.get('reused', 0)} on a kept relay connection), "
                 f"{calls.get('without_media', 0)} without media; routes {case['routes']}"
                 + (f"; errors: {case['errors'][:3]}" if case["errors"] else "")
+            )
+        if (mod := case.get("worker_moderation")) is not None:
+            print(
+                f"{case['relay']} {case['pairs']} pairs, the workers' own moderation figures: "
+                f"{mod['classified_per_s']:.1f} classifications/s, gate p50 "
+                f"{mod['gate_p50_ms_median_second']} ms (median second), p99 "
+                f"{mod['gate_p99_ms_worst_second']} ms (worst second), "
+                f"{mod['no_verdict']} without verdict"
             )
     print(
         f"\nload average at end: {result['loadavg_end']}; pressure: share of the measured "

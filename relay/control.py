@@ -38,6 +38,19 @@ class Hello(_Message, tag="hello"):
     """Legs this worker accepts at most; signaling places none beyond it."""
 
 
+class ModerationLoad(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The strict route on one worker over the last interval (metadata only, no media)."""
+
+    streams: int
+    classified_per_s: float
+    released_per_s: float
+    withheld_per_s: float
+    no_verdict: int
+    gate_p50_ms: float | None
+    """A released frame's wait for its verdict (last packet in -> forwarded); None: none."""
+    gate_p99_ms: float | None
+
+
 class Load(_Message, tag="load"):
     """Sent every second; the least-loaded live worker gets the next pair."""
 
@@ -46,6 +59,8 @@ class Load(_Message, tag="load"):
     """CPU used by the worker process over the last interval, in % of one core."""
     rss_bytes: int
     draining: bool = False
+    moderation: ModerationLoad | None = None
+    """Once the worker has moderated a stream."""
 
 
 class Answer(_Message, tag="answer"):

@@ -96,6 +96,58 @@ class StreamStats:
     """From a frame's last packet arriving to its release."""
 
 
+@dataclass(slots=True)
+class ModerationMeter:
+    """What all of a worker's moderated streams did since the last :meth:`drain`.
+
+    Why beside the per-stream :class:`StreamStats`: an operator (and ``chatguard bench strict
+    --target``) reads the gate's latency from the worker's load report, per interval and
+    across streams, without the worker keeping per-stream histories for it.
+    """
+
+    hold_s: deque[float] = field(default_factory=lambda: deque(maxlen=8192))
+    """Bounded: a worker drains it every second, a process without a worker never does."""
+    classified: int = 0
+    no_verdict: int = 0
+    released: int = 0
+    withheld: int = 0
+
+    def drain(self, streams: int, interval_s: float) -> ModerationSummary:
+        hold = sorted(self.hold_s)
+        summary = ModerationSummary(
+            streams=streams,
+            classified_per_s=self.classified / interval_s,
+            released_per_s=self.released / interval_s,
+            withheld_per_s=self.withheld / interval_s,
+            no_verdict=self.no_verdict,
+            gate_p50_ms=_quantile_ms(hold, 0.50),
+            gate_p99_ms=_quantile_ms(hold, 0.99),
+        )
+        self.hold_s.clear()
+        self.classified = self.no_verdict = self.released = self.withheld = 0
+        return summary
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationSummary:
+    """One interval of a worker's moderation, per second; gate latency None with no release."""
+
+    streams: int
+    classified_per_s: float
+    released_per_s: float
+    withheld_per_s: float
+    no_verdict: int
+    gate_p50_ms: float | None
+    gate_p99_ms: float | None
+
+
+def _quantile_ms(ordered: Sequence[float], q: float) -> float | None:
+    """Nearest-rank quantile of sorted seconds, in ms."""
+    if not ordered:
+        return None
+    return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 class Moderator:
     """One per worker process: the model (one batcher) and the decode threads all moderated
     streams share, and the gate settings they use."""
@@ -121,6 +173,7 @@ class Moderator:
         )
         self.input_size = batcher.runner.input_size
         self.center = prep.letterbox == "center"
+        self.meter = ModerationMeter()
         self._streams: set[ModeratedStream] = set()
 
     @classmethod
@@ -140,6 +193,10 @@ class Moderator:
         stream = ModeratedStream(self, codec_by_pt, policy, sink)
         self._streams.add(stream)
         return stream
+
+    def report(self, interval_s: float) -> ModerationSummary:
+        """The last ``interval_s`` seconds of every stream, for the worker's load report."""
+        return self.meter.drain(len(self._streams), interval_s)
 
     async def aclose(self) -> None:
         for s in list(self._streams):
@@ -314,11 +371,13 @@ class ModeratedStream:
             )
         except Exception as exc:  # time-out or model error: no verdict, fail closed
             self.stats.no_verdict += 1
+            self._m.meter.no_verdict += 1
             log.warning("moderation: no verdict (%s)", type(exc).__name__)
             self._apply(self.gate.on_no_verdict(fid, self._m.clock()))
             return  # the tensor may still be read by a late run: do not reuse it
         self.stats.classify_s.append(time.perf_counter() - t0)
         self.stats.classified += 1
+        self._m.meter.classified += 1
         self._tensors.append(tensor)
         v = self.policy.verdict(dets)
         self._apply(self.gate.on_verdict(fid, v.safe, v.label, v.score, self._m.clock()))
@@ -330,11 +389,14 @@ class ModeratedStream:
                 frame, arrival = self._held.pop(a.frame_id)
                 self.stats.released += 1
                 self.stats.hold_s.append(now - arrival)
+                self._m.meter.released += 1
+                self._m.meter.hold_s.append(now - arrival)
                 self._sink.release(frame.packets, self._withheld, now)
                 self._withheld = False
             elif isinstance(a, Drop):
                 self._held.pop(a.frame_id, None)
                 self.stats.dropped[a.reason] += 1
+                self._m.meter.withheld += 1
                 self._withheld = True
             elif isinstance(a, RequestKeyframe):
                 self._sink.request_keyframe(self._ssrc, now)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import resource
@@ -151,9 +152,16 @@ class RelayWorker:
                     cpu_percent=self._cpu.read(),
                     rss_bytes=_rss_bytes(),
                     draining=self.draining,
+                    moderation=self._moderation_load(),
                 )
             )
             await asyncio.sleep(LOAD_INTERVAL_S)
+
+    def _moderation_load(self) -> c.ModerationLoad | None:
+        if self._moderator is None:
+            return None
+        summary = self._moderator.report(LOAD_INTERVAL_S)
+        return c.ModerationLoad(**dataclasses.asdict(summary))
 
     # -- control messages -------------------------------------------------------------------
 

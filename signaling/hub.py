@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+import msgspec
+
 from chatguard.config import Config, Route
 from relay import control as rc
 from signaling import protocol as p
@@ -227,8 +229,9 @@ class SignalingHub:
         self, worker: str, message: rc.WorkerMessage, now: float, now_unix: float
     ) -> None:
         match message:
-            case rc.Load(cpu_percent=cpu, rss_bytes=rss, draining=draining):
-                self.relays.report_load(worker, cpu, rss, draining)
+            case rc.Load(cpu_percent=cpu, rss_bytes=rss, draining=draining, moderation=mod):
+                summary = None if mod is None else msgspec.structs.asdict(mod)
+                self.relays.report_load(worker, cpu, rss, draining, summary)
             case rc.Answer(leg=leg_id, sdp=sdp):
                 self._on_leg_answer(worker, leg_id, sdp)
             case rc.LegState(leg=leg_id, state=state, detail=detail):

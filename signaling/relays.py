@@ -23,6 +23,8 @@ class WorkerInfo:
     cpu_percent: float = 0.0
     rss_bytes: int = 0
     draining: bool = False
+    moderation: dict[str, object] | None = None
+    """The worker's last strict-route report (gate latency, classifications), for /stats."""
 
     @property
     def load(self) -> float:
@@ -45,11 +47,17 @@ class RelayDirectory:
         return set() if info is None else info.legs
 
     def report_load(
-        self, worker_id: str, cpu_percent: float, rss_bytes: int, draining: bool
+        self,
+        worker_id: str,
+        cpu_percent: float,
+        rss_bytes: int,
+        draining: bool,
+        moderation: dict[str, object] | None = None,
     ) -> None:
         info = self._workers.get(worker_id)
         if info is not None:
             info.cpu_percent, info.rss_bytes, info.draining = cpu_percent, rss_bytes, draining
+            info.moderation = moderation
 
     def place(self, legs_needed: int = 2) -> str | None:
         """The least-loaded live worker with room for `legs_needed` more legs, if any."""
@@ -87,6 +95,7 @@ class RelayDirectory:
                 "cpu_percent": round(info.cpu_percent, 1),
                 "rss_mib": round(info.rss_bytes / 2**20, 1),
                 "draining": info.draining,
+                **({"moderation": info.moderation} if info.moderation is not None else {}),
             }
             for info in self._workers.values()
         ]

@@ -28,7 +28,14 @@ from bench.procfs import (
     rss_kib_from_status,
     run_delay_s_from_schedstat,
 )
-from bench.relay_bench import Tally, added_latency_ms, bottleneck, fps_summary, packet_loss
+from bench.relay_bench import (
+    Tally,
+    added_latency_ms,
+    bottleneck,
+    fps_summary,
+    packet_loss,
+    summarize_moderation,
+)
 from bench.relay_clip import read_barcode, stamp_barcode, vp8_picture_id
 from bench.service import endpoints_from_target
 from chatguard.config import Route
@@ -203,6 +210,30 @@ def test_tally_gives_frame_rate_per_stream_over_its_call_time() -> None:
     assert len(t.latency_s["relayed"]) == 3 and t.counts["relayed"]["packets"] == 600
     assert t.counts["relayed"]["sent"] == 630 and t.counts["direct"]["audio_sent"] == 150
     assert t.calls["started"] == 6 and t.routes == {"relay": 6} and t.switch_s == [0.2] * 3
+
+
+def test_worker_moderation_reports_sum_to_a_span() -> None:
+    def report(streams: int, p50: float | None, p99: float | None) -> dict[str, object]:
+        return {
+            "streams": streams,
+            "classified_per_s": 2.0 * streams,
+            "released_per_s": 30.0 * streams,
+            "withheld_per_s": 1.0,
+            "no_verdict": 1,
+            "gate_p50_ms": p50,
+            "gate_p99_ms": p99,
+        }
+
+    seconds = [
+        [report(4, 1.0, 20.0), report(2, 3.0, 45.0)],  # two workers
+        [report(4, 2.0, 30.0), report(2, None, None)],  # one released nothing that second
+    ]
+    summary = summarize_moderation(seconds)
+    assert summary is not None
+    assert summary["streams"] == 6 and summary["classified_per_s"] == pytest.approx(12.0)
+    assert summary["gate_p99_ms_worst_second"] == 45.0  # the worst second's worst worker
+    assert summary["gate_p50_ms_median_second"] == 2.0 and summary["no_verdict"] == 4
+    assert summarize_moderation([]) is None
 
 
 def test_packet_loss_is_the_share_of_sent_packets_that_never_arrived() -> None:

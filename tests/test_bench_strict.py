@@ -127,3 +127,6 @@ def test_through_the_service_no_unsafe_frame_reaches_a_receiver(tmp_path: Path) 
     assert case["moderation_notices"].get("partner:blocked", 0) >= 1
     assert case["delivered_fps"]["streams"] == 2 and case["errors"] == []
     assert case["latency_ms"]["relayed"]["count"] > 0
+    # the worker's own figures, read from the service's /stats
+    moderation = case["worker_moderation"]
+    assert moderation["classified_per_s"] > 0 and moderation["gate_p99_ms_worst_second"] > 0

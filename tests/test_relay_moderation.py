@@ -16,7 +16,7 @@ from models.batching import AsyncBatcher
 from models.decode import Detection
 from models.inference import ModelRunner
 from models.letterbox import Letterbox
-from relay.moderation import Moderator
+from relay.moderation import ModerationMeter, Moderator
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +77,7 @@ async def test_unsafe_picture_in_delta_frames_is_never_forwarded(runner: ModelRu
     moderator = Moderator(AsyncBatcher(runner))
     script = [SAFE] * 30 + [UNSAFE] * 30 + [SAFE] * 60
     await play(moderator, sink, script)
+    report = moderator.report(interval_s=4.0)
     await moderator.aclose()
 
     # blocked on the astronaut's face, a strike; resumed from a keyframe the gate asked for
@@ -94,6 +95,12 @@ async def test_unsafe_picture_in_delta_frames_is_never_forwarded(runner: ModelRu
     assert sink.received_at_block >= 10 and len(seen) - sink.received_at_block >= 15
     # the frames withheld while blocked: the next release asked for a clean restart
     assert sink.received_at_block in sink.restarts, (sink.restarts, sink.received_at_block)
+    # the worker's load report says the same: frames released and withheld, gate latency
+    assert report.released_per_s * 4.0 == len(sink.receiver.pictures)
+    assert report.withheld_per_s * 4.0 >= 30 - 10 and report.classified_per_s > 0
+    assert report.gate_p50_ms is not None and report.gate_p99_ms is not None
+    assert 0 <= report.gate_p50_ms <= report.gate_p99_ms < 2000
+    assert moderator.report(interval_s=1.0).released_per_s == 0  # drained
 
 
 @pytest.mark.timeout(60)
@@ -107,8 +114,10 @@ async def test_no_verdict_means_nothing_is_forwarded(
     sink = Sink(Vp8Sender())
     moderator = Moderator(AsyncBatcher(runner))
     await play(moderator, sink, [SAFE] * 20)
+    report = moderator.report(interval_s=1.0)
     await moderator.aclose()
     assert sink.receiver.pictures == [] and sink.events == []
+    assert report.no_verdict >= 1 and report.gate_p99_ms is None and report.released_per_s == 0
     assert sink.keyframe_requests >= 1  # it keeps asking for a keyframe to try again
 
 
@@ -136,3 +145,17 @@ async def test_held_frames_are_classified_before_periodic_checks(
     assert urgent_flags[0] and urgent_flags.count(True) == 1, urgent_flags
     assert urgent_flags.count(False) >= 1  # periodic checks (>= 2/s) while frames flowed
     assert len(sink.receiver.pictures) >= 35
+
+
+def test_the_meter_reports_per_second_rates_and_gate_quantiles_then_starts_afresh() -> None:
+    meter = ModerationMeter()
+    meter.hold_s.extend([i / 1000 for i in range(1, 101)])  # 1..100 ms
+    meter.released, meter.withheld, meter.classified, meter.no_verdict = 100, 20, 5, 1
+    summary = meter.drain(streams=3, interval_s=2.0)
+    assert (summary.streams, summary.released_per_s, summary.withheld_per_s) == (3, 50.0, 10.0)
+    assert (summary.classified_per_s, summary.no_verdict) == (2.5, 1)
+    assert summary.gate_p50_ms == pytest.approx(51.0) and summary.gate_p99_ms == pytest.approx(
+        100.0
+    )
+    empty = meter.drain(streams=3, interval_s=1.0)
+    assert empty.released_per_s == 0 and empty.gate_p50_ms is None and empty.gate_p99_ms is None
