@@ -200,3 +200,59 @@ def draw(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_routes(results: Sequence[dict[str, Any]], path: Path) -> None:
+    """One picture of several service runs (``chatguard bench relay`` and ``chatguard bench
+    strict --service`` JSON): one curve per route and the naive baseline, each run's levels.
+
+    Why a separate step: each route is best measured on its own (a search per route), and the
+    comparison an engineer sizing a deployment wants is all of them against pairs.
+    """
+    cases = [case for result in results for case in result["cases"]]
+    targets = {result["benchmark"]: result["target"] for result in results}
+    by_relay = curves(cases)
+    fps = {LABELS.get(r, r): [(p[0], p[1]) for p in pts] for r, pts in by_relay.items()}
+    added = {LABELS.get(r, r): [(p[0], p[2]) for p in pts] for r, pts in by_relay.items()}
+    target = targets.get("relay") or next(iter(targets.values()))
+    draw(
+        [
+            Panel("delivered fps, 5th percentile of streams", fps, target["full_rate_fps"], top=32),
+            Panel("added latency p99 (ms, route - direct)", added, None, latency=True),
+        ],
+        "pairs",
+        "chatguard bench: " + ", ".join(f"{name} route" for name in targets),
+        None,
+        path,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.plot",
+        description="Draw several runs' JSON (relay, strict --service) in one picture, one "
+        "curve per route, e.g. python -m bench.plot docs/bench-routes.png "
+        "bench/results/relay.json bench/results/strict.json",
+    )
+    parser.add_argument("png", type=Path, help="the picture to write")
+    parser.add_argument("json", type=Path, nargs="+", help="results of chatguard bench runs")
+    args = parser.parse_args(argv)
+    results = []
+    for file in args.json:
+        try:
+            result = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"{file}: {exc}")
+        if "latency_ms" not in (result.get("cases") or [{}])[0]:
+            parser.error(f"{file}: not a relay or strict --service result (no per-pair cases)")
+        results.append(result)
+    plot_routes(results, args.png)
+    print(f"plot written to {args.png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

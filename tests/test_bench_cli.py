@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.plot import Panel, curves, draw, plot_relay_cases, signaling_curves, strict_curves
+from bench.plot import main as plot_main
 from bench.provenance import settings
 from bench.relay_bench import dwell_range
 from bench.search_cli import SearchStep, describe_search, run_search
@@ -255,3 +256,29 @@ def test_strict_smoke_run_writes_json_and_plot(tmp_path: Path) -> None:
     assert isinstance(run["service_levels_missed"], list) and run["saturated"]
     assert result["meta"]["settings"]["pairs"] == [1]
     _assert_png(png)
+
+
+def test_routes_from_several_runs_are_drawn_in_one_picture(tmp_path: Path) -> None:
+    def run(benchmark: str, relay: str, pairs: list[int]) -> dict[str, object]:
+        cases = [
+            {
+                "relay": relay,
+                "pairs": n,
+                "delivered_fps": {"p5": 30.0},
+                "latency_ms": {"added": {"p99_ms": float(n)}},
+            }
+            for n in pairs
+        ]
+        target = {"full_rate_fps": 29.0, "added_latency_p99_ms": 5.0}
+        return {"benchmark": benchmark, "target": target, "cases": cases}
+
+    relay, strict = tmp_path / "relay.json", tmp_path / "strict.json"
+    relay.write_text(json.dumps(run("relay", "forward", [4, 16])))
+    strict.write_text(json.dumps(run("strict", "strict", [2, 8])))
+    png = tmp_path / "routes.png"
+    assert plot_main([str(png), str(relay), str(strict)]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG")
+    signaling = tmp_path / "signaling.json"
+    signaling.write_text(json.dumps({"cases": [{"clients": 10}]}))
+    with pytest.raises(SystemExit):
+        plot_main([str(png), str(signaling)])
