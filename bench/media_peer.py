@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCConfiguration, RTCIceServer
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from bench.relay_clip import (
     AUDIO_PACKET_S,
@@ -69,19 +70,18 @@ def latency_from_abs_send_time(value: int, arrival: float) -> float:
 
 
 def extension_value(data: bytes, ext_id: int) -> bytes | None:
-    """The value of one-byte-profile header extension ``ext_id`` in an RTP packet, if present.
+    """The value of header extension ``ext_id`` in an RTP packet, if present (None also for
+    a malformed extension block: that frame just has no latency sample).
 
-    Only the first element is looked at quickly; the general walk is for other layouts.
+    Called once per received frame (its last packet), not per packet.
     """
-    if not data[0] & 0x10 or len(data) < 20:
+    if not data[0] & 0x10:
         return None
-    pos = 12 + 4 * (data[0] & 0x0F)
-    if data[pos] != 0xBE or data[pos + 1] != 0xDE:
+    try:
+        elements = rtp.extensions(data)
+    except ValueError:
         return None
-    for xid, value in rtp.extensions(data):
-        if xid == ext_id:
-            return value
-    return None
+    return next((value for xid, value in elements if xid == ext_id), None)
 
 
 def nearest_keyframe(index: int, interval: int, frames: int) -> int:
@@ -154,7 +154,7 @@ class _Sender:
     ts0: int
 
 
-def h264_only() -> list[object]:
+def h264_only() -> list[RTCRtpCodecCapability]:
     """aiortc's H.264 codec capabilities (both packetization modes), for codec preferences."""
     return [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
 
@@ -175,7 +175,7 @@ class ReplayPeer:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers or []))
         video = self.pc.addTransceiver(ParkedTrack("video"), direction="sendrecv")
         if clip.codec == "h264":
-            video.setCodecPreferences(h264_only())  # type: ignore[arg-type]
+            video.setCodecPreferences(h264_only())
         if audio is not None:
             self.pc.addTransceiver(ParkedTrack("audio"), direction="sendrecv")
         self.leg: AiortcLeg | None = None

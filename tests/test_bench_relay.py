@@ -116,6 +116,8 @@ def test_latency_comes_from_the_send_time_carried_in_the_packet() -> None:
     assert extension_value(_rtp_with_send_time(3, value, other_first=True), 3) == value
     assert extension_value(packet, 4) is None
     assert extension_value(struct.pack("!BBHII", 0x80, 96, 7, 9000, 1) + bytes(20), 3) is None
+    truncated = struct.pack("!BBHIIHH", 0x90, 96, 7, 9000, 1, 0xBEDE, 5) + bytes(4)
+    assert extension_value(truncated, 3) is None
 
 
 def test_send_time_latency_survives_the_64_second_wrap() -> None:
