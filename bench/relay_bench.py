@@ -370,7 +370,7 @@ def _start_service_load(
         pids.append(_launch(proc, args.nice))
         procs.append(proc)
         ctls.append(ctl)
-    connected = [ctl.recv() for ctl in ctls]
+    connected = _connected(ctls)
 
     def stop() -> dict[str, Any]:
         for ctl in ctls:
@@ -406,7 +406,7 @@ def _start_naive_load(pairs: int, media: Media, args: argparse.Namespace) -> Loa
         pids.append(_launch(proc, args.nice))
         procs.append(proc)
         ctls.append(ctl)
-    connected = [ctl.recv() for ctl in ctls]
+    connected = _connected(ctls)
     for ctl in ctls:
         ctl.send("start")
 
@@ -421,6 +421,16 @@ def _start_naive_load(pairs: int, media: Media, args: argparse.Namespace) -> Loa
         return counters
 
     return Load(ctls, pids, meter, rss_idle, connected, stop)
+
+
+def _connected(ctls: list[Connection]) -> list[tuple[Any, ...]]:
+    """Each load generator's ``connected`` message; a clear error if one died before it."""
+    try:
+        return [ctl.recv() for ctl in ctls]
+    except EOFError:
+        raise ServiceError(
+            "a load-generator process exited before its users connected (its traceback is above)"
+        ) from None
 
 
 def _drain_until_done(ctls: list[Connection]) -> None:
