@@ -71,10 +71,13 @@ def free_port() -> int:
 
 
 class EmbeddedService:
-    """``chatguard serve`` in a child process on a free local port, stopped on exit."""
+    """``chatguard serve`` in a child process on a local port (a free one unless given),
+    stopped with :meth:`stop`."""
 
-    def __init__(self, extra_args: list[str], config_toml: str = "") -> None:
-        port = free_port()
+    def __init__(
+        self, extra_args: list[str], config_toml: str = "", port: int | None = None
+    ) -> None:
+        port = port or free_port()
         self.endpoints = Endpoints(
             ws_url=f"ws://127.0.0.1:{port}/ws", stats_url=f"http://127.0.0.1:{port}/stats"
         )

@@ -19,10 +19,8 @@ import asyncio
 import json
 import math
 import multiprocessing as mp
-import os
 import random
 import resource
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -46,7 +44,7 @@ from bench.search_cli import (
     run_search,
     saturated,
 )
-from bench.service import ServiceError, wait_until_up
+from bench.service import EmbeddedService, ServiceError, wait_until_up
 from bench.stats import summarize_ms
 
 FAKE_SDP = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\n" + "a=x-padding\r\n" * 150
@@ -245,20 +243,6 @@ def _drain(report: WorkerReport, final: bool) -> dict[str, Any]:
     return snapshot
 
 
-def _start_server(port: int) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "chatguard.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    return subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
 def check_target(url: str | None) -> str | None:
     """What is wrong with a ``--target`` URL, or None; checked before connecting."""
     if url is None:
@@ -301,18 +285,14 @@ def _step(case: dict[str, Any], cases: list[dict[str, Any]]) -> SearchStep:
 
 def run_case(args: argparse.Namespace, clients: int) -> dict[str, Any]:
     """One load: ``clients`` users against a fresh ``chatguard serve`` (or ``--target``)."""
-    server = None
-    url = args.target
-    if url is None:
-        port = args.port
-        server = _start_server(port)
-        url = f"ws://127.0.0.1:{port}/ws"
+    server = None if args.target else EmbeddedService([], port=args.port)
+    url = server.endpoints.ws_url if server else args.target
     try:
         try:
             wait_until_up(url, args.connect_timeout if server is None else 30.0)
         except ServiceError as exc:
             raise SystemExit(f"signaling bench: {exc}") from None
-        started_cpu = cpu_seconds(server.pid) if server else 0.0
+        started_cpu = cpu_seconds(server.process.pid) if server else 0.0
         loadgen_cpu = _children_cpu_seconds()
         started = time.monotonic()
         result = _drive(url, args, clients)
@@ -321,9 +301,9 @@ def run_case(args: argparse.Namespace, clients: int) -> dict[str, Any]:
         result["loadgen_cpu_percent_of_one_core"] = loadgen_pct
         cpu = {"load generator": loadgen_pct}
         if server is not None:
-            used = cpu_seconds(server.pid) - started_cpu
+            used = cpu_seconds(server.process.pid) - started_cpu
             result["server_cpu_percent_of_one_core"] = cpu["server"] = 100 * used / wall
-            server_kib = rss_kib(server.pid)
+            server_kib = rss_kib(server.process.pid)
             result["server_rss_mib"] = server_kib / 1024
             result["server_rss_kib_per_client"] = server_kib / max(
                 1, result["peak_connected_clients"]
@@ -333,8 +313,7 @@ def run_case(args: argparse.Namespace, clients: int) -> dict[str, Any]:
         return result
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(timeout=10)
+            server.stop()
 
 
 def _drive(url: str, args: argparse.Namespace, clients: int) -> dict[str, Any]:
