@@ -38,6 +38,7 @@ from models.batching import AsyncBatcher
 from models.inference import ModelRunner
 from models.letterbox import Letterbox
 from relay import rtp
+from relay.control import ModerationLoad
 from relay.depacketize import Codec, Depacketizer, EncodedFrame
 from relay.gate import (
     Action,
@@ -112,9 +113,10 @@ class ModerationMeter:
     released: int = 0
     withheld: int = 0
 
-    def drain(self, streams: int, interval_s: float) -> ModerationSummary:
+    def drain(self, streams: int, interval_s: float) -> ModerationLoad:
+        """The interval's figures, in the load report's own message part; starts afresh."""
         hold = sorted(self.hold_s)
-        summary = ModerationSummary(
+        summary = ModerationLoad(
             streams=streams,
             classified_per_s=self.classified / interval_s,
             released_per_s=self.released / interval_s,
@@ -126,19 +128,6 @@ class ModerationMeter:
         self.hold_s.clear()
         self.classified = self.no_verdict = self.released = self.withheld = 0
         return summary
-
-
-@dataclass(frozen=True, slots=True)
-class ModerationSummary:
-    """One interval of a worker's moderation, per second; gate latency None with no release."""
-
-    streams: int
-    classified_per_s: float
-    released_per_s: float
-    withheld_per_s: float
-    no_verdict: int
-    gate_p50_ms: float | None
-    gate_p99_ms: float | None
 
 
 def _quantile_ms(ordered: Sequence[float], q: float) -> float | None:
@@ -194,7 +183,7 @@ class Moderator:
         self._streams.add(stream)
         return stream
 
-    def report(self, interval_s: float) -> ModerationSummary:
+    def report(self, interval_s: float) -> ModerationLoad:
         """The last ``interval_s`` seconds of every stream, for the worker's load report."""
         return self.meter.drain(len(self._streams), interval_s)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import resource
@@ -160,8 +159,7 @@ class RelayWorker:
     def _moderation_load(self) -> c.ModerationLoad | None:
         if self._moderator is None:
             return None
-        summary = self._moderator.report(LOAD_INTERVAL_S)
-        return c.ModerationLoad(**dataclasses.asdict(summary))
+        return self._moderator.report(LOAD_INTERVAL_S)
 
     # -- control messages -------------------------------------------------------------------
 
