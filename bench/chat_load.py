@@ -106,18 +106,6 @@ class CallStats:
         return report
 
 
-def merge_window(into: StreamWindow, more: StreamWindow) -> None:
-    """Add ``more``'s counts to ``into`` (a user's window spans the calls it had)."""
-    into.frames += more.frames
-    into.packets += more.packets
-    into.audio_packets += more.audio_packets
-    into.sent += more.sent
-    into.audio_sent += more.audio_sent
-    into.latencies.extend(more.latencies)
-    into.unsafe_frames += more.unsafe_frames
-    into.replayed_frames += more.replayed_frames
-
-
 def media_seconds(
     start: float, end: float, call_start: float | None, first_frame: float | None
 ) -> float:
@@ -317,7 +305,7 @@ class ChatUser:
         if peer is None:
             return
         peer.in_call = False
-        merge_window(self._window, peer.drain())
+        self._window.merge(peer.drain())
         if park and self.route in ("relay", "strict"):
             await self._close_peer("parked")
             self.parked, self.peer = peer, None
@@ -329,7 +317,7 @@ class ChatUser:
         if peer is None:
             return
         setattr(self, which, None)
-        merge_window(self._window, peer.drain())
+        self._window.merge(peer.drain())
         await peer.close()
 
     def drain(self, now: float) -> tuple[StreamWindow, float, list[float]]:
@@ -340,7 +328,7 @@ class ChatUser:
         window, self._window = self._window, StreamWindow()
         peers = [p for p in (self.peer, self.parked) if p is not None]
         for peer in peers:
-            merge_window(window, peer.drain())
+            window.merge(peer.drain())
         first = self.peer.first_frame_at if self.peer is not None else None
         if self._switch_pending and self.call_start is not None and first is not None:
             self._switch_pending = False

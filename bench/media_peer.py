@@ -23,7 +23,7 @@ import random
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCConfiguration, RTCIceServer
@@ -144,6 +144,23 @@ class StreamWindow:
     unsafe_frames: int = 0
     """Frames whose clip index the caller marked unsafe (strict route: leaks)."""
     replayed_frames: int = 0
+
+    TOTALS: ClassVar[tuple[str, ...]] = (
+        "packets",
+        "sent",
+        "audio_packets",
+        "audio_sent",
+        "unsafe_frames",
+        "replayed_frames",
+    )
+    """The counts a report sums over a group of streams (``frames`` stays per stream)."""
+
+    def merge(self, more: StreamWindow) -> None:
+        """Add ``more``'s counts (a user's window spans the calls it had)."""
+        self.frames += more.frames
+        for name in self.TOTALS:
+            setattr(self, name, getattr(self, name) + getattr(more, name))
+        self.latencies.extend(more.latencies)
 
 
 @dataclass
@@ -360,14 +377,10 @@ class ReplayPeer:
 
 def group_report(streams: list[tuple[StreamWindow, float, list[float]]]) -> dict[str, Any]:
     """Per receiving stream frames and expected-media seconds, and the group's totals."""
+    totals = {name: sum(getattr(w, name) for w, _, _ in streams) for name in StreamWindow.TOTALS}
     return {
         "frames": [w.frames for w, _, _ in streams],
         "media_s": [s for _, s, _ in streams],
-        "packets": sum(w.packets for w, _, _ in streams),
-        "sent": sum(w.sent for w, _, _ in streams),
-        "audio_packets": sum(w.audio_packets for w, _, _ in streams),
-        "audio_sent": sum(w.audio_sent for w, _, _ in streams),
         "latency_s": [x for w, _, _ in streams for x in w.latencies],
-        "unsafe_frames": sum(w.unsafe_frames for w, _, _ in streams),
-        "replayed_frames": sum(w.replayed_frames for w, _, _ in streams),
+        **totals,
     }

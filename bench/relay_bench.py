@@ -56,6 +56,7 @@ from typing import Any
 from bench import provenance
 from bench.capacity import ServiceLevels
 from bench.chat_load import ChatLoadSpec, chat_load_main
+from bench.media_peer import StreamWindow
 from bench.plot import plot_relay_cases
 from bench.procfs import (
     cpu_pressure_us,
@@ -101,7 +102,6 @@ def added_latency_ms(relayed: dict[str, float], direct: dict[str, float]) -> dic
 
 
 GROUPS = ("relayed", "direct")
-COUNTED = ("packets", "sent", "audio_packets", "audio_sent", "unsafe_frames", "replayed_frames")
 MIN_MEDIA_S = 1.0
 """A stream's frame rate is judged only over at least this much call time in the span."""
 
@@ -119,7 +119,7 @@ class Tally:
     latency_s: dict[str, list[float]] = field(default_factory=lambda: {g: [] for g in GROUPS})
     send_lag_s: list[float] = field(default_factory=list)
     counts: dict[str, Counter[str]] = field(default_factory=lambda: {g: Counter() for g in GROUPS})
-    """Per group, the :data:`COUNTED` totals."""
+    """Per group, the :attr:`StreamWindow.TOTALS`."""
     receive_errors: dict[int, int] = field(default_factory=dict)
     """Per worker, cumulative since the worker started."""
     calls: Counter[str] = field(default_factory=Counter)
@@ -136,7 +136,7 @@ class Tally:
                 frames[worker, i] = frames.get((worker, i), 0) + n
                 media[worker, i] = media.get((worker, i), 0.0) + s
             self.latency_s[group].extend(part["latency_s"])
-            for key in COUNTED:
+            for key in StreamWindow.TOTALS:
                 self.counts[group][key] += part[key]
         self.send_lag_s.extend(report["send_lag_s"])
         self.receive_errors[worker] = report["receive_errors"]
