@@ -37,7 +37,7 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from models.decode import decode_yolov8
+from models.detections import decode_yolov8
 from models.inference import BatchMode, GraphOptimization, ModelRunner
 from models.letterbox import Letterbox
 from models.manifest import default_manifest

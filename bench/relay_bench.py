@@ -647,7 +647,7 @@ def micro_hub_us(n: int = 30_000) -> float:
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
     from relay.aiortc_adapter import NegotiatedMedia
-    from relay.hub import ForwardingHub
+    from relay.forwarding_hub import ForwardingHub
 
     class FakeLeg:
         def __init__(self, ssrc: int) -> None:

@@ -78,10 +78,10 @@ from fastpath.scene import luma_signature, signature_distance
 from models.batching import AsyncBatcher
 from models.inference import ModelRunner
 from models.letterbox import Letterbox
-from relay.depacketize import Depacketizer
-from relay.gate import GateConfig
-from relay.moderation import SIGNATURE_GRID, ModeratedStream, Moderator, yuv_plane
-from relay.policy import ModerationPolicy
+from relay.strict.block_policy import ModerationPolicy
+from relay.strict.depacketize import Depacketizer
+from relay.strict.gate import GateConfig
+from relay.strict.moderation import SIGNATURE_GRID, ModeratedStream, Moderator, yuv_plane
 
 POLICY: Final = ModerationPolicy(thresholds={"FACE_FEMALE": 0.5})
 UNSAFE_PHOTOS: Final = frozenset({"astronaut"})

@@ -18,8 +18,9 @@ from pathlib import Path
 import msgspec
 
 from chatguard.bench_cli import add_bench_parser, run_bench
-from chatguard.config import Config, ConfigError, Route, load_config
-from relay.supervisor import TOKEN_ENV
+from chatguard.supervisor import TOKEN_ENV
+from signaling.config import Config, ConfigError, load_config
+from signaling.route_policy import Route
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 DEFAULT_BLOCK_THRESHOLD = 0.5

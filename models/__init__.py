@@ -6,7 +6,7 @@ onnxruntime):
 
 * :mod:`models.manifest` -- TOML model manifests, validated with msgspec;
 * :mod:`models.letterbox` -- frame <-> square network input geometry;
-* :mod:`models.decode` -- vectorised YOLOv8 / classifier output decoding;
+* :mod:`models.detections` -- vectorised YOLOv8 / classifier output decoding;
 * :mod:`models.inference` -- :class:`~models.inference.ModelRunner` (onnxruntime);
 * :mod:`models.batching` -- :class:`~models.batching.AsyncBatcher` for asyncio;
 * :mod:`models.preprocess_reference` -- numpy/cv2 reference preprocessing

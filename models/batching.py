@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from models.decode import Detection
+from models.detections import Detection
 from models.inference import ModelRunner
 from models.letterbox import Letterbox
 

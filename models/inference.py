@@ -29,7 +29,7 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from models.decode import Detection, classifier_detections, decode_classifier, decode_yolov8
+from models.detections import Detection, classifier_detections, decode_classifier, decode_yolov8
 from models.letterbox import Letterbox
 from models.manifest import Manifest, default_manifest
 

@@ -1,8 +1,8 @@
 """A relay worker process: terminates WebRTC legs for signaling and forwards media between them.
 
-The worker is a control-plane client of signaling (``relay.control``): it dials the
-signaling URL, says hello, reports its load every second, and opens, links, unlinks and closes
-legs when told to. Media never leaves this process: ``relay.hub.ForwardingHub`` forwards RTP
+The worker is a control-plane client of signaling (``relay.control``): it dials the signaling
+URL, says hello, reports its load every second, and opens, links, unlinks and closes legs when
+told to. Media never leaves this process: ``relay.forwarding_hub.ForwardingHub`` forwards RTP
 between the legs' ``AiortcLeg`` s. When the signaling connection drops, every leg is closed
 (signaling has forgotten them and will re-place the calls) and the worker dials again with
 back-off; a worker that crashes takes only its own legs with it.
@@ -25,10 +25,10 @@ from aiortc.sdp import candidate_from_sdp
 
 from relay import control as c
 from relay.aiortc_adapter import AiortcLeg
-from relay.gate import GateConfig
-from relay.hub import ForwardingHub
-from relay.moderation import Moderator
-from relay.policy import DEFAULT_THRESHOLDS, ModerationPolicy
+from relay.forwarding_hub import ForwardingHub
+from relay.strict.block_policy import DEFAULT_THRESHOLDS, ModerationPolicy
+from relay.strict.gate import GateConfig
+from relay.strict.moderation import Moderator
 
 log = logging.getLogger("chatguard.relay")
 

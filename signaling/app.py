@@ -25,14 +25,14 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from chatguard.config import Config, relay_worker_count
-from chatguard.config import Route as CallRoute
+from chatguard.supervisor import RelaySupervisor
 from relay import control as rc
-from relay.supervisor import RelaySupervisor
 from signaling import protocol as p
-from signaling.hub import SignalingHub
+from signaling.call_hub import SignalingHub
+from signaling.config import Config, relay_worker_count
 from signaling.matchmaking import Matchmaker
-from signaling.policy import RoutePolicy
+from signaling.route_policy import Route as CallRoute
+from signaling.route_policy import RoutePolicy
 
 log = logging.getLogger("chatguard.signaling")
 

@@ -12,7 +12,7 @@ import base64
 import hashlib
 import hmac
 
-from chatguard.config import IceConfig
+from signaling.config import IceConfig
 from signaling.protocol import IceServer
 
 

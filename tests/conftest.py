@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import pytest
 import uvicorn
 
-from chatguard.config import Config, Route, config_from_mapping
 from signaling.app import create_app
-from tests.netns import IsolatedHosts, isolated_hosts_or_skip
+from signaling.config import Config, config_from_mapping
+from signaling.route_policy import Route
+from tests.support.netns import IsolatedHosts, isolated_hosts_or_skip
 
 
 def free_port() -> int:

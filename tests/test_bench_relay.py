@@ -38,7 +38,7 @@ from bench.relay_bench import (
 )
 from bench.relay_clip import read_barcode, stamp_barcode, vp8_picture_id
 from bench.service import endpoints_from_target
-from chatguard.config import Route
+from signaling.route_policy import Route
 from tests.conftest import RunningServer, make_config, run_server
 
 

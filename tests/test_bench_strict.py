@@ -14,8 +14,8 @@ from aiortc.rtp import RtpPacket
 from bench import strict_bench as sb
 from bench.relay_clip import FPS
 from fastpath.scene import luma_signature, signature_distance
-from relay.gate import GateConfig
-from relay.moderation import SIGNATURE_GRID
+from relay.strict.gate import GateConfig
+from relay.strict.moderation import SIGNATURE_GRID
 
 
 def rtp_with_picture_id(picture_id: int | None, ts: int = 0) -> bytes:

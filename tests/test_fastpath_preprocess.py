@@ -8,11 +8,17 @@ import av
 import numpy as np
 import pytest
 from av.video.reformatter import Interpolation
-from fastpath_frames import i420_to_rgb_cv2, opencv_route, planes, synthetic_rgb, yuv_frame
 from nudenet.nudenet import _read_image
 
 from fastpath import reference
 from fastpath.preprocess import Letterboxer, letterbox_yuv420
+from tests.support.fastpath_frames import (
+    i420_to_rgb_cv2,
+    opencv_route,
+    planes,
+    synthetic_rgb,
+    yuv_frame,
+)
 
 EXACT = 1 / 255 + 1e-6  # Cython vs numpy reference: same math, float rounding only
 SIZES = [

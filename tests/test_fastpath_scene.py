@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fastpath_frames import planes, synthetic_rgb, yuv_frame
 
 from fastpath import reference
 from fastpath.scene import MAX_GRID_WIDTH, luma_signature, signature_distance
+from tests.support.fastpath_frames import planes, synthetic_rgb, yuv_frame
 
 
 def _signature(y: np.ndarray, grid: tuple[int, int] = (18, 32)) -> np.ndarray:

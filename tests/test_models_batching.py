@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from models.batching import AsyncBatcher, InferenceRequest
-from models.decode import Detection
+from models.detections import Detection
 from models.inference import BatchMode, ModelRunner
 from models.letterbox import Letterbox
 from models.preprocess_reference import preprocess
-from tests._models_support import photo
+from tests.support.model_photos import photo
 
 NAMES = ["astronaut", "camera", "horse", "moon", "chelsea", "rocket"]
 

@@ -24,7 +24,7 @@ from nudenet.nudenet import _read_image
 from models.inference import ModelRunner
 from models.manifest import Manifest, default_manifest
 from models.preprocess_reference import preprocess, preprocess_rgb
-from tests._models_support import PHOTOS, assert_same_detections, photo
+from tests.support.model_photos import PHOTOS, assert_same_detections, photo
 
 # astronaut's face: 0.811 fed RGB, 0.720 fed BGR (NudeNet 3.4.2, onnxruntime 1.32).
 FACE_FEMALE_MIN_SCORE = 0.7

@@ -22,8 +22,8 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page
 
-from tests.browser import requires_chromium, status_of, wait_for_frames, wait_for_state
-from tests.netns import (
+from tests.support.browser import requires_chromium, status_of, wait_for_frames, wait_for_state
+from tests.support.netns import (
     IsolatedHosts,
     NamespaceHost,
     candidate_addresses,

@@ -22,8 +22,8 @@ from relay.aiortc_adapter import (
     UnsupportedAiortcError,
     check_aiortc_version,
 )
-from relay.hub import ForwardingHub
-from tests.tracks import SolidTrack
+from relay.forwarding_hub import ForwardingHub
+from tests.support.tracks import SolidTrack
 
 
 def config() -> RTCConfiguration:

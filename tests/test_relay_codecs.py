@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from relay import codecs
-from tests.codec_params import H264, VP8
+from tests.support.codec_params import H264, VP8
 
 
 def frames(n: int, width: int = 320, height: int = 240) -> list[av.VideoFrame]:

@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from chatguard.config import Route
 from relay.aiortc_adapter import AiortcLeg
 from relay.worker import RelayWorker
+from signaling.route_policy import Route
 from tests.conftest import RunningServer, make_config, run_server
-from tests.rtcclient import ChatPeer
-from tests.wsclient import Client
+from tests.support.rtcclient import ChatPeer
+from tests.support.wsclient import Client
 
 
 @pytest.fixture

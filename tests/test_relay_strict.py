@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pytest
 from aiortc import RTCPeerConnection
-from strict_support import FACE_POLICY, SAFE, UNSAFE, picture, shows
 from test_relay_aiortc_adapter import config, connect_client
 
 from models.batching import AsyncBatcher
@@ -29,9 +28,10 @@ from models.letterbox import Letterbox
 from relay import rtp
 from relay.aiortc_adapter import AiortcLeg
 from relay.codecs import vp8_is_keyframe_start
-from relay.hub import ForwardingHub
-from relay.moderation import Moderator
-from tests.tracks import PictureTrack, SolidTrack
+from relay.forwarding_hub import ForwardingHub
+from relay.strict.moderation import Moderator
+from tests.support.strict_support import FACE_POLICY, SAFE, UNSAFE, picture, shows
+from tests.support.tracks import PictureTrack, SolidTrack
 
 
 class PhotoTrack(PictureTrack):
@@ -176,7 +176,7 @@ def test_a_strict_call_writes_no_media_anywhere(tmp_path: Path) -> None:
     env = dict(os.environ, TMPDIR=str(tmp), PYTHONDONTWRITEBYTECODE="1")
     env["PYTHONPATH"] = os.pathsep.join([str(tests.parent), str(tests)])
     proc = subprocess.run(
-        [sys.executable, str(tests / "strict_privacy_child.py")],
+        [sys.executable, str(tests / "support" / "strict_privacy_child.py")],
         cwd=cwd,
         env=env,
         capture_output=True,

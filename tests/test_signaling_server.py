@@ -12,7 +12,7 @@ import pytest
 import websockets
 
 from tests.conftest import RunningServer, make_config, run_server
-from tests.wsclient import Client
+from tests.support.wsclient import Client
 
 
 @pytest.fixture

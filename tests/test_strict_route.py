@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 from aiortc import MediaStreamTrack
-from strict_support import SAFE, UNSAFE, shows
 
-from chatguard.config import Route
+from signaling.route_policy import Route
 from tests.conftest import RunningServer, make_config, run_server
-from tests.rtcclient import ChatPeer
+from tests.support.rtcclient import ChatPeer
+from tests.support.strict_support import SAFE, UNSAFE, shows
 from tests.test_relay_route import wait_for_workers
 from tests.test_relay_strict import PhotoTrack
 

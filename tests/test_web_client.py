@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from strict_support import SAFE, UNSAFE, picture
 
-from tests.browser import (
+from tests.conftest import free_port
+from tests.support.browser import (
     chromium,
     frames_decoded,
     requires_chromium,
@@ -23,8 +23,8 @@ from tests.browser import (
     wait_for_state,
     write_y4m,
 )
-from tests.conftest import free_port
-from tests.wsclient import Client
+from tests.support.strict_support import SAFE, UNSAFE, picture
+from tests.support.wsclient import Client
 
 pytestmark = [pytest.mark.browser, requires_chromium]
 

@@ -8,7 +8,7 @@ import numpy as np
 import skimage.data
 from numpy.typing import NDArray
 
-from models.decode import Detection
+from models.detections import Detection
 
 # Photographs bundled with scikit-image (no download needed) and what NudeNet 320n
 # finds in them with the network fed RGB (see test_models_parity for BGR).

@@ -8,12 +8,12 @@ from __future__ import annotations
 import itertools
 import random
 
-from chatguard.config import Route, config_from_mapping
 from relay import control as rc
 from signaling import protocol as p
-from signaling.hub import SignalingHub
+from signaling.call_hub import SignalingHub
+from signaling.config import config_from_mapping
 from signaling.matchmaking import Matchmaker
-from signaling.policy import RoutePolicy
+from signaling.route_policy import Route, RoutePolicy
 from signaling.strikes import StrikeBook
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiortc import rtp as artp
 
 from relay import rtcp
-from relay.stats import ReceiveStats
+from relay.reception_stats import ReceiveStats
 
 
 def test_no_loss_paced_stream_has_zero_loss_and_jitter() -> None:

@@ -10,7 +10,7 @@ import pytest
 from nudenet.nudenet import _postprocess
 from numpy.typing import NDArray
 
-from models.decode import (
+from models.detections import (
     classifier_detections,
     decode_classifier,
     decode_yolov8,
@@ -18,7 +18,7 @@ from models.decode import (
 )
 from models.letterbox import Letterbox
 from models.manifest import default_manifest
-from tests._models_support import assert_same_detections
+from tests.support.model_photos import assert_same_detections
 
 LABELS = default_manifest().labels
 

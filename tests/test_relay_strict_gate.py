@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings, target
 from hypothesis import strategies as st
 
-from relay.gate import (
+from relay.strict.gate import (
     Action,
     Blocked,
     Classify,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
-from models.decode import Detection
+from models.detections import Detection
 
 DEFAULT_THRESHOLDS: Final[Mapping[str, float]] = MappingProxyType(
     {

@@ -7,7 +7,6 @@ key (``$.matchmaking.repair_cooldown_s``); we prefix them with the file name.
 
 from __future__ import annotations
 
-import enum
 import os
 import tomllib
 from pathlib import Path
@@ -15,24 +14,11 @@ from typing import Any, Literal
 
 import msgspec
 
+from signaling.route_policy import Route
+
 
 class ConfigError(Exception):
     """The configuration file is missing, unreadable or invalid; the message says where."""
-
-
-class Route(enum.Enum):
-    """How a call's media travels. Ordered from least to most strict."""
-
-    DIRECT = "direct"
-    RELAY = "relay"
-    STRICT = "strict"
-
-    @property
-    def strictness(self) -> int:
-        return _STRICTNESS[self]
-
-
-_STRICTNESS = {Route.DIRECT: 0, Route.RELAY: 1, Route.STRICT: 2}
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -7,9 +7,28 @@ people who would rather avoid it.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from chatguard.config import RegionsConfig, Route
+if TYPE_CHECKING:
+    from signaling.config import RegionsConfig
+
+
+class Route(enum.Enum):
+    """How a call's media travels. Ordered from least to most strict."""
+
+    DIRECT = "direct"
+    RELAY = "relay"
+    STRICT = "strict"
+
+    @property
+    def strictness(self) -> int:
+        return _STRICTNESS[self]
+
+
+_STRICTNESS = {Route.DIRECT: 0, Route.RELAY: 1, Route.STRICT: 2}
+
 
 _MAX_REGION_LENGTH = 16
 

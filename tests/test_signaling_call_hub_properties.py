@@ -22,11 +22,12 @@ from hypothesis.stateful import (
     rule,
 )
 
-from chatguard.config import Route, config_from_mapping
 from relay import control as rc
 from signaling import protocol as p
-from signaling.hub import SignalingHub
+from signaling.call_hub import SignalingHub
+from signaling.config import config_from_mapping
 from signaling.matchmaking import Matchmaker
+from signaling.route_policy import Route
 
 WORKERS = ["w1", "w2"]
 

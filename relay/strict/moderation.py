@@ -7,7 +7,7 @@ Per moderated incoming video stream (:class:`ModeratedStream`)::
       Classify --fastpath Letterboxer (thread pool)--> AsyncBatcher (model) --> policy verdict
       Release --> the frame's original packets to the hub (rewritten and sent as usual)
 
-What is decided where: ``relay.gate`` decides (sans-I/O, fail closed); this module only runs
+What is decided where: ``relay.strict.gate`` decides (sans-I/O, fail closed); this module only runs
 codecs and models off the event loop and hands the gate's decisions to a :class:`StreamSink`
 (the hub). Frames are decoded strictly in order, one at a time per stream: a decoder is stateful.
 
@@ -39,8 +39,9 @@ from models.inference import ModelRunner
 from models.letterbox import Letterbox
 from relay import rtp
 from relay.control import ModerationLoad
-from relay.depacketize import Codec, Depacketizer, EncodedFrame
-from relay.gate import (
+from relay.strict.block_policy import ModerationPolicy
+from relay.strict.depacketize import Codec, Depacketizer, EncodedFrame
+from relay.strict.gate import (
     Action,
     Blocked,
     Classify,
@@ -53,7 +54,6 @@ from relay.gate import (
     Resumed,
     Signature,
 )
-from relay.policy import ModerationPolicy
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ RTCP terminated here (the legs are independent RTP sessions):
   (:meth:`ForwardingHub.send_receiver_reports`, driven by :meth:`run_reports`).
 
 Strict route (:meth:`ForwardingHub.set_moderated`): a moderated leg's video goes to its
-``relay.moderation.ModeratedStream`` instead of straight to the forwarder; the frames its gate
-releases come back through :meth:`_ModerationSink.release` into the same forwarder (rewriting,
-NACK ring, SR translation unchanged). Its cached keyframe is never replayed (unclassified).
+``relay.strict.moderation.ModeratedStream`` instead of straight to the forwarder; the frames its
+gate releases come back through :meth:`_ModerationSink.release` into the same forwarder
+(rewriting, NACK ring, SR translation unchanged). Its cached keyframe is never replayed
+(unclassified).
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ from relay.negotiation import (
     map_payload_types,
     rtx_payload_types,
 )
-from relay.policy import ModerationPolicy
-from relay.stats import ReceiveStats
+from relay.reception_stats import ReceiveStats
+from relay.strict.block_policy import ModerationPolicy
 
 if TYPE_CHECKING:
-    from relay.depacketize import Codec
-    from relay.moderation import ModeratedStream, Moderator
+    from relay.strict.depacketize import Codec
+    from relay.strict.moderation import ModeratedStream, Moderator
 
 _NO_RTX: Final[dict[int, int]] = {}
 MAX_INCOMING_SSRCS: Final = 8

@@ -64,13 +64,13 @@ def suspicious(record: logging.LogRecord) -> bool:
 
 async def call() -> dict[str, Any]:
     from aiortc import RTCPeerConnection
-    from strict_support import FACE_POLICY, SAFE, UNSAFE, shows
     from test_relay_aiortc_adapter import config, connect_client
     from test_relay_strict import PhotoTrack
 
-    from relay.hub import ForwardingHub
-    from relay.moderation import Moderator
-    from tests.tracks import SolidTrack
+    from relay.forwarding_hub import ForwardingHub
+    from relay.strict.moderation import Moderator
+    from tests.support.strict_support import FACE_POLICY, SAFE, UNSAFE, shows
+    from tests.support.tracks import SolidTrack
 
     events: list[str] = []
     hub = ForwardingHub(on_moderation=lambda leg, state, label, score: events.append(state))

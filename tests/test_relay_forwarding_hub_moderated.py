@@ -12,10 +12,10 @@ from aiortc.rtp import RtpPacket
 
 from relay import rtcp, rtp
 from relay.aiortc_adapter import NegotiatedMedia
-from relay.hub import ForwardingHub
-from relay.moderation import StreamSink
-from relay.policy import ModerationPolicy
-from tests.codec_params import VP8
+from relay.forwarding_hub import ForwardingHub
+from relay.strict.block_policy import ModerationPolicy
+from relay.strict.moderation import StreamSink
+from tests.support.codec_params import VP8
 
 RTX = RTCRtpCodecParameters(
     mimeType="video/rtx", clockRate=90000, payloadType=97, parameters={"apt": 96}

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 from numpy.typing import NDArray
-from strict_support import FACE_POLICY, SAFE, UNSAFE, VP8Receiver, Vp8Sender, shows
 
 from models.batching import AsyncBatcher
-from models.decode import Detection
+from models.detections import Detection
 from models.inference import ModelRunner
 from models.letterbox import Letterbox
-from relay.moderation import ModerationMeter, Moderator
+from relay.strict.moderation import ModerationMeter, Moderator
+from tests.support.strict_support import FACE_POLICY, SAFE, UNSAFE, VP8Receiver, Vp8Sender, shows
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import base64
 import hashlib
 import hmac
 
-from chatguard.config import IceConfig, TurnConfig
+from signaling.config import IceConfig, TurnConfig
 from signaling.ice import ice_servers_for, turn_credentials
 
 

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from chatguard.cli import main
-from chatguard.config import ConfigError, Route, load_config
+from signaling.config import ConfigError, load_config
+from signaling.route_policy import Route
 
 
 def test_defaults_need_no_file() -> None:

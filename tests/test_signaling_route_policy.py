@@ -1,5 +1,5 @@
-from chatguard.config import RegionsConfig, Route
-from signaling.policy import RoutePolicy
+from signaling.config import RegionsConfig
+from signaling.route_policy import Route, RoutePolicy
 
 CONFIG = RegionsConfig(
     trusted_header="CF-IPCountry",

@@ -11,8 +11,8 @@ import pytest
 from aiortc.codecs import get_encoder
 from aiortc.rtp import RtpPacket
 
-from relay.depacketize import Codec, Depacketizer, EncodedFrame
-from tests.codec_params import H264, VP8
+from relay.strict.depacketize import Codec, Depacketizer, EncodedFrame
+from tests.support.codec_params import H264, VP8
 
 PARAMS = {"vp8": VP8, "h264": H264}
 

@@ -23,9 +23,9 @@ from typing import Literal
 
 import msgspec
 
-from chatguard.config import Config, Route
 from relay import control as rc
 from signaling import protocol as p
+from signaling.config import Config
 from signaling.ice import ice_servers_for
 from signaling.matchmaking import (
     Expired,
@@ -36,9 +36,9 @@ from signaling.matchmaking import (
     PartnerLost,
     UserState,
 )
-from signaling.policy import RoutePolicy
 from signaling.relays import RelayDirectory
 from signaling.reports import ReportLog, ReportRecord
+from signaling.route_policy import Route, RoutePolicy
 from signaling.strikes import StrikeBook
 
 log = logging.getLogger("chatguard.signaling")

@@ -2,8 +2,8 @@
 
 What lives here: the decision only. Frames (an id, keyframe or not, a scene signature or
 "undecodable") and verdicts (safe/unsafe for one frame id) go in with the time; decisions come
-out as :data:`Action` s. No pixels, no packets, no clock, no tasks: ``relay.moderation`` does the
-decoding, the classifying and the forwarding, and this file can be tested exhaustively.
+out as :data:`Action` s. No pixels, no packets, no clock, no tasks: ``relay.strict.moderation``
+does the decoding, the classifying and the forwarding, and this file can be tested exhaustively.
 
 The invariant (fail closed): a frame is released only if it was classified safe itself, or it
 comes after a frame classified safe (the *reference*) in the same stream, shows the same scene

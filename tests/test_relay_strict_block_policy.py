@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from models.decode import Detection
+from models.detections import Detection
 from relay.control import Moderation, decode_worker_message, encode
-from relay.policy import DEFAULT_THRESHOLDS, ModerationPolicy
+from relay.strict.block_policy import DEFAULT_THRESHOLDS, ModerationPolicy
 
 BOX = (0.0, 0.0, 10.0, 10.0)
 

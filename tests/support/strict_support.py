@@ -9,13 +9,13 @@ from functools import cache
 import av
 import cv2
 import numpy as np
-from _models_support import photo
 from aiortc.codecs import get_encoder
 from aiortc.rtp import RtpPacket
 from numpy.typing import NDArray
 
-from relay.policy import ModerationPolicy
-from tests.codec_params import VP8
+from relay.strict.block_policy import ModerationPolicy
+from tests.support.codec_params import VP8
+from tests.support.model_photos import photo
 
 WIDTH, HEIGHT = 640, 480
 SAFE, UNSAFE = "rocket", "astronaut"

@@ -42,8 +42,11 @@ class RelaySupervisor:
         self._tasks = [asyncio.create_task(self._keep_running(slot)) for slot in range(self.count)]
 
     async def _spawn(self, slot: int, generation: int) -> asyncio.subprocess.Process:
+        # -P: `-m` would put the current directory first on the path, and `serve` started
+        # from a checkout would then load its uncompiled source tree (fastpath/ without the
+        # built extensions) instead of the installed package.
         command = [
-            sys.executable, "-m", "chatguard.cli", "relay",
+            sys.executable, "-P", "-m", "chatguard.cli", "relay",
             "--signaling", self.signaling_url,
             "--worker-id", f"local-{slot}.{generation}",
             "--max-legs", str(self.max_legs),

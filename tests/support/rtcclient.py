@@ -22,8 +22,8 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from tests.tracks import PictureTrack
-from tests.wsclient import Client
+from tests.support.tracks import PictureTrack
+from tests.support.wsclient import Client
 
 WIDTH, HEIGHT = 320, 240
 BLOCK = 16
