@@ -32,6 +32,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Random 1:1 video chat that is safe by construction: signaling, "
         "a forwarding media relay and inline moderation.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
         "serve",
@@ -102,6 +103,16 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_log_level(relay)
     add_bench_parser(commands)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version: one source of truth, pyproject.toml."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("chatguard")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def _add_log_level(parser: argparse.ArgumentParser) -> None:

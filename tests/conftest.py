@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,12 +14,7 @@ from signaling.app import create_app
 from signaling.config import Config, config_from_mapping
 from signaling.route_policy import Route
 from tests.support.netns import IsolatedHosts, isolated_hosts_or_skip
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.ports import free_port
 
 
 @dataclass

@@ -491,20 +491,20 @@ def probe(
 @contextmanager
 def echo_server(where: NamespaceHost, lifetime_s: float = 60.0) -> Iterator[int]:
     """A TCP+UDP echo server on all of `where`'s addresses; yields its port."""
-    process = subprocess.Popen(
+    with subprocess.Popen(
         where.command(sys.executable, "-c", ECHO_SERVER, str(lifetime_s)),
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], COMMAND_TIMEOUT_S)
-        if not ready:
-            raise NetnsError("echo server did not start")
-        yield int(process.stdout.readline())
-    finally:
-        process.kill()
-        process.wait(timeout=COMMAND_TIMEOUT_S)
+    ) as process:  # leaving the block closes the pipe
+        try:
+            assert process.stdout is not None
+            ready, _, _ = select.select([process.stdout], [], [], COMMAND_TIMEOUT_S)
+            if not ready:
+                raise NetnsError("echo server did not start")
+            yield int(process.stdout.readline())
+        finally:
+            process.kill()
+            process.wait(timeout=COMMAND_TIMEOUT_S)
 
 
 GATHER_CANDIDATES_JS = """
