@@ -60,7 +60,8 @@ ROUTE: Final = {"forward": "relay", "strict": "strict"}
 
 def run(args: argparse.Namespace, mode: str = "forward", media: Media | None = None) -> RelayResult:
     """Measure every case (or search for the capacity) and return every figure."""
-    print(f"load average at start: {os.getloadavg()} on {os.cpu_count()} CPUs", flush=True)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average at start: {load} on {os.cpu_count()} CPUs", flush=True)
     _resolve_ice_address(args)
     try:
         media = media or make_media(args)

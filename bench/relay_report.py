@@ -19,7 +19,7 @@ def table(cases: list[RelayCase]) -> str:
         f"{'relayed p50/p99 ms':>19} {'direct p50/p99':>15} {'added p50/p99':>14} "
         f"{'switch p50':>10} {'relay CPU':>9} {'CPU/stream':>10} {'str/core':>8} "
         f"{'KiB/sess':>8} {'loadgen CPU':>11} {'loss v/a':>13} {'saturated':>14} "
-        f"{'pressure':>8}"
+        f"{'pressure':>8}  service levels"
     )
     lines = [head, "-" * len(head)]
     for c in cases:
@@ -38,7 +38,8 @@ def table(cases: list[RelayCase]) -> str:
             f"{cell(c.streams_per_core_at_this_cost, '8.0f')} "
             f"{c.memory_per_session_kib:8.0f} {loadgen:>10}% "
             f"{_percent(loss.video, 100, '.2f'):>6}/{_percent(loss.audio, 100, '.2f'):>6} "
-            f"{c.saturated:>14} {_percent(c.machine_cpu_pressure_percent, 1, '.0f'):>8}"
+            f"{c.saturated:>14} {_percent(c.machine_cpu_pressure_percent, 1, '.0f'):>8}  "
+            + ("; ".join(c.service_levels_missed) or "held")
         )
     return "\n".join(lines)
 
@@ -67,8 +68,9 @@ def report(result: RelayResult, args: argparse.Namespace) -> None:
                 f"{cell(mod.gate_p99_ms_worst_second, '.1f')} ms (worst second), "
                 f"{mod.no_verdict} without verdict"
             )
+    load = " ".join(f"{x:.2f}" for x in result.loadavg_end or ())
     print(
-        f"\nload average at end: {result.loadavg_end}; pressure: share of the measured "
+        f"\nload average at end: {load}; pressure: share of the measured "
         "time some task on the machine waited for a CPU (Linux PSI); switch: pairing to the "
         "new partner's first frame"
     )
