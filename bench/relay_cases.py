@@ -53,6 +53,7 @@ from bench.service import (
 )
 from bench.stats import summarize_ms
 from bench.table import cell
+from bench.workload import RunError
 
 ROUTE: Final = {"forward": "relay", "strict": "strict"}
 """The service's route each mode measures (``naive`` has no service)."""
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace, mode: str = "forward", media: Media | None = N
     try:
         media = media or make_media(args)
     except ValueError as exc:  # e.g. a bitrate the encoder would not honour
-        raise SystemExit(f"relay bench: cannot encode the clip: {exc}") from None
+        raise RunError(f"cannot encode the clip: {exc}") from None
     clip = media.describe()
     print(
         f"clip: {clip.frames} frames {clip.codec} {clip.width}x{clip.height}@{clip.fps}, "
@@ -92,19 +93,16 @@ def run(args: argparse.Namespace, mode: str = "forward", media: Media | None = N
     if args.micro:
         result.micro_hub_us_per_packet = micro_hub_us()
         print(f"micro: ForwardingHub.on_rtp {result.micro_hub_us_per_packet:.2f} µs/packet")
-    try:
-        if args.search:
-            result.search = run_search(
-                lambda n: _case_holds(run_case(mode, n, media, args), result.cases), args
-            )
-        else:
-            for n in args.pairs:
-                result.cases.append(run_case(mode, n, media, args))
-        if mode == "forward" and not args.no_naive and media.clip.codec == "vp8":
-            for n in args.naive_pairs:
-                result.cases.append(run_case("naive", n, media, args))
-    except ServiceError as exc:
-        raise SystemExit(f"relay bench: {exc}") from None
+    if args.search:
+        result.search = run_search(
+            lambda n: _case_holds(run_case(mode, n, media, args), result.cases), args
+        )
+    else:
+        for n in args.pairs:
+            result.cases.append(run_case(mode, n, media, args))
+    if mode == "forward" and not args.no_naive and media.clip.codec == "vp8":
+        for n in args.naive_pairs:
+            result.cases.append(run_case("naive", n, media, args))
     result.loadavg_end = os.getloadavg()
     return result
 

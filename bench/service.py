@@ -24,8 +24,10 @@ from typing import Any
 
 import websockets
 
+from bench.workload import RunError
 
-class ServiceError(RuntimeError):
+
+class ServiceError(RunError):
     """The service is not reachable or not in the state a benchmark needs; says which."""
 
 

@@ -38,7 +38,7 @@ from bench.search_cli import (
     run_search,
     saturated,
 )
-from bench.service import EmbeddedService, ServiceError, wait_until_up
+from bench.service import EmbeddedService, wait_until_up
 from bench.signaling_load import worker_main
 from bench.stats import below, summarize_ms
 from bench.table import DASH, cell
@@ -135,10 +135,7 @@ def run_case(args: argparse.Namespace, clients: int) -> SignalingCase:
     server = None if args.target else EmbeddedService(["--relay-workers", "0"], port=args.port)
     url = server.endpoints.ws_url if server else args.target
     try:
-        try:
-            wait_until_up(url, args.connect_timeout if server is None else 30.0)
-        except ServiceError as exc:
-            raise SystemExit(f"signaling bench: {exc}") from None
+        wait_until_up(url, args.connect_timeout if server is None else 30.0)
         started_cpu = cpu_seconds(server.process.pid) if server else 0.0
         loadgen_cpu = _children_cpu_seconds()
         started = time.monotonic()

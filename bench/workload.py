@@ -20,6 +20,11 @@ from bench.extra import require
 R = TypeVar("R", bound=msgspec.Struct)
 
 
+class RunError(Exception):
+    """A run that cannot go on (a service out of reach, a clip the encoder refuses), in words
+    that name the cause; ``chatguard bench`` prints it as one line and exits with 1."""
+
+
 class Workload(Protocol[R]):
     """One sub-command of ``chatguard bench``; its one-line help is in the registry."""
 

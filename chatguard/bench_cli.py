@@ -48,9 +48,11 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 
 def run_bench(argv: Sequence[str]) -> int:
-    """Parse, check, run and report one workload; 2 and one line for bad options."""
+    """Parse, check, run and report one workload: 0; 2 and one line for bad options or a
+    missing extra, 1 and one line for a run that could not go on."""
     from bench.extra import INSTALL, missing_extra
     from bench.registry import load
+    from bench.workload import RunError
 
     args = build_parser(argv).parse_args(argv)
     workload = load(args.workload)
@@ -59,6 +61,9 @@ def run_bench(argv: Sequence[str]) -> int:
             print(f"chatguard bench {args.workload}: {problem}", file=sys.stderr)
             return 2
         workload.report(workload.run(args), args)
+    except RunError as exc:
+        print(f"chatguard bench {args.workload}: {exc}", file=sys.stderr)
+        return 1
     except ModuleNotFoundError as exc:
         if (module := missing_extra(exc)) is None:
             raise
