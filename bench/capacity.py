@@ -116,7 +116,7 @@ class ServiceLevels:
             f"added latency p99 < {self.added_p99_ms:g} ms"
         )
 
-    def failures(self, fps_per_stream: Sequence[float], added_p99_ms: float) -> list[str]:
+    def failures(self, fps_per_stream: Sequence[float], added_p99_ms: float | None) -> list[str]:
         """Which levels a measurement misses, in words; empty if it holds.
 
         Why words: the search log and the JSON say why a load failed (frame rate or latency),
@@ -130,9 +130,11 @@ class ServiceLevels:
             misses.append(
                 f"{100 * at_rate:.1f}% of streams at >= {self.min_fps:g} fps "
                 f"(need {100 * self.stream_fraction:g}%; p1 "
-                f"{percentile(fps_per_stream, 0.01):.1f} fps)"
+                f"{percentile(fps_per_stream, 0.01) or 0.0:.1f} fps)"
             )
-        if not added_p99_ms < self.added_p99_ms:  # NaN (no latency samples) fails too
+        if added_p99_ms is None:
+            misses.append("no added latency measured (no frame arrived)")
+        elif not added_p99_ms < self.added_p99_ms:
             misses.append(f"added latency p99 {added_p99_ms:.2f} ms >= {self.added_p99_ms:g} ms")
         return misses
 

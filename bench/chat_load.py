@@ -12,7 +12,7 @@ Each process also connects ``direct_pairs`` pairs client to client without any r
 latency, measured the same way in the same run, is what relayed latency is compared with.
 
 The process reports every second through a pipe (:func:`chat_load_main`); the orchestrator
-(:mod:`bench.relay_bench`) sums the reports.
+(:mod:`bench.relay_cases`) sums the reports (:mod:`bench.relay_tally`).
 """
 
 from __future__ import annotations

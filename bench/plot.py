@@ -3,8 +3,9 @@
 Every picture is a row of :class:`Panel` s drawn by :func:`draw`; each workload only says which
 figures go into which panel (and the service level each must stay under, or above), so the
 pictures read alike and the drawing code exists once. The data each panel shows is picked
-from the cases by plain functions (:func:`curves`, :func:`signaling_curves`,
-:func:`strict_curves`), tested without matplotlib.
+from the cases (``bench.results``) by plain functions (:func:`curves`, :func:`signaling_curves`,
+:func:`strict_curves`), tested without matplotlib; a figure that was not measured (None) is a
+gap in its curve.
 
 matplotlib is imported in :func:`draw` only, with the Agg backend (no display on a server), so
 runs without ``--plot`` never pay for it.
@@ -12,10 +13,22 @@ runs without ``--plot`` never pay for it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
+
+import msgspec
+
+from bench.results import (
+    RelayCase,
+    RelayResult,
+    RelayTarget,
+    SearchResult,
+    SignalingCase,
+    StrictRun,
+)
 
 LABELS = {
     "forward": "relay route (chatguard forwarding relay)",
@@ -24,7 +37,7 @@ LABELS = {
 }
 
 Points = list[tuple[float, float]]
-Case = dict[str, Any]
+C = TypeVar("C")
 
 
 @dataclass(frozen=True)
@@ -40,12 +53,16 @@ class Panel:
     top: float | None = None
 
 
-def points(cases: Sequence[Case], x: str, y: Callable[[Case], float]) -> Points:
-    """(case[x], y(case)) per case, in order of load: a search measures loads out of order."""
-    return sorted((case[x], y(case)) for case in cases)
+def _gap(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
-def curves(cases: Sequence[Case]) -> dict[str, list[tuple[int, float, float]]]:
+def points(cases: Sequence[C], x: Callable[[C], float], y: Callable[[C], float | None]) -> Points:
+    """(x(case), y(case)) per case, in order of load: a search measures loads out of order."""
+    return sorted(((x(case), _gap(y(case))) for case in cases), key=lambda p: p[0])
+
+
+def curves(cases: Sequence[RelayCase]) -> dict[str, list[tuple[int, float, float]]]:
     """Per relay, (pairs, fps 5th percentile over streams, added latency p99 ms) sorted by pairs.
 
     The frame rate drawn is the 5th percentile over streams: the mean hides the streams that
@@ -54,40 +71,50 @@ def curves(cases: Sequence[Case]) -> dict[str, list[tuple[int, float, float]]]:
     out: dict[str, list[tuple[int, float, float]]] = {}
     for case in cases:
         point = (
-            case["pairs"],
-            case["delivered_fps"]["p5"],
-            case["latency_ms"]["added"]["p99_ms"],
+            case.pairs,
+            _gap(case.delivered_fps.p5),
+            _gap(case.latency_ms.added.p99_ms),
         )
-        out.setdefault(case["relay"], []).append(point)
-    return {relay: sorted(points) for relay, points in out.items()}
+        out.setdefault(case.relay, []).append(point)
+    return {relay: sorted(pts, key=lambda p: p[0]) for relay, pts in out.items()}
 
 
-def signaling_curves(cases: Sequence[Case]) -> dict[str, Points]:
+def signaling_curves(cases: Sequence[SignalingCase]) -> dict[str, Points]:
     """Pairing latency p50/p99 (ms) and pairs per second against requested clients."""
+
+    def clients(c: SignalingCase) -> float:
+        return c.clients_requested
+
     return {
-        "p50": points(cases, "clients_requested", lambda c: c["pairing_latency"]["p50_ms"]),
-        "p99": points(cases, "clients_requested", lambda c: c["pairing_latency"]["p99_ms"]),
-        "pairs/s": points(cases, "clients_requested", lambda c: c["pairs_per_second"]),
+        "p50": points(cases, clients, lambda c: c.pairing_latency.p50_ms),
+        "p99": points(cases, clients, lambda c: c.pairing_latency.p99_ms),
+        "pairs/s": points(cases, clients, lambda c: c.pairs_per_second),
     }
 
 
-def strict_curves(cases: Sequence[Case]) -> dict[str, Points]:
+def strict_curves(cases: Sequence[StrictRun]) -> dict[str, Points]:
     """Gate latency p50/p99 (ms), decided fps (slowest stream, mean) and CPU per stream (%)
     against moderated streams."""
+
+    def streams(c: StrictRun) -> float:
+        return c.streams
+
     return {
-        "p50": points(cases, "streams", lambda c: c["gate_latency"]["p50_ms"]),
-        "p99": points(cases, "streams", lambda c: c["gate_latency"]["p99_ms"]),
-        "slowest stream": points(cases, "streams", lambda c: min(c["decided_fps_by_stream"])),
-        "mean": points(cases, "streams", lambda c: c["decided_fps_per_stream"]),
-        "cpu": points(cases, "streams", lambda c: c["cpu_per_stream_pct"]),
+        "p50": points(cases, streams, lambda c: c.gate_latency.p50_ms),
+        "p99": points(cases, streams, lambda c: c.gate_latency.p99_ms),
+        "slowest stream": points(
+            cases, streams, lambda c: min(c.decided_fps_by_stream, default=None)
+        ),
+        "mean": points(cases, streams, lambda c: c.decided_fps_per_stream),
+        "cpu": points(cases, streams, lambda c: c.cpu_per_stream_pct),
     }
 
 
 def plot_relay_cases(
-    cases: Sequence[Case],
+    cases: Sequence[RelayCase],
     path: Path,
-    target: dict[str, Any],
-    found: dict[str, Any] | None,
+    target: RelayTarget,
+    found: SearchResult | None,
     title: str,
 ) -> None:
     by_relay = curves(cases)
@@ -95,23 +122,23 @@ def plot_relay_cases(
     added = {LABELS.get(r, r): [(p[0], p[2]) for p in pts] for r, pts in by_relay.items()}
     draw(
         [
-            Panel("delivered fps, 5th percentile of streams", fps, target["full_rate_fps"], top=32),
+            Panel("delivered fps, 5th percentile of streams", fps, target.full_rate_fps, top=32),
             Panel(
                 "added latency p99 (ms, relayed - direct)",
                 added,
-                target["added_latency_p99_ms"],
+                target.added_latency_p99_ms,
                 latency=True,
             ),
         ],
         "pairs",
         title,
-        found["capacity"] if found else None,
+        found.capacity if found else None,
         path,
     )
 
 
 def plot_signaling_cases(
-    cases: Sequence[Case], path: Path, max_p99_ms: float, capacity_clients: int | None
+    cases: Sequence[SignalingCase], path: Path, max_p99_ms: float, capacity_clients: int | None
 ) -> None:
     c = signaling_curves(cases)
     latency = {"pairing latency p50": c["p50"], "pairing latency p99": c["p99"]}
@@ -128,7 +155,7 @@ def plot_signaling_cases(
 
 
 def plot_strict_cases(
-    cases: Sequence[Case],
+    cases: Sequence[StrictRun],
     path: Path,
     min_fps: float,
     max_gate_p99_ms: float,
@@ -202,22 +229,22 @@ def draw(
     plt.close(fig)
 
 
-def plot_routes(results: Sequence[dict[str, Any]], path: Path) -> None:
+def plot_routes(results: Sequence[RelayResult], path: Path) -> None:
     """One picture of several service runs (``chatguard bench relay`` and ``chatguard bench
     strict --service`` JSON): one curve per route and the naive baseline, each run's levels.
 
     Why a separate step: each route is best measured on its own (a search per route), and the
     comparison an engineer sizing a deployment wants is all of them against pairs.
     """
-    cases = [case for result in results for case in result["cases"]]
-    targets = {result["benchmark"]: result["target"] for result in results}
+    cases = [case for result in results for case in result.cases]
+    targets = {result.benchmark: result.target for result in results}
     by_relay = curves(cases)
     fps = {LABELS.get(r, r): [(p[0], p[1]) for p in pts] for r, pts in by_relay.items()}
     added = {LABELS.get(r, r): [(p[0], p[2]) for p in pts] for r, pts in by_relay.items()}
     target = targets.get("relay") or next(iter(targets.values()))
     draw(
         [
-            Panel("delivered fps, 5th percentile of streams", fps, target["full_rate_fps"], top=32),
+            Panel("delivered fps, 5th percentile of streams", fps, target.full_rate_fps, top=32),
             Panel("added latency p99 (ms, route - direct)", added, None, latency=True),
         ],
         "pairs",
@@ -229,7 +256,6 @@ def plot_routes(results: Sequence[dict[str, Any]], path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
-    import json
 
     parser = argparse.ArgumentParser(
         prog="python -m bench.plot",
@@ -243,12 +269,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     for file in args.json:
         try:
-            result = json.loads(file.read_text())
-        except (OSError, ValueError) as exc:
+            results.append(msgspec.json.decode(file.read_bytes(), type=RelayResult))
+        except OSError as exc:
             parser.error(f"{file}: {exc}")
-        if "latency_ms" not in (result.get("cases") or [{}])[0]:
-            parser.error(f"{file}: not a relay or strict --service result (no per-pair cases)")
-        results.append(result)
+        except msgspec.DecodeError as exc:  # a signaling or strict (in-process) run, say
+            parser.error(f"{file}: not a relay or strict --service result ({exc})")
     plot_routes(results, args.png)
     print(f"plot written to {args.png}")
     return 0

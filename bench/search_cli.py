@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.capacity import CapacitySearch, LevelOption, Levels, search
+from bench.results import SearchProbe, SearchResult
 
 LEVELS_DEST = "_service_levels"
 """Where the parser keeps the workload's default levels. Not an option: the leading underscore
@@ -132,7 +133,7 @@ def levels_from_args(args: argparse.Namespace) -> Any:
     return dataclasses.replace(defaults, **{o.field: getattr(args, o.dest) for o in options})
 
 
-def run_search(measure: Callable[[int], SearchStep], args: argparse.Namespace) -> dict[str, Any]:
+def run_search(measure: Callable[[int], SearchStep], args: argparse.Namespace) -> SearchResult:
     """Search with ``measure``; returns the answer and every probe, for the JSON."""
     levels: Levels = levels_from_args(args)
     strategy = CapacitySearch(
@@ -154,32 +155,30 @@ def run_search(measure: Callable[[int], SearchStep], args: argparse.Namespace) -
     started = time.monotonic()
     capacity = search(holds, strategy, time.monotonic)
     first_failure = next((s for s in steps if s.missed and s.load > capacity), None)
-    return {
-        "capacity": capacity,
-        "unit": levels.LOAD.unit,
-        "capacity_text": levels.LOAD.text(capacity),
-        "stop_reason": strategy.stop_reason,
-        "elapsed_s": time.monotonic() - started,
-        "service_levels": asdict(levels),
-        "service_levels_text": levels.words(),
-        "saturated_at_first_failure": first_failure.saturated if first_failure else None,
-        "probes": [
-            {**asdict(step), "holds": not step.missed, "seconds": probe.seconds}
+    return SearchResult(
+        capacity=capacity,
+        unit=levels.LOAD.unit,
+        capacity_text=levels.LOAD.text(capacity),
+        stop_reason=strategy.stop_reason,
+        elapsed_s=time.monotonic() - started,
+        service_levels=asdict(levels),
+        service_levels_text=levels.words(),
+        saturated_at_first_failure=first_failure.saturated if first_failure else None,
+        probes=[
+            SearchProbe(step.load, step.missed, step.saturated, not step.missed, probe.seconds)
             for step, probe in zip(steps, strategy.probes, strict=True)
         ],
-    }
+    )
 
 
-def describe_search(found: dict[str, Any], route: str) -> str:
+def describe_search(found: SearchResult, route: str) -> str:
     """The search's answer in one paragraph, for the end of a run."""
     text = (
-        f"\ncapacity of the {route}: {found['capacity_text']} holding "
-        f"{found['service_levels_text']}; {found['stop_reason']}; "
-        f"searched for {found['elapsed_s']:.0f} s."
+        f"\ncapacity of the {route}: {found.capacity_text} holding "
+        f"{found.service_levels_text}; {found.stop_reason}; "
+        f"searched for {found.elapsed_s:.0f} s."
     )
-    if found["saturated_at_first_failure"] is not None:
-        text += (
-            f" At the first load that failed, what ran out of CPU: "
-            f"{found['saturated_at_first_failure']}."
-        )
+    if found.saturated_at_first_failure is not None:
+        text += " At the first load that failed, what ran out of CPU: "
+        text += f"{found.saturated_at_first_failure}."
     return text

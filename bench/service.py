@@ -24,8 +24,10 @@ from typing import Any
 
 import websockets
 
+from bench.workload import RunError
 
-class ServiceError(RuntimeError):
+
+class ServiceError(RunError):
     """The service is not reachable or not in the state a benchmark needs; says which."""
 
 
@@ -72,7 +74,12 @@ def free_port() -> int:
 
 class EmbeddedService:
     """``chatguard serve`` in a child process on a local port (a free one unless given),
-    stopped with :meth:`stop`."""
+    stopped with :meth:`stop`.
+
+    Its output goes to a file, not the terminal: what it logged while running (a worker that
+    died, say) is printed when it stops, what it logs while shutting down (workers that find
+    signaling gone) is not, since that is the stop itself and would read as a failure.
+    """
 
     def __init__(
         self, extra_args: list[str], config_toml: str = "", port: int | None = None
@@ -88,12 +95,17 @@ class EmbeddedService:
             path = Path(self._config_dir.name) / "chatguard.toml"
             path.write_text(config_toml)
             command += ["--config", str(path)]
+        self._log = tempfile.TemporaryFile(prefix="chatguard-bench-serve-")  # noqa: SIM115 (closed by stop)
         self.process = subprocess.Popen(
             [*command, "--log-level", "warning", *extra_args],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def stop(self) -> None:
+        """Stop the service; print what it logged before this call, if anything."""
+        logged = os.fstat(self._log.fileno()).st_size
         self.process.terminate()
         try:
             self.process.wait(20)
@@ -102,6 +114,11 @@ class EmbeddedService:
             self.process.wait()
         if self._config_dir is not None:
             self._config_dir.cleanup()
+        self._log.seek(0)
+        text = self._log.read(logged).decode(errors="replace").strip()
+        self._log.close()
+        if text:
+            print(f"the service started here logged:\n{text}", file=sys.stderr, flush=True)
 
 
 def read_stats(stats_url: str, timeout_s: float = 5.0) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """Signaling load benchmark: N concurrent WebSocket clients cycling join -> pair -> SDP/ICE -> next.
 
-Run ``python -m bench.signaling_bench --clients 5000 --duration 30``. It starts ``chatguard serve``
-in its own process (or targets ``--target ws://HOST:PORT/ws``), opens the clients from
-``--processes`` load-generator processes, and prints a progress line every second: connected
-clients, pairs per second, and pairing latency. At the end it prints a summary and writes JSON.
+Run ``chatguard bench signaling --clients 5000 --duration 30``. It starts ``chatguard serve``
+(signaling alone: no relay worker) in its own process (or targets ``--target
+ws://HOST:PORT/ws``), opens the clients from ``--processes`` load-generator processes, and
+prints a progress line every second: connected clients, pairs per second, and pairing
+latency. At the end it prints a summary and writes JSON.
 Several loads (``--clients 100,1000``) are measured one after the other, each against a fresh
 service; ``--search`` finds the most pairs whose pairing latency p99 stays under the target.
 
@@ -15,25 +16,18 @@ queued because nobody else was free is reported separately as queue time.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import math
 import multiprocessing as mp
-import random
 import resource
-import sys
 import time
 import urllib.parse
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar
-
-import websockets
+from dataclasses import dataclass
+from typing import ClassVar
 
 from bench import provenance
 from bench.capacity import LevelOption, Load
 from bench.plot import plot_signaling_cases
 from bench.procfs import cpu_seconds, rss_kib
+from bench.results import SignalingCase, SignalingResult
 from bench.search_cli import (
     SearchStep,
     add_search_options,
@@ -44,14 +38,12 @@ from bench.search_cli import (
     run_search,
     saturated,
 )
-from bench.service import EmbeddedService, ServiceError, wait_until_up
-from bench.stats import summarize_ms
+from bench.service import EmbeddedService, wait_until_up
+from bench.signaling_load import worker_main
+from bench.stats import below, summarize_ms
+from bench.table import DASH, cell
+from bench.workload import Workload, add_output_options, check_output, write_json
 
-FAKE_SDP = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\n" + "a=x-padding\r\n" * 150
-FAKE_CANDIDATE = {
-    "candidate": "candidate:1 1 udp 2122260223 10.0.0.1 50000 typ host",
-    "sdpMid": "0",
-}
 TARGET_PAIRING_P99_MS = 50.0
 """The signaling service's target: pairing latency p99 under 50 ms (with 5000 clients)."""
 
@@ -79,168 +71,22 @@ class SignalingLevels:
             "connected and no errors"
         )
 
-    def failures(self, case: dict[str, Any]) -> list[str]:
-        """Which levels one measured load (a case of :func:`run`) misses, in words."""
+    def failures(self, case: SignalingCase) -> list[str]:
+        """Which levels one measured load misses, in words."""
         misses = []
-        if case["peak_connected_clients"] < case["clients_requested"]:
+        if case.peak_connected_clients < case.clients_requested:
             misses.append(
-                f"{case['peak_connected_clients']} of {case['clients_requested']} clients connected"
+                f"{case.peak_connected_clients} of {case.clients_requested} clients connected"
             )
-        if case["errors"]:
-            example = next(iter(case["error_examples"]), "")
-            misses.append(f"{case['errors']} client errors, e.g. {example}")
-        p99 = case["pairing_latency"]["p99_ms"]
-        if not p99 < self.max_pairing_p99_ms:  # NaN (nobody paired) fails too
+        if case.errors:
+            example = next(iter(case.error_examples), "")
+            misses.append(f"{case.errors} client errors, e.g. {example}")
+        p99 = case.pairing_latency.p99_ms
+        if p99 is None:
+            misses.append("nobody was paired: no pairing latency")
+        elif not below(p99, self.max_pairing_p99_ms):
             misses.append(f"pairing latency p99 {p99:.1f} ms >= {self.max_pairing_p99_ms:g} ms")
         return misses
-
-
-@dataclass
-class WorkerReport:
-    connected: int = 0
-    pairs: int = 0
-    pair_latency_s: list[float] = field(default_factory=list)
-    queue_time_s: list[float] = field(default_factory=list)
-    signal_latency_s: list[float] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-
-class LoadClient:
-    """One simulated user: joins, signals like a browser would, presses Next after a dwell."""
-
-    def __init__(
-        self, url: str, report: WorkerReport, dwell_s: tuple[float, float], rng: random.Random
-    ):
-        self.url = url
-        self.report = report
-        self.dwell_s = dwell_s
-        self.rng = rng
-        self.acted_at = 0.0
-        self.was_queued = False
-
-    async def run(self, stop_at: float) -> None:
-        try:
-            async with websockets.connect(
-                self.url, max_size=None, open_timeout=60, close_timeout=2
-            ) as ws:
-                self.report.connected += 1
-                try:
-                    await self._cycle(ws, stop_at)
-                finally:
-                    self.report.connected -= 1
-        except (OSError, websockets.WebSocketException, TimeoutError) as exc:
-            self.report.errors.append(f"{type(exc).__name__}: {exc}")
-
-    async def _cycle(self, ws: websockets.ClientConnection, stop_at: float) -> None:
-        await ws.recv()  # welcome
-        await self._act(ws, "join")
-        next_at: float | None = None
-        loop = asyncio.get_running_loop()
-        while loop.time() < stop_at:
-            timeout = max(0.05, (next_at or stop_at) - loop.time())
-            try:
-                raw = await asyncio.wait_for(ws.recv(), timeout)
-            except TimeoutError:
-                if next_at is not None and loop.time() >= next_at:
-                    next_at = None
-                    await self._act(ws, "next")
-                continue
-            message = json.loads(raw)
-            kind = message["type"]
-            now = time.perf_counter()
-            if kind == "waiting":
-                self.was_queued = True
-            elif kind == "paired":
-                self.report.pairs += message["role"] == "offerer"  # count each pair once
-                sample = self.report.queue_time_s if self.was_queued else self.report.pair_latency_s
-                sample.append(now - self.acted_at)
-                self.was_queued = False
-                pair = message["pair"]
-                if message["role"] == "offerer":
-                    await self._signal(ws, "offer", pair, now)
-                    next_at = loop.time() + self.rng.uniform(*self.dwell_s)
-            elif kind in ("offer", "answer"):
-                sent = float(message["sdp"].split("\n", 1)[0])
-                self.report.signal_latency_s.append(now - sent)
-                pair = message["pair"]
-                if kind == "offer":
-                    await self._signal(ws, "answer", pair, now)
-                for _ in range(2):
-                    await ws.send(
-                        json.dumps({"type": "candidate", "pair": pair, "candidate": FAKE_CANDIDATE})
-                    )
-            elif kind == "partner_left":
-                self.acted_at = now
-                next_at = None
-            elif kind == "error" and message["code"] not in ("stale_pair", "not_paired"):
-                self.report.errors.append(message["message"])
-
-    @staticmethod
-    async def _signal(ws: websockets.ClientConnection, kind: str, pair: str, now: float) -> None:
-        """Send an SDP stamped with the send time, so the receiver can measure relay latency."""
-        await ws.send(json.dumps({"type": kind, "pair": pair, "sdp": f"{now}\n{FAKE_SDP}"}))
-
-    async def _act(self, ws: websockets.ClientConnection, kind: str) -> None:
-        self.acted_at = time.perf_counter()
-        self.was_queued = False
-        await ws.send(json.dumps({"type": kind}))
-
-
-def _worker(
-    url: str,
-    clients: int,
-    duration: float,
-    ramp_s: float,
-    dwell_s: tuple[float, float],
-    seed: int,
-    pipe: Any,
-) -> None:
-    """One load-generator process: runs `clients` users, reports every second through `pipe`."""
-
-    async def main() -> None:
-        report = WorkerReport()
-        rng = random.Random(seed)
-        loop = asyncio.get_running_loop()
-        stop_at = loop.time() + ramp_s + duration
-        tasks = []
-        for index in range(clients):
-            client = LoadClient(url, report, dwell_s, rng)
-            tasks.append(
-                asyncio.create_task(_start_later(client, ramp_s * index / clients, stop_at))
-            )
-        while not all(task.done() for task in tasks):
-            await asyncio.sleep(1.0)
-            pipe.send(_drain(report, final=False))
-        pipe.send(_drain(report, final=True))
-
-    async def _start_later(client: LoadClient, delay: float, stop_at: float) -> None:
-        await asyncio.sleep(delay)
-        await client.run(stop_at)
-
-    try:
-        import uvloop
-
-        uvloop.run(main())
-    except ImportError:
-        asyncio.run(main())
-
-
-def _drain(report: WorkerReport, final: bool) -> dict[str, Any]:
-    """Samples since the last report (so the parent can show live rates), then forget them."""
-    snapshot = {
-        "final": final,
-        "connected": report.connected,
-        "pairs": report.pairs,
-        "pair_latency_s": report.pair_latency_s,
-        "queue_time_s": report.queue_time_s,
-        "signal_latency_s": report.signal_latency_s,
-        "errors": report.errors[:20],
-        "error_count": len(report.errors),
-    }
-    report.pairs = 0
-    report.pair_latency_s, report.queue_time_s, report.signal_latency_s = [], [], []
-    report.errors = []
-    return snapshot
 
 
 def check_target(url: str | None) -> str | None:
@@ -259,64 +105,60 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace) -> SignalingResult:
     """Measure every load of ``--clients`` (or search for the capacity); every figure."""
-    result: dict[str, Any] = {
-        "benchmark": "signaling",
-        "settings": provenance.settings(args),
-        "versions": provenance.versions(),
-        "machine": provenance.machine(),
-        "cases": [],
-    }
-    cases: list[dict[str, Any]] = result["cases"]
+    result = SignalingResult(
+        benchmark="signaling",
+        settings=provenance.settings(args),
+        versions=provenance.versions(),
+        machine=provenance.machine(),
+    )
+    cases = result.cases
     if args.search:
-        result["search"] = run_search(lambda pairs: _step(run_case(args, 2 * pairs), cases), args)
+        result.search = run_search(lambda pairs: _step(run_case(args, 2 * pairs), cases), args)
     else:
         cases.extend(run_case(args, clients) for clients in args.clients)
     return result
 
 
-def _step(case: dict[str, Any], cases: list[dict[str, Any]]) -> SearchStep:
+def _step(case: SignalingCase, cases: list[SignalingCase]) -> SearchStep:
     cases.append(case)
-    return SearchStep(
-        case["clients_requested"] // 2, case["service_levels_missed"], case["saturated"]
-    )
+    return SearchStep(case.clients_requested // 2, case.service_levels_missed, case.saturated)
 
 
-def run_case(args: argparse.Namespace, clients: int) -> dict[str, Any]:
-    """One load: ``clients`` users against a fresh ``chatguard serve`` (or ``--target``)."""
-    server = None if args.target else EmbeddedService([], port=args.port)
+def run_case(args: argparse.Namespace, clients: int) -> SignalingCase:
+    """One load: ``clients`` users against a fresh ``chatguard serve`` (or ``--target``).
+
+    The service started here has no relay worker: the load is signaling's alone (pairs are on
+    the direct route), and no worker competes with it for the machine.
+    """
+    server = None if args.target else EmbeddedService(["--relay-workers", "0"], port=args.port)
     url = server.endpoints.ws_url if server else args.target
     try:
-        try:
-            wait_until_up(url, args.connect_timeout if server is None else 30.0)
-        except ServiceError as exc:
-            raise SystemExit(f"signaling bench: {exc}") from None
+        wait_until_up(url, args.connect_timeout if server is None else 30.0)
         started_cpu = cpu_seconds(server.process.pid) if server else 0.0
         loadgen_cpu = _children_cpu_seconds()
         started = time.monotonic()
-        result = _drive(url, args, clients)
+        case = _drive(url, args, clients)
         wall = time.monotonic() - started
         loadgen_pct = 100 * (_children_cpu_seconds() - loadgen_cpu) / wall / args.processes
-        result["loadgen_cpu_percent_of_one_core"] = loadgen_pct
+        case.loadgen_cpu_percent_of_one_core = loadgen_pct
         cpu = {"load generator": loadgen_pct}
         if server is not None:
             used = cpu_seconds(server.process.pid) - started_cpu
-            result["server_cpu_percent_of_one_core"] = cpu["server"] = 100 * used / wall
+            case.server_cpu_percent_of_one_core = cpu["server"] = 100 * used / wall
             server_kib = rss_kib(server.process.pid)
-            result["server_rss_mib"] = server_kib / 1024
-            result["server_rss_kib_per_client"] = server_kib / max(
-                1, result["peak_connected_clients"]
-            )
-        result["saturated"] = saturated(cpu) if server is not None else None  # remote: unknown
-        result["service_levels_missed"] = levels_from_args(args).failures(result)
-        return result
+            case.server_rss_mib = server_kib / 1024
+            case.server_rss_kib_per_client = server_kib / max(1, case.peak_connected_clients)
+            case.saturated = saturated(cpu)  # a remote service's CPU is unknown: None
+        case.service_levels_missed = levels_from_args(args).failures(case)
+        return case
     finally:
         if server is not None:
             server.stop()
 
 
-def _drive(url: str, args: argparse.Namespace, clients: int) -> dict[str, Any]:
+def _drive(url: str, args: argparse.Namespace, clients: int) -> SignalingCase:
     """Run ``clients`` users from ``--processes`` processes; the load's figures."""
     context = mp.get_context("spawn")
     pipes, processes = [], []
@@ -326,7 +168,7 @@ def _drive(url: str, args: argparse.Namespace, clients: int) -> dict[str, Any]:
     for index, count in enumerate(share):
         parent, child = context.Pipe(duplex=False)
         process = context.Process(
-            target=_worker,
+            target=worker_main,
             args=(
                 url,
                 count,
@@ -378,25 +220,26 @@ def _drive(url: str, args: argparse.Namespace, clients: int) -> dict[str, Any]:
         phase = "ramp" if time.monotonic() < measuring_from else "measure"
         print(
             f"[{time.monotonic() - started:6.1f}s {phase:7}] connected {sum(connected):6d}  "
-            f"pairs/s {window_pairs / elapsed:7.1f}  pairing p50 {window['p50_ms']:6.1f} ms  "
-            f"p99 {window['p99_ms']:6.1f} ms  errors {error_count}",
+            f"pairs/s {window_pairs / elapsed:7.1f}  pairing p50 {cell(window.p50_ms, '6.1f')} "
+            f"ms  p99 {cell(window.p99_ms, '6.1f')} ms  errors {error_count}",
             flush=True,
         )
         window_pairs, window_latency, window_started = 0, [], time.monotonic()
     for process in processes:
         process.join(timeout=10)
 
-    return {
-        "target": url,
-        "clients_requested": clients,
-        "peak_connected_clients": peak_connected,
-        "pairs_per_second": measured_pairs / args.duration,
-        "pairing_latency": summarize_ms(latency),
-        "queue_time": summarize_ms(queue),
-        "signal_relay_latency": summarize_ms(signal),
-        "errors": error_count,
-        "error_examples": errors[:5],
-    }
+    return SignalingCase(
+        target=url,
+        clients_requested=clients,
+        peak_connected_clients=peak_connected,
+        pairs_per_second=measured_pairs / args.duration,
+        pairing_latency=summarize_ms(latency),
+        queue_time=summarize_ms(queue),
+        signal_relay_latency=summarize_ms(signal),
+        errors=error_count,
+        error_examples=errors[:5],
+        loadgen_cpu_percent_of_one_core=0.0,
+    )
 
 
 DESCRIPTION = (
@@ -405,16 +248,8 @@ DESCRIPTION = (
 )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.signaling_bench", description=DESCRIPTION
-    )
-    add_options(parser)
-    return parser
-
-
 def add_options(parser: argparse.ArgumentParser) -> None:
-    """The signaling workload's options, shared with ``chatguard bench signaling``."""
+    """The signaling workload's options."""
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
         "--clients",
@@ -470,19 +305,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--port", type=int, default=8765, help="port for the service it starts (default 8765)"
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the load (default 1)")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        default=Path("bench/results/signaling.json"),
-        help="where to write the results, every load measured (default "
-        "bench/results/signaling.json)",
-    )
-    parser.add_argument(
-        "--plot",
-        type=Path,
-        metavar="FILE",
-        help="also draw pairing latency p50/p99 and pairs per second against clients, one "
-        "point per load measured, as a PNG",
+    add_output_options(
+        parser,
+        "signaling",
+        "pairing latency p50/p99 and pairs per second against clients, one point per load measured",
     )
     add_search_options(parser, SignalingLevels())
 
@@ -504,10 +330,11 @@ def check_args(args: argparse.Namespace) -> str | None:
         return "need 0 <= --dwell-min <= --dwell-max"
     if args.connect_timeout <= 0:
         return "--connect-timeout must be > 0"
-    return check_target(args.target) or check_search_args(args)
+    return check_target(args.target) or check_search_args(args) or check_output(args)
 
 
-def _table(cases: list[dict[str, Any]]) -> str:
+def table(cases: list[SignalingCase]) -> str:
+    """One row per load; a figure that was not measured is a dash."""
     head = (
         f"{'clients':>7} {'connected':>9} {'pairs/s':>8} {'pairing p50/p99 ms':>19} "
         f"{'queue p99':>9} {'errors':>6} {'server CPU':>10} {'MiB':>5} {'loadgen CPU':>11} "
@@ -515,46 +342,52 @@ def _table(cases: list[dict[str, Any]]) -> str:
     )
     lines = [head, "-" * len(head)]
     for c in cases:
-        pairing = c["pairing_latency"]
-        server = c.get("server_cpu_percent_of_one_core")
+        pairing = c.pairing_latency
         lines.append(
-            f"{c['clients_requested']:7d} {c['peak_connected_clients']:9d} "
-            f"{c['pairs_per_second']:8.0f} {pairing['p50_ms']:9.1f}/{pairing['p99_ms']:<9.1f} "
-            f"{c['queue_time']['p99_ms']:9.1f} {c['errors']:6d} "
-            f"{'n/a' if server is None else f'{server:.0f}%':>10} "
-            f"{c.get('server_rss_mib', math.nan):5.0f} "
-            f"{c['loadgen_cpu_percent_of_one_core']:10.0f}% {c['saturated'] or 'n/a':>14}  "
-            + ("; ".join(c["service_levels_missed"]) or "held")
+            f"{c.clients_requested:7d} {c.peak_connected_clients:9d} "
+            f"{c.pairs_per_second:8.0f} {cell(pairing.p50_ms, '9.1f')}/"
+            f"{cell(pairing.p99_ms, '<9.1f')} {cell(c.queue_time.p99_ms, '9.1f')} {c.errors:6d} "
+            f"{cell(c.server_cpu_percent_of_one_core, '9.0f', '%')} "
+            f"{cell(c.server_rss_mib, '5.0f')} "
+            f"{c.loadgen_cpu_percent_of_one_core:10.0f}% {c.saturated or DASH:>14}  "
+            + ("; ".join(c.service_levels_missed) or "held")
         )
     return "\n".join(lines)
 
 
-def report(result: dict[str, Any], args: argparse.Namespace) -> None:
+def report(result: SignalingResult, args: argparse.Namespace) -> None:
     """The summary table, the search's answer, the JSON file and the plot."""
-    print("\n" + _table(result["cases"]))
+    print("\n" + table(result.cases))
     print(
         f"(target: p99 < {TARGET_PAIRING_P99_MS:g} ms with 5000 clients; CPU: % of one core on "
         "average over ramp and measurement; MiB: server resident at the end)"
     )
-    found = result.get("search")
+    found = result.search
     if found is not None:
         print(describe_search(found, "signaling service"))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
+    write_json(result, args.json)
     print(f"results written to {args.json}")
     if args.plot is not None:
-        capacity_clients = 2 * found["capacity"] if found else None
-        plot_signaling_cases(result["cases"], args.plot, args.max_pairing_p99_ms, capacity_clients)
+        capacity_clients = 2 * found.capacity if found else None
+        plot_signaling_cases(result.cases, args.plot, args.max_pairing_p99_ms, capacity_clients)
         print(f"plot written to {args.plot}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if (problem := check_args(args)) is not None:
-        raise SystemExit(f"signaling bench: {problem}")
-    report(run(args), args)
-    return 0
+class SignalingWorkload:
+    name = "signaling"
+    description = DESCRIPTION + " Starts `chatguard serve` on this machine, or drives --target."
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        add_options(parser)
+
+    def check(self, args: argparse.Namespace) -> str | None:
+        return check_args(args)
+
+    def run(self, args: argparse.Namespace) -> SignalingResult:
+        return run(args)
+
+    def report(self, result: SignalingResult, args: argparse.Namespace) -> None:
+        report(result, args)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+WORKLOAD: Workload[SignalingResult] = SignalingWorkload()

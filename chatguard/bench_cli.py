@@ -1,83 +1,76 @@
-"""``chatguard bench``: the load tool, one sub-command per workload.
+"""``chatguard bench``: the load tool, one sub-command per workload, each loaded only when run.
 
-Each sub-command is a thin front for a module under ``bench/`` (which can also be run as
-``python -m bench.<name>``); the options are defined once, in those modules, so the two ways in
-cannot drift apart. Bad options are refused here with the option's name, before any process
-starts.
+Why this shape: ``chatguard --help`` and ``chatguard serve`` must neither wait for nor need the
+load tool's libraries (aiortc peers, PyAV, the model, plots). ``chatguard`` lists ``bench`` with
+:data:`HELP` alone and hands everything after ``bench`` to :func:`run_bench`, which builds its
+own parser: every workload of :mod:`bench.registry` by name and one line, and the options of
+the one named on the command line only, imported then. Bad options are refused with the
+option's name before any process starts; a missing ``bench`` extra is one line naming it.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from typing import Any
+
+HELP = "measure what a deployment carries (signaling, relay, strict route)"
+DESCRIPTION = (
+    "Load tool for sizing a deployment: many small simulated random-chat pairs (relay: both "
+    "directions of pre-encoded video replayed; signaling: churn through Next after a random "
+    "dwell) and what they get. Each run prints a progress line per second, a summary table, "
+    "and writes JSON with every figure and the settings and versions that produced it "
+    "(--json; default bench/results/WORKLOAD.json under the current directory). "
+    "`chatguard bench WORKLOAD --help` lists a workload's options."
+)
 
 
 def add_bench_parser(commands: Any) -> None:
-    """Add ``bench`` and its sub-commands to the ``chatguard`` parser's sub-parsers."""
-    from bench import relay_bench, signaling_bench, strict_bench
-
-    bench = commands.add_parser(
-        "bench",
-        help="measure what a deployment carries (signaling, relay, strict route)",
-        description="Load tool for sizing a deployment: many small simulated random-chat "
-        "pairs (relay: both directions of pre-encoded video replayed; signaling: churn "
-        "through Next after a random dwell) and what they get. "
-        "Each run prints a progress line per second, a summary table, and writes JSON with "
-        "every figure and the settings and versions that produced it.",
-    )
-    workloads = bench.add_subparsers(dest="workload", required=True, metavar="WORKLOAD")
-    signaling = workloads.add_parser(
-        "signaling",
-        help="connections, pairing rate and pairing latency",
-        description=signaling_bench.DESCRIPTION
-        + " Starts `chatguard serve` on this machine, or drives --target.",
-    )
-    signaling_bench.add_options(signaling)
-    relay = workloads.add_parser(
-        "relay",
-        help="pairs through the forwarding relay: frame rate, added latency, CPU, memory",
-        description=relay_bench.DESCRIPTION
-        + " Added latency is relayed minus direct, measured in the same run from the send "
-        "time each video packet carries (abs-send-time, forwarded unchanged by the relay).",
-    )
-    relay_bench.add_options(relay)
-    strict = workloads.add_parser(
-        "strict",
-        help="strict route: moderation CPU per stream, verdict latency, leaked frames",
-        description=strict_bench.DESCRIPTION
-        + " Runs in this process (bench.strict_bench), or through a service with --service "
-        "or --target.",
-    )
-    strict_bench.add_options(strict)
+    """List ``bench`` among ``chatguard``'s commands; :func:`run_bench` parses what follows."""
+    commands.add_parser("bench", help=HELP, description=DESCRIPTION, add_help=False)
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    """Check the options of one workload, then run it; 2 and a message for bad options."""
-    if args.workload == "signaling":
-        from bench import signaling_bench
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """``chatguard bench``'s parser, with the options of the workload named in ``argv``."""
+    from bench.registry import WORKLOADS, load
 
-        if (problem := signaling_bench.check_args(args)) is not None:
-            return _refuse("signaling", problem)
-        signaling_bench.report(signaling_bench.run(args), args)
-        return 0
-    if args.workload == "relay":
-        from bench import relay_bench
-
-        if (problem := relay_bench.check_args(args)) is not None:
-            return _refuse("relay", problem)
-        relay_bench.report(relay_bench.run(args), args)
-        return 0
-    if args.workload == "strict":
-        from bench import strict_bench
-
-        if (problem := strict_bench.check_args(args)) is not None:
-            return _refuse("strict", problem)
-        strict_bench.run_and_report(args)
-        return 0
-    raise AssertionError(f"unhandled workload {args.workload}")
+    parser = argparse.ArgumentParser(prog="chatguard bench", description=DESCRIPTION)
+    workloads = parser.add_subparsers(dest="workload", required=True, metavar="WORKLOAD")
+    chosen = next((word for word in argv if not word.startswith("-")), None)
+    for name, entry in WORKLOADS.items():
+        sub = workloads.add_parser(name, help=entry.help, description=entry.help)
+        if name == chosen:
+            workload = load(name)
+            sub.description = workload.description
+            workload.add_options(sub)
+    return parser
 
 
-def _refuse(workload: str, problem: str) -> int:
-    print(f"chatguard bench {workload}: {problem}", file=sys.stderr)
-    return 2
+def run_bench(argv: Sequence[str]) -> int:
+    """Parse, check, run and report one workload: 0; 2 and one line for bad options or a
+    missing extra, 1 and one line for a run that could not go on."""
+    from bench.extra import INSTALL, missing_extra
+    from bench.registry import load
+    from bench.workload import RunError
+
+    args = build_parser(argv).parse_args(argv)
+    workload = load(args.workload)
+    try:
+        if (problem := workload.check(args)) is not None:
+            print(f"chatguard bench {args.workload}: {problem}", file=sys.stderr)
+            return 2
+        workload.report(workload.run(args), args)
+    except RunError as exc:
+        print(f"chatguard bench {args.workload}: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:
+        if (module := missing_extra(exc)) is None:
+            raise
+        print(
+            f"chatguard bench {args.workload} needs the bench extra ({module} is not "
+            f"installed): {INSTALL}",
+            file=sys.stderr,
+        )
+        return 2
+    return 0

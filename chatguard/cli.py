@@ -213,14 +213,15 @@ def _relay(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # the load tool parses the rest itself: see chatguard.bench_cli
+        return run_bench(argv[1:])
     args = _build_parser().parse_args(argv)
     try:
         if args.command == "serve":
             return _serve(args)
         if args.command == "relay":
             return _relay(args)
-        if args.command == "bench":
-            return run_bench(args)
     except ConfigError as exc:
         print(f"chatguard: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -8,10 +8,10 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
-from bench import relay_bench
 from bench.chat_load import STARTUP_GRACE_S, media_seconds
 from bench.media_peer import (
     FrameTracker,
@@ -28,16 +28,10 @@ from bench.procfs import (
     rss_kib_from_status,
     run_delay_s_from_schedstat,
 )
-from bench.relay_bench import (
-    Tally,
-    added_latency_ms,
-    bottleneck,
-    fps_summary,
-    packet_loss,
-    summarize_moderation,
-)
 from bench.relay_clip import read_barcode, stamp_barcode, vp8_picture_id
+from bench.results import RelayResult
 from bench.service import endpoints_from_target
+from chatguard import cli
 from signaling.route_policy import Route
 from tests.conftest import RunningServer, make_config, run_server
 
@@ -66,12 +60,6 @@ def test_cpu_pressure_is_read_from_psi() -> None:
     assert run_delay_s_from_schedstat("310073393 3131923000 45\n") == pytest.approx(3.131923)
     with pytest.raises(ValueError):
         cpu_pressure_us_from_psi("full avg10=0.00 total=0\n")
-
-
-def test_added_latency_is_relayed_minus_direct_per_percentile() -> None:
-    relayed = {"p50_ms": 1.5, "p90_ms": 2.0, "p99_ms": 4.0}
-    direct = {"p50_ms": 0.5, "p90_ms": 0.75, "p99_ms": 1.0}
-    assert added_latency_ms(relayed, direct) == {"p50_ms": 1.0, "p90_ms": 1.25, "p99_ms": 3.0}
 
 
 def test_frame_tracker_counts_only_gapless_frames() -> None:
@@ -168,91 +156,6 @@ def test_barcode_round_trip() -> None:
         assert read_barcode(img[:, :, 0]) == value
 
 
-def _group(frames: list[int], media_s: list[float], packets: int, sent: int) -> dict[str, object]:
-    return {
-        "frames": frames,
-        "media_s": media_s,
-        "packets": packets,
-        "sent": sent,
-        "audio_packets": packets // 2,
-        "audio_sent": sent // 2,
-        "latency_s": [0.001],
-        "unsafe_frames": 0,
-        "replayed_frames": 0,
-    }
-
-
-def test_tally_gives_frame_rate_per_stream_over_its_call_time() -> None:
-    t = Tally()
-    report = {
-        "relayed": _group([30, 15], [1.0, 1.0], 200, 210),
-        "direct": _group([30], [1.0], 100, 100),
-        "send_lag_s": [0.0],
-        "receive_errors": 0,
-        "calls": {
-            "started": 2,
-            "reused": 1,
-            "nexts": 1,
-            "ended": 1,
-            "without_media": 0,
-            "error_count": 0,
-            "switch_s": [0.2],
-            "routes": {"relay": 2},
-            "moderation": {},
-            "errors": [],
-        },
-    }
-    t.add(0, report)
-    # the second stream was between calls for half of the next second
-    t.add(0, report | {"relayed": _group([30, 15], [1.0, 0.5], 200, 210)})
-    t.add(1, report | {"relayed": _group([60, 0], [2.0, 0.5], 200, 210)})
-    assert t.fps("relayed") == [30.0, 20.0, 30.0]  # (1, 1) had 0.5 s in a call: not judged
-    summary = fps_summary(t.fps("relayed"))
-    assert summary["streams_at_full_rate"] == 2 and summary["min"] == 20.0
-    assert len(t.latency_s["relayed"]) == 3 and t.counts["relayed"]["packets"] == 600
-    assert t.counts["relayed"]["sent"] == 630 and t.counts["direct"]["audio_sent"] == 150
-    assert t.calls["started"] == 6 and t.routes == {"relay": 6} and t.switch_s == [0.2] * 3
-
-
-def test_worker_moderation_reports_sum_to_a_span() -> None:
-    def report(streams: int, p50: float | None, p99: float | None) -> dict[str, object]:
-        return {
-            "streams": streams,
-            "classified_per_s": 2.0 * streams,
-            "released_per_s": 30.0 * streams,
-            "withheld_per_s": 1.0,
-            "no_verdict": 1,
-            "gate_p50_ms": p50,
-            "gate_p99_ms": p99,
-        }
-
-    seconds = [
-        [report(4, 1.0, 20.0), report(2, 3.0, 45.0)],  # two workers
-        [report(4, 2.0, 30.0), report(2, None, None)],  # one released nothing that second
-    ]
-    summary = summarize_moderation(seconds)
-    assert summary is not None
-    assert summary["streams"] == 6 and summary["classified_per_s"] == pytest.approx(12.0)
-    assert summary["gate_p99_ms_worst_second"] == 45.0  # the worst second's worst worker
-    assert summary["gate_p50_ms_median_second"] == 2.0 and summary["no_verdict"] == 4
-    assert summarize_moderation([]) is None
-
-
-def test_packet_loss_is_the_share_of_sent_packets_that_never_arrived() -> None:
-    assert packet_loss(630, 600) == pytest.approx(30 / 630)
-    assert packet_loss(300, 300) == 0.0
-    assert packet_loss(300, 301) == 0.0  # in flight at the span's edges, not a gain
-    assert packet_loss(0, 0) is None  # naive relay: aiortc's sender is not counted
-
-
-def test_bottleneck_names_the_saturated_side() -> None:
-    assert bottleneck(95.0, [40.0], 1.0, 0.0) == "relay"
-    assert bottleneck(50.0, [97.0], 1.0, 0.0) == "load generator"
-    assert bottleneck(50.0, [40.0], 8.0, 0.0) == "machine"
-    assert bottleneck(50.0, [40.0], 1.0, 30.0) == "machine"
-    assert bottleneck(50.0, [40.0, 30.0], 1.0, 5.0) == "none"
-
-
 @pytest.mark.timeout(240)
 def test_smoke_run_measures_the_service_and_the_naive_relay_and_writes_json(
     tmp_path: Path,
@@ -261,8 +164,9 @@ def test_smoke_run_measures_the_service_and_the_naive_relay_and_writes_json(
     out = tmp_path / "relay.json"
     args = ["--pairs", "2", "--naive-pairs", "1", "--duration", "4", "--warmup", "1"]
     args += ["--clip-seconds", "2", "--next-after", "1.5:2.5", "--micro", "--json", str(out)]
-    assert relay_bench.main(args) == 0
+    assert cli.main(["bench", "relay", *args]) == 0
     result = json.loads(out.read_text())
+    msgspec.json.decode(out.read_bytes(), type=RelayResult)  # what it wrote is its schema
     assert result["versions"]["aiortc"].startswith("1.16")
     assert result["clip"]["bitrate_bps"] > 0 and result["clip"]["audio"]
     assert result["micro_hub_us_per_packet"] > 0
@@ -273,7 +177,7 @@ def test_smoke_run_measures_the_service_and_the_naive_relay_and_writes_json(
         assert case["direct_fps"]["mean"] > 0
         latency = case["latency_ms"]
         assert latency["relayed"]["count"] > 0 and latency["direct"]["count"] > 0
-        assert latency["relayed"]["p50_ms"] > 0 and not math.isnan(latency["added"]["p99_ms"])
+        assert latency["relayed"]["p50_ms"] > 0 and latency["added"]["p99_ms"] is not None
         assert case["relay_cpu_percent_of_core"] > 0 and case["relay_cpu_percent_per_stream"] > 0
         assert case["relay_rss_kib"]["loaded"] > 0 and case["relay_runqueue_wait_percent"] >= 0
         assert "memory_per_session_kib" in case and case["loadgen_srtp_errors"] == 0
@@ -292,9 +196,9 @@ def test_smoke_run_measures_the_service_and_the_naive_relay_and_writes_json(
 
 def test_an_unreachable_target_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     args = ["--target", "http://127.0.0.1:9", "--connect-timeout", "1", "--pairs", "1"]
-    with pytest.raises(SystemExit) as exc:
-        relay_bench.main([*args, "--no-naive", "--json", "/dev/null"])
-    assert "ws://127.0.0.1:9/ws is not reachable within 1 s" in str(exc.value)
+    assert cli.main(["bench", "relay", *args, "--no-naive", "--json", "/dev/null"]) == 1
+    err = capsys.readouterr().err
+    assert "chatguard bench relay: ws://127.0.0.1:9/ws is not reachable within 1 s" in err
 
 
 @pytest.fixture
@@ -311,7 +215,7 @@ def test_target_mode_drives_a_running_deployment_and_reads_its_stats(
     target = f"http://{relay_deployment.host}:{relay_deployment.port}"
     args = ["--target", target, "--pairs", "1", "--duration", "3", "--warmup", "0.5"]
     args += ["--no-naive", "--next-after", "off", "--clip-seconds", "1", "--json", str(out)]
-    assert relay_bench.main(args) == 0
+    assert cli.main(["bench", "relay", *args]) == 0
     (case,) = json.loads(out.read_text())["cases"]
     assert case["relay_cpu_measured_by"] == "/stats" and case["relay_cpu_percent_of_core"] >= 0
     assert case["relay_rss_kib"]["loaded"] > 0

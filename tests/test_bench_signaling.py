@@ -3,29 +3,23 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
-from bench import signaling_bench
-from bench.signaling_bench import SignalingLevels
-from bench.stats import percentile, summarize_ms
+import msgspec
+
+from bench.results import SignalingCase, SignalingResult
+from bench.signaling_bench import SignalingLevels, table
+from bench.stats import Percentiles
+from chatguard import cli
 from tests.conftest import free_port
-
-
-def test_percentile_is_nearest_rank() -> None:
-    values = [5.0, 1.0, 3.0, 2.0, 4.0]
-    assert percentile(values, 0.5) == 3.0
-    assert percentile(values, 0.99) == 5.0
-    assert percentile(values, 0.0) == 1.0
-    assert math.isnan(percentile([], 0.5))
-    summary = summarize_ms([0.001] * 99 + [0.1])
-    assert summary["p50_ms"] == 1.0 and summary["p99_ms"] == 1.0 and summary["max_ms"] == 100.0
 
 
 def test_smoke_run_measures_pairs_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "signaling.json"
-    code = signaling_bench.main(
+    code = cli.main(
         [
+            "bench",
+            "signaling",
             "--clients",
             "20",
             "--duration",
@@ -51,26 +45,39 @@ def test_smoke_run_measures_pairs_and_writes_json(tmp_path: Path) -> None:
     assert 0 < result["pairing_latency"]["p50_ms"] <= result["pairing_latency"]["p99_ms"]
     assert result["signal_relay_latency"]["count"] > 0
     assert result["server_cpu_percent_of_one_core"] > 0
+    msgspec.json.decode(out.read_bytes(), type=SignalingResult)  # what it wrote is its schema
 
 
-def _signaling_case(p99_ms: float, connected: int = 10, errors: int = 0) -> dict[str, object]:
-    return {
-        "clients_requested": 10,
-        "peak_connected_clients": connected,
-        "errors": errors,
-        "error_examples": ["ConnectionClosedError: no close frame"] * min(errors, 1),
-        "pairing_latency": {"p99_ms": p99_ms},
-    }
+def signaling_case(p99_ms: float | None, connected: int = 10, errors: int = 0) -> SignalingCase:
+    nothing = Percentiles(0, None, None, None, None)
+    return SignalingCase(
+        target="ws://127.0.0.1:1/ws",
+        clients_requested=10,
+        peak_connected_clients=connected,
+        pairs_per_second=1.0,
+        pairing_latency=Percentiles(5, 1.0, 1.0, p99_ms, p99_ms),
+        queue_time=nothing,
+        signal_relay_latency=nothing,
+        errors=errors,
+        error_examples=["ConnectionClosedError: no close frame"] * min(errors, 1),
+        loadgen_cpu_percent_of_one_core=1.0,
+    )
 
 
 def test_signaling_levels_hold_only_with_every_client_connected_no_error_and_p99_under() -> None:
     levels = SignalingLevels(max_pairing_p99_ms=50.0)
-    assert levels.failures(_signaling_case(49.9)) == []
-    (latency,) = levels.failures(_signaling_case(50.0))
+    assert levels.failures(signaling_case(49.9)) == []
+    (latency,) = levels.failures(signaling_case(50.0))
     assert latency == "pairing latency p99 50.0 ms >= 50 ms"
-    assert levels.failures(_signaling_case(math.nan)) != []  # nobody paired
-    (connected,) = levels.failures(_signaling_case(1.0, connected=9))
+    assert levels.failures(signaling_case(None)) == ["nobody was paired: no pairing latency"]
+    (connected,) = levels.failures(signaling_case(1.0, connected=9))
     assert connected == "9 of 10 clients connected"
-    (errors,) = levels.failures(_signaling_case(1.0, errors=3))
+    (errors,) = levels.failures(signaling_case(1.0, errors=3))
     assert errors.startswith("3 client errors, e.g. ConnectionClosedError")
-    assert len(levels.failures(_signaling_case(80.0, connected=2, errors=1))) == 3
+    assert len(levels.failures(signaling_case(80.0, connected=2, errors=1))) == 3
+
+
+def test_the_table_shows_a_dash_where_nothing_was_measured() -> None:
+    remote = signaling_case(None)  # a --target service: no server CPU or memory, nobody paired
+    row = table([remote]).splitlines()[2]
+    assert "nan" not in row.lower() and "–" in row and "None" not in row
