@@ -157,7 +157,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn  # imported late so that `--help` and config errors answer at once
 
     from chatguard.runtime import tune_gc_for_serving
-    from signaling.app import create_app
+    from chatguard.serve import create_serving_app
 
     route = Route(args.route) if args.route else None
     logging.basicConfig(level=config.server.log_level.upper(), format=LOG_FORMAT)
@@ -168,7 +168,7 @@ def _serve(args: argparse.Namespace) -> int:
         config.server.port,
         route.value if route else "per region",
     )
-    app = create_app(config, route)
+    app = create_serving_app(config, route)
     tune_gc_for_serving()
     uvicorn.run(
         app,

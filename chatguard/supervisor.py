@@ -14,12 +14,22 @@ import os
 import signal
 import sys
 
+from signaling.config import RelayConfig
+
 log = logging.getLogger("chatguard.relay")
 
 RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 STOP_GRACE_S = 5.0
 TOKEN_ENV = "CHATGUARD_RELAY_TOKEN"
 """The shared secret travels in the environment, not on the command line where `ps` shows it."""
+
+
+def relay_worker_count(config: RelayConfig) -> int:
+    """How many local relay workers to start: "auto" is one per core, as the relay is
+    single-threaded per process."""
+    if config.workers == "auto":
+        return os.cpu_count() or 1
+    return config.workers
 
 
 class RelaySupervisor:

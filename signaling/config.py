@@ -7,7 +7,6 @@ key (``$.matchmaking.repair_cooldown_s``); we prefix them with the file name.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -140,14 +139,6 @@ class Config(_Section):
             problems.append("ice.turn.ttl_s must be positive")
         if problems:
             raise ConfigError("; ".join(problems))
-
-
-def relay_worker_count(config: RelayConfig) -> int:
-    """How many local relay workers to start: "auto" is one per core, as the relay is
-    single-threaded per process."""
-    if config.workers == "auto":
-        return os.cpu_count() or 1
-    return config.workers
 
 
 def config_from_mapping(data: dict[str, Any], source: str = "<config>") -> Config:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 import uvicorn
 
-from signaling.app import create_app
+from chatguard.serve import create_serving_app
 from signaling.config import Config, config_from_mapping
 from signaling.route_policy import Route
 from tests.support.netns import IsolatedHosts, isolated_hosts_or_skip
@@ -39,8 +39,9 @@ class RunningServer:
 
 
 def run_server(config: Config, route: Route | None = None) -> Iterator[RunningServer]:
-    """Serve the real app with real uvicorn in a background thread for one test."""
-    app = create_app(config, route)
+    """Serve the real app, with the relay workers `config` asks for, with real uvicorn in a
+    background thread for one test."""
+    app = create_serving_app(config, route)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
