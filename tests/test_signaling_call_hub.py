@@ -168,3 +168,37 @@ def test_workers_are_configured_from_signaling_config() -> None:
     assert configure.stun_url == "stun:stun.example.org:3478"
     assert configure.block == {"FACE_FEMALE": 0.6} and configure.mute_audio_while_blocked
     assert rc.decode_signaling_message(rc.encode(configure)) == configure
+
+
+def test_a_second_answer_for_a_leg_is_ignored() -> None:
+    hub = make_hub()
+    a, _b, _pair, legs = relayed_call(hub)
+    hub.worker_message("w1", rc.Answer(leg=legs[a], sdp="again"), 1, 1)
+    assert hub.drain_outbox() == [] and hub.drain_worker_outbox() == []
+
+
+def test_a_strict_call_never_adopts_an_unmoderated_parked_leg() -> None:
+    """The worker decides at open_leg whether a leg is moderated, so reusing a relay-route leg
+    for a strict call would carry unmoderated video."""
+    config = config_from_mapping(
+        {"regions": {"default_route": "relay", "routes": {"DE": "strict"}}}
+    )
+    counter = itertools.count()
+    hub = SignalingHub(
+        config,
+        RoutePolicy(config.regions),
+        Matchmaker(SignalingHub.matchmaking_settings(config), random.Random(1)),
+        new_id=lambda: f"id{next(counter)}",
+    )
+    a, _b, _pair, legs = relayed_call(hub, moderated=False)
+    hub.receive(a, p.Next(), 1, 1)
+    assert hub.snapshot()["relay_legs_parked"] == 2
+    hub.drain_outbox()
+    hub.drain_worker_outbox()
+    c = hub.connect("DE", 2, 2)
+    hub.receive(c, p.Join(), 2, 2)
+    paired = {to: m for to, m in hub.drain_outbox() if isinstance(m, p.Paired)}
+    (partner,) = set(paired) - {c}
+    assert paired[partner].route == "strict" and not paired[partner].reuse
+    assert ("w1", rc.CloseLeg(leg=legs[partner])) in hub.drain_worker_outbox()
+    assert hub.snapshot()["relay_legs_parked"] == 1
