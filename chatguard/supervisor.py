@@ -3,6 +3,10 @@
 Each worker is a separate process (``chatguard relay``) so that a crash takes down only its
 own calls: signaling sees the control connection close, moves those calls to the surviving
 workers, and this supervisor starts a replacement.
+
+Workers run in their own session, so the terminal's Ctrl-C reaches only ``serve``, which then
+stops them itself: a worker that exits because ``serve`` is stopping is not a crash, and a
+worker must not die (and be restarted) while ``serve`` is still shutting down.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ class RelaySupervisor:
         self.token = token
         self.max_legs = max_legs
         self.processes: dict[int, asyncio.subprocess.Process] = {}
-        self.restarts = 0
+        self.crashes = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -63,7 +67,7 @@ class RelaySupervisor:
             "--log-level", self.log_level,
         ]  # fmt: skip
         env = {**os.environ, TOKEN_ENV: self.token}
-        return await asyncio.create_subprocess_exec(*command, env=env)
+        return await asyncio.create_subprocess_exec(*command, env=env, start_new_session=True)
 
     async def _keep_running(self, slot: int) -> None:
         generation = 0
@@ -74,11 +78,14 @@ class RelaySupervisor:
             if self._stopping:
                 return
             delay = RESTART_DELAYS_S[min(generation, len(RESTART_DELAYS_S) - 1)]
-            log.warning(
-                "relay worker %d (pid %d) exited with code %s; restarting in %.1f s",
-                slot, process.pid, code, delay,
-            )  # fmt: skip
-            self.restarts += 1
+            if code == 0:  # drained after a SIGTERM sent by hand: done, not broken
+                log.info("relay worker %d (pid %d) exited; restarting it", slot, process.pid)
+            else:
+                log.warning(
+                    "relay worker %d (pid %d) crashed (exit code %s); restarting in %.1f s",
+                    slot, process.pid, code, delay,
+                )  # fmt: skip
+                self.crashes += 1
             generation += 1
             await asyncio.sleep(delay)
 

@@ -252,7 +252,8 @@ def create_app(
     route_override: CallRoute | None = None,
     background: Sequence[BackgroundService] = (),
 ) -> Starlette:
-    """The ASGI application: the web client at /, the WebSocket at /ws, health and stats.
+    """The ASGI application: the web client at /, the WebSocket at /ws, health, readiness
+    and stats.
 
     `background` services start with the app and stop, in reverse order, before it ends: this
     is how the entry point (``chatguard.serve``) adds the relay workers it supervises without
@@ -279,7 +280,15 @@ def create_app(
         return FileResponse(str(STATIC_DIR / "index.html"))
 
     async def health(request: Request) -> Response:
+        """Liveness: the process answers."""
         return JSONResponse({"ok": True})
+
+    async def ready(request: Request) -> Response:
+        """Readiness: every route in force can be carried (see ``signaling.readiness``)."""
+        reasons = service.hub.unready_reasons()
+        if reasons:
+            return JSONResponse({"ready": False, "reasons": reasons}, status_code=503)
+        return JSONResponse({"ready": True})
 
     async def stats(request: Request) -> Response:
         return JSONResponse(service.stats())
@@ -288,6 +297,7 @@ def create_app(
         routes=[
             Route("/", index),
             Route("/healthz", health),
+            Route("/readyz", ready),
             Route("/stats", stats),
             WebSocketRoute("/ws", service.handle_websocket),
             WebSocketRoute("/relay", service.handle_relay_websocket),

@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-import msgspec
-
 from relay import control as rc
 from signaling import protocol as p
 from signaling.config import Config
@@ -36,6 +34,7 @@ from signaling.matchmaking import (
     PartnerLost,
     UserState,
 )
+from signaling.readiness import unready_reasons
 from signaling.relay_leg_states import (
     ANSWER_RECEIVED,
     IllegalLegTransition,
@@ -237,15 +236,15 @@ class SignalingHub:
             min_classifications_per_s=mod.min_classifications_per_s,
             mute_audio_while_blocked=mod.mute_audio_while_blocked,
             stun_url=self._config.relay.stun_url,
+            strict=Route.STRICT in self._policy.routes_in_force(),
         )
 
     def worker_message(
         self, worker: str, message: rc.WorkerMessage, now: float, now_unix: float
     ) -> None:
         match message:
-            case rc.Load(cpu_percent=cpu, rss_bytes=rss, draining=draining, moderation=mod):
-                summary = None if mod is None else msgspec.structs.asdict(mod)
-                self.relays.report_load(worker, cpu, rss, draining, summary)
+            case rc.Load():
+                self.relays.report_load(worker, message)
             case rc.Answer(leg=leg_id, sdp=sdp):
                 self._on_leg_answer(worker, leg_id, sdp)
             case rc.LegState(leg=leg_id, state=state, detail=detail):
@@ -295,6 +294,10 @@ class SignalingHub:
         return out
 
     # -- queries --------------------------------------------------------------------------
+
+    def unready_reasons(self) -> list[str]:
+        """Why the routes in force cannot be carried now (``/readyz``); empty: ready."""
+        return unready_reasons(self._policy.routes_in_force(), self.relays.workers())
 
     def client_count(self) -> int:
         return len(self._clients)
@@ -533,7 +536,7 @@ class SignalingHub:
     def _reroute(self, call: _Call, route: Route, reason: str) -> None:
         """Move a call to a relayed route on a live worker; both members offer again."""
         self._end_call(call)
-        worker = self._find_room()
+        worker = self._find_room(moderated=route is Route.STRICT)
         if worker is None:
             self._fail_call(call, "no relay is available")
             return
@@ -631,19 +634,19 @@ class SignalingHub:
             new_legs = sum(1 for other in usable if other.worker != parked.worker) + (
                 2 - len(usable)
             )
-            if self.relays.has_room(parked.worker, new_legs):
+            if self.relays.has_room(parked.worker, new_legs, moderated):
                 return parked.worker
-        return self._find_room()
+        return self._find_room(moderated=moderated)
 
-    def _find_room(self, legs_needed: int = 2) -> str | None:
+    def _find_room(self, legs_needed: int = 2, moderated: bool = False) -> str | None:
         """A worker with room for a new call; when all are full, parked legs (idle
         connections kept for a quicker Next) give way, oldest first, to live calls."""
-        worker = self.relays.place(legs_needed)
+        worker = self.relays.place(legs_needed, moderated)
         for leg in [leg for leg in self._legs.values() if leg.state is LegState.PARKED]:
             if worker is not None:
                 break
             self._close_leg(leg)
-            worker = self.relays.place(legs_needed)
+            worker = self.relays.place(legs_needed, moderated)
         return worker
 
     def _adopt_parked(self, call: _Call, member: str, client: _Client) -> None:

@@ -32,9 +32,16 @@ def messages_for(hub: SignalingHub, user: str) -> list[p.ServerMessage]:
     return [message for to, message in hub.drain_outbox() if to == user]
 
 
+def worker_joins(hub: SignalingHub, worker: str, moderation_ready: bool | None = True) -> None:
+    """A worker says hello and reports its first load (by default, able to moderate)."""
+    hub.worker_joined(rc.Hello(worker_id=worker, token="t", pid=1, max_sessions=10))
+    load = rc.Load(legs=0, cpu_percent=0, rss_bytes=0, moderation_ready=moderation_ready)
+    hub.worker_message(worker, load, 0, 0)
+
+
 def relayed_call(hub: SignalingHub, moderated: bool = True) -> tuple[str, str, str, dict[str, str]]:
     """Two users paired on a relayed route, both legs answered; returns their leg ids."""
-    hub.worker_joined(rc.Hello(worker_id="w1", token="t", pid=1, max_sessions=10))
+    worker_joins(hub, "w1")
     a = hub.connect("default", 0, 0, address="10.0.0.1", device="dev-a")
     b = hub.connect("default", 0, 0, address="10.0.0.2", device="dev-b")
     hub.receive(a, p.Join(), 0, 0)
@@ -122,7 +129,7 @@ def test_strikes_expire_after_the_window() -> None:
 
 def test_failed_direct_call_falls_back_to_a_relay() -> None:
     hub = make_hub(Route.DIRECT)
-    hub.worker_joined(rc.Hello(worker_id="w1", token="t", pid=1, max_sessions=10))
+    worker_joins(hub, "w1")
     a = hub.connect("default", 0, 0)
     b = hub.connect("default", 0, 0)
     hub.receive(a, p.Join(), 0, 0)
@@ -168,6 +175,28 @@ def test_workers_are_configured_from_signaling_config() -> None:
     assert configure.stun_url == "stun:stun.example.org:3478"
     assert configure.block == {"FACE_FEMALE": 0.6} and configure.mute_audio_while_blocked
     assert rc.decode_signaling_message(rc.encode(configure)) == configure
+    assert not configure.strict  # no strict route in force: workers need not load the model
+    assert make_hub(Route.STRICT).worker_configuration().strict
+
+
+def test_a_worker_that_cannot_moderate_gets_no_strict_calls() -> None:
+    hub = make_hub(Route.STRICT)
+    worker_joins(hub, "w1", moderation_ready=False)
+    a = hub.connect("default", 0, 0)
+    b = hub.connect("default", 0, 0)
+    hub.receive(a, p.Join(), 0, 0)
+    hub.receive(b, p.Join(), 0, 0)
+    ended = [m for _, m in hub.drain_outbox() if isinstance(m, p.CallEnded)]
+    assert [m.reason for m in ended] == ["no relay is available"] * 2
+    assert hub.drain_worker_outbox() == []
+    worker_joins(hub, "w2")  # able to moderate
+    hub.receive(a, p.Next(), 1, 1)
+    c = hub.connect("default", 1, 1)
+    hub.receive(c, p.Join(), 1, 1)
+    (paired,) = [m for to, m in hub.drain_outbox() if to == c and isinstance(m, p.Paired)]
+    hub.receive(c, p.Offer(pair=paired.pair, sdp="v=0"), 1, 1)
+    ((worker, open_leg),) = hub.drain_worker_outbox()
+    assert worker == "w2" and isinstance(open_leg, rc.OpenLeg) and open_leg.moderated
 
 
 def test_a_second_answer_for_a_leg_is_ignored() -> None:

@@ -174,6 +174,8 @@ class HubMachine(RuleBasedStateMachine):
         if worker not in self.live_workers:
             self.live_workers.add(worker)
             self.hub.worker_joined(rc.Hello(worker_id=worker, token="t", pid=1, max_sessions=6))
+            ready = rc.Load(legs=0, cpu_percent=0, rss_bytes=0, moderation_ready=True)
+            self.hub.worker_message(worker, ready, self.now, self.now)
 
     @precondition(lambda self: len(self.live_workers) >= 2)  # losing the last: tests/test_hub.py
     @rule(data=st.data())
