@@ -104,6 +104,11 @@ class RelayWorker:
                         attempt = 0
                         await self._serve(ws)
                     log.warning("signaling closed the control connection")
+                except websockets.ConnectionClosed as exc:
+                    # 1001/1012: signaling is shutting down or restarting, as it does
+                    orderly = exc.rcvd is not None and exc.rcvd.code in (1001, 1012)
+                    level = logging.INFO if orderly else logging.WARNING
+                    log.log(level, "signaling closed the control connection: %s", exc)
                 except (OSError, websockets.WebSocketException) as exc:
                     log.warning("cannot reach signaling at %s: %s", self.signaling_url, exc)
                 finally:

@@ -59,9 +59,12 @@ class _Call:
     offerer: str
     answerer: str
     route: Route
+    paired_at: float
     worker: str | None = None
     legs: dict[str, _RelayLeg] = field(default_factory=dict)
     """Member -> its leg on `worker` (relayed routes only)."""
+    connected_at: float | None = None
+    """When a member first reported media connected on the current route."""
 
     def partner_of(self, user: str) -> str:
         return self.answerer if user == self.offerer else self.offerer
@@ -146,6 +149,9 @@ class SignalingHub:
         self._outbox: list[tuple[str, p.ServerMessage]] = []
         self._worker_outbox: list[tuple[str, rc.SignalingMessage]] = []
         self._to_close: list[tuple[str, int]] = []
+        self._now = 0.0
+        """The time of the input being handled: what the matchmaker reports meanwhile (a
+        pairing, a partner gone) happened then; call durations in the log are read from it."""
         mod = config.moderation
         self.strikes = StrikeBook(mod.strikes_to_ban, mod.strike_window_s, mod.ban_s)
         self.relays = RelayDirectory()
@@ -171,6 +177,7 @@ class SignalingHub:
         self, region: str, now: float, now_unix: float, address: str = "", device: str = ""
     ) -> str:
         """Register a new connection; returns its id and queues its welcome."""
+        self._now = now
         user = self._new_id()
         self._clients[user] = _Client(region=region, identities=_identities(address, device))
         self._matchmaker.connect(user, now)
@@ -192,6 +199,7 @@ class SignalingHub:
         """Apply one validated message; a refusal is queued as an error reply to `user`."""
         if user not in self._clients:
             return
+        self._now = now
         try:
             self._matchmaker.heartbeat(user, now)
             self._dispatch(user, message, now, now_unix)
@@ -205,6 +213,7 @@ class SignalingHub:
         client = self._clients.pop(user, None)
         if client is None:
             return
+        self._now = now
         self._matchmaker.disconnect(user, now)
         self._drain_matchmaker()
         if client.call is not None:  # the partner was told via PartnerLost; free the legs
@@ -212,6 +221,7 @@ class SignalingHub:
         self._close_parked(client)
 
     def handle_timer(self, now: float) -> None:
+        self._now = now
         self._matchmaker.handle_timer(now)
         self._drain_matchmaker()
 
@@ -242,6 +252,7 @@ class SignalingHub:
     def worker_message(
         self, worker: str, message: rc.WorkerMessage, now: float, now_unix: float
     ) -> None:
+        self._now = now
         match message:
             case rc.Load():
                 self.relays.report_load(worker, message)
@@ -270,7 +281,9 @@ class SignalingHub:
             for client in self._clients.values()
             if client.call is not None and client.call.worker == worker
         }
-        log.warning("relay worker %s is gone; %d calls affected", worker, len(calls))
+        # a worker leaving without calls (a restart, a shutdown) is no cause for alarm
+        level = logging.WARNING if calls else logging.INFO
+        log.log(level, "relay worker %s is gone; %d calls affected", worker, len(calls))
         for call in calls:
             call.worker = None
             self.stats.calls_rerouted_after_worker_loss += 1
@@ -359,6 +372,12 @@ class SignalingHub:
                     return  # about a route this call has already left
                 if state == "connected":
                     self.stats.calls_connected += 1
+                    if call.connected_at is None:
+                        call.connected_at = now
+                        log.info(
+                            "call %s: connected, route %s, %.1f s after pairing",
+                            call.pair_id, call.route.value, now - call.paired_at,
+                        )  # fmt: skip
                 else:
                     self._on_call_failed(call)
 
@@ -528,7 +547,10 @@ class SignalingHub:
     def _on_call_failed(self, call: _Call) -> None:
         if call.route is Route.DIRECT:
             self.stats.fallbacks_to_relay += 1
-            log.info("call %s: direct connection failed; moving to the relay", call.pair_id)
+            log.info(
+                "call %s: direct connection failed %.1f s after pairing; moving to the relay",
+                call.pair_id, self._now - call.paired_at,
+            )  # fmt: skip
             self._reroute(call, Route.RELAY, "a direct connection was not possible")
         else:
             self._fail_call(call, "the connection through the relay failed")
@@ -540,12 +562,13 @@ class SignalingHub:
         if worker is None:
             self._fail_call(call, "no relay is available")
             return
-        call.route, call.worker = route, worker
+        call.route, call.worker, call.connected_at = route, worker, None
         for member in (call.offerer, call.answerer):
             self._send(member, p.Reroute(pair=call.pair_id, route=route.value, reason=reason))
 
     def _fail_call(self, call: _Call, reason: str) -> None:
         self.stats.calls_failed += 1
+        log.info("call %s: failed, route %s: %s", call.pair_id, call.route.value, reason)
         self._end_call(call)
         for member in (call.offerer, call.answerer):
             client = self._clients.get(member)
@@ -578,6 +601,7 @@ class SignalingHub:
                     client = self._clients.get(user)
                     if client is None or client.call is None:
                         continue
+                    self._log_ended(client.call, reason)
                     self._end_call(client.call, park=frozenset({user}))
                     self._send(user, p.PartnerLeft(pair=client.call.pair_id, reason=reason))
                     client.call = None
@@ -592,19 +616,32 @@ class SignalingHub:
                         self._close_parked(client)
                         self._to_close.append((user, p.CLOSE_TIMED_OUT))
 
+    def _log_ended(self, call: _Call, reason: str) -> None:
+        connected = call.connected_at
+        log.info(
+            "call %s: ended (%s) %.1f s after pairing, route %s, %s",
+            call.pair_id, reason, self._now - call.paired_at, call.route.value,
+            "never connected" if connected is None else f"connected {self._now - connected:.1f} s",
+        )  # fmt: skip
+
     def _on_paired(self, first: str, second: str) -> None:
         a, b = self._clients[first], self._clients[second]
         route = self._policy.route_for_pair(a.region, b.region)
-        call = _Call(self._new_id(), offerer=first, answerer=second, route=route)
+        call = _Call(self._new_id(), first, second, route, paired_at=self._now)
         a.call = b.call = call
         self.stats.pairs_made += 1
         if route is Route.DIRECT:
+            log.info("call %s: paired %s with %s, route direct", call.pair_id, first, second)
             self._close_parked(a)
             self._close_parked(b)
             self._send(first, p.Paired(pair=call.pair_id, role="offerer", route=route.value))
             self._send(second, p.Paired(pair=call.pair_id, role="answerer", route=route.value))
             return
         call.worker = self._place(call, (a, b))
+        log.info(
+            "call %s: paired %s with %s, route %s, relay worker %s",
+            call.pair_id, first, second, route.value, call.worker,
+        )  # fmt: skip
         strict = route is Route.STRICT
         for member, client in ((first, a), (second, b)):
             # a worker decides whether a leg is moderated when it opens it: a strict call

@@ -1,8 +1,8 @@
 """Configuration: one TOML file, validated into typed structs, plus command-line overrides.
 
 Every component reads its settings from here so that an operator has one file to edit and one
-place where a typo is reported. Validation is done by msgspec, whose errors name the offending
-key (``$.matchmaking.repair_cooldown_s``); we prefix them with the file name.
+place where a typo is reported. Validation is done by msgspec; its errors are re-said by
+``signaling.config_errors`` with the file, the TOML key and, for a choice, the allowed values.
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ from typing import Any, Literal
 
 import msgspec
 
+from signaling.config_errors import explain
 from signaling.route_policy import Route
+
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 class ConfigError(Exception):
@@ -28,7 +31,9 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = 8080
-    log_level: str = "info"
+    log_level: LogLevel = "info"
+    """At info, one line per call event (paired, connected, fell back, failed, ended); at
+    debug, also every HTTP request (health and readiness polls included)."""
     max_message_bytes: int = 65536
     """Largest WebSocket message accepted; SDP with many codecs is ~10 KiB, so 64 KiB is ample."""
     send_queue_limit: int = 256
@@ -147,7 +152,7 @@ def config_from_mapping(data: dict[str, Any], source: str = "<config>") -> Confi
     try:
         config = msgspec.convert(data, Config)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        raise ConfigError(f"{source}: {explain(exc, data, Config)}") from None
     try:
         config.check()
     except ConfigError as exc:

@@ -6,7 +6,10 @@ Inputs are method calls with explicit times; outputs are read from the hub's out
 from __future__ import annotations
 
 import itertools
+import logging
 import random
+
+import pytest
 
 from relay import control as rc
 from signaling import protocol as p
@@ -231,3 +234,42 @@ def test_a_strict_call_never_adopts_an_unmoderated_parked_leg() -> None:
     assert paired[partner].route == "strict" and not paired[partner].reuse
     assert ("w1", rc.CloseLeg(leg=legs[partner])) in hub.drain_worker_outbox()
     assert hub.snapshot()["relay_legs_parked"] == 1
+
+
+def test_one_info_line_per_call_event_with_metadata_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="chatguard.signaling")
+    hub = make_hub(Route.DIRECT)
+    worker_joins(hub, "w1")
+    a = hub.connect("default", 0, 0, address="10.0.0.1", device="dev-a")
+    b = hub.connect("default", 0, 0, address="10.0.0.2", device="dev-b")
+    hub.receive(a, p.Join(), 0, 0)
+    hub.receive(b, p.Join(), 1, 1)
+    (pair,) = {m.pair for _, m in hub.drain_outbox() if isinstance(m, p.Paired)}
+    hub.receive(b, p.Offer(pair=pair, sdp="v=0 secret-sdp"), 2, 2)
+    hub.receive(a, p.CallState(pair=pair, state="failed", route="direct"), 6, 6)
+    hub.receive(a, p.CallState(pair=pair, state="connected", route="relay"), 8, 8)
+    hub.receive(b, p.CallState(pair=pair, state="connected", route="relay"), 8.5, 8.5)
+    hub.receive(a, p.Next(), 21, 21)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("call ")]
+    assert lines == [
+        f"call {pair}: paired {b} with {a}, route direct",
+        f"call {pair}: direct connection failed 5.0 s after pairing; moving to the relay",
+        f"call {pair}: connected, route relay, 7.0 s after pairing",
+        f"call {pair}: ended (next) 20.0 s after pairing, route relay, connected 13.0 s",
+    ]
+    hub.receive(b, p.Join(), 22, 22)  # alone: no call, no line
+    everything = caplog.text
+    assert "10.0.0." not in everything and "secret-sdp" not in everything
+
+
+def test_a_failed_call_is_logged_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="chatguard.signaling")
+    hub = make_hub(Route.RELAY)
+    a = hub.connect("default", 0, 0)
+    b = hub.connect("default", 0, 0)
+    hub.receive(a, p.Join(), 0, 0)
+    hub.receive(b, p.Join(), 0, 0)
+    (pair,) = {m.pair for _, m in hub.drain_outbox() if isinstance(m, p.Paired)}
+    assert f"call {pair}: failed, route relay: no relay is available" in caplog.text
