@@ -273,3 +273,17 @@ def test_a_failed_call_is_logged_with_its_reason(caplog: pytest.LogCaptureFixtur
     hub.receive(b, p.Join(), 0, 0)
     (pair,) = {m.pair for _, m in hub.drain_outbox() if isinstance(m, p.Paired)}
     assert f"call {pair}: failed, route relay: no relay is available" in caplog.text
+
+
+def test_a_second_offer_replaces_the_members_leg() -> None:
+    """As docs/protocol.md says: the old leg is closed, the new one answered and linked."""
+    hub = make_hub()
+    a, b, pair, legs = relayed_call(hub)
+    hub.receive(a, p.Offer(pair=pair, sdp="v=0 again"), 1, 1)
+    close, (_, open_leg) = hub.drain_worker_outbox()
+    assert close == ("w1", rc.CloseLeg(leg=legs[a])) and isinstance(open_leg, rc.OpenLeg)
+    hub.worker_message("w1", rc.Answer(leg=open_leg.leg, sdp="answer again"), 1, 1)
+    assert (a, p.RelayedAnswer(pair=pair, sdp="answer again")) in hub.drain_outbox()
+    ((worker, link),) = hub.drain_worker_outbox()
+    assert worker == "w1" and isinstance(link, rc.Link)
+    assert {link.first, link.second} == {open_leg.leg, legs[b]}

@@ -101,3 +101,18 @@ def test_serve_with_a_bad_config_exits_2_naming_file_key_and_choices(tmp_path: P
         f'chatguard: configuration error: {path}: server.log_level = "verbose" is not '
         "allowed; choose one of: debug, info, warning, error\n"
     )
+
+
+def test_the_readme_example_is_a_valid_configuration(tmp_path: Path) -> None:
+    """Every key the README's Configuration section shows exists and has a valid value."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Configuration", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "readme.toml"
+    path.write_text(example)
+    config = load_config(path)
+    assert config.moderation.block == {
+        "FEMALE_BREAST_EXPOSED": 0.5,
+        "FEMALE_GENITALIA_EXPOSED": 0.4,
+    }
+    assert config.regions.routes == {"DE": Route.STRICT, "FR": Route.RELAY}
