@@ -51,9 +51,11 @@ def explain(exc: msgspec.ValidationError, data: Mapping[str, Any], root: type) -
         return f"{'.'.join([*keys, unknown['name']])}: unknown key; {where} has: {known}"
     key = ".".join(keys) or "the file"
     choices = _choices(tp)
-    if choices is not None and what.startswith("Invalid enum value"):
+    if choices is None:
+        return f"{key}: {what}"
+    if what.startswith("Invalid enum value"):
         return f"{key} = {json.dumps(value)} is not allowed; choose one of: {choices}"
-    return f"{key}: {what}"
+    return f"{key}: {what}; choose one of: {choices}"
 
 
 def _field_type(tp: Any, name: str) -> Any:

@@ -46,6 +46,11 @@ def test_file_values_are_read(tmp_path: Path) -> None:
             '[relay]\nworkers = "many"\n',
             'relay.workers = "many" is not allowed; choose one of: a whole number, auto',
         ),
+        (
+            "[regions]\ndefault_route = 2\n",
+            "regions.default_route: Expected `str`, got `int`; choose one of: direct, relay, "
+            "strict",
+        ),
         ('[moderation.block]\nFACE_FEMALE = "high"\n', "moderation.block.FACE_FEMALE: Expected"),
         ('[ice]\nstun_urls = ["stun:a", 3]\n', "ice.stun_urls[1]: Expected `str`, got `int`"),
         ("[server\n", "invalid TOML"),
