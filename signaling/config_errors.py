@@ -37,16 +37,15 @@ def explain(exc: msgspec.ValidationError, data: Mapping[str, Any], root: type) -
             tp = _field_type(tp, name)
             value = value.get(name) if isinstance(value, Mapping) else None
         elif index == "...":  # a table's value: find which key holds the bad one
-            value_type = get_args(tp)[1]
-            key, value = _first_invalid(value, value_type)
+            tp = _type_arg(tp, -1)
+            key, value = _first_invalid(value, tp)
             keys.append(key)
-            tp = value_type
         else:
             keys[-1] += f"[{index}]"
-            tp = get_args(tp)[0]
+            tp = _type_arg(tp, 0)
             value = value[int(index)] if isinstance(value, list) else None
     if (unknown := _UNKNOWN.fullmatch(what)) is not None:
-        known = ", ".join(get_type_hints(tp))
+        known = ", ".join(get_type_hints(tp)) if _is_struct(tp) else "?"
         where = f"[{'.'.join(keys)}]" if keys else "the top level"
         return f"{'.'.join([*keys, unknown['name']])}: unknown key; {where} has: {known}"
     key = ".".join(keys) or "the file"
@@ -58,10 +57,27 @@ def explain(exc: msgspec.ValidationError, data: Mapping[str, Any], root: type) -
     return f"{key}: {what}; choose one of: {choices}"
 
 
+def _is_struct(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, msgspec.Struct)
+
+
 def _field_type(tp: Any, name: str) -> Any:
-    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        return get_type_hints(tp)[name]
-    return Any
+    return _without_none(get_type_hints(tp)[name]) if _is_struct(tp) else Any
+
+
+def _type_arg(tp: Any, position: int) -> Any:
+    """A container's item type (0 of a list) or value type (-1 of a dict); Any if unknown."""
+    args = get_args(tp)
+    return _without_none(args[position]) if args else Any
+
+
+def _without_none(tp: Any) -> Any:
+    """``X | None`` is X here: None is never what a TOML file says."""
+    if get_origin(tp) in (Union, types.UnionType):
+        rest = [arg for arg in get_args(tp) if arg is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return tp
 
 
 def _first_invalid(table: Any, value_type: Any) -> tuple[str, Any]:

@@ -51,7 +51,10 @@ def test_file_values_are_read(tmp_path: Path) -> None:
             "regions.default_route: Expected `str`, got `int`; choose one of: direct, relay, "
             "strict",
         ),
-        ('[moderation.block]\nFACE_FEMALE = "high"\n', "moderation.block.FACE_FEMALE: Expected"),
+        (
+            '[moderation.block]\nANUS_EXPOSED = 0.4\nFACE_FEMALE = "high"\n',
+            "moderation.block.FACE_FEMALE: Expected `float`, got `str`",
+        ),
         ('[ice]\nstun_urls = ["stun:a", 3]\n', "ice.stun_urls[1]: Expected `str`, got `int`"),
         ("[server\n", "invalid TOML"),
         ("[matchmaking]\nheartbeat_timeout_s = -1\n", "heartbeat_timeout_s must be positive"),
