@@ -23,6 +23,7 @@ from typing import Literal
 
 from relay import control as rc
 from signaling import protocol as p
+from signaling import readiness
 from signaling.config import Config
 from signaling.ice import ice_servers_for
 from signaling.matchmaking import (
@@ -34,7 +35,6 @@ from signaling.matchmaking import (
     PartnerLost,
     UserState,
 )
-from signaling.readiness import unready_reasons
 from signaling.relay_leg_states import (
     ANSWER_RECEIVED,
     IllegalLegTransition,
@@ -310,7 +310,7 @@ class SignalingHub:
 
     def unready_reasons(self) -> list[str]:
         """Why the routes in force cannot be carried now (``/readyz``); empty: ready."""
-        return unready_reasons(self._policy.routes_in_force(), self.relays.workers())
+        return readiness.unready_reasons(self._policy.routes_in_force(), self.relays.workers())
 
     def client_count(self) -> int:
         return len(self._clients)
