@@ -6,13 +6,16 @@ workers, and this supervisor starts a replacement.
 
 Workers run in their own session, so the terminal's Ctrl-C reaches only ``serve``, which then
 stops them itself: a worker that exits because ``serve`` is stopping is not a crash, and a
-worker must not die (and be restarted) while ``serve`` is still shutting down.
+worker must not die (and be restarted) while ``serve`` is still shutting down. Being out of
+``serve``'s process group, a worker is also told when ``serve`` dies without stopping it
+(killed): Linux sends it SIGINT then, so no worker outlives its supervisor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -34,6 +37,15 @@ def relay_worker_count(config: RelayConfig) -> int:
     if config.workers == "auto":
         return os.cpu_count() or 1
     return config.workers
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _interrupt_when_orphaned() -> None:
+    """In the child, before exec: SIGINT when the parent dies (Linux's PR_SET_PDEATHSIG)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
 
 
 class RelaySupervisor:
@@ -67,7 +79,9 @@ class RelaySupervisor:
             "--log-level", self.log_level,
         ]  # fmt: skip
         env = {**os.environ, TOKEN_ENV: self.token}
-        return await asyncio.create_subprocess_exec(*command, env=env, start_new_session=True)
+        return await asyncio.create_subprocess_exec(
+            *command, env=env, start_new_session=True, preexec_fn=_interrupt_when_orphaned
+        )
 
     async def _keep_running(self, slot: int) -> None:
         generation = 0
