@@ -103,11 +103,11 @@ class RelayWorker:
                     async with websockets.connect(self.signaling_url, max_size=2**20) as ws:
                         attempt = 0
                         await self._serve(ws)
-                    log.warning("signaling closed the control connection")
+                    log.info("signaling closed the control connection")  # 1000 or 1001
                 except websockets.ConnectionClosed as exc:
-                    # 1001/1012: signaling is shutting down or restarting, as it does
-                    orderly = exc.rcvd is not None and exc.rcvd.code in (1001, 1012)
-                    level = logging.INFO if orderly else logging.WARNING
+                    # 1012: signaling is restarting or shutting down, as it does
+                    restart = exc.rcvd is not None and exc.rcvd.code == 1012
+                    level = logging.INFO if restart else logging.WARNING
                     log.log(level, "signaling closed the control connection: %s", exc)
                 except (OSError, websockets.WebSocketException) as exc:
                     log.warning("cannot reach signaling at %s: %s", self.signaling_url, exc)
