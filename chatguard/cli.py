@@ -127,7 +127,10 @@ def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     if args.relay_workers is not None:
         relay = msgspec.structs.replace(config.relay, workers=args.relay_workers)
         config = msgspec.structs.replace(config, relay=relay)
-    config.check()
+    try:
+        config.check()
+    except ConfigError as exc:  # the file passed on its own: an option is to blame
+        raise ConfigError(f"command line: {exc}") from None
     return config
 
 

@@ -124,3 +124,8 @@ def test_the_readme_example_is_a_valid_configuration(tmp_path: Path) -> None:
         "FEMALE_GENITALIA_EXPOSED": 0.4,
     }
     assert config.regions.routes == {"DE": Route.STRICT, "FR": Route.RELAY}
+
+
+def test_a_bad_option_is_blamed_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--port", "70000"]) == 2
+    assert "command line: server.port must be 1-65535, got 70000" in capsys.readouterr().err
