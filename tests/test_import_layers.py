@@ -1,7 +1,8 @@
 """The product's packages form layers: read from the source (AST, nothing imported).
 
 ``chatguard`` (command line, process supervision) sits on top; ``signaling``, ``relay``,
-``models`` and ``fastpath`` never import it, nor the benchmarks in ``bench``. No two modules of
+``models`` and ``fastpath`` never import it, nor the benchmarks in ``bench``; no product
+module imports the tests. No two modules of
 the product import each other, directly or through others, at run time: a cycle makes the
 import order matter and one package's change break another's start-up.
 """
@@ -73,13 +74,24 @@ def _product_dependencies(module: str) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.split(".")[0] in LOWER))
-def test_lower_layers_never_import_the_entry_point_or_benchmarks(module: str) -> None:
-    offending = [
+def _imports_from(module: str, packages: tuple[str, ...]) -> list[str]:
+    """Every import of `module` (annotation-only ones too) that reaches into `packages`."""
+    return [
         f"{MODULES[module].relative_to(ROOT)}:{line}: imports {name}"
         for name, line in _imports(_parse(module), runtime_only=False)
-        if name.split(".")[0] in FORBIDDEN_BELOW
+        if name.split(".")[0] in packages
     ]
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.split(".")[0] in LOWER))
+def test_lower_layers_never_import_the_entry_point_or_benchmarks(module: str) -> None:
+    offending = _imports_from(module, FORBIDDEN_BELOW)
+    assert not offending, "\n".join(offending)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_the_product_never_imports_tests(module: str) -> None:
+    offending = _imports_from(module, ("tests",))
     assert not offending, "\n".join(offending)
 
 
