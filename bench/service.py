@@ -157,13 +157,25 @@ def wait_until_up(ws_url: str, timeout_s: float) -> None:
     asyncio.run(probe())
 
 
+def _ready(stats_url: str) -> bool:
+    """The service's ``/readyz`` (beside ``/stats``); a service too old to have one is ready."""
+    try:
+        with urllib.request.urlopen(stats_url.removesuffix("/stats") + "/readyz", timeout=5):
+            return True
+    except urllib.error.HTTPError as exc:
+        return exc.code == 404
+    except OSError as exc:
+        raise ServiceError(f"{stats_url}: {exc}") from None
+
+
 def wait_for_relays(stats_url: str, count: int, timeout_s: float) -> list[dict[str, Any]]:
-    """The service's relay workers once at least ``count`` have joined (ServiceError if not)."""
+    """The service's relay workers once at least ``count`` have joined and the service is
+    ready (for a strict route: a worker has loaded its model) (ServiceError if not)."""
     deadline = time.monotonic() + timeout_s
     while True:
         workers: list[dict[str, Any]] = read_stats(stats_url).get("relay_workers", [])
         live = [w for w in workers if not w.get("draining")]
-        if len(live) >= count:
+        if len(live) >= count and _ready(stats_url):
             return live
         if time.monotonic() > deadline:
             raise ServiceError(

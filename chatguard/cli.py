@@ -14,15 +14,16 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
 import msgspec
 
 from chatguard.bench_cli import add_bench_parser, run_bench
+from chatguard.logs import configure_logging
 from chatguard.supervisor import TOKEN_ENV
-from signaling.config import Config, ConfigError, load_config
+from signaling.config import Config, ConfigError, LogLevel, load_config
 from signaling.route_policy import Route
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 DEFAULT_BLOCK_THRESHOLD = 0.5
 
 
@@ -118,8 +119,8 @@ def _version() -> str:
 def _add_log_level(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        help="log verbosity (default info)",
+        choices=get_args(LogLevel),
+        help="log verbosity (default info; debug adds every HTTP request)",
     )
 
 
@@ -137,7 +138,10 @@ def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     if args.relay_workers is not None:
         relay = msgspec.structs.replace(config.relay, workers=args.relay_workers)
         config = msgspec.structs.replace(config, relay=relay)
-    config.check()
+    try:
+        config.check()
+    except ConfigError as exc:  # the file passed on its own: an option is to blame
+        raise ConfigError(f"command line: {exc}") from None
     return config
 
 
@@ -168,10 +172,10 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn  # imported late so that `--help` and config errors answer at once
 
     from chatguard.runtime import tune_gc_for_serving
-    from signaling.app import create_app
+    from chatguard.serve import create_serving_app
 
     route = Route(args.route) if args.route else None
-    logging.basicConfig(level=config.server.log_level.upper(), format=LOG_FORMAT)
+    configure_logging(config.server.log_level)
     log = logging.getLogger("chatguard")
     log.info(
         "chatguard listening on http://%s:%d/ (route: %s)",
@@ -179,13 +183,15 @@ def _serve(args: argparse.Namespace) -> int:
         config.server.port,
         route.value if route else "per region",
     )
-    app = create_app(config, route)
+    app = create_serving_app(config, route)
     tune_gc_for_serving()
     uvicorn.run(
         app,
         host=config.server.host,
         port=config.server.port,
         log_level=config.server.log_level,
+        log_config=None,  # configured above: uvicorn's lines in chatguard's format
+        access_log=config.server.log_level == "debug",  # not a line per health poll
         ws_max_size=config.server.max_message_bytes * 2,
         loop="auto",
     )
@@ -195,11 +201,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _relay(args: argparse.Namespace) -> int:
     from relay.worker import run_worker
 
-    level = (args.log_level or "info").upper()
-    logging.basicConfig(level=level, format=LOG_FORMAT)
-    if level != "DEBUG":
-        # aioice logs every candidate-pair check at INFO: per call, not what an operator reads.
-        logging.getLogger("aioice").setLevel(logging.WARNING)
+    configure_logging(args.log_level or "info")
     token = os.environ.get(TOKEN_ENV, "")
     if not token:
         print(f"chatguard relay: set {TOKEN_ENV} to signaling's relay token", file=sys.stderr)

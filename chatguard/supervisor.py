@@ -3,16 +3,25 @@
 Each worker is a separate process (``chatguard relay``) so that a crash takes down only its
 own calls: signaling sees the control connection close, moves those calls to the surviving
 workers, and this supervisor starts a replacement.
+
+Workers run in their own session, so the terminal's Ctrl-C reaches only ``serve``, which then
+stops them itself: a worker that exits because ``serve`` is stopping is not a crash, and a
+worker must not die (and be restarted) while ``serve`` is still shutting down. Being out of
+``serve``'s process group, a worker is also told when ``serve`` dies without stopping it
+(killed): Linux sends it SIGINT then, so no worker outlives its supervisor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import sys
+
+from signaling.config import RelayConfig
 
 log = logging.getLogger("chatguard.relay")
 
@@ -20,6 +29,23 @@ RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 STOP_GRACE_S = 5.0
 TOKEN_ENV = "CHATGUARD_RELAY_TOKEN"
 """The shared secret travels in the environment, not on the command line where `ps` shows it."""
+
+
+def relay_worker_count(config: RelayConfig) -> int:
+    """How many local relay workers to start: "auto" is one per core, as the relay is
+    single-threaded per process."""
+    if config.workers == "auto":
+        return os.cpu_count() or 1
+    return config.workers
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _interrupt_when_orphaned() -> None:
+    """In the child, before exec: SIGINT when the parent dies (Linux's PR_SET_PDEATHSIG)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
 
 
 class RelaySupervisor:
@@ -34,7 +60,7 @@ class RelaySupervisor:
         self.token = token
         self.max_legs = max_legs
         self.processes: dict[int, asyncio.subprocess.Process] = {}
-        self.restarts = 0
+        self.crashes = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -53,7 +79,9 @@ class RelaySupervisor:
             "--log-level", self.log_level,
         ]  # fmt: skip
         env = {**os.environ, TOKEN_ENV: self.token}
-        return await asyncio.create_subprocess_exec(*command, env=env)
+        return await asyncio.create_subprocess_exec(
+            *command, env=env, start_new_session=True, preexec_fn=_interrupt_when_orphaned
+        )
 
     async def _keep_running(self, slot: int) -> None:
         generation = 0
@@ -64,11 +92,14 @@ class RelaySupervisor:
             if self._stopping:
                 return
             delay = RESTART_DELAYS_S[min(generation, len(RESTART_DELAYS_S) - 1)]
-            log.warning(
-                "relay worker %d (pid %d) exited with code %s; restarting in %.1f s",
-                slot, process.pid, code, delay,
-            )  # fmt: skip
-            self.restarts += 1
+            if code == 0:  # drained after a SIGTERM sent by hand: done, not broken
+                log.info("relay worker %d (pid %d) exited; restarting it", slot, process.pid)
+            else:
+                log.warning(
+                    "relay worker %d (pid %d) crashed (exit code %s); restarting in %.1f s",
+                    slot, process.pid, code, delay,
+                )  # fmt: skip
+                self.crashes += 1
             generation += 1
             await asyncio.sleep(delay)
 

@@ -61,6 +61,11 @@ class Load(_Message, tag="load"):
     draining: bool = False
     moderation: ModerationLoad | None = None
     """Once the worker has moderated a stream."""
+    moderation_ready: bool | None = None
+    """Whether this worker can moderate (strict legs): True once it has loaded the model and
+    run it once, False if that failed (then `moderation_error` says why); None while loading,
+    or when signaling runs no strict route (`Configure.strict`) and the model is not loaded."""
+    moderation_error: Annotated[str, msgspec.Meta(max_length=500)] = ""
 
 
 class Answer(_Message, tag="answer"):
@@ -113,6 +118,9 @@ class Configure(_Message, tag="configure"):
     mute_audio_while_blocked: bool
     stun_url: str = ""
     """STUN server for the worker's own ICE candidates (public address behind NAT)."""
+    strict: bool = False
+    """A route in force is strict: load the model now and report `Load.moderation_ready`,
+    rather than at the first strict leg; a worker that cannot moderate gets no strict calls."""
 
 
 class OpenLeg(_Message, tag="open_leg"):

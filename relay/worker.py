@@ -83,6 +83,9 @@ class RelayWorker:
         self.gate_config = GateConfig()
         self.ice = RTCConfiguration(iceServers=[])  # never aiortc's default public STUN
         self._moderator: Moderator | None = None
+        self.moderation_ready: bool | None = None
+        self.moderation_error = ""
+        self._preparing: asyncio.Task[None] | None = None
         self._pending_sends: set[asyncio.Task[None]] = set()
         self.draining = False
         self._ws: websockets.ClientConnection | None = None
@@ -100,7 +103,12 @@ class RelayWorker:
                     async with websockets.connect(self.signaling_url, max_size=2**20) as ws:
                         attempt = 0
                         await self._serve(ws)
-                    log.warning("signaling closed the control connection")
+                    log.info("signaling closed the control connection")  # 1000 or 1001
+                except websockets.ConnectionClosed as exc:
+                    # 1012: signaling is restarting or shutting down, as it does
+                    restart = exc.rcvd is not None and exc.rcvd.code == 1012
+                    level = logging.INFO if restart else logging.WARNING
+                    log.log(level, "signaling closed the control connection: %s", exc)
                 except (OSError, websockets.WebSocketException) as exc:
                     log.warning("cannot reach signaling at %s: %s", self.signaling_url, exc)
                 finally:
@@ -152,6 +160,8 @@ class RelayWorker:
                     rss_bytes=_rss_bytes(),
                     draining=self.draining,
                     moderation=self._moderation_load(),
+                    moderation_ready=self.moderation_ready,
+                    moderation_error=self.moderation_error,
                 )
             )
             await asyncio.sleep(LOAD_INTERVAL_S)
@@ -203,6 +213,23 @@ class RelayWorker:
         log.info(
             "moderation policy: block %s", ", ".join(f"{k}>={v}" for k, v in thresholds.items())
         )
+        preparing = self._preparing is not None and not self._preparing.done()
+        if message.strict and self._moderator is None and not preparing:  # or failed before
+            self._preparing = asyncio.create_task(self._prepare_moderation())
+
+    async def _prepare_moderation(self) -> None:
+        """Signaling runs a strict route: load the model and run it once, off the event loop,
+        so that a worker that cannot moderate says so in its load reports (and is given no
+        strict calls) instead of failing its first strict call."""
+        try:
+            self._moderator = await asyncio.to_thread(_tested_moderator, self.gate_config)
+        except Exception as exc:  # a missing file, a broken model, a missing library: all say no
+            self.moderation_ready = False
+            self.moderation_error = f"{type(exc).__name__}: {exc}"[:500]
+            log.error("relay worker %s cannot moderate: %s", self.worker_id, self.moderation_error)
+        else:
+            self.moderation_ready = True
+            log.info("relay worker %s: moderation model loaded and tested", self.worker_id)
 
     def _moderator_for_strict_legs(self) -> Moderator:
         """Loaded on the first strict leg, so workers that only relay never load the model."""
@@ -296,6 +323,18 @@ class RelayWorker:
         deadline = time.monotonic() + grace_s
         while self.legs and time.monotonic() < deadline:
             await asyncio.sleep(poll_s)
+
+
+def _tested_moderator(gate_config: GateConfig) -> Moderator:
+    """The default moderator, after one inference on a blank input (in a worker thread)."""
+    import numpy as np
+
+    from relay.strict.moderation import Moderator
+
+    moderator = Moderator.default(gate_config)
+    size = moderator.input_size
+    moderator.batcher.runner.run_raw(np.zeros((1, 3, size, size), np.float32))
+    return moderator
 
 
 async def _run_until_drained(worker: RelayWorker) -> None:

@@ -14,9 +14,9 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,11 +25,10 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from chatguard.supervisor import RelaySupervisor
 from relay import control as rc
 from signaling import protocol as p
 from signaling.call_hub import SignalingHub
-from signaling.config import Config, relay_worker_count
+from signaling.config import Config
 from signaling.matchmaking import Matchmaker
 from signaling.route_policy import Route as CallRoute
 from signaling.route_policy import RoutePolicy
@@ -239,36 +238,40 @@ class SignalingService:
         return self.hub.snapshot()
 
 
-def _local_url(config: Config, path: str) -> str:
-    """How processes on this machine reach the service (a wildcard address is not dialable)."""
-    host = config.server.host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    elif ":" in host:
-        host = f"[{host}]"
-    return f"ws://{host}:{config.server.port}{path}"
+class BackgroundService(Protocol):
+    """Something that runs beside the service for its whole life (the entry point's relay
+    supervisor): started once the service exists, stopped before it goes down."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
-def create_app(config: Config, route_override: CallRoute | None = None) -> Starlette:
-    """The ASGI application: the web client at /, the WebSocket at /ws, health and stats."""
+def create_app(
+    config: Config,
+    route_override: CallRoute | None = None,
+    background: Sequence[BackgroundService] = (),
+) -> Starlette:
+    """The ASGI application: the web client at /, the WebSocket at /ws, health, readiness
+    and stats.
+
+    `background` services start with the app and stop, in reverse order, before it ends: this
+    is how the entry point (``chatguard.serve``) adds the relay workers it supervises without
+    signaling knowing about processes."""
     service = SignalingService(config, route_override)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         timers = asyncio.create_task(service.run_timers())
-        supervisor = RelaySupervisor(
-            relay_worker_count(config.relay),
-            _local_url(config, "/relay"),
-            service.relay_token,
-            config.relay.max_legs_per_worker,
-            config.server.log_level,
-        )
-        await supervisor.start()
-        app.state.relay_supervisor = supervisor
+        started: list[BackgroundService] = []
         try:
+            for extra in background:
+                await extra.start()
+                started.append(extra)
             yield
         finally:
-            await supervisor.stop()
+            for extra in reversed(started):
+                await extra.stop()
             timers.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await timers
@@ -277,7 +280,15 @@ def create_app(config: Config, route_override: CallRoute | None = None) -> Starl
         return FileResponse(str(STATIC_DIR / "index.html"))
 
     async def health(request: Request) -> Response:
+        """Liveness: the process answers."""
         return JSONResponse({"ok": True})
+
+    async def ready(request: Request) -> Response:
+        """Readiness: every route in force can be carried (see ``signaling.readiness``)."""
+        reasons = service.hub.unready_reasons()
+        if reasons:
+            return JSONResponse({"ready": False, "reasons": reasons}, status_code=503)
+        return JSONResponse({"ready": True})
 
     async def stats(request: Request) -> Response:
         return JSONResponse(service.stats())
@@ -286,6 +297,7 @@ def create_app(config: Config, route_override: CallRoute | None = None) -> Starl
         routes=[
             Route("/", index),
             Route("/healthz", health),
+            Route("/readyz", ready),
             Route("/stats", stats),
             WebSocketRoute("/ws", service.handle_websocket),
             WebSocketRoute("/relay", service.handle_relay_websocket),

@@ -21,10 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-import msgspec
-
 from relay import control as rc
 from signaling import protocol as p
+from signaling import readiness
 from signaling.config import Config
 from signaling.ice import ice_servers_for
 from signaling.matchmaking import (
@@ -35,6 +34,14 @@ from signaling.matchmaking import (
     Paired,
     PartnerLost,
     UserState,
+)
+from signaling.relay_leg_states import (
+    ANSWER_RECEIVED,
+    IllegalLegTransition,
+    LegEvent,
+    LegState,
+    advance,
+    allows,
 )
 from signaling.relays import RelayDirectory
 from signaling.reports import ReportLog, ReportRecord
@@ -52,25 +59,36 @@ class _Call:
     offerer: str
     answerer: str
     route: Route
+    paired_at: float
     worker: str | None = None
-    legs: dict[str, str] = field(default_factory=dict)
-    """Member -> leg id on `worker` (relayed routes only)."""
-    answered: set[str] = field(default_factory=set)
-    """Members whose leg the worker has answered; linking waits for both."""
-    connected: set[str] = field(default_factory=set)
-    """Members whose leg the worker reported connected: only those legs are worth parking."""
+    legs: dict[str, _RelayLeg] = field(default_factory=dict)
+    """Member -> its leg on `worker` (relayed routes only)."""
+    connected_at: float | None = None
+    """When a member first reported media connected on the current route."""
 
     def partner_of(self, user: str) -> str:
         return self.answerer if user == self.offerer else self.offerer
 
+    def answered(self) -> bool:
+        """Both members hold the relay's answer: their legs can be linked."""
+        return all(
+            (leg := self.legs.get(member)) is not None and leg.state in ANSWER_RECEIVED
+            for member in (self.offerer, self.answerer)
+        )
 
-@dataclass(frozen=True, slots=True)
-class _ParkedLeg:
-    """A relay leg kept open between partners, so Next does not cost a new WebRTC handshake."""
 
-    worker: str
+@dataclass(slots=True, eq=False)
+class _RelayLeg:
+    """One member's connection with a relay worker. `state` moves only through the table in
+    ``signaling.relay_leg_states``; while parked (kept between partners, so that Next costs no
+    new WebRTC handshake) the leg belongs to no call."""
+
     leg_id: str
+    worker: str
+    member: str
     moderated: bool
+    call: _Call | None
+    state: LegState = LegState.OPENING
 
 
 @dataclass(slots=True)
@@ -79,7 +97,7 @@ class _Client:
     identities: tuple[str, ...] = ()
     """Device id and network address, as strike and ban keys."""
     call: _Call | None = None
-    parked: _ParkedLeg | None = None
+    parked: _RelayLeg | None = None
 
 
 @dataclass(slots=True)
@@ -126,13 +144,14 @@ class SignalingHub:
         self._matchmaker = matchmaker
         self._new_id = new_id
         self._clients: dict[str, _Client] = {}
-        self._legs: dict[str, tuple[_Call, str]] = {}
-        """Leg id -> (call, member) for every leg of a live call."""
-        self._parked_legs: dict[str, str] = {}
-        """Leg id -> member, for legs kept open between partners."""
+        self._legs: dict[str, _RelayLeg] = {}
+        """Every leg not closed, live or parked; parked ones last, in the order parked."""
         self._outbox: list[tuple[str, p.ServerMessage]] = []
         self._worker_outbox: list[tuple[str, rc.SignalingMessage]] = []
         self._to_close: list[tuple[str, int]] = []
+        self._now = 0.0
+        """The time of the input being handled: what the matchmaker reports meanwhile (a
+        pairing, a partner gone) happened then; call durations in the log are read from it."""
         mod = config.moderation
         self.strikes = StrikeBook(mod.strikes_to_ban, mod.strike_window_s, mod.ban_s)
         self.relays = RelayDirectory()
@@ -158,6 +177,7 @@ class SignalingHub:
         self, region: str, now: float, now_unix: float, address: str = "", device: str = ""
     ) -> str:
         """Register a new connection; returns its id and queues its welcome."""
+        self._now = now
         user = self._new_id()
         self._clients[user] = _Client(region=region, identities=_identities(address, device))
         self._matchmaker.connect(user, now)
@@ -179,6 +199,7 @@ class SignalingHub:
         """Apply one validated message; a refusal is queued as an error reply to `user`."""
         if user not in self._clients:
             return
+        self._now = now
         try:
             self._matchmaker.heartbeat(user, now)
             self._dispatch(user, message, now, now_unix)
@@ -192,6 +213,7 @@ class SignalingHub:
         client = self._clients.pop(user, None)
         if client is None:
             return
+        self._now = now
         self._matchmaker.disconnect(user, now)
         self._drain_matchmaker()
         if client.call is not None:  # the partner was told via PartnerLost; free the legs
@@ -199,6 +221,7 @@ class SignalingHub:
         self._close_parked(client)
 
     def handle_timer(self, now: float) -> None:
+        self._now = now
         self._matchmaker.handle_timer(now)
         self._drain_matchmaker()
 
@@ -223,50 +246,45 @@ class SignalingHub:
             min_classifications_per_s=mod.min_classifications_per_s,
             mute_audio_while_blocked=mod.mute_audio_while_blocked,
             stun_url=self._config.relay.stun_url,
+            strict=Route.STRICT in self._policy.routes_in_force(),
         )
 
     def worker_message(
         self, worker: str, message: rc.WorkerMessage, now: float, now_unix: float
     ) -> None:
+        self._now = now
         match message:
-            case rc.Load(cpu_percent=cpu, rss_bytes=rss, draining=draining, moderation=mod):
-                summary = None if mod is None else msgspec.structs.asdict(mod)
-                self.relays.report_load(worker, cpu, rss, draining, summary)
+            case rc.Load():
+                self.relays.report_load(worker, message)
             case rc.Answer(leg=leg_id, sdp=sdp):
                 self._on_leg_answer(worker, leg_id, sdp)
             case rc.LegState(leg=leg_id, state=state, detail=detail):
                 self._on_leg_state(leg_id, state, detail)
             case rc.Refused(leg=leg_id, reason=reason):
-                if (found := self._legs.get(leg_id)) is not None:
-                    call, _member = found
+                if (leg := self._legs.get(leg_id)) is not None and leg.call is not None:
                     log.warning("relay worker %s refused leg %s: %s", worker, leg_id, reason)
-                    self._fail_call(call, "the relay refused the call")
+                    self._fail_call(leg.call, "the relay refused the call")
             case rc.Moderation(leg=leg_id, state=state, label=label, score=score):
-                if (found := self._legs.get(leg_id)) is not None:
-                    self._on_moderation(*found, state, label, score, now, now_unix)
+                if (leg := self._legs.get(leg_id)) is not None and leg.call is not None:
+                    self._on_moderation(leg.call, leg.member, state, label, score, now, now_unix)
             case rc.Hello():
                 pass  # only valid as the first message; the I/O layer consumes it
 
     def worker_lost(self, worker: str) -> None:
         """A worker's control connection closed: its calls move to a live worker, if any."""
-        lost_legs = self.relays.remove_worker(worker)
-        for leg in lost_legs & self._parked_legs.keys():
-            client = self._clients.get(self._parked_legs.pop(leg))
-            if client is not None:
-                client.parked = None
+        self.relays.remove_worker(worker)
+        for leg in [leg for leg in self._legs.values() if leg.worker == worker]:
+            self._close_leg(leg)  # gone with the worker: nothing to tell it
         # every call placed there, including those whose members have not offered yet
         calls = {
             client.call
             for client in self._clients.values()
             if client.call is not None and client.call.worker == worker
         }
-        log.warning("relay worker %s is gone; %d calls affected", worker, len(calls))
+        # a worker leaving without calls (a restart, a shutdown) is no cause for alarm
+        level = logging.WARNING if calls else logging.INFO
+        log.log(level, "relay worker %s is gone; %d calls affected", worker, len(calls))
         for call in calls:
-            for leg in call.legs.values():
-                self._legs.pop(leg, None)
-            call.legs.clear()
-            call.answered.clear()
-            call.connected.clear()
             call.worker = None
             self.stats.calls_rerouted_after_worker_loss += 1
             self._reroute(call, call.route, "the relay server restarted")
@@ -290,6 +308,10 @@ class SignalingHub:
 
     # -- queries --------------------------------------------------------------------------
 
+    def unready_reasons(self) -> list[str]:
+        """Why the routes in force cannot be carried now (``/readyz``); empty: ready."""
+        return readiness.unready_reasons(self._policy.routes_in_force(), self.relays.workers())
+
     def client_count(self) -> int:
         return len(self._clients)
 
@@ -305,8 +327,8 @@ class SignalingHub:
             "calls_failed": self.stats.calls_failed,
             "fallbacks_to_relay": self.stats.fallbacks_to_relay,
             "calls_rerouted_after_worker_loss": self.stats.calls_rerouted_after_worker_loss,
-            "relay_legs": len(self._legs),
-            "relay_legs_parked": len(self._parked_legs),
+            "relay_legs": sum(1 for leg in self._legs.values() if leg.call is not None),
+            "relay_legs_parked": sum(1 for leg in self._legs.values() if leg.call is None),
             "relay_workers": self.relays.snapshot(),
             "reports": self.reports.total,
         }
@@ -350,6 +372,12 @@ class SignalingHub:
                     return  # about a route this call has already left
                 if state == "connected":
                     self.stats.calls_connected += 1
+                    if call.connected_at is None:
+                        call.connected_at = now
+                        log.info(
+                            "call %s: connected, route %s, %.1f s after pairing",
+                            call.pair_id, call.route.value, now - call.paired_at,
+                        )  # fmt: skip
                 else:
                     self._on_call_failed(call)
 
@@ -382,15 +410,16 @@ class SignalingHub:
             raise p.ProtocolError("relay_unavailable", "no relay is available for this call")
         match message:
             case p.Offer(sdp=sdp):
-                old_leg = call.legs.get(user)
-                if old_leg is not None:  # a renegotiation: replace the leg
-                    self._close_leg(call, user)
-                leg_id = self._new_id()
-                call.legs[user] = leg_id
-                self._legs[leg_id] = (call, user)
-                self.relays.add_leg(call.worker, leg_id)
-                moderated = call.route is Route.STRICT
-                self._to_worker(call.worker, rc.OpenLeg(leg=leg_id, offer=sdp, moderated=moderated))
+                if (old := call.legs.get(user)) is not None:  # a second offer replaces the leg
+                    self._close_leg(old)
+                strict = call.route is Route.STRICT
+                leg = _RelayLeg(self._new_id(), call.worker, user, strict, call)
+                call.legs[user] = leg
+                self._legs[leg.leg_id] = leg
+                self.relays.add_leg(call.worker, leg.leg_id)
+                self._to_worker(
+                    call.worker, rc.OpenLeg(leg=leg.leg_id, offer=sdp, moderated=strict)
+                )
             case p.Answer():
                 raise p.ProtocolError("unexpected", "on a relayed call the relay answers offers")
             case p.Candidate(candidate=candidate):
@@ -399,7 +428,7 @@ class SignalingHub:
                 self._to_worker(
                     call.worker,
                     rc.AddCandidate(
-                        leg=call.legs[user],
+                        leg=call.legs[user].leg_id,
                         candidate=candidate.candidate,
                         sdp_mid=candidate.sdpMid,
                         sdp_mline_index=candidate.sdpMLineIndex,
@@ -409,71 +438,77 @@ class SignalingHub:
     # -- relay legs -------------------------------------------------------------------------
 
     def _on_leg_answer(self, worker: str, leg_id: str, sdp: str) -> None:
-        found = self._legs.get(leg_id)
-        if found is None:
+        leg = self._legs.get(leg_id)
+        if leg is None:
             self._to_worker(worker, rc.CloseLeg(leg=leg_id))  # the call ended meanwhile
             return
-        call, member = found
-        self._send(member, p.RelayedAnswer(pair=call.pair_id, sdp=sdp))
-        call.answered.add(member)
-        if call.answered >= {call.offerer, call.answerer}:
-            self._link(call)
-
-    def _close_leg(self, call: _Call, member: str) -> None:
-        leg_id = call.legs.pop(member, None)
-        call.answered.discard(member)
-        call.connected.discard(member)
-        if leg_id is None or call.worker is None:
+        if not self._worker_moves(leg, LegEvent.ANSWERED):
             return
-        self._legs.pop(leg_id, None)
-        self.relays.remove_leg(call.worker, leg_id)
-        if self.relays.has_worker(call.worker):
-            self._to_worker(call.worker, rc.CloseLeg(leg=leg_id))
+        assert leg.call is not None  # only an opening leg can be answered, and it has a call
+        self._send(leg.member, p.RelayedAnswer(pair=leg.call.pair_id, sdp=sdp))
+        if leg.call.answered():
+            self._link(leg.call)
+
+    def _on_leg_state(self, leg_id: str, state: str, detail: str) -> None:
+        leg = self._legs.get(leg_id)
+        if leg is None:
+            return
+        if state == "connected":
+            self._worker_moves(leg, LegEvent.CONNECTED)
+        elif leg.call is None:  # a kept connection broke: nobody to tell
+            self._close_leg(leg)
+        elif state == "failed":
+            log.info("relay leg %s of call %s failed %s", leg_id, leg.call.pair_id, detail)
+            self._fail_call(leg.call, "the relay could not reach one of you")
+
+    def _worker_moves(self, leg: _RelayLeg, event: LegEvent) -> bool:
+        """Apply an event a worker reported; one the leg's state does not allow (late or
+        repeated) is ignored, since a worker's mistake must not corrupt signaling's books."""
+        try:
+            leg.state = advance(leg.state, event)
+        except IllegalLegTransition as exc:
+            log.warning("relay worker %s, leg %s: %s; ignored", leg.worker, leg.leg_id, exc)
+            return False
+        return True
+
+    def _close_leg(self, leg: _RelayLeg) -> None:
+        """Forget `leg` everywhere, and tell its worker to close it if the worker is still here."""
+        leg.state = advance(leg.state, LegEvent.CLOSED)
+        del self._legs[leg.leg_id]
+        if leg.call is not None:
+            del leg.call.legs[leg.member]
+        elif (client := self._clients.get(leg.member)) is not None and client.parked is leg:
+            client.parked = None
+        if self.relays.has_worker(leg.worker):
+            self.relays.remove_leg(leg.worker, leg.leg_id)
+            self._to_worker(leg.worker, rc.CloseLeg(leg=leg.leg_id))
 
     def _end_call(self, call: _Call, park: frozenset[str] = frozenset()) -> None:
         """Close the call's legs, except those of `park` members that are worth keeping."""
-        for member in list(call.legs):
-            self._release_leg(call, member, park=member in park)
+        for leg in list(call.legs.values()):
+            self._release_leg(leg, park=leg.member in park)
 
-    def _release_leg(self, call: _Call, member: str, park: bool) -> None:
-        client = self._clients.get(member)
-        if park and member in call.connected and client is not None:
-            self._park(call, member, client)
+    def _release_leg(self, leg: _RelayLeg, park: bool) -> None:
+        client = self._clients.get(leg.member)
+        if park and client is not None and allows(leg.state, LegEvent.PARKED):
+            self._park(leg, client)
         else:
-            self._close_leg(call, member)
+            self._close_leg(leg)
 
-    def _park(self, call: _Call, member: str, client: _Client) -> None:
-        assert call.worker is not None
-        leg_id = call.legs.pop(member)
-        call.answered.discard(member)
-        call.connected.discard(member)
-        del self._legs[leg_id]
+    def _park(self, leg: _RelayLeg, client: _Client) -> None:
+        assert leg.call is not None
+        leg.state = advance(leg.state, LegEvent.PARKED)
+        del leg.call.legs[leg.member]
+        leg.call = None
         self._close_parked(client)
-        client.parked = _ParkedLeg(call.worker, leg_id, call.route is Route.STRICT)
-        self._parked_legs[leg_id] = member
-        self._to_worker(call.worker, rc.Unlink(leg=leg_id))
+        client.parked = leg
+        # re-inserted last: the books list parked legs in the order parked, oldest first
+        self._legs[leg.leg_id] = self._legs.pop(leg.leg_id)
+        self._to_worker(leg.worker, rc.Unlink(leg=leg.leg_id))
 
     def _close_parked(self, client: _Client) -> None:
-        parked, client.parked = client.parked, None
-        if parked is None:
-            return
-        self._parked_legs.pop(parked.leg_id, None)
-        if self.relays.has_worker(parked.worker):
-            self.relays.remove_leg(parked.worker, parked.leg_id)
-            self._to_worker(parked.worker, rc.CloseLeg(leg=parked.leg_id))
-
-    def _on_leg_state(self, leg_id: str, state: str, detail: str) -> None:
-        if (found := self._legs.get(leg_id)) is not None:
-            call, member = found
-            if state == "connected":
-                call.connected.add(member)
-            elif state == "failed":
-                log.info("relay leg %s of call %s failed %s", leg_id, call.pair_id, detail)
-                self._fail_call(call, "the relay could not reach one of you")
-        elif state != "connected" and (owner := self._parked_legs.get(leg_id)) is not None:
-            client = self._clients.get(owner)
-            if client is not None:
-                self._close_parked(client)
+        if client.parked is not None:
+            self._close_leg(client.parked)
 
     def _on_moderation(
         self,
@@ -512,7 +547,10 @@ class SignalingHub:
     def _on_call_failed(self, call: _Call) -> None:
         if call.route is Route.DIRECT:
             self.stats.fallbacks_to_relay += 1
-            log.info("call %s: direct connection failed; moving to the relay", call.pair_id)
+            log.info(
+                "call %s: direct connection failed %.1f s after pairing; moving to the relay",
+                call.pair_id, self._now - call.paired_at,
+            )  # fmt: skip
             self._reroute(call, Route.RELAY, "a direct connection was not possible")
         else:
             self._fail_call(call, "the connection through the relay failed")
@@ -520,16 +558,17 @@ class SignalingHub:
     def _reroute(self, call: _Call, route: Route, reason: str) -> None:
         """Move a call to a relayed route on a live worker; both members offer again."""
         self._end_call(call)
-        worker = self._find_room()
+        worker = self._find_room(moderated=route is Route.STRICT)
         if worker is None:
             self._fail_call(call, "no relay is available")
             return
-        call.route, call.worker = route, worker
+        call.route, call.worker, call.connected_at = route, worker, None
         for member in (call.offerer, call.answerer):
             self._send(member, p.Reroute(pair=call.pair_id, route=route.value, reason=reason))
 
     def _fail_call(self, call: _Call, reason: str) -> None:
         self.stats.calls_failed += 1
+        log.info("call %s: failed, route %s: %s", call.pair_id, call.route.value, reason)
         self._end_call(call)
         for member in (call.offerer, call.answerer):
             client = self._clients.get(member)
@@ -543,8 +582,8 @@ class SignalingHub:
         The partner's leg is settled when its PartnerLost event is handled."""
         client = self._clients[user]
         if client.call is not None:
-            if user in client.call.legs:
-                self._release_leg(client.call, user, park)
+            if (leg := client.call.legs.get(user)) is not None:
+                self._release_leg(leg, park)
             client.call = None
 
     def _announce_waiting(self, user: str) -> None:
@@ -562,6 +601,7 @@ class SignalingHub:
                     client = self._clients.get(user)
                     if client is None or client.call is None:
                         continue
+                    self._log_ended(client.call, reason)
                     self._end_call(client.call, park=frozenset({user}))
                     self._send(user, p.PartnerLeft(pair=client.call.pair_id, reason=reason))
                     client.call = None
@@ -576,21 +616,38 @@ class SignalingHub:
                         self._close_parked(client)
                         self._to_close.append((user, p.CLOSE_TIMED_OUT))
 
+    def _log_ended(self, call: _Call, reason: str) -> None:
+        connected = call.connected_at
+        log.info(
+            "call %s: ended (%s) %.1f s after pairing, route %s, %s",
+            call.pair_id, reason, self._now - call.paired_at, call.route.value,
+            "never connected" if connected is None else f"connected {self._now - connected:.1f} s",
+        )  # fmt: skip
+
     def _on_paired(self, first: str, second: str) -> None:
         a, b = self._clients[first], self._clients[second]
         route = self._policy.route_for_pair(a.region, b.region)
-        call = _Call(self._new_id(), offerer=first, answerer=second, route=route)
+        call = _Call(self._new_id(), first, second, route, paired_at=self._now)
         a.call = b.call = call
         self.stats.pairs_made += 1
         if route is Route.DIRECT:
+            log.info("call %s: paired %s with %s, route direct", call.pair_id, first, second)
             self._close_parked(a)
             self._close_parked(b)
             self._send(first, p.Paired(pair=call.pair_id, role="offerer", route=route.value))
             self._send(second, p.Paired(pair=call.pair_id, role="answerer", route=route.value))
             return
         call.worker = self._place(call, (a, b))
+        log.info(
+            "call %s: paired %s with %s, route %s, relay worker %s",
+            call.pair_id, first, second, route.value, call.worker,
+        )  # fmt: skip
+        strict = route is Route.STRICT
         for member, client in ((first, a), (second, b)):
-            reuse = client.parked is not None and client.parked.worker == call.worker
+            # a worker decides whether a leg is moderated when it opens it: a strict call
+            # never adopts an unmoderated leg, nor a relayed call a moderated one
+            kept = client.parked
+            reuse = kept is not None and (kept.worker, kept.moderated) == (call.worker, strict)
             if reuse:
                 self._adopt_parked(call, member, client)
             else:
@@ -602,7 +659,7 @@ class SignalingHub:
             )
         if call.worker is None:
             self._fail_call(call, "no relay is available")
-        elif call.answered >= {first, second}:
+        elif call.answered():
             self._link(call)
 
     def _place(self, call: _Call, clients: tuple[_Client, _Client]) -> str | None:
@@ -614,38 +671,32 @@ class SignalingHub:
             new_legs = sum(1 for other in usable if other.worker != parked.worker) + (
                 2 - len(usable)
             )
-            if self.relays.has_room(parked.worker, new_legs):
+            if self.relays.has_room(parked.worker, new_legs, moderated):
                 return parked.worker
-        return self._find_room()
+        return self._find_room(moderated=moderated)
 
-    def _find_room(self, legs_needed: int = 2) -> str | None:
+    def _find_room(self, legs_needed: int = 2, moderated: bool = False) -> str | None:
         """A worker with room for a new call; when all are full, parked legs (idle
         connections kept for a quicker Next) give way, oldest first, to live calls."""
-        worker = self.relays.place(legs_needed)
-        for leg_id in list(self._parked_legs):
+        worker = self.relays.place(legs_needed, moderated)
+        for leg in [leg for leg in self._legs.values() if leg.state is LegState.PARKED]:
             if worker is not None:
                 break
-            client = self._clients.get(self._parked_legs[leg_id])
-            if client is not None:
-                self._close_parked(client)
-            worker = self.relays.place(legs_needed)
+            self._close_leg(leg)
+            worker = self.relays.place(legs_needed, moderated)
         return worker
 
     def _adopt_parked(self, call: _Call, member: str, client: _Client) -> None:
-        assert client.parked is not None
-        leg_id = client.parked.leg_id
-        client.parked = None
-        self._parked_legs.pop(leg_id, None)
-        call.legs[member] = leg_id
-        call.answered.add(member)
-        call.connected.add(member)
-        self._legs[leg_id] = (call, member)
+        leg, client.parked = client.parked, None
+        assert leg is not None
+        leg.state = advance(leg.state, LegEvent.ADOPTED)
+        leg.call = call
+        call.legs[member] = leg
 
     def _link(self, call: _Call) -> None:
         assert call.worker is not None
-        self._to_worker(
-            call.worker, rc.Link(first=call.legs[call.offerer], second=call.legs[call.answerer])
-        )
+        first, second = call.legs[call.offerer], call.legs[call.answerer]
+        self._to_worker(call.worker, rc.Link(first=first.leg_id, second=second.leg_id))
 
     def _send(self, user: str, message: p.ServerMessage) -> None:
         self._outbox.append((user, message))

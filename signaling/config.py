@@ -1,20 +1,22 @@
 """Configuration: one TOML file, validated into typed structs, plus command-line overrides.
 
 Every component reads its settings from here so that an operator has one file to edit and one
-place where a typo is reported. Validation is done by msgspec, whose errors name the offending
-key (``$.matchmaking.repair_cooldown_s``); we prefix them with the file name.
+place where a typo is reported. Validation is done by msgspec; its errors are re-said by
+``signaling.config_errors`` with the file, the TOML key and, for a choice, the allowed values.
 """
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
+from signaling.config_errors import explain
 from signaling.route_policy import Route
+
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 class ConfigError(Exception):
@@ -29,7 +31,9 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = 8080
-    log_level: str = "info"
+    log_level: LogLevel = "info"
+    """At info, one line per call event (paired, connected, fell back, failed, ended); at
+    debug, also every HTTP request (health and readiness polls included)."""
     max_message_bytes: int = 65536
     """Largest WebSocket message accepted; SDP with many codecs is ~10 KiB, so 64 KiB is ample."""
     send_queue_limit: int = 256
@@ -142,21 +146,13 @@ class Config(_Section):
             raise ConfigError("; ".join(problems))
 
 
-def relay_worker_count(config: RelayConfig) -> int:
-    """How many local relay workers to start: "auto" is one per core, as the relay is
-    single-threaded per process."""
-    if config.workers == "auto":
-        return os.cpu_count() or 1
-    return config.workers
-
-
 def config_from_mapping(data: dict[str, Any], source: str = "<config>") -> Config:
     """Validate already-parsed data; errors are prefixed with `source` so the operator knows
     which file to open."""
     try:
         config = msgspec.convert(data, Config)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        raise ConfigError(f"{source}: {explain(exc, data, Config)}") from None
     try:
         config.check()
     except ConfigError as exc:

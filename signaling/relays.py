@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from msgspec.structs import asdict
+
+from relay.control import Load
+
 
 @dataclass(slots=True)
 class WorkerInfo:
@@ -25,6 +29,9 @@ class WorkerInfo:
     draining: bool = False
     moderation: dict[str, object] | None = None
     """The worker's last strict-route report (gate latency, classifications), for /stats."""
+    moderation_ready: bool | None = None
+    """Whether it can moderate (model loaded and tested); None: not known (yet)."""
+    moderation_error: str = ""
 
     @property
     def load(self) -> float:
@@ -46,33 +53,41 @@ class RelayDirectory:
         info = self._workers.pop(worker_id, None)
         return set() if info is None else info.legs
 
-    def report_load(
-        self,
-        worker_id: str,
-        cpu_percent: float,
-        rss_bytes: int,
-        draining: bool,
-        moderation: dict[str, object] | None = None,
-    ) -> None:
+    def report_load(self, worker_id: str, load: Load) -> None:
         info = self._workers.get(worker_id)
         if info is not None:
-            info.cpu_percent, info.rss_bytes, info.draining = cpu_percent, rss_bytes, draining
-            info.moderation = moderation
+            info.cpu_percent, info.rss_bytes, info.draining = (
+                load.cpu_percent,
+                load.rss_bytes,
+                load.draining,
+            )
+            info.moderation = None if load.moderation is None else asdict(load.moderation)
+            info.moderation_ready = load.moderation_ready
+            info.moderation_error = load.moderation_error
 
-    def place(self, legs_needed: int = 2) -> str | None:
-        """The least-loaded live worker with room for `legs_needed` more legs, if any."""
+    def place(self, legs_needed: int = 2, moderated: bool = False) -> str | None:
+        """The least-loaded live worker with room for `legs_needed` more legs (and, for
+        `moderated` ones, able to moderate), if any."""
         candidates = [
-            info for info in self._workers.values() if self.has_room(info.worker_id, legs_needed)
+            info
+            for info in self._workers.values()
+            if self.has_room(info.worker_id, legs_needed, moderated)
         ]
         if not candidates:
             return None
         return min(candidates, key=lambda info: (info.load, info.worker_id)).worker_id
 
-    def has_room(self, worker_id: str, legs_needed: int) -> bool:
+    def has_room(self, worker_id: str, legs_needed: int, moderated: bool = False) -> bool:
         info = self._workers.get(worker_id)
         return (
-            info is not None and not info.draining and len(info.legs) + legs_needed <= info.max_legs
+            info is not None
+            and not info.draining
+            and len(info.legs) + legs_needed <= info.max_legs
+            and (info.moderation_ready is True or not moderated)
         )
+
+    def workers(self) -> list[WorkerInfo]:
+        return list(self._workers.values())
 
     def add_leg(self, worker_id: str, leg_id: str) -> None:
         self._workers[worker_id].legs.add(leg_id)
@@ -95,6 +110,8 @@ class RelayDirectory:
                 "cpu_percent": round(info.cpu_percent, 1),
                 "rss_mib": round(info.rss_bytes / 2**20, 1),
                 "draining": info.draining,
+                "moderation_ready": info.moderation_ready,
+                **({"moderation_error": info.moderation_error} if info.moderation_error else {}),
                 **({"moderation": info.moderation} if info.moderation is not None else {}),
             }
             for info in self._workers.values()

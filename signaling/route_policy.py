@@ -48,6 +48,12 @@ class RoutePolicy:
             return self._config.default_region
         return value
 
+    def routes_in_force(self) -> frozenset[Route]:
+        """Every route a call can take: the override, or the default and each region's."""
+        if self._override is not None:
+            return frozenset({self._override})
+        return frozenset({self._config.default_route, *self._routes.values()})
+
     def route_for_region(self, region: str) -> Route:
         if self._override is not None:
             return self._override

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 import uvicorn
 
-from signaling.app import create_app
+from chatguard.serve import create_serving_app
 from signaling.config import Config, config_from_mapping
 from signaling.route_policy import Route
 from tests.support.netns import IsolatedHosts, isolated_hosts_or_skip
@@ -33,8 +35,9 @@ class RunningServer:
 
 
 def run_server(config: Config, route: Route | None = None) -> Iterator[RunningServer]:
-    """Serve the real app with real uvicorn in a background thread for one test."""
-    app = create_app(config, route)
+    """Serve the real app, with the relay workers `config` asks for, with real uvicorn in a
+    background thread for one test."""
+    app = create_serving_app(config, route)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -51,11 +54,28 @@ def run_server(config: Config, route: Route | None = None) -> Iterator[RunningSe
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
+    running = RunningServer(config.server.host, config.server.port, app.state)
+    if config.relay.workers != 0:
+        wait_until_ready(running)
     try:
-        yield RunningServer(config.server.host, config.server.port, app.state)
+        yield running
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def wait_until_ready(server: RunningServer, timeout_s: float = 60) -> None:
+    """Until /readyz says the routes in force can be carried: the local relay workers have
+    connected and, for a strict route, loaded their model; a test's first call needs that."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(server.http_url + "/readyz", timeout=5):
+                return
+        except urllib.error.HTTPError as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not ready after {timeout_s} s: {exc.read()!r}") from None
+        time.sleep(0.1)
 
 
 def make_config(**sections: dict[str, object]) -> Config:

@@ -6,7 +6,10 @@ Inputs are method calls with explicit times; outputs are read from the hub's out
 from __future__ import annotations
 
 import itertools
+import logging
 import random
+
+import pytest
 
 from relay import control as rc
 from signaling import protocol as p
@@ -32,9 +35,16 @@ def messages_for(hub: SignalingHub, user: str) -> list[p.ServerMessage]:
     return [message for to, message in hub.drain_outbox() if to == user]
 
 
+def worker_joins(hub: SignalingHub, worker: str, moderation_ready: bool | None = True) -> None:
+    """A worker says hello and reports its first load (by default, able to moderate)."""
+    hub.worker_joined(rc.Hello(worker_id=worker, token="t", pid=1, max_sessions=10))
+    load = rc.Load(legs=0, cpu_percent=0, rss_bytes=0, moderation_ready=moderation_ready)
+    hub.worker_message(worker, load, 0, 0)
+
+
 def relayed_call(hub: SignalingHub, moderated: bool = True) -> tuple[str, str, str, dict[str, str]]:
     """Two users paired on a relayed route, both legs answered; returns their leg ids."""
-    hub.worker_joined(rc.Hello(worker_id="w1", token="t", pid=1, max_sessions=10))
+    worker_joins(hub, "w1")
     a = hub.connect("default", 0, 0, address="10.0.0.1", device="dev-a")
     b = hub.connect("default", 0, 0, address="10.0.0.2", device="dev-b")
     hub.receive(a, p.Join(), 0, 0)
@@ -122,7 +132,7 @@ def test_strikes_expire_after_the_window() -> None:
 
 def test_failed_direct_call_falls_back_to_a_relay() -> None:
     hub = make_hub(Route.DIRECT)
-    hub.worker_joined(rc.Hello(worker_id="w1", token="t", pid=1, max_sessions=10))
+    worker_joins(hub, "w1")
     a = hub.connect("default", 0, 0)
     b = hub.connect("default", 0, 0)
     hub.receive(a, p.Join(), 0, 0)
@@ -168,3 +178,112 @@ def test_workers_are_configured_from_signaling_config() -> None:
     assert configure.stun_url == "stun:stun.example.org:3478"
     assert configure.block == {"FACE_FEMALE": 0.6} and configure.mute_audio_while_blocked
     assert rc.decode_signaling_message(rc.encode(configure)) == configure
+    assert not configure.strict  # no strict route in force: workers need not load the model
+    assert make_hub(Route.STRICT).worker_configuration().strict
+
+
+def test_a_worker_that_cannot_moderate_gets_no_strict_calls() -> None:
+    hub = make_hub(Route.STRICT)
+    worker_joins(hub, "w1", moderation_ready=False)
+    a = hub.connect("default", 0, 0)
+    b = hub.connect("default", 0, 0)
+    hub.receive(a, p.Join(), 0, 0)
+    hub.receive(b, p.Join(), 0, 0)
+    ended = [m for _, m in hub.drain_outbox() if isinstance(m, p.CallEnded)]
+    assert [m.reason for m in ended] == ["no relay is available"] * 2
+    assert hub.drain_worker_outbox() == []
+    worker_joins(hub, "w2")  # able to moderate
+    hub.receive(a, p.Next(), 1, 1)
+    c = hub.connect("default", 1, 1)
+    hub.receive(c, p.Join(), 1, 1)
+    (paired,) = [m for to, m in hub.drain_outbox() if to == c and isinstance(m, p.Paired)]
+    hub.receive(c, p.Offer(pair=paired.pair, sdp="v=0"), 1, 1)
+    ((worker, open_leg),) = hub.drain_worker_outbox()
+    assert worker == "w2" and isinstance(open_leg, rc.OpenLeg) and open_leg.moderated
+
+
+def test_a_second_answer_for_a_leg_is_ignored() -> None:
+    hub = make_hub()
+    a, _b, _pair, legs = relayed_call(hub)
+    hub.worker_message("w1", rc.Answer(leg=legs[a], sdp="again"), 1, 1)
+    assert hub.drain_outbox() == [] and hub.drain_worker_outbox() == []
+
+
+def test_a_strict_call_never_adopts_an_unmoderated_parked_leg() -> None:
+    """The worker decides at open_leg whether a leg is moderated, so reusing a relay-route leg
+    for a strict call would carry unmoderated video."""
+    config = config_from_mapping(
+        {"regions": {"default_route": "relay", "routes": {"DE": "strict"}}}
+    )
+    counter = itertools.count()
+    hub = SignalingHub(
+        config,
+        RoutePolicy(config.regions),
+        Matchmaker(SignalingHub.matchmaking_settings(config), random.Random(1)),
+        new_id=lambda: f"id{next(counter)}",
+    )
+    a, _b, _pair, legs = relayed_call(hub, moderated=False)
+    hub.receive(a, p.Next(), 1, 1)
+    assert hub.snapshot()["relay_legs_parked"] == 2
+    hub.drain_outbox()
+    hub.drain_worker_outbox()
+    c = hub.connect("DE", 2, 2)
+    hub.receive(c, p.Join(), 2, 2)
+    paired = {to: m for to, m in hub.drain_outbox() if isinstance(m, p.Paired)}
+    (partner,) = set(paired) - {c}
+    assert paired[partner].route == "strict" and not paired[partner].reuse
+    assert ("w1", rc.CloseLeg(leg=legs[partner])) in hub.drain_worker_outbox()
+    assert hub.snapshot()["relay_legs_parked"] == 1
+
+
+def test_one_info_line_per_call_event_with_metadata_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="chatguard.signaling")
+    hub = make_hub(Route.DIRECT)
+    worker_joins(hub, "w1")
+    a = hub.connect("default", 0, 0, address="10.0.0.1", device="dev-a")
+    b = hub.connect("default", 0, 0, address="10.0.0.2", device="dev-b")
+    hub.receive(a, p.Join(), 0, 0)
+    hub.receive(b, p.Join(), 1, 1)
+    (pair,) = {m.pair for _, m in hub.drain_outbox() if isinstance(m, p.Paired)}
+    hub.receive(b, p.Offer(pair=pair, sdp="v=0 secret-sdp"), 2, 2)
+    hub.receive(a, p.CallState(pair=pair, state="failed", route="direct"), 6, 6)
+    hub.receive(a, p.CallState(pair=pair, state="connected", route="relay"), 8, 8)
+    hub.receive(b, p.CallState(pair=pair, state="connected", route="relay"), 8.5, 8.5)
+    hub.receive(a, p.Next(), 21, 21)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("call ")]
+    assert lines == [
+        f"call {pair}: paired {b} with {a}, route direct",
+        f"call {pair}: direct connection failed 5.0 s after pairing; moving to the relay",
+        f"call {pair}: connected, route relay, 7.0 s after pairing",
+        f"call {pair}: ended (next) 20.0 s after pairing, route relay, connected 13.0 s",
+    ]
+    hub.receive(b, p.Join(), 22, 22)  # alone: no call, no line
+    everything = caplog.text
+    assert "10.0.0." not in everything and "secret-sdp" not in everything
+
+
+def test_a_failed_call_is_logged_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="chatguard.signaling")
+    hub = make_hub(Route.RELAY)
+    a = hub.connect("default", 0, 0)
+    b = hub.connect("default", 0, 0)
+    hub.receive(a, p.Join(), 0, 0)
+    hub.receive(b, p.Join(), 0, 0)
+    (pair,) = {m.pair for _, m in hub.drain_outbox() if isinstance(m, p.Paired)}
+    assert f"call {pair}: failed, route relay: no relay is available" in caplog.text
+
+
+def test_a_second_offer_replaces_the_members_leg() -> None:
+    """As docs/protocol.md says: the old leg is closed, the new one answered and linked."""
+    hub = make_hub()
+    a, b, pair, legs = relayed_call(hub)
+    hub.receive(a, p.Offer(pair=pair, sdp="v=0 again"), 1, 1)
+    close, (_, open_leg) = hub.drain_worker_outbox()
+    assert close == ("w1", rc.CloseLeg(leg=legs[a])) and isinstance(open_leg, rc.OpenLeg)
+    hub.worker_message("w1", rc.Answer(leg=open_leg.leg, sdp="answer again"), 1, 1)
+    assert (a, p.RelayedAnswer(pair=pair, sdp="answer again")) in hub.drain_outbox()
+    ((worker, link),) = hub.drain_worker_outbox()
+    assert worker == "w1" and isinstance(link, rc.Link)
+    assert {link.first, link.second} == {open_leg.leg, legs[b]}

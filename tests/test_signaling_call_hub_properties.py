@@ -27,6 +27,7 @@ from signaling import protocol as p
 from signaling.call_hub import SignalingHub
 from signaling.config import config_from_mapping
 from signaling.matchmaking import Matchmaker
+from signaling.relay_leg_states import LegState
 from signaling.route_policy import Route
 
 WORKERS = ["w1", "w2"]
@@ -173,6 +174,8 @@ class HubMachine(RuleBasedStateMachine):
         if worker not in self.live_workers:
             self.live_workers.add(worker)
             self.hub.worker_joined(rc.Hello(worker_id=worker, token="t", pid=1, max_sessions=6))
+            ready = rc.Load(legs=0, cpu_percent=0, rss_bytes=0, moderation_ready=True)
+            self.hub.worker_message(worker, ready, self.now, self.now)
 
     @precondition(lambda self: len(self.live_workers) >= 2)  # losing the last: tests/test_hub.py
     @rule(data=st.data())
@@ -197,16 +200,24 @@ class HubMachine(RuleBasedStateMachine):
     def legs_agree_between_signaling_and_workers(self) -> None:
         counted = {str(leg) for info in self.hub.relays._workers.values() for leg in info.legs}
         assert counted == set(self.open_legs), (counted, self.open_legs)
-        owned = set(self.hub._legs) | set(self.hub._parked_legs)
-        assert owned == counted
+        assert set(self.hub._legs) == counted  # white-box: the hub's own books
+
+    @invariant()
+    def every_leg_is_where_its_state_says(self) -> None:
+        clients = self.hub._clients
+        for leg in self.hub._legs.values():
+            if leg.state is LegState.PARKED:
+                assert leg.call is None and clients[leg.member].parked is leg
+            else:
+                assert leg.state is not LegState.CLOSED and leg.call is not None
+                assert leg.call.legs[leg.member] is leg
 
     @invariant()
     def media_flows_only_between_partners_of_a_live_call(self) -> None:
-        live = self.hub._legs  # white-box: the hub's own books
+        live = {leg_id: leg for leg_id, leg in self.hub._legs.items() if leg.call is not None}
         for a, b in self.links.items():
             assert a in live and b in live, f"{a} -> {b} forwards outside a live call"
-            (call_a, member_a), (call_b, member_b) = live[a], live[b]
-            assert call_a is call_b and member_a != member_b
+            assert live[a].call is live[b].call and live[a].member != live[b].member
 
     @invariant()
     def nothing_left_without_clients(self) -> None:

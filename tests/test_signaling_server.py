@@ -208,6 +208,20 @@ async def test_join_while_in_a_call_is_a_state_error(
     await b.silent()
 
 
+async def test_next_before_join_queues_the_client(server: RunningServer) -> None:
+    """As docs/protocol.md says: `next` out of a call is no error; it joins."""
+    a = await Client.connect(server.ws_url)
+    await a.send(type="next")
+    await a.expect("waiting")
+    await a.send(type="next")  # while waiting: nothing changes
+    await a.expect("waiting")
+    b = await Client.connect(server.ws_url)
+    await b.send(type="join")
+    assert (await a.expect_paired())["pair"] == (await b.expect_paired())["pair"]
+    await a.close()
+    await b.close()
+
+
 async def test_field_errors_name_the_field(server: RunningServer) -> None:
     client = await Client.connect(server.ws_url)
     await client.send_raw('{"type": "offer", "pair": "p", "sdp": 5}')

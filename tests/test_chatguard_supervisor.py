@@ -1,0 +1,90 @@
+"""The relay supervisor with real worker processes (dialling a port where nothing listens)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from chatguard.supervisor import RelaySupervisor
+from tests.conftest import free_port
+
+
+async def wait_for_process(supervisor: RelaySupervisor, not_pid: int = 0) -> int:
+    for _ in range(200):
+        process = supervisor.processes.get(0)
+        if process is not None and process.pid != not_pid and process.returncode is None:
+            return process.pid
+        await asyncio.sleep(0.05)
+    raise AssertionError("no worker process started")
+
+
+@pytest.mark.timeout(60)
+async def test_a_crash_is_restarted_and_stopping_is_no_crash(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"ws://127.0.0.1:{free_port()}/relay"
+    supervisor = RelaySupervisor(1, url, "token", 10, "warning")
+    caplog.set_level(logging.INFO, logger="chatguard.relay")
+    await supervisor.start()
+    try:
+        pid = await wait_for_process(supervisor)
+        # its own session: the terminal's Ctrl-C reaches serve only, which stops it in order
+        assert os.getsid(pid) == pid
+        os.kill(pid, signal.SIGKILL)
+        await wait_for_process(supervisor, not_pid=pid)
+        assert supervisor.crashes == 1
+        assert "crashed (exit code -9)" in caplog.text
+    finally:
+        caplog.clear()
+        await supervisor.stop()
+    assert supervisor.crashes == 1
+    assert "crashed" not in caplog.text and "restarting" not in caplog.text
+    assert all(process.returncode is not None for process in supervisor.processes.values())
+
+
+SUPERVISING_CHILD = """
+import asyncio, sys
+from chatguard.supervisor import RelaySupervisor
+
+async def main():
+    supervisor = RelaySupervisor(1, sys.argv[1], "token", 10, "warning")
+    await supervisor.start()
+    while 0 not in supervisor.processes:
+        await asyncio.sleep(0.05)
+    print(supervisor.processes[0].pid, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.timeout(60)
+def test_no_worker_outlives_a_killed_supervisor() -> None:
+    url = f"ws://127.0.0.1:{free_port()}/relay"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", SUPERVISING_CHILD, url], stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    worker = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while _alive(worker):
+        assert time.monotonic() < deadline, f"worker {worker} outlived its supervisor"
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (an orphan's exit is collected by init, maybe not at once)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
