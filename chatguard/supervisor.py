@@ -26,9 +26,18 @@ class RelaySupervisor:
     """Keeps `count` local workers running, each dialling `signaling_url`."""
 
     def __init__(
-        self, count: int, signaling_url: str, token: str, max_legs: int, log_level: str = "info"
+        self,
+        count: int,
+        signaling_url: str,
+        token: str,
+        max_legs: int,
+        log_level: str = "info",
+        ice_tcp_port: int = 0,
     ) -> None:
+        """``ice_tcp_port``: worker ``slot`` listens for ICE over TCP on this port + slot
+        (a restarted worker takes its slot's port again); 0: none do."""
         self.count = count
+        self.ice_tcp_port = ice_tcp_port
         self.log_level = log_level
         self.signaling_url = signaling_url
         self.token = token
@@ -51,6 +60,7 @@ class RelaySupervisor:
             "--worker-id", f"local-{slot}.{generation}",
             "--max-legs", str(self.max_legs),
             "--log-level", self.log_level,
+            "--ice-tcp-port", str(self.ice_tcp_port + slot if self.ice_tcp_port else 0),
         ]  # fmt: skip
         env = {**os.environ, TOKEN_ENV: self.token}
         return await asyncio.create_subprocess_exec(*command, env=env)

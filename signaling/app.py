@@ -262,6 +262,7 @@ def create_app(config: Config, route_override: CallRoute | None = None) -> Starl
             service.relay_token,
             config.relay.max_legs_per_worker,
             config.server.log_level,
+            config.relay.ice_tcp_port,
         )
         await supervisor.start()
         app.state.relay_supervisor = supervisor
