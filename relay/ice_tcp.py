@@ -84,7 +84,7 @@ class IceTcpStats:
     """Packets not sent because their connection's send buffer was full."""
 
 
-class _FramedStreamTransport(asyncio.DatagramTransport):
+class FramedStreamTransport(asyncio.DatagramTransport):
     """What an aioice ``StunProtocol`` sends through: each datagram becomes one frame."""
 
     def __init__(self, stream: asyncio.Transport, stats: IceTcpStats, max_buffer: int) -> None:
@@ -208,7 +208,7 @@ class _IceTcpConnection(asyncio.Protocol):
         protocol = StunProtocol(connection)
         protocol.local_candidate = PassiveTcpCandidate(self._local[0], self._listener.port)
         protocol.connection_made(
-            _FramedStreamTransport(
+            FramedStreamTransport(
                 self._stream, self._listener.stats, self._listener.max_send_buffer
             )
         )
