@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from aioice import stun
 from aioice.candidate import Candidate, candidate_priority
@@ -20,6 +23,7 @@ from aioice.ice import Connection, StunProtocol
 from aiortc.sdp import candidate_from_sdp
 
 from relay.ice_tcp import (
+    MAX_SEND_BUFFER_BYTES,
     FramedStreamTransport,
     IceTcpListener,
     IceTcpStats,
@@ -33,6 +37,7 @@ from signaling.route_policy import Route
 from tests.conftest import RunningServer, free_port, make_config, run_server
 from tests.support.rtcclient import ChatPeer
 from tests.test_relay_route import wait_for_workers
+from tests.test_web_client import chatguard_serve
 
 ANSWER = (
     "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n"
@@ -82,9 +87,11 @@ def test_other_aioice_releases_are_refused() -> None:
 
 
 @contextlib.asynccontextmanager
-async def listening(**options: float) -> AsyncIterator[tuple[IceTcpListener, Connection]]:
+async def listening(
+    max_send_buffer: int = MAX_SEND_BUFFER_BYTES, first_message_timeout_s: float = 10.0
+) -> AsyncIterator[tuple[IceTcpListener, Connection]]:
     """A listener on a free port and one registered leg (an aioice connection, as aiortc's)."""
-    listener = IceTcpListener(0, host="127.0.0.1", **options)  # type: ignore[arg-type]
+    listener = IceTcpListener(0, "127.0.0.1", max_send_buffer, first_message_timeout_s)
     await listener.start()
     leg = Connection(ice_controlling=False, use_ipv6=False)
     await leg.gather_candidates()
@@ -247,8 +254,8 @@ async def test_ice_completes_and_data_flows_both_ways_over_the_stream() -> None:
     async with listening() as (listener, relay):
         browser = Connection(ice_controlling=True, use_ipv6=False)
         browser._local_candidates_end = True  # its only candidate is the TCP one below
-        relay.remote_username, relay.remote_password = browser.local_username, "b" * 22
-        browser._local_password = "b" * 22
+        relay.remote_username = browser.local_username
+        relay.remote_password = browser.local_password
         browser.remote_username = relay.local_username
         browser.remote_password = relay.local_password
         passive = PassiveTcpCandidate("127.0.0.1", listener.port)
@@ -313,3 +320,28 @@ async def test_udp_peers_are_offered_tcp_and_stay_on_udp(token_server: RunningSe
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+
+
+def consecutive_free_ports() -> int:
+    """A port that is free, and so is the next one."""
+    while True:
+        base = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", base + 1))
+            except OSError:
+                continue
+        return base
+
+
+def test_serve_gives_each_local_worker_its_own_consecutive_port(tmp_path: Path) -> None:
+    base = consecutive_free_ports()
+    with chatguard_serve(tmp_path, f"[relay]\nworkers = 2\nice_tcp_port = {base}\n") as url:
+        deadline = time.monotonic() + 20
+        while len(httpx.get(url + "/stats", timeout=5).json()["relay_workers"]) < 2:
+            assert time.monotonic() < deadline, "the relay workers did not join"
+            time.sleep(0.2)
+        for port in (base, base + 1):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as tcp:
+                tcp.sendall(encode_frame(b"not a STUN message"))
+                assert tcp.recv(16) == b""  # an ICE-TCP listener: it refuses what is not ICE
