@@ -33,6 +33,7 @@ from relay.ice_tcp import (
 from relay.ice_tcp_sdp import PassiveTcpCandidate, add_candidates, passive_tcp_priority
 from relay.rfc4571 import FrameDecoder, encode_frame
 from relay.worker import RelayWorker
+from signaling.config import ConfigError, config_from_mapping
 from signaling.route_policy import Route
 from tests.conftest import RunningServer, free_port, make_config, run_server
 from tests.support.rtcclient import ChatPeer
@@ -332,6 +333,15 @@ def consecutive_free_ports() -> int:
             except OSError:
                 continue
         return base
+
+
+def test_the_configured_base_must_leave_a_port_for_every_worker() -> None:
+    assert config_from_mapping({}).relay.ice_tcp_port == 7880  # on unless switched off
+    config_from_mapping({"relay": {"workers": 2, "ice_tcp_port": 65534}})
+    config_from_mapping({"relay": {"workers": 2, "ice_tcp_port": 0}})
+    for bad in (65535, -1):
+        with pytest.raises(ConfigError, match="ice_tcp_port"):
+            config_from_mapping({"relay": {"workers": 2, "ice_tcp_port": bad}})
 
 
 def test_serve_gives_each_local_worker_its_own_consecutive_port(tmp_path: Path) -> None:
