@@ -30,7 +30,7 @@ import contextlib
 import logging
 import socket
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final, Literal, cast
 
 import aioice
 from aioice import stun
@@ -50,6 +50,9 @@ MAX_SEND_BUFFER_BYTES: Final = 256 * 1024
 packets are worth more than a growing backlog."""
 FIRST_MESSAGE_TIMEOUT_S: Final = 10.0
 """A connection that has not sent its first check by then is closed (it holds a socket)."""
+MAX_UNATTACHED: Final = 256
+"""Connections at most waiting for their first check; more are closed at once, so a flood of
+idle connections costs sockets for :data:`FIRST_MESSAGE_TIMEOUT_S` at most, never all of them."""
 
 
 class UnsupportedAioiceError(RuntimeError):
@@ -80,8 +83,20 @@ class IceTcpStats:
     unauthenticated: int = 0
     oversize: int = 0
     first_message_timeouts: int = 0
+    too_many_unattached: int = 0
     dropped_packets: int = 0
     """Packets not sent because their connection's send buffer was full."""
+
+
+Refusal = Literal[
+    "not_stun",
+    "unknown_username",
+    "unauthenticated",
+    "oversize",
+    "first_message_timeouts",
+    "too_many_unattached",
+]
+"""The :class:`IceTcpStats` counter a refused connection adds to."""
 
 
 class FramedStreamTransport(asyncio.DatagramTransport):
@@ -151,16 +166,21 @@ class _IceTcpConnection(asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._listener.stats.accepted += 1
+        listener = self._listener
+        listener.stats.accepted += 1
+        if len(listener.unattached) >= listener.max_unattached:
+            self._refuse("too_many_unattached", "too many connections without a first check")
+            return
+        listener.unattached.add(self)
         self._timer = asyncio.get_running_loop().call_later(
-            self._listener.first_message_timeout_s, self._first_message_overdue
+            listener.first_message_timeout_s, self._first_message_overdue
         )
 
     def _first_message_overdue(self) -> None:
         if self._stun is None:
             self._refuse("first_message_timeouts", "no check")
 
-    def _refuse(self, counter: str, why: str) -> None:
+    def _refuse(self, counter: Refusal, why: str) -> None:
         stats = self._listener.stats
         setattr(stats, counter, getattr(stats, counter) + 1)
         log.debug("ICE-TCP connection from %s refused: %s", self._peer, why)
@@ -203,8 +223,7 @@ class _IceTcpConnection(asyncio.Protocol):
             self._refuse("unauthenticated", "MESSAGE-INTEGRITY does not match")
             return False
         assert self._stream is not None
-        if self._timer is not None:
-            self._timer.cancel()
+        self._forget_unattached()
         protocol = StunProtocol(connection)
         protocol.local_candidate = PassiveTcpCandidate(self._local[0], self._listener.port)
         protocol.connection_made(
@@ -217,9 +236,18 @@ class _IceTcpConnection(asyncio.Protocol):
         self._listener.stats.attached += 1
         return True
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _forget_unattached(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        self._listener.unattached.discard(self)
+
+    def abort(self) -> None:
+        """Drop the connection now (the listener is closing)."""
+        if self._stream is not None:
+            self._stream.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._forget_unattached()
         if self._stun is not None:
             self._stun.connection_lost(exc)
 
@@ -243,6 +271,7 @@ class IceTcpListener:
         host: str | None = None,
         max_send_buffer: int = MAX_SEND_BUFFER_BYTES,
         first_message_timeout_s: float = FIRST_MESSAGE_TIMEOUT_S,
+        max_unattached: int = MAX_UNATTACHED,
     ) -> None:
         """``host`` None: every address, as aioice gathers UDP candidates on every one."""
         check_aioice_version()
@@ -250,6 +279,9 @@ class IceTcpListener:
         self.host = host
         self.max_send_buffer = max_send_buffer
         self.first_message_timeout_s = first_message_timeout_s
+        self.max_unattached = max_unattached
+        self.unattached: set[_IceTcpConnection] = set()
+        """Accepted connections still waiting for their first check."""
         self.stats = IceTcpStats()
         self._legs: dict[str, Connection] = {}
         self._server: asyncio.Server | None = None
@@ -263,10 +295,13 @@ class IceTcpListener:
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
-        """Stop accepting; legs close their own connections (aioice closes its protocols)."""
+        """Stop accepting and drop connections not yet attached; legs close their own
+        (aioice closes its protocols)."""
         if self._server is not None:
             self._server.close()
             self._server = None
+        for pending in list(self.unattached):
+            pending.abort()
 
     def offer(self, connection: Connection, sdp: str) -> str:
         """Make ``connection`` (a leg's aioice ICE connection, candidates gathered) reachable

@@ -89,10 +89,14 @@ def test_other_aioice_releases_are_refused() -> None:
 
 @contextlib.asynccontextmanager
 async def listening(
-    max_send_buffer: int = MAX_SEND_BUFFER_BYTES, first_message_timeout_s: float = 10.0
+    max_send_buffer: int = MAX_SEND_BUFFER_BYTES,
+    first_message_timeout_s: float = 10.0,
+    max_unattached: int = 8,
 ) -> AsyncIterator[tuple[IceTcpListener, Connection]]:
     """A listener on a free port and one registered leg (an aioice connection, as aiortc's)."""
-    listener = IceTcpListener(0, "127.0.0.1", max_send_buffer, first_message_timeout_s)
+    listener = IceTcpListener(
+        0, "127.0.0.1", max_send_buffer, first_message_timeout_s, max_unattached
+    )
     await listener.start()
     leg = Connection(ice_controlling=False, use_ipv6=False)
     await leg.gather_candidates()
@@ -187,6 +191,21 @@ async def test_a_silent_connection_is_closed() -> None:
         assert await closed_by_server(reader)
         assert listener.stats.first_message_timeouts == 1
         writer.close()
+
+
+async def test_idle_connections_are_bounded_and_dropped_when_the_listener_closes() -> None:
+    async with listening(max_unattached=2) as (listener, _):
+        idle = [await asyncio.open_connection("127.0.0.1", listener.port) for _ in range(2)]
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        assert await closed_by_server(reader)
+        assert listener.stats.too_many_unattached == 1
+        assert len(listener.unattached) == 2
+        await listener.close()
+        for idle_reader, idle_writer in idle:
+            assert await closed_by_server(idle_reader)
+            idle_writer.close()
+        writer.close()
+        assert not listener.unattached
 
 
 async def test_a_forgotten_leg_is_no_longer_reachable() -> None:
