@@ -9,7 +9,9 @@ browser reports says so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,9 @@ import httpx
 import pytest
 from playwright.async_api import Page
 
-from tests.conftest import free_port
+from relay.worker import RelayWorker
+from signaling.route_policy import Route
+from tests.conftest import RunningServer, free_port, make_config, run_server
 from tests.support.browser import (
     frames_decoded,
     requires_chromium,
@@ -207,3 +211,48 @@ async def test_udp_blocked_direct_call_falls_back_to_the_relay_over_ice_tcp(
     assert_on_ice_tcp(result.pairs)
     assert result.stats["fallbacks_to_relay"] >= 1
     assert max(result.delays) < 8  # the issue's target through the direct-route fallback
+
+
+@pytest.fixture
+def relay_signaling() -> Iterator[RunningServer]:
+    """Signaling on every address (the namespaces reach it at their gateways), relay route,
+    no workers of its own: the test runs one in this process."""
+    config = make_config(server={"host": "0.0.0.0"}, relay={"workers": 0, "token": "t"})
+    yield from run_server(config, Route.RELAY)
+
+
+async def test_a_tcp_leg_is_a_leg_like_any_other_in_the_worker(
+    netns_hosts: IsolatedHosts, relay_signaling: RunningServer
+) -> None:
+    """The worker in this process (asyncio's own loop, not uvloop), so its legs can be seen:
+    both browsers' legs are nominated on the TCP listener's connections and take the relay's
+    fast receive path, exactly as UDP legs do."""
+    a, b = udp_blocked_hosts(netns_hosts)
+    port = relay_signaling.port
+    worker = RelayWorker(f"ws://127.0.0.1:{port}/relay", "t", "w1", 10, free_port())
+    running = asyncio.create_task(worker.run())
+    try:
+        await wait_for_workers(relay_signaling.http_url, 1)
+        async with (
+            chromium_in(a, a.url(port)) as browser_a,
+            chromium_in(b, b.url(port)) as browser_b,
+        ):
+            pages = [await open_client(browser_a, a, port), await open_client(browser_b, b, port)]
+            for page in pages:
+                await page.click("#start")
+            for page in pages:
+                await wait_for_frames(page, 20)
+            assert len(worker.legs) == 2
+            for leg in worker.legs.values():
+                relay_leg = leg.relay_leg
+                assert relay_leg is not None and relay_leg.fast_path_active
+                nominated = relay_leg.ice_connection._nominated[1]
+                assert nominated.local_candidate.transport == "tcp"
+                assert nominated.local_candidate.tcptype == "passive"
+            assert worker.ice_tcp is not None
+            assert worker.ice_tcp.stats.attached >= 2
+            assert worker.ice_tcp.stats.dropped_packets == 0
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
