@@ -146,7 +146,7 @@ class CallResult:
 async def call_through_udp_blocked_pages(
     hosts: IsolatedHosts, tmp_path: Path, route: str, ice_tcp_port: int | None = None
 ) -> CallResult | None:
-    """Two UDP-blocked pages press Start; None if neither sees partner video in 10 s."""
+    """Two UDP-blocked pages press Start; None if a page has no partner video 10 s later."""
     a, b = udp_blocked_hosts(hosts)
     port_tcp = free_port() if ice_tcp_port is None else ice_tcp_port
     config = SERVE_CONFIG.format(route=route, ice_tcp_port=port_tcp)
