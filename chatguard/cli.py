@@ -101,6 +101,14 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="most client connections this worker takes (default 400: 200 relayed pairs)",
     )
+    relay.add_argument(
+        "--ice-tcp-port",
+        type=int,
+        default=0,
+        metavar="N",
+        help="TCP port for ICE over TCP (RFC 6544 passive candidates), so that browsers on "
+        "networks that drop UDP reach this worker; open it in the firewall (default 0: off)",
+    )
     _add_log_level(relay)
     add_bench_parser(commands)
     return parser
@@ -209,8 +217,11 @@ def _relay(args: argparse.Namespace) -> int:
     if args.max_legs < 2:
         print("chatguard relay: --max-legs must be at least 2", file=sys.stderr)
         return 2
+    if not 0 <= args.ice_tcp_port < 65536:
+        print("chatguard relay: --ice-tcp-port must be 0-65535", file=sys.stderr)
+        return 2
     with contextlib.suppress(KeyboardInterrupt):
-        run_worker(args.signaling, token, args.worker_id, args.max_legs)
+        run_worker(args.signaling, token, args.worker_id, args.max_legs, args.ice_tcp_port)
     return 0
 
 

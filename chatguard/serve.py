@@ -12,7 +12,7 @@ import secrets
 import msgspec
 from starlette.applications import Starlette
 
-from chatguard.supervisor import RelaySupervisor, relay_worker_count
+from chatguard.supervisor import RelaySupervisor
 from signaling.app import create_app
 from signaling.config import Config
 from signaling.route_policy import Route
@@ -37,11 +37,12 @@ def create_serving_app(config: Config, route: Route | None = None) -> Starlette:
         relay = msgspec.structs.replace(config.relay, token=secrets.token_urlsafe(24))
         config = msgspec.structs.replace(config, relay=relay)
     supervisor = RelaySupervisor(
-        relay_worker_count(config.relay),
+        config.relay.local_workers(),
         local_url(config, "/relay"),
         config.relay.token,
         config.relay.max_legs_per_worker,
         config.server.log_level,
+        config.relay.ice_tcp_port,
     )
     app = create_app(config, route, background=(supervisor,))
     app.state.relay_supervisor = supervisor

@@ -21,22 +21,12 @@ import os
 import signal
 import sys
 
-from signaling.config import RelayConfig
-
 log = logging.getLogger("chatguard.relay")
 
 RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 STOP_GRACE_S = 5.0
 TOKEN_ENV = "CHATGUARD_RELAY_TOKEN"
 """The shared secret travels in the environment, not on the command line where `ps` shows it."""
-
-
-def relay_worker_count(config: RelayConfig) -> int:
-    """How many local relay workers to start: "auto" is one per core, as the relay is
-    single-threaded per process."""
-    if config.workers == "auto":
-        return os.cpu_count() or 1
-    return config.workers
 
 
 _PR_SET_PDEATHSIG = 1
@@ -52,9 +42,18 @@ class RelaySupervisor:
     """Keeps `count` local workers running, each dialling `signaling_url`."""
 
     def __init__(
-        self, count: int, signaling_url: str, token: str, max_legs: int, log_level: str = "info"
+        self,
+        count: int,
+        signaling_url: str,
+        token: str,
+        max_legs: int,
+        log_level: str = "info",
+        ice_tcp_port: int = 0,
     ) -> None:
+        """``ice_tcp_port``: worker ``slot`` listens for ICE over TCP on this port + slot
+        (a restarted worker takes its slot's port again); 0: none do."""
         self.count = count
+        self.ice_tcp_port = ice_tcp_port
         self.log_level = log_level
         self.signaling_url = signaling_url
         self.token = token
@@ -77,6 +76,7 @@ class RelaySupervisor:
             "--worker-id", f"local-{slot}.{generation}",
             "--max-legs", str(self.max_legs),
             "--log-level", self.log_level,
+            "--ice-tcp-port", str(self.ice_tcp_port + slot if self.ice_tcp_port else 0),
         ]  # fmt: skip
         env = {**os.environ, TOKEN_ENV: self.token}
         return await asyncio.create_subprocess_exec(

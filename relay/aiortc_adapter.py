@@ -210,6 +210,12 @@ class AiortcLeg:
 
         receiver.receive = receive
 
+    @property
+    def ice_connection(self) -> Any:
+        """This leg's aioice ``Connection`` (for ``relay.ice_tcp``, which hands it TCP
+        connections)."""
+        return self._dtls.transport._connection
+
     @staticmethod
     def decoder_running(receiver: Any) -> bool:
         """True if aiortc's decoder thread of this receiver exists (tests and health checks)."""

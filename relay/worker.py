@@ -26,6 +26,7 @@ from aiortc.sdp import candidate_from_sdp
 from relay import control as c
 from relay.aiortc_adapter import AiortcLeg
 from relay.forwarding_hub import ForwardingHub
+from relay.ice_tcp import IceTcpListener
 from relay.strict.block_policy import DEFAULT_THRESHOLDS, ModerationPolicy
 from relay.strict.gate import GateConfig
 from relay.strict.moderation import Moderator
@@ -71,7 +72,11 @@ def _rss_bytes() -> int:
 class RelayWorker:
     """One worker's legs and its control connection."""
 
-    def __init__(self, signaling_url: str, token: str, worker_id: str, max_legs: int) -> None:
+    def __init__(
+        self, signaling_url: str, token: str, worker_id: str, max_legs: int, ice_tcp_port: int = 0
+    ) -> None:
+        """``ice_tcp_port``: where browsers whose UDP is blocked reach this worker over TCP
+        (RFC 6544 passive candidates); 0: UDP only."""
         self.signaling_url = signaling_url
         self.token = token
         self.worker_id = worker_id
@@ -90,6 +95,7 @@ class RelayWorker:
         self.draining = False
         self._ws: websockets.ClientConnection | None = None
         self._cpu = _CpuMeter()
+        self.ice_tcp = IceTcpListener(ice_tcp_port) if ice_tcp_port else None
 
     # -- connection to signaling ------------------------------------------------------------
 
@@ -97,6 +103,7 @@ class RelayWorker:
         """Serve signaling until cancelled, re-dialling whenever the connection drops."""
         reports = asyncio.create_task(self.hub.run_reports())
         attempt = 0
+        await self._start_ice_tcp()
         try:
             while True:
                 try:
@@ -120,8 +127,22 @@ class RelayWorker:
         finally:
             reports.cancel()
             await self._close_all_legs()
+            if self.ice_tcp is not None:
+                await self.ice_tcp.close()
             if self._moderator is not None:
                 await self._moderator.aclose()
+
+    async def _start_ice_tcp(self) -> None:
+        """A port that cannot be bound costs TCP reachability, not the worker."""
+        if self.ice_tcp is None:
+            return
+        try:
+            await self.ice_tcp.start()
+        except OSError as exc:
+            log.error("ICE-TCP port %d unavailable, serving UDP only: %s", self.ice_tcp.port, exc)
+            self.ice_tcp = None
+            return
+        log.info("ICE-TCP passive candidates on port %d", self.ice_tcp.port)
 
     async def _serve(self, ws: websockets.ClientConnection) -> None:
         self._ws = ws
@@ -284,7 +305,10 @@ class RelayWorker:
                 leg.reported.add(state)
                 await self._send(c.LegState(leg=leg_id, state="failed"))
 
-        await self._send(c.Answer(leg=leg_id, sdp=pc.localDescription.sdp))
+        answer = pc.localDescription.sdp
+        if self.ice_tcp is not None:
+            answer = self.ice_tcp.offer(leg.relay_leg.ice_connection, answer)
+        await self._send(c.Answer(leg=leg_id, sdp=answer))
 
     async def _add_candidate(self, message: c.AddCandidate) -> None:
         leg = self.legs.get(message.leg)
@@ -309,6 +333,8 @@ class RelayWorker:
         if leg.relay_leg is not None:
             self.hub.forget(leg.relay_leg)
             self._leg_ids.pop(leg.relay_leg, None)
+            if self.ice_tcp is not None:
+                self.ice_tcp.forget(leg.relay_leg.ice_connection)
         await leg.pc.close()
 
     async def _close_all_legs(self) -> None:
@@ -354,9 +380,11 @@ async def _run_until_drained(worker: RelayWorker) -> None:
         await serving
 
 
-def run_worker(signaling_url: str, token: str, worker_id: str, max_legs: int) -> None:
+def run_worker(
+    signaling_url: str, token: str, worker_id: str, max_legs: int, ice_tcp_port: int = 0
+) -> None:
     """Process entry point: uvloop when available (it halves per-packet cost, see the notes)."""
-    worker = RelayWorker(signaling_url, token, worker_id, max_legs)
+    worker = RelayWorker(signaling_url, token, worker_id, max_legs, ice_tcp_port)
     try:
         import uvloop
     except ImportError:

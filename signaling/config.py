@@ -7,6 +7,7 @@ place where a typo is reported. Validation is done by msgspec; its errors are re
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -83,6 +84,16 @@ class RelayConfig(_Section):
     stun_url: str = ""
     """A STUN server relay workers use to learn their public address when they sit behind
     NAT (a cloud VM's 1:1 NAT, say); empty: they offer their interface addresses only."""
+    ice_tcp_port: int = 7880
+    """ICE over TCP for browsers on networks that drop UDP: the local workers listen on this
+    port and the next ones (one each, consecutive); 0: UDP only."""
+
+    def local_workers(self) -> int:
+        """How many relay workers `serve` starts here: "auto" is one per core, as a worker is
+        single-threaded."""
+        if self.workers == "auto":
+            return os.cpu_count() or 1
+        return self.workers
 
 
 class ModerationConfig(_Section):
@@ -131,6 +142,9 @@ class Config(_Section):
             problems.append("relay.max_legs_per_worker must be at least 2")
         if self.relay.fallback_after_s <= 0:
             problems.append("relay.fallback_after_s must be positive")
+        last_ice_tcp_port = self.relay.ice_tcp_port + max(self.relay.local_workers() - 1, 0)
+        if self.relay.ice_tcp_port < 0 or last_ice_tcp_port > 65535:
+            problems.append("relay.ice_tcp_port must be 0 (off) or leave a port per worker")
         mod = self.moderation
         for label, threshold in (mod.block or {}).items():
             if not 0.0 < threshold <= 1.0:
