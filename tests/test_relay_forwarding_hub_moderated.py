@@ -11,8 +11,8 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from relay import rtcp, rtp
-from relay.aiortc_adapter import NegotiatedMedia
 from relay.forwarding_hub import ForwardingHub
+from relay.legs import NegotiatedMedia
 from relay.strict.block_policy import ModerationPolicy
 from relay.strict.moderation import StreamSink
 from tests.support.codec_params import VP8
@@ -26,7 +26,7 @@ DELTA = b"\x10\x01"
 
 
 class Leg:
-    """What the hub uses of an AiortcLeg."""
+    """A stand-in :class:`relay.legs.Leg` that records what the hub sends."""
 
     def __init__(self, ssrc_base: int) -> None:
         self.media = {
@@ -88,8 +88,8 @@ def setup(policy: ModerationPolicy | None = None) -> tuple[ForwardingHub, Leg, L
     )
     a, b = Leg(100), Leg(200)
     moderator = FakeModerator()
-    hub.set_moderated(a, moderator, policy)  # type: ignore[arg-type]
-    hub.pair(a, b)  # type: ignore[arg-type]
+    hub.set_moderated(a, moderator, policy or ModerationPolicy())  # type: ignore[arg-type]
+    hub.pair(a, b)
     assert moderator.codecs == [{96: "vp8"}]  # RTX is not depacketized
     return hub, a, b, moderator.streams[0], events
 
@@ -97,8 +97,8 @@ def setup(policy: ModerationPolicy | None = None) -> tuple[ForwardingHub, Leg, L
 def test_moderated_video_goes_through_the_gate_only() -> None:
     hub, a, b, stream, events = setup()
     key = pkt(96, 10, 0, KEY)
-    hub.on_rtp(a, key, 0.0)  # type: ignore[arg-type]
-    hub.on_rtp(a, pkt(97, 1, 0, b"\x00\x0a" + KEY), 0.01)  # type: ignore[arg-type]
+    hub.on_rtp(a, key, 0.0)
+    hub.on_rtp(a, pkt(97, 1, 0, b"\x00\x0a" + KEY), 0.01)
     assert stream.packets == [key] and b.rtp_sent(96) == []
     assert hub.dropped["moderated_rtx"] == 1
     # the gate releases the keyframe: it goes out rewritten like any forwarded packet
@@ -117,18 +117,18 @@ def test_moderated_video_goes_through_the_gate_only() -> None:
     stream.sink.moderation_event("blocked", "FACE_FEMALE", 0.8)
     assert events == [(a, "blocked", "FACE_FEMALE", 0.8)]
     # B's video to A is not moderated
-    hub.on_rtp(b, pkt(96, 5, 0, KEY, ssrc=0xB1), 0.4)  # type: ignore[arg-type]
+    hub.on_rtp(b, pkt(96, 5, 0, KEY, ssrc=0xB1), 0.4)
     assert len(a.rtp_sent(96)) == 1
 
 
 def test_audio_is_muted_only_while_blocked_and_only_if_the_policy_says_so() -> None:
     for mute in (False, True):
         hub, a, b, stream, _ = setup(ModerationPolicy(mute_audio_while_blocked=mute))
-        hub.on_rtp(a, pkt(111, 1, 0, b"opus"), 0.0)  # type: ignore[arg-type]
+        hub.on_rtp(a, pkt(111, 1, 0, b"opus"), 0.0)
         stream.blocked = True
-        hub.on_rtp(a, pkt(111, 2, 960, b"opus"), 0.02)  # type: ignore[arg-type]
+        hub.on_rtp(a, pkt(111, 2, 960, b"opus"), 0.02)
         stream.blocked = False
-        hub.on_rtp(a, pkt(111, 3, 1920, b"opus"), 0.04)  # type: ignore[arg-type]
+        hub.on_rtp(a, pkt(111, 3, 1920, b"opus"), 0.04)
         assert len(b.rtp_sent(111)) == (3 if not mute else 2)
 
 
@@ -136,12 +136,12 @@ def test_no_keyframe_replay_from_a_moderated_leg_and_forget_closes() -> None:
     hub = ForwardingHub(rng=random.Random(1), clock=lambda: 0.1)
     a, c = Leg(100), Leg(300)
     for leg, ssrc in ((a, 0xA1), (c, 0xC1)):
-        hub.add_leg(leg)  # type: ignore[arg-type]
-        hub.on_rtp(leg, pkt(96, 1, 0, KEY, ssrc=ssrc), 0.0)  # type: ignore[arg-type]
-    moderator = FakeModerator()
-    hub.set_moderated(a, moderator)  # type: ignore[arg-type]  # after A's keyframe was cached
-    hub.pair(a, c)  # type: ignore[arg-type]
+        hub.add_leg(leg)
+        hub.on_rtp(leg, pkt(96, 1, 0, KEY, ssrc=ssrc), 0.0)
+    moderator = FakeModerator()  # A is moderated after its keyframe was cached
+    hub.set_moderated(a, moderator, ModerationPolicy())  # type: ignore[arg-type]
+    hub.pair(a, c)
     assert hub.keyframes_replayed == 1  # C's cached keyframe was shown to A; none of A's to C
     assert len(a.rtp_sent(96)) == 1 and c.rtp_sent(96) == []
-    hub.forget(a)  # type: ignore[arg-type]
+    hub.forget(a)
     assert moderator.streams[0].closed
