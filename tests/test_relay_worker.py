@@ -1,0 +1,67 @@
+"""What a real relay worker process loads: the strict route's code only once it moderates.
+
+Real service (uvicorn), its supervisor's worker process, two aiortc clients; the worker's
+shared objects are read from ``/proc/PID/maps`` (the pid from ``/stats``), so an import anywhere
+on the worker's path (its command line, the control protocol, the hub) is caught, not only one
+in ``relay.worker``."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from signaling.route_policy import Route
+from tests.conftest import make_config, run_server
+from tests.support.rtcclient import ChatPeer
+from tests.test_relay_route import wait_for_workers
+
+STRICT_ONLY = {
+    "onnxruntime": re.compile(r"/onnxruntime/"),
+    "fastpath": re.compile(r"/fastpath/\w+\.cpython-[^/]*\.so$"),
+}
+"""Shared objects only the strict route needs: the model runtime and the Cython frame code."""
+
+
+def shared_objects(pid: int) -> set[str]:
+    """Paths of the shared objects mapped into process ``pid``."""
+    maps = Path(f"/proc/{pid}/maps").read_text(encoding="utf-8")
+    fields = (line.split(maxsplit=5) for line in maps.splitlines())
+    return {f[5] for f in fields if len(f) == 6 and re.search(r"\.so(\.[\d.]+)?$", f[5])}
+
+
+CLI_LOADS_BENCH = pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="`chatguard relay` builds its parser with `chatguard bench`'s options, importing "
+    "bench.strict_bench and bench.fastpath_bench, which import fastpath, models and relay.strict "
+    "at module level: remove this mark once they import those where used",
+)
+
+
+@pytest.mark.parametrize("route", [pytest.param(Route.RELAY, marks=CLI_LOADS_BENCH), Route.STRICT])
+async def test_only_a_worker_that_moderates_loads_the_model_and_the_frame_code(
+    route: Route,
+) -> None:
+    config = make_config(relay={"workers": 1})
+    with contextlib.contextmanager(run_server)(config, route) as server:
+        (worker,) = await wait_for_workers(server, 1)
+        alice = await ChatPeer.join(server.ws_url, level=200, tone_hz=440)
+        bob = await ChatPeer.join(server.ws_url, level=60, tone_hz=1000)
+        try:
+            await alice.wait_for_frames(10, timeout=30)
+            await bob.wait_for_frames(10, timeout=30)
+            assert alice.route == bob.route == route.value
+            (after,) = httpx.get(server.http_url + "/stats").json()["relay_workers"]
+            assert after["pid"] == worker["pid"] and after["legs"] == 2  # the call went there
+            loaded = shared_objects(int(str(worker["pid"])))
+        finally:
+            await alice.close()
+            await bob.close()
+    # the reading sees the worker's libraries: SRTP carried the call either way
+    assert any("pylibsrtp" in p for p in loaded), sorted(loaded)
+    found = {name for name, pattern in STRICT_ONLY.items() if any(map(pattern.search, loaded))}
+    assert found == (set(STRICT_ONLY) if route is Route.STRICT else set()), sorted(loaded)
