@@ -7,41 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
-
 from relay import rtcp, rtp
 from relay.forwarding_hub import ForwardingHub
-from relay.legs import NegotiatedMedia
 from relay.strict.block_policy import ModerationPolicy
 from relay.strict.moderation import StreamSink
-from tests.support.codec_params import VP8
-
-RTX = RTCRtpCodecParameters(
-    mimeType="video/rtx", clockRate=90000, payloadType=97, parameters={"apt": 96}
-)
-OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
-KEY = b"\x10\x00\x9d\x01\x2a"
-DELTA = b"\x10\x01"
-
-
-class Leg:
-    """A stand-in :class:`relay.legs.Leg` that records what the hub sends."""
-
-    def __init__(self, ssrc_base: int) -> None:
-        self.media = {
-            "video": NegotiatedMedia("video", (VP8, RTX), (), ssrc_base + 1),
-            "audio": NegotiatedMedia("audio", (OPUS,), (), ssrc_base + 2),
-        }
-        self.kind_by_pt = {96: "video", 97: "video", 111: "audio"}
-        self.sent: list[bytes] = []
-
-    def send(self, data: bytes) -> bool:
-        self.sent.append(data)
-        return True
-
-    def rtp_sent(self, pt: int) -> list[bytes]:
-        return [p for p in self.sent if not rtp.is_rtcp(p) and rtp.payload_type(p) == pt]
+from tests.support.fake_legs import KEY, FakeLeg, pkt
 
 
 @dataclass
@@ -72,21 +42,16 @@ class FakeModerator:
         return self.streams[-1]
 
 
-def pkt(pt: int, seq: int, ts: int, payload: bytes, ssrc: int = 0xA1) -> bytes:
-    """One single-packet frame (marker set)."""
-    return RtpPacket(
-        payload_type=pt, marker=1, sequence_number=seq, timestamp=ts, ssrc=ssrc, payload=payload
-    ).serialize()
-
-
-def setup(policy: ModerationPolicy | None = None) -> tuple[ForwardingHub, Leg, Leg, Stream, list]:
+def setup(
+    policy: ModerationPolicy | None = None,
+) -> tuple[ForwardingHub, FakeLeg, FakeLeg, Stream, list]:
     events: list[tuple[Any, str, str, float]] = []
     hub = ForwardingHub(
         rng=random.Random(1),
         clock=lambda: 0.1,
         on_moderation=lambda leg, state, label, score: events.append((leg, state, label, score)),
     )
-    a, b = Leg(100), Leg(200)
+    a, b = FakeLeg(100), FakeLeg(200)
     moderator = FakeModerator()
     hub.set_moderated(a, moderator, policy or ModerationPolicy())  # type: ignore[arg-type]
     hub.pair(a, b)
@@ -134,7 +99,7 @@ def test_audio_is_muted_only_while_blocked_and_only_if_the_policy_says_so() -> N
 
 def test_no_keyframe_replay_from_a_moderated_leg_and_forget_closes() -> None:
     hub = ForwardingHub(rng=random.Random(1), clock=lambda: 0.1)
-    a, c = Leg(100), Leg(300)
+    a, c = FakeLeg(100), FakeLeg(300)
     for leg, ssrc in ((a, 0xA1), (c, 0xC1)):
         hub.add_leg(leg)
         hub.on_rtp(leg, pkt(96, 1, 0, KEY, ssrc=ssrc), 0.0)
