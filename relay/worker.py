@@ -35,6 +35,8 @@ from relay.forwarding_hub import ForwardingHub
 
 if TYPE_CHECKING:
     from relay.legs import Leg
+    from relay.strict.block_policy import ModerationPolicy
+    from relay.strict.gate import GateConfig
     from relay.strict.moderation import Moderator
 
 log = logging.getLogger("chatguard.relay")
@@ -208,25 +210,31 @@ class RelayWorker:
             else ", ".join(f"{k}>={v}" for k, v in block.items()),
         )
 
+    def _strict_settings(self) -> tuple[ModerationPolicy, GateConfig]:
+        """Signaling's moderation settings as the strict route's own types. Imports
+        ``relay.strict``: call only when a leg is moderated (or the model is to be loaded)."""
+        from relay.strict.block_policy import DEFAULT_THRESHOLDS, ModerationPolicy
+        from relay.strict.gate import GateConfig
+
+        settings = self.moderation_settings
+        if settings is None:
+            return ModerationPolicy(), GateConfig()
+        policy = ModerationPolicy(
+            thresholds=DEFAULT_THRESHOLDS if settings.block is None else settings.block,
+            mute_audio_while_blocked=settings.mute_audio_while_blocked,
+        )
+        gate = GateConfig(
+            verdict_ttl_s=settings.verdict_ttl_s,
+            min_classifications_per_s=settings.min_classifications_per_s,
+        )
+        return policy, gate
+
     def _moderate(self, relay_leg: AiortcLeg) -> None:
         """Gate ``relay_leg``'s video. The first call imports ``relay.strict`` and loads the
         model (seconds, once per process): workers that only forward never pay for it."""
-        from relay.strict.block_policy import DEFAULT_THRESHOLDS, ModerationPolicy
-        from relay.strict.gate import GateConfig
         from relay.strict.moderation import Moderator
 
-        settings = self.moderation_settings
-        gate = GateConfig()
-        policy = ModerationPolicy()
-        if settings is not None:
-            gate = GateConfig(
-                verdict_ttl_s=settings.verdict_ttl_s,
-                min_classifications_per_s=settings.min_classifications_per_s,
-            )
-            policy = ModerationPolicy(
-                thresholds=DEFAULT_THRESHOLDS if settings.block is None else settings.block,
-                mute_audio_while_blocked=settings.mute_audio_while_blocked,
-            )
+        policy, gate = self._strict_settings()
         if self._moderator is None:
             self._moderator = Moderator.default(gate)
         self._moderator.gate_config = gate  # streams take it when they open
