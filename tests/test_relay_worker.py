@@ -3,12 +3,15 @@
 Real service (uvicorn), its supervisor's worker process, two aiortc clients; the worker's
 shared objects are read from ``/proc/PID/maps`` (the pid from ``/stats``), so an import anywhere
 on the worker's path (its command line, the control protocol, the hub) is caught, not only one
-in ``relay.worker``."""
+in ``relay.worker``. A fresh interpreter importing ``relay.worker`` checks the relay's own
+modules alone."""
 
 from __future__ import annotations
 
 import contextlib
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -24,6 +27,20 @@ STRICT_ONLY = {
     "fastpath": re.compile(r"/fastpath/\w+\.cpython-[^/]*\.so$"),
 }
 """Shared objects only the strict route needs: the model runtime and the Cython frame code."""
+
+
+def test_the_worker_module_loads_no_strict_route_code() -> None:
+    """A fresh interpreter, so nothing this test session imported counts: the worker's own
+    modules (hub, adapter, control) leave the strict route, the model and fastpath alone."""
+    probe = (
+        "import sys, relay.worker; print(sorted(m for m in sys.modules if m == 'relay.strict' "
+        "or m.startswith('relay.strict.') or m.split('.')[0] in ('onnxruntime', 'fastpath', "
+        "'models')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout
 
 
 def shared_objects(pid: int) -> set[str]:
