@@ -28,15 +28,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import aiortc
 import pylibsrtp
 from aiortc import MediaStreamTrack, RTCPeerConnection
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 
 from relay import rtcp
+from relay.legs import NegotiatedMedia
 
 SUPPORTED_AIORTC: Final = ("1.16.",)
 """aiortc release series whose private internals this adapter was written against."""
@@ -86,17 +85,6 @@ class ParkedTrack(MediaStreamTrack):
         await asyncio.Future()
 
 
-@dataclass(frozen=True, slots=True)
-class NegotiatedMedia:
-    """What one leg negotiated for one media kind, as the forwarding tables need it."""
-
-    kind: str
-    codecs: tuple[RTCRtpCodecParameters, ...]
-    header_extensions: tuple[RTCRtpHeaderExtensionParameters, ...]
-    out_ssrc: int
-    """SSRC of the relay's sender on this leg (announced in the relay's SDP)."""
-
-
 PacketCallback = Callable[["AiortcLeg", bytes, float], None]
 """``(leg, decrypted RTP or RTCP bytes, arrival time on the monotonic clock)``.
 
@@ -106,7 +94,8 @@ waits behind a task switch, and the fast receive path can call it from
 
 
 class AiortcLeg:
-    """One client's ``RTCPeerConnection`` with the media path handed to the relay.
+    """One client's ``RTCPeerConnection`` with the media path handed to the relay: the
+    :class:`relay.legs.Leg` a worker's hub forwards between.
 
     Usage (relay answering a client's offer)::
 

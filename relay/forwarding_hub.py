@@ -1,9 +1,12 @@
 """Wiring between client legs: which leg's packets go where, and the RTCP the relay answers.
 
 Why a separate module: ``forwarder`` decides on one stream without I/O and
-``aiortc_adapter`` owns aiortc's internals; this file is the thin asyncio glue that a reader
-follows from "packet in on leg A" to "packet out on leg B". Pairing ("Next") is a call to
-:meth:`ForwardingHub.pair`; everything per packet is in :meth:`ForwardingHub.on_rtp`.
+``aiortc_adapter`` owns aiortc's internals; this file is the thin glue that a reader follows
+from "packet in on leg A" to "packet out on leg B". Legs are anything with the
+:class:`relay.legs.Leg` members. Everything the hub knows about one leg is in one
+:class:`_LegRecord`; pairing ("Next") is a call to :meth:`ForwardingHub.pair`; everything per
+packet is in :meth:`ForwardingHub.on_rtp`, and every packet that reaches a forwarder, live,
+replayed or released by moderation, leaves through :meth:`ForwardingHub._deliver`.
 
 RTCP terminated here (the legs are independent RTP sessions):
 
@@ -19,7 +22,8 @@ Strict route (:meth:`ForwardingHub.set_moderated`): a moderated leg's video goes
 ``relay.strict.moderation.ModeratedStream`` instead of straight to the forwarder; the frames its
 gate releases come back through :meth:`_ModerationSink.release` into the same forwarder
 (rewriting, NACK ring, SR translation unchanged). Its cached keyframe is never replayed
-(unclassified).
+(unclassified). This module never imports ``relay.strict`` itself (types only): the caller
+hands in the moderator, so a worker that only forwards never loads the model.
 """
 
 from __future__ import annotations
@@ -30,10 +34,10 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from relay import rtcp, rtp
-from relay.aiortc_adapter import AiortcLeg
 from relay.forwarder import ForwarderConfig, KeyframeCheck, StreamForwarder
 from relay.keyframes import KeyframeCache
 from relay.negotiation import (
@@ -43,23 +47,44 @@ from relay.negotiation import (
     rtx_payload_types,
 )
 from relay.reception_stats import ReceiveStats
-from relay.strict.block_policy import ModerationPolicy
 
 if TYPE_CHECKING:
+    from relay.legs import Leg
+    from relay.strict.block_policy import ModerationPolicy
     from relay.strict.depacketize import Codec
     from relay.strict.moderation import ModeratedStream, Moderator
 
-_NO_RTX: Final[dict[int, int]] = {}
 MAX_INCOMING_SSRCS: Final = 8
 """Incoming SSRCs tracked per client (audio, video, their RTX, plus restarts)."""
 
-ModerationCallback = Callable[[AiortcLeg, str, str, float], None]
+ModerationCallback = Callable[["Leg", str, str, float], None]
 """``(leg, "blocked" | "resumed", label, score)``: for the worker's ``control.Moderation``."""
 _DEPACKETIZED: Final[dict[str, Codec]] = {"video/vp8": "vp8", "video/h264": "h264"}
 
 
+@dataclass(slots=True, eq=False)
+class _LegRecord:
+    """Everything the hub keeps about one leg, from :meth:`ForwardingHub.add_leg` until
+    :meth:`ForwardingHub.forget` drops it in one piece."""
+
+    leg: Leg
+    rtx_apt: dict[int, int]
+    """The leg's RTX payload types -> the payload type they retransmit."""
+    keyframes: KeyframeCache | None
+    """The leg's last keyframe, for replay on "Next" (None: not video, or replay off)."""
+    keyframe_checks: dict[int, KeyframeCheck]
+    """What feeds ``keyframes``: incoming video PT -> keyframe detector."""
+    rx: dict[int, ReceiveStats] = field(default_factory=dict)
+    """Reception statistics per incoming SSRC, for the relay's receiver reports."""
+    outgoing: dict[str, StreamForwarder] = field(default_factory=dict)
+    """Streams towards this leg by kind; they outlive partners (one numbering per receiver)."""
+    partner: _LegRecord | None = None
+    moderated: ModeratedStream | None = None
+    """Strict route: the gate this leg's video goes through before the partner sees it."""
+
+
 class ForwardingHub:
-    """Relays media between paired :class:`AiortcLeg` s of one worker."""
+    """Relays media between paired legs of one worker."""
 
     def __init__(
         self,
@@ -73,17 +98,11 @@ class ForwardingHub:
         ``on_moderation``: called when a moderated leg's video is blocked or resumed."""
         self._rng = rng or random.SystemRandom()
         self.on_moderation = on_moderation
-        self._moderated: dict[AiortcLeg, ModeratedStream] = {}
         self._clock = clock
         self.replay_max_age = replay_keyframe_max_age
-        self._kf: dict[AiortcLeg, KeyframeCache] = {}
-        self._kf_checks: dict[AiortcLeg, dict[int, KeyframeCheck]] = {}
-        self.keyframes_replayed = 0
-        self._partner: dict[AiortcLeg, AiortcLeg] = {}
-        self._fwd: dict[tuple[AiortcLeg, str], StreamForwarder] = {}
+        self._legs: dict[Leg, _LegRecord] = {}
         self._pairings = itertools.count(1)
-        self._rx: dict[AiortcLeg, dict[int, ReceiveStats]] = {}
-        self._rtx_apt: dict[AiortcLeg, dict[int, int]] = {}
+        self.keyframes_replayed = 0
         self.rtx_unwrapped = 0
         self.nacks_forwarded = 0
         self.dropped: Counter[str] = Counter()
@@ -91,72 +110,77 @@ class ForwardingHub:
         self.pli_sent = 0
         self.retransmitted = 0
 
-    # -- pairing ----------------------------------------------------------------------
+    # -- legs and pairing -------------------------------------------------------------
 
-    def forwarder(self, dst: AiortcLeg, kind: str) -> StreamForwarder:
+    def add_leg(self, leg: Leg) -> None:
+        """Start keeping reception statistics for a connected client (before pairing)."""
+        self._record(leg)
+
+    def _record(self, leg: Leg) -> _LegRecord:
+        rec = self._legs.get(leg)
+        if rec is None:
+            replay = "video" in leg.media and self.replay_max_age is not None
+            rec = _LegRecord(
+                leg,
+                rtx_apt={
+                    pt: apt
+                    for media in leg.media.values()
+                    for pt, apt in rtx_payload_types(media.codecs).items()
+                },
+                keyframes=KeyframeCache() if replay else None,
+                keyframe_checks=keyframe_checks(leg.media["video"].codecs) if replay else {},
+            )
+            self._legs[leg] = rec
+        return rec
+
+    def forwarder(self, dst: Leg, kind: str) -> StreamForwarder:
         """The outgoing stream of ``kind`` towards ``dst`` (created on first use)."""
-        f = self._fwd.get((dst, kind))
+        return self._outgoing(self._record(dst), kind)
+
+    def _outgoing(self, dst: _LegRecord, kind: str) -> StreamForwarder:
+        f = dst.outgoing.get(kind)
         if f is None:
-            media = dst.media[kind]
+            media = dst.leg.media[kind]
             clock = media.codecs[0].clockRate if media.codecs else 90000
             f = StreamForwarder(
                 ForwarderConfig(kind=kind, clock_rate=clock, pt_map={}, out_ssrc=media.out_ssrc),
                 self._rng,
             )
-            self._fwd[(dst, kind)] = f
+            dst.outgoing[kind] = f
         return f
 
-    def add_leg(self, leg: AiortcLeg) -> None:
-        """Start keeping reception statistics for a connected client (before pairing)."""
-        self._rx.setdefault(leg, {})
-        if "video" in leg.media and leg not in self._kf and self.replay_max_age is not None:
-            self._kf[leg] = KeyframeCache()
-            self._kf_checks[leg] = keyframe_checks(leg.media["video"].codecs)
-        if leg not in self._rtx_apt:
-            self._rtx_apt[leg] = {
-                pt: apt
-                for media in leg.media.values()
-                for pt, apt in rtx_payload_types(media.codecs).items()
-            }
-
     def set_moderated(
-        self, leg: AiortcLeg, moderator: Moderator, policy: ModerationPolicy | None = None
+        self, leg: Leg, moderator: Moderator, policy: ModerationPolicy
     ) -> ModeratedStream:
         """Strict route: forward ``leg``'s video only when a safe verdict covers it.
 
         Call from the event loop once the leg is negotiated (before media flows, ideally).
         Events go to ``on_moderation``; a leg stays moderated until :meth:`forget`.
         """
-        self.add_leg(leg)
-        old = self._moderated.pop(leg, None)
-        if old is not None:
-            old.close()
+        rec = self._record(leg)
+        if rec.moderated is not None:
+            rec.moderated.close()
         codecs = {
             c.payloadType: _DEPACKETIZED[c.mimeType.lower()]
             for c in leg.media["video"].codecs
             if c.payloadType is not None and c.mimeType.lower() in _DEPACKETIZED
         }
-        stream = moderator.open_stream(
-            codecs, policy or ModerationPolicy(), _ModerationSink(self, leg)
-        )
-        self._moderated[leg] = stream
-        return stream
+        rec.moderated = moderator.open_stream(codecs, policy, _ModerationSink(self, rec))
+        return rec.moderated
 
-    def pair(self, a: AiortcLeg, b: AiortcLeg) -> None:
+    def pair(self, a: Leg, b: Leg) -> None:
         """Make ``a`` and ``b`` partners (replacing earlier partners); media flows at once."""
-        self.add_leg(a)
-        self.add_leg(b)
-        self.unpair(a)
-        self.unpair(b)
+        ra, rb = self._record(a), self._record(b)
+        self._unpair(ra)
+        self._unpair(rb)
         pairing = next(self._pairings)
-        self._partner[a] = b
-        self._partner[b] = a
-        for src, dst in ((a, b), (b, a)):
-            for kind, out_media in dst.media.items():
-                in_media = src.media.get(kind)
+        ra.partner, rb.partner = rb, ra
+        for src, dst in ((ra, rb), (rb, ra)):
+            for kind, out_media in dst.leg.media.items():
+                in_media = src.leg.media.get(kind)
                 if in_media is None:
                     continue
-                fwd = self.forwarder(dst, kind)
+                fwd = self._outgoing(dst, kind)
                 tables = (
                     map_payload_types(in_media.codecs, out_media.codecs),
                     keyframe_checks(in_media.codecs),
@@ -168,8 +192,8 @@ class ForwardingHub:
 
     def _replay_keyframe(
         self,
-        src: AiortcLeg,
-        dst: AiortcLeg,
+        src: _LegRecord,
+        dst: _LegRecord,
         fwd: StreamForwarder,
         pairing: int,
         tables: tuple[dict[int, int], dict[int, KeyframeCheck], list[int]],
@@ -180,42 +204,41 @@ class ForwardingHub:
         gated until its next keyframe (deltas in between reference frames ``dst`` never
         got), which :meth:`on_rtp` requests with a PLI on the first gated packet.
         """
-        cache = self._kf.get(src)
-        if cache is None or src in self._moderated:
+        if src.keyframes is None or src.moderated is not None:
             return
         now = self._clock()
-        packets = cache.packets(now, self.replay_max_age)
+        packets = src.keyframes.packets(now, self.replay_max_age)
         if not packets:
             return
         fwd.set_source(("cached", pairing), *tables)
         for p in packets:
-            buf = bytearray(p)
-            if fwd.on_rtp(buf, now):
-                dst.send(bytes(buf))
+            self._deliver(src, dst, fwd, bytearray(p), now)
         self.keyframes_replayed += 1
 
-    def unpair(self, leg: AiortcLeg) -> None:
+    def unpair(self, leg: Leg) -> None:
         """Stop forwarding to and from ``leg``'s current partner."""
-        other = self._partner.pop(leg, None)
-        if other is not None:
-            self._partner.pop(other, None)
+        rec = self._legs.get(leg)
+        if rec is not None:
+            self._unpair(rec)
 
-    def forget(self, leg: AiortcLeg) -> None:
+    @staticmethod
+    def _unpair(rec: _LegRecord) -> None:
+        if rec.partner is not None:
+            rec.partner.partner = None
+            rec.partner = None
+
+    def forget(self, leg: Leg) -> None:
         """Drop all state of a leg that closed."""
-        self.unpair(leg)
-        self._rx.pop(leg, None)
-        self._rtx_apt.pop(leg, None)
-        self._kf.pop(leg, None)
-        self._kf_checks.pop(leg, None)
-        moderated = self._moderated.pop(leg, None)
-        if moderated is not None:
-            moderated.close()
-        for key in [k for k in self._fwd if k[0] is leg]:
-            del self._fwd[key]
+        rec = self._legs.pop(leg, None)
+        if rec is None:
+            return
+        self._unpair(rec)
+        if rec.moderated is not None:
+            rec.moderated.close()
 
     # -- media ------------------------------------------------------------------------
 
-    def on_rtp(self, leg: AiortcLeg, data: bytes, now: float) -> None:
+    def on_rtp(self, leg: Leg, data: bytes, now: float) -> None:
         """Hot path: one decrypted RTP packet from ``leg``."""
         if len(data) < rtp.RTP_HEADER_LEN:
             self.dropped["too_short"] += 1
@@ -225,17 +248,19 @@ class ForwardingHub:
         if kind is None:
             self.dropped["unknown_pt"] += 1
             return
-        rx = self._rx.get(leg)
-        if rx is not None:
-            st = rx.get(rtp.ssrc(data))
-            if st is None:
-                st = self._track_incoming(rx, leg, kind, rtp.ssrc(data))
-            if st is not None:
-                st.update(rtp.sequence_number(data), rtp.timestamp(data), now)
-        moderated = self._moderated.get(leg)
+        src = self._legs.get(leg)
+        if src is None:
+            self.dropped["unpaired"] += 1
+            return
+        st = src.rx.get(rtp.ssrc(data))
+        if st is None:
+            st = self._track_incoming(src, kind, rtp.ssrc(data))
+        if st is not None:
+            st.update(rtp.sequence_number(data), rtp.timestamp(data), now)
+        moderated = src.moderated
         if moderated is not None:
             if kind == "video":
-                if pt in self._rtx_apt.get(leg, _NO_RTX):
+                if pt in src.rtx_apt:
                     self.dropped["moderated_rtx"] += 1  # its frame was decided already
                 else:
                     moderated.on_packet(data, now)
@@ -243,22 +268,21 @@ class ForwardingHub:
             if moderated.blocked and moderated.policy.mute_audio_while_blocked:
                 self.dropped["muted_while_blocked"] += 1
                 return
-        elif kind == "video":
-            checks = self._kf_checks.get(leg)
-            check = checks.get(pt) if checks is not None else None
+        elif kind == "video" and src.keyframes is not None:
+            check = src.keyframe_checks.get(pt)
             if check is not None:
                 off = rtp.check_rtp(data)
                 if isinstance(off, int):
-                    self._kf[leg].on_packet(data, check(data, off, rtp.payload_end(data)), now)
-        dst = self._partner.get(leg)
+                    src.keyframes.on_packet(data, check(data, off, rtp.payload_end(data)), now)
+        dst = src.partner
         if dst is None:
             self.dropped["unpaired"] += 1
             return
-        fwd = self._fwd.get((dst, kind))
+        fwd = dst.outgoing.get(kind)
         if fwd is None:
             self.dropped["no_stream"] += 1
             return
-        apt = self._rtx_apt.get(leg, _NO_RTX).get(pt)
+        apt = src.rtx_apt.get(pt)
         if apt is None:
             buf = bytearray(data)
         else:
@@ -272,46 +296,51 @@ class ForwardingHub:
                 return
             buf = unwrapped
             self.rtx_unwrapped += 1
+        self._deliver(src, dst, fwd, buf, now)
+
+    def _deliver(
+        self,
+        src: _LegRecord,
+        dst: _LegRecord,
+        fwd: StreamForwarder,
+        buf: bytearray,
+        now: float,
+    ) -> None:
+        """The one way out: ``fwd`` decides on (and rewrites) ``buf``; forwarded, it goes to
+        ``dst``; gated waiting for a keyframe, ``src`` is asked for one (throttled)."""
         if fwd.on_rtp(buf, now):
-            if not dst.send(bytes(buf)):
+            if not dst.leg.send(bytes(buf)):
                 self.dropped["dst_not_connected"] += 1
         elif fwd.waiting_for_keyframe and fwd.keyframe_needed(now):
-            self._send_pli(leg, kind, rtp.ssrc(data))
+            self._send_pli(src, fwd.config.kind, rtp.ssrc(buf))
 
     def _forward_released(
-        self, leg: AiortcLeg, packets: Sequence[bytes], restart: bool, now: float
+        self, src: _LegRecord, packets: Sequence[bytes], restart: bool, now: float
     ) -> None:
         """Packets of a frame the moderation gate released, through the usual forwarder."""
-        dst = self._partner.get(leg)
-        fwd = None if dst is None else self._fwd.get((dst, "video"))
+        dst = src.partner
+        fwd = None if dst is None else dst.outgoing.get("video")
         if dst is None or fwd is None:
             self.dropped["unpaired"] += len(packets)
             return
         if restart:
             fwd.skip_withheld()
         for p in packets:
-            buf = bytearray(p)
-            if fwd.on_rtp(buf, now):
-                if not dst.send(bytes(buf)):
-                    self.dropped["dst_not_connected"] += 1
-            elif fwd.waiting_for_keyframe and fwd.keyframe_needed(now):
-                self._send_pli(leg, "video", rtp.ssrc(p))
+            self._deliver(src, dst, fwd, bytearray(p), now)
 
-    def _moderation_keyframe_request(self, leg: AiortcLeg, media_ssrc: int, now: float) -> None:
+    def _moderation_keyframe_request(self, src: _LegRecord, media_ssrc: int, now: float) -> None:
         """The gate needs a keyframe: same throttle as the receiver's own PLIs."""
-        dst = self._partner.get(leg)
-        fwd = None if dst is None else self._fwd.get((dst, "video"))
+        fwd = None if src.partner is None else src.partner.outgoing.get("video")
         if fwd is not None and fwd.on_keyframe_request(now):
-            self._send_pli(leg, "video", media_ssrc)
+            self._send_pli(src, "video", media_ssrc)
 
-    def _track_incoming(
-        self, rx: dict[int, ReceiveStats], leg: AiortcLeg, kind: str, ssrc: int
-    ) -> ReceiveStats | None:
-        if len(rx) >= MAX_INCOMING_SSRCS:
+    @staticmethod
+    def _track_incoming(src: _LegRecord, kind: str, ssrc: int) -> ReceiveStats | None:
+        if len(src.rx) >= MAX_INCOMING_SSRCS:
             return None  # a client spraying SSRCs does not grow relay state
-        codecs = leg.media[kind].codecs
+        codecs = src.leg.media[kind].codecs
         st = ReceiveStats(codecs[0].clockRate if codecs else 90000)
-        rx[ssrc] = st
+        src.rx[ssrc] = st
         return st
 
     def send_receiver_reports(self, now: float) -> int:
@@ -321,12 +350,12 @@ class ForwardingHub:
         and RTT, which a browser feeds into its congestion control.
         """
         sent = 0
-        for leg, rx in self._rx.items():
-            if not rx or not leg.media:
+        for rec in self._legs.values():
+            if not rec.rx or not rec.leg.media:
                 continue
-            sender_ssrc = next(iter(leg.media.values())).out_ssrc
-            blocks = [st.report_block(ssrc, now) for ssrc, st in list(rx.items())[:31]]
-            if leg.send(rtcp.build_rr(sender_ssrc, blocks)):
+            sender_ssrc = next(iter(rec.leg.media.values())).out_ssrc
+            blocks = [st.report_block(ssrc, now) for ssrc, st in list(rec.rx.items())[:31]]
+            if rec.leg.send(rtcp.build_rr(sender_ssrc, blocks)):
                 sent += 1
         return sent
 
@@ -338,48 +367,52 @@ class ForwardingHub:
             await asyncio.sleep(interval)
             self.send_receiver_reports(clock())
 
-    def _send_pli(self, src: AiortcLeg, kind: str, media_ssrc: int) -> None:
-        sender_ssrc = src.media[kind].out_ssrc
-        if src.send(rtcp.build_pli(sender_ssrc, media_ssrc)):
+    def _send_pli(self, src: _LegRecord, kind: str, media_ssrc: int) -> None:
+        sender_ssrc = src.leg.media[kind].out_ssrc
+        if src.leg.send(rtcp.build_pli(sender_ssrc, media_ssrc)):
             self.pli_sent += 1
 
     # -- feedback ---------------------------------------------------------------------
 
-    def on_rtcp(self, leg: AiortcLeg, data: bytes, now: float) -> None:
+    def on_rtcp(self, leg: Leg, data: bytes, now: float) -> None:
         """One decrypted compound RTCP packet from ``leg``."""
         events, bad = rtcp.parse_rtcp(data)
         if bad:
             self.rtcp_in["malformed"] += bad
-        src = self._partner.get(leg)
+        rec = self._legs.get(leg)
+        src = None if rec is None else rec.partner
         for ev in events:
             self.rtcp_in[type(ev).__name__] += 1
+            if rec is None:
+                continue
             if isinstance(ev, rtcp.Nack):
-                self._on_nack(leg, src, ev)
+                self._on_nack(rec, src, ev)
             elif isinstance(ev, rtcp.SenderReport):
-                st = self._rx.get(leg, {}).get(ev.ssrc)
+                st = rec.rx.get(ev.ssrc)
                 if st is not None:
                     st.on_sender_report(ev.ntp_timestamp, now)
                 if src is not None:
-                    self._on_sr(leg, src, ev)
+                    self._on_sr(src, ev)
             elif src is None:
                 continue
             elif isinstance(ev, (rtcp.Pli, rtcp.Fir)):
-                self._on_keyframe_request(leg, src, now)
+                self._on_keyframe_request(rec, src, now)
             elif isinstance(ev, rtcp.Remb):
-                self._on_remb(leg, src, ev)
+                self._on_remb(rec, src, ev)
 
-    def _stream_for_ssrc(self, leg: AiortcLeg, out_ssrc: int) -> StreamForwarder | None:
-        for kind, media in leg.media.items():
+    @staticmethod
+    def _stream_for_ssrc(rec: _LegRecord, out_ssrc: int) -> StreamForwarder | None:
+        for kind, media in rec.leg.media.items():
             if media.out_ssrc == out_ssrc:
-                return self._fwd.get((leg, kind))
+                return rec.outgoing.get(kind)
         return None
 
-    def _on_nack(self, leg: AiortcLeg, src: AiortcLeg | None, ev: rtcp.Nack) -> None:
-        fwd = self._stream_for_ssrc(leg, ev.media_ssrc)
+    def _on_nack(self, rec: _LegRecord, src: _LegRecord | None, ev: rtcp.Nack) -> None:
+        fwd = self._stream_for_ssrc(rec, ev.media_ssrc)
         if fwd is None:
             return
         for p in fwd.on_nack(ev.seqs):
-            if not leg.send(bytes(p)):
+            if not rec.leg.send(bytes(p)):
                 return
             self.retransmitted += 1
         # What the relay never received is asked for upstream, in the source's numbering.
@@ -387,30 +420,32 @@ class ForwardingHub:
             return
         upstream = fwd.upstream_nack(ev.seqs)
         if upstream:
-            kind = fwd.config.kind
-            if src.send(rtcp.build_nack(src.media[kind].out_ssrc, fwd.source_ssrc, upstream)):
+            sender_ssrc = src.leg.media[fwd.config.kind].out_ssrc
+            if src.leg.send(rtcp.build_nack(sender_ssrc, fwd.source_ssrc, upstream)):
                 self.nacks_forwarded += 1
 
-    def _on_keyframe_request(self, leg: AiortcLeg, src: AiortcLeg, now: float) -> None:
-        fwd = self._fwd.get((leg, "video"))
+    def _on_keyframe_request(self, rec: _LegRecord, src: _LegRecord, now: float) -> None:
+        fwd = rec.outgoing.get("video")
         if fwd is not None and fwd.source_ssrc is not None and fwd.on_keyframe_request(now):
             self._send_pli(src, "video", fwd.source_ssrc)
 
-    def _on_remb(self, leg: AiortcLeg, src: AiortcLeg, ev: rtcp.Remb) -> None:
-        fwd = self._fwd.get((leg, "video"))
-        if fwd is None or fwd.source_ssrc is None or "video" not in src.media:
+    def _on_remb(self, rec: _LegRecord, src: _LegRecord, ev: rtcp.Remb) -> None:
+        fwd = rec.outgoing.get("video")
+        if fwd is None or fwd.source_ssrc is None or "video" not in src.leg.media:
             return
-        src.send(rtcp.build_remb(src.media["video"].out_ssrc, ev.bitrate, [fwd.source_ssrc]))
+        out_ssrc = src.leg.media["video"].out_ssrc
+        src.leg.send(rtcp.build_remb(out_ssrc, ev.bitrate, [fwd.source_ssrc]))
 
-    def _on_sr(self, leg: AiortcLeg, dst: AiortcLeg, ev: rtcp.SenderReport) -> None:
-        for kind in dst.media:
-            fwd = self._fwd.get((dst, kind))
-            if fwd is None or fwd.source_ssrc != ev.ssrc:
+    @staticmethod
+    def _on_sr(dst: _LegRecord, ev: rtcp.SenderReport) -> None:
+        """``ev`` came from ``dst``'s partner: re-time it into ``dst``'s outgoing stream."""
+        for fwd in dst.outgoing.values():
+            if fwd.source_ssrc != ev.ssrc:
                 continue
             out_ts = fwd.out_timestamp(ev.ssrc, ev.rtp_timestamp)
             if out_ts is None:
                 return
-            dst.send(
+            dst.leg.send(
                 rtcp.build_sr(
                     fwd.config.out_ssrc, ev.ntp_timestamp, out_ts, fwd.forwarded, fwd.octets
                 )
@@ -421,18 +456,18 @@ class ForwardingHub:
 class _ModerationSink:
     """Where one moderated leg's stream hands its decisions back to the hub."""
 
-    __slots__ = ("_hub", "_leg")
+    __slots__ = ("_hub", "_src")
 
-    def __init__(self, hub: ForwardingHub, leg: AiortcLeg) -> None:
+    def __init__(self, hub: ForwardingHub, src: _LegRecord) -> None:
         self._hub = hub
-        self._leg = leg
+        self._src = src
 
     def release(self, packets: Sequence[bytes], restart: bool, now: float) -> None:
-        self._hub._forward_released(self._leg, packets, restart, now)
+        self._hub._forward_released(self._src, packets, restart, now)
 
     def request_keyframe(self, media_ssrc: int, now: float) -> None:
-        self._hub._moderation_keyframe_request(self._leg, media_ssrc, now)
+        self._hub._moderation_keyframe_request(self._src, media_ssrc, now)
 
     def moderation_event(self, state: str, label: str, score: float) -> None:
         if self._hub.on_moderation is not None:
-            self._hub.on_moderation(self._leg, state, label, score)
+            self._hub.on_moderation(self._src.leg, state, label, score)

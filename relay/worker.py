@@ -6,6 +6,11 @@ told to. Media never leaves this process: ``relay.forwarding_hub.ForwardingHub``
 between the legs' ``AiortcLeg`` s. When the signaling connection drops, every leg is closed
 (signaling has forgotten them and will re-place the calls) and the worker dials again with
 back-off; a worker that crashes takes only its own legs with it.
+
+The strict route (``relay.strict``: the model, onnxruntime, the Cython frame code) is imported
+on the first moderated leg, not before. Signaling configures every worker's moderation policy at
+connect, whatever its routes; the worker keeps that as plain data until a leg needs it, so a
+worker that only forwards never loads any of it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import resource
 import signal
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import websockets
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
@@ -27,9 +33,12 @@ from relay import control as c
 from relay.aiortc_adapter import AiortcLeg
 from relay.forwarding_hub import ForwardingHub
 from relay.ice_tcp import IceTcpListener
-from relay.strict.block_policy import DEFAULT_THRESHOLDS, ModerationPolicy
-from relay.strict.gate import GateConfig
-from relay.strict.moderation import Moderator
+
+if TYPE_CHECKING:
+    from relay.legs import Leg
+    from relay.strict.block_policy import ModerationPolicy
+    from relay.strict.gate import GateConfig
+    from relay.strict.moderation import Moderator
 
 log = logging.getLogger("chatguard.relay")
 
@@ -83,9 +92,9 @@ class RelayWorker:
         self.max_legs = max_legs
         self.hub = ForwardingHub(on_moderation=self._on_moderation)
         self.legs: dict[str, _Leg] = {}
-        self._leg_ids: dict[AiortcLeg, str] = {}
-        self.policy = ModerationPolicy()
-        self.gate_config = GateConfig()
+        self._leg_ids: dict[Leg, str] = {}
+        self.moderation_settings: c.Configure | None = None
+        """Signaling's moderation policy as sent (None: the defaults); read on moderated legs."""
         self.ice = RTCConfiguration(iceServers=[])  # never aiortc's default public STUN
         self._moderator: Moderator | None = None
         self.moderation_ready: bool | None = None
@@ -223,16 +232,13 @@ class RelayWorker:
         """Signaling's moderation policy and ICE settings; apply to legs opened from now on."""
         servers = [RTCIceServer(urls=message.stun_url)] if message.stun_url else []
         self.ice = RTCConfiguration(iceServers=servers)
-        thresholds = DEFAULT_THRESHOLDS if message.block is None else message.block
-        self.policy = ModerationPolicy(
-            thresholds=thresholds, mute_audio_while_blocked=message.mute_audio_while_blocked
-        )
-        self.gate_config = GateConfig(
-            verdict_ttl_s=message.verdict_ttl_s,
-            min_classifications_per_s=message.min_classifications_per_s,
-        )
+        self.moderation_settings = message
+        block = message.block
         log.info(
-            "moderation policy: block %s", ", ".join(f"{k}>={v}" for k, v in thresholds.items())
+            "moderation policy: block %s",
+            "the model's default list"
+            if block is None
+            else ", ".join(f"{k}>={v}" for k, v in block.items()),
         )
         preparing = self._preparing is not None and not self._preparing.done()
         if message.strict and self._moderator is None and not preparing:  # or failed before
@@ -243,7 +249,7 @@ class RelayWorker:
         so that a worker that cannot moderate says so in its load reports (and is given no
         strict calls) instead of failing its first strict call."""
         try:
-            self._moderator = await asyncio.to_thread(_tested_moderator, self.gate_config)
+            self._moderator = await asyncio.to_thread(_tested_moderator, self._strict_settings()[1])
         except Exception as exc:  # a missing file, a broken model, a missing library: all say no
             self.moderation_ready = False
             self.moderation_error = f"{type(exc).__name__}: {exc}"[:500]
@@ -252,13 +258,37 @@ class RelayWorker:
             self.moderation_ready = True
             log.info("relay worker %s: moderation model loaded and tested", self.worker_id)
 
-    def _moderator_for_strict_legs(self) -> Moderator:
-        """Loaded on the first strict leg, so workers that only relay never load the model."""
-        if self._moderator is None:
-            self._moderator = Moderator.default(self.gate_config)
-        return self._moderator
+    def _strict_settings(self) -> tuple[ModerationPolicy, GateConfig]:
+        """Signaling's moderation settings as the strict route's own types. Imports
+        ``relay.strict``: call only when a leg is moderated (or the model is to be loaded)."""
+        from relay.strict.block_policy import DEFAULT_THRESHOLDS, ModerationPolicy
+        from relay.strict.gate import GateConfig
 
-    def _on_moderation(self, relay_leg: AiortcLeg, state: str, label: str, score: float) -> None:
+        settings = self.moderation_settings
+        if settings is None:
+            return ModerationPolicy(), GateConfig()
+        policy = ModerationPolicy(
+            thresholds=DEFAULT_THRESHOLDS if settings.block is None else settings.block,
+            mute_audio_while_blocked=settings.mute_audio_while_blocked,
+        )
+        gate = GateConfig(
+            verdict_ttl_s=settings.verdict_ttl_s,
+            min_classifications_per_s=settings.min_classifications_per_s,
+        )
+        return policy, gate
+
+    def _moderate(self, relay_leg: AiortcLeg) -> None:
+        """Gate ``relay_leg``'s video. The first call imports ``relay.strict`` and loads the
+        model (seconds, once per process): workers that only forward never pay for it."""
+        from relay.strict.moderation import Moderator
+
+        policy, gate = self._strict_settings()
+        if self._moderator is None:
+            self._moderator = Moderator.default(gate)
+        self._moderator.gate_config = gate  # streams take it when they open
+        self.hub.set_moderated(relay_leg, self._moderator, policy)
+
+    def _on_moderation(self, relay_leg: Leg, state: str, label: str, score: float) -> None:
         leg_id = self._leg_ids.get(relay_leg)
         if leg_id is None or state not in ("blocked", "resumed"):
             return
@@ -291,7 +321,7 @@ class RelayWorker:
         self.hub.add_leg(leg.relay_leg)
         self._leg_ids[leg.relay_leg] = leg_id
         if moderated:
-            self.hub.set_moderated(leg.relay_leg, self._moderator_for_strict_legs(), self.policy)
+            self._moderate(leg.relay_leg)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:

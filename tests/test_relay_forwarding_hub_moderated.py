@@ -7,41 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
-
 from relay import rtcp, rtp
-from relay.aiortc_adapter import NegotiatedMedia
 from relay.forwarding_hub import ForwardingHub
 from relay.strict.block_policy import ModerationPolicy
 from relay.strict.moderation import StreamSink
-from tests.support.codec_params import VP8
-
-RTX = RTCRtpCodecParameters(
-    mimeType="video/rtx", clockRate=90000, payloadType=97, parameters={"apt": 96}
-)
-OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
-KEY = b"\x10\x00\x9d\x01\x2a"
-DELTA = b"\x10\x01"
-
-
-class Leg:
-    """What the hub uses of an AiortcLeg."""
-
-    def __init__(self, ssrc_base: int) -> None:
-        self.media = {
-            "video": NegotiatedMedia("video", (VP8, RTX), (), ssrc_base + 1),
-            "audio": NegotiatedMedia("audio", (OPUS,), (), ssrc_base + 2),
-        }
-        self.kind_by_pt = {96: "video", 97: "video", 111: "audio"}
-        self.sent: list[bytes] = []
-
-    def send(self, data: bytes) -> bool:
-        self.sent.append(data)
-        return True
-
-    def rtp_sent(self, pt: int) -> list[bytes]:
-        return [p for p in self.sent if not rtp.is_rtcp(p) and rtp.payload_type(p) == pt]
+from tests.support.fake_legs import KEY, FakeLeg, pkt
 
 
 @dataclass
@@ -72,24 +42,19 @@ class FakeModerator:
         return self.streams[-1]
 
 
-def pkt(pt: int, seq: int, ts: int, payload: bytes, ssrc: int = 0xA1) -> bytes:
-    """One single-packet frame (marker set)."""
-    return RtpPacket(
-        payload_type=pt, marker=1, sequence_number=seq, timestamp=ts, ssrc=ssrc, payload=payload
-    ).serialize()
-
-
-def setup(policy: ModerationPolicy | None = None) -> tuple[ForwardingHub, Leg, Leg, Stream, list]:
+def setup(
+    policy: ModerationPolicy | None = None,
+) -> tuple[ForwardingHub, FakeLeg, FakeLeg, Stream, list]:
     events: list[tuple[Any, str, str, float]] = []
     hub = ForwardingHub(
         rng=random.Random(1),
         clock=lambda: 0.1,
         on_moderation=lambda leg, state, label, score: events.append((leg, state, label, score)),
     )
-    a, b = Leg(100), Leg(200)
+    a, b = FakeLeg(100), FakeLeg(200)
     moderator = FakeModerator()
-    hub.set_moderated(a, moderator, policy)  # type: ignore[arg-type]
-    hub.pair(a, b)  # type: ignore[arg-type]
+    hub.set_moderated(a, moderator, policy or ModerationPolicy())  # type: ignore[arg-type]
+    hub.pair(a, b)
     assert moderator.codecs == [{96: "vp8"}]  # RTX is not depacketized
     return hub, a, b, moderator.streams[0], events
 
@@ -97,8 +62,8 @@ def setup(policy: ModerationPolicy | None = None) -> tuple[ForwardingHub, Leg, L
 def test_moderated_video_goes_through_the_gate_only() -> None:
     hub, a, b, stream, events = setup()
     key = pkt(96, 10, 0, KEY)
-    hub.on_rtp(a, key, 0.0)  # type: ignore[arg-type]
-    hub.on_rtp(a, pkt(97, 1, 0, b"\x00\x0a" + KEY), 0.01)  # type: ignore[arg-type]
+    hub.on_rtp(a, key, 0.0)
+    hub.on_rtp(a, pkt(97, 1, 0, b"\x00\x0a" + KEY), 0.01)
     assert stream.packets == [key] and b.rtp_sent(96) == []
     assert hub.dropped["moderated_rtx"] == 1
     # the gate releases the keyframe: it goes out rewritten like any forwarded packet
@@ -117,31 +82,31 @@ def test_moderated_video_goes_through_the_gate_only() -> None:
     stream.sink.moderation_event("blocked", "FACE_FEMALE", 0.8)
     assert events == [(a, "blocked", "FACE_FEMALE", 0.8)]
     # B's video to A is not moderated
-    hub.on_rtp(b, pkt(96, 5, 0, KEY, ssrc=0xB1), 0.4)  # type: ignore[arg-type]
+    hub.on_rtp(b, pkt(96, 5, 0, KEY, ssrc=0xB1), 0.4)
     assert len(a.rtp_sent(96)) == 1
 
 
 def test_audio_is_muted_only_while_blocked_and_only_if_the_policy_says_so() -> None:
     for mute in (False, True):
         hub, a, b, stream, _ = setup(ModerationPolicy(mute_audio_while_blocked=mute))
-        hub.on_rtp(a, pkt(111, 1, 0, b"opus"), 0.0)  # type: ignore[arg-type]
+        hub.on_rtp(a, pkt(111, 1, 0, b"opus"), 0.0)
         stream.blocked = True
-        hub.on_rtp(a, pkt(111, 2, 960, b"opus"), 0.02)  # type: ignore[arg-type]
+        hub.on_rtp(a, pkt(111, 2, 960, b"opus"), 0.02)
         stream.blocked = False
-        hub.on_rtp(a, pkt(111, 3, 1920, b"opus"), 0.04)  # type: ignore[arg-type]
+        hub.on_rtp(a, pkt(111, 3, 1920, b"opus"), 0.04)
         assert len(b.rtp_sent(111)) == (3 if not mute else 2)
 
 
 def test_no_keyframe_replay_from_a_moderated_leg_and_forget_closes() -> None:
     hub = ForwardingHub(rng=random.Random(1), clock=lambda: 0.1)
-    a, c = Leg(100), Leg(300)
+    a, c = FakeLeg(100), FakeLeg(300)
     for leg, ssrc in ((a, 0xA1), (c, 0xC1)):
-        hub.add_leg(leg)  # type: ignore[arg-type]
-        hub.on_rtp(leg, pkt(96, 1, 0, KEY, ssrc=ssrc), 0.0)  # type: ignore[arg-type]
-    moderator = FakeModerator()
-    hub.set_moderated(a, moderator)  # type: ignore[arg-type]  # after A's keyframe was cached
-    hub.pair(a, c)  # type: ignore[arg-type]
+        hub.add_leg(leg)
+        hub.on_rtp(leg, pkt(96, 1, 0, KEY, ssrc=ssrc), 0.0)
+    moderator = FakeModerator()  # A is moderated after its keyframe was cached
+    hub.set_moderated(a, moderator, ModerationPolicy())  # type: ignore[arg-type]
+    hub.pair(a, c)
     assert hub.keyframes_replayed == 1  # C's cached keyframe was shown to A; none of A's to C
     assert len(a.rtp_sent(96)) == 1 and c.rtp_sent(96) == []
-    hub.forget(a)  # type: ignore[arg-type]
+    hub.forget(a)
     assert moderator.streams[0].closed

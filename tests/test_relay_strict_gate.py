@@ -8,7 +8,10 @@ import numpy as np
 from hypothesis import given, settings, target
 from hypothesis import strategies as st
 
+from relay.strict import gate
 from relay.strict.gate import (
+    ANY,
+    TRANSITIONS,
     Action,
     Blocked,
     Classify,
@@ -262,3 +265,24 @@ def test_classify_says_whether_the_frame_waits_for_its_verdict() -> None:
     g.on_verdict(1, True, "", 0.0, 0.61)
     a = g.on_frame(2, False, sig(1), 0.7)
     assert not released(a) and reasons(a) == ["scene"]
+
+
+def test_the_documented_table_is_the_code() -> None:
+    """The module docstring's table lists the rows of ``TRANSITIONS``, in order, with the
+    same next states: the documentation cannot drift from the code."""
+    assert gate.__doc__ is not None
+    documented = []
+    for line in gate.__doc__.splitlines():
+        words = line.split()
+        if words and (words[0] in GateState.__members__ or words[0] == "ANY"):
+            then = {"-": None, "AWAIT": "AWAIT_KEYFRAME"}.get(words[-1], words[-1])
+            documented.append((words[0], words[1], then))
+    in_code = [
+        (
+            "ANY" if state is ANY else state.name,
+            event.name,
+            None if row.then is None else row.then.name,
+        )
+        for (state, event), row in TRANSITIONS.items()
+    ]
+    assert documented == in_code

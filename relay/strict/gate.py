@@ -12,43 +12,84 @@ with nothing unsafe since. Frames are released in arrival order, so one frame wa
 verdict holds back the ones behind it. And after any frame was dropped, the receiver's decoder
 lacks a reference, so nothing but a keyframe may follow.
 
-States and transitions, read top to bottom (first matching row wins):
+The code is this table (:data:`TRANSITIONS`, row for row): an input is first named
+(:class:`Input`; the guards in ``ModerationGate._frame_input``, ``_verdict_input`` and
+``_head_input``, first match wins), then the row for (state, input) says what to do and the next
+state (``-``: stay). An ``ANY`` row applies in every state:
 
-============== ============================================ ====================================
-state          input                                        decision
-============== ============================================ ====================================
-any            frame "undecodable" (lost packets, error)    drop it and all held -> AWAIT [1]
-any            held too long / too many held                drop all held -> AWAIT [1]
-any            verdict unsafe                               drop all held, strike, emit
-                                                            ``Blocked`` (once) -> BLOCKED
-any            no verdict (error, time-out)                 forget it; drop frames only it could
-                                                            have covered -> AWAIT [1]
-OPEN           frame, nothing held, covered by reference    release (+ classify if periodic due)
-OPEN           frame, otherwise                             hold; classify if new scene,
-                                                            keyframe or reference expired
-OPEN           verdict safe                                 new reference; release what it
-                                                            covers, in order
-AWAIT_KEYFRAME delta frame                                  drop, request keyframe
-AWAIT_KEYFRAME keyframe                                     hold, classify -> OPEN (released on
-                                                            its own verdict: the reference was
-                                                            cleared by the drop)
-BLOCKED        delta frame, nothing held                    drop; classify if periodic due
-BLOCKED        keyframe (or delta behind a held one)        hold (classify the keyframe)
-BLOCKED        verdict safe on a dropped delta              request keyframe (caller throttles)
-BLOCKED        verdict safe on the held keyframe            release it and what it covers, emit
-                                                            ``Resumed`` -> OPEN
-============== ============================================ ====================================
+============== ================== ================================================ =========
+state          input              decision                                         next
+============== ================== ================================================ =========
+OPEN           UNDECODABLE        drop all held and the frame, lose the reference, AWAIT
+                                  request a keyframe
+AWAIT_KEYFRAME UNDECODABLE        drop all held and the frame, request a keyframe  -
+BLOCKED        UNDECODABLE        drop all held and the frame; request a keyframe  -
+                                  if a safe verdict came since the block [1]
+OPEN           COVERED            release (+ classify if the periodic check is     -
+                                  due)
+OPEN           KEYFRAME           hold, classify                                   -
+OPEN           DELTA_BEHIND_HELD  hold; classify if a new scene (or the reference  -
+                                  expired)
+OPEN           DELTA              the same                                         -
+AWAIT_KEYFRAME DELTA              drop, request a keyframe                         -
+AWAIT_KEYFRAME KEYFRAME           hold, classify (released on its own verdict:     OPEN
+                                  the drop cleared the reference)
+BLOCKED        DELTA              classify if the periodic check is due, drop,     -
+                                  request a keyframe [1]
+BLOCKED        DELTA_BEHIND_HELD  hold                                             -
+BLOCKED        KEYFRAME           hold, classify                                   -
+OPEN           OVERDUE            drop all held, lose the reference, request a     AWAIT
+                                  keyframe
+BLOCKED        OVERDUE            drop all held, request a keyframe [1]            -
+OPEN           UNSAFE             forget every verdict, drop all held, strike:     BLOCKED
+                                  emit ``Blocked``
+AWAIT_KEYFRAME UNSAFE             the same                                         BLOCKED
+BLOCKED        UNSAFE             forget every verdict, drop all held (no second   -
+                                  strike)
+ANY            LATE               nothing: what it could cover was decided         -
+ANY            NO_VERDICT         forget the request, drain                        -
+ANY            TIMED_OUT          forget the request (then one drain for all)      -
+OPEN           SAFE_ON_HELD       mark the frame safe, drain                       -
+BLOCKED        SAFE_ON_HELD       mark the frame safe, drain                       -
+OPEN           SAFE_ON_PASSED     it becomes the reference if newer and after the  -
+                                  last drop (a periodic check confirmed), drain
+AWAIT_KEYFRAME SAFE_ON_PASSED     the same (it is from before the drop: nothing)   -
+BLOCKED        SAFE_ON_PASSED     note that a safe verdict came, request a         -
+                                  keyframe (the caller throttles), drain
+OPEN           HEAD_SAFE_KEYFRAME new reference, release it                        -
+OPEN           HEAD_SAFE          new reference, release it                        -
+OPEN           HEAD_COVERED       release it                                       -
+OPEN           HEAD_AWAITED       wait for its verdict                             -
+OPEN           HEAD_MAYBE_COVERED wait: an earlier frame's verdict may become the  -
+                                  reference
+OPEN           HEAD_UNCOVERED     drop all held, lose the reference, request a     AWAIT
+                                  keyframe
+BLOCKED        HEAD_SAFE_KEYFRAME emit ``Resumed``, new reference, release it      OPEN
+BLOCKED        HEAD_AWAITED       wait for its verdict                             -
+BLOCKED        HEAD_MAYBE_COVERED drop all held, request a keyframe [1]            -
+BLOCKED        HEAD_UNCOVERED     drop all held, request a keyframe [1]            -
+============== ================== ================================================ =========
 
-[1] AWAIT is AWAIT_KEYFRAME; BLOCKED stays BLOCKED. "Classify" is bounded by ``max_in_flight``
-outstanding requests; a frame that cannot be submitted is held and may still be covered by a
-pending verdict on an earlier frame.
+[1] Blocked, a keyframe is requested only once a safe verdict came since the block: an earlier
+one would be unsafe too, and every keyframe costs the sender bitrate.
+
+"Drain" releases held frames from the head while a verdict covers them: it names the head's
+situation (the ``HEAD_*`` inputs) and follows that row, again while rows release. "Classify" is
+bounded by ``max_in_flight`` outstanding requests; a frame that cannot be submitted is held and
+may still be covered by a pending verdict on an earlier frame. Missing rows are inputs that
+cannot occur in that state: only OPEN has a reference (COVERED); AWAIT_KEYFRAME never holds a
+frame (every way into it drops all held, and a keyframe leaves it), so it has no ``HEAD_*``,
+``DELTA_BEHIND_HELD``, ``SAFE_ON_HELD`` or ``OVERDUE`` rows; and BLOCKED's held queue starts at a
+keyframe (no ``HEAD_SAFE``).
 """
 
 from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -133,6 +174,154 @@ class Resumed:
 Action = Release | Drop | Classify | RequestKeyframe | Blocked | Resumed
 
 
+class Input(enum.Enum):
+    """What happened, as the table tells inputs apart."""
+
+    # a frame arrived (on_frame), first matching guard wins
+    UNDECODABLE = "undecodable frame (lost packets, decoder error)"
+    COVERED = "nothing held, and the reference covers the frame"
+    KEYFRAME = "keyframe"
+    DELTA_BEHIND_HELD = "delta frame behind a held one"
+    DELTA = "delta frame, nothing held"
+    # the held queue (after every frame, on_tick)
+    OVERDUE = "the oldest held frame waited max_hold_s, or more than max_held_frames are held"
+    # a classification request ended (on_verdict, on_no_verdict, time-outs)
+    UNSAFE = "verdict unsafe (even after its time-out)"
+    LATE = "verdict on a request that is no longer outstanding"
+    NO_VERDICT = "the caller reports no verdict (error, time-out)"
+    TIMED_OUT = "no verdict within verdict_timeout_s"
+    SAFE_ON_HELD = "verdict safe on a frame still held"
+    SAFE_ON_PASSED = "verdict safe on a frame already released or dropped"
+    # the head of the held queue (drain)
+    HEAD_SAFE_KEYFRAME = "its own safe verdict, and a keyframe"
+    HEAD_SAFE = "its own safe verdict"
+    HEAD_COVERED = "the reference covers it"
+    HEAD_AWAITED = "its own verdict is outstanding"
+    HEAD_MAYBE_COVERED = "an earlier frame's verdict is outstanding"
+    HEAD_UNCOVERED = "nothing outstanding can cover it"
+
+
+class Op(enum.Enum):
+    """The steps a row is made of (carried out by ``ModerationGate._do``)."""
+
+    HOLD = enum.auto()
+    RELEASE = enum.auto()
+    """The frame that just arrived."""
+    RELEASE_HEAD = enum.auto()
+    DROP = enum.auto()
+    DROP_HELD = enum.auto()
+    CLASSIFY = enum.auto()
+    CLASSIFY_IF_DUE = enum.auto()
+    """Periodic: at least ``min_classifications_per_s``."""
+    CLASSIFY_IF_NEW_SCENE = enum.auto()
+    """Unlike the last frame submitted or found safe, or later than its ``verdict_ttl_s``."""
+    REQUEST_KEYFRAME = enum.auto()
+    REQUEST_KEYFRAME_IF_SAFE_SEEN = enum.auto()
+    """Blocked: only once a safe verdict came since the block (a keyframe before that would
+    be unsafe too, and PLIs cost the sender bitrate)."""
+    LOSE_REFERENCE = enum.auto()
+    """After a drop: no verdict from before it covers anything any more."""
+    FORGET_VERDICTS = enum.auto()
+    """After an unsafe verdict: as ``LOSE_REFERENCE``, and no scene counts as classified."""
+    STRIKE = enum.auto()
+    RESUME = enum.auto()
+    MARK_SAFE = enum.auto()
+    CONFIRM_REFERENCE = enum.auto()
+    """A frame released by coverage (a periodic check) was found safe: it becomes the
+    reference if it is newer than the current one and after the last drop."""
+    SET_REFERENCE = enum.auto()
+    SAFE_SEEN = enum.auto()
+    FORGET_REQUEST = enum.auto()
+    DRAIN = enum.auto()
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    steps: tuple[tuple[Op, str], ...]
+    """Each step with its reason (for drops and classifications), in order."""
+    then: GateState | None = None
+    """The next state; None: stay."""
+
+
+def _row(*steps: Op | tuple[Op, str], then: GateState | None = None) -> Row:
+    return Row(tuple(s if isinstance(s, tuple) else (s, "") for s in steps), then)
+
+
+ANY: Final = None
+"""A row for every state that has none of its own."""
+
+_OPEN, _AWAIT, _BLOCKED = GateState.OPEN, GateState.AWAIT_KEYFRAME, GateState.BLOCKED
+_I, _O = Input, Op
+_RESTART_AT_KEYFRAME = (_O.LOSE_REFERENCE, _O.REQUEST_KEYFRAME)
+"""What a drop costs a forwarding stream: its reference, and it starts again at a keyframe."""
+
+TRANSITIONS: Final[Mapping[tuple[GateState | None, Input], Row]] = {
+    # -- a frame arrives
+    (_OPEN, _I.UNDECODABLE): _row(
+        (_O.DROP_HELD, "undecodable"), (_O.DROP, "undecodable"), *_RESTART_AT_KEYFRAME,
+        then=_AWAIT,
+    ),
+    (_AWAIT, _I.UNDECODABLE): _row(
+        (_O.DROP_HELD, "undecodable"), (_O.DROP, "undecodable"), _O.REQUEST_KEYFRAME
+    ),
+    (_BLOCKED, _I.UNDECODABLE): _row(
+        (_O.DROP_HELD, "undecodable"), (_O.DROP, "undecodable"), _O.REQUEST_KEYFRAME_IF_SAFE_SEEN
+    ),
+    (_OPEN, _I.COVERED): _row(_O.RELEASE, _O.CLASSIFY_IF_DUE),
+    (_OPEN, _I.KEYFRAME): _row(_O.HOLD, (_O.CLASSIFY, "keyframe")),
+    (_OPEN, _I.DELTA_BEHIND_HELD): _row(_O.HOLD, _O.CLASSIFY_IF_NEW_SCENE),
+    (_OPEN, _I.DELTA): _row(_O.HOLD, _O.CLASSIFY_IF_NEW_SCENE),
+    (_AWAIT, _I.DELTA): _row((_O.DROP, "awaiting_keyframe"), _O.REQUEST_KEYFRAME),
+    (_AWAIT, _I.KEYFRAME): _row(_O.HOLD, (_O.CLASSIFY, "keyframe"), then=_OPEN),
+    (_BLOCKED, _I.DELTA): _row(
+        _O.CLASSIFY_IF_DUE, (_O.DROP, "blocked"), _O.REQUEST_KEYFRAME_IF_SAFE_SEEN
+    ),
+    (_BLOCKED, _I.DELTA_BEHIND_HELD): _row(_O.HOLD),
+    (_BLOCKED, _I.KEYFRAME): _row(_O.HOLD, (_O.CLASSIFY, "keyframe")),
+    # -- the held queue is over its bounds
+    (_OPEN, _I.OVERDUE): _row((_O.DROP_HELD, "held_too_long"), *_RESTART_AT_KEYFRAME, then=_AWAIT),
+    (_BLOCKED, _I.OVERDUE): _row(
+        (_O.DROP_HELD, "held_too_long"), _O.REQUEST_KEYFRAME_IF_SAFE_SEEN
+    ),
+    # -- a classification request ends
+    (_OPEN, _I.UNSAFE): _row(
+        _O.FORGET_VERDICTS, (_O.DROP_HELD, "unsafe"), _O.STRIKE, then=_BLOCKED
+    ),
+    (_AWAIT, _I.UNSAFE): _row(
+        _O.FORGET_VERDICTS, (_O.DROP_HELD, "unsafe"), _O.STRIKE, then=_BLOCKED
+    ),
+    (_BLOCKED, _I.UNSAFE): _row(_O.FORGET_VERDICTS, (_O.DROP_HELD, "unsafe")),
+    (ANY, _I.LATE): _row(),
+    (ANY, _I.NO_VERDICT): _row(_O.FORGET_REQUEST, _O.DRAIN),
+    (ANY, _I.TIMED_OUT): _row(_O.FORGET_REQUEST),
+    (_OPEN, _I.SAFE_ON_HELD): _row(_O.MARK_SAFE, _O.DRAIN),
+    (_BLOCKED, _I.SAFE_ON_HELD): _row(_O.MARK_SAFE, _O.DRAIN),
+    (_OPEN, _I.SAFE_ON_PASSED): _row(_O.CONFIRM_REFERENCE, _O.DRAIN),
+    (_AWAIT, _I.SAFE_ON_PASSED): _row(_O.CONFIRM_REFERENCE, _O.DRAIN),
+    (_BLOCKED, _I.SAFE_ON_PASSED): _row(_O.SAFE_SEEN, _O.REQUEST_KEYFRAME, _O.DRAIN),
+    # -- drain: the head of the held queue
+    (_OPEN, _I.HEAD_SAFE_KEYFRAME): _row(_O.SET_REFERENCE, _O.RELEASE_HEAD),
+    (_OPEN, _I.HEAD_SAFE): _row(_O.SET_REFERENCE, _O.RELEASE_HEAD),
+    (_OPEN, _I.HEAD_COVERED): _row(_O.RELEASE_HEAD),
+    (_OPEN, _I.HEAD_AWAITED): _row(),
+    (_OPEN, _I.HEAD_MAYBE_COVERED): _row(),
+    (_OPEN, _I.HEAD_UNCOVERED): _row(
+        (_O.DROP_HELD, "unclassified"), *_RESTART_AT_KEYFRAME, then=_AWAIT
+    ),
+    (_BLOCKED, _I.HEAD_SAFE_KEYFRAME): _row(
+        _O.RESUME, _O.SET_REFERENCE, _O.RELEASE_HEAD, then=_OPEN
+    ),
+    (_BLOCKED, _I.HEAD_AWAITED): _row(),
+    (_BLOCKED, _I.HEAD_MAYBE_COVERED): _row(
+        (_O.DROP_HELD, "blocked"), _O.REQUEST_KEYFRAME_IF_SAFE_SEEN
+    ),
+    (_BLOCKED, _I.HEAD_UNCOVERED): _row(
+        (_O.DROP_HELD, "blocked"), _O.REQUEST_KEYFRAME_IF_SAFE_SEEN
+    ),
+}  # fmt: skip
+"""The gate, row by row (the module docstring's table)."""
+
+
 @dataclass(slots=True)
 class _Frame:
     id: int
@@ -141,6 +330,11 @@ class _Frame:
     arrival: float
     safe: bool = False
     """Its own safe verdict arrived (while it was held)."""
+
+
+_UNDECODABLE: Final = np.zeros(0, np.float32)
+"""Stands in for the signature of a frame that could not be decoded: never compared (its
+row drops it)."""
 
 
 class ModerationGate:
@@ -185,37 +379,8 @@ class ModerationGate:
         out: list[Action] = []
         self._next_id = frame_id + 1
         self._expire(now, out)
-        if signature is None:
-            self._drop_held("undecodable", out)
-            out.append(Drop(frame_id, "undecodable"))
-            self.dropped += 1
-            self._need_keyframe(out)
-            return out
-        f = _Frame(frame_id, keyframe, signature, now)
-        if self.state is GateState.AWAIT_KEYFRAME:
-            if not keyframe:
-                self._drop(f, "awaiting_keyframe", out)
-                out.append(RequestKeyframe())
-                return out
-            self.state = GateState.OPEN
-            self._hold(f, now, out, "keyframe")
-        elif self.state is GateState.BLOCKED:
-            if keyframe or self._held:
-                # a candidate keyframe for resuming, or a delta that depends on one
-                self._hold(f, now, out, "keyframe" if keyframe else None)
-            else:
-                if self._periodic_due(now):  # not faster: a blocked sender sets the pace
-                    self._submit(f, now, out)
-                self._drop(f, "blocked", out)
-                if self._safe_since_block:
-                    out.append(RequestKeyframe())
-        elif not self._held and self._covered(f):
-            self._release(f, out)
-            if self._periodic_due(now):
-                self._submit(f, now, out)
-        else:
-            reason = "keyframe" if keyframe else "scene" if self._new_scene(f) else None
-            self._hold(f, now, out, reason)
+        f = _Frame(frame_id, keyframe, _UNDECODABLE if signature is None else signature, now)
+        self._step(self._frame_input(f, signature is None), f, now, out)
         self._check_bounds(now, out)
         return out
 
@@ -229,34 +394,18 @@ class ModerationGate:
         """
         out: list[Action] = []
         entry = self._in_flight.pop(frame_id, None)
-        if not safe:
-            self._ref = self._anchor = None
-            self._floor = self._next_id
-            self._safe_since_block = False
-            self._drop_held("unsafe", out)
-            if self.state is not GateState.BLOCKED:
-                self.state = GateState.BLOCKED
-                self.strikes += 1
-                out.append(Blocked(label, score))
-            return out
-        if entry is None:
-            return out  # timed out: frames behind it were already decided without it
-        f = entry[0]
-        if self._held and f.id >= self._held[0].id:
-            f.safe = True  # the held queue is contiguous from its head: f is in it
-        elif self.state is GateState.BLOCKED:
-            self._safe_since_block = True  # on a dropped delta: now ask for a keyframe
-            out.append(RequestKeyframe())
-        elif f.id >= self._floor and (self._ref is None or f.id > self._ref.id):
-            self._ref = f  # a frame released by coverage (periodic check), confirmed
-        self._drain(now, out)
+        f = None if entry is None else entry[0]
+        self._step(self._verdict_input(f, safe), f, now, out, label, score)
         return out
 
     def on_no_verdict(self, frame_id: int, now: float) -> list[Action]:
         """Classification failed or timed out: the frame stays unclassified (fail closed)."""
         out: list[Action] = []
-        if self._forget(frame_id):
-            self._drain(now, out)
+        entry = self._in_flight.get(frame_id)
+        if entry is None:
+            self._step(Input.LATE, None, now, out)
+        else:
+            self._step(Input.NO_VERDICT, entry[0], now, out)
         return out
 
     def on_tick(self, now: float) -> list[Action]:
@@ -266,6 +415,129 @@ class ModerationGate:
         self._expire(now, out)
         self._check_bounds(now, out)
         return out
+
+    # -- naming the input (the guards, first match wins) ------------------------------
+
+    def _frame_input(self, f: _Frame, undecodable: bool) -> Input:
+        if undecodable:
+            return Input.UNDECODABLE
+        if not self._held and self._covered(f):
+            return Input.COVERED
+        if f.keyframe:
+            return Input.KEYFRAME
+        return Input.DELTA_BEHIND_HELD if self._held else Input.DELTA
+
+    def _verdict_input(self, f: _Frame | None, safe: bool) -> Input:
+        if not safe:
+            return Input.UNSAFE
+        if f is None:
+            return Input.LATE
+        # the held queue is contiguous from its head: a frame from there on is in it
+        if self._held and f.id >= self._held[0].id:
+            return Input.SAFE_ON_HELD
+        return Input.SAFE_ON_PASSED
+
+    def _head_input(self, f: _Frame) -> Input:
+        if f.safe:
+            return Input.HEAD_SAFE_KEYFRAME if f.keyframe else Input.HEAD_SAFE
+        if self._covered(f):
+            return Input.HEAD_COVERED
+        if f.id in self._in_flight:
+            return Input.HEAD_AWAITED
+        if any(i < f.id for i in self._in_flight):
+            return Input.HEAD_MAYBE_COVERED
+        return Input.HEAD_UNCOVERED
+
+    # -- following the table ----------------------------------------------------------
+
+    def _step(
+        self,
+        event: Input,
+        f: _Frame | None,
+        now: float,
+        out: list[Action],
+        label: str = "",
+        score: float = 0.0,
+    ) -> None:
+        """Carry out the row for (state, ``event``) about frame ``f``."""
+        row = TRANSITIONS.get((self.state, event)) or TRANSITIONS[ANY, event]
+        for op, reason in row.steps:
+            self._do(op, reason, f, now, out, label, score)
+        if row.then is not None:
+            self.state = row.then
+
+    def _do(
+        self,
+        op: Op,
+        reason: str,
+        f: _Frame | None,
+        now: float,
+        out: list[Action],
+        label: str,
+        score: float,
+    ) -> None:
+        """One step of a row; which steps, in which state, is the table's business."""
+        match op:
+            case Op.DROP_HELD:
+                while self._held:
+                    self._drop(self._held.popleft(), reason, out)
+            case Op.REQUEST_KEYFRAME:
+                out.append(RequestKeyframe())
+            case Op.REQUEST_KEYFRAME_IF_SAFE_SEEN:
+                if self._safe_since_block:
+                    out.append(RequestKeyframe())
+            case Op.LOSE_REFERENCE:
+                self._ref = None
+                self._floor = self._next_id
+            case Op.FORGET_VERDICTS:
+                self._ref = self._anchor = None
+                self._floor = self._next_id
+                self._safe_since_block = False
+            case Op.STRIKE:
+                self.strikes += 1
+                out.append(Blocked(label, score))
+            case Op.SAFE_SEEN:
+                self._safe_since_block = True
+            case Op.DRAIN:
+                self._drain(now, out)
+            case _:
+                assert f is not None, op  # the remaining steps are about a frame
+                self._do_on_frame(op, reason, f, now, out)
+
+    def _do_on_frame(self, op: Op, reason: str, f: _Frame, now: float, out: list[Action]) -> None:
+        match op:
+            case Op.HOLD:
+                self._held.append(f)
+            case Op.RELEASE:
+                self._release(f, out)
+            case Op.RELEASE_HEAD:
+                self._release(self._held.popleft(), out)
+            case Op.DROP:
+                self._drop(f, reason, out)
+            case Op.CLASSIFY:
+                self._submit(f, now, out, reason)
+            case Op.CLASSIFY_IF_DUE:
+                if now - self._last_submit >= 1.0 / self.config.min_classifications_per_s:
+                    self._submit(f, now, out, "periodic")
+            case Op.CLASSIFY_IF_NEW_SCENE:
+                if self._new_scene(f):
+                    self._submit(f, now, out, "scene")
+            case Op.RESUME:
+                self._safe_since_block = False
+                out.append(Resumed())
+            case Op.MARK_SAFE:
+                f.safe = True
+            case Op.CONFIRM_REFERENCE:
+                if f.id >= self._floor and (self._ref is None or f.id > self._ref.id):
+                    self._ref = f
+            case Op.SET_REFERENCE:
+                self._ref = f
+            case Op.FORGET_REQUEST:
+                self._in_flight.pop(f.id, None)
+                if self._anchor is f:
+                    self._anchor = self._ref
+            case _:
+                raise AssertionError(f"unhandled step {op}")
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -287,22 +559,13 @@ class ModerationGate:
             or signature_distance(f.signature, a.signature) >= self.config.scene_threshold
         )
 
-    def _periodic_due(self, now: float) -> bool:
-        return now - self._last_submit >= 1.0 / self.config.min_classifications_per_s
-
-    def _submit(self, f: _Frame, now: float, out: list[Action], reason: str = "periodic") -> None:
+    def _submit(self, f: _Frame, now: float, out: list[Action], reason: str) -> None:
         if len(self._in_flight) >= self.config.max_in_flight:
             return
         self._in_flight[f.id] = (f, now)
         self._last_submit = now
         self._anchor = f
         out.append(Classify(f.id, reason))
-
-    def _hold(self, f: _Frame, now: float, out: list[Action], classify: str | None) -> None:
-        """Hold ``f``; submit it too if ``classify`` names a reason."""
-        self._held.append(f)
-        if classify is not None:
-            self._submit(f, now, out, classify)
 
     def _release(self, f: _Frame, out: list[Action]) -> None:
         self.released += 1
@@ -312,56 +575,19 @@ class ModerationGate:
         self.dropped += 1
         out.append(Drop(f.id, reason))
 
-    def _drop_held(self, reason: str, out: list[Action]) -> None:
-        while self._held:
-            self._drop(self._held.popleft(), reason, out)
-
-    def _need_keyframe(self, out: list[Action]) -> None:
-        """Something was dropped: only a keyframe may be released next."""
-        if self.state is GateState.OPEN:
-            self.state = GateState.AWAIT_KEYFRAME
-            self._ref = None
-            self._floor = self._next_id
-        if self.state is GateState.AWAIT_KEYFRAME or self._safe_since_block:
-            out.append(RequestKeyframe())
-
-    def _forget(self, frame_id: int) -> bool:
-        """A request that will not be answered; True if it was outstanding."""
-        entry = self._in_flight.pop(frame_id, None)
-        if entry is None:
-            return False
-        if self._anchor is entry[0]:
-            self._anchor = self._ref
-        return True
-
     def _drain(self, now: float, out: list[Action]) -> None:
-        """Release held frames from the head while a verdict covers them."""
+        """Follow the head's row while rows release it."""
         while self._held:
-            f = self._held[0]
-            if self.state is GateState.BLOCKED:
-                if not (f.safe and f.keyframe):
-                    if f.id not in self._in_flight:  # the keyframe will not be confirmed
-                        self._drop_held("blocked", out)
-                        self._need_keyframe(out)
-                    return
-                self.state = GateState.OPEN
-                self._safe_since_block = False
-                out.append(Resumed())
-            if f.safe:
-                self._ref = f
-            elif not self._covered(f):
-                if not any(i <= f.id for i in self._in_flight):
-                    self._drop_held("unclassified", out)  # no pending verdict can cover it
-                    self._need_keyframe(out)
-                return
-            self._held.popleft()
-            self._release(f, out)
+            head = self._held[0]
+            self._step(self._head_input(head), head, now, out)
+            if self._held and self._held[0] is head:
+                return  # waiting for a verdict
 
     def _expire(self, now: float, out: list[Action]) -> None:
         timeout = self.config.verdict_timeout_s
-        late = [i for i, (_, t) in self._in_flight.items() if now - t > timeout]
-        for i in late:
-            self._forget(i)
+        late = [f for f, t in self._in_flight.values() if now - t > timeout]
+        for f in late:
+            self._step(Input.TIMED_OUT, f, now, out)
         if late:
             self._drain(now, out)
 
@@ -371,5 +597,4 @@ class ModerationGate:
             now - held[0].arrival > self.config.max_hold_s
             or len(held) > self.config.max_held_frames
         ):
-            self._drop_held("held_too_long", out)
-            self._need_keyframe(out)
+            self._step(Input.OVERDUE, held[0], now, out)
