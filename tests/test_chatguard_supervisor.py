@@ -68,13 +68,12 @@ asyncio.run(main())
 @pytest.mark.timeout(60)
 def test_no_worker_outlives_a_killed_supervisor() -> None:
     url = f"ws://127.0.0.1:{free_port()}/relay"
-    parent = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", SUPERVISING_CHILD, url], stdout=subprocess.PIPE, text=True
-    )
-    assert parent.stdout is not None
-    worker = int(parent.stdout.readline())
-    parent.kill()
-    parent.wait()
+    ) as parent:  # leaving the block closes the pipe
+        assert parent.stdout is not None
+        worker = int(parent.stdout.readline())
+        parent.kill()
     deadline = time.monotonic() + 20
     while _alive(worker):
         assert time.monotonic() < deadline, f"worker {worker} outlived its supervisor"
