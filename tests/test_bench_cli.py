@@ -16,7 +16,7 @@ from bench.relay_options import dwell_range
 from bench.search_cli import SearchStep, describe_search, run_search
 from chatguard import cli
 from chatguard.bench_cli import build_parser
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

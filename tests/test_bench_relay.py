@@ -33,7 +33,7 @@ from bench.results import RelayResult
 from bench.service import endpoints_from_target
 from chatguard import cli
 from signaling.route_policy import Route
-from tests.conftest import RunningServer, make_config, run_server
+from tests.support.server import RunningServer, make_config, run_server
 
 
 def test_cpu_seconds_reads_utime_and_stime_after_the_command_name() -> None:

@@ -11,7 +11,7 @@ from bench.results import SignalingCase, SignalingResult
 from bench.signaling_bench import SignalingLevels, table
 from bench.stats import Percentiles
 from chatguard import cli
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 
 def test_smoke_run_measures_pairs_and_writes_json(tmp_path: Path) -> None:

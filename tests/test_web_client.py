@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
 from tests.support.browser import (
     chromium,
     frames_decoded,
@@ -23,6 +22,7 @@ from tests.support.browser import (
     wait_for_state,
     write_y4m,
 )
+from tests.support.ports import free_port
 from tests.support.strict_support import SAFE, UNSAFE, picture
 from tests.support.wsclient import Client
 
