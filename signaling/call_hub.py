@@ -25,6 +25,7 @@ import msgspec
 
 from relay import control as rc
 from signaling import protocol as p
+from signaling.chat import ChatLimiter
 from signaling.config import Config
 from signaling.ice import ice_servers_for
 from signaling.matchmaking import (
@@ -101,6 +102,15 @@ def _identities(address: str, device: str) -> tuple[str, ...]:
     return tuple(f"{kind}:{value}" for kind, value in (("addr", address), ("dev", device)) if value)
 
 
+def _device_key(user: str, client: _Client) -> str:
+    """Whom a report is about and who made it: the device id, else the address (a client that
+    sends no device id cannot make up new reporters by reconnecting), else the session."""
+    by_kind = dict(identity.split(":", 1) for identity in client.identities)
+    if "dev" in by_kind:
+        return f"dev:{by_kind['dev']}"
+    return f"addr:{by_kind['addr']}" if "addr" in by_kind else user
+
+
 def _notice(
     call: _Call,
     state: Literal["blocked", "resumed"],
@@ -136,7 +146,8 @@ class SignalingHub:
         mod = config.moderation
         self.strikes = StrikeBook(mod.strikes_to_ban, mod.strike_window_s, mod.ban_s)
         self.relays = RelayDirectory()
-        self.reports = ReportLog()
+        self.reports = ReportLog(config.reports.reporters_to_ban, config.reports.window_s)
+        self.chat = ChatLimiter(config.chat.burst, config.chat.per_s)
         self.stats = HubStats()
 
     @staticmethod
@@ -171,6 +182,8 @@ class SignalingHub:
                 heartbeat_interval_s=mm.heartbeat_interval_s,
                 connect_timeout_s=mm.connect_timeout_s,
                 fallback_after_s=self._config.relay.fallback_after_s,
+                repair_cooldown_s=mm.repair_cooldown_s,
+                chat_max_chars=self._config.chat.max_chars,
             ),
         )
         return user
@@ -192,6 +205,7 @@ class SignalingHub:
         client = self._clients.pop(user, None)
         if client is None:
             return
+        self.chat.forget(user)
         self._matchmaker.disconnect(user, now)
         self._drain_matchmaker()
         if client.call is not None:  # the partner was told via PartnerLost; free the legs
@@ -332,12 +346,13 @@ class SignalingHub:
                 self._send(user, p.Idle())
             case p.Report(reason=reason):
                 call = self._require_call(user)
-                reported = call.partner_of(user)
-                count = self.reports.record(ReportRecord(user, reported, now_unix, reason))
-                log.info("report: %s reported %s (%d reports so far)", user, reported, count)
+                self._report(user, call.partner_of(user), reason, now, now_unix)
                 mm.report(user, now)
                 self._leave_call(user, park=True)
                 self._announce_waiting(user)
+            case p.Chat(pair=pair_id, text=text):
+                call = self._require_call(user, pair_id)
+                self._chat(user, call, text, now)
             case p.Offer() | p.Answer() | p.Candidate():
                 call = self._require_call(user, message.pair)
                 if call.route is Route.DIRECT:
@@ -362,6 +377,44 @@ class SignalingHub:
                 "stale_pair", f"pair {pair_id!r} is over; your current pair is {call.pair_id!r}"
             )
         return call
+
+    def _chat(self, user: str, call: _Call, text: str, now: float) -> None:
+        """Only to the current partner; the text is neither kept nor logged."""
+        if len(text) > self._config.chat.max_chars:
+            raise p.ProtocolError(
+                "too_long", f"a chat message may be {self._config.chat.max_chars} characters"
+            )
+        if not self.chat.allow(user, now):
+            wait_s = self.chat.retry_after_s(user)
+            raise p.ProtocolError(
+                "rate_limited", f"you are sending messages too fast; wait {wait_s:.1f} s"
+            )
+        self._send(call.partner_of(user), p.RelayedChat(pair=call.pair_id, text=text))
+
+    def _report(self, user: str, reported: str, reason: str, now: float, now_unix: float) -> None:
+        """Record a report (metadata only) and ban the reported device once enough distinct
+        reporters agree; the ban refuses it at the door like a moderation ban."""
+        reporter_client, reported_client = self._clients[user], self._clients[reported]
+        reported_key = _device_key(reported, reported_client)
+        outcome = self.reports.record(
+            ReportRecord(user, reported, now_unix, reason),
+            _device_key(user, reporter_client),
+            reported_key,
+            now,
+        )
+        log.info(
+            "report: %s reported %s (%s, reason %r): %d distinct reporters in the window%s",
+            user, reported, reported_key, reason, outcome.reporters,
+            "" if outcome.counted else "; a repeat from this reporter, not counted",
+        )  # fmt: skip
+        if not outcome.ban:
+            return
+        ban_s = self._config.reports.ban_s
+        self.strikes.ban((reported_key,), now + ban_s)
+        reason_text = f"reported by {outcome.reporters} people"
+        log.info("reports: %s banned until %.0f (%s)", reported_key, now_unix + ban_s, reason_text)
+        self._send(reported, p.Banned(reason=reason_text, until_unix=now_unix + ban_s))
+        self._to_close.append((reported, p.CLOSE_BANNED))
 
     def _relay_to_partner(self, user: str, call: _Call, message: p.PartnerSignal) -> None:
         """Only the two members of a pair may exchange SDP and ICE, and only for that pair."""
@@ -569,6 +622,7 @@ class SignalingHub:
                         self._send(user, p.Waiting())
                 case Expired(user=user):
                     client = self._clients.pop(user, None)
+                    self.chat.forget(user)
                     if client is not None:
                         log.info("client %s timed out (no heartbeat)", user)
                         if client.call is not None:

@@ -26,6 +26,9 @@ Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=60_000)]
 PairId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Interest = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 ShortText = Annotated[str, msgspec.Meta(max_length=200)]
+CHAT_MAX_CHARS = 500
+"""Longest chat message; a chat line, not a document (``[chat] max_chars`` may lower it)."""
+ChatText = Annotated[str, msgspec.Meta(min_length=1, max_length=CHAT_MAX_CHARS)]
 
 
 class _ClientMessage(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
@@ -51,6 +54,13 @@ class Report(_ClientMessage, tag="report"):
     """Report the current partner; ends the call and looks for someone new."""
 
     reason: ShortText = ""
+
+
+class Chat(_ClientMessage, tag="chat"):
+    """A text message for the current partner of `pair`: relayed, never stored or logged."""
+
+    pair: PairId
+    text: ChatText
 
 
 class Offer(_ClientMessage, tag="offer"):
@@ -91,7 +101,7 @@ class Ping(_ClientMessage, tag="ping"):
     """Heartbeat; the server answers with pong."""
 
 
-ClientMessage = Join | Next | Leave | Report | Offer | Answer | Candidate | CallState | Ping
+ClientMessage = Join | Next | Leave | Report | Chat | Offer | Answer | Candidate | CallState | Ping
 PartnerSignal = Offer | Answer | Candidate
 
 
@@ -113,6 +123,9 @@ class Welcome(_ServerMessage, tag="welcome"):
     connect_timeout_s: float
     fallback_after_s: float
     """A direct call not connected by then is reported failed, and moves to the relay."""
+    repair_cooldown_s: float = 0.0
+    """After Next, the two are not paired again for this long (so a page can say why it waits)."""
+    chat_max_chars: int = CHAT_MAX_CHARS
 
 
 class Waiting(_ServerMessage, tag="waiting"):
@@ -134,6 +147,13 @@ class Paired(_ServerMessage, tag="paired"):
 class PartnerLeft(_ServerMessage, tag="partner_left"):
     pair: str
     reason: str
+
+
+class RelayedChat(_ServerMessage, tag="chat"):
+    """A chat message from the partner of `pair`."""
+
+    pair: str
+    text: str
 
 
 class RelayedOffer(_ServerMessage, tag="offer"):
@@ -200,6 +220,7 @@ ServerMessage = (
     | Idle
     | Paired
     | PartnerLeft
+    | RelayedChat
     | RelayedOffer
     | RelayedAnswer
     | RelayedCandidate
