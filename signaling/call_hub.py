@@ -363,10 +363,12 @@ class SignalingHub:
                 call = self._require_call(user, pair_id)
                 if route is not None and route != call.route.value:
                     return  # about a route this call has already left
-                if state == "connected":
-                    self.stats.calls_connected += 1
-                else:
+                if state == "failed":
                     self._on_call_failed(call)
+                    return
+                self.stats.calls_connected += state == "connected"
+                partner_state = p.PartnerState(pair=pair_id, state=state)
+                self._send(call.partner_of(user), partner_state)
 
     def _require_call(self, user: str, pair_id: str | None = None) -> _Call:
         call = self._clients[user].call

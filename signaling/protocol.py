@@ -91,7 +91,9 @@ class CallState(_ClientMessage, tag="call_state"):
     """The client's view of its media connection, so the server can log it and re-route."""
 
     pair: PairId
-    state: Literal["connected", "failed"]
+    state: Literal["connected", "failed", "reconnecting"]
+    """"reconnecting": the media dropped mid-call and the client is restoring it; the partner
+    is told (partner_state) instead of seeing the call end."""
     route: RouteName | None = None
     """The route the client was using, so a late report about an old route is not taken as
     news about the new one."""
@@ -179,6 +181,13 @@ class Reroute(_ServerMessage, tag="reroute"):
     reason: str
 
 
+class PartnerState(_ServerMessage, tag="partner_state"):
+    """The partner's media connection is being restored, or is back."""
+
+    pair: str
+    state: Literal["reconnecting", "connected"]
+
+
 class CallEnded(_ServerMessage, tag="call_ended"):
     """The call cannot go on (no relay, relay failure); the partner is kept until Next."""
 
@@ -225,6 +234,7 @@ ServerMessage = (
     | RelayedAnswer
     | RelayedCandidate
     | Reroute
+    | PartnerState
     | CallEnded
     | ModerationNotice
     | Banned
