@@ -241,6 +241,7 @@ class ChatClient {
   }
 
   onMessage(msg) {
+    if (this.banned) return;  // what was already on its way (a pairing, say) is moot
     const current = msg.pair !== undefined && msg.pair === this.pair;
     switch (msg.type) {
       case "welcome":
@@ -623,6 +624,8 @@ class ChatClient {
     const active = state !== "idle";
     $("#start").disabled = active;
     $("#next").disabled = !active;
+    $("#start").hidden = active;   // Start and Next share one place in the control bar
+    $("#next").hidden = !active;
     $("#stop").disabled = !active;
     $("#report").disabled = !this.pair || state === "ended";
     $("#chat-input").disabled = !this.pair;
