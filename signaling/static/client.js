@@ -442,9 +442,10 @@ class ChatClient {
       } else if (this.pc.connectionState !== "connected") {
         const timers = this.recovering;
         this.recovering = null;           // startCall replaces the connection
-        this.startCall({ pair, role: "offerer", route: this.route }, "the connection dropped");
+        this.startCall({ pair, role: "offerer", route: this.route });
         this.everConnected = true;
         this.recovering = timers;
+        this.setState("reconnecting", this.route, "Connection lost; reconnecting…");
       }
     };
     const retry = setInterval(attempt, RECOVER_RETRY_MS);
