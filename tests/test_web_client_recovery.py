@@ -1,5 +1,6 @@
-"""A page whose network drops for a few seconds gets its call back, with the same partner,
-and the partner reads "reconnecting" meanwhile rather than an end. Real Chromium in network
+"""Bad networks in real Chromium: a page whose network drops for a few seconds gets its call
+back, with the same partner, and the partner reads "reconnecting" meanwhile rather than an
+end; a lossy network brings up the connection-quality hint. Chromium runs in network
 namespaces (tests/support/netns.py), so one page's traffic can be cut while signaling stays."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.async_api import Page
+from playwright.async_api import Browser, Page
 
 from tests.support.browser import frames_decoded, requires_chromium, wait_for_frames, wait_for_state
 from tests.support.netns import IsolatedHosts, NamespaceHost, chromium_in
@@ -37,8 +38,16 @@ def cut_media(host: NamespaceHost, signaling_port: int) -> None:
         subprocess.run(host.command("iptables", "-w", "5", *rule), check=True, timeout=10)
 
 
+def lose_packets(host: NamespaceHost, probability: float) -> None:
+    """Drop that share of the UDP packets `host` receives, at random."""
+    rule = ["-A", "INPUT", "-p", "udp", "-m", "statistic", "--mode", "random"]
+    rule += ["--probability", str(probability), "-j", "DROP"]
+    subprocess.run(host.command("iptables", "-w", "5", *rule), check=True, timeout=10)
+
+
 def restore(host: NamespaceHost) -> None:
-    subprocess.run(host.command("iptables", "-w", "5", "-F", "OUTPUT"), check=True, timeout=10)
+    for chain in ("INPUT", "OUTPUT"):
+        subprocess.run(host.command("iptables", "-w", "5", "-F", chain), check=True, timeout=10)
 
 
 async def ice_ufrag(page: Page) -> str:
@@ -101,6 +110,21 @@ async def drop_and_recover(host: NamespaceHost, port: int, dropped: Page, partne
     await wait_for_frames(dropped, before[1] + 10)
 
 
+async def direct_call_in(host: NamespaceHost, port: int, browser: Browser) -> list[Page]:
+    """Two pages in `host`'s namespace (so they can call directly), connected to each other."""
+    pages = []
+    for _ in range(2):
+        page = await (await browser.new_context()).new_page()
+        await page.goto(host.url(port), timeout=15_000)
+        await page.click("#start")
+        pages.append(page)
+    for page in pages:
+        await wait_for_state(page, "connected", timeout_s=30)
+        assert await page.get_attribute("#status", "data-route") == "direct"
+        await wait_for_frames(page, 10)
+    return pages
+
+
 async def test_a_direct_call_restarts_ice_after_a_drop(
     netns_hosts: IsolatedHosts, tmp_path: Path
 ) -> None:
@@ -111,16 +135,7 @@ async def test_a_direct_call_restarts_ice_after_a_drop(
         port = urlsplit(url).port
         assert port is not None
         async with chromium_in(a, a.url(port)) as browser:
-            pages = []
-            for _ in range(2):
-                page = await (await browser.new_context()).new_page()
-                await page.goto(a.url(port), timeout=15_000)
-                await page.click("#start")
-                pages.append(page)
-            for page in pages:
-                await wait_for_state(page, "connected", timeout_s=30)
-                assert await page.get_attribute("#status", "data-route") == "direct"
-                await wait_for_frames(page, 10)
+            pages = await direct_call_in(a, port, browser)
             ufrags = [await ice_ufrag(page) for page in pages]
             await drop_and_recover(a, port, pages[0], pages[1])
             for page, before in zip(pages, ufrags, strict=True):
@@ -128,3 +143,28 @@ async def test_a_direct_call_restarts_ice_after_a_drop(
             # the same connection, restarted, not a new one nor the relay
             assert await pages[0].evaluate("window.keptPc === window.chatguard.pc")
             assert await pages[0].get_attribute("#status", "data-route") == "direct"
+
+
+async def test_a_lossy_network_shows_the_quality_hint(
+    netns_hosts: IsolatedHosts, tmp_path: Path
+) -> None:
+    a = netns_hosts.hosts[0]
+    with chatguard_serve(tmp_path, CONFIG.replace("workers = 1", "workers = 0")) as url:
+        port = urlsplit(url).port
+        assert port is not None
+        async with chromium_in(a, a.url(port)) as browser:
+            page, _ = await direct_call_in(a, port, browser)
+            await asyncio.sleep(5)  # a few measurements on a clean network: no hint
+            assert await page.get_attribute("#quality", "data-poor") == "false"
+            assert await page.is_hidden("#quality")
+            lose_packets(a, 0.4)
+            try:
+                await page.wait_for_selector('#quality[data-poor="true"]', timeout=20_000)
+                hint = await page.text_content("#quality") or ""
+                assert "Poor connection" in hint and "% loss" in hint
+            finally:
+                restore(a)
+            await page.wait_for_selector(
+                '#quality[data-poor="false"]', state="attached", timeout=20_000
+            )
+            assert await page.is_hidden("#quality")
