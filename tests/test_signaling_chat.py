@@ -1,4 +1,5 @@
-"""Text chat without sockets: the token bucket, and the hub delivering only to the partner."""
+"""What the hub passes between partners besides SDP, without sockets: text chat (the token
+bucket, delivery only to the partner) and the state of a call's media (reconnecting)."""
 
 from __future__ import annotations
 
@@ -109,3 +110,15 @@ def test_a_client_that_leaves_takes_its_bucket_along() -> None:
     hub.receive(a, p.Chat(pair=pair, text="bye"), 1, 1)
     hub.disconnect(a, 1)
     assert hub.chat.retry_after_s(a) == 0.0
+
+
+def test_a_reconnecting_member_is_announced_to_its_partner_only() -> None:
+    hub = make_hub()
+    a, b, pair = paired(hub)
+    hub.connect("default", 0, 0, device="dev-c")  # a bystander, who must hear nothing
+    hub.drain_outbox()
+    hub.receive(a, p.CallState(pair=pair, state="reconnecting", route="direct"), 1, 1)
+    assert hub.drain_outbox() == [(b, p.PartnerState(pair=pair, state="reconnecting"))]
+    hub.receive(a, p.CallState(pair=pair, state="connected", route="direct"), 2, 2)
+    assert hub.drain_outbox() == [(b, p.PartnerState(pair=pair, state="connected"))]
+    assert hub.stats.calls_connected == 1 and hub.stats.calls_failed == 0
