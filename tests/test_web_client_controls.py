@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page
 
-from tests.support.browser import chromium, requires_chromium, wait_for_frames, wait_for_state
+from tests.support.browser import (
+    chromium,
+    frames_decoded,
+    requires_chromium,
+    wait_for_frames,
+    wait_for_state,
+)
 from tests.test_web_client import chatguard_serve
 
 pytestmark = [pytest.mark.browser, requires_chromium]
@@ -142,3 +148,34 @@ async def test_esc_is_next_and_the_partner_keeps_reading_why_it_waits(tmp_path: 
             note = await alice.text_content("#wait-note") or ""
             assert "Looking for someone" in note and "60 s" in note
             assert "Looking for someone" in (await bob.text_content("#wait-note") or "")
+
+
+async def test_choosing_another_camera_keeps_the_call_going(tmp_path: Path) -> None:
+    # Chromium's fake devices: 0 and 2 are ordinary cameras (1 is a depth camera, not sendable)
+    with chatguard_serve(tmp_path, "[relay]\nworkers = 0\n") as url:
+        async with chromium(["--use-fake-device-for-media-stream=device-count=3"]) as browser:
+            alice, bob = await open_pages(browser, url, 2)
+            for page in (alice, bob):
+                await page.click("#start")
+            for page in (alice, bob):
+                await wait_for_state(page, "connected")
+            cameras = await alice.eval_on_selector_all(
+                "#camera-select option", "options => options.map(o => [o.value, o.textContent])"
+            )
+            assert [label for _, label in cameras] == [f"fake_device_{n}" for n in range(3)]
+            assert await alice.input_value("#camera-select") == cameras[0][0]
+            other = cameras[2][0]
+            await wait_for_frames(bob, 10)
+            before = await frames_decoded(bob)
+            await alice.click("#devices summary")
+            await alice.select_option("#camera-select", other)
+            await alice.wait_for_function(
+                """(id) => window.chatguard.pc.getSenders().some((s) => s.track
+                    && s.track.kind === "video" && s.track.getSettings().deviceId === id)""",
+                arg=other,
+            )
+            tracks = await alice.evaluate(
+                "window.chatguard.localStream.getVideoTracks().map(t => t.label)"
+            )
+            assert tracks == ["fake_device_2"]  # the old camera was let go
+            await wait_for_frames(bob, before + 20)  # and the new one reaches the partner

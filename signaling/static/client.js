@@ -188,24 +188,31 @@ class ChatClient {
     }
   }
 
-  // A different camera or microphone: swap the track in every connection that sends it.
+  // A different camera or microphone: swap the track in every connection that sends it. The
+  // old device is released first: phones cannot open two cameras at once.
   async switchDevice(kind) {
     if (!this.localStream) return;
     const id = $(kind === "video" ? "#camera-select" : "#mic-select").value;
-    const fresh = await navigator.mediaDevices.getUserMedia({ [kind]: { deviceId: { exact: id } } });
-    const track = fresh.getTracks()[0];
     const old = this.localStream.getTracks().find((t) => t.kind === kind);
+    if (old) {
+      old.stop();
+      this.localStream.removeTrack(old);
+    }
+    let track = null;
+    try {
+      const fresh = await navigator.mediaDevices.getUserMedia({ [kind]: { deviceId: { exact: id } } });
+      track = fresh.getTracks()[0];
+      this.localStream.addTrack(track);
+    } catch (err) {
+      this.chatNote(`Could not switch the ${kind === "video" ? "camera" : "microphone"}: ${err.message}`);
+    }
     for (const pc of [this.pc, this.parked && this.parked.pc]) {
       if (!pc) continue;
-      for (const sender of pc.getSenders()) {
-        if (sender.track && sender.track.kind === kind) await sender.replaceTrack(track);
+      for (const transceiver of pc.getTransceivers()) {
+        const sender = transceiver.sender;
+        if (transceiver.receiver.track.kind === kind && !transceiver.stopped) await sender.replaceTrack(track);
       }
     }
-    if (old) {
-      this.localStream.removeTrack(old);
-      old.stop();
-    }
-    this.localStream.addTrack(track);
     $("#local").srcObject = this.localStream;
     this.applyTrackStates();
   }
@@ -685,7 +692,6 @@ async function loadSettings(client) {
 
 const client = new ChatClient();
 window.chatguard = client;
-window.chatguardJudgeQuality = judgeQuality;
 loadSettings(client);
 $("#start").addEventListener("click", () => client.start());
 $("#next").addEventListener("click", () => client.next());
