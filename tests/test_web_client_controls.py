@@ -146,8 +146,8 @@ async def test_esc_is_next_and_the_partner_keeps_reading_why_it_waits(tmp_path: 
             assert "The stranger left" in (await bob.text_content("#status") or "")
             await alice.wait_for_selector("#wait-note >> text=not paired with the same person")
             note = await alice.text_content("#wait-note") or ""
-            assert "Looking for someone" in note and "60 s" in note
-            assert "Looking for someone" in (await bob.text_content("#wait-note") or "")
+            assert "Searching for" in note and "60 s" in note
+            assert "Searching for" in (await bob.text_content("#wait-note") or "")
 
 
 async def test_choosing_another_camera_keeps_the_call_going(tmp_path: Path) -> None:

@@ -94,6 +94,7 @@ class ChatClient {
     for (const radio of document.querySelectorAll('input[name="report-reason"]')) radio.checked = false;
     $("#report-confirm").disabled = true;
     $("#report-dialog").hidden = false;
+    document.querySelector('input[name="report-reason"]').focus();
   }
 
   closeReport() {
@@ -650,11 +651,11 @@ class ChatClient {
       return;
     }
     const waited = Math.floor((Date.now() - this.waitingSince) / 1000);
-    let text = `Looking for someone… ${waited} s`;
+    let text = `Searching for ${waited} s…`;
     const cooldown = this.welcome ? this.welcome.repair_cooldown_s : 0;
     const sinceNext = this.lastNextAt === null ? Infinity : (Date.now() - this.lastNextAt) / 1000;
     if (cooldown > 0 && waited >= COOLDOWN_NOTE_AFTER_S && sinceNext < cooldown) {
-      text += `. After Next you are not paired with the same person again for ${Math.round(cooldown)} s, so with few people here this can take a while.`;
+      text += ` After Next you are not paired with the same person again for ${Math.round(cooldown)} s, so with few people here this can take a while.`;
     }
     note.textContent = text;
     note.hidden = false;
