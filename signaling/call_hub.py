@@ -25,7 +25,7 @@ import msgspec
 
 from relay import control as rc
 from signaling import protocol as p
-from signaling.chat import ChatLimiter
+from signaling.chat import ChatGate
 from signaling.config import Config
 from signaling.ice import ice_servers_for
 from signaling.matchmaking import (
@@ -38,7 +38,7 @@ from signaling.matchmaking import (
     UserState,
 )
 from signaling.relays import RelayDirectory
-from signaling.reports import ReportLog, ReportRecord
+from signaling.reports import ReportLog, ReportRecord, device_key
 from signaling.route_policy import Route, RoutePolicy
 from signaling.strikes import StrikeBook
 
@@ -102,15 +102,6 @@ def _identities(address: str, device: str) -> tuple[str, ...]:
     return tuple(f"{kind}:{value}" for kind, value in (("addr", address), ("dev", device)) if value)
 
 
-def _device_key(user: str, client: _Client) -> str:
-    """Whom a report is about and who made it: the device id, else the address (a client that
-    sends no device id cannot make up new reporters by reconnecting), else the session."""
-    by_kind = dict(identity.split(":", 1) for identity in client.identities)
-    if "dev" in by_kind:
-        return f"dev:{by_kind['dev']}"
-    return f"addr:{by_kind['addr']}" if "addr" in by_kind else user
-
-
 def _notice(
     call: _Call,
     state: Literal["blocked", "resumed"],
@@ -147,7 +138,8 @@ class SignalingHub:
         self.strikes = StrikeBook(mod.strikes_to_ban, mod.strike_window_s, mod.ban_s)
         self.relays = RelayDirectory()
         self.reports = ReportLog(config.reports.reporters_to_ban, config.reports.window_s)
-        self.chat = ChatLimiter(config.chat.burst, config.chat.per_s)
+        chat = config.chat
+        self.chat = ChatGate(chat.max_chars, chat.burst, chat.per_s)
         self.stats = HubStats()
 
     @staticmethod
@@ -352,7 +344,8 @@ class SignalingHub:
                 self._announce_waiting(user)
             case p.Chat(pair=pair_id, text=text):
                 call = self._require_call(user, pair_id)
-                self._chat(user, call, text, now)
+                self.chat.admit(user, text, now)  # the text is neither kept nor logged
+                self._send(call.partner_of(user), p.RelayedChat(pair=pair_id, text=text))
             case p.Offer() | p.Answer() | p.Candidate():
                 call = self._require_call(user, message.pair)
                 if call.route is Route.DIRECT:
@@ -380,27 +373,13 @@ class SignalingHub:
             )
         return call
 
-    def _chat(self, user: str, call: _Call, text: str, now: float) -> None:
-        """Only to the current partner; the text is neither kept nor logged."""
-        if len(text) > self._config.chat.max_chars:
-            raise p.ProtocolError(
-                "too_long", f"a chat message may be {self._config.chat.max_chars} characters"
-            )
-        if not self.chat.allow(user, now):
-            wait_s = self.chat.retry_after_s(user)
-            raise p.ProtocolError(
-                "rate_limited", f"you are sending messages too fast; wait {wait_s:.1f} s"
-            )
-        self._send(call.partner_of(user), p.RelayedChat(pair=call.pair_id, text=text))
-
     def _report(self, user: str, reported: str, reason: str, now: float, now_unix: float) -> None:
         """Record a report (metadata only) and ban the reported device once enough distinct
         reporters agree; the ban refuses it at the door like a moderation ban."""
-        reporter_client, reported_client = self._clients[user], self._clients[reported]
-        reported_key = _device_key(reported, reported_client)
+        reported_key = device_key(self._clients[reported].identities, reported)
         outcome = self.reports.record(
             ReportRecord(user, reported, now_unix, reason),
-            _device_key(user, reporter_client),
+            device_key(self._clients[user].identities, user),
             reported_key,
             now,
         )

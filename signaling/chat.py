@@ -1,8 +1,9 @@
-"""Text chat between the two members of a pair: the rate limit, without I/O.
+"""Text chat between the two members of a pair: what may be sent, without I/O.
 
 Chat rides the signaling WebSocket, so it works on every route (the relay never sees it). The
 hub routes a message only to the sender's current partner; this module decides whether the
-sender may send now. Nothing here keeps message text: chat is relayed, never stored or logged.
+sender may send it now (length, rate). Nothing here keeps message text: chat is relayed, never
+stored or logged.
 
 The limit is a token bucket per client: `burst` messages at once, refilled at `per_s`, so a
 person typing normally is never held back while a script flooding its partner is.
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from signaling import protocol as p
+
 
 @dataclass(slots=True)
 class _Bucket:
@@ -20,13 +23,24 @@ class _Bucket:
     """When `tokens` was last brought up to date (monotonic clock)."""
 
 
-class ChatLimiter:
-    """Token buckets keyed by client id; the clock is passed in."""
+class ChatGate:
+    """The length limit, and token buckets keyed by client id; the clock is passed in."""
 
-    def __init__(self, burst: int, per_s: float) -> None:
+    def __init__(self, max_chars: int, burst: int, per_s: float) -> None:
+        self._max_chars = max_chars
         self._burst = burst
         self._per_s = per_s
         self._buckets: dict[str, _Bucket] = {}
+
+    def admit(self, user: str, text: str, now: float) -> None:
+        """Let `user`'s message through, or raise the ProtocolError that tells them why not."""
+        if len(text) > self._max_chars:
+            raise p.ProtocolError("too_long", f"a chat message may be {self._max_chars} characters")
+        if not self.allow(user, now):
+            wait_s = self.retry_after_s(user)
+            raise p.ProtocolError(
+                "rate_limited", f"you are sending messages too fast; wait {wait_s:.1f} s"
+            )
 
     def allow(self, user: str, now: float) -> bool:
         """Take one token for `user`'s message; False means refuse it (the bucket is empty)."""

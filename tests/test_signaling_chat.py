@@ -8,7 +8,7 @@ import random
 
 from signaling import protocol as p
 from signaling.call_hub import SignalingHub
-from signaling.chat import ChatLimiter
+from signaling.chat import ChatGate
 from signaling.config import config_from_mapping
 from signaling.matchmaking import Matchmaker
 from signaling.route_policy import Route, RoutePolicy
@@ -35,7 +35,7 @@ def paired(hub: SignalingHub, now: float = 0) -> tuple[str, str, str]:
 
 
 def test_bucket_allows_a_burst_then_refills_at_the_rate() -> None:
-    limiter = ChatLimiter(burst=3, per_s=2.0)
+    limiter = ChatGate(max_chars=500, burst=3, per_s=2.0)
     assert [limiter.allow("u", 0.0) for _ in range(4)] == [True, True, True, False]
     assert limiter.retry_after_s("u") == 0.5
     assert not limiter.allow("u", 0.25)  # half a token

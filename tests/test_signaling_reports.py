@@ -12,7 +12,7 @@ from signaling import protocol as p
 from signaling.call_hub import SignalingHub
 from signaling.config import ConfigError, config_from_mapping
 from signaling.matchmaking import Matchmaker
-from signaling.reports import ReportLog, ReportRecord
+from signaling.reports import ReportLog, ReportRecord, device_key
 from signaling.route_policy import Route, RoutePolicy
 
 
@@ -89,3 +89,9 @@ def test_the_hub_bans_the_reported_device_at_the_threshold(
     assert hub.banned_until("10.0.0.9", "dev-x", 300) == 800
     assert hub.banned_until("10.0.0.9", "dev-1", 300) is None
     assert hub.banned_until("10.0.0.9", "dev-x", 801) is None
+
+
+def test_reporters_are_told_apart_by_device_then_address() -> None:
+    assert device_key(("addr:10.0.0.1", "dev:abc"), "s1") == "dev:abc"
+    assert device_key(("addr:10.0.0.1",), "s1") == "addr:10.0.0.1"
+    assert device_key((), "s1") == "s1"
