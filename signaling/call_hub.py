@@ -338,8 +338,11 @@ class SignalingHub:
                 self._send(user, p.Idle())
             case p.Report(reason=reason):
                 call = self._require_call(user)
-                self._report(user, call.partner_of(user), reason, now, now_unix)
-                mm.report(user, now)
+                reported = call.partner_of(user)
+                if self._report(user, reported, reason, now, now_unix):
+                    mm.leave(reported, now)  # banned: out of play before anyone meets them
+                else:
+                    mm.report(user, now)
                 self._leave_call(user, park=True)
                 self._announce_waiting(user)
             case p.Chat(pair=pair_id, text=text):
@@ -373,9 +376,9 @@ class SignalingHub:
             )
         return call
 
-    def _report(self, user: str, reported: str, reason: str, now: float, now_unix: float) -> None:
+    def _report(self, user: str, reported: str, reason: str, now: float, now_unix: float) -> bool:
         """Record a report (metadata only) and ban the reported device once enough distinct
-        reporters agree; the ban refuses it at the door like a moderation ban."""
+        reporters agree; the ban refuses it at the door like a moderation ban. True: banned."""
         reported_key = device_key(self._clients[reported].identities, reported)
         outcome = self.reports.record(
             ReportRecord(user, reported, now_unix, reason),
@@ -389,13 +392,14 @@ class SignalingHub:
             "" if outcome.counted else "; a repeat from this reporter, not counted",
         )  # fmt: skip
         if not outcome.ban:
-            return
+            return False
         ban_s = self._config.reports.ban_s
         self.strikes.ban((reported_key,), now + ban_s)
         reason_text = f"reported by {outcome.reporters} people"
         log.info("reports: %s banned until %.0f (%s)", reported_key, now_unix + ban_s, reason_text)
         self._send(reported, p.Banned(reason=reason_text, until_unix=now_unix + ban_s))
         self._to_close.append((reported, p.CLOSE_BANNED))
+        return True
 
     def _relay_to_partner(self, user: str, call: _Call, message: p.PartnerSignal) -> None:
         """Only the two members of a pair may exchange SDP and ICE, and only for that pair."""

@@ -57,16 +57,20 @@ def make_hub() -> SignalingHub:
     )
 
 
-def report_partner(hub: SignalingHub, device: str, offender: str, now: float) -> str:
-    """A fresh reporter (on the same address as everyone) pairs with `offender`, reports it."""
+def pair_with(hub: SignalingHub, device: str, offender: str, now: float) -> str:
+    """A fresh client (on the same address as everyone) paired with `offender`."""
     reporter = hub.connect("default", now, now, address="10.0.0.9", device=device)
     hub.receive(reporter, p.Join(), now, now)
     hub.receive(offender, p.Join(), now, now)
     paired = [m for to, m in hub.drain_outbox() if to == reporter and isinstance(m, p.Paired)]
     assert paired, "the reporter was not paired with the offender"
+    return reporter
+
+
+def report_partner(hub: SignalingHub, device: str, offender: str, now: float) -> None:
+    reporter = pair_with(hub, device, offender, now)
     hub.receive(reporter, p.Report(reason="harassment"), now, now)
     hub.disconnect(reporter, now)
-    return reporter
 
 
 def test_the_hub_bans_the_reported_device_at_the_threshold(
@@ -79,10 +83,16 @@ def test_the_hub_bans_the_reported_device_at_the_threshold(
     assert hub.drain_closes() == []
     report_partner(hub, "dev-1", offender, 100)  # same device, new session: not counted
     assert hub.drain_closes() == []
-    report_partner(hub, "dev-2", offender, 200)
+    reporter = pair_with(hub, "dev-2", offender, 200)
+    hub.receive(reporter, p.Report(reason="harassment"), 200, 200)
     assert hub.drain_closes() == [(offender, p.CLOSE_BANNED)]
-    banned = [m for to, m in hub.drain_outbox() if to == offender and isinstance(m, p.Banned)]
+    sent = hub.drain_outbox()
+    banned = [m for to, m in sent if to == offender and isinstance(m, p.Banned)]
     assert banned and banned[0].reason == "reported by 2 people"
+    # out of play at once, before its socket is closed: only the reporter waits, so nobody
+    # who is waiting can be paired with the banned device meanwhile
+    assert hub.snapshot()["waiting"] == 1
+    assert not [m for to, m in sent if to == offender and isinstance(m, (p.Paired, p.Waiting))]
     assert "a repeat from this reporter, not counted" in caplog.text
     assert "reports: dev:dev-x banned until" in caplog.text
     # the device is refused at the door; the shared address (the reporters' too) is not
