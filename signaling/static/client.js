@@ -266,6 +266,7 @@ class ChatClient {
       case "idle":
         break;
       case "paired":
+        if (!this.localStream) break;  // sent before our Stop reached the server
         this.closeReport();
         this.clearChat();
         this.chatNote("You're now talking to a stranger. Say hi!");
@@ -446,7 +447,9 @@ class ChatClient {
     const attempt = () => {
       if (this.pair !== pair || !this.pc) return;
       if (this.route === "direct") {
-        if (this.role === "offerer") this.makeOffer(this.pc, pair, { iceRestart: true });
+        // one restart at a time: a new offer before the answer would orphan that answer
+        const idle = this.pc.signalingState === "stable";
+        if (this.role === "offerer" && idle) this.makeOffer(this.pc, pair, { iceRestart: true });
       } else if (this.pc.connectionState !== "connected") {
         const timers = this.recovering;
         this.recovering = null;           // startCall replaces the connection
