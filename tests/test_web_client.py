@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import Page
 
 from tests.support.browser import (
     chromium,
@@ -125,11 +127,24 @@ async def test_report_ends_the_call_and_looks_again(serve_url: str) -> None:
             pages.append(page)
         alice, bob = pages
         await wait_for_state(alice, "connected")
-        await alice.click("#report")
+        await report(alice, "harassment")
         await wait_for_state(alice, "waiting")
         await wait_for_state(bob, "waiting")
         stats = httpx.get(serve_url + "/stats").json()
         assert stats["reports"] == 1
+        await asyncio.sleep(1)  # the server's "waiting" came meanwhile; the thanks stay
+        status = await alice.text_content("#status") or ""
+        assert "Thanks, the stranger was reported (harassment)" in status
+
+
+async def report(page: Page, reason: str) -> None:
+    """Report the partner the way a user does: Report, pick a reason, confirm."""
+    await page.click("#report")
+    await page.wait_for_selector("#report-dialog:not([hidden])")
+    assert await page.is_disabled("#report-confirm")  # a reason first
+    await page.check(f'input[name="report-reason"][value="{reason}"]')
+    await page.click("#report-confirm")
+    assert await page.is_hidden("#report-dialog")
 
 
 async def test_a_call_that_cannot_connect_says_so(tmp_path: Path) -> None:
