@@ -37,8 +37,13 @@ from signaling.config import ConfigError, config_from_mapping
 from signaling.route_policy import Route
 from tests.support.ports import free_port
 from tests.support.rtcclient import ChatPeer
-from tests.support.server import RunningServer, make_config, run_server, wait_for_workers
-from tests.test_web_client import chatguard_serve
+from tests.support.server import (
+    RunningServer,
+    chatguard_serve,
+    make_config,
+    run_server,
+    wait_for_workers,
+)
 
 ANSWER = (
     "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n"

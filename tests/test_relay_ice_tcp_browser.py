@@ -39,8 +39,7 @@ from tests.support.netns import (
     probe,
 )
 from tests.support.ports import free_port
-from tests.support.server import RunningServer, make_config, run_server
-from tests.test_web_client import chatguard_serve
+from tests.support.server import RunningServer, chatguard_serve, make_config, run_server
 
 pytestmark = [pytest.mark.netns, pytest.mark.browser, requires_chromium]
 

@@ -21,6 +21,8 @@ from tests.support.rtcclient import ChatPeer
 from tests.support.server import RunningServer, make_config, run_server, wait_for_workers
 from tests.support.wsclient import Client
 
+pytestmark = pytest.mark.slow  # a real service with relay worker processes, or the real model
+
 
 @pytest.fixture
 def relay_server() -> Iterator[RunningServer]:

@@ -3,73 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Page
 
 from tests.support.browser import (
     chromium,
     frames_decoded,
+    report,
     requires_chromium,
     status_of,
     wait_for_frames,
     wait_for_state,
     write_y4m,
 )
-from tests.support.ports import free_port
+from tests.support.server import chatguard_serve
 from tests.support.strict_support import SAFE, UNSAFE, picture
 from tests.support.wsclient import Client
 
 pytestmark = [pytest.mark.browser, requires_chromium]
-
-
-@contextmanager
-def chatguard_serve(tmp_path: Path, config_toml: str = "", *extra: str) -> Iterator[str]:
-    """The real command an operator runs, on a free port, with an optional config file."""
-    port = free_port()
-    config = tmp_path / "chatguard.toml"
-    config.write_text(config_toml)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "chatguard.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--config",
-            str(config),
-            "--log-level",
-            "warning",
-            *extra,
-        ],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            raise RuntimeError("chatguard serve did not come up")
-        time.sleep(0.1)
-    try:
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -135,16 +89,6 @@ async def test_report_ends_the_call_and_looks_again(serve_url: str) -> None:
         await asyncio.sleep(1)  # the server's "waiting" came meanwhile; the thanks stay
         status = await alice.text_content("#status") or ""
         assert "Thanks, the stranger was reported (harassment)" in status
-
-
-async def report(page: Page, reason: str) -> None:
-    """Report the partner the way a user does: Report, pick a reason, confirm."""
-    await page.click("#report")
-    await page.wait_for_selector("#report-dialog:not([hidden])")
-    assert await page.is_disabled("#report-confirm")  # a reason first
-    await page.check(f'input[name="report-reason"][value="{reason}"]')
-    await page.click("#report-confirm")
-    assert await page.is_hidden("#report-dialog")
 
 
 async def test_a_call_that_cannot_connect_says_so(tmp_path: Path) -> None:

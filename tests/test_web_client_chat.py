@@ -9,7 +9,7 @@ import pytest
 from playwright.async_api import Browser, Page
 
 from tests.support.browser import chromium, requires_chromium, wait_for_state
-from tests.test_web_client import chatguard_serve
+from tests.support.server import chatguard_serve
 
 pytestmark = [pytest.mark.browser, requires_chromium]
 

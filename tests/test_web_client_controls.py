@@ -16,7 +16,7 @@ from tests.support.browser import (
     wait_for_frames,
     wait_for_state,
 )
-from tests.test_web_client import chatguard_serve
+from tests.support.server import chatguard_serve
 
 pytestmark = [pytest.mark.browser, requires_chromium]
 

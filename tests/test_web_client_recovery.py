@@ -15,7 +15,7 @@ from playwright.async_api import Browser, Page
 
 from tests.support.browser import frames_decoded, requires_chromium, wait_for_frames, wait_for_state
 from tests.support.netns import IsolatedHosts, NamespaceHost, chromium_in
-from tests.test_web_client import chatguard_serve
+from tests.support.server import chatguard_serve
 
 pytestmark = [pytest.mark.browser, requires_chromium]
 

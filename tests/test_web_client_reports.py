@@ -9,8 +9,8 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page
 
-from tests.support.browser import chromium, requires_chromium, wait_for_state
-from tests.test_web_client import chatguard_serve, report
+from tests.support.browser import chromium, report, requires_chromium, wait_for_state
+from tests.support.server import chatguard_serve
 
 pytestmark = [pytest.mark.browser, requires_chromium]
 

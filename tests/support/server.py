@@ -4,12 +4,17 @@ the relay workers its configuration asks for."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import uvicorn
@@ -103,3 +108,45 @@ async def wait_for_workers(
             if time.monotonic() > deadline:
                 raise AssertionError(f"only {len(workers)} relay workers joined")
             await asyncio.sleep(0.1)
+
+
+@contextmanager
+def chatguard_serve(tmp_path: Path, config_toml: str = "", *extra: str) -> Iterator[str]:
+    """The real command an operator runs, on a free port, with an optional config file; yields
+    its URL once /readyz says the routes in force can be carried (relay workers connected)."""
+    port = free_port()
+    config = tmp_path / "chatguard.toml"
+    config.write_text(config_toml)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "chatguard.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--config",
+            str(config),
+            "--log-level",
+            "warning",
+            *extra,
+        ],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise RuntimeError("chatguard serve did not come up")
+        time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
