@@ -31,7 +31,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from relay import control as c
 from relay.aiortc_adapter import AiortcLeg
-from relay.forwarding_hub import ForwardingHub
+from relay.forwarding_hub import ForwardingHub, ModerationMismatch
 from relay.ice_tcp import IceTcpListener
 
 if TYPE_CHECKING:
@@ -217,7 +217,12 @@ class RelayWorker:
                     missing = first if a is None or a.relay_leg is None else second
                     await self._send(c.Refused(leg=missing, reason="unknown leg"))
                     return
-                self.hub.pair(a.relay_leg, b.relay_leg)
+                try:
+                    self.hub.pair(a.relay_leg, b.relay_leg)
+                except ModerationMismatch as refused:
+                    unmoderated = first if refused.leg is a.relay_leg else second
+                    log.warning("refused to link legs %s and %s: %s", first, second, refused)
+                    await self._send(c.Refused(leg=unmoderated, reason=str(refused)))
             case c.Unlink(leg=leg_id):
                 leg = self.legs.get(leg_id)
                 if leg is not None and leg.relay_leg is not None:
