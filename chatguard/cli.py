@@ -14,15 +14,18 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 import msgspec
 
 from chatguard.bench_cli import add_bench_parser, run_bench
 from chatguard.logs import configure_logging
 from chatguard.supervisor import TOKEN_ENV
-from signaling.config import Config, ConfigError, LogLevel, load_config
+from signaling.config import Config, ConfigError, LogLevel, config_from_mapping, load_config
 from signaling.route_policy import Route
+
+if TYPE_CHECKING:
+    from relay.ice_gathering import GatheringPolicy
 
 DEFAULT_BLOCK_THRESHOLD = 0.5
 
@@ -108,6 +111,34 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="TCP port for ICE over TCP (RFC 6544 passive candidates), so that browsers on "
         "networks that drop UDP reach this worker; open it in the firewall (default 0: off)",
+    )
+    relay.add_argument(
+        "--udp-ports",
+        metavar="MIN-MAX",
+        default="",
+        help="UDP ports for the ICE sockets, e.g. 40000-40199 (one per leg and gathered "
+        "address); open them in the firewall (default: any port)",
+    )
+    relay.add_argument(
+        "--gather-from",
+        action="append",
+        default=[],
+        metavar="IF|ADDR|NET",
+        help="offer only this interface (eth0), address or network (10.0.0.0/8) to clients; "
+        "repeatable (default: every address but loopback and IPv6 link-local)",
+    )
+    relay.add_argument(
+        "--announce",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="tell clients this address instead of the interface address of its family, "
+        "e.g. the public IP of a 1:1 NAT; repeatable (an IPv4 and an IPv6 one)",
+    )
+    relay.add_argument(
+        "--announce-interface-addresses",
+        action="store_true",
+        help="with --announce: offer the interface addresses too, beside the announced ones",
     )
     _add_log_level(relay)
     add_bench_parser(commands)
@@ -206,6 +237,31 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gathering(args: argparse.Namespace) -> GatheringPolicy:
+    """The relay's address and port options, checked by the rules of the `[relay]` keys
+    they mirror."""
+    from relay.ice_gathering import GatheringPolicy
+
+    relay = config_from_mapping(
+        {
+            "relay": {
+                "workers": 0,
+                "udp_ports": args.udp_ports,
+                "gather_from": args.gather_from,
+                "announced_addresses": args.announce,
+                "announce_interface_addresses": args.announce_interface_addresses,
+            }
+        },
+        "command line",
+    ).relay
+    return GatheringPolicy(
+        gather_from=tuple(relay.gather_from),
+        announced=tuple(relay.announced_addresses),
+        keep_interface_addresses=relay.announce_interface_addresses,
+        udp_ports=relay.udp_port_range(),
+    )
+
+
 def _relay(args: argparse.Namespace) -> int:
     from relay.worker import run_worker
 
@@ -220,8 +276,11 @@ def _relay(args: argparse.Namespace) -> int:
     if not 0 <= args.ice_tcp_port < 65536:
         print("chatguard relay: --ice-tcp-port must be 0-65535", file=sys.stderr)
         return 2
+    gathering = _gathering(args)
     with contextlib.suppress(KeyboardInterrupt):
-        run_worker(args.signaling, token, args.worker_id, args.max_legs, args.ice_tcp_port)
+        run_worker(
+            args.signaling, token, args.worker_id, args.max_legs, args.ice_tcp_port, gathering
+        )
     return 0
 
 

@@ -32,6 +32,7 @@ from aiortc.sdp import candidate_from_sdp
 from relay import control as c
 from relay.aiortc_adapter import AiortcLeg
 from relay.forwarding_hub import ForwardingHub
+from relay.ice_gathering import DEFAULT_GATHERING, GatheringPolicy, restrict_gathering
 from relay.ice_tcp import IceTcpListener
 
 if TYPE_CHECKING:
@@ -82,10 +83,18 @@ class RelayWorker:
     """One worker's legs and its control connection."""
 
     def __init__(
-        self, signaling_url: str, token: str, worker_id: str, max_legs: int, ice_tcp_port: int = 0
+        self,
+        signaling_url: str,
+        token: str,
+        worker_id: str,
+        max_legs: int,
+        ice_tcp_port: int = 0,
+        gathering: GatheringPolicy = DEFAULT_GATHERING,
     ) -> None:
         """``ice_tcp_port``: where browsers whose UDP is blocked reach this worker over TCP
-        (RFC 6544 passive candidates); 0: UDP only."""
+        (RFC 6544 passive candidates); 0: UDP only. ``gathering``: the addresses and UDP
+        ports every leg's answer offers (``relay.ice_gathering``)."""
+        self.gathering = gathering
         self.signaling_url = signaling_url
         self.token = token
         self.worker_id = worker_id
@@ -311,6 +320,7 @@ class RelayWorker:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             AiortcLeg.prepare_transceivers(pc)
+            restrict_gathering(pc, self.gathering)
             await pc.setLocalDescription(await pc.createAnswer())
             leg.relay_leg = AiortcLeg(pc, self.hub.on_rtp, self.hub.on_rtcp)
         except Exception as exc:  # aiortc raises ValueError, KeyError, ... on bad SDP
@@ -411,10 +421,15 @@ async def _run_until_drained(worker: RelayWorker) -> None:
 
 
 def run_worker(
-    signaling_url: str, token: str, worker_id: str, max_legs: int, ice_tcp_port: int = 0
+    signaling_url: str,
+    token: str,
+    worker_id: str,
+    max_legs: int,
+    ice_tcp_port: int = 0,
+    gathering: GatheringPolicy = DEFAULT_GATHERING,
 ) -> None:
     """Process entry point: uvloop when available (it halves per-packet cost, see the notes)."""
-    worker = RelayWorker(signaling_url, token, worker_id, max_legs, ice_tcp_port)
+    worker = RelayWorker(signaling_url, token, worker_id, max_legs, ice_tcp_port, gathering)
     try:
         import uvloop
     except ImportError:
