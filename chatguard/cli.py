@@ -141,6 +141,15 @@ def _build_parser() -> argparse.ArgumentParser:
         help="with --announce: offer the interface addresses too, beside the announced ones",
     )
     _add_log_level(relay)
+    turn = commands.add_parser(
+        "turn-config",
+        help="print the coturn configuration that matches chatguard's",
+        description="Print a coturn turnserver.conf whose static-auth-secret, realm and "
+        "listening ports match [ice.turn] in chatguard's configuration (so the secret is set "
+        "once), and which lets TURN relay to public addresses and chatguard's relay workers "
+        "only: `chatguard turn-config --config chatguard.toml > /etc/turnserver.conf`.",
+    )
+    turn.add_argument("--config", type=Path, metavar="FILE", help="chatguard's TOML file")
     add_bench_parser(commands)
     return parser
 
@@ -294,6 +303,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "relay":
             return _relay(args)
+        if args.command == "turn-config":
+            from chatguard.turn_config import coturn_config
+
+            source = str(args.config) if args.config else "built-in defaults"
+            print(coturn_config(load_config(args.config), source), end="")
+            return 0
     except ConfigError as exc:
         print(f"chatguard: configuration error: {exc}", file=sys.stderr)
         return 2
