@@ -29,8 +29,7 @@ from relay.ice_gathering import (
 )
 from signaling.config import ConfigError, config_from_mapping
 from tests.support.rtcclient import ChatPeer
-from tests.test_relay_ice_tcp_browser import wait_for_workers
-from tests.test_web_client import chatguard_serve
+from tests.support.server import chatguard_serve
 
 MACHINE = [
     ("lo", "127.0.0.1"),
@@ -176,8 +175,8 @@ async def test_answers_carry_announced_addresses_on_ports_from_the_range() -> No
 # -- a served worker keeps to its port range ----------------------------------------------------
 
 
-def udp_ports_of(pid: int) -> set[int]:
-    """Local ports of the UDP sockets process `pid` holds (its fds against /proc/net/udp*)."""
+def udp_ports_of(pid: int) -> list[int]:
+    """Local port of each UDP socket process `pid` holds (its fds against /proc/net/udp*)."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -186,12 +185,12 @@ def udp_ports_of(pid: int) -> set[int]:
             continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
-    ports = set()
+    ports = []
     for table in ("udp", "udp6"):
         for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
             fields = line.split()
             if fields[9] in inodes:
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+                ports.append(int(fields[1].rsplit(":", 1)[1], 16))
     return ports
 
 
@@ -208,9 +207,9 @@ async def test_a_served_worker_binds_its_ice_sockets_inside_the_port_range(
     config = (
         '[regions]\ndefault_route = "relay"\n'
         f'[relay]\nworkers = 1\nice_tcp_port = 0\nudp_ports = "{first}-{last}"\n'
+        'gather_from = ["127.0.0.1"]\n'  # one address, whatever else this machine has now
     )
-    with chatguard_serve(tmp_path, config) as url:
-        await wait_for_workers(url, 1)
+    with chatguard_serve(tmp_path, config) as url:  # ready: the relay worker has joined
         ws_url = url.replace("http://", "ws://") + "/ws"
         alice = await ChatPeer.join(ws_url, level=200, tone_hz=440)
         bob = await ChatPeer.join(ws_url, level=60, tone_hz=1000)
@@ -223,6 +222,5 @@ async def test_a_served_worker_binds_its_ice_sockets_inside_the_port_range(
         finally:
             await alice.close()
             await bob.close()
-    addresses = len(select_addresses(interface_addresses(), []))
-    assert len(ports) == 2 * addresses  # one socket per leg and gathered address
+    assert len(ports) == 2  # one socket per leg (and gathered address)
     assert all(first <= port <= last for port in ports), (ports, port_range)

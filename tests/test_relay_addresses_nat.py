@@ -23,7 +23,6 @@ import pytest
 
 from chatguard.supervisor import TOKEN_ENV
 from signaling.route_policy import Route
-from tests.conftest import RunningServer, make_config, run_server
 from tests.support.netns import (
     NamespaceHost,
     echo_server,
@@ -32,7 +31,7 @@ from tests.support.netns import (
     probe,
 )
 from tests.support.rtcclient import ChatPeer
-from tests.test_relay_ice_tcp_browser import wait_for_workers
+from tests.support.server import RunningServer, make_config, run_server, wait_for_workers
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -78,7 +77,7 @@ async def test_a_worker_behind_nat_is_reached_through_its_announced_address(
     host, public = natted_host
     options = ("--gather-from", host.address, "--announce", public)
     with worker_in(host, signaling.port, *options):
-        await wait_for_workers(f"http://127.0.0.1:{signaling.port}", 1)
+        await wait_for_workers(signaling, 1)
         ws_url = f"ws://127.0.0.1:{signaling.port}/ws"
         alice = await ChatPeer.join(ws_url, level=200, tone_hz=440)
         bob = await ChatPeer.join(ws_url, level=60, tone_hz=1000)
@@ -107,7 +106,7 @@ async def test_without_the_announcement_the_same_worker_is_unreachable(
 ) -> None:
     host, _ = natted_host
     with worker_in(host, signaling.port, "--gather-from", host.address):
-        await wait_for_workers(f"http://127.0.0.1:{signaling.port}", 1)
+        await wait_for_workers(signaling, 1)
         ws_url = f"ws://127.0.0.1:{signaling.port}/ws"
         alice = await ChatPeer.join(ws_url, level=200, tone_hz=440)
         bob = await ChatPeer.join(ws_url, level=60, tone_hz=1000)

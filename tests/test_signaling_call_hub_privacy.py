@@ -8,15 +8,37 @@ and with no relay the call fails rather than going direct.
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
 
 from relay import control as rc
 from signaling import protocol as p
 from signaling.call_hub import SignalingHub
-from signaling.route_policy import Route
-from tests.test_signaling_call_hub import make_hub, worker_joins
+from signaling.config import config_from_mapping
+from signaling.matchmaking import Matchmaker
+from signaling.route_policy import Route, RoutePolicy
 
 CANDIDATE = "candidate:1 1 udp 2130706431 192.0.2.44 50000 typ host"
+
+
+def make_hub(route: Route) -> SignalingHub:
+    """A hub whose every region takes `route`."""
+    config = config_from_mapping({})
+    counter = itertools.count()
+    return SignalingHub(
+        config,
+        RoutePolicy(config.regions, route),
+        Matchmaker(SignalingHub.matchmaking_settings(config), random.Random(1)),
+        new_id=lambda: f"id{next(counter)}",
+    )
+
+
+def worker_joins(hub: SignalingHub, worker: str) -> None:
+    """A worker that can take calls (and moderate them) joins."""
+    hub.worker_joined(rc.Hello(worker_id=worker, token="t", pid=1, max_sessions=10))
+    load = rc.Load(legs=0, cpu_percent=0, rss_bytes=0, moderation_ready=True)
+    hub.worker_message(worker, load, 0, 0)
 
 
 def pair_up(hub: SignalingHub, hide_a: bool, hide_b: bool = False) -> tuple[str, str, str, str]:

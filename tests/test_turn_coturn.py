@@ -35,15 +35,10 @@ from playwright.async_api import Page
 
 from chatguard.turn_config import coturn_config
 from signaling.config import load_config
-from tests.conftest import free_port
 from tests.support.browser import requires_chromium, status_of, wait_for_frames
-from tests.support.netns import IsolatedHosts, chromium_in
-from tests.test_relay_ice_tcp_browser import (
-    open_client,
-    udp_blocked_hosts,
-    wait_for_workers,
-)
-from tests.test_web_client import chatguard_serve
+from tests.support.netns import IsolatedHosts, chromium_in, open_client, udp_blocked_hosts
+from tests.support.ports import free_port
+from tests.support.server import chatguard_serve
 
 pytestmark = [pytest.mark.netns, pytest.mark.browser, pytest.mark.slow, requires_chromium]
 
@@ -190,9 +185,8 @@ async def test_udp_blocked_browsers_reach_the_relay_through_coturn(
     printed = coturn_config(load_config(tmp_path / "chatguard.toml"))
     with (
         coturn(turnserver, printed, tmp_path, turn_address),
-        chatguard_serve(tmp_path, config) as service,
+        chatguard_serve(tmp_path, config) as service,  # ready: the relay worker has joined
     ):
-        await wait_for_workers(service, 1)
         port = urlsplit(service).port
         assert port is not None
         async with (

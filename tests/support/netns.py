@@ -433,11 +433,32 @@ async def chromium_in(
             await browser.close()
 
 
+async def open_client(browser: Browser, host: NamespaceHost, port: int) -> Page:
+    """The web client served on `port`, opened in a new context of `browser` (running in
+    `host`), from the host address `host` reaches it at."""
+    page: Page = await (await browser.new_context()).new_page()
+    await page.goto(host.url(port), timeout=15_000)
+    return page
+
+
 def block_udp(host: NamespaceHost) -> None:
     """Drop every UDP packet into and out of `host`, as a school or office network that lets
     only TCP through. The rules live in the namespace's own tables and go with it."""
     for chain in ("INPUT", "OUTPUT"):
         _run(host.command(*_iptables("-A", chain, "-p", "udp", "-j", "DROP")))
+
+
+def udp_blocked_hosts(hosts: IsolatedHosts) -> tuple[NamespaceHost, NamespaceHost]:
+    """Both test hosts with UDP dropped, checked against an echo server on each: from the
+    host, TCP still answers and UDP does not (the positive control is that TCP does)."""
+    a, b = hosts.hosts
+    for host in (a, b):
+        with echo_server(host) as port:
+            assert probe(None, host.address, port) == {"tcp": True, "udp": True}
+            block_udp(host)
+            result = probe(None, host.address, port)
+        assert (result["tcp"], result["udp"]) == (True, False), result
+    return a, b
 
 
 PROBE = """
