@@ -72,6 +72,15 @@ class GatheringPolicy:
     def is_default(self) -> bool:
         return self == DEFAULT_GATHERING
 
+    def describe(self) -> str:
+        """One line for the worker's start-up log."""
+        announced = ", ".join(self.announced) or "the interface addresses"
+        if self.announced and self.keep_interface_addresses:
+            announced += " and the interface addresses"
+        ports = f"{self.udp_ports[0]}-{self.udp_ports[1]}" if self.udp_ports else "any"
+        where = ", ".join(self.gather_from) or "every address"
+        return f"gathered on {where}, offered as {announced}, UDP ports {ports}"
+
 
 DEFAULT_GATHERING: Final = GatheringPolicy()
 """aioice's own gathering: every address, random ports."""

@@ -122,6 +122,8 @@ class RelayWorker:
         reports = asyncio.create_task(self.hub.run_reports())
         attempt = 0
         await self._start_ice_tcp()
+        if not self.gathering.is_default:
+            log.info("ICE host candidates: %s", self.gathering.describe())
         try:
             while True:
                 try:

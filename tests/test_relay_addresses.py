@@ -102,6 +102,10 @@ def test_relay_options_and_the_supervisor_pass_the_same_settings() -> None:
         keep_interface_addresses=True,
         udp_ports=(40000, 40199),
     )
+    assert _gathering(args).describe() == (
+        "gathered on eth0, offered as 203.0.113.7 and the interface addresses, "
+        "UDP ports 40000-40199"
+    )
     args = _build_parser().parse_args(["relay", "--signaling", "ws://x/relay"])
     assert _gathering(args).is_default
     bad = _build_parser().parse_args(["relay", "--signaling", "ws://x/relay", "--announce", "x"])

@@ -61,7 +61,7 @@ def worker_in(host: NamespaceHost, signaling_port: int, *options: str) -> Iterat
     argv = [
         sys.executable, "-P", "-m", "chatguard.cli", "relay",
         "--signaling", f"ws://{host.gateway}:{signaling_port}/relay",
-        "--worker-id", "natted", "--ice-tcp-port", "0", "--log-level", "warning", *options,
+        "--worker-id", "natted", "--log-level", "warning", *options,
     ]  # fmt: skip
     with subprocess.Popen(host.command(*argv), env={**os.environ, TOKEN_ENV: TOKEN}) as process:
         try:
@@ -75,7 +75,7 @@ async def test_a_worker_behind_nat_is_reached_through_its_announced_address(
     natted_host: tuple[NamespaceHost, str], signaling: RunningServer
 ) -> None:
     host, public = natted_host
-    options = ("--gather-from", host.address, "--announce", public)
+    options = ("--gather-from", host.address, "--announce", public, "--ice-tcp-port", "7880")
     with worker_in(host, signaling.port, *options):
         await wait_for_workers(signaling, 1)
         ws_url = f"ws://127.0.0.1:{signaling.port}/ws"
@@ -89,9 +89,12 @@ async def test_a_worker_behind_nat_is_reached_through_its_announced_address(
                 assert peer.pc is not None
                 answer = peer.pc.remoteDescription.sdp
                 offered = {
-                    line.split()[4] for line in answer.splitlines() if "a=candidate:" in line
+                    (fields[2], fields[4])
+                    for line in answer.splitlines()
+                    if line.startswith("a=candidate:") and (fields := line.split())
                 }
-                assert offered == {public}  # the private address is not offered
+                # the private address is offered neither for UDP nor for ICE-TCP
+                assert offered == {("udp", public), ("tcp", public)}
                 pair = peer.pc.getTransceivers()[0].receiver.transport.transport
                 nominated = pair.iceGatherer._connection._nominated[1]
                 assert nominated.remote_addr[0] == public
