@@ -1,9 +1,10 @@
 """IP privacy by choice: a user who joins with ``hide_address`` is never on a direct call.
 
-Protocol level (the sans-I/O hub; the page's toggle is the web client's): a pair that includes
-such a user takes the relay route where the regions' route is direct, its offers and
-candidates go to the relay worker and never to the partner, the choice holds for later calls,
-and with no relay the call fails rather than going direct.
+Protocol level (the sans-I/O hub, then JSON over the served /ws; the page's toggle is the web
+client's and not built here): a pair that includes such a user takes the relay route where the
+regions' route is direct, its offers and candidates go to the relay worker and never to the
+partner, the choice holds for later calls, and with no relay the call fails rather than going
+direct.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from signaling.call_hub import SignalingHub
 from signaling.config import config_from_mapping
 from signaling.matchmaking import Matchmaker
 from signaling.route_policy import Route, RoutePolicy
+from tests.support.server import RunningServer
+from tests.support.wsclient import Client
 
 CANDIDATE = "candidate:1 1 udp 2130706431 192.0.2.44 50000 typ host"
 
@@ -107,3 +110,26 @@ def test_a_strict_region_stays_strict() -> None:
     hub = make_hub(Route.STRICT)
     worker_joins(hub, "w1")
     assert pair_up(hub, hide_a=True)[3] == "strict"
+
+
+async def test_over_the_socket_the_field_moves_a_direct_region_to_the_relay(
+    server: RunningServer,
+) -> None:
+    """The served app, JSON on /ws: plain joiners pair directly, a pair with one who hides
+    does not (and, with no relay worker here, is told the call cannot go on)."""
+    clients = [await Client.connect(server.ws_url) for _ in range(4)]
+    try:
+        plain_a, plain_b, hidden, partner = clients
+        await plain_a.send(type="join")
+        await plain_b.send(type="join")
+        assert (await plain_a.expect_paired())["route"] == "direct"
+        assert (await plain_b.expect_paired())["route"] == "direct"
+        await hidden.send(type="join", hide_address=True)
+        await partner.send(type="join")
+        for client in (hidden, partner):
+            paired = await client.expect_paired()
+            assert (paired["route"], paired["role"]) == ("relay", "offerer")
+            await client.expect("call_ended")
+    finally:
+        for client in clients:
+            await client.close()
