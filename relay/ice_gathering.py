@@ -197,7 +197,9 @@ async def _gather(
     timeout: int = 5,
 ) -> list[Candidate]:
     """Stands in for ``Connection.get_component_candidates``; ``addresses`` (aioice's own
-    choice) is replaced by the policy's."""
+    choice) is replaced by the policy's. Server-reflexive candidates are queried as aioice
+    would, unless addresses are announced (the operator has said what is public); relayed ones
+    are not, as workers are never given a TURN server."""
     candidates: list[Candidate] = []
     protocols: list[StunProtocol] = []
     for address in select_addresses(interface_addresses(), policy.gather_from):
@@ -226,15 +228,11 @@ async def _gather(
 
 
 def _ice_connections(pc: RTCPeerConnection) -> list[Any]:
-    gatherers = {
-        id(g): g
-        for t in pc.getTransceivers()
-        if t.receiver.transport is not None
-        for g in [t.receiver.transport.transport.iceGatherer]
-    }
+    """The aioice connections of ``pc``'s ICE transports (one with BUNDLE)."""
+    dtls = [t.receiver.transport for t in pc.getTransceivers() if t.receiver.transport]
     if pc.sctp is not None:
-        gatherer = pc.sctp.transport.transport.iceGatherer
-        gatherers[id(gatherer)] = gatherer
+        dtls.append(pc.sctp.transport)
+    gatherers = {id(d.transport.iceGatherer): d.transport.iceGatherer for d in dtls}
     return [g._connection for g in gatherers.values()]
 
 
