@@ -120,6 +120,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "address); open them in the firewall (default: any port)",
     )
     relay.add_argument(
+        "--udp-port",
+        type=int,
+        default=0,
+        metavar="N",
+        help="one UDP port for the ICE of every leg (told apart by ICE username) instead of a "
+        "port per leg; open it in the firewall (default 0: a port per leg)",
+    )
+    relay.add_argument(
         "--gather-from",
         action="append",
         default=[],
@@ -256,6 +264,7 @@ def _gathering(args: argparse.Namespace) -> GatheringPolicy:
             "relay": {
                 "workers": 0,
                 "udp_ports": args.udp_ports,
+                "udp_port": args.udp_port,
                 "gather_from": args.gather_from,
                 "announced_addresses": args.announce,
                 "announce_interface_addresses": args.announce_interface_addresses,
@@ -268,6 +277,7 @@ def _gathering(args: argparse.Namespace) -> GatheringPolicy:
         announced=tuple(relay.announced_addresses),
         keep_interface_addresses=relay.announce_interface_addresses,
         udp_ports=relay.udp_port_range(),
+        shared_udp_port=relay.udp_port,
     )
 
 

@@ -44,6 +44,7 @@ def create_serving_app(config: Config, route: Route | None = None) -> Starlette:
         config.server.log_level,
         config.relay.ice_tcp_port,
         gathering_options(config.relay),
+        config.relay.udp_port,
     )
     app = create_app(config, route, background=(supervisor,))
     app.state.relay_supervisor = supervisor

@@ -66,11 +66,14 @@ class RelaySupervisor:
         log_level: str = "info",
         ice_tcp_port: int = 0,
         worker_options: Sequence[str] = (),
+        udp_port: int = 0,
     ) -> None:
         """``ice_tcp_port``: worker ``slot`` listens for ICE over TCP on this port + slot
-        (a restarted worker takes its slot's port again); 0: none do. ``worker_options``:
+        (a restarted worker takes its slot's port again); 0: none do. ``udp_port``: the same
+        for the UDP port shared by a worker's legs; 0: a port per leg. ``worker_options``:
         more `chatguard relay` options for every worker (:func:`gathering_options`)."""
         self.count = count
+        self.udp_port = udp_port
         self.worker_options = list(worker_options)
         self.ice_tcp_port = ice_tcp_port
         self.log_level = log_level
@@ -96,6 +99,7 @@ class RelaySupervisor:
             "--max-legs", str(self.max_legs),
             "--log-level", self.log_level,
             "--ice-tcp-port", str(self.ice_tcp_port + slot if self.ice_tcp_port else 0),
+            "--udp-port", str(self.udp_port + slot if self.udp_port else 0),
             *self.worker_options,
         ]  # fmt: skip
         env = {**os.environ, TOKEN_ENV: self.token}

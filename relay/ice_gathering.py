@@ -25,6 +25,9 @@ and ``relay.ice_tcp``), all in :func:`restrict_gathering`:
 * ``Connection._protocols``: where the host sockets' ``StunProtocol`` s must be listed for aioice
   to pair, check and close them;
 * ``aioice.ice.server_reflexive_candidate``: the STUN query aioice would have made.
+
+With ``shared_udp_port`` the sockets are not the leg's own: ``relay.ice_udp_mux`` lends each leg
+a protocol on the worker's shared socket per address instead.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from aiortc import RTCPeerConnection
 
 from relay.aiortc_adapter import check_aiortc_version
 from relay.ice_tcp import UnsupportedAioiceError, check_aioice_version
+from relay.ice_udp_mux import UdpMux
 
 log = logging.getLogger("chatguard.relay.gathering")
 
@@ -67,6 +71,9 @@ class GatheringPolicy:
     network then reach the worker without going through the NAT)."""
     udp_ports: tuple[int, int] | None = None
     """First and last UDP port the ICE sockets may use; None: any."""
+    shared_udp_port: int = 0
+    """One UDP port for every leg of the worker (``relay.ice_udp_mux``), instead of a socket
+    per leg; 0: a socket per leg."""
 
     @property
     def is_default(self) -> bool:
@@ -78,6 +85,8 @@ class GatheringPolicy:
         if self.announced and self.keep_interface_addresses:
             announced += " and the interface addresses"
         ports = f"{self.udp_ports[0]}-{self.udp_ports[1]}" if self.udp_ports else "any"
+        if self.shared_udp_port:
+            ports = f"{self.shared_udp_port} (shared by every leg)"
         where = ", ".join(self.gather_from) or "every address"
         return f"gathered on {where}, offered as {announced}, UDP ports {ports}"
 
@@ -192,6 +201,7 @@ async def _gather(
     connection: Connection,
     policy: GatheringPolicy,
     rng: random.Random,
+    mux: UdpMux | None,
     component: int,
     addresses: list[str],
     timeout: int = 5,
@@ -200,12 +210,16 @@ async def _gather(
     choice) is replaced by the policy's. Server-reflexive candidates are queried as aioice
     would, unless addresses are announced (the operator has said what is public); relayed ones
     are not, as workers are never given a TURN server."""
+    bound = mux.attach(connection) if mux is not None else None
+    if bound is None:
+        bound = [
+            (address, protocol)
+            for address in select_addresses(interface_addresses(), policy.gather_from)
+            if (protocol := await _bind(connection, address, policy, rng)) is not None
+        ]
     candidates: list[Candidate] = []
     protocols: list[StunProtocol] = []
-    for address in select_addresses(interface_addresses(), policy.gather_from):
-        protocol = await _bind(connection, address, policy, rng)
-        if protocol is None:
-            continue
+    for address, protocol in bound:
         port = int(protocol.transport.get_extra_info("sockname")[1])
         hosts = candidate_hosts(address, policy)
         offered = [_host_candidate(host, port, component) for host in hosts]
@@ -237,21 +251,33 @@ def _ice_connections(pc: RTCPeerConnection) -> list[Any]:
 
 
 def restrict_gathering(
-    pc: RTCPeerConnection, policy: GatheringPolicy, rng: random.Random | None = None
+    pc: RTCPeerConnection,
+    policy: GatheringPolicy,
+    mux: UdpMux | None = None,
+    rng: random.Random | None = None,
 ) -> None:
     """Make ``pc`` gather host candidates by ``policy`` (call after ``setRemoteDescription``,
-    before ``setLocalDescription``, which gathers). The default policy leaves aioice alone."""
-    if policy.is_default:
+    before ``setLocalDescription``, which gathers), on the worker's shared port ``mux`` when
+    given (built from ``policy.shared_udp_port``). The default policy leaves aioice alone."""
+    if policy.is_default and mux is None:
         return
     check_aiortc_version()
-    check_aioice_version()
     connections = _ice_connections(pc)
     if not connections:
         raise ValueError("restrict gathering after setRemoteDescription")
     for connection in connections:
-        if not hasattr(connection, "get_component_candidates") or not hasattr(
-            connection, "_protocols"
-        ):
-            raise UnsupportedAioiceError("aioice Connection has no get_component_candidates")
-        hook = partial(_gather, connection, policy, rng or random.Random())
-        setattr(connection, "get_component_candidates", hook)  # noqa: B010
+        gather_by_policy(connection, policy, mux, rng)
+
+
+def gather_by_policy(
+    connection: Connection,
+    policy: GatheringPolicy,
+    mux: UdpMux | None = None,
+    rng: random.Random | None = None,
+) -> None:
+    """Make an aioice ``connection`` gather its host candidates by ``policy`` (and ``mux``)."""
+    check_aioice_version()
+    if not hasattr(connection, "get_component_candidates") or not hasattr(connection, "_protocols"):
+        raise UnsupportedAioiceError("aioice Connection has no get_component_candidates")
+    hook = partial(_gather, connection, policy, rng or random.Random(), mux)
+    setattr(connection, "get_component_candidates", hook)  # noqa: B010

@@ -101,6 +101,9 @@ class RelayConfig(_Section):
     udp_ports: str = ""
     """UDP ports of the workers' ICE sockets, "MIN-MAX" (e.g. "40000-40199"), shared by the
     local workers; a leg takes one port per address it gathers on. Empty: any port."""
+    udp_port: int = 0
+    """One UDP port shared by every leg of a worker (legs told apart by ICE username), instead
+    of a port per leg: local worker i uses udp_port + i; 0: a port per leg (``udp_ports``)."""
     gather_from: list[str] = msgspec.field(default_factory=list)
     """Interface names, addresses or networks (e.g. ["eth0"], ["10.0.0.0/8"]) the workers
     offer to clients; empty: every address but loopback and IPv6 link-local."""
@@ -211,6 +214,13 @@ class Config(_Section):
         last_ice_tcp_port = self.relay.ice_tcp_port + max(self.relay.local_workers() - 1, 0)
         if self.relay.ice_tcp_port < 0 or last_ice_tcp_port > 65535:
             problems.append("relay.ice_tcp_port must be 0 (off) or leave a port per worker")
+        last_udp_port = self.relay.udp_port + max(self.relay.local_workers() - 1, 0)
+        if self.relay.udp_port < 0 or last_udp_port > 65535:
+            problems.append("relay.udp_port must be 0 (off) or leave a port per worker")
+        if self.relay.udp_port and self.relay.udp_ports:
+            problems.append(
+                "relay.udp_port (one shared port) and relay.udp_ports exclude each other"
+            )
         problems += self._check_addresses()
         mod = self.moderation
         for label, threshold in (mod.block or {}).items():

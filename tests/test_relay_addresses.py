@@ -7,14 +7,19 @@ configured UDP port range, read from the worker's own sockets in /proc.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aioice import stun
+from aioice.ice import Connection
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from chatguard.cli import _build_parser, _gathering
 from chatguard.supervisor import gathering_options
@@ -22,11 +27,13 @@ from relay.aiortc_adapter import AiortcLeg
 from relay.ice_gathering import (
     GatheringPolicy,
     candidate_hosts,
+    gather_by_policy,
     interface_addresses,
     ports_to_try,
     restrict_gathering,
     select_addresses,
 )
+from relay.ice_udp_mux import UdpMux
 from signaling.config import ConfigError, config_from_mapping
 from tests.support.rtcclient import ChatPeer
 from tests.support.server import chatguard_serve
@@ -81,6 +88,11 @@ def test_config_checks_ports_and_addresses() -> None:
             config_from_mapping({"relay": {"udp_ports": bad}})
     with pytest.raises(ConfigError, match="announced_addresses"):
         config_from_mapping({"relay": {"announced_addresses": ["example.com"]}})
+    assert config_from_mapping({"relay": {"workers": 2, "udp_port": 65534}}).relay.udp_port
+    with pytest.raises(ConfigError, match="leave a port per worker"):
+        config_from_mapping({"relay": {"workers": 2, "udp_port": 65535}})
+    with pytest.raises(ConfigError, match="exclude each other"):
+        config_from_mapping({"relay": {"udp_port": 40000, "udp_ports": "40001-40002"}})
 
 
 def test_relay_options_and_the_supervisor_pass_the_same_settings() -> None:
@@ -203,16 +215,13 @@ def port_range() -> Iterator[tuple[int, int]]:
     yield free_udp_range(20)
 
 
-@pytest.mark.slow
-async def test_a_served_worker_binds_its_ice_sockets_inside_the_port_range(
-    tmp_path: Path, port_range: tuple[int, int]
-) -> None:
-    first, last = port_range
+async def served_call_udp_ports(tmp_path: Path, relay_settings: str) -> list[int]:
+    """The local ports of the UDP sockets of a served worker, with `relay_settings` (TOML
+    lines of `[relay]`), while two aiortc clients are in a relayed call through it."""
     config = (
         '[regions]\ndefault_route = "relay"\n'
-        f'[relay]\nworkers = 1\nice_tcp_port = 0\nudp_ports = "{first}-{last}"\n'
-        'gather_from = ["127.0.0.1"]\n'  # one address, whatever else this machine has now
-    )
+        '[relay]\nworkers = 1\nice_tcp_port = 0\ngather_from = ["127.0.0.1"]\n' + relay_settings
+    )  # one gathered address, whatever else this machine has at the time
     with chatguard_serve(tmp_path, config) as url:  # ready: the relay worker has joined
         ws_url = url.replace("http://", "ws://") + "/ws"
         alice = await ChatPeer.join(ws_url, level=200, tone_hz=440)
@@ -222,9 +231,132 @@ async def test_a_served_worker_binds_its_ice_sockets_inside_the_port_range(
             await bob.wait_for_frames(5)
             workers = httpx.get(url + "/stats", timeout=5).json()["relay_workers"]
             (pid,) = [w["pid"] for w in workers]
-            ports = udp_ports_of(pid)
+            return udp_ports_of(pid)
         finally:
             await alice.close()
             await bob.close()
+
+
+@pytest.mark.slow
+async def test_a_served_worker_binds_its_ice_sockets_inside_the_port_range(
+    tmp_path: Path, port_range: tuple[int, int]
+) -> None:
+    first, last = port_range
+    ports = await served_call_udp_ports(tmp_path, f'udp_ports = "{first}-{last}"\n')
     assert len(ports) == 2  # one socket per leg (and gathered address)
     assert all(first <= port <= last for port in ports), (ports, port_range)
+
+
+@pytest.mark.slow
+async def test_a_served_worker_with_a_shared_port_carries_every_leg_on_it(
+    tmp_path: Path,
+) -> None:
+    port, _ = free_udp_range(1)
+    assert await served_call_udp_ports(tmp_path, f"udp_port = {port}\n") == [port]
+
+
+# -- one shared UDP port per worker --------------------------------------------------------------
+
+
+@dataclass
+class EchoCall:
+    """A client and a mux-gathering answerer that echoes what arrives on a data channel."""
+
+    client: RTCPeerConnection
+    answerer: RTCPeerConnection
+    channel: RTCDataChannel
+    echoed: list[str]
+
+
+async def echo_call(mux: UdpMux) -> EchoCall:
+    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    answerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+    @answerer.on("datachannel")
+    def on_channel(channel: RTCDataChannel) -> None:
+        channel.on("message", channel.send)
+
+    call = EchoCall(client, answerer, client.createDataChannel("echo"), [])
+    call.channel.on("message", call.echoed.append)
+    await client.setLocalDescription(await client.createOffer())
+    offer = client.localDescription
+    await answerer.setRemoteDescription(RTCSessionDescription(offer.sdp, offer.type))
+    restrict_gathering(answerer, GatheringPolicy(gather_from=("127.0.0.1",)), mux)
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    answer = answerer.localDescription
+    await client.setRemoteDescription(RTCSessionDescription(answer.sdp, answer.type))
+    return call
+
+
+async def until(condition: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+async def test_legs_share_one_udp_port_and_keep_their_own_traffic() -> None:
+    port, _ = free_udp_range(1)
+    mux = UdpMux(port, ["127.0.0.1"])
+    await mux.start()
+    calls = [await echo_call(mux) for _ in range(2)]
+    try:
+        for i, call in enumerate(calls):
+            sdp = call.answerer.localDescription.sdp
+            candidates = [line.split() for line in sdp.splitlines() if "a=candidate:" in line]
+            assert {(c[4], int(c[5])) for c in candidates} == {("127.0.0.1", port)}
+            await until(lambda call=call: call.channel.readyState == "open", "no channel")
+            call.channel.send(f"leg {i}")
+        for i, call in enumerate(calls):
+            await until(lambda call=call: bool(call.echoed), "no echo")
+            assert call.echoed == [f"leg {i}"]  # each leg's answerer, through one socket
+        assert mux.stats.dropped == 0
+        assert udp_ports_of(os.getpid()).count(port) == 1  # one socket for both legs
+    finally:
+        for call in calls:
+            await call.client.close()
+            await call.answerer.close()
+    assert all(not shared.legs and not shared.owners for shared in mux._sockets.values())
+    mux.close()
+
+
+def binding_request(username: str, password: str) -> bytes:
+    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    request.attributes["USERNAME"] = username
+    request.attributes["PRIORITY"] = 1518280447
+    request.attributes["ICE-CONTROLLING"] = 1
+    request.add_message_integrity(password.encode())
+    return bytes(request)
+
+
+async def test_the_shared_port_learns_a_peer_from_an_authenticated_check_only() -> None:
+    port, _ = free_udp_range(1)
+    mux = UdpMux(port, ["127.0.0.1"])
+    await mux.start()
+    leg = Connection(ice_controlling=False)
+    gather_by_policy(leg, GatheringPolicy(gather_from=("127.0.0.1",)), mux)
+    await leg.gather_candidates()
+    assert [(c.host, c.port) for c in leg.local_candidates] == [("127.0.0.1", port)]
+    ufrag, password = leg.local_username, leg.local_password
+    loop = asyncio.get_running_loop()
+    try:
+        for username, key, answered in (
+            ("nobody:peer", password, False),  # names no leg
+            (f"{ufrag}:peer", "wrong-password-wrong-pw", False),
+            (f"{ufrag}:peer", password, True),
+        ):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+                peer.bind(("127.0.0.1", 0))
+                peer.setblocking(False)
+                peer.sendto(binding_request(username, key), ("127.0.0.1", port))
+                try:
+                    reply = await asyncio.wait_for(loop.sock_recv(peer, 1500), 0.5)
+                except TimeoutError:
+                    reply = b""
+                assert bool(reply) == answered, username
+                if answered:
+                    assert stun.parse_message(reply).message_class == stun.Class.RESPONSE
+        assert (mux.stats.dropped, mux.stats.learned_addresses) == (2, 1)
+    finally:
+        await leg.close()
+        mux.close()

@@ -71,11 +71,13 @@ def worker_in(host: NamespaceHost, signaling_port: int, *options: str) -> Iterat
             process.wait(timeout=10)
 
 
+@pytest.mark.parametrize("ports", [(), ("--udp-port", "40000")], ids=["port_per_leg", "shared"])
 async def test_a_worker_behind_nat_is_reached_through_its_announced_address(
-    natted_host: tuple[NamespaceHost, str], signaling: RunningServer
+    natted_host: tuple[NamespaceHost, str], signaling: RunningServer, ports: tuple[str, ...]
 ) -> None:
     host, public = natted_host
     options = ("--gather-from", host.address, "--announce", public, "--ice-tcp-port", "7880")
+    options += ports
     with worker_in(host, signaling.port, *options):
         await wait_for_workers(signaling, 1)
         ws_url = f"ws://127.0.0.1:{signaling.port}/ws"
@@ -95,6 +97,8 @@ async def test_a_worker_behind_nat_is_reached_through_its_announced_address(
                 }
                 # the private address is offered neither for UDP nor for ICE-TCP
                 assert offered == {("udp", public), ("tcp", public)}
+                if ports:
+                    assert f" {public} 40000 typ host" in answer
                 pair = peer.pc.getTransceivers()[0].receiver.transport.transport
                 nominated = pair.iceGatherer._connection._nominated[1]
                 assert nominated.remote_addr[0] == public
