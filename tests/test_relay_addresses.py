@@ -35,6 +35,7 @@ from relay.ice_gathering import (
 )
 from relay.ice_udp_mux import UdpMux
 from signaling.config import ConfigError, config_from_mapping
+from tests.support.ports import free_udp_range
 from tests.support.rtcclient import ChatPeer
 from tests.support.server import chatguard_serve
 
@@ -126,19 +127,6 @@ def test_relay_options_and_the_supervisor_pass_the_same_settings() -> None:
 
 
 # -- real aiortc answers under a policy ---------------------------------------------------------
-
-
-def free_udp_range(size: int) -> tuple[int, int]:
-    """`size` consecutive UDP ports free on 127.0.0.1 right now."""
-    while True:
-        first = random.randrange(20000, 60000)
-        try:
-            for port in range(first, first + size):
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first, first + size - 1
 
 
 async def answer_candidates(policy: GatheringPolicy) -> list[list[str]]:
