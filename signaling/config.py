@@ -149,7 +149,10 @@ class ModerationConfig(_Section):
     strikes_to_ban: int = 3
     strike_window_s: float = 600.0
     ban_s: float = 3600.0
-    """How long an offender's device and address are refused after the last strike."""
+    """How long an offender's device is refused after the last strike."""
+    devices_to_ban_network: int = 3
+    """Banned devices from one address (IPv6: one /64) that get the address itself banned; one
+    address is often many people (a school, carrier-grade NAT). 0: never ban addresses."""
 
 
 class ChatConfig(_Section):
@@ -229,6 +232,8 @@ class Config(_Section):
         for name in ("verdict_ttl_s", "min_classifications_per_s", "strike_window_s", "ban_s"):
             if getattr(mod, name) <= 0:
                 problems.append(f"moderation.{name} must be positive")
+        if mod.devices_to_ban_network < 0:
+            problems.append("moderation.devices_to_ban_network must be 0 (never) or more")
         if mod.strikes_to_ban < 1:
             problems.append("moderation.strikes_to_ban must be at least 1")
         if self.ice.turn.ttl_s <= 0:
