@@ -99,6 +99,8 @@ class _Client:
     """Device and network, as strike, ban and report keys."""
     call: _Call | None = None
     parked: _RelayLeg | None = None
+    hide_address: bool = False
+    """Asked on its last ``join`` never to be on a direct call."""
 
 
 @dataclass(slots=True)
@@ -344,8 +346,9 @@ class SignalingHub:
         match message:
             case p.Ping():
                 self._send(user, p.Pong())
-            case p.Join(interests=interests):
+            case p.Join(interests=interests, hide_address=hide_address):
                 mm.join(user, now, frozenset(tag.lower() for tag in interests))
+                self._clients[user].hide_address = hide_address
                 self._announce_waiting(user)
             case p.Next():
                 mm.next(user, now)
@@ -666,6 +669,8 @@ class SignalingHub:
     def _on_paired(self, first: str, second: str) -> None:
         a, b = self._clients[first], self._clients[second]
         route = self._policy.route_for_pair(a.region, b.region)
+        if route is Route.DIRECT and (a.hide_address or b.hide_address):
+            route = Route.RELAY  # a direct call shows each member the other's address
         call = _Call(self._new_id(), first, second, route, paired_at=self._now)
         a.call = b.call = call
         self.stats.pairs_made += 1
