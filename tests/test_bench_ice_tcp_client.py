@@ -32,11 +32,9 @@ UDP = "a=candidate:1 1 udp 2130706431 10.0.0.2 5000 typ host"
 TCP = "a=candidate:2 1 tcp 1518280447 10.0.0.2 7880 typ host tcptype passive"
 TCP6 = "a=candidate:3 1 tcp 1518280447 fd00::2 7880 typ host tcptype passive"
 ACTIVE = "a=candidate:4 1 tcp 1518280447 10.0.0.3 9 typ host tcptype active"
-SDP = "\r\n".join(
-    ["v=0", "m=video 9 UDP/TLS/RTP/SAVPF 96", "a=mid:0", UDP, TCP, TCP6, ACTIVE]
-    + ["a=end-of-candidates", "m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=mid:1", UDP, TCP]
-    + ["a=end-of-candidates", ""]
-)
+VIDEO = ["m=video 9 UDP/TLS/RTP/SAVPF 96", "a=mid:0", UDP, TCP, TCP6, ACTIVE]
+AUDIO = ["m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=mid:1", UDP, TCP]
+SDP = "\r\n".join(["v=0", *VIDEO, "a=end-of-candidates", *AUDIO, "a=end-of-candidates", ""])
 
 
 def test_the_offer_loses_its_udp_candidates_and_end_of_candidates() -> None:
