@@ -198,7 +198,7 @@ def run_case(
         final = load.stop_relay()
         _check_route(mode, measured.routes)
         if mode != "naive":
-            _check_transport(transport, measured.legs_by_transport())
+            check_transport(transport, measured.legs_by_transport())
     finally:
         if service is not None:
             service.stop()
@@ -338,7 +338,7 @@ def _drain_until_done(ctls: list[Connection]) -> None:
             pass
 
 
-def _check_transport(transport: str, legs: dict[str, int]) -> None:
+def check_transport(transport: str, legs: dict[str, int]) -> None:
     """Legs on another protocol than asked measured something else: say so."""
     other = {t: n for t, n in legs.items() if t != transport}
     if other:

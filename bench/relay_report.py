@@ -17,7 +17,7 @@ from bench.workload import write_json
 def table(cases: list[RelayCase]) -> str:
     """One row per case; a figure that was not measured is a dash."""
     head = (
-        f"{'relay':7} {'legs':4} {'pairs':>5} {'streams':>7} {'fps mean/min':>13} {'full':>7} "
+        f"{'relay':7} {'ice':4} {'pairs':>5} {'streams':>7} {'fps mean/min':>13} {'full':>7} "
         f"{'relayed p50/p99 ms':>19} {'direct p50/p99':>15} {'added p50/p99':>14} "
         f"{'switch p50':>10} {'relay CPU':>9} {'CPU/stream':>10} {'str/core':>8} "
         f"{'KiB/sess':>8} {'loadgen CPU':>11} {'loss v/a':>13} {'saturated':>14} "
