@@ -211,7 +211,8 @@ def test_transport_both_carries_frames_over_udp_and_over_tcp_legs_side_by_side(
 ) -> None:
     """One pair over UDP, then over ICE-TCP, through a `chatguard serve` it starts."""
     out = tmp_path / "relay.json"
-    args = ["--transport", "both", "--pairs", "1", "--duration", "2", "--warmup", "0.5"]
+    # 3 s: a stream's rate is judged over >= 1 s of call time inside whole 1 s report windows
+    args = ["--transport", "both", "--pairs", "1", "--duration", "3", "--warmup", "0.5"]
     args += ["--no-naive", "--next-after", "off", "--clip-seconds", "1", "--json", str(out)]
     assert cli.main(["bench", "relay", *args]) == 0
     udp, tcp = json.loads(out.read_text())["cases"]
