@@ -462,7 +462,12 @@ def _report(
             p.receive_errors() for u in users for p in (u.peer, u.parked) if p is not None
         ),
         "leg_transports": dict(
-            Counter(t for u in users if u.peer is not None and (t := u.peer.transport()))
+            Counter(
+                t
+                for u in users
+                for p in (u.peer, u.parked)
+                if p is not None and (t := p.transport()) is not None
+            )
         ),
         "calls": calls.drain(),
     }
