@@ -17,7 +17,8 @@ connection:
 The framing and the send path are the product's own (``relay.rfc4571``, and
 ``relay.ice_tcp.FramedStreamTransport`` with its bounded send buffer).
 
-Private aiortc/aioice API touched here (guarded by ``relay.ice_tcp.check_aioice_version``):
+Private aiortc/aioice API touched here (guarded by ``relay.ice_tcp.check_aioice_version`` and
+``relay.aiortc_adapter.check_aiortc_version``):
 ``RTCIceTransport._connection`` (the user's aioice ``Connection``), its ``_protocols`` and
 ``_nominated``, and ``StunProtocol`` over a transport that is not a UDP socket.
 """
@@ -34,6 +35,7 @@ from aioice.ice import Connection, StunProtocol
 from aiortc import RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
 
+from relay.aiortc_adapter import check_aiortc_version
 from relay.ice_tcp import FramedStreamTransport, IceTcpStats, check_aioice_version
 from relay.ice_tcp_sdp import TCP_HOST_TYPE_PREFERENCE
 from relay.rfc4571 import FrameDecoder
@@ -155,9 +157,10 @@ class ActiveIceTcp:
 
     def __init__(self, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         check_aioice_version()
+        check_aiortc_version()
         self.connect_timeout_s = connect_timeout_s
-        self.stats = IceTcpStats()
-        """``dropped_packets``: sends refused because the relay stopped reading."""
+        self._stats = IceTcpStats()
+        """What ``FramedStreamTransport`` counts its drops in (a user's side never stalls)."""
         self.connections = 0
         """TCP connections opened to the relay's passive candidates."""
         self.connect_errors: list[str] = []
@@ -187,7 +190,7 @@ class ActiveIceTcp:
         try:
             async with asyncio.timeout(self.connect_timeout_s):
                 _, stream = await loop.create_connection(
-                    lambda: _ActiveTcpStream(connection, self.stats), *addr
+                    lambda: _ActiveTcpStream(connection, self._stats), *addr
                 )
         except (OSError, TimeoutError) as exc:
             self.connect_errors.append(f"ICE-TCP to {addr[0]}:{addr[1]}: {exc or 'timeout'}")
