@@ -98,7 +98,7 @@ class RuntimeSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     engine: Literal["auto", "onnxruntime", "openvino"] = "auto"
     precision: Literal["auto", "bf16", "fp32"] = "auto"
-    recheck_margin: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.03
+    recheck_margin: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.05
 
 
 class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
