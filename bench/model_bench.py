@@ -263,7 +263,7 @@ def probe_set(*, lfw_faces: int = 40) -> list[tuple[str, NDArray[np.uint8]]]:
     out: list[tuple[str, NDArray[np.uint8]]] = []
     for name, big in bases:
         f = min(1.0, 640 / max(big.shape[:2]))  # a video frame's size, at most
-        img = cv2.resize(big, None, fx=f, fy=f, interpolation=3) if f < 1 else big
+        img = _rgb(cv2.resize(big, None, fx=f, fy=f, interpolation=3)) if f < 1 else big
         h, w = img.shape[:2]
         small = cv2.resize(img, (max(1, w * 2 // 5), max(1, h * 2 // 5)), interpolation=3)
         ok, jpeg = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 25])
