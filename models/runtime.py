@@ -19,8 +19,12 @@ __all__ = ["Engine", "open_runner", "resolve"]
 Engine = Literal["onnxruntime", "openvino"]
 
 
+def _openvino_installed() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
 def _openvino_bf16() -> bool:
-    if importlib.util.find_spec("openvino") is None:
+    if not _openvino_installed():
         return False
     from models.openvino_runner import cpu_has_bf16
 
@@ -34,7 +38,7 @@ def resolve(manifest: Manifest) -> tuple[Engine, Precision]:
     if rt.engine == "onnxruntime":
         return "onnxruntime", "fp32"  # the manifest check refused onnxruntime + bf16
     if rt.engine == "openvino":
-        if importlib.util.find_spec("openvino") is None:
+        if not _openvino_installed():
             raise RuntimeError(
                 f"{where}: runtime.engine = openvino, but the openvino package is not "
                 "installed (pip install 'chatguard[openvino]')"
