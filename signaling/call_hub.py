@@ -24,6 +24,7 @@ from typing import Literal
 from relay import control as rc
 from signaling import protocol as p
 from signaling import readiness
+from signaling.chat import ChatGate
 from signaling.config import Config
 from signaling.ice import ice_servers_for
 from signaling.matchmaking import (
@@ -44,7 +45,7 @@ from signaling.relay_leg_states import (
     allows,
 )
 from signaling.relays import RelayDirectory
-from signaling.reports import ReportLog, ReportRecord
+from signaling.reports import ReportLog, ReportRecord, device_key
 from signaling.route_policy import Route, RoutePolicy
 from signaling.strikes import StrikeBook
 
@@ -155,7 +156,9 @@ class SignalingHub:
         mod = config.moderation
         self.strikes = StrikeBook(mod.strikes_to_ban, mod.strike_window_s, mod.ban_s)
         self.relays = RelayDirectory()
-        self.reports = ReportLog()
+        self.reports = ReportLog(config.reports.reporters_to_ban, config.reports.window_s)
+        chat = config.chat
+        self.chat = ChatGate(chat.max_chars, chat.burst, chat.per_s)
         self.stats = HubStats()
 
     @staticmethod
@@ -191,6 +194,8 @@ class SignalingHub:
                 heartbeat_interval_s=mm.heartbeat_interval_s,
                 connect_timeout_s=mm.connect_timeout_s,
                 fallback_after_s=self._config.relay.fallback_after_s,
+                repair_cooldown_s=mm.repair_cooldown_s,
+                chat_max_chars=self._config.chat.max_chars,
             ),
         )
         return user
@@ -214,6 +219,7 @@ class SignalingHub:
         if client is None:
             return
         self._now = now
+        self.chat.forget(user)
         self._matchmaker.disconnect(user, now)
         self._drain_matchmaker()
         if client.call is not None:  # the partner was told via PartnerLost; free the legs
@@ -355,11 +361,16 @@ class SignalingHub:
             case p.Report(reason=reason):
                 call = self._require_call(user)
                 reported = call.partner_of(user)
-                count = self.reports.record(ReportRecord(user, reported, now_unix, reason))
-                log.info("report: %s reported %s (%d reports so far)", user, reported, count)
-                mm.report(user, now)
+                if self._report(user, reported, reason, now, now_unix):
+                    mm.leave(reported, now)  # banned: out of play before anyone meets them
+                else:
+                    mm.report(user, now)
                 self._leave_call(user, park=True)
                 self._announce_waiting(user)
+            case p.Chat(pair=pair_id, text=text):
+                call = self._require_call(user, pair_id)
+                self.chat.admit(user, text, now)  # the text is neither kept nor logged
+                self._send(call.partner_of(user), p.RelayedChat(pair=pair_id, text=text))
             case p.Offer() | p.Answer() | p.Candidate():
                 call = self._require_call(user, message.pair)
                 if call.route is Route.DIRECT:
@@ -370,6 +381,9 @@ class SignalingHub:
                 call = self._require_call(user, pair_id)
                 if route is not None and route != call.route.value:
                     return  # about a route this call has already left
+                if state == "failed":
+                    self._on_call_failed(call)
+                    return
                 if state == "connected":
                     self.stats.calls_connected += 1
                     if call.connected_at is None:
@@ -378,8 +392,8 @@ class SignalingHub:
                             "call %s: connected, route %s, %.1f s after pairing",
                             call.pair_id, call.route.value, now - call.paired_at,
                         )  # fmt: skip
-                else:
-                    self._on_call_failed(call)
+                partner_state = p.PartnerState(pair=pair_id, state=state)
+                self._send(call.partner_of(user), partner_state)
 
     def _require_call(self, user: str, pair_id: str | None = None) -> _Call:
         call = self._clients[user].call
@@ -390,6 +404,31 @@ class SignalingHub:
                 "stale_pair", f"pair {pair_id!r} is over; your current pair is {call.pair_id!r}"
             )
         return call
+
+    def _report(self, user: str, reported: str, reason: str, now: float, now_unix: float) -> bool:
+        """Record a report (metadata only) and ban the reported device once enough distinct
+        reporters agree; the ban refuses it at the door like a moderation ban. True: banned."""
+        reported_key = device_key(self._clients[reported].identities, reported)
+        outcome = self.reports.record(
+            ReportRecord(user, reported, now_unix, reason),
+            device_key(self._clients[user].identities, user),
+            reported_key,
+            now,
+        )
+        log.info(
+            "report: %s reported %s (%s, reason %r): %d distinct reporters in the window%s",
+            user, reported, reported_key, reason, outcome.reporters,
+            "" if outcome.counted else "; a repeat from this reporter, not counted",
+        )  # fmt: skip
+        if not outcome.ban:
+            return False
+        ban_s = self._config.reports.ban_s
+        self.strikes.ban((reported_key,), now + ban_s)
+        reason_text = f"reported by {outcome.reporters} people"
+        log.info("reports: %s banned until %.0f (%s)", reported_key, now_unix + ban_s, reason_text)
+        self._send(reported, p.Banned(reason=reason_text, until_unix=now_unix + ban_s))
+        self._to_close.append((reported, p.CLOSE_BANNED))
+        return True
 
     def _relay_to_partner(self, user: str, call: _Call, message: p.PartnerSignal) -> None:
         """Only the two members of a pair may exchange SDP and ICE, and only for that pair."""
@@ -609,6 +648,7 @@ class SignalingHub:
                         self._send(user, p.Waiting())
                 case Expired(user=user):
                     client = self._clients.pop(user, None)
+                    self.chat.forget(user)
                     if client is not None:
                         log.info("client %s timed out (no heartbeat)", user)
                         if client.call is not None:

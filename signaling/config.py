@@ -15,6 +15,7 @@ from typing import Any, Literal
 import msgspec
 
 from signaling.config_errors import explain
+from signaling.protocol import CHAT_MAX_CHARS
 from signaling.route_policy import Route
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -110,6 +111,30 @@ class ModerationConfig(_Section):
     """How long an offender's device and address are refused after the last strike."""
 
 
+class ChatConfig(_Section):
+    max_chars: int = 500
+    """Longest text message (the protocol's ceiling is 500)."""
+    burst: int = 5
+    """Messages a client may send at once before the rate limit applies."""
+    per_s: float = 1.0
+    """Messages per second a client may keep sending."""
+
+
+class ReportsConfig(_Section):
+    reporters_to_ban: int = 3
+    """Distinct reporters (devices) whose reports about one device, within `window_s`, ban it.
+    Must be at least 2: no one can ban someone alone."""
+    window_s: float = 3600.0
+    ban_s: float = 86400.0
+    """How long a reported device is refused after the report that crossed the limit."""
+
+
+class WebClientConfig(_Section):
+    require_age_confirmation: bool = False
+    """The page asks people to confirm their age before the camera opens."""
+    minimum_age: int = 18
+
+
 class Config(_Section):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     relay: RelayConfig = msgspec.field(default_factory=RelayConfig)
@@ -117,6 +142,9 @@ class Config(_Section):
     matchmaking: MatchmakingConfig = msgspec.field(default_factory=MatchmakingConfig)
     ice: IceConfig = msgspec.field(default_factory=IceConfig)
     regions: RegionsConfig = msgspec.field(default_factory=RegionsConfig)
+    chat: ChatConfig = msgspec.field(default_factory=ChatConfig)
+    reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
+    web_client: WebClientConfig = msgspec.field(default_factory=WebClientConfig)
 
     def check(self) -> None:
         """Cross-field checks that types alone cannot express."""
@@ -156,8 +184,24 @@ class Config(_Section):
             problems.append("moderation.strikes_to_ban must be at least 1")
         if self.ice.turn.ttl_s <= 0:
             problems.append("ice.turn.ttl_s must be positive")
+        problems.extend(self._check_client_features())
         if problems:
             raise ConfigError("; ".join(problems))
+
+    def _check_client_features(self) -> list[str]:
+        problems: list[str] = []
+        if not 1 <= self.chat.max_chars <= CHAT_MAX_CHARS:
+            problems.append(f"chat.max_chars must be 1-{CHAT_MAX_CHARS}")
+        if self.chat.burst < 1 or self.chat.per_s <= 0:
+            problems.append("chat.burst must be at least 1 and chat.per_s positive")
+        reports = self.reports
+        if reports.reporters_to_ban < 2:
+            problems.append("reports.reporters_to_ban must be at least 2 (no one bans alone)")
+        if reports.window_s <= 0 or reports.ban_s <= 0:
+            problems.append("reports.window_s and reports.ban_s must be positive")
+        if self.web_client.minimum_age < 1:
+            problems.append("web_client.minimum_age must be positive")
+        return problems
 
 
 def config_from_mapping(data: dict[str, Any], source: str = "<config>") -> Config:

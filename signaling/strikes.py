@@ -1,7 +1,9 @@
-"""Strikes and bans for the strict route: sans-I/O, clock passed in.
+"""Strikes and bans: sans-I/O, clock passed in.
 
-A strike is counted against every identity a person shows (device id, network address), so
-reconnecting does not wipe the slate; a ban refuses all of them. Only metadata is kept.
+A strike (strict route moderation) is counted against every identity a person shows (device
+id, network address), so reconnecting does not wipe the slate; a ban refuses all of them. Bans
+decided elsewhere (reports, see ``signaling.reports``) are kept here too, so the door checks one
+book. Only metadata is kept.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ class StrikeBook:
             self._bans[identity] = until
             self._strikes.pop(identity, None)
         return StrikeResult(worst, until)
+
+    def ban(self, identities: tuple[str, ...], until: float) -> None:
+        """Refuse `identities` until `until` (monotonic clock); a longer ban stands."""
+        for identity in identities:
+            self._bans[identity] = max(until, self._bans.get(identity, 0.0))
 
     def banned_until(self, identities: tuple[str, ...], now: float) -> float | None:
         until = max((self._bans.get(identity, 0.0) for identity in identities), default=0.0)

@@ -23,7 +23,6 @@ from playwright.async_api import Page
 
 from relay.worker import RelayWorker
 from signaling.route_policy import Route
-from tests.conftest import RunningServer, free_port, make_config, run_server
 from tests.support.browser import (
     frames_decoded,
     requires_chromium,
@@ -39,7 +38,8 @@ from tests.support.netns import (
     echo_server,
     probe,
 )
-from tests.test_web_client import chatguard_serve
+from tests.support.ports import free_port
+from tests.support.server import RunningServer, chatguard_serve, make_config, run_server
 
 pytestmark = [pytest.mark.netns, pytest.mark.browser, requires_chromium]
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.conftest import RunningServer, make_config, run_server
+from tests.support.server import RunningServer, make_config, run_server
 from tests.support.wsclient import Client
 
 
