@@ -461,7 +461,8 @@ def print_runtimes(res: dict[str, Any], row: Callable[..., None]) -> None:
     print(f"\nThrough AsyncBatcher with re-check, {res['probe_images']} probe images:")
     for k, v in res["recheck"].items():
         cells = [
-            f"{name} {c['ms_per_image']:.2f} ms/image, re-checked {100 * c['recheck_fraction']:.1f} %"
+            f"{name} {c['ms_per_image']:.2f} ms/image "
+            f"(re-checked {100 * c['recheck_fraction']:.1f} %)"
             for name, c in v.items()
         ]
         print(f"  {k:<26} " + ", ".join(cells))
