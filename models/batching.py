@@ -18,7 +18,8 @@ same core and make both late.
 Urgent requests (a caller is holding video until the answer, e.g. the strict
 route's gate on a new scene) go before the others, and in "loop" mode they
 pre-empt a batch between two images: a held frame then waits for at most one
-inference, not for a batch of routine re-checks queued before it.
+inference, not for a batch of routine re-checks queued before it. In "tensor" mode, where a
+stacked run answers everyone at its end, urgent requests are batched only with each other.
 
 An approximate runner (bf16, with an fp32 ``reference``) is checked here, because each
 request carries the block thresholds its caller will apply: a result that might decide
@@ -145,6 +146,8 @@ class AsyncBatcher:
         while self._urgent or self._pending:
             batch: list[_Pending] = []
             for queue in (self._urgent, self._pending):
+                if batch and self.runner.batch_mode == "tensor":
+                    break  # a stacked run answers all at once: held frames go on their own
                 while queue and len(batch) < self.max_batch:
                     p = queue.popleft()
                     if not p.future.done():  # skip callers that were cancelled while waiting
