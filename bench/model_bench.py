@@ -410,11 +410,14 @@ def environment() -> dict[str, Any]:
 
 
 def _openvino_version() -> str | None:
+    """From the package metadata: importing openvino here would bypass the telemetry guard
+    in :mod:`models.openvino_runner`."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        import openvino
-    except ImportError:
+        return version("openvino")
+    except PackageNotFoundError:
         return None
-    return str(openvino.__version__)
 
 
 def print_table(results: dict[str, Any]) -> None:

@@ -18,15 +18,23 @@ Imported only by :func:`models.runtime.open_runner` when the manifest picks Open
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
 import numpy as np
-import openvino as ov
 from numpy.typing import NDArray
 
 from models.inference import BatchMode, Precision, Runner
 from models.manifest import Manifest, default_manifest
+
+# ``import openvino`` initialises Intel's telemetry unless the user opted out: it writes
+# ~/intel/openvino_ga_cid and ~/intel/stats and sends a usage event to Google Analytics. A
+# relay that moderates private video must do neither. OpenVINO's tools fall back to a no-op
+# stub when ``openvino_telemetry`` cannot be imported; a None entry in sys.modules makes it so.
+sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+
+import openvino as ov  # noqa: E402
 
 __all__ = ["OpenVinoRunner", "cpu_has_bf16"]
 

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -52,6 +58,24 @@ def test_openvino_asked_for_but_missing(monkeypatch: pytest.MonkeyPatch) -> None
         runtime.resolve(with_runtime(engine="openvino"))
 
 
+def test_importing_the_openvino_runner_starts_no_telemetry(tmp_path: Path) -> None:
+    """OpenVINO's telemetry writes ~/intel/ and phones Google Analytics on import unless the
+    user opted out: the runner's import stops it (a child process with HOME in tmp_path)."""
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("openvino is not installed (pip install 'chatguard[openvino]')")
+    code = (
+        "import sys, models.openvino_runner as r; r.ov.Core(); "
+        "t = sys.modules['openvino.tools.ovc.telemetry_utils']; print(t.tm.__name__)"
+    )
+    env = dict(os.environ, HOME=str(tmp_path))
+    env.pop("CI", None)  # the library's own CI switch would hide what this test looks for
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "openvino.tools.ovc.telemetry_stub"
+    assert not (tmp_path / "intel").exists()  # (onnxruntime writes ~/.cache/Microsoft: not ours)
+
+
 def test_onnxruntime_runner_is_exact() -> None:
     r = runtime.open_runner(with_runtime(engine="onnxruntime"))
     assert isinstance(r, ModelRunner) and r.reference is None and r.batch_mode == "loop"
@@ -60,9 +84,9 @@ def test_onnxruntime_runner_is_exact() -> None:
 
 @pytest.fixture(scope="module")
 def ov() -> Any:
-    return pytest.importorskip(
-        "models.openvino_runner", reason="openvino is not installed (chatguard[openvino])"
-    )
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("openvino is not installed (pip install 'chatguard[openvino]')")
+    return importlib.import_module("models.openvino_runner")
 
 
 def test_auto_picks_openvino_bf16_where_the_cpu_has_it(ov: Any) -> None:
