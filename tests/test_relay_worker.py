@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-import models.inference
+import models.runtime
 from models.manifest import default_manifest, parse_manifest
 from relay import control as rc
 from relay.worker import RelayWorker
@@ -120,7 +120,7 @@ async def test_a_missing_model_file_is_reported_not_raised(
     head = text[: text.index("[weights]")]
     broken = tmp_path / "broken.toml"
     broken.write_text(head + '[weights]\npath = "missing.onnx"\n' + text[text.index("[input]") :])
-    monkeypatch.setattr(models.inference, "default_manifest", lambda: parse_manifest(
+    monkeypatch.setattr(models.runtime, "default_manifest", lambda: parse_manifest(
         broken.read_text(), source=str(broken)
     ))  # fmt: skip
     worker = await prepared(strict=True)
