@@ -8,8 +8,6 @@ manifest and reports per-label score peaks. :class:`ModelRunner` is the onnxrunt
 
 Why these onnxruntime SessionOptions:
 
-Why these SessionOptions:
-
 * ``intra_op_num_threads`` defaults to 1: the relay runs one worker process per
   core, so a second ORT thread per session would only fight the other workers
   (and the worker's own event loop) for the same cores. ``inter_op`` is 1 and
