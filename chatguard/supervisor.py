@@ -27,6 +27,8 @@ RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 STOP_GRACE_S = 5.0
 TOKEN_ENV = "CHATGUARD_RELAY_TOKEN"
 """The shared secret travels in the environment, not on the command line where `ps` shows it."""
+CA_ENV = "CHATGUARD_RELAY_CA"
+"""A certificate file workers trust for signaling's TLS (``chatguard relay --ca-file``)."""
 
 
 _PR_SET_PDEATHSIG = 1
@@ -49,9 +51,14 @@ class RelaySupervisor:
         max_legs: int,
         log_level: str = "info",
         ice_tcp_port: int = 0,
+        ca_file: str = "",
+        log_format: str = "text",
     ) -> None:
         """``ice_tcp_port``: worker ``slot`` listens for ICE over TCP on this port + slot
-        (a restarted worker takes its slot's port again); 0: none do."""
+        (a restarted worker takes its slot's port again); 0: none do. ``ca_file``: the
+        service's own certificate when it serves TLS, which the workers then trust."""
+        self.ca_file = ca_file
+        self.log_format = log_format
         self.count = count
         self.ice_tcp_port = ice_tcp_port
         self.log_level = log_level
@@ -76,9 +83,12 @@ class RelaySupervisor:
             "--worker-id", f"local-{slot}.{generation}",
             "--max-legs", str(self.max_legs),
             "--log-level", self.log_level,
+            "--log-format", self.log_format,
             "--ice-tcp-port", str(self.ice_tcp_port + slot if self.ice_tcp_port else 0),
         ]  # fmt: skip
         env = {**os.environ, TOKEN_ENV: self.token}
+        if self.ca_file:
+            env[CA_ENV] = self.ca_file
         return await asyncio.create_subprocess_exec(
             *command, env=env, start_new_session=True, preexec_fn=_interrupt_when_orphaned
         )

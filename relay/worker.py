@@ -33,6 +33,8 @@ from relay import control as c
 from relay.aiortc_adapter import AiortcLeg
 from relay.forwarding_hub import ForwardingHub
 from relay.ice_tcp import IceTcpListener
+from relay.signaling_tls import client_context
+from relay.totals import RelayTally
 
 if TYPE_CHECKING:
     from relay.legs import Leg
@@ -82,15 +84,24 @@ class RelayWorker:
     """One worker's legs and its control connection."""
 
     def __init__(
-        self, signaling_url: str, token: str, worker_id: str, max_legs: int, ice_tcp_port: int = 0
+        self,
+        signaling_url: str,
+        token: str,
+        worker_id: str,
+        max_legs: int,
+        ice_tcp_port: int = 0,
+        ca_file: str = "",
     ) -> None:
         """``ice_tcp_port``: where browsers whose UDP is blocked reach this worker over TCP
-        (RFC 6544 passive candidates); 0: UDP only."""
+        (RFC 6544 passive candidates); 0: UDP only. ``ca_file``: what to trust for a
+        ``wss://`` signaling URL (``relay.signaling_tls``); empty: the system's CAs."""
         self.signaling_url = signaling_url
+        self.tls = client_context(signaling_url, ca_file)
         self.token = token
         self.worker_id = worker_id
         self.max_legs = max_legs
         self.hub = ForwardingHub(on_moderation=self._on_moderation)
+        self.tally = RelayTally(self.hub)
         self.legs: dict[str, _Leg] = {}
         self._leg_ids: dict[Leg, str] = {}
         self.moderation_settings: c.Configure | None = None
@@ -116,7 +127,9 @@ class RelayWorker:
         try:
             while True:
                 try:
-                    async with websockets.connect(self.signaling_url, max_size=2**20) as ws:
+                    async with websockets.connect(
+                        self.signaling_url, max_size=2**20, ssl=self.tls
+                    ) as ws:
                         attempt = 0
                         await self._serve(ws)
                     log.info("signaling closed the control connection")  # 1000 or 1001
@@ -192,6 +205,7 @@ class RelayWorker:
                     moderation=self._moderation_load(),
                     moderation_ready=self.moderation_ready,
                     moderation_error=self.moderation_error,
+                    totals=self.tally.totals(),
                 )
             )
             await asyncio.sleep(LOAD_INTERVAL_S)
@@ -199,6 +213,7 @@ class RelayWorker:
     def _moderation_load(self) -> c.ModerationLoad | None:
         if self._moderator is None:
             return None
+        self.tally.absorb(self._moderator.meter)
         return self._moderator.report(LOAD_INTERVAL_S)
 
     # -- control messages -------------------------------------------------------------------
@@ -361,6 +376,7 @@ class RelayWorker:
         if leg is None:
             return
         if leg.relay_leg is not None:
+            self.tally.retire(leg.relay_leg)
             self.hub.forget(leg.relay_leg)
             self._leg_ids.pop(leg.relay_leg, None)
             if self.ice_tcp is not None:
@@ -411,10 +427,15 @@ async def _run_until_drained(worker: RelayWorker) -> None:
 
 
 def run_worker(
-    signaling_url: str, token: str, worker_id: str, max_legs: int, ice_tcp_port: int = 0
+    signaling_url: str,
+    token: str,
+    worker_id: str,
+    max_legs: int,
+    ice_tcp_port: int = 0,
+    ca_file: str = "",
 ) -> None:
     """Process entry point: uvloop when available (it halves per-packet cost, see the notes)."""
-    worker = RelayWorker(signaling_url, token, worker_id, max_legs, ice_tcp_port)
+    worker = RelayWorker(signaling_url, token, worker_id, max_legs, ice_tcp_port, ca_file)
     try:
         import uvloop
     except ImportError:

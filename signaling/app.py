@@ -253,8 +253,9 @@ def create_app(
     route_override: CallRoute | None = None,
     background: Sequence[BackgroundService] = (),
 ) -> Starlette:
-    """The ASGI application: the web client at /, the WebSocket at /ws, health, readiness
-    and stats.
+    """The ASGI application: the web client at /, the WebSocket at /ws, health and
+    readiness. Counters (``service.stats()``, ``signaling.metrics``) are not served here but
+    on the admin listener (``chatguard.admin``), away from the public port.
 
     `background` services start with the app and stop, in reverse order, before it ends: this
     is how the entry point (``chatguard.serve``) adds the relay workers it supervises without
@@ -291,9 +292,6 @@ def create_app(
             return JSONResponse({"ready": False, "reasons": reasons}, status_code=503)
         return JSONResponse({"ready": True})
 
-    async def stats(request: Request) -> Response:
-        return JSONResponse(service.stats())
-
     async def client_settings(request: Request) -> Response:
         """What the page must know before it connects (its consent step)."""
         return JSONResponse(msgspec.to_builtins(config.web_client))
@@ -303,7 +301,6 @@ def create_app(
             Route("/", index),
             Route("/healthz", health),
             Route("/readyz", ready),
-            Route("/stats", stats),
             Route("/client-settings", client_settings),
             WebSocketRoute("/ws", service.handle_websocket),
             WebSocketRoute("/relay", service.handle_relay_websocket),

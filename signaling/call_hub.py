@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -101,15 +102,41 @@ class _Client:
     parked: _RelayLeg | None = None
 
 
+PAIRING_WAIT_BOUNDS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
 @dataclass(slots=True)
 class HubStats:
+    """Counters kept as the hub decides; ``/stats`` and ``signaling.metrics`` read them when
+    asked, so the hot path pays one increment and no metrics library."""
+
     pairs_made: int = 0
     messages_relayed: int = 0
-    errors_sent: int = 0
+    messages_received: Counter[str] = field(default_factory=Counter)
+    """Valid client messages by protocol type."""
+    errors_sent: Counter[str] = field(default_factory=Counter)
+    """Error replies by code."""
     calls_connected: int = 0
-    calls_failed: int = 0
+    """Members' reports that their media connected (two per connected call)."""
+    call_outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(route, "connected" | "failed"): once per call and route it was on."""
     fallbacks_to_relay: int = 0
     calls_rerouted_after_worker_loss: int = 0
+    moderation: Counter[str] = field(default_factory=Counter)
+    """Strict route decisions reported by relay workers: "blocked", "resumed"."""
+    strikes: int = 0
+    bans: Counter[str] = field(default_factory=Counter)
+    """Bans by ground: "moderation" (strikes), "reports"."""
+    refused_banned: int = 0
+    """Connections refused at the door because the device or address is banned."""
+    pairing_wait: rc.Histogram = field(
+        default_factory=lambda: rc.Histogram.empty(PAIRING_WAIT_BOUNDS_S)
+    )
+    """How long each member of a new pair had waited."""
+
+    @property
+    def calls_failed(self) -> int:
+        return sum(n for (_, outcome), n in self.call_outcomes.items() if outcome == "failed")
 
 
 def _new_token() -> str:
@@ -173,8 +200,12 @@ class SignalingHub:
     # -- client inputs --------------------------------------------------------------------
 
     def banned_until(self, address: str, device: str, now: float) -> float | None:
-        """Checked before `connect`: a banned device or address is refused at the door."""
-        return self.strikes.banned_until(_identities(address, device), now)
+        """Checked before `connect`: a banned device or address is refused at the door
+        (and counted as refused)."""
+        until = self.strikes.banned_until(_identities(address, device), now)
+        if until is not None:
+            self.stats.refused_banned += 1
+        return until
 
     def connect(
         self, region: str, now: float, now_unix: float, address: str = "", device: str = ""
@@ -205,6 +236,7 @@ class SignalingHub:
         if user not in self._clients:
             return
         self._now = now
+        self.stats.messages_received[str(message.__struct_config__.tag)] += 1
         try:
             self._matchmaker.heartbeat(user, now)
             self._dispatch(user, message, now, now_unix)
@@ -235,7 +267,7 @@ class SignalingHub:
         return self._matchmaker.next_timer()
 
     def send_error(self, user: str, error: p.ProtocolError) -> None:
-        self.stats.errors_sent += 1
+        self.stats.errors_sent[error.code] += 1
         self._send(user, p.Error(code=error.code, message=error.message))
 
     # -- relay worker inputs --------------------------------------------------------------
@@ -328,7 +360,7 @@ class SignalingHub:
             "pairs": self._matchmaker.pair_count(),
             "pairs_made": self.stats.pairs_made,
             "messages_relayed": self.stats.messages_relayed,
-            "errors_sent": self.stats.errors_sent,
+            "errors_sent": self.stats.errors_sent.total(),
             "calls_connected": self.stats.calls_connected,
             "calls_failed": self.stats.calls_failed,
             "fallbacks_to_relay": self.stats.fallbacks_to_relay,
@@ -388,6 +420,7 @@ class SignalingHub:
                     self.stats.calls_connected += 1
                     if call.connected_at is None:
                         call.connected_at = now
+                        self.stats.call_outcomes[call.route.value, "connected"] += 1
                         log.info(
                             "call %s: connected, route %s, %.1f s after pairing",
                             call.pair_id, call.route.value, now - call.paired_at,
@@ -424,6 +457,7 @@ class SignalingHub:
             return False
         ban_s = self._config.reports.ban_s
         self.strikes.ban((reported_key,), now + ban_s)
+        self.stats.bans["reports"] += 1
         reason_text = f"reported by {outcome.reporters} people"
         log.info("reports: %s banned until %.0f (%s)", reported_key, now_unix + ban_s, reason_text)
         self._send(reported, p.Banned(reason=reason_text, until_unix=now_unix + ban_s))
@@ -562,6 +596,7 @@ class SignalingHub:
         """The relay stopped (or resumed) `offender`'s video: tell both, count a strike, and
         end the session of a repeat offender. Metadata only: label and score, never media."""
         partner = call.partner_of(offender)
+        self.stats.moderation[state] += 1
         client = self._clients.get(offender)
         if client is None:
             return
@@ -570,6 +605,7 @@ class SignalingHub:
             self._send(partner, _notice(call, "resumed", "partner", label, 0))
             return
         result = self.strikes.strike(client.identities, now)
+        self.stats.strikes += 1
         log.info(
             "moderation: call %s: video of %s blocked (%s %.2f), strike %d",
             call.pair_id, offender, label, score, result.strikes,
@@ -579,6 +615,7 @@ class SignalingHub:
         if result.banned_until is not None:
             until_unix = now_unix + (result.banned_until - now)
             reason = f"{result.strikes} moderation strikes"
+            self.stats.bans["moderation"] += 1
             log.info("moderation: %s banned until %.0f (%s)", offender, until_unix, reason)
             self._send(offender, p.Banned(reason=reason, until_unix=until_unix))
             self._to_close.append((offender, p.CLOSE_BANNED))
@@ -606,7 +643,7 @@ class SignalingHub:
             self._send(member, p.Reroute(pair=call.pair_id, route=route.value, reason=reason))
 
     def _fail_call(self, call: _Call, reason: str) -> None:
-        self.stats.calls_failed += 1
+        self.stats.call_outcomes[call.route.value, "failed"] += 1
         log.info("call %s: failed, route %s: %s", call.pair_id, call.route.value, reason)
         self._end_call(call)
         for member in (call.offerer, call.answerer):
@@ -670,6 +707,8 @@ class SignalingHub:
         call = _Call(self._new_id(), first, second, route, paired_at=self._now)
         a.call = b.call = call
         self.stats.pairs_made += 1
+        for member in (first, second):
+            self.stats.pairing_wait.observe(self._now - self._matchmaker.waiting_since(member))
         if route is Route.DIRECT:
             log.info("call %s: paired %s with %s, route direct", call.pair_id, first, second)
             self._close_parked(a)

@@ -19,6 +19,7 @@ from signaling.protocol import CHAT_MAX_CHARS
 from signaling.route_policy import Route
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["text", "json"]
 
 
 class ConfigError(Exception):
@@ -40,6 +41,27 @@ class ServerConfig(_Section):
     """Largest WebSocket message accepted; SDP with many codecs is ~10 KiB, so 64 KiB is ample."""
     send_queue_limit: int = 256
     """Messages queued for a client that is not reading before it is disconnected as too slow."""
+    log_format: LogFormat = "text"
+    """"json": one JSON object per line (UTC timestamps), for a log collector."""
+    certfile: str = ""
+    """PEM certificate (chain) to serve HTTPS and WSS directly; empty: plain HTTP (behind a
+    proxy that terminates TLS, or on localhost, where browsers allow the camera anyway)."""
+    keyfile: str = ""
+    """The certificate's PEM private key (required with `certfile`)."""
+
+    @property
+    def access_log(self) -> bool:
+        """A line per HTTP request only at debug: not one per health poll or scrape."""
+        return self.log_level == "debug"
+
+
+class AdminConfig(_Section):
+    """The admin listener: `/metrics` (Prometheus) and `/stats` (JSON), kept off the public
+    port. Localhost by default; expose it only to your monitoring."""
+
+    host: str = "127.0.0.1"
+    port: int = 9090
+    """0: no admin listener."""
 
 
 class MatchmakingConfig(_Section):
@@ -145,12 +167,19 @@ class Config(_Section):
     chat: ChatConfig = msgspec.field(default_factory=ChatConfig)
     reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
     web_client: WebClientConfig = msgspec.field(default_factory=WebClientConfig)
+    admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
 
     def check(self) -> None:
         """Cross-field checks that types alone cannot express."""
         problems: list[str] = []
         if not 0 < self.server.port < 65536:
             problems.append(f"server.port must be 1-65535, got {self.server.port}")
+        if not 0 <= self.admin.port < 65536:
+            problems.append(f"admin.port must be 0 (off) or 1-65535, got {self.admin.port}")
+        elif self.admin.port == self.server.port and self.admin.port:
+            problems.append("admin.port must differ from server.port")
+        if bool(self.server.certfile) != bool(self.server.keyfile):
+            problems.append("server.certfile and server.keyfile go together")
         if self.server.max_message_bytes < 1024:
             problems.append("server.max_message_bytes must be at least 1024")
         mm = self.matchmaking

@@ -22,6 +22,7 @@ def serve_and_poll(*options: str) -> list[str]:
     """Run serve, poll /healthz and /readyz, open and close one client; its log lines."""
     port = free_port()
     command = [sys.executable, "-m", "chatguard.cli", "serve", "--port", str(port)]
+    command += ["--admin-port", str(free_port())]
     process = subprocess.Popen(
         [*command, "--relay-workers", "0", *options], stderr=subprocess.PIPE, text=True
     )
