@@ -126,7 +126,8 @@ class ServedUrl(str):
 @contextmanager
 def chatguard_serve(tmp_path: Path, config_toml: str = "", *extra: str) -> Iterator[ServedUrl]:
     """The real command an operator runs, on a free port, with an optional config file; yields
-    its URL once /readyz says the routes in force can be carried (relay workers connected)."""
+    its URL once /readyz says the routes in force can be carried (relay workers connected).
+    With `--certfile` among `extra`, the URL is https (the test's own certificate)."""
     port = free_port()
     admin_port = free_port()
     config = tmp_path / "chatguard.toml"
@@ -149,12 +150,13 @@ def chatguard_serve(tmp_path: Path, config_toml: str = "", *extra: str) -> Itera
         ],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    url = ServedUrl(f"http://127.0.0.1:{port}")
+    scheme = "https" if "--certfile" in extra else "http"
+    url = ServedUrl(f"{scheme}://127.0.0.1:{port}")
     url.admin = f"http://127.0.0.1:{admin_port}"
     deadline = time.monotonic() + 60
     while True:
         try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+            if httpx.get(url + "/readyz", timeout=1, verify=False).status_code == 200:
                 break
         except httpx.TransportError:
             pass
