@@ -21,11 +21,13 @@ import os
 import signal
 import sys
 
+from signaling.config import SECRET_ENV
+
 log = logging.getLogger("chatguard.relay")
 
 RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 STOP_GRACE_S = 5.0
-TOKEN_ENV = "CHATGUARD_RELAY_TOKEN"
+TOKEN_ENV = SECRET_ENV["relay.token"]
 """The shared secret travels in the environment, not on the command line where `ps` shows it."""
 CA_ENV = "CHATGUARD_RELAY_CA"
 """A certificate file workers trust for signaling's TLS (``chatguard relay --ca-file``)."""

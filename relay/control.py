@@ -159,6 +159,8 @@ class Moderation(_Message, tag="moderation"):
     state: Literal["blocked", "resumed"]
     label: Annotated[str, msgspec.Meta(max_length=64)] = ""
     score: float = 0.0
+    threshold: float | None = None
+    """The policy's threshold for `label` (what the score was held against), for the audit."""
 
 
 WorkerMessage = Hello | Load | Answer | LegState | Refused | Moderation

@@ -307,9 +307,10 @@ class RelayWorker:
         leg_id = self._leg_ids.get(relay_leg)
         if leg_id is None or state not in ("blocked", "resumed"):
             return
+        threshold = self._strict_settings()[0].thresholds.get(label) if label else None
         event = c.Moderation(
             leg=leg_id, state="blocked" if state == "blocked" else "resumed", label=label,
-            score=score,
+            score=score, threshold=threshold,
         )  # fmt: skip
         task = asyncio.get_running_loop().create_task(self._send(event))
         self._pending_sends.add(task)

@@ -27,14 +27,17 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from relay import control as rc
+from signaling import events
 from signaling import protocol as p
 from signaling.call_hub import SignalingHub
 from signaling.config import Config
 from signaling.matchmaking import Matchmaker
 from signaling.route_policy import Route as CallRoute
 from signaling.route_policy import RoutePolicy
+from signaling.webhook import WebhookSender
 
 log = logging.getLogger("chatguard.signaling")
+events_log = logging.getLogger("chatguard.events")
 
 CLOSE_BAD_WORKER = 4003
 HELLO_TIMEOUT_S = 5.0
@@ -77,6 +80,12 @@ class SignalingService:
         matchmaker = Matchmaker(SignalingHub.matchmaking_settings(config), random.Random())
         self.hub = SignalingHub(config, self.policy, matchmaker)
         self._connections: dict[str, _Connection] = {}
+        ev = config.events
+        self.webhook = (
+            WebhookSender(ev.webhook_url, ev.webhook_secret, ev.queue_limit)
+            if ev.webhook_url
+            else None
+        )
         self._wake = asyncio.Event()
         self._scheduled: float | None = None
 
@@ -88,7 +97,8 @@ class SignalingService:
             device = ""  # an id the web client did not make is no id
         banned_until = self.hub.banned_until(address, device, time.monotonic())
         if banned_until is not None:
-            until_unix = time.time() + banned_until - time.monotonic()
+            until_unix = self.hub.refuse_banned(banned_until, time.monotonic(), time.time())
+            self._publish_events()
             banned = p.Banned(reason="banned for now", until_unix=until_unix)
             await websocket.send_text(p.encode_server_message(banned))
             await websocket.close(p.CLOSE_BANNED)
@@ -140,6 +150,7 @@ class SignalingService:
         Loops because dropping a client (too slow, timed out) tells its partner, which queues
         more messages."""
         while True:
+            self._publish_events()
             outbox, closes = self.hub.drain_outbox(), self.hub.drain_closes()
             if not outbox and not closes and not self.hub.has_worker_messages():
                 break
@@ -169,6 +180,15 @@ class SignalingService:
         deadline = self.hub.next_timer()
         if deadline is not None and (self._scheduled is None or deadline < self._scheduled):
             self._wake.set()
+
+    def _publish_events(self) -> None:
+        """The hub's operator events to the log (the whole event as data, for JSON logs) and
+        to the webhook's queue, which never waits."""
+        for event in self.hub.drain_events():
+            data = events.to_builtins(event)
+            events_log.info("%s %s", event.decision, data, extra={"event": data})
+            if self.webhook is not None:
+                self.webhook.submit(events.encode(event))
 
     def _drop(self, user: str, code: int) -> None:
         connection = self._connections.pop(user, None)
@@ -266,8 +286,9 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         timers = asyncio.create_task(service.run_timers())
         started: list[BackgroundService] = []
+        own = () if service.webhook is None else (service.webhook,)
         try:
-            for extra in background:
+            for extra in (*own, *background):
                 await extra.start()
                 started.append(extra)
             yield

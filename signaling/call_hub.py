@@ -22,11 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+import msgspec
+
 from relay import control as rc
 from signaling import protocol as p
 from signaling import readiness
 from signaling.chat import ChatGate
 from signaling.config import Config
+from signaling.events import Decision, Ground, OperatorEvent, iso_utc
 from signaling.ice import ice_servers_for
 from signaling.matchmaking import (
     Expired,
@@ -177,6 +180,7 @@ class SignalingHub:
         self._outbox: list[tuple[str, p.ServerMessage]] = []
         self._worker_outbox: list[tuple[str, rc.SignalingMessage]] = []
         self._to_close: list[tuple[str, int]] = []
+        self._events: list[OperatorEvent] = []
         self._now = 0.0
         """The time of the input being handled: what the matchmaker reports meanwhile (a
         pairing, a partner gone) happened then; call durations in the log are read from it."""
@@ -200,12 +204,15 @@ class SignalingHub:
     # -- client inputs --------------------------------------------------------------------
 
     def banned_until(self, address: str, device: str, now: float) -> float | None:
-        """Checked before `connect`: a banned device or address is refused at the door
-        (and counted as refused)."""
-        until = self.strikes.banned_until(_identities(address, device), now)
-        if until is not None:
-            self.stats.refused_banned += 1
-        return until
+        """Checked before `connect`: a banned device or address is refused at the door."""
+        return self.strikes.banned_until(_identities(address, device), now)
+
+    def refuse_banned(self, banned_until: float, now: float, now_unix: float) -> float:
+        """A banned device or address was turned away: counted, and an operator event.
+        Returns when the ban ends, in Unix time, for the client's notice."""
+        self.stats.refused_banned += 1
+        self._event("ban_refused", Ground(), now_unix, ban_s=banned_until - now)
+        return now_unix + banned_until - now
 
     def connect(
         self, region: str, now: float, now_unix: float, address: str = "", device: str = ""
@@ -302,9 +309,9 @@ class SignalingHub:
                 if (leg := self._legs.get(leg_id)) is not None and leg.call is not None:
                     log.warning("relay worker %s refused leg %s: %s", worker, leg_id, reason)
                     self._fail_call(leg.call, "the relay refused the call")
-            case rc.Moderation(leg=leg_id, state=state, label=label, score=score):
+            case rc.Moderation(leg=leg_id, state=state):
                 if (leg := self._legs.get(leg_id)) is not None and leg.call is not None:
-                    self._on_moderation(leg.call, leg.member, state, label, score, now, now_unix)
+                    self._on_moderation(leg.call, leg.member, message, now, now_unix)
             case rc.Hello():
                 pass  # only valid as the first message; the I/O layer consumes it
 
@@ -342,6 +349,11 @@ class SignalingHub:
 
     def drain_closes(self) -> list[tuple[str, int]]:
         out, self._to_close = self._to_close, []
+        return out
+
+    def drain_events(self) -> list[OperatorEvent]:
+        """Moderation decisions for the operator's log and webhook (``signaling.events``)."""
+        out, self._events = self._events, []
         return out
 
     # -- queries --------------------------------------------------------------------------
@@ -448,6 +460,9 @@ class SignalingHub:
             reported_key,
             now,
         )
+        reporters = Ground(report_reason=reason, reporters=outcome.reporters)
+        call = self._clients[user].call
+        self._event("report", reporters, now_unix, reported, call, automated=False)
         log.info(
             "report: %s reported %s (%s, reason %r): %d distinct reporters in the window%s",
             user, reported, reported_key, reason, outcome.reporters,
@@ -458,6 +473,7 @@ class SignalingHub:
         ban_s = self._config.reports.ban_s
         self.strikes.ban((reported_key,), now + ban_s)
         self.stats.bans["reports"] += 1
+        self._event("ban", reporters, now_unix, reported, call, ban_s=ban_s)
         reason_text = f"reported by {outcome.reporters} people"
         log.info("reports: %s banned until %.0f (%s)", reported_key, now_unix + ban_s, reason_text)
         self._send(reported, p.Banned(reason=reason_text, until_unix=now_unix + ban_s))
@@ -587,25 +603,29 @@ class SignalingHub:
         self,
         call: _Call,
         offender: str,
-        state: Literal["blocked", "resumed"],
-        label: str,
-        score: float,
+        report: rc.Moderation,
         now: float,
         now_unix: float,
     ) -> None:
         """The relay stopped (or resumed) `offender`'s video: tell both, count a strike, and
         end the session of a repeat offender. Metadata only: label and score, never media."""
         partner = call.partner_of(offender)
-        self.stats.moderation[state] += 1
+        label, score = report.label, report.score
+        self.stats.moderation[report.state] += 1
         client = self._clients.get(offender)
         if client is None:
             return
-        if state == "resumed":
+        if report.state == "resumed":  # a fresh safe verdict: no finding to state
+            self._event("resumed", Ground(), now_unix, offender, call)
             self._send(offender, _notice(call, "resumed", "you", label, 0))
             self._send(partner, _notice(call, "resumed", "partner", label, 0))
             return
+        ground = Ground(label=label, score=score, threshold=report.threshold)
+        self._event("blocked", ground, now_unix, offender, call)
         result = self.strikes.strike(client.identities, now)
         self.stats.strikes += 1
+        ground = msgspec.structs.replace(ground, strikes=result.strikes)
+        self._event("strike", ground, now_unix, offender, call)
         log.info(
             "moderation: call %s: video of %s blocked (%s %.2f), strike %d",
             call.pair_id, offender, label, score, result.strikes,
@@ -616,6 +636,8 @@ class SignalingHub:
             until_unix = now_unix + (result.banned_until - now)
             reason = f"{result.strikes} moderation strikes"
             self.stats.bans["moderation"] += 1
+            ban_s = result.banned_until - now
+            self._event("ban", ground, now_unix, offender, call, ban_s=ban_s)
             log.info("moderation: %s banned until %.0f (%s)", offender, until_unix, reason)
             self._send(offender, p.Banned(reason=reason, until_unix=until_unix))
             self._to_close.append((offender, p.CLOSE_BANNED))
@@ -779,6 +801,29 @@ class SignalingHub:
 
     def _send(self, user: str, message: p.ServerMessage) -> None:
         self._outbox.append((user, message))
+
+    def _event(
+        self,
+        decision: Decision,
+        ground: Ground,
+        now_unix: float,
+        subject: str = "",
+        call: _Call | None = None,
+        ban_s: float | None = None,
+        automated: bool = True,
+    ) -> None:
+        self._events.append(
+            OperatorEvent(
+                id=self._new_id(),
+                time=iso_utc(now_unix),
+                decision=decision,
+                automated=automated,
+                ground=ground,
+                subject=subject,
+                call="" if call is None else call.pair_id,
+                ban_s=ban_s,
+            )
+        )
 
     def _to_worker(self, worker: str, message: rc.SignalingMessage) -> None:
         self._worker_outbox.append((worker, message))

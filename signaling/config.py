@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,14 @@ from signaling.route_policy import Route
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["text", "json"]
+
+SECRET_ENV = {
+    "relay.token": "CHATGUARD_RELAY_TOKEN",
+    "ice.turn.secret": "CHATGUARD_TURN_SECRET",
+    "events.webhook_secret": "CHATGUARD_WEBHOOK_SECRET",
+}
+"""Secrets that may come from the environment instead of the file (a file is easier to leak:
+backups, a repository); set and non-empty, the variable wins over the file."""
 
 
 class ConfigError(Exception):
@@ -157,6 +166,18 @@ class WebClientConfig(_Section):
     minimum_age: int = 18
 
 
+class EventsConfig(_Section):
+    """Operator events (``signaling.events``): every moderation decision, as metadata, to the
+    log (logger ``chatguard.events``) and, if set, to a webhook."""
+
+    webhook_url: str = ""
+    """POSTed one JSON event per request, signed (see README); empty: log only."""
+    webhook_secret: str = ""
+    """HMAC-SHA256 key of the signature; or the CHATGUARD_WEBHOOK_SECRET environment variable."""
+    queue_limit: int = 1000
+    """Events waiting for delivery beyond which the oldest are dropped (and logged)."""
+
+
 class Config(_Section):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     relay: RelayConfig = msgspec.field(default_factory=RelayConfig)
@@ -168,6 +189,7 @@ class Config(_Section):
     reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
     web_client: WebClientConfig = msgspec.field(default_factory=WebClientConfig)
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
+    events: EventsConfig = msgspec.field(default_factory=EventsConfig)
 
     def check(self) -> None:
         """Cross-field checks that types alone cannot express."""
@@ -180,6 +202,17 @@ class Config(_Section):
             problems.append("admin.port must differ from server.port")
         if bool(self.server.certfile) != bool(self.server.keyfile):
             problems.append("server.certfile and server.keyfile go together")
+        if self.events.webhook_url and not self.events.webhook_secret:
+            problems.append(
+                f"events.webhook_secret (or {SECRET_ENV['events.webhook_secret']}) "
+                "is required when events.webhook_url is set"
+            )
+        if self.events.webhook_url and not self.events.webhook_url.startswith(
+            ("http://", "https://")
+        ):
+            problems.append("events.webhook_url must be an http:// or https:// URL")
+        if self.events.queue_limit < 1:
+            problems.append("events.queue_limit must be at least 1")
         if self.server.max_message_bytes < 1024:
             problems.append("server.max_message_bytes must be at least 1024")
         mm = self.matchmaking
@@ -247,10 +280,28 @@ def config_from_mapping(data: dict[str, Any], source: str = "<config>") -> Confi
     return config
 
 
-def load_config(path: Path | None) -> Config:
-    """Read the TOML file at `path`, or the embedded defaults when `path` is None."""
+def _with_env_secrets(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """`data` with the secrets of ``SECRET_ENV`` that the environment sets put in place."""
+    for dotted, variable in SECRET_ENV.items():
+        value = environ.get(variable, "")
+        if not value:
+            continue
+        *sections, key = dotted.split(".")
+        table = data
+        for section in sections:
+            table = table.setdefault(section, {})
+            if not isinstance(table, dict):
+                break  # the file has a non-table there: validation will say so
+        else:
+            table[key] = value
+    return data
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] = os.environ) -> Config:
+    """Read the TOML file at `path`, or the embedded defaults when `path` is None, with the
+    secrets the environment gives (``SECRET_ENV``)."""
     if path is None:
-        return config_from_mapping({}, "<defaults>")
+        return config_from_mapping(_with_env_secrets({}, environ), "<defaults>")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -261,4 +312,4 @@ def load_config(path: Path | None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return config_from_mapping(data, str(path))
+    return config_from_mapping(_with_env_secrets(data, environ), str(path))
