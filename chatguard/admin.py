@@ -32,7 +32,7 @@ log = logging.getLogger("chatguard.admin")
 
 def create_admin_app(service: SignalingService) -> Starlette:
     """``/metrics`` in Prometheus' text format and ``/stats`` as JSON, read when asked."""
-    registry = metrics_registry(service.hub)
+    registry = metrics_registry(service.hub, service.webhook)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

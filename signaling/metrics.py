@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from relay.control import Histogram, RelayTotals
 from signaling.call_hub import SignalingHub
 from signaling.relays import WorkerInfo
+from signaling.webhook import WebhookSender
 
 PREFIX = "chatguard"
 
@@ -211,13 +212,33 @@ def _int(value: object) -> int:
     return value
 
 
-def metrics_registry(hub: SignalingHub) -> CollectorRegistry:
+class WebhookCollector(Collector):
+    """Operator events delivered to the webhook, and lost (queue full, or given up)."""
+
+    def __init__(self, webhook: WebhookSender) -> None:
+        self._webhook = webhook
+
+    def collect(self) -> Iterator[Metric]:
+        yield _counter(
+            "events_webhook_delivered", "Operator events the webhook took.", self._webhook.delivered
+        )
+        yield _counter(
+            "events_webhook_dropped",
+            "Operator events lost: dropped from a full queue or given up after retries.",
+            self._webhook.dropped,
+        )
+
+
+def metrics_registry(hub: SignalingHub, webhook: WebhookSender | None = None) -> CollectorRegistry:
     """A registry of its own (not the library's global one, so that two services in one
     process, as in tests, do not collide) with this process's CPU and memory beside ours."""
     from prometheus_client import ProcessCollector
 
     registry = CollectorRegistry(auto_describe=False)
-    for collector in (SignalingCollector(hub), RelayCollector(hub)):
+    collectors: list[Collector] = [SignalingCollector(hub), RelayCollector(hub)]
+    if webhook is not None:
+        collectors.append(WebhookCollector(webhook))
+    for collector in collectors:
         registry.register(collector)
     ProcessCollector(registry=registry)
     return registry

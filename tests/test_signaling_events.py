@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 
 from signaling.route_policy import Route
@@ -143,3 +144,5 @@ async def test_a_blocked_picture_makes_one_event_in_the_log_and_at_the_webhook(
     assert [e for e in events if e is not None and e["decision"] == "blocked"] == [event]
     strikes = [body for body in verified(receiver) if body["decision"] == "strike"]
     assert len(strikes) == 1 and strikes[0]["ground"] == {**ground, "strikes": 1}
+    metrics = httpx.get(strict_server.admin_url + "/metrics").text
+    assert f"chatguard_events_webhook_delivered_total {float(len(receiver.requests))}" in metrics
