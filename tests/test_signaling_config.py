@@ -154,5 +154,5 @@ def test_secrets_come_from_the_environment_over_the_file(tmp_path: Path) -> None
     assert config.ice.turn.secret == "env-turn"
     assert config.events.webhook_secret == "env-hook"
     assert load_config(None, {"CHATGUARD_RELAY_TOKEN": "env-token"}).relay.token == "env-token"
-    with pytest.raises(ConfigError, match="events.webhook_secret"):
+    with pytest.raises(ConfigError, match=r"events\.webhook_secret"):
         load_config(path, {})
