@@ -219,7 +219,8 @@ def test_target_mode_drives_a_running_deployment_and_reads_its_stats(
 ) -> None:
     out = tmp_path / "relay.json"
     target = f"http://{relay_deployment.host}:{relay_deployment.port}"
-    args = ["--target", target, "--pairs", "1", "--duration", "3", "--warmup", "0.5"]
+    args = ["--target", target, "--admin", relay_deployment.admin_url]
+    args += ["--pairs", "1", "--duration", "3", "--warmup", "0.5"]
     args += ["--no-naive", "--next-after", "off", "--clip-seconds", "1", "--json", str(out)]
     assert cli.main(["bench", "relay", *args]) == 0
     (case,) = json.loads(out.read_text())["cases"]
