@@ -1,4 +1,5 @@
-"""The admin listener: ``/metrics`` (Prometheus) and ``/stats`` (JSON) on their own socket.
+"""The admin listener: ``/metrics`` (Prometheus), ``/stats`` and ``/events`` (JSON) on their
+own socket.
 
 Why a second listener rather than routes on the public port: these pages name worker
 processes and show the whole service's traffic, which is the operator's business, not the
@@ -31,7 +32,8 @@ log = logging.getLogger("chatguard.admin")
 
 
 def create_admin_app(service: SignalingService) -> Starlette:
-    """``/metrics`` in Prometheus' text format and ``/stats`` as JSON, read when asked."""
+    """``/metrics`` in Prometheus' text format, ``/stats`` as JSON and ``/events``, the most
+    recent operator events (oldest first; the log and the webhook keep them all)."""
     registry = metrics_registry(service.hub, service.webhook)
 
     async def metrics(request: Request) -> Response:
@@ -40,7 +42,16 @@ def create_admin_app(service: SignalingService) -> Starlette:
     async def stats(request: Request) -> Response:
         return JSONResponse(service.stats())
 
-    return Starlette(routes=[Route("/metrics", metrics), Route("/stats", stats)])
+    async def recent_events(request: Request) -> Response:
+        return JSONResponse(list(service.recent_events))
+
+    return Starlette(
+        routes=[
+            Route("/metrics", metrics),
+            Route("/stats", stats),
+            Route("/events", recent_events),
+        ]
+    )
 
 
 class _QuietServer(uvicorn.Server):

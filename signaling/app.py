@@ -8,6 +8,7 @@ can never stall the event loop or anyone else: when its queue overflows it is di
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hmac
 import logging
@@ -41,6 +42,8 @@ events_log = logging.getLogger("chatguard.events")
 
 CLOSE_BAD_WORKER = 4003
 HELLO_TIMEOUT_S = 5.0
+RECENT_EVENTS = 500
+"""Operator events kept in memory for the admin listener's ``/events``."""
 WRITER_GRACE_S = 5.0
 
 STATIC_DIR = resources.files("signaling") / "static"
@@ -85,6 +88,9 @@ class SignalingService:
             WebhookSender(ev.webhook_url, ev.webhook_secret, ev.queue_limit)
             if ev.webhook_url
             else None
+        )
+        self.recent_events: collections.deque[dict[str, object]] = collections.deque(
+            maxlen=RECENT_EVENTS
         )
         self._wake = asyncio.Event()
         self._scheduled: float | None = None
@@ -187,6 +193,7 @@ class SignalingService:
         for event in self.hub.drain_events():
             data = events.to_builtins(event)
             events_log.info("%s %s", event.decision, data, extra={"event": data})
+            self.recent_events.append(data)
             if self.webhook is not None:
                 self.webhook.submit(events.encode(event))
 

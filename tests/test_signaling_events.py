@@ -144,5 +144,8 @@ async def test_a_blocked_picture_makes_one_event_in_the_log_and_at_the_webhook(
     assert [e for e in events if e is not None and e["decision"] == "blocked"] == [event]
     strikes = [body for body in verified(receiver) if body["decision"] == "strike"]
     assert len(strikes) == 1 and strikes[0]["ground"] == {**ground, "strikes": 1}
+    recent = httpx.get(strict_server.admin_url + "/events").json()
+    assert [e for e in recent if e["decision"] == "blocked"] == [event]
+    assert httpx.get(strict_server.http_url + "/events").status_code == 404
     metrics = httpx.get(strict_server.admin_url + "/metrics").text
     assert f"chatguard_events_webhook_delivered_total {float(len(receiver.requests))}" in metrics
