@@ -14,7 +14,7 @@ import msgspec
 from starlette.applications import Starlette
 
 from chatguard.admin import AdminListener, create_admin_app
-from chatguard.supervisor import RelaySupervisor
+from chatguard.supervisor import RelaySupervisor, gathering_options
 from signaling.app import create_app
 from signaling.config import Config
 from signaling.route_policy import Route
@@ -48,6 +48,8 @@ def create_serving_app(config: Config, route: Route | None = None) -> Starlette:
         config.relay.max_legs_per_worker,
         config.server.log_level,
         config.relay.ice_tcp_port,
+        gathering_options(config.relay),
+        config.relay.udp_port,
         ca_file=config.server.certfile,
         log_format=config.server.log_format,
     )

@@ -49,9 +49,9 @@ from signaling.relay_leg_states import (
     allows,
 )
 from signaling.relays import RelayDirectory
-from signaling.reports import ReportLog, ReportRecord, device_key
+from signaling.reports import ReportLog, ReportRecord
 from signaling.route_policy import Route, RoutePolicy
-from signaling.strikes import StrikeBook
+from signaling.strikes import Person, StrikeBook
 
 log = logging.getLogger("chatguard.signaling")
 
@@ -99,10 +99,12 @@ class _RelayLeg:
 @dataclass(slots=True)
 class _Client:
     region: str
-    identities: tuple[str, ...] = ()
-    """Device id and network address, as strike and ban keys."""
+    who: Person
+    """Device and network, as strike, ban and report keys."""
     call: _Call | None = None
     parked: _RelayLeg | None = None
+    hide_address: bool = False
+    """Asked on its last ``join`` never to be on a direct call."""
 
 
 PAIRING_WAIT_BOUNDS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -146,10 +148,6 @@ def _new_token() -> str:
     return secrets.token_urlsafe(9)
 
 
-def _identities(address: str, device: str) -> tuple[str, ...]:
-    return tuple(f"{kind}:{value}" for kind, value in (("addr", address), ("dev", device)) if value)
-
-
 def _notice(
     call: _Call,
     state: Literal["blocked", "resumed"],
@@ -185,7 +183,9 @@ class SignalingHub:
         """The time of the input being handled: what the matchmaker reports meanwhile (a
         pairing, a partner gone) happened then; call durations in the log are read from it."""
         mod = config.moderation
-        self.strikes = StrikeBook(mod.strikes_to_ban, mod.strike_window_s, mod.ban_s)
+        self.strikes = StrikeBook(
+            mod.strikes_to_ban, mod.strike_window_s, mod.ban_s, mod.devices_to_ban_network
+        )
         self.relays = RelayDirectory()
         self.reports = ReportLog(config.reports.reporters_to_ban, config.reports.window_s)
         chat = config.chat
@@ -205,7 +205,7 @@ class SignalingHub:
 
     def banned_until(self, address: str, device: str, now: float) -> float | None:
         """Checked before `connect`: a banned device or address is refused at the door."""
-        return self.strikes.banned_until(_identities(address, device), now)
+        return self.strikes.banned_until(Person.of(address, device), now)
 
     def refuse_banned(self, banned_until: float, now: float, now_unix: float) -> float:
         """A banned device or address was turned away: counted, and an operator event.
@@ -220,7 +220,7 @@ class SignalingHub:
         """Register a new connection; returns its id and queues its welcome."""
         self._now = now
         user = self._new_id()
-        self._clients[user] = _Client(region=region, identities=_identities(address, device))
+        self._clients[user] = _Client(region=region, who=Person.of(address, device))
         self._matchmaker.connect(user, now)
         mm = self._config.matchmaking
         self._send(
@@ -390,8 +390,9 @@ class SignalingHub:
         match message:
             case p.Ping():
                 self._send(user, p.Pong())
-            case p.Join(interests=interests):
+            case p.Join(interests=interests, hide_address=hide_address):
                 mm.join(user, now, frozenset(tag.lower() for tag in interests))
+                self._clients[user].hide_address = hide_address
                 self._announce_waiting(user)
             case p.Next():
                 mm.next(user, now)
@@ -453,10 +454,11 @@ class SignalingHub:
     def _report(self, user: str, reported: str, reason: str, now: float, now_unix: float) -> bool:
         """Record a report (metadata only) and ban the reported device once enough distinct
         reporters agree; the ban refuses it at the door like a moderation ban. True: banned."""
-        reported_key = device_key(self._clients[reported].identities, reported)
+        reported_who = self._clients[reported].who
+        reported_key = reported_who.device or reported
         outcome = self.reports.record(
             ReportRecord(user, reported, now_unix, reason),
-            device_key(self._clients[user].identities, user),
+            self._clients[user].who.device or user,
             reported_key,
             now,
         )
@@ -471,7 +473,7 @@ class SignalingHub:
         if not outcome.ban:
             return False
         ban_s = self._config.reports.ban_s
-        self.strikes.ban((reported_key,), now + ban_s)
+        self.strikes.ban(reported_who, now + ban_s)
         self.stats.bans["reports"] += 1
         self._event("ban", reporters, now_unix, reported, call, ban_s=ban_s)
         reason_text = f"reported by {outcome.reporters} people"
@@ -622,7 +624,7 @@ class SignalingHub:
             return
         ground = Ground(label=label, score=score, threshold=report.threshold)
         self._event("blocked", ground, now_unix, offender, call)
-        result = self.strikes.strike(client.identities, now)
+        result = self.strikes.strike(client.who, now)
         self.stats.strikes += 1
         ground = msgspec.structs.replace(ground, strikes=result.strikes)
         self._event("strike", ground, now_unix, offender, call)
@@ -726,6 +728,8 @@ class SignalingHub:
     def _on_paired(self, first: str, second: str) -> None:
         a, b = self._clients[first], self._clients[second]
         route = self._policy.route_for_pair(a.region, b.region)
+        if route is Route.DIRECT and (a.hide_address or b.hide_address):
+            route = Route.RELAY  # a direct call shows each member the other's address
         call = _Call(self._new_id(), first, second, route, paired_at=self._now)
         a.call = b.call = call
         self.stats.pairs_made += 1
