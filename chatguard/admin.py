@@ -75,6 +75,7 @@ class AdminListener:
         """Set once the service exists (``chatguard.serve``), before the public app starts."""
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
 
     async def start(self) -> None:
         """Bind here, so that a port in use fails the service's start-up with a clear error
@@ -83,7 +84,9 @@ class AdminListener:
             return
         assert self.app is not None, "AdminListener.app must be set before start"
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
-        sock = socket.create_server((self.config.host, self.config.port), family=family)
+        sock = self._socket = socket.create_server(
+            (self.config.host, self.config.port), family=family
+        )
         self._server = _QuietServer(
             uvicorn.Config(self.app, lifespan="off", log_config=None, access_log=self.access_log)
         )
@@ -103,3 +106,5 @@ class AdminListener:
             return
         self._server.should_exit = True
         await self._task
+        if self._socket is not None:
+            self._socket.close()

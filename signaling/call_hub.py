@@ -365,11 +365,17 @@ class SignalingHub:
     def client_count(self) -> int:
         return len(self._clients)
 
+    def waiting_count(self) -> int:
+        return self._matchmaker.waiting_count()
+
+    def pair_count(self) -> int:
+        return self._matchmaker.pair_count()
+
     def snapshot(self) -> dict[str, object]:
         return {
             "clients": len(self._clients),
-            "waiting": self._matchmaker.waiting_count(),
-            "pairs": self._matchmaker.pair_count(),
+            "waiting": self.waiting_count(),
+            "pairs": self.pair_count(),
             "pairs_made": self.stats.pairs_made,
             "messages_relayed": self.stats.messages_relayed,
             "errors_sent": self.stats.errors_sent.total(),

@@ -58,10 +58,9 @@ class SignalingCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         hub, stats = self._hub, self._hub.stats
-        snapshot = hub.snapshot()
         yield _gauge("clients", "Connected clients.", hub.client_count())
-        yield _gauge("clients_waiting", "Clients waiting for a partner.", _int(snapshot["waiting"]))
-        yield _gauge("pairs", "Pairs in a call now.", _int(snapshot["pairs"]))
+        yield _gauge("clients_waiting", "Clients waiting for a partner.", hub.waiting_count())
+        yield _gauge("pairs", "Pairs in a call now.", hub.pair_count())
         yield _counter("pairs_made", "Pairs made since start.", stats.pairs_made)
         wait = _histogram(
             "pairing_wait_seconds", "How long each member of a new pair had waited.", []
@@ -205,11 +204,6 @@ def _by_label(name: str, doc: str, label: str, counts: dict[str, int]) -> Counte
     for value, count in sorted(counts.items()):
         family.add_metric([value], count)
     return family
-
-
-def _int(value: object) -> int:
-    assert isinstance(value, int)
-    return value
 
 
 class WebhookCollector(Collector):
