@@ -54,7 +54,7 @@ def create_serving_app(config: Config, route: Route | None = None) -> Starlette:
         log_format=config.server.log_format,
     )
     admin = AdminListener(config.admin, config.server.access_log)
-    app = create_app(config, route, background=(supervisor, admin))
+    app = create_app(config, route, background=(admin, supervisor))  # a taken port: no workers
     admin.app = create_admin_app(app.state.service)
     app.state.relay_supervisor = supervisor
     app.state.admin = admin

@@ -5,14 +5,19 @@ real relay worker processes and aiortc peers)."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from signaling.route_policy import Route
+from tests.support.ports import free_port
 from tests.support.rtcclient import ChatPeer
 from tests.support.server import RunningServer, make_config, run_server, wait_for_workers
 from tests.support.strict_support import SAFE, UNSAFE, PhotoTrack, shows
@@ -155,3 +160,16 @@ async def test_a_strict_call_moves_the_moderation_figures(strict_server: Running
     assert released > 0
     assert value(blocked, "chatguard_strict_gate_latency_seconds_bucket", le="+Inf") == released
     assert value(blocked, "chatguard_strict_gate_latency_seconds_sum", worker=worker) > 0
+
+
+def test_a_taken_admin_port_stops_serve_at_start(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        admin_port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "chatguard.cli", "serve", "--port", str(free_port()),
+             "--admin-port", str(admin_port), "--relay-workers", "1"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode != 0
+    assert "Address already in use" in done.stderr
+    assert "relay worker" not in done.stderr  # none was started
