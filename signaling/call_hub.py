@@ -309,7 +309,7 @@ class SignalingHub:
                 if (leg := self._legs.get(leg_id)) is not None and leg.call is not None:
                     log.warning("relay worker %s refused leg %s: %s", worker, leg_id, reason)
                     self._fail_call(leg.call, "the relay refused the call")
-            case rc.Moderation(leg=leg_id, state=state):
+            case rc.Moderation(leg=leg_id):
                 if (leg := self._legs.get(leg_id)) is not None and leg.call is not None:
                     self._on_moderation(leg.call, leg.member, message, now, now_unix)
             case rc.Hello():
