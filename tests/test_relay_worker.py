@@ -68,7 +68,7 @@ async def test_only_a_worker_that_moderates_loads_the_model_and_the_frame_code(
             await alice.wait_for_frames(10, timeout=30)
             await bob.wait_for_frames(10, timeout=30)
             assert alice.route == bob.route == route.value
-            (after,) = httpx.get(server.http_url + "/stats").json()["relay_workers"]
+            (after,) = httpx.get(server.admin_url + "/stats").json()["relay_workers"]
             assert after["pid"] == worker["pid"] and after["legs"] == 2  # the call went there
             loaded = shared_objects(int(str(worker["pid"])))
         finally:
