@@ -144,7 +144,7 @@ class _ActiveTcpStream(asyncio.Protocol):
 
 
 class ActiveIceTcp:
-    """One user's ICE-TCP: rewrites its offer, connects on the answer, counts what it sent.
+    """One user's ICE-TCP: rewrites its offer, connects on the answer, notes what failed.
 
     Usage, around an aiortc offerer::
 
@@ -161,8 +161,6 @@ class ActiveIceTcp:
         self.connect_timeout_s = connect_timeout_s
         self._stats = IceTcpStats()
         """What ``FramedStreamTransport`` counts its drops in (a user's side never stalls)."""
-        self.connections = 0
-        """TCP connections opened to the relay's passive candidates."""
         self.connect_errors: list[str] = []
 
     def offer(self, sdp: str) -> str:
@@ -179,7 +177,6 @@ class ActiveIceTcp:
         attempts = [self._connect(connection, addr) for addr in passive_tcp_addresses(sdp)]
         for stream in await asyncio.gather(*attempts):
             if stream is not None:
-                self.connections += 1
                 connection._protocols.append(stream.stun)
         return answer_without_udp(sdp)
 
