@@ -175,7 +175,7 @@ def test_smoke_run_measures_the_service_and_the_naive_relay_and_writes_json(
 ) -> None:
     """Two pairs through a `chatguard serve` it starts, Next pressed inside the run, audio."""
     out = tmp_path / "relay.json"
-    args = ["--pairs", "2", "--naive-pairs", "1", "--duration", "4", "--warmup", "1"]
+    args = ["--pairs", "2", "--naive-pairs", "1", "--duration", "6", "--warmup", "1"]
     args += ["--clip-seconds", "2", "--next-after", "1.5:2.5", "--micro", "--json", str(out)]
     assert cli.main(["bench", "relay", *args]) == 0
     result = json.loads(out.read_text())
