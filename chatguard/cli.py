@@ -266,7 +266,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn  # imported late so that `--help` and config errors answer at once
 
     from chatguard.runtime import tune_gc_for_serving
-    from chatguard.serve import create_serving_app
+    from chatguard.serve import DrainingServer, create_serving_app
 
     route = Route(args.route) if args.route else None
     server = config.server
@@ -281,7 +281,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     app = create_serving_app(config, route)
     tune_gc_for_serving()
-    uvicorn.run(
+    uvicorn_config = uvicorn.Config(
         app,
         host=config.server.host,
         port=config.server.port,
@@ -293,7 +293,12 @@ def _serve(args: argparse.Namespace) -> int:
         ssl_keyfile=server.keyfile or None,
         loop="auto",
     )
-    return 0
+    service = app.state.service
+    drain_timeout_s = server.drain_timeout_s
+    runner = DrainingServer(uvicorn_config, lambda: service.drain(drain_timeout_s))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn raises it after shutdown
+        runner.run()
+    return 0 if runner.started else 3  # uvicorn's STARTUP_FAILURE, as `uvicorn.run` exits
 
 
 def _gathering(args: argparse.Namespace) -> GatheringPolicy:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -118,9 +119,11 @@ async def wait_for_workers(
 
 
 class ServedUrl(str):
-    """The service's public URL, with its admin listener's URL (/metrics, /stats) beside."""
+    """The service's public URL, with its admin listener's URL (/metrics, /stats) and the
+    process (for signals) beside."""
 
     admin: str
+    process: subprocess.Popen[bytes]
 
 
 @contextmanager
@@ -153,6 +156,7 @@ def chatguard_serve(tmp_path: Path, config_toml: str = "", *extra: str) -> Itera
     scheme = "https" if "--certfile" in extra else "http"
     url = ServedUrl(f"{scheme}://127.0.0.1:{port}")
     url.admin = f"http://127.0.0.1:{admin_port}"
+    url.process = process
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -167,5 +171,5 @@ def chatguard_serve(tmp_path: Path, config_toml: str = "", *extra: str) -> Itera
     try:
         yield url
     finally:
-        process.terminate()
+        process.send_signal(signal.SIGINT)  # at once: SIGTERM would drain first
         process.wait(timeout=10)
