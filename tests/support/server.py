@@ -127,11 +127,14 @@ class ServedUrl(str):
 
 
 @contextmanager
-def chatguard_serve(tmp_path: Path, config_toml: str = "", *extra: str) -> Iterator[ServedUrl]:
-    """The real command an operator runs, on a free port, with an optional config file; yields
-    its URL once /readyz says the routes in force can be carried (relay workers connected).
-    With `--certfile` among `extra`, the URL is https (the test's own certificate)."""
-    port = free_port()
+def chatguard_serve(
+    tmp_path: Path, config_toml: str = "", *extra: str, port: int = 0
+) -> Iterator[ServedUrl]:
+    """The real command an operator runs, on `port` (default: a free one), with an optional
+    config file; yields its URL once /readyz says the routes in force can be carried (relay
+    workers connected). With `--certfile` among `extra`, the URL is https (the test's own
+    certificate)."""
+    port = port or free_port()
     admin_port = free_port()
     config = tmp_path / "chatguard.toml"
     config.write_text(config_toml)
