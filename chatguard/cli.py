@@ -181,6 +181,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from chatguard.runtime import tune_gc_for_serving
     from chatguard.serve import create_serving_app
+    from signaling.app import ws_max_size
 
     route = Route(args.route) if args.route else None
     configure_logging(config.server.log_level)
@@ -200,7 +201,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=config.server.log_level,
         log_config=None,  # configured above: uvicorn's lines in chatguard's format
         access_log=config.server.log_level == "debug",  # not a line per health poll
-        ws_max_size=config.server.max_message_bytes * 2,
+        ws_max_size=ws_max_size(config),
         loop="auto",
     )
     return 0

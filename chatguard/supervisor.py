@@ -24,6 +24,9 @@ import sys
 log = logging.getLogger("chatguard.relay")
 
 RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+STABLE_RUN_S = 30.0
+"""A worker up this long before it died had worked: its replacement starts at the first
+delay again, so one crash a day is not met with the longest back-off."""
 STOP_GRACE_S = 5.0
 TOKEN_ENV = "CHATGUARD_RELAY_TOKEN"
 """The shared secret travels in the environment, not on the command line where `ps` shows it."""
@@ -49,9 +52,12 @@ class RelaySupervisor:
         max_legs: int,
         log_level: str = "info",
         ice_tcp_port: int = 0,
+        stable_run_s: float = STABLE_RUN_S,
     ) -> None:
         """``ice_tcp_port``: worker ``slot`` listens for ICE over TCP on this port + slot
-        (a restarted worker takes its slot's port again); 0: none do."""
+        (a restarted worker takes its slot's port again); 0: none do. ``stable_run_s``: up
+        this long, a worker's next restart waits the shortest delay again."""
+        self.stable_run_s = stable_run_s
         self.count = count
         self.ice_tcp_port = ice_tcp_port
         self.log_level = log_level
@@ -85,13 +91,18 @@ class RelaySupervisor:
 
     async def _keep_running(self, slot: int) -> None:
         generation = 0
+        quick_exits = 0  # in a row, each before `stable_run_s`
+        loop = asyncio.get_running_loop()
         while not self._stopping:
             process = await self._spawn(slot, generation)
             self.processes[slot] = process
+            started = loop.time()
             code = await process.wait()
             if self._stopping:
                 return
-            delay = RESTART_DELAYS_S[min(generation, len(RESTART_DELAYS_S) - 1)]
+            quick_exits = 0 if loop.time() - started >= self.stable_run_s else quick_exits
+            delay = restart_delay(quick_exits)
+            quick_exits += 1
             if code == 0:  # drained after a SIGTERM sent by hand: done, not broken
                 log.info("relay worker %d (pid %d) exited; restarting it", slot, process.pid)
             else:
@@ -120,3 +131,8 @@ class RelaySupervisor:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def restart_delay(quick_exits: int) -> float:
+    """Back-off before a restart, after ``quick_exits`` short-lived runs in a row."""
+    return RESTART_DELAYS_S[min(quick_exits, len(RESTART_DELAYS_S) - 1)]

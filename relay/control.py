@@ -19,6 +19,10 @@ CONTROL_VERSION = 1
 
 LegId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=60_000)]
+MAX_FRAME_BYTES = 2**20
+"""Largest control message either side accepts (``/relay``'s own WebSocket frame limit): an
+``OpenLeg`` carries a client's offer of up to 60,000 characters, which JSON may escape to
+several times that; a client's own frames (``/ws``) are held to far less."""
 
 
 class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
@@ -66,6 +70,10 @@ class Load(_Message, tag="load"):
     run it once, False if that failed (then `moderation_error` says why); None while loading,
     or when signaling runs no strict route (`Configure.strict`) and the model is not loaded."""
     moderation_error: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    defences: dict[str, int] = msgspec.field(default_factory=dict)
+    """Since the worker started: legs refused, candidates ignored, faults caught, packets
+    policed, retransmissions withheld, by kind (``relay.admission`` and ``forwarding_hub``
+    name them)."""
 
 
 class Answer(_Message, tag="answer"):
