@@ -32,6 +32,9 @@ class WorkerInfo:
     moderation_ready: bool | None = None
     """Whether it can moderate (model loaded and tested); None: not known (yet)."""
     moderation_error: str = ""
+    defences: dict[str, int] = field(default_factory=dict)
+    """The worker's refusals, ignored candidates, caught faults and policed packets by kind
+    (``relay.control.Load.defences``)."""
 
     @property
     def load(self) -> float:
@@ -64,6 +67,7 @@ class RelayDirectory:
             info.moderation = None if load.moderation is None else asdict(load.moderation)
             info.moderation_ready = load.moderation_ready
             info.moderation_error = load.moderation_error
+            info.defences = load.defences
 
     def place(self, legs_needed: int = 2, moderated: bool = False) -> str | None:
         """The least-loaded live worker with room for `legs_needed` more legs (and, for
@@ -113,6 +117,7 @@ class RelayDirectory:
                 "moderation_ready": info.moderation_ready,
                 **({"moderation_error": info.moderation_error} if info.moderation_error else {}),
                 **({"moderation": info.moderation} if info.moderation is not None else {}),
+                **({"defences": info.defences} if info.defences else {}),
             }
             for info in self._workers.values()
         ]
