@@ -253,7 +253,7 @@ class RelayWorker:
             case c.Unlink(leg=leg_id):
                 self._in_lane((leg_id,), "unlink", lambda: self._unlink(leg_id))
             case c.CloseLeg(leg=leg_id):
-                self._lanes.submit((leg_id,), lambda: self._close_leg(leg_id))
+                self._in_lane((leg_id,), "close", lambda: self._close_leg(leg_id))
             case c.Drain():
                 self.draining = True
                 log.info("relay worker %s draining: no new legs", self.worker_id)
@@ -280,7 +280,8 @@ class RelayWorker:
         """Close ``legs``, tell signaling why, count it; one log line (with the traceback of
         an unexpected fault)."""
         self.defences[code] += 1
-        log.warning("leg %s refused: %s", "+".join(legs), reason, exc_info=fault)
+        level = logging.INFO if fault is None else logging.WARNING  # a client's doing, or ours
+        log.log(level, "leg %s refused: %s", "+".join(legs), reason, exc_info=fault)
         for leg_id in legs:
             await self._close_leg(leg_id)
             await self._send(c.Refused(leg=leg_id, reason=reason[:500]))
