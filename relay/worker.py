@@ -42,8 +42,16 @@ from relay import admission
 from relay import control as c
 from relay.admission import LegRefused
 from relay.aiortc_adapter import AiortcLeg
-from relay.forwarding_hub import ForwardingHub
+from relay.forwarding_hub import ForwardingHub, ModerationMismatch
+from relay.ice_gathering import (
+    DEFAULT_GATHERING,
+    GatheringPolicy,
+    interface_addresses,
+    restrict_gathering,
+    select_addresses,
+)
 from relay.ice_tcp import IceTcpListener
+from relay.ice_udp_mux import UdpMux
 from relay.lanes import Lanes
 
 if TYPE_CHECKING:
@@ -97,10 +105,18 @@ class RelayWorker:
     """One worker's legs and its control connection."""
 
     def __init__(
-        self, signaling_url: str, token: str, worker_id: str, max_legs: int, ice_tcp_port: int = 0
+        self,
+        signaling_url: str,
+        token: str,
+        worker_id: str,
+        max_legs: int,
+        ice_tcp_port: int = 0,
+        gathering: GatheringPolicy = DEFAULT_GATHERING,
     ) -> None:
         """``ice_tcp_port``: where browsers whose UDP is blocked reach this worker over TCP
-        (RFC 6544 passive candidates); 0: UDP only."""
+        (RFC 6544 passive candidates); 0: UDP only. ``gathering``: the addresses and UDP
+        ports every leg's answer offers (``relay.ice_gathering``)."""
+        self.gathering = gathering
         self.signaling_url = signaling_url
         self.token = token
         self.worker_id = worker_id
@@ -123,6 +139,7 @@ class RelayWorker:
         self.defences: Counter[str] = Counter()
         """Refusals, ignored candidates and caught faults by kind (sent in ``Load``)."""
         self.ice_tcp = IceTcpListener(ice_tcp_port) if ice_tcp_port else None
+        self.udp_mux: UdpMux | None = None
 
     # -- connection to signaling ------------------------------------------------------------
 
@@ -131,6 +148,9 @@ class RelayWorker:
         reports = asyncio.create_task(self.hub.run_reports())
         attempt = 0
         await self._start_ice_tcp()
+        await self._start_udp_mux()
+        if not self.gathering.is_default:
+            log.info("ICE host candidates: %s", self.gathering.describe())
         try:
             while True:
                 try:
@@ -161,6 +181,8 @@ class RelayWorker:
             await self._close_all_legs()
             if self.ice_tcp is not None:
                 await self.ice_tcp.close()
+            if self.udp_mux is not None:
+                self.udp_mux.close()
             if self._moderator is not None:
                 await self._moderator.aclose()
 
@@ -175,6 +197,21 @@ class RelayWorker:
             self.ice_tcp = None
             return
         log.info("ICE-TCP passive candidates on port %d", self.ice_tcp.port)
+
+    async def _start_udp_mux(self) -> None:
+        """The shared UDP port on every address the worker offers; one that cannot be bound
+        costs the firewall-friendly port (legs get ports of their own), not the worker."""
+        port = self.gathering.shared_udp_port
+        if not port:
+            return
+        hosts = select_addresses(interface_addresses(), self.gathering.gather_from)
+        mux = UdpMux(port, hosts)
+        try:
+            await mux.start()
+        except OSError as exc:
+            log.error("UDP port %d unavailable, a port per leg instead: %s", port, exc)
+            return
+        self.udp_mux = mux
 
     async def _serve(self, ws: websockets.ClientConnection) -> None:
         self._ws = ws
@@ -287,11 +324,20 @@ class RelayWorker:
             await self._send(c.Refused(leg=leg_id, reason=reason[:500]))
 
     async def _link(self, first: str, second: str) -> None:
+        """Refuses the one leg at fault (unknown, or unmoderated beside a moderated one)."""
         a, b = self.legs.get(first), self.legs.get(second)
         if a is None or a.relay_leg is None or b is None or b.relay_leg is None:
             missing = first if a is None or a.relay_leg is None else second
-            raise LegRefused("unknown_leg", f"unknown leg {missing}")
-        self.hub.pair(a.relay_leg, b.relay_leg)
+            self.defences["unknown_leg"] += 1
+            await self._send(c.Refused(leg=missing, reason="unknown leg"))
+            return
+        try:
+            self.hub.pair(a.relay_leg, b.relay_leg)
+        except ModerationMismatch as refused:
+            unmoderated = first if refused.leg is a.relay_leg else second
+            self.defences["link_moderation_mismatch"] += 1
+            log.warning("refused to link legs %s and %s: %s", first, second, refused)
+            await self._send(c.Refused(leg=unmoderated, reason=str(refused)))
 
     async def _unlink(self, leg_id: str) -> None:
         leg = self.legs.get(leg_id)
@@ -395,6 +441,7 @@ class RelayWorker:
         pc = leg.pc
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         AiortcLeg.prepare_transceivers(pc)
+        restrict_gathering(pc, self.gathering, self.udp_mux)
         await pc.setLocalDescription(await pc.createAnswer())
         relay_leg = AiortcLeg(pc, self.hub.on_rtp, self.hub.on_rtcp, on_fault=self._on_media_fault)
         leg.relay_leg = relay_leg
@@ -517,10 +564,15 @@ async def _run_until_drained(worker: RelayWorker) -> None:
 
 
 def run_worker(
-    signaling_url: str, token: str, worker_id: str, max_legs: int, ice_tcp_port: int = 0
+    signaling_url: str,
+    token: str,
+    worker_id: str,
+    max_legs: int,
+    ice_tcp_port: int = 0,
+    gathering: GatheringPolicy = DEFAULT_GATHERING,
 ) -> None:
     """Process entry point: uvloop when available (it halves per-packet cost, see the notes)."""
-    worker = RelayWorker(signaling_url, token, worker_id, max_legs, ice_tcp_port)
+    worker = RelayWorker(signaling_url, token, worker_id, max_legs, ice_tcp_port, gathering)
     try:
         import uvloop
     except ImportError:

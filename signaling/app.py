@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from importlib import resources
 from typing import Any, Protocol
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -102,7 +103,7 @@ class SignalingService:
         banned_until = self.hub.banned_until(address, device, time.monotonic())
         if banned_until is not None:
             until_unix = time.time() + banned_until - time.monotonic()
-            banned = p.Banned(reason="banned after moderation strikes", until_unix=until_unix)
+            banned = p.Banned(reason="banned for now", until_unix=until_unix)
             await websocket.send_text(p.encode_server_message(banned))
             await websocket.close(p.CLOSE_BANNED)
             return
@@ -312,12 +313,17 @@ def create_app(
     async def stats(request: Request) -> Response:
         return JSONResponse(service.stats())
 
+    async def client_settings(request: Request) -> Response:
+        """What the page must know before it connects (its consent step)."""
+        return JSONResponse(msgspec.to_builtins(config.web_client))
+
     app = Starlette(
         routes=[
             Route("/", index),
             Route("/healthz", health),
             Route("/readyz", ready),
             Route("/stats", stats),
+            Route("/client-settings", client_settings),
             WebSocketRoute("/ws", service.handle_websocket),
             WebSocketRoute("/relay", service.handle_relay_websocket),
             Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),

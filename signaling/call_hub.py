@@ -24,6 +24,7 @@ from typing import Literal
 from relay import control as rc
 from signaling import protocol as p
 from signaling import readiness
+from signaling.chat import ChatGate
 from signaling.config import Config
 from signaling.ice import ice_servers_for
 from signaling.matchmaking import (
@@ -46,7 +47,7 @@ from signaling.relay_leg_states import (
 from signaling.relays import RelayDirectory
 from signaling.reports import ReportLog, ReportRecord
 from signaling.route_policy import Route, RoutePolicy
-from signaling.strikes import StrikeBook
+from signaling.strikes import Person, StrikeBook
 
 log = logging.getLogger("chatguard.signaling")
 
@@ -94,10 +95,12 @@ class _RelayLeg:
 @dataclass(slots=True)
 class _Client:
     region: str
-    identities: tuple[str, ...] = ()
-    """Device id and network address, as strike and ban keys."""
+    who: Person
+    """Device and network, as strike, ban and report keys."""
     call: _Call | None = None
     parked: _RelayLeg | None = None
+    hide_address: bool = False
+    """Asked on its last ``join`` never to be on a direct call."""
 
 
 @dataclass(slots=True)
@@ -113,10 +116,6 @@ class HubStats:
 
 def _new_token() -> str:
     return secrets.token_urlsafe(9)
-
-
-def _identities(address: str, device: str) -> tuple[str, ...]:
-    return tuple(f"{kind}:{value}" for kind, value in (("addr", address), ("dev", device)) if value)
 
 
 def _notice(
@@ -153,9 +152,13 @@ class SignalingHub:
         """The time of the input being handled: what the matchmaker reports meanwhile (a
         pairing, a partner gone) happened then; call durations in the log are read from it."""
         mod = config.moderation
-        self.strikes = StrikeBook(mod.strikes_to_ban, mod.strike_window_s, mod.ban_s)
+        self.strikes = StrikeBook(
+            mod.strikes_to_ban, mod.strike_window_s, mod.ban_s, mod.devices_to_ban_network
+        )
         self.relays = RelayDirectory()
-        self.reports = ReportLog()
+        self.reports = ReportLog(config.reports.reporters_to_ban, config.reports.window_s)
+        chat = config.chat
+        self.chat = ChatGate(chat.max_chars, chat.burst, chat.per_s)
         self.stats = HubStats()
 
     @staticmethod
@@ -171,7 +174,7 @@ class SignalingHub:
 
     def banned_until(self, address: str, device: str, now: float) -> float | None:
         """Checked before `connect`: a banned device or address is refused at the door."""
-        return self.strikes.banned_until(_identities(address, device), now)
+        return self.strikes.banned_until(Person.of(address, device), now)
 
     def connect(
         self, region: str, now: float, now_unix: float, address: str = "", device: str = ""
@@ -179,7 +182,7 @@ class SignalingHub:
         """Register a new connection; returns its id and queues its welcome."""
         self._now = now
         user = self._new_id()
-        self._clients[user] = _Client(region=region, identities=_identities(address, device))
+        self._clients[user] = _Client(region=region, who=Person.of(address, device))
         self._matchmaker.connect(user, now)
         mm = self._config.matchmaking
         self._send(
@@ -191,6 +194,8 @@ class SignalingHub:
                 heartbeat_interval_s=mm.heartbeat_interval_s,
                 connect_timeout_s=mm.connect_timeout_s,
                 fallback_after_s=self._config.relay.fallback_after_s,
+                repair_cooldown_s=mm.repair_cooldown_s,
+                chat_max_chars=self._config.chat.max_chars,
             ),
         )
         return user
@@ -214,6 +219,7 @@ class SignalingHub:
         if client is None:
             return
         self._now = now
+        self.chat.forget(user)
         self._matchmaker.disconnect(user, now)
         self._drain_matchmaker()
         if client.call is not None:  # the partner was told via PartnerLost; free the legs
@@ -340,8 +346,9 @@ class SignalingHub:
         match message:
             case p.Ping():
                 self._send(user, p.Pong())
-            case p.Join(interests=interests):
+            case p.Join(interests=interests, hide_address=hide_address):
                 mm.join(user, now, frozenset(tag.lower() for tag in interests))
+                self._clients[user].hide_address = hide_address
                 self._announce_waiting(user)
             case p.Next():
                 mm.next(user, now)
@@ -355,11 +362,16 @@ class SignalingHub:
             case p.Report(reason=reason):
                 call = self._require_call(user)
                 reported = call.partner_of(user)
-                count = self.reports.record(ReportRecord(user, reported, now_unix, reason))
-                log.info("report: %s reported %s (%d reports so far)", user, reported, count)
-                mm.report(user, now)
+                if self._report(user, reported, reason, now, now_unix):
+                    mm.leave(reported, now)  # banned: out of play before anyone meets them
+                else:
+                    mm.report(user, now)
                 self._leave_call(user, park=True)
                 self._announce_waiting(user)
+            case p.Chat(pair=pair_id, text=text):
+                call = self._require_call(user, pair_id)
+                self.chat.admit(user, text, now)  # the text is neither kept nor logged
+                self._send(call.partner_of(user), p.RelayedChat(pair=pair_id, text=text))
             case p.Offer() | p.Answer() | p.Candidate():
                 call = self._require_call(user, message.pair)
                 if call.route is Route.DIRECT:
@@ -370,6 +382,9 @@ class SignalingHub:
                 call = self._require_call(user, pair_id)
                 if route is not None and route != call.route.value:
                     return  # about a route this call has already left
+                if state == "failed":
+                    self._on_call_failed(call)
+                    return
                 if state == "connected":
                     self.stats.calls_connected += 1
                     if call.connected_at is None:
@@ -378,8 +393,8 @@ class SignalingHub:
                             "call %s: connected, route %s, %.1f s after pairing",
                             call.pair_id, call.route.value, now - call.paired_at,
                         )  # fmt: skip
-                else:
-                    self._on_call_failed(call)
+                partner_state = p.PartnerState(pair=pair_id, state=state)
+                self._send(call.partner_of(user), partner_state)
 
     def _require_call(self, user: str, pair_id: str | None = None) -> _Call:
         call = self._clients[user].call
@@ -390,6 +405,32 @@ class SignalingHub:
                 "stale_pair", f"pair {pair_id!r} is over; your current pair is {call.pair_id!r}"
             )
         return call
+
+    def _report(self, user: str, reported: str, reason: str, now: float, now_unix: float) -> bool:
+        """Record a report (metadata only) and ban the reported device once enough distinct
+        reporters agree; the ban refuses it at the door like a moderation ban. True: banned."""
+        reported_who = self._clients[reported].who
+        reported_key = reported_who.device or reported
+        outcome = self.reports.record(
+            ReportRecord(user, reported, now_unix, reason),
+            self._clients[user].who.device or user,
+            reported_key,
+            now,
+        )
+        log.info(
+            "report: %s reported %s (%s, reason %r): %d distinct reporters in the window%s",
+            user, reported, reported_key, reason, outcome.reporters,
+            "" if outcome.counted else "; a repeat from this reporter, not counted",
+        )  # fmt: skip
+        if not outcome.ban:
+            return False
+        ban_s = self._config.reports.ban_s
+        self.strikes.ban(reported_who, now + ban_s)
+        reason_text = f"reported by {outcome.reporters} people"
+        log.info("reports: %s banned until %.0f (%s)", reported_key, now_unix + ban_s, reason_text)
+        self._send(reported, p.Banned(reason=reason_text, until_unix=now_unix + ban_s))
+        self._to_close.append((reported, p.CLOSE_BANNED))
+        return True
 
     def _relay_to_partner(self, user: str, call: _Call, message: p.PartnerSignal) -> None:
         """Only the two members of a pair may exchange SDP and ICE, and only for that pair."""
@@ -530,7 +571,7 @@ class SignalingHub:
             self._send(offender, _notice(call, "resumed", "you", label, 0))
             self._send(partner, _notice(call, "resumed", "partner", label, 0))
             return
-        result = self.strikes.strike(client.identities, now)
+        result = self.strikes.strike(client.who, now)
         log.info(
             "moderation: call %s: video of %s blocked (%s %.2f), strike %d",
             call.pair_id, offender, label, score, result.strikes,
@@ -609,6 +650,7 @@ class SignalingHub:
                         self._send(user, p.Waiting())
                 case Expired(user=user):
                     client = self._clients.pop(user, None)
+                    self.chat.forget(user)
                     if client is not None:
                         log.info("client %s timed out (no heartbeat)", user)
                         if client.call is not None:
@@ -627,6 +669,8 @@ class SignalingHub:
     def _on_paired(self, first: str, second: str) -> None:
         a, b = self._clients[first], self._clients[second]
         route = self._policy.route_for_pair(a.region, b.region)
+        if route is Route.DIRECT and (a.hide_address or b.hide_address):
+            route = Route.RELAY  # a direct call shows each member the other's address
         call = _Call(self._new_id(), first, second, route, paired_at=self._now)
         a.call = b.call = call
         self.stats.pairs_made += 1

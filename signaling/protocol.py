@@ -26,6 +26,9 @@ Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=60_000)]
 PairId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Interest = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 ShortText = Annotated[str, msgspec.Meta(max_length=200)]
+CHAT_MAX_CHARS = 500
+"""Longest chat message; a chat line, not a document (``[chat] max_chars`` may lower it)."""
+ChatText = Annotated[str, msgspec.Meta(min_length=1, max_length=CHAT_MAX_CHARS)]
 
 
 class _ClientMessage(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
@@ -37,6 +40,9 @@ class Join(_ClientMessage, tag="join"):
     """Start looking for a partner (the Start button)."""
 
     interests: Annotated[list[Interest], msgspec.Meta(max_length=16)] = []
+    hide_address: bool = False
+    """Never show this user's address to a partner: their calls take the relay route even
+    where the region's route is direct (the relay is each member's only ICE peer)."""
 
 
 class Next(_ClientMessage, tag="next"):
@@ -51,6 +57,13 @@ class Report(_ClientMessage, tag="report"):
     """Report the current partner; ends the call and looks for someone new."""
 
     reason: ShortText = ""
+
+
+class Chat(_ClientMessage, tag="chat"):
+    """A text message for the current partner of `pair`: relayed, never stored or logged."""
+
+    pair: PairId
+    text: ChatText
 
 
 class Offer(_ClientMessage, tag="offer"):
@@ -81,7 +94,9 @@ class CallState(_ClientMessage, tag="call_state"):
     """The client's view of its media connection, so the server can log it and re-route."""
 
     pair: PairId
-    state: Literal["connected", "failed"]
+    state: Literal["connected", "failed", "reconnecting"]
+    """"reconnecting": the media dropped mid-call and the client is restoring it; the partner
+    is told (partner_state) instead of seeing the call end."""
     route: RouteName | None = None
     """The route the client was using, so a late report about an old route is not taken as
     news about the new one."""
@@ -91,7 +106,7 @@ class Ping(_ClientMessage, tag="ping"):
     """Heartbeat; the server answers with pong."""
 
 
-ClientMessage = Join | Next | Leave | Report | Offer | Answer | Candidate | CallState | Ping
+ClientMessage = Join | Next | Leave | Report | Chat | Offer | Answer | Candidate | CallState | Ping
 PartnerSignal = Offer | Answer | Candidate
 
 
@@ -113,6 +128,9 @@ class Welcome(_ServerMessage, tag="welcome"):
     connect_timeout_s: float
     fallback_after_s: float
     """A direct call not connected by then is reported failed, and moves to the relay."""
+    repair_cooldown_s: float = 0.0
+    """After Next, the two are not paired again for this long (so a page can say why it waits)."""
+    chat_max_chars: int = CHAT_MAX_CHARS
 
 
 class Waiting(_ServerMessage, tag="waiting"):
@@ -136,6 +154,13 @@ class PartnerLeft(_ServerMessage, tag="partner_left"):
     reason: str
 
 
+class RelayedChat(_ServerMessage, tag="chat"):
+    """A chat message from the partner of `pair`."""
+
+    pair: str
+    text: str
+
+
 class RelayedOffer(_ServerMessage, tag="offer"):
     pair: str
     sdp: str
@@ -157,6 +182,13 @@ class Reroute(_ServerMessage, tag="reroute"):
     pair: str
     route: RouteName
     reason: str
+
+
+class PartnerState(_ServerMessage, tag="partner_state"):
+    """The partner's media connection is being restored, or is back."""
+
+    pair: str
+    state: Literal["reconnecting", "connected"]
 
 
 class CallEnded(_ServerMessage, tag="call_ended"):
@@ -200,10 +232,12 @@ ServerMessage = (
     | Idle
     | Paired
     | PartnerLeft
+    | RelayedChat
     | RelayedOffer
     | RelayedAnswer
     | RelayedCandidate
     | Reroute
+    | PartnerState
     | CallEnded
     | ModerationNotice
     | Banned

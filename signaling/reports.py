@@ -1,7 +1,9 @@
-"""Abuse reports: metadata only (who, whom, when, why), counted per reported user.
+"""Abuse reports: metadata only (who, whom, when, why), and the rule that turns them into bans.
 
-Reports never hold media. The per-user count is what later moderation acts on (strikes, bans),
-so it is kept even after the reporter and the reported have left.
+Reports never hold media. The rule: reports about one device from `reporters_to_ban` distinct
+reporters within `window_s` ban that device. Reporters are told apart by their device id, so one
+person cannot ban someone alone (the limit is at least 2) and reporting the same person twice
+counts once. Sans-I/O: the caller passes the clock and carries out the ban.
 """
 
 from __future__ import annotations
@@ -19,21 +21,53 @@ class ReportRecord:
     at_unix: float
     """Wall-clock time of the report."""
     reason: str
-    """Free text chosen by the reporter (bounded by the protocol)."""
+    """The reason the reporter chose (bounded by the protocol)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportOutcome:
+    counted: bool
+    """False when this reporter had already reported this device within the window."""
+    reporters: int
+    """Distinct reporters of this device within the window, this one included."""
+    ban: bool
+    """This report reached the limit: the reported device is to be banned now."""
 
 
 class ReportLog:
-    """Recent reports in a bounded window, and a count per reported user."""
+    """Recent reports in a bounded window, a count per reported session, and per reported
+    device the distinct reporters within the time window."""
 
-    def __init__(self, keep_last: int = 10_000) -> None:
+    def __init__(self, reporters_to_ban: int, window_s: float, keep_last: int = 10_000) -> None:
+        self._limit = reporters_to_ban
+        self._window_s = window_s
+        self._keep_last = keep_last
         self._recent: deque[ReportRecord] = deque(maxlen=keep_last)
         self._counts: Counter[str] = Counter()
+        self._reporters: dict[str, dict[str, float]] = {}
+        """Reported device -> reporter device -> when it reported (monotonic clock)."""
 
-    def record(self, report: ReportRecord) -> int:
-        """Store a report; returns how often this user has now been reported."""
+    def record(
+        self, report: ReportRecord, reporter_key: str, reported_key: str, now: float
+    ) -> ReportOutcome:
+        """Store a report. `reporter_key` and `reported_key` name the two devices (a session
+        id where a client gave no device id)."""
         self._recent.append(report)
         self._counts[report.reported] += 1
-        return self._counts[report.reported]
+        reporters = self._reporters.pop(reported_key, {})
+        self._reporters[reported_key] = reporters  # most recently reported last
+        while len(self._reporters) > self._keep_last:  # bounded like the records
+            del self._reporters[next(iter(self._reporters))]
+        for key, at in list(reporters.items()):
+            if at <= now - self._window_s:
+                del reporters[key]
+        counted = reporter_key not in reporters and reporter_key != reported_key
+        if counted:
+            reporters[reporter_key] = now
+        ban = counted and len(reporters) >= self._limit
+        if ban:
+            del self._reporters[reported_key]  # the ban settles these reports
+        return ReportOutcome(counted, len(reporters), ban)
 
     def count_for(self, user: str) -> int:
         return self._counts[user]

@@ -16,7 +16,7 @@ from bench.relay_options import dwell_range
 from bench.search_cli import SearchStep, describe_search, run_search
 from chatguard import cli
 from chatguard.bench_cli import build_parser
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -57,9 +57,9 @@ def test_chatguard_help_lists_bench_and_imports_no_workload_nor_media_library() 
     assert "bench" in str(answer["help"]) and "measure what a deployment carries" in str(
         answer["help"]
     )
+    # What makes it quick (~0.07 s here, 0.8-1.8 s when it imported the workloads) is what it
+    # does not import; its time is not asserted, since a timed unit test fails on a busy machine.
     assert answer["loaded"] == []
-    # a bound for sanity, not a benchmark: it is ~0.07 s here, and was 0.8-1.8 s with imports
-    assert isinstance(answer["elapsed"], float) and answer["elapsed"] < 0.5
 
 
 def test_bench_help_lists_the_workloads_from_the_registry_alone() -> None:
@@ -186,6 +186,7 @@ def _assert_png(path: Path) -> None:
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_relay_search_smoke_run_writes_search_json_and_plot(tmp_path: Path) -> None:
     out, png = tmp_path / "relay.json", tmp_path / "relay.png"
@@ -209,6 +210,7 @@ def test_relay_search_smoke_run_writes_search_json_and_plot(tmp_path: Path) -> N
     assert png.read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_signaling_search_smoke_run_writes_every_case_and_a_plot(tmp_path: Path) -> None:
     out, png = tmp_path / "signaling.json", tmp_path / "signaling.png"
@@ -231,6 +233,7 @@ def test_signaling_search_smoke_run_writes_every_case_and_a_plot(tmp_path: Path)
     _assert_png(png)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_strict_smoke_run_writes_json_and_plot(tmp_path: Path) -> None:
     out, png = tmp_path / "strict.json", tmp_path / "strict.png"

@@ -34,8 +34,7 @@ from bench.results import (
     SignalingCase,
 )
 from bench.stats import Percentiles
-from tests.test_bench_signaling import signaling_case
-from tests.test_bench_strict import strict_run
+from tests.support.bench_results import signaling_case, strict_run
 
 NOTHING = Percentiles(0, None, None, None, None)
 TARGET = RelayTarget(100, 5.0, 29.0, 0.99)

@@ -33,7 +33,7 @@ from bench.results import RelayResult
 from bench.service import endpoints_from_target
 from chatguard import cli
 from signaling.route_policy import Route
-from tests.conftest import RunningServer, make_config, run_server
+from tests.support.server import RunningServer, make_config, run_server
 
 
 def test_cpu_seconds_reads_utime_and_stime_after_the_command_name() -> None:
@@ -156,6 +156,7 @@ def test_barcode_round_trip() -> None:
         assert read_barcode(img[:, :, 0]) == value
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_smoke_run_measures_the_service_and_the_naive_relay_and_writes_json(
     tmp_path: Path,
@@ -194,6 +195,7 @@ def test_smoke_run_measures_the_service_and_the_naive_relay_and_writes_json(
     assert naive["packet_loss"]["relayed"]["video"] is None
 
 
+@pytest.mark.slow
 def test_an_unreachable_target_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     args = ["--target", "http://127.0.0.1:9", "--connect-timeout", "1", "--pairs", "1"]
     assert cli.main(["bench", "relay", *args, "--no-naive", "--json", "/dev/null"]) == 1
@@ -207,6 +209,7 @@ def relay_deployment() -> Iterator[RunningServer]:
     yield from run_server(make_config(relay={"workers": 1}), Route.RELAY)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_target_mode_drives_a_running_deployment_and_reads_its_stats(
     relay_deployment: RunningServer, tmp_path: Path

@@ -6,14 +6,16 @@ import json
 from pathlib import Path
 
 import msgspec
+import pytest
 
-from bench.results import SignalingCase, SignalingResult
+from bench.results import SignalingResult
 from bench.signaling_bench import SignalingLevels, table
-from bench.stats import Percentiles
 from chatguard import cli
-from tests.conftest import free_port
+from tests.support.bench_results import signaling_case
+from tests.support.ports import free_port
 
 
+@pytest.mark.slow
 def test_smoke_run_measures_pairs_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "signaling.json"
     code = cli.main(
@@ -46,22 +48,6 @@ def test_smoke_run_measures_pairs_and_writes_json(tmp_path: Path) -> None:
     assert result["signal_relay_latency"]["count"] > 0
     assert result["server_cpu_percent_of_one_core"] > 0
     msgspec.json.decode(out.read_bytes(), type=SignalingResult)  # what it wrote is its schema
-
-
-def signaling_case(p99_ms: float | None, connected: int = 10, errors: int = 0) -> SignalingCase:
-    nothing = Percentiles(0, None, None, None, None)
-    return SignalingCase(
-        target="ws://127.0.0.1:1/ws",
-        clients_requested=10,
-        peak_connected_clients=connected,
-        pairs_per_second=1.0,
-        pairing_latency=Percentiles(5, 1.0, 1.0, p99_ms, p99_ms),
-        queue_time=nothing,
-        signal_relay_latency=nothing,
-        errors=errors,
-        error_examples=["ConnectionClosedError: no close frame"] * min(errors, 1),
-        loadgen_cpu_percent_of_one_core=1.0,
-    )
 
 
 def test_signaling_levels_hold_only_with_every_client_connected_no_error_and_p99_under() -> None:

@@ -9,49 +9,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bench.results import StrictResult, StrictRun
-from bench.stats import Percentiles
+from bench.results import StrictResult
 from bench.strict_bench import StrictLevels
 from chatguard import cli
-
-NOTHING = Percentiles(0, None, None, None, None)
-BASE_RUN = StrictRun(
-    streams=1,
-    seconds=1.0,
-    relay_cpu_cores=0.1,
-    load_cpu_cores=0.05,
-    cpu_per_stream_pct=6.0,
-    streams_per_core_estimate=16.0,
-    sent_fps_per_stream=30.0,
-    decided_fps_per_stream=30.0,
-    decided_fps_by_stream=[30.0],
-    released_fps_per_stream=25.0,
-    safe_fps_per_stream=26.0,
-    classifications_per_s_per_stream=2.0,
-    requests_per_s_per_stream={},
-    scene_cuts=1,
-    scene_classifications=1,
-    no_verdict=0,
-    gate_latency=NOTHING,
-    classify_roundtrip=NOTHING,
-    loop_lag=NOTHING,
-    leaked_unsafe_frames=0,
-    blocked_events=0,
-    dropped={},
-)
+from tests.support.bench_results import strict_run
 
 
-def strict_run(fps: list[float], p99_ms: float | None, leaked: int = 0) -> StrictRun:
-    gate = Percentiles(len(fps), 1.0, 1.0, p99_ms, p99_ms)
-    return msgspec.structs.replace(
-        BASE_RUN,
-        streams=len(fps),
-        decided_fps_by_stream=fps,
-        gate_latency=gate,
-        leaked_unsafe_frames=leaked,
-    )
-
-
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_smoke_run_counts_no_leak_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "strict.json"
@@ -79,6 +43,7 @@ def test_strict_levels_need_every_stream_at_rate_p99_under_target_and_no_leak() 
     assert len(levels.failures(strict_run([], 70.0, leaked=2))) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_through_the_service_no_unsafe_frame_reaches_a_receiver(tmp_path: Path) -> None:
     """Two users on the strict route of a `chatguard serve` it starts, one whole clip loop.

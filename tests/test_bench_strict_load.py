@@ -52,6 +52,7 @@ def test_stream_phases_are_random_within_a_frame_and_the_clip() -> None:
     assert len({i for _, i in phases}) > 8 and len({d for d, _ in phases}) == 16  # not in step
 
 
+@pytest.mark.slow
 def test_a_keyframe_request_moves_the_sender_to_the_nearest_keyframe() -> None:
     packetizer = sl.Packetizer(strict_clip(), ssrc=1, offset=29)
     packetizer.keyframe_wanted = True

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from chatguard.supervisor import RESTART_DELAYS_S, RelaySupervisor, restart_delay
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 
 async def wait_for_process(supervisor: RelaySupervisor, not_pid: int = 0) -> int:

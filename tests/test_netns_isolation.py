@@ -38,7 +38,7 @@ from tests.support.netns import (
     probe,
     wait_for_remote_candidate,
 )
-from tests.test_web_client import chatguard_serve
+from tests.support.server import chatguard_serve
 
 pytestmark = [pytest.mark.netns]
 

@@ -35,10 +35,15 @@ from relay.rfc4571 import FrameDecoder, encode_frame
 from relay.worker import RelayWorker
 from signaling.config import ConfigError, config_from_mapping
 from signaling.route_policy import Route
-from tests.conftest import RunningServer, free_port, make_config, run_server
+from tests.support.ports import free_port
 from tests.support.rtcclient import ChatPeer
-from tests.test_relay_route import wait_for_workers
-from tests.test_web_client import chatguard_serve
+from tests.support.server import (
+    RunningServer,
+    chatguard_serve,
+    make_config,
+    run_server,
+    wait_for_workers,
+)
 
 ANSWER = (
     "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n"

@@ -100,9 +100,9 @@ def test_cache_max_age() -> None:
 
 def test_cache_with_real_encoder_output() -> None:
     """Multi-packet keyframes from aiortc's VP8 and H.264 packetizers are cached whole."""
-    from test_relay_codecs import H264, VP8, encode  # tests/ is on sys.path (rootless)
-
     from relay.codecs import h264_is_keyframe_start, vp8_is_keyframe_start
+    from tests.support.codec_params import H264, VP8
+    from tests.support.encoded_frames import encode
 
     for codec, check in ((VP8, vp8_is_keyframe_start), (H264, h264_is_keyframe_start)):
         frames = encode(codec, [True, False, True, False])

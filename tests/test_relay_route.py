@@ -17,9 +17,11 @@ import pytest
 from relay.aiortc_adapter import AiortcLeg
 from relay.worker import RelayWorker
 from signaling.route_policy import Route
-from tests.conftest import RunningServer, make_config, run_server
 from tests.support.rtcclient import ChatPeer
+from tests.support.server import RunningServer, make_config, run_server, wait_for_workers
 from tests.support.wsclient import Client
+
+pytestmark = pytest.mark.slow  # a real service with relay worker processes, or the real model
 
 
 @pytest.fixture
@@ -48,20 +50,6 @@ def busy_worker(server: RunningServer) -> tuple[str, Any]:
     name = str(busy["worker"])  # local-<slot>.<generation>
     supervisor = server.app_state.relay_supervisor  # type: ignore[attr-defined]
     return name, supervisor.processes[int(name.split("-")[1].split(".")[0])]
-
-
-async def wait_for_workers(
-    server: RunningServer, count: int, timeout: float = 30
-) -> list[dict[str, object]]:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as http:
-        while True:
-            workers = (await http.get(server.http_url + "/stats")).json()["relay_workers"]
-            if len(workers) >= count:
-                return list(workers)
-            if time.monotonic() > deadline:
-                raise AssertionError(f"only {len(workers)} relay workers joined")
-            await asyncio.sleep(0.1)
 
 
 def assert_frames_from(peer: ChatPeer, level: int) -> None:

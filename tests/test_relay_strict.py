@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pytest
 from aiortc import RTCPeerConnection
-from test_relay_aiortc_adapter import config, connect_client
 
 from models.batching import AsyncBatcher
 from models.inference import ModelRunner
@@ -30,19 +29,11 @@ from relay.aiortc_adapter import AiortcLeg
 from relay.codecs import vp8_is_keyframe_start
 from relay.forwarding_hub import ForwardingHub
 from relay.strict.moderation import Moderator
-from tests.support.strict_support import FACE_POLICY, SAFE, UNSAFE, picture, shows
-from tests.support.tracks import PictureTrack, SolidTrack
+from tests.support.relay_peers import config, connect_client
+from tests.support.strict_support import FACE_POLICY, SAFE, UNSAFE, PhotoTrack, shows
+from tests.support.tracks import SolidTrack
 
-
-class PhotoTrack(PictureTrack):
-    """Shows whichever photograph ``name`` says, at 30 fps."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self.name = name
-
-    def picture(self) -> np.ndarray:
-        return picture(self.name)
+pytestmark = pytest.mark.slow  # a real service with relay worker processes, or the real model
 
 
 @pytest.fixture
@@ -114,6 +105,7 @@ async def test_unsafe_video_never_reaches_the_partner(
     pcs.extend(relay_pcs)
     moderator = Moderator(AsyncBatcher(runner))
     stream = hub.set_moderated(legs["a"], moderator, FACE_POLICY)
+    hub.set_moderated(legs["b"], moderator, FACE_POLICY)  # a strict call is moderated both ways
     hub.pair(legs["a"], legs["b"])
 
     seen: list[tuple[float, str]] = []

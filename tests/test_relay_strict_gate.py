@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, target
 from hypothesis import strategies as st
 
@@ -205,6 +206,7 @@ events = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(events, st.integers(1, 3))
 def test_no_release_without_a_covering_safe_verdict(

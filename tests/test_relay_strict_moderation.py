@@ -70,6 +70,7 @@ async def play(moderator: Moderator, sink: Sink, script: list[str]) -> None:
     stream.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 async def test_unsafe_picture_in_delta_frames_is_never_forwarded(runner: ModelRunner) -> None:
     sender = Vp8Sender()

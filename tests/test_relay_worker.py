@@ -24,9 +24,8 @@ from models.manifest import default_manifest, parse_manifest
 from relay import control as rc
 from relay.worker import RelayWorker
 from signaling.route_policy import Route
-from tests.conftest import make_config, run_server
 from tests.support.rtcclient import ChatPeer
-from tests.test_relay_route import wait_for_workers
+from tests.support.server import make_config, run_server, wait_for_workers
 
 STRICT_ONLY = {
     "onnxruntime": re.compile(r"/onnxruntime/"),

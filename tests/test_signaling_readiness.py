@@ -16,7 +16,7 @@ from relay import control as rc
 from signaling.readiness import unready_reasons
 from signaling.relays import WorkerInfo
 from signaling.route_policy import Route
-from tests.conftest import RunningServer, make_config, run_server
+from tests.support.server import RunningServer, make_config, run_server
 
 TOKEN = "test-token"
 

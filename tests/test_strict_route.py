@@ -11,11 +11,11 @@ import pytest
 from aiortc import MediaStreamTrack
 
 from signaling.route_policy import Route
-from tests.conftest import RunningServer, make_config, run_server
 from tests.support.rtcclient import ChatPeer
-from tests.support.strict_support import SAFE, UNSAFE, shows
-from tests.test_relay_route import wait_for_workers
-from tests.test_relay_strict import PhotoTrack
+from tests.support.server import RunningServer, make_config, run_server, wait_for_workers
+from tests.support.strict_support import SAFE, UNSAFE, PhotoTrack, shows
+
+pytestmark = pytest.mark.slow  # a real service with relay worker processes, or the real model
 
 
 @pytest.fixture

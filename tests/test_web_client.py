@@ -2,72 +2,28 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
+import asyncio
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import free_port
 from tests.support.browser import (
     chromium,
     frames_decoded,
+    report,
     requires_chromium,
     status_of,
     wait_for_frames,
     wait_for_state,
     write_y4m,
 )
+from tests.support.server import chatguard_serve
 from tests.support.strict_support import SAFE, UNSAFE, picture
 from tests.support.wsclient import Client
 
 pytestmark = [pytest.mark.browser, requires_chromium]
-
-
-@contextmanager
-def chatguard_serve(tmp_path: Path, config_toml: str = "", *extra: str) -> Iterator[str]:
-    """The real command an operator runs, on a free port, with an optional config file."""
-    port = free_port()
-    config = tmp_path / "chatguard.toml"
-    config.write_text(config_toml)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "chatguard.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--config",
-            str(config),
-            "--log-level",
-            "warning",
-            *extra,
-        ],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            raise RuntimeError("chatguard serve did not come up")
-        time.sleep(0.1)
-    try:
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -125,11 +81,14 @@ async def test_report_ends_the_call_and_looks_again(serve_url: str) -> None:
             pages.append(page)
         alice, bob = pages
         await wait_for_state(alice, "connected")
-        await alice.click("#report")
+        await report(alice, "harassment")
         await wait_for_state(alice, "waiting")
         await wait_for_state(bob, "waiting")
         stats = httpx.get(serve_url + "/stats").json()
         assert stats["reports"] == 1
+        await asyncio.sleep(1)  # the server's "waiting" came meanwhile; the thanks stay
+        status = await alice.text_content("#status") or ""
+        assert "Thanks, the stranger was reported (harassment)" in status
 
 
 async def test_a_call_that_cannot_connect_says_so(tmp_path: Path) -> None:

@@ -1,11 +1,23 @@
-// chatguard web client: camera, partner video, Start / Next / Stop / Report, and a status line.
-// Speaks the signaling protocol in docs/protocol.md over one WebSocket; media goes peer-to-peer
-// or through the relay, as the server's "route" says. Test hooks: #status[data-state][data-route],
-// video#local, video#remote, and window.chatguard (this client) for getStats().
+// chatguard web client: camera, partner video, text chat, Start / Next / Stop / Report, mute,
+// camera off, device choice, and a status line. Speaks the signaling protocol in
+// docs/protocol.md over one WebSocket; media goes peer-to-peer or through the relay, as the
+// server's "route" says. Test hooks: #status[data-state][data-route], video#local,
+// video#remote, #chat-input, #chat-send, #chat-log, #report-dialog, and window.chatguard (this
+// client) for getStats(). Everything a stranger sends is shown with textContent, never as HTML.
 
 const PROTOCOL_VERSION = 1;
 const ROUTE_WORDS = { direct: "direct", relay: "relayed", strict: "moderated" };
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+const RECOVER_RETRY_MS = 3000;     // a media connection that dropped: retry the ICE restart
+const RELAY_RECOVER_AFTER_MS = 2000;
+const QUALITY_EVERY_MS = 2000;
+const POOR_LOSS = 0.05;            // a call losing more than 5 % of its packets is "poor"
+const POOR_RTT_S = 0.5;
+const COOLDOWN_NOTE_AFTER_S = 5;
+const REASON_WORDS = {
+  nudity: "nudity", harassment: "harassment", spam: "spam or bot", underage: "under age",
+  other: "something else",
+};
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -13,34 +25,48 @@ class ChatClient {
   constructor() {
     this.ws = null;
     this.welcome = null;
+    this.settings = { require_age_confirmation: false, minimum_age: 18 };
     this.wantsPartner = false;   // the user pressed Start and not Stop
     this.localStream = null;
     this.pc = null;
     this.parked = null;          // a relay connection kept between partners
     this.pair = null;
+    this.role = null;
     this.route = "none";
+    this.everConnected = false;  // the current call's media connected at least once
+    this.recovering = null;      // timers of a media connection being restored
     this.pendingCandidates = [];
     this.connectTimer = null;
     this.heartbeat = null;
     this.reconnectAttempt = 0;
     this.lastError = null;
     this.banned = false;
+    this.stickyText = null;      // a status worth keeping until something meaningful happens
+    this.waitingSince = null;
+    this.lastNextAt = null;
+    this.quality = null;         // the last getStats summary: {kbps, loss, rtt, poor}
+    this.lastInbound = null;
+    this.micMuted = false;
+    this.cameraOff = false;
   }
 
   // --- user actions -------------------------------------------------------------------------
 
   async start() {
+    if (this.settings.require_age_confirmation && !$("#age-confirm").checked) {
+      this.setState("idle", "none", `Please confirm that you are ${this.settings.minimum_age} or older first.`);
+      $("#age-confirm").focus();
+      return;
+    }
     this.wantsPartner = true;
     try {
-      if (!this.localStream) {
-        this.localStream = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
-        $("#local").srcObject = this.localStream;
-      }
+      if (!this.localStream) await this.openCamera();
     } catch (err) {
       this.wantsPartner = false;
       this.setState("idle", "none", `Camera unavailable: ${err.message}`);
       return;
     }
+    $("#intro").hidden = true;
     this.setState("waiting", "none", "Connecting to the server…");
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.join();
     else if (!this.ws) this.openSocket();
@@ -49,6 +75,7 @@ class ChatClient {
   next() {
     this.closeCall({ keepRelay: true });
     this.send({ type: "next" });
+    this.lastNextAt = Date.now();
     this.setState("waiting", "none", "Looking for someone new…");
   }
 
@@ -57,20 +84,138 @@ class ChatClient {
     this.closeCall();
     this.closeParked();
     this.send({ type: "leave" });
-    this.setState("idle", "none", "Stopped. Press Start to meet someone.");
+    this.closeCamera();
+    $("#intro").hidden = false;
+    this.setState("idle", "none", "Stopped, camera off. Press Start to meet someone.");
   }
 
-  report() {
+  openReport() {
     if (!this.pair) return;
-    this.send({ type: "report", reason: "reported from the web client" });
+    for (const radio of document.querySelectorAll('input[name="report-reason"]')) radio.checked = false;
+    $("#report-confirm").disabled = true;
+    $("#report-dialog").hidden = false;
+    document.querySelector('input[name="report-reason"]').focus();
+  }
+
+  closeReport() {
+    $("#report-dialog").hidden = true;
+  }
+
+  report(reason) {
+    this.closeReport();
+    if (!this.pair) return;
+    this.send({ type: "report", reason });
     this.closeCall({ keepRelay: true });
-    this.setState("waiting", "none", "Thanks, the stranger was reported. Looking for someone new…");
+    this.chatNote("You reported the stranger.");
+    this.setState("waiting", "none", `Thanks, the stranger was reported (${REASON_WORDS[reason]}). Looking for someone new…`, { sticky: true });
   }
 
   join() {
     const interests = $("#interests").value.split(",").map((s) => s.trim().toLowerCase())
       .filter((s) => s.length > 0 && s.length <= 32).slice(0, 16);
     this.send({ type: "join", interests });
+  }
+
+  sendChat() {
+    const input = $("#chat-input");
+    const text = input.value.trim();
+    if (!text || !this.pair) return;
+    this.send({ type: "chat", pair: this.pair, text });
+    this.chatLine("you", text);
+    input.value = "";
+  }
+
+  toggleMic() {
+    this.micMuted = !this.micMuted;
+    this.applyTrackStates();
+  }
+
+  toggleCamera() {
+    this.cameraOff = !this.cameraOff;
+    this.applyTrackStates();
+  }
+
+  // --- camera and microphone ----------------------------------------------------------------
+
+  async openCamera() {
+    const video = $("#camera-select").value;
+    const audio = $("#mic-select").value;
+    this.localStream = await navigator.mediaDevices.getUserMedia({
+      video: video ? { deviceId: { exact: video } } : true,
+      audio: audio ? { deviceId: { exact: audio } } : true,
+    });
+    $("#local").srcObject = this.localStream;
+    this.applyTrackStates();
+    await this.listDevices();
+  }
+
+  // Stop releases the camera: its light goes off, and the next Start asks for it again.
+  closeCamera() {
+    if (this.localStream) for (const track of this.localStream.getTracks()) track.stop();
+    this.localStream = null;
+    $("#local").srcObject = null;
+    this.applyTrackStates();
+  }
+
+  applyTrackStates() {
+    const stream = this.localStream;
+    if (stream) {
+      for (const track of stream.getAudioTracks()) track.enabled = !this.micMuted;
+      for (const track of stream.getVideoTracks()) track.enabled = !this.cameraOff;
+    }
+    $("#mute").disabled = !stream;
+    $("#camera").disabled = !stream;
+    $("#mute").setAttribute("aria-pressed", String(this.micMuted));
+    $("#camera").setAttribute("aria-pressed", String(this.cameraOff));
+    $("#mute").textContent = this.micMuted ? "Unmute" : "Mute";
+    $("#camera").textContent = this.cameraOff ? "Cam on" : "Cam off";
+  }
+
+  async listDevices() {
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    for (const [kind, selector] of [["videoinput", "#camera-select"], ["audioinput", "#mic-select"]]) {
+      const select = $(selector);
+      const current = this.localStream && this.localStream.getTracks()
+        .find((t) => t.kind === kind.replace("input", "")) ;
+      const currentId = current ? current.getSettings().deviceId : select.value;
+      select.replaceChildren();
+      for (const device of devices.filter((d) => d.kind === kind)) {
+        const option = document.createElement("option");
+        option.value = device.deviceId;
+        option.textContent = device.label || kind;
+        option.selected = device.deviceId === currentId;
+        select.append(option);
+      }
+    }
+  }
+
+  // A different camera or microphone: swap the track in every connection that sends it. The
+  // old device is released first: phones cannot open two cameras at once.
+  async switchDevice(kind) {
+    if (!this.localStream) return;
+    const id = $(kind === "video" ? "#camera-select" : "#mic-select").value;
+    const old = this.localStream.getTracks().find((t) => t.kind === kind);
+    if (old) {
+      old.stop();
+      this.localStream.removeTrack(old);
+    }
+    let track = null;
+    try {
+      const fresh = await navigator.mediaDevices.getUserMedia({ [kind]: { deviceId: { exact: id } } });
+      track = fresh.getTracks()[0];
+      this.localStream.addTrack(track);
+    } catch (err) {
+      this.chatNote(`Could not switch the ${kind === "video" ? "camera" : "microphone"}: ${err.message}`);
+    }
+    for (const pc of [this.pc, this.parked && this.parked.pc]) {
+      if (!pc) continue;
+      for (const transceiver of pc.getTransceivers()) {
+        const sender = transceiver.sender;
+        if (transceiver.receiver.track.kind === kind && !transceiver.stopped) await sender.replaceTrack(track);
+      }
+    }
+    $("#local").srcObject = this.localStream;
+    this.applyTrackStates();
   }
 
   // --- signaling socket ---------------------------------------------------------------------
@@ -104,58 +249,75 @@ class ChatClient {
   }
 
   onMessage(msg) {
+    if (this.banned) return;  // what was already on its way (a pairing, say) is moot
+    const current = msg.pair !== undefined && msg.pair === this.pair;
     switch (msg.type) {
       case "welcome":
         this.welcome = msg;
         this.reconnectAttempt = 0;
+        $("#chat-input").maxLength = msg.chat_max_chars || 500;
         this.heartbeat = setInterval(() => this.send({ type: "ping" }), msg.heartbeat_interval_s * 1000);
         if (this.wantsPartner) this.join();
         break;
       case "waiting":
-        if (!this.pair) this.setState("waiting", "none", "Looking for someone…");
+        // "the stranger left" and "thanks, reported" stay; the wait note shows the search
+        if (!this.pair) this.setState("waiting", "none", this.stickyText ? null : "Looking for someone…");
         break;
       case "idle":
         break;
       case "paired":
+        if (!this.localStream) break;  // sent before our Stop reached the server
+        this.closeReport();
+        this.clearChat();
+        this.chatNote("You're now talking to a stranger. Say hi!");
         this.startCall(msg);
         break;
+      case "chat":
+        if (current) this.chatLine("stranger", msg.text);
+        break;
       case "offer":
-        if (msg.pair === this.pair) this.onOffer(msg.sdp);
+        if (current) this.onOffer(msg.sdp);
         break;
       case "answer":
-        if (msg.pair === this.pair) this.onAnswer(msg.sdp);
+        if (current) this.onAnswer(msg.sdp);
         break;
       case "candidate":
-        if (msg.pair === this.pair) this.onRemoteCandidate(msg.candidate);
+        if (current) this.onRemoteCandidate(msg.candidate);
         break;
       case "reroute":
-        if (msg.pair === this.pair) this.startCall({ pair: msg.pair, role: "offerer", route: msg.route }, msg.reason);
+        if (current) this.startCall({ pair: msg.pair, role: "offerer", route: msg.route }, msg.reason);
+        break;
+      case "partner_state":
+        if (current) this.onPartnerState(msg.state);
         break;
       case "call_ended":
-        if (msg.pair === this.pair) {
-          this.closeCall();
-          this.setState("ended", "none", `The call could not go on: ${msg.reason}. Press Next to meet someone else.`);
+        if (current) {
+          this.closeCall({ keepPair: true });
+          this.setState("ended", "none", `The call could not go on: ${msg.reason}. Press Next to meet someone else.`, { sticky: true });
         }
         break;
       case "moderation":
-        if (msg.pair === this.pair) this.showModeration(msg);
+        if (current) this.showModeration(msg);
         break;
       case "banned":
         this.banned = true;
         this.wantsPartner = false;
         this.closeCall();
         this.closeParked();
-        this.setState("ended", "none", `Your session was ended (${msg.reason}). You can come back after ${new Date(msg.until_unix * 1000).toLocaleTimeString()}.`);
+        this.closeCamera();
+        this.setState("ended", "none", `Your session was ended (${msg.reason}). You can come back after ${new Date(msg.until_unix * 1000).toLocaleTimeString()}.`, { sticky: true });
         break;
       case "partner_left":
-        if (msg.pair === this.pair) {
+        if (current) {
           this.closeCall({ keepRelay: true });
-          this.setState("waiting", "none", "The stranger left. Looking for someone new…");
+          this.chatNote("The stranger left.");
+          this.setState("waiting", "none", "The stranger left. Looking for someone new…", { sticky: true });
         }
         break;
       case "error":
         this.lastError = msg;
-        if (msg.code !== "stale_pair") console.warn("chatguard server refused a message:", msg);
+        if (msg.code === "rate_limited" || msg.code === "too_long") this.chatNote(`Not sent: ${msg.message}.`);
+        else if (msg.code !== "stale_pair") console.warn("chatguard server refused a message:", msg);
         break;
       default:
         break;
@@ -170,6 +332,7 @@ class ChatClient {
   startCall(msg, why = "") {
     this.closeCall();
     this.pair = msg.pair;
+    this.role = msg.role;
     this.route = msg.route;
     if (msg.reuse && this.parked && this.parked.route === msg.route) {
       const parked = this.parked;
@@ -207,13 +370,15 @@ class ChatClient {
     };
     pc.onconnectionstatechange = () => {
       if (this.pc !== pc) return;
-      if (pc.connectionState === "connected") this.onConnected(pair);
-      else if (pc.connectionState === "failed") this.onCallFailed(pair);
+      const state = pc.connectionState;
+      if (state === "connected") this.onConnected(pair);
+      else if (this.everConnected && (state === "disconnected" || state === "failed")) this.recover(pair, state);
+      else if (state === "failed") this.onCallFailed(pair);
     };
   }
 
-  async makeOffer(pc, pair) {
-    await pc.setLocalDescription(await pc.createOffer());
+  async makeOffer(pc, pair, options = {}) {
+    await pc.setLocalDescription(await pc.createOffer(options));
     if (this.pc === pc) this.send({ type: "offer", pair, sdp: pc.localDescription.sdp });
   }
 
@@ -245,6 +410,8 @@ class ChatClient {
 
   onConnected(pair) {
     clearTimeout(this.connectTimer);
+    this.stopRecovering();
+    this.everConnected = true;
     this.send({ type: "call_state", pair, state: "connected", route: this.route });
     this.setState("connected", this.route, `Connected (${ROUTE_WORDS[this.route]}).`);
   }
@@ -252,6 +419,7 @@ class ChatClient {
   onCallFailed(pair) {
     if (this.pair !== pair || (this.pc && this.pc.connectionState === "connected")) return;
     clearTimeout(this.connectTimer);
+    this.stopRecovering();
     this.send({ type: "call_state", pair, state: "failed", route: this.route });
     if (this.route === "direct") {
       // The server answers with reroute (to the relay) or call_ended; keep the pair meanwhile.
@@ -263,16 +431,68 @@ class ChatClient {
     this.giveUp(pair);
   }
 
+  // The media connection dropped mid-call (Wi-Fi to cellular, a tunnel): restart ICE on the
+  // same connection (direct calls; the offerer drives it, retrying while the network is
+  // away) or open a fresh leg to the relay on the same pair, before giving up. The partner is
+  // told "reconnecting" through signaling, not that the call ended.
+  recover(pair, state) {
+    if (this.recovering) return;
+    this.send({ type: "call_state", pair, state: "reconnecting", route: this.route });
+    this.setState("reconnecting", this.route, "Connection lost; reconnecting…");
+    const w = this.welcome || { connect_timeout_s: 10 };
+    const giveUp = setTimeout(() => {
+      this.stopRecovering();
+      this.onCallFailed(pair);
+    }, 2 * w.connect_timeout_s * 1000);
+    const attempt = () => {
+      if (this.pair !== pair || !this.pc) return;
+      if (this.route === "direct") {
+        // one restart at a time: a new offer before the answer would orphan that answer
+        const idle = this.pc.signalingState === "stable";
+        if (this.role === "offerer" && idle) this.makeOffer(this.pc, pair, { iceRestart: true });
+      } else if (this.pc.connectionState !== "connected") {
+        const timers = this.recovering;
+        this.recovering = null;           // startCall replaces the connection
+        this.startCall({ pair, role: "offerer", route: this.route });
+        this.everConnected = true;
+        this.recovering = timers;
+        this.setState("reconnecting", this.route, "Connection lost; reconnecting…");
+      }
+    };
+    const retry = setInterval(attempt, RECOVER_RETRY_MS);
+    this.recovering = { giveUp, retry };
+    if (this.route === "direct" || state === "failed") attempt();
+    else setTimeout(attempt, RELAY_RECOVER_AFTER_MS);
+  }
+
+  stopRecovering() {
+    if (!this.recovering) return;
+    clearTimeout(this.recovering.giveUp);
+    clearInterval(this.recovering.retry);
+    this.recovering = null;
+  }
+
+  onPartnerState(state) {
+    if (state === "reconnecting") {
+      this.setState("reconnecting", this.route, "The stranger's connection dropped; reconnecting…");
+    } else if ($("#status").dataset.state === "reconnecting" && !this.recovering && this.pc
+      && this.pc.connectionState === "connected") {
+      this.setState("connected", this.route, `Connected (${ROUTE_WORDS[this.route]}).`);
+    }
+  }
+
   giveUp(pair) {
     if (this.pair !== pair) return;
-    this.closeCall();
-    this.setState("ended", "none", "Couldn't connect to this stranger. Press Next to try someone else.");
+    this.closeCall({ keepPair: true });
+    this.setState("ended", "none", "Couldn't connect to this stranger. Press Next to try someone else.", { sticky: true });
   }
 
   // Ends the current call. With keepRelay, a connected relay connection is parked instead of
-  // closed: the server may hand the next partner over it without a new handshake.
-  closeCall({ keepRelay = false } = {}) {
+  // closed: the server may hand the next partner over it without a new handshake. With
+  // keepPair the partner stays (the server keeps the pair until Next): chat goes on.
+  closeCall({ keepRelay = false, keepPair = false } = {}) {
     clearTimeout(this.connectTimer);
+    this.stopRecovering();
     const pc = this.pc;
     if (pc) {
       pc.onconnectionstatechange = null;
@@ -285,9 +505,12 @@ class ChatClient {
       }
     }
     this.pc = null;
-    this.pair = null;
+    if (!keepPair) this.pair = null;
     this.route = "none";
+    this.everConnected = false;
     this.pendingCandidates = [];
+    this.lastInbound = null;
+    this.quality = null;
     $("#remote").srcObject = null;
     $("#remote").dataset.blocked = "false";
     this.showNotice("#remote-notice", "");
@@ -297,6 +520,50 @@ class ChatClient {
   closeParked() {
     if (this.parked) this.parked.pc.close();
     this.parked = null;
+  }
+
+  // --- connection quality -------------------------------------------------------------------
+
+  // Every few seconds while connected: received bitrate, packet loss and round-trip time from
+  // getStats; a hint appears only when the call is poor.
+  async measureQuality() {
+    const pc = this.pc;
+    if (!pc || pc.connectionState !== "connected") {
+      this.showQuality(null);
+      return;
+    }
+    let bytes = 0, received = 0, lost = 0, rtt = 0;
+    (await pc.getStats()).forEach((report) => {
+      if (report.type === "inbound-rtp") {
+        bytes += report.bytesReceived || 0;
+        received += report.packetsReceived || 0;
+        lost += report.packetsLost || 0;
+      } else if (report.type === "candidate-pair" && report.nominated && report.state === "succeeded") {
+        rtt = report.currentRoundTripTime || rtt;
+      }
+    });
+    const now = performance.now();
+    const last = this.lastInbound;
+    this.lastInbound = { pc, now, bytes, received, lost };
+    if (!last || last.pc !== pc || this.pc !== pc) return;
+    const packets = (received - last.received) + (lost - last.lost);
+    this.quality = judgeQuality({
+      kbps: (8 * (bytes - last.bytes)) / (now - last.now),
+      loss: packets > 0 ? Math.max(0, lost - last.lost) / packets : 0,
+      rtt,
+    });
+    this.showQuality(this.quality);
+  }
+
+  showQuality(quality) {
+    const hint = $("#quality");
+    const poor = Boolean(quality && quality.poor);
+    hint.dataset.poor = String(poor);
+    hint.hidden = !poor;
+    if (poor) {
+      hint.textContent = `Poor connection: ${Math.round(quality.kbps)} kbit/s, ` +
+        `${Math.round(quality.loss * 100)} % loss, ${Math.round(quality.rtt * 1000)} ms delay`;
+    }
   }
 
   // --- view ---------------------------------------------------------------------------------
@@ -320,17 +587,88 @@ class ChatClient {
     notice.hidden = !text;
   }
 
-  setState(state, route, text) {
+  // Text from the stranger goes in with textContent only: markup is shown, never run.
+  chatLine(who, text) {
+    const line = document.createElement("li");
+    line.className = who;
+    const name = document.createElement("span");
+    name.className = "who";
+    name.textContent = who === "you" ? "You:" : "Stranger:";
+    const body = document.createElement("span");
+    body.className = "text";
+    body.textContent = text;
+    line.append(name, body);
+    this.appendChat(line);
+  }
+
+  chatNote(text) {
+    const line = document.createElement("li");
+    line.className = "system";
+    line.textContent = text;
+    this.appendChat(line);
+  }
+
+  appendChat(line) {
+    const log = $("#chat-log");
+    log.append(line);
+    while (log.children.length > 200) log.firstElementChild.remove();
+    log.scrollTop = log.scrollHeight;
+  }
+
+  clearChat() {
+    $("#chat-log").replaceChildren();
+  }
+
+  // `text` null keeps the current text. A sticky text ("the stranger left") survives later
+  // waiting notices and is cleared by the next state that comes with text of its own.
+  setState(state, route, text, { sticky = false } = {}) {
     const status = $("#status");
+    const wasWaiting = status.dataset.state === "waiting";
     status.dataset.state = state;
     status.dataset.route = route;
-    status.textContent = text;
+    if (text !== null) {
+      status.textContent = text;
+      this.stickyText = sticky ? text : null;
+    }
+    if (state !== "waiting") this.waitingSince = null;
+    else if (!wasWaiting || this.waitingSince === null) this.waitingSince = Date.now();
+    this.showWaitNote();
     const active = state !== "idle";
     $("#start").disabled = active;
     $("#next").disabled = !active;
+    $("#start").hidden = active;   // Start and Next share one place in the control bar
+    $("#next").hidden = !active;
     $("#stop").disabled = !active;
-    $("#report").disabled = state !== "connected" && state !== "connecting";
+    $("#report").disabled = !this.pair || state === "ended";
+    $("#chat-input").disabled = !this.pair;
+    $("#chat-send").disabled = !this.pair;
+    if (!this.pair) this.closeReport();
   }
+
+  // While waiting: how long it has been, and after Next, why it may take a while (the
+  // re-pair cool-down keeps two people who just parted apart).
+  showWaitNote() {
+    const note = $("#wait-note");
+    if (this.waitingSince === null || !this.ws) {
+      note.hidden = true;
+      return;
+    }
+    const waited = Math.floor((Date.now() - this.waitingSince) / 1000);
+    let text = `Searching for ${waited} s…`;
+    const cooldown = this.welcome ? this.welcome.repair_cooldown_s : 0;
+    const sinceNext = this.lastNextAt === null ? Infinity : (Date.now() - this.lastNextAt) / 1000;
+    if (cooldown > 0 && waited >= COOLDOWN_NOTE_AFTER_S && sinceNext < cooldown) {
+      text += ` After Next you are not paired with the same person again for ${Math.round(cooldown)} s, so with few people here this can take a while.`;
+    }
+    note.textContent = text;
+    note.hidden = false;
+  }
+}
+
+// Poor: noticeable loss or delay. A low bitrate alone is not poor (a still or dark picture
+// needs little).
+function judgeQuality({ kbps, loss, rtt }) {
+  return { kbps, loss, rtt, poor: loss > POOR_LOSS || rtt > POOR_RTT_S };
 }
 
 // A random id kept in this browser, so moderation strikes and bans follow a device across
@@ -344,9 +682,44 @@ function deviceId() {
   return id;
 }
 
+// The operator's settings for the consent step (an age confirmation may be required).
+async function loadSettings(client) {
+  try {
+    const response = await fetch("/client-settings");
+    if (response.ok) client.settings = await response.json();
+  } catch (err) {
+    console.warn("chatguard: no client settings", err);
+  }
+  $("#age-line").hidden = !client.settings.require_age_confirmation;
+  $("#min-age").textContent = String(client.settings.minimum_age);
+}
+
 const client = new ChatClient();
 window.chatguard = client;
+loadSettings(client);
 $("#start").addEventListener("click", () => client.start());
 $("#next").addEventListener("click", () => client.next());
 $("#stop").addEventListener("click", () => client.stop());
-$("#report").addEventListener("click", () => client.report());
+$("#report").addEventListener("click", () => client.openReport());
+$("#mute").addEventListener("click", () => client.toggleMic());
+$("#camera").addEventListener("click", () => client.toggleCamera());
+$("#camera-select").addEventListener("change", () => client.switchDevice("video"));
+$("#mic-select").addEventListener("change", () => client.switchDevice("audio"));
+$("#chat-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  client.sendChat();
+});
+$("#report-form").addEventListener("change", () => { $("#report-confirm").disabled = false; });
+$("#report-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const chosen = document.querySelector('input[name="report-reason"]:checked');
+  if (chosen) client.report(chosen.value);
+});
+$("#report-cancel").addEventListener("click", () => client.closeReport());
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") return;
+  if (!$("#report-dialog").hidden) client.closeReport();
+  else if (!$("#next").disabled) client.next();
+});
+setInterval(() => client.showWaitNote(), 1000);
+setInterval(() => client.measureQuality(), QUALITY_EVERY_MS);

@@ -103,3 +103,13 @@ def write_y4m(path: Path, rgb: np.ndarray, frames: int = 5) -> Path:
         for _ in range(frames):
             out.write(b"FRAME\n" + planes)
     return path
+
+
+async def report(page: Page, reason: str) -> None:
+    """Report the partner the way a user does: Report, pick a reason, confirm."""
+    await page.click("#report")
+    await page.wait_for_selector("#report-dialog:not([hidden])")
+    assert await page.is_disabled("#report-confirm")  # a reason first
+    await page.check(f'input[name="report-reason"][value="{reason}"]')
+    await page.click("#report-confirm")
+    assert await page.is_hidden("#report-dialog")

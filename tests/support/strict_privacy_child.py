@@ -64,12 +64,11 @@ def suspicious(record: logging.LogRecord) -> bool:
 
 async def call() -> dict[str, Any]:
     from aiortc import RTCPeerConnection
-    from test_relay_aiortc_adapter import config, connect_client
-    from test_relay_strict import PhotoTrack
 
     from relay.forwarding_hub import ForwardingHub
     from relay.strict.moderation import Moderator
-    from tests.support.strict_support import FACE_POLICY, SAFE, UNSAFE, shows
+    from tests.support.relay_peers import config, connect_client
+    from tests.support.strict_support import FACE_POLICY, SAFE, UNSAFE, PhotoTrack, shows
     from tests.support.tracks import SolidTrack
 
     events: list[str] = []
@@ -91,6 +90,7 @@ async def call() -> dict[str, Any]:
     leg_b = await connect_client(b, hub, pcs)
     moderator = Moderator.default()
     hub.set_moderated(leg_a, moderator, FACE_POLICY)
+    hub.set_moderated(leg_b, moderator, FACE_POLICY)  # a strict call is moderated both ways
     hub.pair(leg_a, leg_b)
     deadline = time.monotonic() + 40
     for name, until in ((SAFE, lambda: len(seen) >= 10), (UNSAFE, lambda: bool(events))):

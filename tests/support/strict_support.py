@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from relay.strict.block_policy import ModerationPolicy
 from tests.support.codec_params import VP8
 from tests.support.model_photos import photo
+from tests.support.tracks import PictureTrack
 
 WIDTH, HEIGHT = 640, 480
 SAFE, UNSAFE = "rocket", "astronaut"
@@ -123,3 +124,14 @@ class VP8Receiver:
             for f in self._ctx.decode(av.Packet(b"".join(self._parts))):
                 self.pictures.append(f.to_ndarray(format="rgb24"))
             self._parts = []
+
+
+class PhotoTrack(PictureTrack):
+    """Shows whichever photograph ``name`` says, at 30 fps."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def picture(self) -> np.ndarray:
+        return picture(self.name)
