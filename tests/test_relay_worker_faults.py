@@ -120,8 +120,10 @@ async def attackers(server: RunningServer) -> Attackers:
     return Attackers(first, second, paired["pair"])
 
 
-async def received(client: Client, until: str, timeout: float) -> list[dict[str, Any]]:
-    """Messages until one of type ``until`` (included) or ``timeout`` seconds."""
+async def received(
+    client: Client, until: str | tuple[str, ...], timeout: float
+) -> list[dict[str, Any]]:
+    """Messages until one of a type in ``until`` (included) or ``timeout`` seconds."""
     got: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
@@ -130,7 +132,7 @@ async def received(client: Client, until: str, timeout: float) -> list[dict[str,
         except TimeoutError:
             break
         got.append(message)
-        if message["type"] == until:
+        if message["type"] in ((until,) if isinstance(until, str) else until):
             break
     return got
 
@@ -139,7 +141,7 @@ async def send_offer(
     server: RunningServer,
     offer: str,
     candidates: list[dict[str, Any]] = [],  # noqa: B006 (read only)
-    until: str = "call_ended",
+    until: str | tuple[str, ...] = "call_ended",
     timeout: float = 5.0,
 ) -> list[dict[str, Any]]:
     """A fresh pair; the first sends ``offer`` then ``candidates``; what it got back."""
@@ -324,6 +326,12 @@ async def _aiortc_offer() -> str:
         await pc.close()
 
 
+FUZZ_WARNINGS = pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+)
+"""Hypothesis sees the global ``random`` state move while it draws an example: that is
+aiortc in the call's thread (``LoopThread``), not the strategies."""
+
 _LINE = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80)
 _EDIT = st.one_of(
     st.tuples(st.just("drop"), st.integers(0, 10_000)),
@@ -358,6 +366,7 @@ def real_offers(arena: Arena) -> list[str]:
     return [CHROMIUM_OFFER, arena.loop.run(_aiortc_offer())]
 
 
+@FUZZ_WARNINGS
 @settings(
     max_examples=FUZZ_EXAMPLES,
     deadline=None,
@@ -370,7 +379,8 @@ def test_fuzzed_offers_never_end_the_worker(
     offer = mutate(real_offers[which], edits)
     if not offer.strip() or len(offer) > 60_000:
         return  # signaling's own checks refuse these before any worker sees them
-    got = arena.loop.run(send_offer(arena.server, offer, until="answer", timeout=3.0))
+    outcomes = ("answer", "call_ended", "error")
+    got = arena.loop.run(send_offer(arena.server, offer, until=outcomes, timeout=3.0))
     assert "call_ended" in types(got) or "answer" in types(got) or "error" in types(got), got
     assert worker_stats(arena.server)["pid"] == arena.pid
 
@@ -392,6 +402,7 @@ _CANDIDATE = st.one_of(
 )  # fmt: skip
 
 
+@FUZZ_WARNINGS
 @settings(
     max_examples=FUZZ_EXAMPLES,
     deadline=None,
@@ -413,7 +424,8 @@ _CANDIDATE = st.one_of(
 def test_fuzzed_candidates_never_end_the_worker(
     arena: Arena, candidates: list[dict[str, Any]]
 ) -> None:
-    arena.loop.run(send_offer(arena.server, CHROMIUM_OFFER, candidates, timeout=1.0))
+    # a crash shows on /stats at once; a refusal takes ~0.1 s; most candidates are ignored
+    arena.loop.run(send_offer(arena.server, CHROMIUM_OFFER, candidates, timeout=0.3))
     assert worker_stats(arena.server)["pid"] == arena.pid
 
 
