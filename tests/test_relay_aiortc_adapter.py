@@ -344,3 +344,33 @@ async def test_h264_video_and_opus_audio_flow_through_relay(
         assert leg.decoders_stopped == 2
         for t in leg.pc.getTransceivers():
             assert not AiortcLeg.decoder_running(t.receiver)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("fast_receive", [True, False], ids=["fast-receive", "aiortc-receive"])
+async def test_a_raising_packet_callback_is_reported_once_and_stays_in_the_leg(
+    pcs: list[RTCPeerConnection], fast_receive: bool
+) -> None:
+    """The leg's fault boundary: what the relay's packet code raises goes to ``on_fault``
+    (once: the worker closes the leg), never up into aioice's or aiortc's receive loops."""
+    faults: list[Exception] = []
+
+    def broken(leg: AiortcLeg, data: bytes, now: float) -> None:
+        raise RuntimeError("a bug in the relay")
+
+    client = RTCPeerConnection(config())
+    pcs.append(client)
+    client.addTrack(SolidTrack(50))
+    relay_pcs: list[RTCPeerConnection] = []
+    leg = await connect_client(
+        client, ForwardingHub(), relay_pcs, fast_receive, broken,
+        lambda _leg, exc: faults.append(exc),
+    )  # fmt: skip
+    pcs.extend(relay_pcs)
+    for _ in range(200):
+        if leg.faults >= 10:
+            break
+        await asyncio.sleep(0.05)
+    assert leg.faults >= 10 and len(faults) == 1
+    assert isinstance(faults[0], RuntimeError)
+    assert leg.fast_path_active is fast_receive
