@@ -22,7 +22,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from signaling.config import RelayConfig
+from signaling.config import SECRET_ENV, RelayConfig
 
 log = logging.getLogger("chatguard.relay")
 
@@ -31,8 +31,10 @@ STABLE_RUN_S = 30.0
 """A worker up this long before it died had worked: its replacement starts at the first
 delay again, so one crash a day is not met with the longest back-off."""
 STOP_GRACE_S = 5.0
-TOKEN_ENV = "CHATGUARD_RELAY_TOKEN"
+TOKEN_ENV = SECRET_ENV["relay.token"]
 """The shared secret travels in the environment, not on the command line where `ps` shows it."""
+CA_ENV = "CHATGUARD_RELAY_CA"
+"""A certificate file workers trust for signaling's TLS (``chatguard relay --ca-file``)."""
 
 
 _PR_SET_PDEATHSIG = 1
@@ -70,14 +72,19 @@ class RelaySupervisor:
         ice_tcp_port: int = 0,
         worker_options: Sequence[str] = (),
         udp_port: int = 0,
+        ca_file: str = "",
+        log_format: str = "text",
         stable_run_s: float = STABLE_RUN_S,
     ) -> None:
         """``ice_tcp_port``: worker ``slot`` listens for ICE over TCP on this port + slot
         (a restarted worker takes its slot's port again); 0: none do. ``udp_port``: the same
         for the UDP port shared by a worker's legs; 0: a port per leg. ``worker_options``:
         more `chatguard relay` options for every worker (:func:`gathering_options`).
-        ``stable_run_s``: up this long, a worker's next restart waits the shortest delay
-        again."""
+        ``ca_file``: the service's own certificate when it serves TLS, which the workers then
+        trust. ``stable_run_s``: up this long, a worker's next restart waits the shortest
+        delay again."""
+        self.ca_file = ca_file
+        self.log_format = log_format
         self.stable_run_s = stable_run_s
         self.count = count
         self.udp_port = udp_port
@@ -105,11 +112,14 @@ class RelaySupervisor:
             "--worker-id", f"local-{slot}.{generation}",
             "--max-legs", str(self.max_legs),
             "--log-level", self.log_level,
+            "--log-format", self.log_format,
             "--ice-tcp-port", str(self.ice_tcp_port + slot if self.ice_tcp_port else 0),
             "--udp-port", str(self.udp_port + slot if self.udp_port else 0),
             *self.worker_options,
         ]  # fmt: skip
         env = {**os.environ, TOKEN_ENV: self.token}
+        if self.ca_file:
+            env[CA_ENV] = self.ca_file
         return await asyncio.create_subprocess_exec(
             *command, env=env, start_new_session=True, preexec_fn=_interrupt_when_orphaned
         )

@@ -11,8 +11,8 @@ Fault boundary: what one client sends must cost only its own leg. Offers and can
 checked (``relay.admission``) before aiortc sees them; each leg's control work runs in its own
 lane (``relay.lanes``: in order per leg, concurrent across legs) inside a guard, and so do its
 media callbacks (``AiortcLeg``'s ``on_fault``): an exception there closes that leg, answers
-``Refused`` with the reason, is counted (``Load.defences``) and logged once, and never reaches
-the control loop.
+``Refused`` with the reason, is counted (``RelayTotals.defences``) and logged once, and never
+reaches the control loop.
 
 The strict route (``relay.strict``: the model, onnxruntime, the Cython frame code) is imported
 on the first moderated leg, not before. Signaling configures every worker's moderation policy at
@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import websockets
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
@@ -53,6 +53,8 @@ from relay.ice_gathering import (
 from relay.ice_tcp import IceTcpListener
 from relay.ice_udp_mux import UdpMux
 from relay.lanes import Lanes
+from relay.signaling_tls import client_context
+from relay.totals import RelayTally
 
 if TYPE_CHECKING:
     from relay.legs import Leg
@@ -64,7 +66,6 @@ log = logging.getLogger("chatguard.relay")
 
 LOAD_INTERVAL_S = 1.0
 RECONNECT_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
-_POLICED: Final = frozenset({"policed_packets", "policed_bits"})
 
 
 @dataclass
@@ -112,16 +113,20 @@ class RelayWorker:
         max_legs: int,
         ice_tcp_port: int = 0,
         gathering: GatheringPolicy = DEFAULT_GATHERING,
+        ca_file: str = "",
     ) -> None:
         """``ice_tcp_port``: where browsers whose UDP is blocked reach this worker over TCP
         (RFC 6544 passive candidates); 0: UDP only. ``gathering``: the addresses and UDP
-        ports every leg's answer offers (``relay.ice_gathering``)."""
+        ports every leg's answer offers (``relay.ice_gathering``). ``ca_file``: what to trust
+        for a ``wss://`` signaling URL (``relay.signaling_tls``); empty: the system's CAs."""
         self.gathering = gathering
         self.signaling_url = signaling_url
+        self.tls = client_context(signaling_url, ca_file)
         self.token = token
         self.worker_id = worker_id
         self.max_legs = max_legs
         self.hub = ForwardingHub(on_moderation=self._on_moderation)
+        self.tally = RelayTally(self.hub)
         self.legs: dict[str, _Leg] = {}
         self._leg_ids: dict[Leg, str] = {}
         self.moderation_settings: c.Configure | None = None
@@ -155,7 +160,7 @@ class RelayWorker:
             while True:
                 try:
                     async with websockets.connect(
-                        self.signaling_url, max_size=c.MAX_FRAME_BYTES
+                        self.signaling_url, max_size=c.MAX_FRAME_BYTES, ssl=self.tls
                     ) as ws:
                         attempt = 0
                         await self._serve(ws)
@@ -256,21 +261,15 @@ class RelayWorker:
                     moderation=self._moderation_load(),
                     moderation_ready=self.moderation_ready,
                     moderation_error=self.moderation_error,
-                    defences=self._defence_counts(),
+                    totals=self.tally.totals(self.defences),
                 )
             )
             await asyncio.sleep(LOAD_INTERVAL_S)
 
-    def _defence_counts(self) -> dict[str, int]:
-        """The worker's refusals and the hub's policing, as one table for the operator."""
-        counts = dict(self.defences)
-        counts.update({f"dropped_{k}": v for k, v in self.hub.dropped.items() if k in _POLICED})
-        counts.update(self.hub.nack_limits)
-        return counts
-
     def _moderation_load(self) -> c.ModerationLoad | None:
         if self._moderator is None:
             return None
+        self.tally.absorb(self._moderator.meter)
         return self._moderator.report(LOAD_INTERVAL_S)
 
     # -- control messages -------------------------------------------------------------------
@@ -408,9 +407,10 @@ class RelayWorker:
         leg_id = self._leg_ids.get(relay_leg)
         if leg_id is None or state not in ("blocked", "resumed"):
             return
+        threshold = self._strict_settings()[0].thresholds.get(label) if label else None
         event = c.Moderation(
             leg=leg_id, state="blocked" if state == "blocked" else "resumed", label=label,
-            score=score,
+            score=score, threshold=threshold,
         )  # fmt: skip
         task = asyncio.get_running_loop().create_task(self._send(event))
         self._pending_sends.add(task)
@@ -509,6 +509,7 @@ class RelayWorker:
         if leg is None:
             return
         if leg.relay_leg is not None:
+            self.tally.retire(leg.relay_leg)
             self.hub.forget(leg.relay_leg)
             self._leg_ids.pop(leg.relay_leg, None)
             if self.ice_tcp is not None:
@@ -570,9 +571,12 @@ def run_worker(
     max_legs: int,
     ice_tcp_port: int = 0,
     gathering: GatheringPolicy = DEFAULT_GATHERING,
+    ca_file: str = "",
 ) -> None:
     """Process entry point: uvloop when available (it halves per-packet cost, see the notes)."""
-    worker = RelayWorker(signaling_url, token, worker_id, max_legs, ice_tcp_port, gathering)
+    worker = RelayWorker(
+        signaling_url, token, worker_id, max_legs, ice_tcp_port, gathering, ca_file
+    )
     try:
         import uvloop
     except ImportError:

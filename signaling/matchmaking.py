@@ -189,6 +189,10 @@ class Matchmaker:
         record = self._users.get(user)
         return None if record is None else record.partner
 
+    def waiting_since(self, user: UserId) -> float:
+        """When `user` last started waiting (still set once paired: how long it waited)."""
+        return self._users[user].waiting_since
+
     def waiting_count(self) -> int:
         return self._waiting
 

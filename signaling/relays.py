@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from msgspec.structs import asdict
 
-from relay.control import Load
+from relay.control import Load, RelayTotals
 
 
 @dataclass(slots=True)
@@ -32,9 +32,8 @@ class WorkerInfo:
     moderation_ready: bool | None = None
     """Whether it can moderate (model loaded and tested); None: not known (yet)."""
     moderation_error: str = ""
-    defences: dict[str, int] = field(default_factory=dict)
-    """The worker's refusals, ignored candidates, caught faults and policed packets by kind
-    (``relay.control.Load.defences``)."""
+    totals: RelayTotals | None = None
+    """The worker's counters since it started, as last reported (``/metrics``)."""
 
     @property
     def load(self) -> float:
@@ -67,7 +66,7 @@ class RelayDirectory:
             info.moderation = None if load.moderation is None else asdict(load.moderation)
             info.moderation_ready = load.moderation_ready
             info.moderation_error = load.moderation_error
-            info.defences = load.defences
+            info.totals = load.totals
 
     def place(self, legs_needed: int = 2, moderated: bool = False) -> str | None:
         """The least-loaded live worker with room for `legs_needed` more legs (and, for
@@ -117,7 +116,11 @@ class RelayDirectory:
                 "moderation_ready": info.moderation_ready,
                 **({"moderation_error": info.moderation_error} if info.moderation_error else {}),
                 **({"moderation": info.moderation} if info.moderation is not None else {}),
-                **({"defences": info.defences} if info.defences else {}),
+                **(
+                    {"defences": info.totals.defences}
+                    if info.totals and info.totals.defences
+                    else {}
+                ),
             }
             for info in self._workers.values()
         ]
