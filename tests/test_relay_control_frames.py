@@ -14,7 +14,7 @@ import websockets
 
 from relay import control as rc
 from signaling.app import client_frame_limit
-from tests.conftest import RunningServer, make_config, run_server
+from tests.support.server import RunningServer, make_config, run_server
 from tests.support.wsclient import Client
 
 pytestmark = pytest.mark.timeout(60)

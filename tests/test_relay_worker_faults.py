@@ -31,13 +31,12 @@ from hypothesis import strategies as st
 
 from relay import admission
 from signaling.route_policy import Route
-from tests.conftest import RunningServer, make_config, run_server
 from tests.support.loop_thread import LoopThread
 from tests.support.relay_offers import CHROMIUM_OFFER, many_media_offer
 from tests.support.rtcclient import ChatPeer
+from tests.support.server import RunningServer, make_config, run_server, wait_for_workers
 from tests.support.tracks import SolidTrack
 from tests.support.wsclient import Client
-from tests.test_relay_route import wait_for_workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -55,7 +54,7 @@ class Arena:
 
 
 def worker_stats(server: RunningServer) -> dict[str, Any]:
-    (worker,) = httpx.get(server.http_url + "/stats").json()["relay_workers"]
+    (worker,) = httpx.get(server.admin_url + "/stats").json()["relay_workers"]
     return dict(worker)
 
 

@@ -10,8 +10,7 @@ import pytest
 
 from relay.worker import RelayWorker
 from signaling.route_policy import Route
-from tests.conftest import make_config, run_server
-from tests.test_relay_route import wait_for_workers
+from tests.support.server import make_config, run_server, wait_for_workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
