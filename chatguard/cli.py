@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -340,6 +341,8 @@ def _relay(args: argparse.Namespace) -> int:
         return 2
     gathering = _gathering(args)
     with contextlib.suppress(KeyboardInterrupt):
+        # `serve` starts its workers with SIGINT blocked until here (chatguard.supervisor)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         run_worker(
             args.signaling,
             token,

@@ -41,7 +41,11 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _interrupt_when_orphaned() -> None:
-    """In the child, before exec: SIGINT when the parent dies (Linux's PR_SET_PDEATHSIG)."""
+    """In the child, before exec: SIGINT when the parent dies (Linux's PR_SET_PDEATHSIG).
+    SIGINT is blocked (held pending, not lost) until `chatguard relay` has imported what it
+    needs and unblocks it, so a worker stopped while still starting exits quietly instead of
+    printing a KeyboardInterrupt traceback from the middle of an import."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
 
