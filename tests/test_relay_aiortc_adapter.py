@@ -176,6 +176,9 @@ async def test_next_switches_partner_with_keyframe_request(pcs: list[RTCPeerConn
     await asyncio.sleep(0.5)  # past A's first keyframe: the next one must be requested
     pli_before = hub.pli_sent
     replayed_before = hub.keyframes_replayed  # the first pairing may have replayed some too
+    # ...and so started one or two epochs towards A (B's cached keyframe, if A's connection was
+    # slow enough for B to send one before the pairing, then B's live video)
+    epochs_before = hub.forwarder(leg_a, "video").rewriter.epochs
 
     hub.pair(leg_a, leg_c)  # "Next"
     track_c = await asyncio.wait_for(tracks["c"], 20)
@@ -196,7 +199,7 @@ async def test_next_switches_partner_with_keyframe_request(pcs: list[RTCPeerConn
     assert to_c.dropped["awaiting_keyframe"] >= 0 and to_c.forwarded > 0
     to_a = hub.forwarder(leg_a, "video")
     # one continuous outgoing stream to A across B's video, C's cached keyframe, C's video
-    assert to_a.rewriter.epochs == 3
+    assert to_a.rewriter.epochs - epochs_before == 2
 
 
 @pytest.mark.timeout(60)
