@@ -45,6 +45,7 @@ HELLO_TIMEOUT_S = 5.0
 RECENT_EVENTS = 500
 """Operator events kept in memory for the admin listener's ``/events``."""
 WRITER_GRACE_S = 5.0
+DRAIN_CHECK_S = 0.2
 
 STATIC_DIR = resources.files("signaling") / "static"
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -192,11 +193,8 @@ class SignalingService:
         """Hand the hub's outbox to the writers, close what it asked to, re-arm the timer.
 
         Loops because dropping a client (too slow, timed out) tells its partner, which queues
-        more messages. While draining, whoever may leave (a call that ended, a partner who
-        pressed Next) is sent away here too."""
+        more messages."""
         while True:
-            if self.draining:
-                self._send_away()
             self._publish_events()
             outbox, closes = self.hub.drain_outbox(), self.hub.drain_closes()
             if not outbox and not closes and not self.hub.has_worker_messages():
@@ -249,17 +247,21 @@ class SignalingService:
         (``signaling.drain``), and return once every client socket has closed, or after
         `timeout_s`, when the rest are sent away too. The caller then stops the process."""
         self.draining = True
-        if not self._client_sockets:
-            self._no_clients.set()
         log.info(
             "draining: %d clients connected; exiting within %.0f s",
             len(self._connections),
             timeout_s,
         )
-        self._flush()
-        try:
-            await asyncio.wait_for(self._no_clients.wait(), timeout_s)
-        except TimeoutError:
+        deadline = time.monotonic() + timeout_s
+        # Looked at again every DRAIN_CHECK_S, not on every message: the view walks every
+        # client, and a ping changes nothing. A member of a call that ends meanwhile waits
+        # that long before it is sent away.
+        while self._client_sockets and (left := deadline - time.monotonic()) > 0:
+            self._send_away()
+            self._flush()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._no_clients.wait(), min(left, DRAIN_CHECK_S))
+        if self._client_sockets:
             log.warning(
                 "drain time-out: sending away %d clients whose calls still needed this process",
                 len(self._connections),
