@@ -22,7 +22,7 @@ def pin_ice_address(address: str) -> None:
     creates and deletes interfaces (network namespaces, veth pairs) during a run, and a pair
     nominated on one of them goes silent when it disappears; seen here as streams that
     connected and then never delivered a frame. Both ends live on this machine, so one
-    stable address (loopback by default) is what a benchmark wants.
+    stable address is what a benchmark wants.
     """
     import aioice.ice
 

@@ -131,9 +131,18 @@ def service_relay_config(args: argparse.Namespace) -> str:
 
 
 def _resolve_ice_address(args: argparse.Namespace) -> None:
-    """Loopback for a service here (stable while other work adds interfaces), else all."""
+    """For a service here, one stable address: this machine's first IPv4 interface address
+    (network namespaces other work creates come and go during a run). Not loopback: the relay
+    refuses loopback candidates from clients, as it must from strangers. For --target, all."""
     if args.ice_address is None and args.target is None:
-        args.ice_address = "127.0.0.1"
+        import aioice.ice
+
+        addresses = aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False)
+        if not addresses:
+            raise SystemExit(
+                "chatguard bench relay: no IPv4 interface address here; give --ice-address"
+            )
+        args.ice_address = addresses[0]
 
 
 @dataclass

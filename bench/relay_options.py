@@ -148,8 +148,9 @@ def add_service_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group.add_argument(
         "--ice-address",
         help="the only address the simulated users gather ICE candidates on, and the relay "
-        "workers of a service started here too (default 127.0.0.1 for a service on this "
-        "machine, every interface for --target)",
+        "workers of a service started here too (default: this machine's first IPv4 interface "
+        "address for a service here, every interface for --target; not loopback, which the "
+        "relay refuses from clients)",
     )
     group.add_argument(
         "--nice",
