@@ -176,15 +176,15 @@ class ModerationConfig(_Section):
     verdict_ttl_s: float = 1.0
     """A safe verdict covers later frames of the same scene for this long."""
     min_classifications_per_s: float = 2.0
-    reference_margin: float = 0.8
+    reference_margin: float = 0.75
     """A score at or above this fraction of its label's threshold (though under it) is a near
     miss: that frame is released alone and vouches for no later frame. 1: off."""
-    resume_after_safe: int = 3
+    resume_after_safe: int = 2
     """Safe verdicts in a row, the resuming keyframe's included, that lift a block."""
     alert_s: float = 2.0
     """For this long after a block, a resume or a near miss (and while blocked), classify at
     `alert_classifications_per_s`."""
-    alert_classifications_per_s: float = 10.0
+    alert_classifications_per_s: float = 5.0
     scene_peak_cells: int = 16
     """The most-changed cells of the 18x32 scene signature that `scene_peak_threshold` averages."""
     scene_peak_threshold: float = 40.0

@@ -315,8 +315,14 @@ def test_the_documented_table_is_the_code() -> None:
     assert documented == in_code
 
 
-RULES = GateConfig(verdict_ttl_s=1.0, min_classifications_per_s=2.0, max_hold_s=0.5)
-"""The default decision rules: near misses, three safe verdicts to lift a block, alert rate."""
+RULES = GateConfig(
+    verdict_ttl_s=1.0,
+    min_classifications_per_s=2.0,
+    max_hold_s=0.5,
+    resume_after_safe=3,
+    alert_classifications_per_s=10.0,
+)
+"""The decision rules with near misses, three safe verdicts to lift a block, alert rate."""
 
 
 def test_a_near_miss_is_released_alone_and_never_covers_the_next_frame() -> None:

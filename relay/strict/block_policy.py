@@ -48,7 +48,7 @@ class ModerationPolicy:
     """Label -> minimum score that makes a frame unsafe."""
     mute_audio_while_blocked: bool = False
     """Also withhold the leg's audio while its video is blocked."""
-    reference_margin: float = 0.8
+    reference_margin: float = 0.75
     """A frame whose score for a blocked label reaches this fraction of the label's threshold,
     though under it, is a near miss: released alone, never the reference for later frames.
     Why: on a squeezed sender's video the model's scores for an unsafe scene hover at the

@@ -165,12 +165,12 @@ class GateConfig:
     """Classification requests outstanding at once (each needs its own tensor buffer)."""
     verdict_timeout_s: float = 1.0
     """A request unanswered for this long counts as no verdict (if the caller did not say)."""
-    resume_after_safe: int = 3
+    resume_after_safe: int = 2
     """Safe verdicts in a row, on frames after the block, that lift it (the last one on the
     keyframe that resumes)."""
     alert_s: float = 2.0
     """How long after a block, a resume or a near miss the periodic check runs faster."""
-    alert_classifications_per_s: float = 10.0
+    alert_classifications_per_s: float = 5.0
     """The periodic check's rate while alert (and while blocked)."""
 
 
