@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -266,7 +267,8 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn  # imported late so that `--help` and config errors answer at once
 
     from chatguard.runtime import tune_gc_for_serving
-    from chatguard.serve import create_serving_app
+    from chatguard.serve import DrainingServer, create_serving_app
+    from signaling.app import ws_max_size
 
     route = Route(args.route) if args.route else None
     server = config.server
@@ -281,19 +283,24 @@ def _serve(args: argparse.Namespace) -> int:
     )
     app = create_serving_app(config, route)
     tune_gc_for_serving()
-    uvicorn.run(
+    uvicorn_config = uvicorn.Config(
         app,
         host=config.server.host,
         port=config.server.port,
         log_level=config.server.log_level,
         log_config=None,  # configured above: uvicorn's lines in chatguard's format
         access_log=server.access_log,
-        ws_max_size=config.server.max_message_bytes * 2,
+        ws_max_size=ws_max_size(config),
         ssl_certfile=server.certfile or None,
         ssl_keyfile=server.keyfile or None,
         loop="auto",
     )
-    return 0
+    service = app.state.service
+    drain_timeout_s = server.drain_timeout_s
+    runner = DrainingServer(uvicorn_config, lambda: service.drain(drain_timeout_s))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn raises it after shutdown
+        runner.run()
+    return 0 if runner.started else 3  # uvicorn's STARTUP_FAILURE, as `uvicorn.run` exits
 
 
 def _gathering(args: argparse.Namespace) -> GatheringPolicy:
@@ -339,6 +346,8 @@ def _relay(args: argparse.Namespace) -> int:
         return 2
     gathering = _gathering(args)
     with contextlib.suppress(KeyboardInterrupt):
+        # `serve` starts its workers with SIGINT blocked until here (supervisor._WORKER_ENTRY)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         run_worker(
             args.signaling,
             token,
