@@ -68,7 +68,8 @@ OPEN           SAFE_ON_PASSED     count it [3]; it becomes the reference if newe
 AWAIT_KEYFRAME SAFE_ON_PASSED     the same (it is from before the drop: nothing)   -
 BLOCKED        SAFE_ON_PASSED     count it [3], request a keyframe if enough safe  -
                                   verdicts came [1] (the caller throttles), drain
-OPEN           HEAD_SAFE_KEYFRAME new reference (if after the last drop), release it  -
+OPEN           HEAD_SAFE_KEYFRAME release it; it becomes the reference if after the -
+                                  last drop or near miss
 OPEN           HEAD_SAFE          the same                                         -
 OPEN           HEAD_NEAR_MISS     release it (not a reference)                     -
 OPEN           HEAD_COVERED       release it                                       -
