@@ -13,7 +13,7 @@ load-generator process (both read the same CLOCK_MONOTONIC). A frame counts as d
 it arrived whole (no gap in sequence numbers up to its marker).
 
 A keyframe request (PLI or FIR) from the far end is answered the way a browser does, with a
-keyframe: the sender jumps to the clip's nearest keyframe.
+keyframe: the sender moves on to the clip's next keyframe.
 """
 
 from __future__ import annotations
@@ -85,9 +85,13 @@ def extension_value(data: bytes, ext_id: int) -> bytes | None:
     return next((value for xid, value in elements if xid == ext_id), None)
 
 
-def nearest_keyframe(index: int, interval: int, frames: int) -> int:
-    """The clip's keyframe closest to ``index`` (ties go forward), wrapping at the clip's end."""
-    return (index + interval // 2) // interval * interval % frames
+def next_keyframe(index: int, interval: int, frames: int) -> int:
+    """The clip's first keyframe at or after ``index``, wrapping at the clip's end.
+
+    Why never an earlier one, though it may be nearer: a real encoder answers with a picture of
+    now; jumping back could replay a segment the gate just blocked (the strict clip has a
+    keyframe inside its unsafe segment), so every lifted block would be followed by another."""
+    return -(-index // interval) * interval % frames
 
 
 def requests_keyframe(rtcp_data: bytes) -> bool:
@@ -313,7 +317,7 @@ class ReplayPeer:
             index = position % frames
             if self._keyframe_wanted:
                 self._keyframe_wanted = False
-                jump = nearest_keyframe(index, self.clip.keyframe_interval, frames)
+                jump = next_keyframe(index, self.clip.keyframe_interval, frames)
                 position += (jump - index) % frames
                 index = jump
             self._send_frame(index, (state.ts0 + frame * TICKS_PER_FRAME) & 0xFFFFFFFF, state, now)

@@ -28,7 +28,7 @@ import av
 import numpy as np
 from aiortc.rtp import RtpPacket
 
-from bench.media_peer import nearest_keyframe
+from bench.media_peer import next_keyframe
 from bench.relay_clip import FPS, HEIGHT, TICKS_PER_FRAME, WIDTH, Clip, vp8_picture_id
 from bench.results import StrictRun
 from bench.stats import Percentiles, summarize_ms
@@ -74,8 +74,8 @@ def latencies(arrived: Mapping[int, float], released: Iterable[tuple[int, float]
 
 class Packetizer:
     """Replays the clip from ``offset`` with continuous seq/ts, as a live sender would, and
-    answers a keyframe request by moving to the clip's nearest keyframe (at most one keyframe
-    interval's half away: the same scene, barring a cut).
+    answers a keyframe request by moving on to the clip's next keyframe
+    (:func:`bench.media_peer.next_keyframe`: never back in time).
 
     Why answer: after a block the gate resumes only at a keyframe; a sender that never answers
     would make the delivered frame rate depend on the clip's keyframe interval. Why jump rather
@@ -94,7 +94,7 @@ class Packetizer:
         index = (self.offset + self.n) % frames
         if self.keyframe_wanted:
             self.keyframe_wanted = False
-            jump = nearest_keyframe(index, self.clip.keyframe_interval, frames)
+            jump = next_keyframe(index, self.clip.keyframe_interval, frames)
             self.offset += jump - index
             index = jump
         payloads = self.clip.payloads[index]

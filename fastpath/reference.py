@@ -95,3 +95,9 @@ def luma_signature(y: U8, out: F32) -> None:
 def signature_distance(a: F32, b: F32) -> float:
     """Reference for ``fastpath.scene.signature_distance``: mean absolute difference."""
     return float(np.mean(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+def peak_change(a: F32, b: F32, cells: int) -> float:
+    """Reference for ``fastpath.scene.peak_change``: mean of the largest cell differences."""
+    d = np.sort(np.abs(a.astype(np.float64) - b.astype(np.float64)).ravel())
+    return float(np.mean(d[-min(cells, d.size) :]))

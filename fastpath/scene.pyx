@@ -5,7 +5,9 @@
 Why: the moderation gate skips re-classifying a frame whose scene is the same as one already
 classified safe. A box-averaged thumbnail of Y (e.g. 16x16 or 32x18 cells) is robust to sensor
 noise and compression artefacts, costs one pass over Y with the GIL released, and two
-thumbnails compare with a mean absolute difference in [0, 255].
+thumbnails compare with a mean absolute difference in [0, 255]. The mean alone misses a change
+confined to part of the picture (a hand or a body entering one corner moves a tenth of the
+cells a lot and the mean a little), so :func:`peak_change` measures the most-changed cells.
 
 Cell ``(i, j)`` of an ``(gh, gw)`` grid covers rows ``[i*h // gh, (i+1)*h // gh)`` and columns
 ``[j*w // gw, (j+1)*w // gw)``; a cell that would be empty (frame smaller than the grid) takes
@@ -72,8 +74,7 @@ cdef void _signature(const uint8_t[:, :] y, float[:, ::1] o) noexcept nogil:
             o[i, j] = <float>(<double>acc[j] / <double>((r1 - r0) * (c1[j] - c0[j])))
 
 
-def signature_distance(a, b) -> float:
-    """Mean absolute difference of two signatures (same shape, float32), in [0, 255]."""
+def _check_pair(a, b) -> None:
     if not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray):
         raise TypeError("signatures must be numpy arrays")
     if a.dtype != np.float32 or b.dtype != np.float32:
@@ -81,6 +82,11 @@ def signature_distance(a, b) -> float:
     if a.shape != b.shape or a.ndim != 2 or a.size == 0:
         raise ValueError(f"signatures must be non-empty 2-D arrays of one shape, got "
                          f"{a.shape} and {b.shape}")
+
+
+def signature_distance(a, b) -> float:
+    """Mean absolute difference of two signatures (same shape, float32), in [0, 255]."""
+    _check_pair(a, b)
     cdef const float[:, :] av = a
     cdef const float[:, :] bv = b
     cdef double total = 0.0, d
@@ -91,3 +97,46 @@ def signature_distance(a, b) -> float:
                 d = <double>av[i, j] - <double>bv[i, j]
                 total += d if d >= 0.0 else -d
     return total / (av.shape[0] * av.shape[1])
+
+
+cdef enum:
+    _MAXK = 256  # most cells peak_change averages; sizes its stack buffer
+
+
+MAX_PEAK_CELLS = _MAXK
+
+
+def peak_change(a, b, Py_ssize_t cells) -> float:
+    """Mean of the ``cells`` largest absolute cell differences of two signatures, in [0, 255].
+
+    Why not only the maximum: one cell is a few hundred pixels, where a compression artefact
+    can move the mean by more than a real change spread over a region moves any one cell."""
+    _check_pair(a, b)
+    if cells < 1 or cells > MAX_PEAK_CELLS:
+        raise ValueError(f"cells must be in 1..{MAX_PEAK_CELLS}, got {cells}")
+    cdef const float[:, :] av = a
+    cdef const float[:, :] bv = b
+    cdef double top[_MAXK]
+    cdef double d, total = 0.0
+    cdef Py_ssize_t i, j, k, n = 0, size = av.shape[0] * av.shape[1]
+    if cells > size:
+        cells = size
+    with nogil:
+        for i in range(av.shape[0]):
+            for j in range(av.shape[1]):
+                d = <double>av[i, j] - <double>bv[i, j]
+                if d < 0.0:
+                    d = -d
+                if n < cells:
+                    n += 1
+                elif d <= top[n - 1]:
+                    continue
+                # insert into top[0:n], kept in descending order
+                k = n - 1
+                while k > 0 and top[k - 1] < d:
+                    top[k] = top[k - 1]
+                    k -= 1
+                top[k] = d
+        for k in range(n):
+            total += top[k]
+    return total / n

@@ -187,6 +187,13 @@ class Configure(_Message, tag="configure"):
     verdict_ttl_s: float
     min_classifications_per_s: float
     mute_audio_while_blocked: bool
+    reference_margin: float = 0.75
+    """The strict route's decision rules (signaling's `[moderation]`; see its keys)."""
+    resume_after_safe: int = 2
+    alert_s: float = 2.0
+    alert_classifications_per_s: float = 5.0
+    scene_peak_cells: int = 16
+    scene_peak_threshold: float = 40.0
     stun_url: str = ""
     """STUN server for the worker's own ICE candidates (public address behind NAT)."""
     strict: bool = False

@@ -385,10 +385,16 @@ class RelayWorker:
         policy = ModerationPolicy(
             thresholds=DEFAULT_THRESHOLDS if settings.block is None else settings.block,
             mute_audio_while_blocked=settings.mute_audio_while_blocked,
+            reference_margin=settings.reference_margin,
         )
         gate = GateConfig(
             verdict_ttl_s=settings.verdict_ttl_s,
             min_classifications_per_s=settings.min_classifications_per_s,
+            resume_after_safe=settings.resume_after_safe,
+            alert_s=settings.alert_s,
+            alert_classifications_per_s=settings.alert_classifications_per_s,
+            scene_peak_cells=settings.scene_peak_cells,
+            scene_peak_threshold=settings.scene_peak_threshold,
         )
         return policy, gate
 

@@ -291,6 +291,12 @@ class SignalingHub:
             verdict_ttl_s=mod.verdict_ttl_s,
             min_classifications_per_s=mod.min_classifications_per_s,
             mute_audio_while_blocked=mod.mute_audio_while_blocked,
+            reference_margin=mod.reference_margin,
+            resume_after_safe=mod.resume_after_safe,
+            alert_s=mod.alert_s,
+            alert_classifications_per_s=mod.alert_classifications_per_s,
+            scene_peak_cells=mod.scene_peak_cells,
+            scene_peak_threshold=mod.scene_peak_threshold,
             stun_url=self._config.relay.stun_url,
             strict=Route.STRICT in self._policy.routes_in_force(),
         )

@@ -180,6 +180,20 @@ class ModerationConfig(_Section):
     verdict_ttl_s: float = 1.0
     """A safe verdict covers later frames of the same scene for this long."""
     min_classifications_per_s: float = 2.0
+    reference_margin: float = 0.75
+    """A score at or above this fraction of its label's threshold (though under it) is a near
+    miss: that frame is released alone and vouches for no later frame. 1: off."""
+    resume_after_safe: int = 2
+    """Safe verdicts in a row, the resuming keyframe's included, that lift a block."""
+    alert_s: float = 2.0
+    """For this long after a block, a resume or a near miss (and while blocked), classify at
+    `alert_classifications_per_s`."""
+    alert_classifications_per_s: float = 5.0
+    scene_peak_cells: int = 16
+    """The most-changed cells of the 18x32 scene signature that `scene_peak_threshold` averages."""
+    scene_peak_threshold: float = 40.0
+    """Mean luma change (0-255) of those cells from which a frame is a new scene, classified
+    before it is forwarded: a change confined to part of the picture."""
     mute_audio_while_blocked: bool = False
     strikes_to_ban: int = 3
     strike_window_s: float = 600.0
@@ -297,9 +311,19 @@ class Config(_Section):
         for label, threshold in (mod.block or {}).items():
             if not 0.0 < threshold <= 1.0:
                 problems.append(f"moderation.block.{label} must be in (0, 1], got {threshold}")
-        for name in ("verdict_ttl_s", "min_classifications_per_s", "strike_window_s", "ban_s"):
+        positive = (
+            "verdict_ttl_s", "min_classifications_per_s", "strike_window_s", "ban_s",
+            "alert_classifications_per_s", "scene_peak_threshold",
+        )  # fmt: skip
+        for name in positive:
             if getattr(mod, name) <= 0:
                 problems.append(f"moderation.{name} must be positive")
+        if not 0.0 < mod.reference_margin <= 1.0:
+            problems.append("moderation.reference_margin must be in (0, 1] (1: no margin)")
+        if mod.resume_after_safe < 1 or mod.alert_s < 0:
+            problems.append("moderation.resume_after_safe must be 1 or more, alert_s 0 or more")
+        if not 1 <= mod.scene_peak_cells <= 256:
+            problems.append("moderation.scene_peak_cells must be 1-256")
         if mod.devices_to_ban_network < 0:
             problems.append("moderation.devices_to_ban_network must be 0 (never) or more")
         if mod.strikes_to_ban < 1:

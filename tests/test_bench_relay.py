@@ -19,7 +19,7 @@ from bench.media_peer import (
     abs_send_time,
     extension_value,
     latency_from_abs_send_time,
-    nearest_keyframe,
+    next_keyframe,
     requests_keyframe,
 )
 from bench.procfs import (
@@ -124,8 +124,8 @@ def test_keyframe_requests_are_found_in_compound_rtcp() -> None:
     assert requests_keyframe(receiver_report + pli)
     assert requests_keyframe(receiver_report + fir)
     assert not requests_keyframe(receiver_report + remb)
-    assert nearest_keyframe(29, 60, 120) == 0 and nearest_keyframe(30, 60, 120) == 60
-    assert nearest_keyframe(100, 60, 120) == 0  # wraps at the clip's end
+    assert next_keyframe(0, 60, 120) == 0 and next_keyframe(1, 60, 120) == 60
+    assert next_keyframe(100, 60, 120) == 0  # wraps at the clip's end
 
 
 def test_call_time_counts_from_first_frame_or_after_the_grace() -> None:

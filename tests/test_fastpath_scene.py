@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from fastpath import reference
-from fastpath.scene import MAX_GRID_WIDTH, luma_signature, signature_distance
+from fastpath.scene import (
+    MAX_GRID_WIDTH,
+    MAX_PEAK_CELLS,
+    luma_signature,
+    peak_change,
+    signature_distance,
+)
 from tests.support.fastpath_frames import planes, synthetic_rgb, yuv_frame
 
 
@@ -77,3 +83,35 @@ def test_bad_input_raises() -> None:
         signature_distance(out, np.zeros((4, 5), np.float32))
     with pytest.raises(TypeError):
         signature_distance(out, out.astype(np.float64))
+
+
+@pytest.mark.parametrize("cells", [1, 3, 16, 256])
+@pytest.mark.parametrize("grid", [(18, 32), (2, 2), (1, 1)])
+def test_peak_change_matches_reference(cells: int, grid: tuple[int, int]) -> None:
+    rng = np.random.default_rng(cells)
+    a = (rng.random(grid) * 255).astype(np.float32)
+    b = (rng.random(grid) * 255).astype(np.float32)
+    b.flat[0] = a.flat[0]  # ties and zeros
+    assert peak_change(a, b, cells) == pytest.approx(
+        reference.peak_change(a, b, cells), rel=1e-12, abs=1e-12
+    )
+
+
+def test_a_change_in_one_corner_moves_the_peak_not_the_mean() -> None:
+    a, _, _ = planes(yuv_frame(synthetic_rgb(640, 480, seed=1)))
+    b = a.copy()
+    b[:100, :120] = 255 - b[:100, :120]  # 4 % of the picture
+    sa, sb = _signature(a), _signature(b)
+    assert signature_distance(sa, sb) < 8 <= 40 <= peak_change(sa, sb, 16)
+    rng = np.random.default_rng(5)
+    noisy = np.clip(a.astype(np.int16) + rng.integers(-6, 7, a.shape), 0, 255).astype(np.uint8)
+    assert peak_change(sa, _signature(noisy), 16) < 2.0
+
+
+def test_peak_change_rejects_bad_cell_counts() -> None:
+    z = np.zeros((4, 4), np.float32)
+    for cells in (0, MAX_PEAK_CELLS + 1):
+        with pytest.raises(ValueError):
+            peak_change(z, z, cells)
+    with pytest.raises(ValueError):
+        peak_change(z, np.zeros((4, 5), np.float32), 1)

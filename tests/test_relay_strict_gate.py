@@ -17,6 +17,7 @@ from relay.strict.gate import (
     Blocked,
     Classify,
     Drop,
+    Finding,
     GateConfig,
     GateState,
     ModerationGate,
@@ -25,7 +26,11 @@ from relay.strict.gate import (
     Resumed,
 )
 
-CONFIG = GateConfig(verdict_ttl_s=1.0, min_classifications_per_s=2.0, max_hold_s=0.5)
+CONFIG = GateConfig(
+    verdict_ttl_s=1.0, min_classifications_per_s=2.0, max_hold_s=0.5, resume_after_safe=1
+)
+"""The rules before near misses and hysteresis: one safe keyframe lifts a block."""
+SAFE, NEAR, UNSAFE = Finding.SAFE, Finding.NEAR_MISS, Finding.UNSAFE
 
 
 def sig(scene: int) -> np.ndarray:
@@ -48,7 +53,7 @@ def test_nothing_before_the_first_keyframe_and_its_verdict() -> None:
     a = g.on_frame(1, True, sig(0), 0.033)
     assert of(a, Classify) == [Classify(1)] and not released(a)
     assert released(g.on_frame(2, False, sig(0), 0.066)) == []  # queued behind the keyframe
-    assert released(g.on_verdict(1, True, "", 0.0, 0.08)) == [1, 2]
+    assert released(g.on_verdict(1, SAFE, "", 0.0, 0.08)) == [1, 2]
     assert released(g.on_frame(3, False, sig(0), 0.1)) == [3]  # same scene: straight through
     assert g.state is GateState.OPEN and g.held == 0
 
@@ -56,7 +61,7 @@ def test_nothing_before_the_first_keyframe_and_its_verdict() -> None:
 def open_gate(scene: int = 0) -> ModerationGate:
     g = ModerationGate(CONFIG)
     g.on_frame(0, True, sig(scene), 0.0)
-    assert released(g.on_verdict(0, True, "", 0.0, 0.01)) == [0]
+    assert released(g.on_verdict(0, SAFE, "", 0.0, 0.01)) == [0]
     return g
 
 
@@ -66,9 +71,9 @@ def test_new_scene_is_held_until_its_own_verdict() -> None:
     assert of(a, Classify) == [Classify(1)] and not released(a)
     a = g.on_frame(2, False, sig(0), 0.13)  # scene 0 again, but behind frame 1 (order)
     assert of(a, Classify) == [Classify(2)] and not released(a)
-    assert released(g.on_verdict(1, True, "", 0.0, 0.15)) == [1]
+    assert released(g.on_verdict(1, SAFE, "", 0.0, 0.15)) == [1]
     # the reference is now frame 1 (scene 1): frame 2 needs its own verdict
-    assert released(g.on_verdict(2, True, "", 0.0, 0.16)) == [2]
+    assert released(g.on_verdict(2, SAFE, "", 0.0, 0.16)) == [2]
     assert released(g.on_frame(3, False, sig(0), 0.17)) == [3]
 
 
@@ -76,29 +81,29 @@ def test_unsafe_verdict_blocks_until_a_safe_keyframe() -> None:
     g = open_gate()
     g.on_frame(1, False, sig(1), 0.1)
     g.on_frame(2, False, sig(1), 0.13)
-    a = g.on_verdict(1, False, "FACE_FEMALE", 0.8, 0.15)
+    a = g.on_verdict(1, UNSAFE, "FACE_FEMALE", 0.8, 0.15)
     assert of(a, Blocked) == [Blocked("FACE_FEMALE", 0.8)] and g.strikes == 1
     assert of(a, Drop) == [Drop(1, "unsafe"), Drop(2, "unsafe")]
     assert g.state is GateState.BLOCKED
     # deltas keep being classified but never released; a safe one asks for a keyframe
     a = g.on_frame(3, False, sig(0), 0.6)
     assert of(a, Classify) == [Classify(3)] and of(a, Drop) == [Drop(3, "blocked")]
-    a = g.on_verdict(3, True, "", 0.0, 0.62)
+    a = g.on_verdict(3, SAFE, "", 0.0, 0.62)
     assert of(a, RequestKeyframe) and not released(a) and not of(a, Resumed)
     assert released(g.on_frame(4, False, sig(0), 0.63)) == []
     a = g.on_frame(5, True, sig(0), 0.7)
     assert of(a, Classify) == [Classify(5)]
     assert released(g.on_frame(6, False, sig(0), 0.73)) == []
-    a = g.on_verdict(5, True, "", 0.0, 0.75)
+    a = g.on_verdict(5, SAFE, "", 0.0, 0.75)
     assert released(a) == [5, 6] and of(a, Resumed) and g.state is GateState.OPEN
 
 
 def test_unsafe_keyframe_keeps_the_block() -> None:
     g = open_gate()
     g.on_frame(1, False, sig(1), 0.1)
-    g.on_verdict(1, False, "X", 0.9, 0.12)
+    g.on_verdict(1, UNSAFE, "X", 0.9, 0.12)
     g.on_frame(2, True, sig(1), 0.2)
-    a = g.on_verdict(2, False, "X", 0.9, 0.22)
+    a = g.on_verdict(2, UNSAFE, "X", 0.9, 0.22)
     assert not of(a, Blocked) and g.strikes == 1 and of(a, Drop) == [Drop(2, "unsafe")]
 
 
@@ -111,7 +116,7 @@ def test_verdict_expires_and_periodic_classification_keeps_it_fresh() -> None:
         assert released(a) == [i]
         for c in of(a, Classify):
             submitted.append(c.frame_id)
-            assert released(g.on_verdict(c.frame_id, True, "", 0.0, t)) == []
+            assert released(g.on_verdict(c.frame_id, SAFE, "", 0.0, t)) == []
     assert 5 <= len(submitted) <= 7  # about 2 per second
     # no answers any more: after the TTL, frames are held, then dropped
     g2 = open_gate()
@@ -126,7 +131,7 @@ def test_hold_overflow_drops_and_requires_a_keyframe() -> None:
     for i in range(2, 20):
         a = g.on_frame(i, False, sig(1), 0.1 + i / 30)
     assert of(a, Drop) and g.state is GateState.AWAIT_KEYFRAME and of(a, RequestKeyframe)
-    assert g.on_verdict(1, True, "", 0.0, 0.8) == []  # too late: its frames are gone
+    assert g.on_verdict(1, SAFE, "", 0.0, 0.8) == []  # too late: its frames are gone
     assert of(g.on_frame(30, False, sig(1), 1.0), Drop)  # a delta cannot follow a drop
 
 
@@ -137,7 +142,7 @@ def test_undecodable_frame_drops_and_requires_a_keyframe() -> None:
     assert released(g.on_frame(2, False, sig(0), 0.13)) == []
     a = g.on_frame(3, True, sig(0), 0.16)
     assert of(a, Classify) == [Classify(3)] and not released(a)  # the old reference is void
-    assert released(g.on_verdict(3, True, "", 0.0, 0.2)) == [3]
+    assert released(g.on_verdict(3, SAFE, "", 0.0, 0.2)) == [3]
 
 
 def test_no_verdict_means_dropped() -> None:
@@ -157,14 +162,28 @@ class Oracle:
     """Independent restatement of the release rule, checked on every action."""
 
     ttl: float
+    resume_after_safe: int
     frames: dict[int, tuple[bool, int | None, float]] = field(default_factory=dict)
     safe_verdicts: list[int] = field(default_factory=list)
+    near_misses: list[int] = field(default_factory=list)
     floor: int = 0
     """Frames before this id arrived before the last unsafe verdict."""
+    run: int = 0
+    """Safe verdicts on frames from ``floor`` on since the last unsafe verdict or near miss."""
     blocked: bool = False
     last_released: int = -1
     decided: set[int] = field(default_factory=set)
     next_id: int = 0
+
+    def verdict(self, fid: int, finding: Finding) -> None:
+        if finding is Finding.SAFE:
+            self.safe_verdicts.append(fid)
+            self.run += fid >= self.floor
+        elif finding is Finding.NEAR_MISS:
+            self.near_misses.append(fid)
+            self.run = 0
+        else:
+            self.floor, self.blocked, self.run = self.next_id, True, 0
 
     def check(self, actions: list[Action]) -> None:
         for a in actions:
@@ -176,19 +195,22 @@ class Oracle:
 
     def check_release(self, r: int) -> None:
         keyframe, scene, arrival = self.frames[r]
+        own = r in self.safe_verdicts or r in self.near_misses
         assert scene is not None, "an undecodable frame was released"
         assert r > self.last_released, "order"
         if r != self.last_released + 1 or self.last_released < 0:
             assert keyframe, f"frame {r} released after a gap without a keyframe"
-            assert r in self.safe_verdicts, f"frame {r} resumed without a fresh verdict"
+            assert own, f"frame {r} resumed without a fresh verdict"
         assert r >= self.floor, "a frame from before an unsafe verdict was released"
         if self.blocked:
             assert keyframe and r in self.safe_verdicts, "resumed without a safe keyframe"
+            assert self.run >= self.resume_after_safe, "resumed without enough safe verdicts"
             self.blocked = False
-        covered = r in self.safe_verdicts or any(
+        covered = own or any(
             self.floor <= s < r
             and self.frames[s][1] == scene
             and arrival - self.frames[s][2] <= self.ttl
+            and not any(n > s for n in self.near_misses)  # a near miss since voids it
             for s in self.safe_verdicts
         )
         assert covered, f"frame {r} released without a safe verdict covering it"
@@ -201,6 +223,7 @@ events = st.lists(
         st.booleans(),
         st.sampled_from([0, 0, 0, 1, 2, None]),
         st.sampled_from([0.0, 0.033, 0.033, 0.033, 0.1, 0.3, 0.7]),
+        st.sampled_from([SAFE, SAFE, SAFE, NEAR, UNSAFE]),
     ),
     max_size=80,
 )
@@ -208,16 +231,21 @@ events = st.lists(
 
 @pytest.mark.slow
 @settings(max_examples=400, deadline=None)
-@given(events, st.integers(1, 3))
+@given(events, st.integers(1, 3), st.integers(1, 3))
 def test_no_release_without_a_covering_safe_verdict(
-    evs: list[tuple[str, bool, int | None, float]], max_in_flight: int
+    evs: list[tuple[str, bool, int | None, float, Finding]], max_in_flight: int, resume: int
 ) -> None:
-    cfg = GateConfig(max_in_flight=max_in_flight, verdict_timeout_s=0.5, max_held_frames=10)
+    cfg = GateConfig(
+        max_in_flight=max_in_flight,
+        verdict_timeout_s=0.5,
+        max_held_frames=10,
+        resume_after_safe=resume,
+    )
     g = ModerationGate(cfg)
-    o = Oracle(ttl=cfg.verdict_ttl_s)
+    o = Oracle(ttl=cfg.verdict_ttl_s, resume_after_safe=resume)
     now = 0.0
     outstanding: list[int] = []
-    for kind, flag, n, dt in evs:
+    for kind, flag, n, dt, finding in evs:
         now += dt
         if kind == "frame":
             fid = o.next_id
@@ -229,11 +257,8 @@ def test_no_release_without_a_covering_safe_verdict(
             if kind == "lost":
                 acts = g.on_no_verdict(fid, now)
             else:
-                if flag:
-                    o.safe_verdicts.append(fid)
-                else:
-                    o.floor, o.blocked = o.next_id, True
-                acts = g.on_verdict(fid, flag, "L", 0.9, now)
+                o.verdict(fid, finding)
+                acts = g.on_verdict(fid, finding, "L", 0.9, now)
         else:
             acts = g.on_tick(now)
         o.check(acts)
@@ -248,8 +273,8 @@ def test_a_verdict_from_before_a_drop_does_not_resume() -> None:
     assert released(a) == [1] and of(a, Classify) == [Classify(1)]
     g.on_frame(2, False, None, 0.53)  # lost packets: dropped, keyframe needed
     assert of(g.on_frame(3, True, sig(0), 0.56), Classify) == [Classify(3)]
-    assert released(g.on_verdict(1, True, "", 0.0, 0.58)) == []  # stale: frame 1 < the drop
-    assert released(g.on_verdict(3, True, "", 0.0, 0.6)) == [3]
+    assert released(g.on_verdict(1, SAFE, "", 0.0, 0.58)) == []  # stale: frame 1 < the drop
+    assert released(g.on_verdict(3, SAFE, "", 0.0, 0.6)) == [3]
 
 
 def reasons(actions: list[Action]) -> list[str]:
@@ -261,10 +286,10 @@ def test_classify_says_whether_the_frame_waits_for_its_verdict() -> None:
     frame already released, so the caller can serve the held ones first."""
     g = ModerationGate(CONFIG)
     assert reasons(g.on_frame(0, True, sig(0), 0.0)) == ["keyframe"]
-    g.on_verdict(0, True, "", 0.0, 0.01)
+    g.on_verdict(0, SAFE, "", 0.0, 0.01)
     a = g.on_frame(1, False, sig(0), 0.6)  # same scene, periodic check due
     assert released(a) == [1] and reasons(a) == ["periodic"]
-    g.on_verdict(1, True, "", 0.0, 0.61)
+    g.on_verdict(1, SAFE, "", 0.0, 0.61)
     a = g.on_frame(2, False, sig(1), 0.7)
     assert not released(a) and reasons(a) == ["scene"]
 
@@ -288,3 +313,98 @@ def test_the_documented_table_is_the_code() -> None:
         for (state, event), row in TRANSITIONS.items()
     ]
     assert documented == in_code
+
+
+RULES = GateConfig(
+    verdict_ttl_s=1.0,
+    min_classifications_per_s=2.0,
+    max_hold_s=0.5,
+    resume_after_safe=3,
+    alert_classifications_per_s=10.0,
+)
+"""The decision rules with near misses, three safe verdicts to lift a block, alert rate."""
+
+
+def test_a_near_miss_is_released_alone_and_never_covers_the_next_frame() -> None:
+    g = ModerationGate(RULES)
+    g.on_frame(0, True, sig(0), 0.0)
+    assert released(g.on_verdict(0, NEAR, "FACE_FEMALE", 0.38, 0.01)) == [0]
+    a = g.on_frame(1, False, sig(0), 0.033)  # same scene, 33 ms later: classified itself
+    assert not released(a) and reasons(a) == ["scene"]
+    assert released(g.on_verdict(1, SAFE, "", 0.0, 0.05)) == [1]
+    assert released(g.on_frame(2, False, sig(0), 0.066)) == [2]  # a safe verdict covers
+
+
+def test_a_near_miss_on_a_periodic_check_withdraws_the_reference() -> None:
+    g = ModerationGate(RULES)
+    g.on_frame(0, True, sig(0), 0.0)
+    g.on_verdict(0, SAFE, "", 0.0, 0.01)
+    a = g.on_frame(1, False, sig(0), 0.6)
+    assert released(a) == [1] and reasons(a) == ["periodic"]
+    g.on_verdict(1, NEAR, "FACE_FEMALE", 0.38, 0.62)
+    a = g.on_frame(2, False, sig(0), 0.633)  # frame 0's verdict no longer covers the scene
+    assert not released(a) and reasons(a) == ["scene"]
+    # alert: the periodic check runs at 10/s, not 2/s
+    g.on_verdict(2, SAFE, "", 0.0, 0.65)
+    t, checks = 0.633, 0
+    for i in range(3, 12):
+        t += 0.033
+        a = g.on_frame(i, False, sig(0), t)
+        assert released(a) == [i]
+        checks += len(reasons(a))
+        for c in of(a, Classify):
+            g.on_verdict(c.frame_id, SAFE, "", 0.0, t)
+    assert checks >= 2
+
+
+def test_a_block_is_lifted_only_after_three_safe_verdicts_in_a_row() -> None:
+    g = ModerationGate(RULES)
+    g.on_frame(0, True, sig(0), 0.0)
+    g.on_verdict(0, SAFE, "", 0.0, 0.01)
+    g.on_frame(1, False, sig(1), 0.1)
+    assert of(g.on_verdict(1, UNSAFE, "X", 0.9, 0.12), Blocked)
+    t, fid = 0.12, 2
+
+    def frame(keyframe: bool = False) -> list[Action]:
+        nonlocal t, fid
+        t += 0.033
+        fid += 1
+        return g.on_frame(fid, keyframe, sig(0), t)
+
+    # a safe keyframe right away does not resume: one safe verdict is not enough
+    assert reasons(frame(keyframe=True)) == ["keyframe"]
+    a = g.on_verdict(fid, SAFE, "", 0.0, t)
+    assert not released(a) and not of(a, Resumed) and not of(a, RequestKeyframe)
+    # blocked deltas are checked at the alert rate (10/s); the second safe one asks for a keyframe
+    verdicts = 0
+    while not verdicts or not of(a, RequestKeyframe):
+        a = frame()
+        assert not released(a)
+        for c in of(a, Classify):
+            verdicts += 1
+            a = g.on_verdict(c.frame_id, SAFE, "", 0.0, t)
+    assert verdicts == 1 and t < 0.5
+    # a near miss starts the run again
+    while not reasons(a := frame()):
+        pass
+    g.on_verdict(fid, NEAR, "X", 0.8, t)
+    for _ in range(2):
+        while not reasons(a := frame()):
+            pass
+        a = g.on_verdict(fid, SAFE, "", 0.0, t)
+    assert of(a, RequestKeyframe) and g.state is GateState.BLOCKED
+    frame(keyframe=True)
+    a = g.on_verdict(fid, SAFE, "", 0.0, t)  # the third safe verdict in a row, on a keyframe
+    assert released(a) == [fid] and of(a, Resumed) and g.state is GateState.OPEN
+
+
+def test_a_change_in_one_corner_is_a_new_scene() -> None:
+    g = ModerationGate(RULES)
+    base = np.full((18, 32), 100.0, np.float32)
+    g.on_frame(0, True, base, 0.0)
+    g.on_verdict(0, SAFE, "", 0.0, 0.01)
+    corner = base.copy()
+    corner[:5, :6] = 220.0  # 30 of 576 cells: the mean moves by 6 (< 8), the corner by 120
+    assert released(g.on_frame(1, False, base + 3.0, 0.033)) == [1]  # lighting: same scene
+    a = g.on_frame(2, False, corner, 0.066)
+    assert not released(a) and reasons(a) == ["scene"]

@@ -5,10 +5,17 @@ What lives here: the decision only. Frames (an id, keyframe or not, a scene sign
 out as :data:`Action` s. No pixels, no packets, no clock, no tasks: ``relay.strict.moderation``
 does the decoding, the classifying and the forwarding, and this file can be tested exhaustively.
 
-The invariant (fail closed): a frame is released only if it was classified safe itself, or it
-comes after a frame classified safe (the *reference*) in the same stream, shows the same scene
-(signature distance below ``scene_threshold``) and arrived at most ``verdict_ttl_s`` after it,
-with nothing unsafe since. Frames are released in arrival order, so one frame waiting for its
+The invariant (fail closed): a frame is released only if it was classified safe (or a near
+miss) itself, or it comes after a frame classified safe (the *reference*) in the same stream,
+shows the same scene (signature distance below ``scene_threshold`` and its most-changed cells
+below ``scene_peak_threshold``) and arrived at most ``verdict_ttl_s`` after it, with nothing
+unsafe and no near miss since. A *near miss* (a score under its threshold but within
+``reference_margin`` of it, :class:`Finding`) is released alone and never covers another frame:
+where the model's scores hover at a threshold, one frame scoring just under must not open the
+gate for a second. After a block, forwarding resumes at a keyframe only once
+``resume_after_safe`` safe verdicts in a row (the keyframe's own included) came on frames after
+it; for ``alert_s`` after a block, a resume or a near miss the periodic check runs at
+``alert_classifications_per_s``. Frames are released in arrival order, so one frame waiting for its
 verdict holds back the ones behind it. And after any frame was dropped, the receiver's decoder
 lacks a reference, so nothing but a keyframe may follow.
 
@@ -24,7 +31,7 @@ OPEN           UNDECODABLE        drop all held and the frame, lose the referenc
                                   request a keyframe
 AWAIT_KEYFRAME UNDECODABLE        drop all held and the frame, request a keyframe  -
 BLOCKED        UNDECODABLE        drop all held and the frame; request a keyframe  -
-                                  if a safe verdict came since the block [1]
+                                  if enough safe verdicts came [1]
 OPEN           COVERED            release (+ classify if the periodic check is     -
                                   due)
 OPEN           KEYFRAME           hold, classify                                   -
@@ -46,18 +53,25 @@ OPEN           UNSAFE             forget every verdict, drop all held, strike:  
 AWAIT_KEYFRAME UNSAFE             the same                                         BLOCKED
 BLOCKED        UNSAFE             forget every verdict, drop all held (no second   -
                                   strike)
+OPEN           NEAR_MISS_ON_HELD  distrust [2], mark the frame releasable alone,   -
+                                  drain
+BLOCKED        NEAR_MISS_ON_HELD  distrust [2], drain (it drops the frame)         -
+ANY            NEAR_MISS          distrust [2], drain                              -
 ANY            LATE               nothing: what it could cover was decided         -
 ANY            NO_VERDICT         forget the request, drain                        -
 ANY            TIMED_OUT          forget the request (then one drain for all)      -
-OPEN           SAFE_ON_HELD       mark the frame safe, drain                       -
-BLOCKED        SAFE_ON_HELD       mark the frame safe, drain                       -
-OPEN           SAFE_ON_PASSED     it becomes the reference if newer and after the  -
-                                  last drop (a periodic check confirmed), drain
+OPEN           SAFE_ON_HELD       count it [3], mark the frame safe, drain         -
+BLOCKED        SAFE_ON_HELD       the same                                         -
+OPEN           SAFE_ON_PASSED     count it [3]; it becomes the reference if newer  -
+                                  and after the last drop (a periodic check
+                                  confirmed), drain
 AWAIT_KEYFRAME SAFE_ON_PASSED     the same (it is from before the drop: nothing)   -
-BLOCKED        SAFE_ON_PASSED     note that a safe verdict came, request a         -
-                                  keyframe (the caller throttles), drain
-OPEN           HEAD_SAFE_KEYFRAME new reference, release it                        -
-OPEN           HEAD_SAFE          new reference, release it                        -
+BLOCKED        SAFE_ON_PASSED     count it [3], request a keyframe if enough safe  -
+                                  verdicts came [1] (the caller throttles), drain
+OPEN           HEAD_SAFE_KEYFRAME release it; it becomes the reference if after the -
+                                  last drop or near miss
+OPEN           HEAD_SAFE          the same                                         -
+OPEN           HEAD_NEAR_MISS     release it (not a reference)                     -
 OPEN           HEAD_COVERED       release it                                       -
 OPEN           HEAD_AWAITED       wait for its verdict                             -
 OPEN           HEAD_MAYBE_COVERED wait: an earlier frame's verdict may become the  -
@@ -65,13 +79,24 @@ OPEN           HEAD_MAYBE_COVERED wait: an earlier frame's verdict may become th
 OPEN           HEAD_UNCOVERED     drop all held, lose the reference, request a     AWAIT
                                   keyframe
 BLOCKED        HEAD_SAFE_KEYFRAME emit ``Resumed``, new reference, release it      OPEN
+BLOCKED        HEAD_SAFE          drop all held (safe, but too few safe verdicts   -
+                                  in a row yet), request a keyframe [1]
+BLOCKED        HEAD_NEAR_MISS     drop all held, request a keyframe [1]            -
 BLOCKED        HEAD_AWAITED       wait for its verdict                             -
 BLOCKED        HEAD_MAYBE_COVERED drop all held, request a keyframe [1]            -
 BLOCKED        HEAD_UNCOVERED     drop all held, request a keyframe [1]            -
 ============== ================== ================================================ =========
 
-[1] Blocked, a keyframe is requested only once a safe verdict came since the block: an earlier
-one would be unsafe too, and every keyframe costs the sender bitrate.
+[1] Blocked, a keyframe is requested only once ``resume_after_safe - 1`` safe verdicts in a row
+(at least one) came since the block, so that the keyframe's own can complete the run: an
+earlier one would not resume, and every keyframe costs the sender bitrate.
+
+[2] Distrust: lose the reference and what a new frame is compared with (so the next frame is
+classified, held until its own verdict), no verdict from before counts any more, the run of
+safe verdicts starts again, and the periodic check runs at the alert rate for ``alert_s``.
+
+[3] A safe verdict on a frame after the last drop or block lengthens the run of safe verdicts
+that lifts a block (``resume_after_safe``).
 
 "Drain" releases held frames from the head while a verdict covers them: it names the head's
 situation (the ``HEAD_*`` inputs) and follows that row, again while rows release. "Classify" is
@@ -79,8 +104,9 @@ bounded by ``max_in_flight`` outstanding requests; a frame that cannot be submit
 may still be covered by a pending verdict on an earlier frame. Missing rows are inputs that
 cannot occur in that state: only OPEN has a reference (COVERED); AWAIT_KEYFRAME never holds a
 frame (every way into it drops all held, and a keyframe leaves it), so it has no ``HEAD_*``,
-``DELTA_BEHIND_HELD``, ``SAFE_ON_HELD`` or ``OVERDUE`` rows; and BLOCKED's held queue starts at a
-keyframe (no ``HEAD_SAFE``).
+``DELTA_BEHIND_HELD``, ``SAFE_ON_HELD``, ``NEAR_MISS_ON_HELD`` or ``OVERDUE`` rows; a held
+frame's own verdict in BLOCKED is on a keyframe (``HEAD_SAFE`` there is a keyframe whose run of
+safe verdicts is still too short), and in BLOCKED no reference covers anything.
 """
 
 from __future__ import annotations
@@ -94,9 +120,19 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from fastpath.scene import signature_distance
+from fastpath.scene import peak_change, signature_distance
 
 Signature = NDArray[np.float32]
+
+
+class Finding(enum.Enum):
+    """What a classification found, as the gate needs it (``relay.strict.block_policy``)."""
+
+    SAFE = "safe"
+    """Every blocked label's score is under its threshold by more than the margin."""
+    NEAR_MISS = "near_miss"
+    """Under every threshold, but within the margin of one: the frame may go, nothing else."""
+    UNSAFE = "unsafe"
 
 
 class GateState(enum.Enum):
@@ -113,6 +149,12 @@ class GateConfig:
     scene_threshold: float = 8.0
     """Signature distance (mean absolute luma difference, 0-255) below which two frames show
     the same scene."""
+    scene_peak_cells: int = 16
+    """How many of the most-changed signature cells :attr:`scene_peak_threshold` averages."""
+    scene_peak_threshold: float = 40.0
+    """Mean change of the ``scene_peak_cells`` most-changed cells (0-255) at or above which a
+    frame shows a new scene even when the mean over the grid barely moved: a change confined
+    to part of the picture."""
     verdict_ttl_s: float = 1.0
     """How much later than a safe frame another frame may arrive and still be covered by it."""
     min_classifications_per_s: float = 2.0
@@ -124,6 +166,13 @@ class GateConfig:
     """Classification requests outstanding at once (each needs its own tensor buffer)."""
     verdict_timeout_s: float = 1.0
     """A request unanswered for this long counts as no verdict (if the caller did not say)."""
+    resume_after_safe: int = 2
+    """Safe verdicts in a row, on frames after the block, that lift it (the last one on the
+    keyframe that resumes)."""
+    alert_s: float = 2.0
+    """How long after a block, a resume or a near miss the periodic check runs faster."""
+    alert_classifications_per_s: float = 5.0
+    """The periodic check's rate while alert (and while blocked)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,14 +236,17 @@ class Input(enum.Enum):
     OVERDUE = "the oldest held frame waited max_hold_s, or more than max_held_frames are held"
     # a classification request ended (on_verdict, on_no_verdict, time-outs)
     UNSAFE = "verdict unsafe (even after its time-out)"
+    NEAR_MISS_ON_HELD = "verdict near miss on a frame still held"
+    NEAR_MISS = "verdict near miss on a frame released, dropped or timed out"
     LATE = "verdict on a request that is no longer outstanding"
     NO_VERDICT = "the caller reports no verdict (error, time-out)"
     TIMED_OUT = "no verdict within verdict_timeout_s"
     SAFE_ON_HELD = "verdict safe on a frame still held"
     SAFE_ON_PASSED = "verdict safe on a frame already released or dropped"
     # the head of the held queue (drain)
-    HEAD_SAFE_KEYFRAME = "its own safe verdict, and a keyframe"
+    HEAD_SAFE_KEYFRAME = "its own safe verdict, a keyframe, and enough safe verdicts in a row"
     HEAD_SAFE = "its own safe verdict"
+    HEAD_NEAR_MISS = "its own verdict, a near miss"
     HEAD_COVERED = "the reference covers it"
     HEAD_AWAITED = "its own verdict is outstanding"
     HEAD_MAYBE_COVERED = "an earlier frame's verdict is outstanding"
@@ -217,12 +269,16 @@ class Op(enum.Enum):
     """Unlike the last frame submitted or found safe, or later than its ``verdict_ttl_s``."""
     REQUEST_KEYFRAME = enum.auto()
     REQUEST_KEYFRAME_IF_SAFE_SEEN = enum.auto()
-    """Blocked: only once a safe verdict came since the block (a keyframe before that would
-    be unsafe too, and PLIs cost the sender bitrate)."""
+    """Blocked: only once enough safe verdicts came in a row for the keyframe's own to lift
+    the block (a keyframe before that would not resume, and PLIs cost the sender bitrate)."""
     LOSE_REFERENCE = enum.auto()
     """After a drop: no verdict from before it covers anything any more."""
     FORGET_VERDICTS = enum.auto()
-    """After an unsafe verdict: as ``LOSE_REFERENCE``, and no scene counts as classified."""
+    """After an unsafe verdict: as ``DISTRUST``, and the verdict strikes."""
+    DISTRUST = enum.auto()
+    """After a near miss: as ``LOSE_REFERENCE``, no scene counts as classified, the run of
+    safe verdicts starts again, the periodic check is alert."""
+    MARK_NEAR_MISS = enum.auto()
     STRIKE = enum.auto()
     RESUME = enum.auto()
     MARK_SAFE = enum.auto()
@@ -230,7 +286,9 @@ class Op(enum.Enum):
     """A frame released by coverage (a periodic check) was found safe: it becomes the
     reference if it is newer than the current one and after the last drop."""
     SET_REFERENCE = enum.auto()
-    SAFE_SEEN = enum.auto()
+    """A held frame's own safe verdict: it becomes the reference if it is after the last drop,
+    block or near miss."""
+    COUNT_SAFE = enum.auto()
     FORGET_REQUEST = enum.auto()
     DRAIN = enum.auto()
 
@@ -291,17 +349,23 @@ TRANSITIONS: Final[Mapping[tuple[GateState | None, Input], Row]] = {
         _O.FORGET_VERDICTS, (_O.DROP_HELD, "unsafe"), _O.STRIKE, then=_BLOCKED
     ),
     (_BLOCKED, _I.UNSAFE): _row(_O.FORGET_VERDICTS, (_O.DROP_HELD, "unsafe")),
+    (_OPEN, _I.NEAR_MISS_ON_HELD): _row(_O.DISTRUST, _O.MARK_NEAR_MISS, _O.DRAIN),
+    (_BLOCKED, _I.NEAR_MISS_ON_HELD): _row(_O.DISTRUST, _O.DRAIN),
+    (ANY, _I.NEAR_MISS): _row(_O.DISTRUST, _O.DRAIN),
     (ANY, _I.LATE): _row(),
     (ANY, _I.NO_VERDICT): _row(_O.FORGET_REQUEST, _O.DRAIN),
     (ANY, _I.TIMED_OUT): _row(_O.FORGET_REQUEST),
-    (_OPEN, _I.SAFE_ON_HELD): _row(_O.MARK_SAFE, _O.DRAIN),
-    (_BLOCKED, _I.SAFE_ON_HELD): _row(_O.MARK_SAFE, _O.DRAIN),
-    (_OPEN, _I.SAFE_ON_PASSED): _row(_O.CONFIRM_REFERENCE, _O.DRAIN),
-    (_AWAIT, _I.SAFE_ON_PASSED): _row(_O.CONFIRM_REFERENCE, _O.DRAIN),
-    (_BLOCKED, _I.SAFE_ON_PASSED): _row(_O.SAFE_SEEN, _O.REQUEST_KEYFRAME, _O.DRAIN),
+    (_OPEN, _I.SAFE_ON_HELD): _row(_O.COUNT_SAFE, _O.MARK_SAFE, _O.DRAIN),
+    (_BLOCKED, _I.SAFE_ON_HELD): _row(_O.COUNT_SAFE, _O.MARK_SAFE, _O.DRAIN),
+    (_OPEN, _I.SAFE_ON_PASSED): _row(_O.COUNT_SAFE, _O.CONFIRM_REFERENCE, _O.DRAIN),
+    (_AWAIT, _I.SAFE_ON_PASSED): _row(_O.COUNT_SAFE, _O.CONFIRM_REFERENCE, _O.DRAIN),
+    (_BLOCKED, _I.SAFE_ON_PASSED): _row(
+        _O.COUNT_SAFE, _O.REQUEST_KEYFRAME_IF_SAFE_SEEN, _O.DRAIN
+    ),
     # -- drain: the head of the held queue
     (_OPEN, _I.HEAD_SAFE_KEYFRAME): _row(_O.SET_REFERENCE, _O.RELEASE_HEAD),
     (_OPEN, _I.HEAD_SAFE): _row(_O.SET_REFERENCE, _O.RELEASE_HEAD),
+    (_OPEN, _I.HEAD_NEAR_MISS): _row(_O.RELEASE_HEAD),
     (_OPEN, _I.HEAD_COVERED): _row(_O.RELEASE_HEAD),
     (_OPEN, _I.HEAD_AWAITED): _row(),
     (_OPEN, _I.HEAD_MAYBE_COVERED): _row(),
@@ -310,6 +374,10 @@ TRANSITIONS: Final[Mapping[tuple[GateState | None, Input], Row]] = {
     ),
     (_BLOCKED, _I.HEAD_SAFE_KEYFRAME): _row(
         _O.RESUME, _O.SET_REFERENCE, _O.RELEASE_HEAD, then=_OPEN
+    ),
+    (_BLOCKED, _I.HEAD_SAFE): _row((_O.DROP_HELD, "blocked"), _O.REQUEST_KEYFRAME_IF_SAFE_SEEN),
+    (_BLOCKED, _I.HEAD_NEAR_MISS): _row(
+        (_O.DROP_HELD, "blocked"), _O.REQUEST_KEYFRAME_IF_SAFE_SEEN
     ),
     (_BLOCKED, _I.HEAD_AWAITED): _row(),
     (_BLOCKED, _I.HEAD_MAYBE_COVERED): _row(
@@ -330,6 +398,8 @@ class _Frame:
     arrival: float
     safe: bool = False
     """Its own safe verdict arrived (while it was held)."""
+    near_miss: bool = False
+    """Its own verdict, a near miss, arrived while it was held: it may go, alone."""
 
 
 _UNDECODABLE: Final = np.zeros(0, np.float32)
@@ -356,7 +426,10 @@ class ModerationGate:
         """Verdicts on frames before this id never become the reference: after a drop or a
         block, forwarding resumes on a fresh verdict only."""
         self._last_submit = float("-inf")
-        self._safe_since_block = False
+        self._safe_run = 0
+        """Safe verdicts in a row on frames from ``_floor`` on (a block or a near miss ends
+        the run)."""
+        self._alert_until = float("-inf")
         self.strikes = 0
         self.released = 0
         self.dropped = 0
@@ -385,17 +458,18 @@ class ModerationGate:
         return out
 
     def on_verdict(
-        self, frame_id: int, safe: bool, label: str, score: float, now: float
+        self, frame_id: int, finding: Finding, label: str, score: float, now: float
     ) -> list[Action]:
         """The classifier's verdict on a frame submitted with :class:`Classify`.
 
-        An unsafe verdict blocks even when it comes after the time-out: frames may have been
-        released on the strength of an earlier verdict on the same scene.
+        An unsafe verdict blocks, and a near miss distrusts, even when it comes after the
+        time-out: frames may have been released on the strength of an earlier verdict on the
+        same scene.
         """
         out: list[Action] = []
         entry = self._in_flight.pop(frame_id, None)
         f = None if entry is None else entry[0]
-        self._step(self._verdict_input(f, safe), f, now, out, label, score)
+        self._step(self._verdict_input(f, finding), f, now, out, label, score)
         return out
 
     def on_no_verdict(self, frame_id: int, now: float) -> list[Action]:
@@ -427,19 +501,24 @@ class ModerationGate:
             return Input.KEYFRAME
         return Input.DELTA_BEHIND_HELD if self._held else Input.DELTA
 
-    def _verdict_input(self, f: _Frame | None, safe: bool) -> Input:
-        if not safe:
+    def _verdict_input(self, f: _Frame | None, finding: Finding) -> Input:
+        if finding is Finding.UNSAFE:
             return Input.UNSAFE
+        # the held queue is contiguous from its head: a frame from there on is in it
+        held = f is not None and bool(self._held) and f.id >= self._held[0].id
+        if finding is Finding.NEAR_MISS:
+            return Input.NEAR_MISS_ON_HELD if held else Input.NEAR_MISS
         if f is None:
             return Input.LATE
-        # the held queue is contiguous from its head: a frame from there on is in it
-        if self._held and f.id >= self._held[0].id:
-            return Input.SAFE_ON_HELD
-        return Input.SAFE_ON_PASSED
+        return Input.SAFE_ON_HELD if held else Input.SAFE_ON_PASSED
 
     def _head_input(self, f: _Frame) -> Input:
         if f.safe:
-            return Input.HEAD_SAFE_KEYFRAME if f.keyframe else Input.HEAD_SAFE
+            if f.keyframe and self._safe_run >= self.config.resume_after_safe:
+                return Input.HEAD_SAFE_KEYFRAME
+            return Input.HEAD_SAFE
+        if f.near_miss:
+            return Input.HEAD_NEAR_MISS
         if self._covered(f):
             return Input.HEAD_COVERED
         if f.id in self._in_flight:
@@ -484,20 +563,19 @@ class ModerationGate:
             case Op.REQUEST_KEYFRAME:
                 out.append(RequestKeyframe())
             case Op.REQUEST_KEYFRAME_IF_SAFE_SEEN:
-                if self._safe_since_block:
+                if self._safe_run >= max(1, self.config.resume_after_safe - 1):
                     out.append(RequestKeyframe())
             case Op.LOSE_REFERENCE:
                 self._ref = None
                 self._floor = self._next_id
-            case Op.FORGET_VERDICTS:
+            case Op.FORGET_VERDICTS | Op.DISTRUST:
                 self._ref = self._anchor = None
                 self._floor = self._next_id
-                self._safe_since_block = False
+                self._safe_run = 0
+                self._alert_until = now + self.config.alert_s
             case Op.STRIKE:
                 self.strikes += 1
                 out.append(Blocked(label, score))
-            case Op.SAFE_SEEN:
-                self._safe_since_block = True
             case Op.DRAIN:
                 self._drain(now, out)
             case _:
@@ -517,21 +595,27 @@ class ModerationGate:
             case Op.CLASSIFY:
                 self._submit(f, now, out, reason)
             case Op.CLASSIFY_IF_DUE:
-                if now - self._last_submit >= 1.0 / self.config.min_classifications_per_s:
+                if now - self._last_submit >= 1.0 / self._periodic_rate(now):
                     self._submit(f, now, out, "periodic")
             case Op.CLASSIFY_IF_NEW_SCENE:
                 if self._new_scene(f):
                     self._submit(f, now, out, "scene")
             case Op.RESUME:
-                self._safe_since_block = False
+                self._alert_until = now + self.config.alert_s
                 out.append(Resumed())
             case Op.MARK_SAFE:
                 f.safe = True
+            case Op.MARK_NEAR_MISS:
+                f.near_miss = True
+            case Op.COUNT_SAFE:
+                if f.id >= self._floor:
+                    self._safe_run += 1
             case Op.CONFIRM_REFERENCE:
                 if f.id >= self._floor and (self._ref is None or f.id > self._ref.id):
                     self._ref = f
             case Op.SET_REFERENCE:
-                self._ref = f
+                if f.id >= self._floor:  # a verdict from before a near miss vouches for no other
+                    self._ref = f
             case Op.FORGET_REQUEST:
                 self._in_flight.pop(f.id, None)
                 if self._anchor is f:
@@ -548,7 +632,7 @@ class ModerationGate:
             and self.state is GateState.OPEN
             and ref.id < f.id
             and f.arrival - ref.arrival <= self.config.verdict_ttl_s
-            and signature_distance(f.signature, ref.signature) < self.config.scene_threshold
+            and self._same_scene(f, ref)
         )
 
     def _new_scene(self, f: _Frame) -> bool:
@@ -556,8 +640,25 @@ class ModerationGate:
         return (
             a is None
             or f.arrival - a.arrival > self.config.verdict_ttl_s
-            or signature_distance(f.signature, a.signature) >= self.config.scene_threshold
+            or not self._same_scene(f, a)
         )
+
+    def _same_scene(self, f: _Frame, g: _Frame) -> bool:
+        """Close on average and nowhere much changed: a change confined to part of the
+        picture (someone entering one corner) is a new scene too."""
+        c = self.config
+        return (
+            signature_distance(f.signature, g.signature) < c.scene_threshold
+            and peak_change(f.signature, g.signature, c.scene_peak_cells) < c.scene_peak_threshold
+        )
+
+    def _periodic_rate(self, now: float) -> float:
+        """Classifications per second of frames already decided: faster while blocked and
+        for a while after a block, a resume or a near miss, when the scene is in doubt."""
+        c = self.config
+        if self.state is GateState.BLOCKED or now < self._alert_until:
+            return max(c.alert_classifications_per_s, c.min_classifications_per_s)
+        return c.min_classifications_per_s
 
     def _submit(self, f: _Frame, now: float, out: list[Action], reason: str) -> None:
         if len(self._in_flight) >= self.config.max_in_flight:

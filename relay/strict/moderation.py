@@ -376,7 +376,7 @@ class ModeratedStream:
         self._m.meter.classified += 1
         self._tensors.append(tensor)
         v = self.policy.verdict(dets)
-        self._apply(self.gate.on_verdict(fid, v.safe, v.label, v.score, self._m.clock()))
+        self._apply(self.gate.on_verdict(fid, v.finding, v.label, v.score, self._m.clock()))
 
     def _apply(self, actions: list[Action]) -> None:
         now = self._m.clock()
