@@ -1,6 +1,6 @@
 """Leaks against withheld safe frames, per decision rule: the figures of strict-decisions.md.
 
-Run ``.venv/bin/python docs/strict_decisions_probe.py`` (needs the ``bench`` extra: skimage,
+Run ``.venv/bin/python -m bench.strict_decisions_probe`` (needs the ``bench`` extra: skimage,
 cv2). What it does, and why this way:
 
 * The strict workload's clip (:mod:`bench.strict_clip`, one unsafe segment under a
@@ -21,6 +21,7 @@ cv2). What it does, and why this way:
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -86,7 +87,8 @@ def frames(make: object, runner: ModelRunner, bitrate: int) -> list[Frame]:
     tensor = np.empty((3, size, size), np.float32)
     for k, index in enumerate(range(0, CLIP_FRAMES * LOOPS, STEP)):
         rgb = cv2.resize(make(index), (W, H), interpolation=cv2.INTER_AREA)  # type: ignore[operator]
-        vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        vf = av.VideoFrame.from_ndarray(np.asarray(rgb, np.uint8), format="rgb24")
+        vf = vf.reformat(format="yuv420p")
         vf.pts = k
         for packet in enc.encode(vf):
             for pic in dec.decode(packet):
@@ -107,7 +109,7 @@ def replay(stream: list[Frame], policy: ModerationPolicy, cfg: GateConfig) -> di
     own: set[int] = set()
     classified = 0
 
-    def take(actions: list[object], now: float) -> None:
+    def take(actions: Sequence[object], now: float) -> None:
         nonlocal classified
         for a in actions:
             if isinstance(a, Classify):
@@ -201,10 +203,11 @@ def scene_figures(stream: list[Frame]) -> None:
             sig = np.empty(SIGNATURE_GRID, np.float32)
             luma_signature(np.ascontiguousarray(y), sig)
             sigs.append(sig)
-        share = 100 * w * h / (640 * 480)
+        covered_pct = 100 * w * h / (640 * 480)
+        mean_move = signature_distance(sigs[0], sigs[1])
         print(
-            f"| {w}x{h} of 640x480 ({share:.0f} %) | {signature_distance(*sigs):.1f} | "
-            f"{peak_change(*sigs, 16):.1f} |"
+            f"| {w}x{h} of 640x480 ({covered_pct:.0f} %) | {mean_move:.1f} | "
+            f"{peak_change(sigs[0], sigs[1], 16):.1f} |"
         )
 
 
