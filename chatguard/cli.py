@@ -72,6 +72,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="relay worker processes to start here (default: one per CPU core; 0: none, "
         "when relays run on other machines with `chatguard relay`)",
     )
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share one pool of strangers with every other `chatguard serve` given the same "
+        "Redis (e.g. redis://127.0.0.1:6379/0); needs the `chatguard[redis]` extra; "
+        "default: this process alone, in memory",
+    )
     _add_log_level(serve)
 
     relay = commands.add_parser(
@@ -146,6 +153,9 @@ def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     if args.relay_workers is not None:
         relay = msgspec.structs.replace(config.relay, workers=args.relay_workers)
         config = msgspec.structs.replace(config, relay=relay)
+    if args.redis is not None:
+        cluster = msgspec.structs.replace(config.cluster, redis_url=args.redis)
+        config = msgspec.structs.replace(config, cluster=cluster)
     try:
         config.check()
     except ConfigError as exc:  # the file passed on its own: an option is to blame
