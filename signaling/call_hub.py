@@ -29,7 +29,7 @@ from signaling.config import Config
 from signaling.ice import ice_servers_for
 from signaling.matchmaking import (
     Expired,
-    Matchmaker,
+    Matchmaking,
     MatchmakingError,
     MatchmakingSettings,
     Paired,
@@ -99,6 +99,9 @@ class _Client:
     """Device id and network address, as strike and ban keys."""
     call: _Call | None = None
     parked: _RelayLeg | None = None
+    remote: bool = False
+    """A partner connected to another node of a shared pool (``signaling.cluster``): that
+    node tells it everything; here it stands in the call only as the partner's region."""
 
 
 @dataclass(slots=True)
@@ -137,7 +140,7 @@ class SignalingHub:
         self,
         config: Config,
         policy: RoutePolicy,
-        matchmaker: Matchmaker,
+        matchmaker: Matchmaking,
         new_id: Callable[[], str] = _new_token,
     ) -> None:
         self._config = config
@@ -318,6 +321,16 @@ class SignalingHub:
         """Why the routes in force cannot be carried now (``/readyz``); empty: ready."""
         return readiness.unready_reasons(self._policy.routes_in_force(), self.relays.workers())
 
+    def region_of(self, user: str) -> str | None:
+        """A connected client's region (a shared pool hands it to the partner's node)."""
+        client = self._clients.get(user)
+        return None if client is None else client.region
+
+    def pair_of(self, user: str) -> str | None:
+        """The id of `user`'s current call: a partner's message for another one is stale."""
+        client = self._clients.get(user)
+        return None if client is None or client.call is None else client.call.pair_id
+
     def client_count(self) -> int:
         return len(self._clients)
 
@@ -408,7 +421,9 @@ class SignalingHub:
     def _report(self, user: str, reported: str, reason: str, now: float, now_unix: float) -> bool:
         """Record a report (metadata only) and ban the reported device once enough distinct
         reporters agree; the ban refuses it at the door like a moderation ban. True: banned."""
-        reported_key = device_key(self._clients[reported].identities, reported)
+        reported_client = self._clients.get(reported)  # None: on another node of a pool
+        identities = () if reported_client is None else reported_client.identities
+        reported_key = device_key(identities, reported)
         outcome = self.reports.record(
             ReportRecord(user, reported, now_unix, reason),
             device_key(self._clients[user].identities, user),
@@ -634,8 +649,8 @@ class SignalingHub:
     def _drain_matchmaker(self) -> None:
         while (event := self._matchmaker.next_event()) is not None:
             match event:
-                case Paired(first=first, second=second):
-                    self._on_paired(first, second)
+                case Paired():
+                    self._on_paired(event)
                 case PartnerLost(user=user, reason=reason):
                     client = self._clients.get(user)
                     if client is None or client.call is None:
@@ -664,18 +679,30 @@ class SignalingHub:
             "never connected" if connected is None else f"connected {self._now - connected:.1f} s",
         )  # fmt: skip
 
-    def _on_paired(self, first: str, second: str) -> None:
-        a, b = self._clients[first], self._clients[second]
+    def _on_paired(self, event: Paired) -> None:
+        first, second = event.first, event.second
+        a, b = (
+            self._clients.get(user) or _Client(region=event.remote_region, remote=True)
+            for user in (first, second)
+        )
         route = self._policy.route_for_pair(a.region, b.region)
-        call = _Call(self._new_id(), first, second, route, paired_at=self._now)
+        call = _Call(event.pair or self._new_id(), first, second, route, paired_at=self._now)
         a.call = b.call = call
         self.stats.pairs_made += 1
+        offerer = p.Paired(pair=call.pair_id, role="offerer", route=route.value)
         if route is Route.DIRECT:
             log.info("call %s: paired %s with %s, route direct", call.pair_id, first, second)
-            self._close_parked(a)
-            self._close_parked(b)
-            self._send(first, p.Paired(pair=call.pair_id, role="offerer", route=route.value))
-            self._send(second, p.Paired(pair=call.pair_id, role="answerer", route=route.value))
+            answerer = p.Paired(pair=call.pair_id, role="answerer", route=route.value)
+            for member, client, told in ((first, a, offerer), (second, b, answerer)):
+                if not client.remote:  # a partner's own node tells it
+                    self._close_parked(client)
+                    self._send(member, told)
+            return
+        if a.remote or b.remote:  # each node would place the call on a worker of its own
+            for member, client in ((first, a), (second, b)):
+                if not client.remote:
+                    self._send(member, offerer)
+            self._fail_call(call, "a relayed call between two signaling nodes is not possible yet")
             return
         call.worker = self._place(call, (a, b))
         log.info(

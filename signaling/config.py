@@ -204,11 +204,11 @@ class Config(_Section):
             raise ConfigError("; ".join(problems))
 
     def _check_cluster(self) -> list[str]:
-        problems: list[str] = []
         cluster = self.cluster
-        if cluster.redis_url and not cluster.redis_url.startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
+        if not cluster.redis_url:
+            return []  # one process alone: the rest of the section does not apply
+        problems: list[str] = []
+        if not cluster.redis_url.startswith(("redis://", "rediss://", "unix://")):
             problems.append("cluster.redis_url must start with redis://, rediss:// or unix://")
         if not 0 < cluster.presence_ttl_s <= self.matchmaking.heartbeat_timeout_s:
             # a dead node's clients are handed back no later than a silent client's partner

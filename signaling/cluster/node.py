@@ -1,0 +1,386 @@
+"""One signaling process's side of the shared pool: its matchmaker view and its Redis bridge.
+
+``ClusterMatchmaker`` is what the hub drives instead of the in-memory ``Matchmaker`` (same
+methods, same events), without I/O: it keeps the node's own users' view (waiting, paired with
+whom) and turns inputs into an ordered list of operations for the pool. ``ClusterNode`` is the
+asyncio part: it sends those operations to Redis, in order, on one connection; it listens on the
+node's channel, where the pool script publishes every event about this node's users and other
+nodes publish messages for them; it keeps the node's presence key alive and runs the pool's
+timers.
+
+Why pub/sub and not streams: a message matters only to a node that is up to hand it to an open
+WebSocket, and a node that missed messages (it died) loses its clients anyway, whose partners
+the presence key sends back to the pool; streams' persistence and replay would buy nothing and
+cost trimming. Pub/sub delivers a channel's messages in the order Redis ran the commands that
+published them, and since the pool script publishes from inside its atomic call, a pairing
+reaches both nodes before anything either member then sends; one connection per node for
+everything it sends keeps each pair's messages in order.
+
+The view may run ahead of the pool (an input is applied at once and sent a moment later) or
+behind it (an event published before our input ran arrives after it). Inputs about a partner
+carry the partner the node believed in, and the script ignores them when the pool has moved on;
+events the view has already overtaken are dropped here. Both are the same rule: the pool is the
+truth and the view only follows it, never the other way round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from signaling import protocol as p
+from signaling.cluster import pool
+from signaling.config import Config
+from signaling.matchmaking import (
+    Event,
+    Expired,
+    MatchmakingError,
+    MatchmakingSettings,
+    Paired,
+    PartnerLost,
+    UserState,
+)
+
+log = logging.getLogger("chatguard.cluster")
+
+TICK_S = 0.25
+"""How often each node runs the pool's timers (interest fallback, cool-down ends, expiry)."""
+RETRY_S = 0.5
+"""Pause before trying Redis again after an error."""
+
+Operation = tuple[str, ...]
+"""("script", op, *args) for the pool script, or ("publish", node, payload)."""
+
+
+@dataclass(slots=True)
+class _View:
+    state: UserState
+    partner: str | None = None
+
+
+class ClusterMatchmaker:
+    """The hub's matchmaker when the pool lives in Redis: a view plus outgoing operations."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self._views: dict[str, _View] = {}
+        self._remote_nodes: dict[str, str] = {}
+        """Partners connected to other nodes -> their node, while paired with one of ours."""
+        self._operations: list[Operation] = []
+        self._beats: set[str] = set()
+        self._events: list[Event] = []
+
+    # -- inputs from the hub ----------------------------------------------------------------
+
+    def connect(self, user: str, now: float) -> None:
+        if user in self._views:
+            raise MatchmakingError(f"user {user!r} is already connected")
+        self._views[user] = _View(UserState.IDLE)
+        self._operations.append(("connect", user))
+
+    def join(self, user: str, now: float, interests: frozenset[str] = frozenset()) -> None:
+        view = self._view(user)
+        if view.state is UserState.PAIRED:
+            raise MatchmakingError("you are in a call; use next to change partner")
+        view.state = UserState.WAITING
+        self._operations.append(("script", "join", user, pool.encode_interests(interests)))
+
+    def next(self, user: str, now: float) -> None:
+        self._part(user, "next")
+
+    def report(self, user: str, now: float) -> None:
+        if self._view(user).state is not UserState.PAIRED:
+            raise MatchmakingError("you have no partner to report")
+        self._part(user, "report")
+
+    def leave(self, user: str, now: float) -> None:
+        """Also for a partner on another node (banned by reports here): the pool knows it."""
+        view = self._views.get(user)
+        expect = ""
+        if view is not None:
+            expect = self._unpair_view(user, view)
+            view.state = UserState.IDLE
+        self._operations.append(("script", "leave", user, expect))
+
+    def disconnect(self, user: str, now: float) -> None:
+        view = self._views.pop(user, None)
+        if view is not None:
+            self._unpair_view(user, view)
+            self._beats.discard(user)
+            self._operations.append(("script", "disconnect", user))
+
+    def heartbeat(self, user: str, now: float) -> None:
+        self._view(user)
+        self._beats.add(user)
+
+    def handle_timer(self, now: float) -> None:
+        """The pool's timers run in Redis (``ClusterNode``); nothing is due here."""
+
+    def next_timer(self) -> float | None:
+        return None
+
+    # -- outputs and queries ----------------------------------------------------------------
+
+    def next_event(self) -> Event | None:
+        return self._events.pop(0) if self._events else None
+
+    def state_of(self, user: str) -> UserState | None:
+        view = self._views.get(user)
+        return None if view is None else view.state
+
+    def partner_of(self, user: str) -> str | None:
+        view = self._views.get(user)
+        return None if view is None else view.partner
+
+    def waiting_count(self) -> int:
+        return sum(1 for view in self._views.values() if view.state is UserState.WAITING)
+
+    def pair_count(self) -> int:
+        """Pairs with a member on this node."""
+        return len(
+            {frozenset((user, view.partner)) for user, view in self._views.items() if view.partner}
+        )
+
+    def user_count(self) -> int:
+        return len(self._views)
+
+    # -- the node's side ----------------------------------------------------------------------
+
+    def forward(self, user: str, message: p.ServerMessage) -> bool:
+        """Send a message to `user`, a partner on another node; False: no such partner."""
+        node = self._remote_nodes.get(user)
+        if node is None:
+            return False
+        pair = getattr(message, "pair", "")
+        payload = json.dumps(["msg", user, pair, p.encode_server_message(message)])
+        self._operations.append(("publish", node, payload))
+        return True
+
+    def drain_operations(self) -> list[Operation]:
+        """What to send to Redis, in order; due heartbeats go last, as one operation."""
+        out, self._operations = self._operations, []
+        if self._beats:
+            out.append(("script", "heartbeat", *sorted(self._beats)))
+            self._beats.clear()
+        return out
+
+    def deliver(self, event: pool.PoolEvent) -> None:
+        """An event the pool published for this node; the hub reads it with `next_event`.
+        A pairing that the view has overtaken (a member left or went meanwhile) is dropped:
+        that member's input, still on its way, will undo it."""
+        match event:
+            case pool.SharedPairing(event=Paired(first=first, second=second)):
+                self._paired(event, first, second)
+            case PartnerLost(user=user, partner=partner):
+                view = self._views.get(user)
+                if view is not None and view.partner == partner:
+                    self._unpair_view(user, view)
+                    view.state = UserState.WAITING  # the pool has re-queued it
+                    self._events.append(event)
+            case Expired(user=user):
+                if self._views.pop(user, None) is not None:
+                    self._events.append(event)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _view(self, user: str) -> _View:
+        view = self._views.get(user)
+        if view is None:
+            raise MatchmakingError(f"unknown user {user!r}")
+        return view
+
+    def _part(self, user: str, reason: str) -> None:
+        view = self._view(user)
+        if view.state is UserState.WAITING:
+            return
+        expect = self._unpair_view(user, view)
+        view.state = UserState.WAITING
+        self._operations.append(("script", reason, user, expect))
+
+    def _unpair_view(self, user: str, view: _View) -> str:
+        """Forget `user`'s partner here; returns it ("" if none) for the pool's stale check."""
+        partner, view.partner = view.partner, None
+        if partner is None:
+            return ""
+        self._remote_nodes.pop(partner, None)
+        return partner
+
+    def _paired(self, event: pool.SharedPairing, first: str, second: str) -> None:
+        members = (
+            (first, event.first, second, event.second),
+            (second, event.second, first, event.first),
+        )
+        accepted = [
+            (user, other, where)
+            for user, here, other, where in members
+            if here.node == self.node and self._waiting(user)
+        ]
+        if not accepted:
+            return
+        local = {user for user, _, _ in accepted}
+        remote_region = ""
+        for user, other, where in accepted:
+            self._views[user] = _View(UserState.PAIRED, other)
+            if other not in local:
+                self._remote_nodes[other] = where.node
+                remote_region = where.region
+        self._events.append(Paired(first, second, pair=event.pair, remote_region=remote_region))
+
+    def _waiting(self, user: str) -> bool:
+        view = self._views.get(user)
+        return view is not None and view.state is UserState.WAITING
+
+
+def node_name(config: Config) -> str:
+    """The configured name, or one unique to this run: a restarted process must not be taken
+    for the dead one whose users the pool is handing back."""
+    return config.cluster.node_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class ClusterNode:
+    """The asyncio bridge between one node's ``ClusterMatchmaker`` and Redis."""
+
+    def __init__(
+        self,
+        config: Config,
+        settings: MatchmakingSettings,
+        region_of: Callable[[str], str | None],
+        pair_of: Callable[[str], str | None],
+        send_text: Callable[[str, str], None],
+        on_events: Callable[[], None],
+    ) -> None:
+        """`region_of` and `pair_of` ask the hub about a local user; `send_text` hands an
+        encoded message to a local user's socket; `on_events` lets the hub read new events."""
+        self.matchmaker = ClusterMatchmaker(node_name(config))
+        self._cluster = config.cluster
+        self._settings = settings
+        self._prefix = config.cluster.key_prefix
+        self._region_of = region_of
+        self._pair_of = pair_of
+        self._send_text = send_text
+        self._on_events = on_events
+        self._rng = random.Random()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._redis: Any = None
+        self._script: Any = None
+        self._pubsub: Any = None
+
+    @property
+    def name(self) -> str:
+        return self.matchmaker.node
+
+    def wake(self) -> None:
+        """Operations are waiting: send them."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        import redis.asyncio as aioredis  # only a node of a cluster needs the client
+
+        self._redis = aioredis.Redis.from_url(self._cluster.redis_url, decode_responses=True)
+        self._script = self._redis.register_script(pool.SCRIPT)
+        await self._renew_presence()
+        self._pubsub = self._redis.pubsub()
+        await self._pubsub.subscribe(self._prefix + "node:" + self.name)
+        self._tasks = [
+            asyncio.create_task(self._send_loop()),
+            asyncio.create_task(self._listen_loop(self._pubsub)),
+            asyncio.create_task(self._presence_loop()),
+            asyncio.create_task(self._tick_loop()),
+        ]
+        log.info("cluster node %s joined the pool at %s", self.name, self._cluster.redis_url)
+
+    async def stop(self) -> None:
+        """Leave cleanly: what is still queued is sent, and the presence key goes at once, so
+        the other nodes hand this node's remaining users' partners back without waiting."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._send(self.matchmaker.drain_operations()), 2.0)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self._redis.delete(self._prefix + "alive:" + self.name)
+        await self._pubsub.aclose()
+        await self._redis.aclose()
+
+    # -- loops ------------------------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            operations = self.matchmaker.drain_operations()
+            try:
+                await self._send(operations)
+            except Exception as exc:  # Redis is down: the inputs are lost, the node goes on
+                log.error("cluster: %d operations not sent to Redis: %s", len(operations), exc)
+                await asyncio.sleep(RETRY_S)
+
+    async def _send(self, operations: list[Operation]) -> None:
+        """One pipeline, in order: each script call and publish is one command of it."""
+        if not operations:
+            return
+        now = time.time()  # the nodes share the wall clock; monotonic clocks differ
+        pipe = self._redis.pipeline(transaction=False)
+        for kind, *args in operations:
+            if kind == "publish":
+                pipe.publish(self._prefix + "node:" + args[0], args[1])
+                continue
+            if kind == "connect":
+                op, args = "connect", [args[0], self.name, self._region_of(args[0]) or ""]
+            else:
+                op, *args = args
+            argv = pool.script_args(self._prefix, op, now, self._settings, self._rng, *args)
+            await self._script(args=argv, client=pipe)
+        for result in await pipe.execute(raise_on_error=False):
+            if isinstance(result, Exception):  # a late input the pool no longer allows
+                log.debug("cluster: pool refused an input: %s", result)
+
+    async def _listen_loop(self, pubsub: Any) -> None:
+        async with contextlib.aclosing(pubsub.listen()) as messages:
+            async for message in messages:
+                if message["type"] == "message":
+                    self._receive(message["data"])
+
+    def _receive(self, data: str) -> None:
+        fields = json.loads(data)
+        if fields[0] == "msg":
+            _, user, pair, text = fields
+            if self._pair_of(user) == pair:  # not for a call its member has left meanwhile
+                self._send_text(user, text)
+            return
+        self.matchmaker.deliver(pool.decode_event(fields))
+        self._on_events()
+
+    async def _presence_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._cluster.presence_ttl_s / 3)
+            try:
+                await self._renew_presence()
+            except Exception as exc:
+                log.error("cluster: presence not renewed: %s", exc)
+
+    async def _renew_presence(self) -> None:
+        ttl_ms = int(self._cluster.presence_ttl_s * 1000)
+        await self._redis.set(self._prefix + "alive:" + self.name, "1", px=ttl_ms)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            argv = pool.script_args(self._prefix, "tick", time.time(), self._settings, self._rng)
+            try:
+                await self._script(args=argv)
+            except Exception as exc:
+                log.error("cluster: pool timers not run: %s", exc)

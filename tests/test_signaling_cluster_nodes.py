@@ -1,0 +1,198 @@
+"""Two signaling nodes sharing one real redis-server: clients on different nodes meet, signal
+and call each other, and a node killed mid-call hands its clients' partners back to the pool."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer, redis_server
+from tests.support.rtcclient import ChatPeer
+from tests.support.server import RunningServer, make_config, run_server
+from tests.support.wsclient import Client
+
+PRESENCE_TTL_S = 1.0
+
+serve_one = contextmanager(run_server)
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with redis_server(tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def nodes(redis: RedisServer) -> Iterator[tuple[RunningServer, RunningServer]]:
+    cluster = {"redis_url": redis.url, "presence_ttl_s": PRESENCE_TTL_S}
+    with ExitStack() as stack:
+        first, second = (
+            stack.enter_context(serve_one(make_config(cluster=cluster))) for _ in range(2)
+        )
+        yield first, second
+
+
+async def paired_across(first: str, second: str) -> tuple[Client, Client, str]:
+    """A client on each node, joined one after the other: the pool pairs them together."""
+    a = await Client.connect(first)
+    b = await Client.connect(second)
+    await a.send(type="join")
+    await a.expect("waiting")
+    await b.send(type="join")
+    paired_a, paired_b = await a.expect_paired(), await b.expect_paired()
+    assert paired_a["pair"] == paired_b["pair"]
+    assert (paired_a["role"], paired_b["role"]) == ("answerer", "offerer")  # b paired them
+    return a, b, paired_a["pair"]
+
+
+async def test_clients_on_two_nodes_meet_signal_chat_and_part(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    first, second = nodes
+    a, b, pair = await paired_across(first.ws_url, second.ws_url)
+    await b.send(type="offer", pair=pair, sdp="v=0 offer")
+    assert (await a.expect("offer"))["sdp"] == "v=0 offer"
+    await a.send(type="answer", pair=pair, sdp="v=0 answer")
+    assert (await b.expect("answer"))["sdp"] == "v=0 answer"
+    candidates = [
+        {"candidate": f"candidate:{i} 1 udp 1 10.0.0.1 {5000 + i} typ host", "sdpMid": "0"}
+        for i in range(20)
+    ]
+    for candidate in candidates:
+        await b.send(type="candidate", pair=pair, candidate=candidate)
+    for candidate in candidates:  # in the order sent, across nodes
+        assert (await a.expect("candidate"))["candidate"] == candidate
+    await a.send(type="chat", pair=pair, text="hello from the other node")
+    assert (await b.expect("chat"))["text"] == "hello from the other node"
+    await a.send(type="call_state", pair=pair, state="connected", route="direct")
+    assert (await b.expect("partner_state"))["state"] == "connected"
+
+    await b.send(type="next")
+    assert (await b.expect("waiting")) is not None
+    left = await a.expect("partner_left")
+    assert (left["pair"], left["reason"]) == (pair, "next")
+    await a.expect("waiting")
+    # both are back in the pool, kept apart by the re-pair cool-down; a third meets one
+    c = await Client.connect(second.ws_url)
+    await c.send(type="join")
+    paired_c = await c.expect_paired()
+    assert paired_c["pair"] != pair
+    assert (await (a if paired_c["role"] == "offerer" else b).expect_paired()) is not None
+    for client in (a, b, c):
+        await client.close()
+
+
+async def test_a_late_message_for_a_call_over_is_not_delivered(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    first, second = nodes
+    a, b, pair = await paired_across(first.ws_url, second.ws_url)
+    await a.send(type="leave")
+    await a.expect("idle")
+    assert (await b.expect("partner_left"))["reason"] == "leave"
+    await b.expect("waiting")
+    await a.send(type="offer", pair=pair, sdp="v=0 late")
+    assert (await a.expect("error"))["code"] == "not_paired"
+    await b.silent()
+    await a.close()
+    await b.close()
+
+
+async def test_stats_show_each_nodes_own_clients(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    first, second = nodes
+    a, b, _ = await paired_across(first.ws_url, second.ws_url)
+    async with httpx.AsyncClient() as http:
+        for node in nodes:
+            stats = (await http.get(node.http_url + "/stats")).json()
+            assert (stats["clients"], stats["pairs"], stats["waiting"]) == (1, 1, 0)
+    await a.close()
+    await b.close()
+
+
+@contextmanager
+def serve_node(tmp_path: Path, redis: RedisServer, name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """The real `chatguard serve --redis`, as an operator runs it; yields the process (a test
+    may kill it) once it answers, and its port as `process.args[-1]`."""
+    port = free_port()
+    config = tmp_path / f"{name}.toml"
+    config.write_text(
+        f'[relay]\nworkers = 0\n[cluster]\nnode_id = "{name}"\npresence_ttl_s = {PRESENCE_TTL_S}\n'
+    )
+    command = [sys.executable, "-m", "chatguard.cli", "serve", "--config", str(config)]
+    command += ["--redis", redis.url, "--log-level", "warning", "--port", str(port)]
+    with subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as process:
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).is_success:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"chatguard serve ({name}) did not come up")
+                time.sleep(0.1)
+            yield process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+            process.wait(timeout=10)
+
+
+def ws_url(process: subprocess.Popen[bytes]) -> str:
+    return f"ws://127.0.0.1:{process.args[-1]}/ws"  # type: ignore[index]
+
+
+@pytest.mark.slow
+async def test_a_node_killed_mid_call_hands_its_partners_back(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    with serve_node(tmp_path, redis, "left") as left, serve_node(tmp_path, redis, "right") as right:
+        a, b, pair = await paired_across(ws_url(left), ws_url(right))
+        await b.send(type="offer", pair=pair, sdp="v=0 offer")
+        assert (await a.expect("offer"))["sdp"] == "v=0 offer"
+        killed_at = time.monotonic()
+        right.send_signal(signal.SIGKILL)
+        right.wait(timeout=10)
+        left_message = await a.expect("partner_left", timeout=PRESENCE_TTL_S + 5)
+        assert (left_message["pair"], left_message["reason"]) == (pair, "timeout")
+        assert time.monotonic() - killed_at < PRESENCE_TTL_S + 2
+        await a.expect("waiting")
+        # a is back in the pool (no cool-down after a node's death): a newcomer meets it
+        c = await Client.connect(ws_url(left))
+        await c.send(type="join")
+        assert (await c.expect_paired())["pair"] == (await a.expect_paired())["pair"]
+        await asyncio.gather(a.close(), c.close())
+        with pytest.raises(Exception):  # noqa: B017  the connection died with its node
+            await b.recv(timeout=2)
+
+
+@pytest.mark.slow
+async def test_a_real_call_between_two_nodes_carries_video(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    first, second = nodes
+    alice = await ChatPeer.join(first.ws_url, level=200, tone_hz=440)
+    bob = await ChatPeer.join(second.ws_url, level=60, tone_hz=1000)
+    try:
+        await alice.wait_for_frames(20)
+        await bob.wait_for_frames(20)
+        assert alice.route == bob.route == "direct"
+        assert all(abs(level - 60) <= 6 for level, _ in alice.frames)
+        assert all(abs(level - 200) <= 6 for level, _ in bob.frames)
+    finally:
+        await alice.close()
+        await bob.close()
