@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import logging
 import os
 import socket
@@ -156,6 +157,8 @@ def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     if args.redis is not None:
         cluster = msgspec.structs.replace(config.cluster, redis_url=args.redis)
         config = msgspec.structs.replace(config, cluster=cluster)
+    if config.cluster.redis_url and importlib.util.find_spec("redis") is None:
+        raise ConfigError("a Redis URL needs the Redis client: pip install 'chatguard[redis]'")
     try:
         config.check()
     except ConfigError as exc:  # the file passed on its own: an option is to blame

@@ -36,23 +36,29 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def nodes(redis: RedisServer) -> Iterator[tuple[RunningServer, RunningServer]]:
     cluster = {"redis_url": redis.url, "presence_ttl_s": PRESENCE_TTL_S}
+    regions = {"trusted_header": "x-country", "routes": {"FR": "relay"}}
     with ExitStack() as stack:
         first, second = (
-            stack.enter_context(serve_one(make_config(cluster=cluster))) for _ in range(2)
+            stack.enter_context(serve_one(make_config(cluster=cluster, regions=regions)))
+            for _ in range(2)
         )
         yield first, second
 
 
-async def paired_across(first: str, second: str) -> tuple[Client, Client, str]:
+async def paired_across(
+    first: str, second: str, headers: dict[str, str] | None = None
+) -> tuple[Client, Client, str]:
     """A client on each node, joined one after the other: the pool pairs them together."""
-    a = await Client.connect(first)
+    a = await Client.connect(first, headers)
     b = await Client.connect(second)
     await a.send(type="join")
     await a.expect("waiting")
     await b.send(type="join")
     paired_a, paired_b = await a.expect_paired(), await b.expect_paired()
     assert paired_a["pair"] == paired_b["pair"]
-    assert (paired_a["role"], paired_b["role"]) == ("answerer", "offerer")  # b paired them
+    assert paired_a["route"] == paired_b["route"]
+    if paired_a["route"] == "direct":  # who offers: whose join reached Redis last
+        assert {paired_a["role"], paired_b["role"]} == {"offerer", "answerer"}
     return a, b, paired_a["pair"]
 
 
@@ -61,7 +67,7 @@ async def test_clients_on_two_nodes_meet_signal_chat_and_part(
 ) -> None:
     first, second = nodes
     a, b, pair = await paired_across(first.ws_url, second.ws_url)
-    await b.send(type="offer", pair=pair, sdp="v=0 offer")
+    await b.send(type="offer", pair=pair, sdp="v=0 offer")  # the protocol lets either offer
     assert (await a.expect("offer"))["sdp"] == "v=0 offer"
     await a.send(type="answer", pair=pair, sdp="v=0 answer")
     assert (await b.expect("answer"))["sdp"] == "v=0 answer"
@@ -88,7 +94,9 @@ async def test_clients_on_two_nodes_meet_signal_chat_and_part(
     await c.send(type="join")
     paired_c = await c.expect_paired()
     assert paired_c["pair"] != pair
-    assert (await (a if paired_c["role"] == "offerer" else b).expect_paired()) is not None
+    heard = await asyncio.gather(a.recv(1), b.recv(1), return_exceptions=True)
+    told = [m for m in heard if isinstance(m, dict) and m.get("pair") == paired_c["pair"]]
+    assert len(told) == 1 and told[0]["type"] == "paired"
     for client in (a, b, c):
         await client.close()
 
@@ -105,6 +113,20 @@ async def test_a_late_message_for_a_call_over_is_not_delivered(
     await a.send(type="offer", pair=pair, sdp="v=0 late")
     assert (await a.expect("error"))["code"] == "not_paired"
     await b.silent()
+    await a.close()
+    await b.close()
+
+
+async def test_a_relayed_call_across_nodes_ends_clearly_on_both_sides(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    """Both nodes choose the route from both regions alike; a relayed one cannot be placed yet
+    (each node has its own workers), so both members are told rather than left waiting."""
+    first, second = nodes
+    a, b, pair = await paired_across(first.ws_url, second.ws_url, {"X-Country": "FR"})
+    for client in (a, b):
+        ended = await client.expect("call_ended")
+        assert ended["pair"] == pair and "not possible yet" in ended["reason"]
     await a.close()
     await b.close()
 

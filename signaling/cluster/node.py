@@ -349,10 +349,17 @@ class ClusterNode:
                 log.debug("cluster: pool refused an input: %s", result)
 
     async def _listen_loop(self, pubsub: Any) -> None:
-        async with contextlib.aclosing(pubsub.listen()) as messages:
-            async for message in messages:
-                if message["type"] == "message":
-                    self._receive(message["data"])
+        """The client re-subscribes by itself when its connection comes back; meanwhile
+        nothing arrives, and what was published then is lost (see the module docstring)."""
+        while True:
+            try:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except Exception as exc:
+                log.error("cluster: node channel lost: %s", exc)
+                await asyncio.sleep(RETRY_S)
+                continue
+            if message is not None:
+                self._receive(message["data"])
 
     def _receive(self, data: str) -> None:
         fields = json.loads(data)
