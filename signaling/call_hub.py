@@ -115,6 +115,10 @@ class HubStats:
     calls_rerouted_after_worker_loss: int = 0
 
 
+_ACROSS_NODES = "a relayed call between two signaling nodes is not possible yet"
+"""With a shared pool each node has its own relay workers: a relayed call needs both here."""
+
+
 def _new_token() -> str:
     return secrets.token_urlsafe(9)
 
@@ -612,6 +616,9 @@ class SignalingHub:
     def _reroute(self, call: _Call, route: Route, reason: str) -> None:
         """Move a call to a relayed route on a live worker; both members offer again."""
         self._end_call(call)
+        if not (call.offerer in self._clients and call.answerer in self._clients):
+            self._fail_call(call, _ACROSS_NODES)  # a partner on another node of a shared pool
+            return
         worker = self._find_room(moderated=route is Route.STRICT)
         if worker is None:
             self._fail_call(call, "no relay is available")
@@ -702,7 +709,7 @@ class SignalingHub:
             for member, client in ((first, a), (second, b)):
                 if not client.remote:
                     self._send(member, offerer)
-            self._fail_call(call, "a relayed call between two signaling nodes is not possible yet")
+            self._fail_call(call, _ACROSS_NODES)
             return
         call.worker = self._place(call, (a, b))
         log.info(

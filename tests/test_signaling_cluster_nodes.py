@@ -131,6 +131,23 @@ async def test_a_relayed_call_across_nodes_ends_clearly_on_both_sides(
     await b.close()
 
 
+async def test_a_direct_call_across_nodes_that_fails_ends_instead_of_moving(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    """A failed direct call would move to a relay worker, which a node cannot share yet."""
+    first, second = nodes
+    a, b, pair = await paired_across(first.ws_url, second.ws_url)
+    for client in (a, b):
+        await client.send(type="call_state", pair=pair, state="failed", route="direct")
+        ended = await client.expect("call_ended")
+        assert ended["pair"] == pair and "not possible yet" in ended["reason"]
+    await a.send(type="next")
+    await a.expect("waiting")
+    assert (await b.expect("partner_left"))["reason"] == "next"
+    await a.close()
+    await b.close()
+
+
 async def test_stats_show_each_nodes_own_clients(
     nodes: tuple[RunningServer, RunningServer],
 ) -> None:

@@ -104,12 +104,17 @@ class ClusterMatchmaker:
         self._part(user, "report")
 
     def leave(self, user: str, now: float) -> None:
-        """Also for a partner on another node (banned by reports here): the pool knows it."""
-        view = self._views.get(user)
+        """Also for a partner on another node, banned by reports here: the pool re-queues
+        our member at once, as the in-memory matchmaker would (the pool's word that it lost
+        its partner is then dropped as overtaken)."""
         expect = ""
-        if view is not None:
+        if (view := self._views.get(user)) is not None:
             expect = self._unpair_view(user, view)
             view.state = UserState.IDLE
+        for member, other in list(self._views.items()):
+            if other.partner == user:
+                self._unpair_view(member, other)
+                other.state = UserState.WAITING
         self._operations.append(("script", "leave", user, expect))
 
     def disconnect(self, user: str, now: float) -> None:
