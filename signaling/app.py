@@ -94,7 +94,8 @@ class SignalingService:
             matchmaker = self.cluster.matchmaker
         else:
             matchmaker = Matchmaker(settings, random.Random())
-        self.hub = SignalingHub(config, self.policy, matchmaker)
+        strikes = None if self.cluster is None else self.cluster.strikes
+        self.hub = SignalingHub(config, self.policy, matchmaker, strikes=strikes)
         self._connections: dict[str, _Connection] = {}
         self._wake = asyncio.Event()
         self._scheduled: float | None = None

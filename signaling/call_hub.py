@@ -146,7 +146,10 @@ class SignalingHub:
         policy: RoutePolicy,
         matchmaker: Matchmaking,
         new_id: Callable[[], str] = _new_token,
+        strikes: StrikeBook | None = None,
     ) -> None:
+        """`strikes`: a book shared with other nodes (``signaling.cluster``); by default the
+        hub keeps its own."""
         self._config = config
         self._policy = policy
         self._matchmaker = matchmaker
@@ -161,7 +164,7 @@ class SignalingHub:
         """The time of the input being handled: what the matchmaker reports meanwhile (a
         pairing, a partner gone) happened then; call durations in the log are read from it."""
         mod = config.moderation
-        self.strikes = StrikeBook(mod.strikes_to_ban, mod.strike_window_s, mod.ban_s)
+        self.strikes = strikes or StrikeBook(mod.strikes_to_ban, mod.strike_window_s, mod.ban_s)
         self.relays = RelayDirectory()
         self.reports = ReportLog(config.reports.reporters_to_ban, config.reports.window_s)
         chat = config.chat

@@ -4,6 +4,7 @@ and call each other, and a node killed mid-call hands its clients' partners back
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 
+from signaling.config import Config
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer, redis_server
 from tests.support.rtcclient import ChatPeer
@@ -35,14 +38,17 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def nodes(redis: RedisServer) -> Iterator[tuple[RunningServer, RunningServer]]:
-    cluster = {"redis_url": redis.url, "presence_ttl_s": PRESENCE_TTL_S}
-    regions = {"trusted_header": "x-country", "routes": {"FR": "relay"}}
     with ExitStack() as stack:
-        first, second = (
-            stack.enter_context(serve_one(make_config(cluster=cluster, regions=regions)))
-            for _ in range(2)
-        )
+        first, second = (stack.enter_context(serve_one(node_config(redis))) for _ in range(2))
         yield first, second
+
+
+def node_config(redis: RedisServer) -> Config:
+    return make_config(
+        cluster={"redis_url": redis.url, "presence_ttl_s": PRESENCE_TTL_S},
+        regions={"trusted_header": "x-country", "routes": {"FR": "relay"}},
+        reports={"reporters_to_ban": 2},
+    )
 
 
 async def paired_across(
@@ -146,6 +152,40 @@ async def test_a_direct_call_across_nodes_that_fails_ends_instead_of_moving(
     assert (await b.expect("partner_left"))["reason"] == "next"
     await a.close()
     await b.close()
+
+
+async def test_a_ban_holds_at_every_nodes_door_and_for_nodes_started_later(
+    nodes: tuple[RunningServer, RunningServer], redis: RedisServer
+) -> None:
+    first, second = nodes
+    rude = await Client.connect(first.ws_url + "?device=rude-device")
+    await rude.send(type="join")
+    for reporter_device in ("reporter-1", "reporter-2"):
+        reporter = await Client.connect(first.ws_url + f"?device={reporter_device}")
+        await reporter.send(type="join")
+        await reporter.expect_paired()
+        await reporter.send(type="report", reason="rude")
+        await reporter.send(type="leave")  # out of the pool: the next reporter meets `rude`
+        await reporter.close()
+    while (message := await rude.recv())["type"] != "banned":  # paired, partner left, ...
+        assert message["type"] in ("waiting", "paired", "partner_left"), message
+    assert message["reason"] == "reported by 2 people"
+    await rude.close()
+
+    async def refused_at(url: str) -> None:
+        deadline = time.monotonic() + 5
+        while True:  # the ban reaches the other nodes a moment after it is made
+            async with websockets.connect(url + "?device=rude-device") as ws:
+                if json.loads(await ws.recv())["type"] == "banned":
+                    return
+            assert time.monotonic() < deadline, f"not refused at {url}"
+            await asyncio.sleep(0.1)
+
+    await refused_at(second.ws_url)
+    with serve_one(node_config(redis)) as third:
+        await refused_at(third.ws_url)
+    welcome = await Client.connect(second.ws_url + "?device=someone-else")
+    await welcome.close()
 
 
 async def test_stats_show_each_nodes_own_clients(

@@ -40,6 +40,7 @@ from typing import Any
 
 from signaling import protocol as p
 from signaling.cluster import pool
+from signaling.cluster.bans import SharedStrikeBook
 from signaling.config import Config
 from signaling.matchmaking import (
     Event,
@@ -59,7 +60,7 @@ RETRY_S = 0.5
 """Pause before trying Redis again after an error."""
 
 Operation = tuple[str, ...]
-"""("script", op, *args) for the pool script, or ("publish", node, payload)."""
+"""("script", op, *args) for the pool script, ("connect", user), or ("publish", node, payload)."""
 
 
 @dataclass(slots=True)
@@ -267,6 +268,8 @@ class ClusterNode:
         """`region_of` and `pair_of` ask the hub about a local user; `send_text` hands an
         encoded message to a local user's socket; `on_events` lets the hub read new events."""
         self.matchmaker = ClusterMatchmaker(node_name(config))
+        mod = config.moderation
+        self.strikes = SharedStrikeBook(mod.strikes_to_ban, mod.strike_window_s, mod.ban_s)
         self._cluster = config.cluster
         self._settings = settings
         self._prefix = config.cluster.key_prefix
@@ -296,7 +299,8 @@ class ClusterNode:
         self._script = self._redis.register_script(pool.SCRIPT)
         await self._renew_presence()
         self._pubsub = self._redis.pubsub()
-        await self._pubsub.subscribe(self._prefix + "node:" + self.name)
+        await self._pubsub.subscribe(self._prefix + "node:" + self.name, self._prefix + "bans")
+        await self._load_bans()
         self._tasks = [
             asyncio.create_task(self._send_loop()),
             asyncio.create_task(self._listen_loop(self._pubsub)),
@@ -309,7 +313,7 @@ class ClusterNode:
         """Leave cleanly: what is still queued is sent, and the presence key goes at once, so
         the other nodes hand this node's remaining users' partners back without waiting."""
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._send(self.matchmaker.drain_operations()), 2.0)
+            await asyncio.wait_for(self._send(self._drain()), 2.0)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -326,12 +330,24 @@ class ClusterNode:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            operations = self.matchmaker.drain_operations()
+            operations = self._drain()
             try:
                 await self._send(operations)
             except Exception as exc:  # Redis is down: the inputs are lost, the node goes on
                 log.error("cluster: %d operations not sent to Redis: %s", len(operations), exc)
                 await asyncio.sleep(RETRY_S)
+
+    def _drain(self) -> list[Operation]:
+        """The pool's operations, then the bans made here meanwhile, each at the longest ban
+        this node knows for that identity (Redis keeps one value: a shorter ban must not
+        replace a longer one made elsewhere)."""
+        bans: list[Operation] = []
+        now = time.monotonic()
+        for identity, _ in self.strikes.drain_made_here():
+            until = self.strikes.banned_until((identity,), now)
+            if until is not None:
+                bans.append(("ban", identity, repr(until)))
+        return self.matchmaker.drain_operations() + bans
 
     async def _send(self, operations: list[Operation]) -> None:
         """One pipeline, in order: each script call and publish is one command of it."""
@@ -342,6 +358,16 @@ class ClusterNode:
         for kind, *args in operations:
             if kind == "publish":
                 pipe.publish(self._prefix + "node:" + args[0], args[1])
+                continue
+            if kind == "ban":  # kept until it ends, and told to every node now
+                identity, left_s = args[0], float(args[1]) - time.monotonic()
+                if left_s > 0:
+                    pipe.set(
+                        self._prefix + "ban:" + identity,
+                        repr(now + left_s),
+                        px=int(left_s * 1000) + 1,
+                    )
+                    pipe.publish(self._prefix + "bans", json.dumps([identity, now + left_s]))
                 continue
             if kind == "connect":
                 op, args = "connect", [args[0], self.name, self._region_of(args[0]) or ""]
@@ -364,10 +390,14 @@ class ClusterNode:
                 await asyncio.sleep(RETRY_S)
                 continue
             if message is not None:
-                self._receive(message["data"])
+                self._receive(message["channel"], message["data"])
 
-    def _receive(self, data: str) -> None:
+    def _receive(self, channel: str, data: str) -> None:
         fields = json.loads(data)
+        if channel == self._prefix + "bans":
+            identity, until_unix = fields
+            self._apply_ban(identity, float(until_unix))
+            return
         if fields[0] == "msg":
             _, user, pair, text = fields
             if self._pair_of(user) == pair:  # not for a call its member has left meanwhile
@@ -375,6 +405,16 @@ class ClusterNode:
             return
         self.matchmaker.deliver(pool.decode_event(fields))
         self._on_events()
+
+    def _apply_ban(self, identity: str, until_unix: float) -> None:
+        self.strikes.apply(identity, time.monotonic() + until_unix - time.time())
+
+    async def _load_bans(self) -> None:
+        """Bans made before this node started, by any node, still in force."""
+        keys = [key async for key in self._redis.scan_iter(match=self._prefix + "ban:*")]
+        for key, until in zip(keys, await self._redis.mget(keys) if keys else [], strict=True):
+            if until is not None:
+                self._apply_ban(key.removeprefix(self._prefix + "ban:"), float(until))
 
     async def _presence_loop(self) -> None:
         while True:
