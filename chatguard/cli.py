@@ -15,7 +15,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 import msgspec
 
@@ -80,6 +80,15 @@ def _build_parser() -> argparse.ArgumentParser:
         "Redis (e.g. redis://127.0.0.1:6379/0); needs the `chatguard[redis]` extra; "
         "default: this process alone, in memory",
     )
+    serve.add_argument(
+        "--procs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="signaling processes to run here, sharing the port (SO_REUSEPORT) and one pool "
+        "in Redis, each with its share of the relay workers; needs --redis (default 1)",
+    )
+    serve.add_argument("--proc-index", type=int, help=argparse.SUPPRESS)  # set for children
     _add_log_level(serve)
 
     relay = commands.add_parser(
@@ -187,8 +196,16 @@ def _parse_block(items: list[str]) -> dict[str, float]:
     return block
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     config = _apply_overrides(load_config(args.config), args)
+    if args.procs < 1:
+        raise ConfigError("command line: --procs must be at least 1")
+    if args.procs > 1 and not config.cluster.redis_url:
+        raise ConfigError("command line: --procs above 1 needs a shared pool: --redis URL")
+    if args.procs > 1 and args.proc_index is None:
+        from chatguard.procs import run_procs
+
+        return run_procs(argv, args.procs)
 
     import uvicorn  # imported late so that `--help` and config errors answer at once
 
@@ -204,18 +221,26 @@ def _serve(args: argparse.Namespace) -> int:
         config.server.port,
         route.value if route else "per region",
     )
+    options: dict[str, Any] = {
+        "log_level": config.server.log_level,
+        "log_config": None,  # configured above: uvicorn's lines in chatguard's format
+        "access_log": config.server.log_level == "debug",  # not a line per health poll
+        "ws_max_size": config.server.max_message_bytes * 2,
+        "loop": "auto",
+    }
+    if args.proc_index is not None:  # one of `--procs N`: see chatguard.procs
+        from chatguard.procs import listening_sockets, share
+
+        config = share(config, args.procs, args.proc_index)
+        public, private = listening_sockets(config.server.host, config.server.port)
+        relay_url = f"ws://127.0.0.1:{private.getsockname()[1]}/relay"
+        app = create_serving_app(config, route, relay_url)
+        tune_gc_for_serving()
+        uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[public, private])
+        return 0
     app = create_serving_app(config, route)
     tune_gc_for_serving()
-    uvicorn.run(
-        app,
-        host=config.server.host,
-        port=config.server.port,
-        log_level=config.server.log_level,
-        log_config=None,  # configured above: uvicorn's lines in chatguard's format
-        access_log=config.server.log_level == "debug",  # not a line per health poll
-        ws_max_size=config.server.max_message_bytes * 2,
-        loop="auto",
-    )
+    uvicorn.run(app, host=config.server.host, port=config.server.port, **options)
     return 0
 
 
@@ -245,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         if args.command == "serve":
-            return _serve(args)
+            return _serve(args, argv)
         if args.command == "relay":
             return _relay(args)
     except ConfigError as exc:

@@ -28,8 +28,12 @@ def local_url(config: Config, path: str) -> str:
     return f"ws://{host}:{config.server.port}{path}"
 
 
-def create_serving_app(config: Config, route: Route | None = None) -> Starlette:
+def create_serving_app(
+    config: Config, route: Route | None = None, relay_url: str | None = None
+) -> Starlette:
     """Signaling plus `relay.workers` local workers; the supervisor is `app.state.relay_supervisor`.
+    `relay_url`: where the workers dial this process, when not at its public port (one of
+    `serve --procs N`, see ``chatguard.procs``).
 
     Without a configured `[relay] token` a random one is made here, since the local workers
     are the only ones that need to know it."""
@@ -38,7 +42,7 @@ def create_serving_app(config: Config, route: Route | None = None) -> Starlette:
         config = msgspec.structs.replace(config, relay=relay)
     supervisor = RelaySupervisor(
         config.relay.local_workers(),
-        local_url(config, "/relay"),
+        relay_url or local_url(config, "/relay"),
         config.relay.token,
         config.relay.max_legs_per_worker,
         config.server.log_level,

@@ -274,7 +274,10 @@ class SignalingService:
             self._flush()
 
     def stats(self) -> dict[str, Any]:
-        return self.hub.snapshot()
+        snapshot = self.hub.snapshot()
+        if self.cluster is not None:  # this process's own figures: say which node it is
+            snapshot["node"] = self.cluster.name
+        return snapshot
 
 
 class BackgroundService(Protocol):

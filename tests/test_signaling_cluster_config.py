@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from chatguard.cli import main
+from chatguard.procs import share
 from signaling.config import ConfigError, config_from_mapping
 
 
@@ -49,3 +50,21 @@ def test_the_in_memory_default_imports_nothing_of_the_cluster() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_serve_procs_needs_a_shared_pool(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--procs", "2", "--relay-workers", "0"]) == 2
+    assert "--procs above 1 needs a shared pool: --redis URL" in capsys.readouterr().err
+
+
+def test_each_of_serve_procs_gets_its_share_of_relay_workers_and_ports() -> None:
+    config = config_from_mapping(
+        {"relay": {"workers": 5, "ice_tcp_port": 7880}, "cluster": {"node_id": "box"}}
+    )
+    parts = [share(config, 3, index) for index in range(3)]
+    assert [part.relay.workers for part in parts] == [2, 2, 1]
+    assert [part.relay.ice_tcp_port for part in parts] == [7880, 7882, 7884]
+    assert [part.cluster.node_id for part in parts] == ["box-0", "box-1", "box-2"]
+    no_tcp = config_from_mapping({"relay": {"workers": 1, "ice_tcp_port": 0}})
+    assert [share(no_tcp, 2, i).relay.workers for i in range(2)] == [1, 0]
+    assert share(no_tcp, 2, 1).relay.ice_tcp_port == 0

@@ -275,3 +275,36 @@ async def test_a_real_call_between_two_nodes_carries_video(
     finally:
         await alice.close()
         await bob.close()
+
+
+@pytest.mark.slow
+async def test_serve_procs_runs_nodes_on_one_port_each_with_its_own_workers(
+    redis: RedisServer,
+) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "chatguard.cli", "serve", "--procs", "2"]
+    command += ["--redis", redis.url, "--relay-workers", "2", "--port", str(port)]
+    with subprocess.Popen([*command, "--log-level", "warning"]) as parent:
+        try:
+            workers_by_node: dict[str, int] = {}
+            deadline = time.monotonic() + 60
+            while sorted(workers_by_node.values()) != [1, 1]:  # a new connection each time
+                assert time.monotonic() < deadline, f"nodes seen: {workers_by_node}"
+                assert parent.poll() is None, "serve --procs exited"
+                try:
+                    stats = httpx.get(f"http://127.0.0.1:{port}/stats").json()
+                    workers_by_node[stats["node"]] = len(stats["relay_workers"])
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)
+            url = f"ws://127.0.0.1:{port}/ws"
+            clients = [await Client.connect(url) for _ in range(2)]
+            for client in clients:
+                await client.send(type="join")
+            pairs = {(await client.expect_paired())["pair"] for client in clients}
+            assert len(pairs) == 1
+            for client in clients:
+                await client.close()
+        finally:
+            parent.terminate()
+            assert parent.wait(timeout=20) == 0
