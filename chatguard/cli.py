@@ -15,15 +15,18 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import msgspec
 
 from chatguard.bench_cli import add_bench_parser, run_bench
 from chatguard.logs import configure_logging
 from chatguard.supervisor import TOKEN_ENV
-from signaling.config import Config, ConfigError, LogLevel, load_config
+from signaling.config import Config, ConfigError, LogLevel, config_from_mapping, load_config
 from signaling.route_policy import Route
+
+if TYPE_CHECKING:
+    from relay.ice_gathering import GatheringPolicy
 
 DEFAULT_BLOCK_THRESHOLD = 0.5
 
@@ -126,7 +129,52 @@ def _build_parser() -> argparse.ArgumentParser:
         help="TCP port for ICE over TCP (RFC 6544 passive candidates), so that browsers on "
         "networks that drop UDP reach this worker; open it in the firewall (default 0: off)",
     )
+    relay.add_argument(
+        "--udp-ports",
+        metavar="MIN-MAX",
+        default="",
+        help="UDP ports for the ICE sockets, e.g. 40000-40199 (one per leg and gathered "
+        "address); open them in the firewall (default: any port)",
+    )
+    relay.add_argument(
+        "--udp-port",
+        type=int,
+        default=0,
+        metavar="N",
+        help="one UDP port for the ICE of every leg (told apart by ICE username) instead of a "
+        "port per leg; open it in the firewall (default 0: a port per leg)",
+    )
+    relay.add_argument(
+        "--gather-from",
+        action="append",
+        default=[],
+        metavar="IF|ADDR|NET",
+        help="offer only this interface (eth0), address or network (10.0.0.0/8) to clients; "
+        "repeatable (default: every address but loopback and IPv6 link-local)",
+    )
+    relay.add_argument(
+        "--announce",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="tell clients this address instead of the interface address of its family, "
+        "e.g. the public IP of a 1:1 NAT; repeatable (an IPv4 and an IPv6 one)",
+    )
+    relay.add_argument(
+        "--announce-interface-addresses",
+        action="store_true",
+        help="with --announce: offer the interface addresses too, beside the announced ones",
+    )
     _add_log_level(relay)
+    turn = commands.add_parser(
+        "turn-config",
+        help="print the coturn configuration that matches chatguard's",
+        description="Print a coturn turnserver.conf whose static-auth-secret, realm and "
+        "listening ports match [ice.turn] in chatguard's configuration (so the secret is set "
+        "once), and which lets TURN relay to public addresses and chatguard's relay workers "
+        "only: `chatguard turn-config --config chatguard.toml > /etc/turnserver.conf`.",
+    )
+    turn.add_argument("--config", type=Path, metavar="FILE", help="chatguard's TOML file")
     add_bench_parser(commands)
     return parser
 
@@ -244,6 +292,33 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+def _gathering(args: argparse.Namespace) -> GatheringPolicy:
+    """The relay's address and port options, checked by the rules of the `[relay]` keys
+    they mirror."""
+    from relay.ice_gathering import GatheringPolicy
+
+    relay = config_from_mapping(
+        {
+            "relay": {
+                "workers": 0,
+                "udp_ports": args.udp_ports,
+                "udp_port": args.udp_port,
+                "gather_from": args.gather_from,
+                "announced_addresses": args.announce,
+                "announce_interface_addresses": args.announce_interface_addresses,
+            }
+        },
+        "command line",
+    ).relay
+    return GatheringPolicy(
+        gather_from=tuple(relay.gather_from),
+        announced=tuple(relay.announced_addresses),
+        keep_interface_addresses=relay.announce_interface_addresses,
+        udp_ports=relay.udp_port_range(),
+        shared_udp_port=relay.udp_port,
+    )
+
+
 def _relay(args: argparse.Namespace) -> int:
     from relay.worker import run_worker
 
@@ -258,8 +333,11 @@ def _relay(args: argparse.Namespace) -> int:
     if not 0 <= args.ice_tcp_port < 65536:
         print("chatguard relay: --ice-tcp-port must be 0-65535", file=sys.stderr)
         return 2
+    gathering = _gathering(args)
     with contextlib.suppress(KeyboardInterrupt):
-        run_worker(args.signaling, token, args.worker_id, args.max_legs, args.ice_tcp_port)
+        run_worker(
+            args.signaling, token, args.worker_id, args.max_legs, args.ice_tcp_port, gathering
+        )
     return 0
 
 
@@ -273,6 +351,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args, argv)
         if args.command == "relay":
             return _relay(args)
+        if args.command == "turn-config":
+            from chatguard.turn_config import coturn_config
+
+            source = str(args.config) if args.config else "built-in defaults"
+            print(coturn_config(load_config(args.config), source), end="")
+            return 0
     except ConfigError as exc:
         print(f"chatguard: configuration error: {exc}", file=sys.stderr)
         return 2

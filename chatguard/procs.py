@@ -23,8 +23,9 @@ from signaling.config import Config
 
 
 def share(config: Config, procs: int, index: int) -> Config:
-    """Child `index`'s part: its slice of the relay workers (and of their ICE-TCP ports), and
-    a node name of its own when the operator named the node."""
+    """Child `index`'s part: its slice of the relay workers (and of their per-worker ports,
+    ICE over TCP and a shared UDP port), and a node name of its own when the operator named
+    the node."""
     total = config.relay.local_workers()
     base, extra = divmod(total, procs)
     first_slot = index * base + min(index, extra)
@@ -33,6 +34,7 @@ def share(config: Config, procs: int, index: int) -> Config:
         relay,
         workers=base + (1 if index < extra else 0),
         ice_tcp_port=relay.ice_tcp_port + first_slot if relay.ice_tcp_port else 0,
+        udp_port=relay.udp_port + first_slot if relay.udp_port else 0,
     )
     cluster = config.cluster
     if cluster.node_id:

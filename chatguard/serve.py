@@ -12,7 +12,7 @@ import secrets
 import msgspec
 from starlette.applications import Starlette
 
-from chatguard.supervisor import RelaySupervisor
+from chatguard.supervisor import RelaySupervisor, gathering_options
 from signaling.app import create_app
 from signaling.config import Config
 from signaling.route_policy import Route
@@ -47,6 +47,8 @@ def create_serving_app(
         config.relay.max_legs_per_worker,
         config.server.log_level,
         config.relay.ice_tcp_port,
+        gathering_options(config.relay),
+        config.relay.udp_port,
     )
     app = create_app(config, route, background=(supervisor,))
     app.state.relay_supervisor = supervisor

@@ -20,6 +20,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
+
+from signaling.config import RelayConfig
 
 log = logging.getLogger("chatguard.relay")
 
@@ -38,6 +41,19 @@ def _interrupt_when_orphaned() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
 
 
+def gathering_options(relay: RelayConfig) -> list[str]:
+    """The `chatguard relay` options that give a local worker `relay`'s addresses and ports
+    (every local worker shares them: one machine, one NAT, one firewall)."""
+    options = ["--udp-ports", relay.udp_ports] if relay.udp_ports else []
+    for entry in relay.gather_from:
+        options += ["--gather-from", entry]
+    for address in relay.announced_addresses:
+        options += ["--announce", address]
+    if relay.announce_interface_addresses:
+        options.append("--announce-interface-addresses")
+    return options
+
+
 class RelaySupervisor:
     """Keeps `count` local workers running, each dialling `signaling_url`."""
 
@@ -49,10 +65,16 @@ class RelaySupervisor:
         max_legs: int,
         log_level: str = "info",
         ice_tcp_port: int = 0,
+        worker_options: Sequence[str] = (),
+        udp_port: int = 0,
     ) -> None:
         """``ice_tcp_port``: worker ``slot`` listens for ICE over TCP on this port + slot
-        (a restarted worker takes its slot's port again); 0: none do."""
+        (a restarted worker takes its slot's port again); 0: none do. ``udp_port``: the same
+        for the UDP port shared by a worker's legs; 0: a port per leg. ``worker_options``:
+        more `chatguard relay` options for every worker (:func:`gathering_options`)."""
         self.count = count
+        self.udp_port = udp_port
+        self.worker_options = list(worker_options)
         self.ice_tcp_port = ice_tcp_port
         self.log_level = log_level
         self.signaling_url = signaling_url
@@ -77,6 +99,8 @@ class RelaySupervisor:
             "--max-legs", str(self.max_legs),
             "--log-level", self.log_level,
             "--ice-tcp-port", str(self.ice_tcp_port + slot if self.ice_tcp_port else 0),
+            "--udp-port", str(self.udp_port + slot if self.udp_port else 0),
+            *self.worker_options,
         ]  # fmt: skip
         env = {**os.environ, TOKEN_ENV: self.token}
         return await asyncio.create_subprocess_exec(

@@ -83,6 +83,14 @@ class _LegRecord:
     """Strict route: the gate this leg's video goes through before the partner sees it."""
 
 
+class ModerationMismatch(ValueError):
+    """A moderated leg and an unmoderated one were to be linked; ``leg`` is the unmoderated one."""
+
+    def __init__(self, leg: Leg) -> None:
+        super().__init__("a moderated leg cannot be linked to an unmoderated one")
+        self.leg = leg
+
+
 class ForwardingHub:
     """Relays media between paired legs of one worker."""
 
@@ -169,8 +177,14 @@ class ForwardingHub:
         return rec.moderated
 
     def pair(self, a: Leg, b: Leg) -> None:
-        """Make ``a`` and ``b`` partners (replacing earlier partners); media flows at once."""
+        """Make ``a`` and ``b`` partners (replacing earlier partners); media flows at once.
+
+        Raises :class:`ModerationMismatch` when one leg is moderated and the other is not: a
+        strict call is moderated both ways, and the relay holds that line itself, whatever
+        signaling asked (a parked unmoderated leg must never carry a strict call)."""
         ra, rb = self._record(a), self._record(b)
+        if (ra.moderated is None) != (rb.moderated is None):
+            raise ModerationMismatch(a if ra.moderated is None else b)
         self._unpair(ra)
         self._unpair(rb)
         pairing = next(self._pairings)

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
@@ -97,6 +98,38 @@ Refusal = Literal[
     "too_many_unattached",
 ]
 """The :class:`IceTcpStats` counter a refused connection adds to."""
+
+
+CheckRefusal = Literal["not_stun", "unknown_username", "unauthenticated"]
+REFUSAL_REASONS: Final[dict[CheckRefusal, str]] = {
+    "not_stun": "not a STUN Binding request with a USERNAME",
+    "unknown_username": "no leg has that ICE username",
+    "unauthenticated": "MESSAGE-INTEGRITY does not match",
+}
+
+
+def authenticated_check(
+    data: bytes, connection_for: Callable[[str], Connection | None]
+) -> Connection | CheckRefusal:
+    """The leg a first message from a new peer belongs to, or why it belongs to none: it must
+    be a STUN Binding request whose USERNAME (``relayufrag:peerufrag``) names a leg (looked up
+    with ``connection_for``) and whose MESSAGE-INTEGRITY checks with that leg's password."""
+    try:
+        message = stun.parse_message(data)
+    except ValueError:
+        return "not_stun"
+    if (
+        message.message_method != stun.Method.BINDING
+        or message.message_class != stun.Class.REQUEST
+        or "USERNAME" not in message.attributes
+    ):
+        return "not_stun"
+    connection = connection_for(str(message.attributes["USERNAME"]).partition(":")[0])
+    if connection is None:
+        return "unknown_username"
+    if not message.check_message_integrity(connection.local_password.encode("utf8")):
+        return "unauthenticated"
+    return connection
 
 
 class FramedStreamTransport(asyncio.DatagramTransport):
@@ -202,25 +235,9 @@ class _IceTcpConnection(asyncio.Protocol):
 
     def _attach(self, frame: bytes) -> bool:
         """Bind this connection to the leg its first (authenticated) check names."""
-        try:
-            message = stun.parse_message(frame)
-        except ValueError:
-            self._refuse("not_stun", "first frame is not STUN")
-            return False
-        if (
-            message.message_method != stun.Method.BINDING
-            or message.message_class != stun.Class.REQUEST
-            or "USERNAME" not in message.attributes
-        ):
-            self._refuse("not_stun", "first frame is not a Binding request with a USERNAME")
-            return False
-        local_ufrag = str(message.attributes["USERNAME"]).partition(":")[0]
-        connection = self._listener.connection_for(local_ufrag)
-        if connection is None:
-            self._refuse("unknown_username", f"no leg has ufrag {local_ufrag!r}")
-            return False
-        if not message.check_message_integrity(connection.local_password.encode("utf8")):
-            self._refuse("unauthenticated", "MESSAGE-INTEGRITY does not match")
+        connection = authenticated_check(frame, self._listener.connection_for)
+        if isinstance(connection, str):
+            self._refuse(connection, REFUSAL_REASONS[connection])
             return False
         assert self._stream is not None
         self._forget_unattached()

@@ -31,8 +31,16 @@ from aiortc.sdp import candidate_from_sdp
 
 from relay import control as c
 from relay.aiortc_adapter import AiortcLeg
-from relay.forwarding_hub import ForwardingHub
+from relay.forwarding_hub import ForwardingHub, ModerationMismatch
+from relay.ice_gathering import (
+    DEFAULT_GATHERING,
+    GatheringPolicy,
+    interface_addresses,
+    restrict_gathering,
+    select_addresses,
+)
 from relay.ice_tcp import IceTcpListener
+from relay.ice_udp_mux import UdpMux
 
 if TYPE_CHECKING:
     from relay.legs import Leg
@@ -82,10 +90,18 @@ class RelayWorker:
     """One worker's legs and its control connection."""
 
     def __init__(
-        self, signaling_url: str, token: str, worker_id: str, max_legs: int, ice_tcp_port: int = 0
+        self,
+        signaling_url: str,
+        token: str,
+        worker_id: str,
+        max_legs: int,
+        ice_tcp_port: int = 0,
+        gathering: GatheringPolicy = DEFAULT_GATHERING,
     ) -> None:
         """``ice_tcp_port``: where browsers whose UDP is blocked reach this worker over TCP
-        (RFC 6544 passive candidates); 0: UDP only."""
+        (RFC 6544 passive candidates); 0: UDP only. ``gathering``: the addresses and UDP
+        ports every leg's answer offers (``relay.ice_gathering``)."""
+        self.gathering = gathering
         self.signaling_url = signaling_url
         self.token = token
         self.worker_id = worker_id
@@ -105,6 +121,7 @@ class RelayWorker:
         self._ws: websockets.ClientConnection | None = None
         self._cpu = _CpuMeter()
         self.ice_tcp = IceTcpListener(ice_tcp_port) if ice_tcp_port else None
+        self.udp_mux: UdpMux | None = None
 
     # -- connection to signaling ------------------------------------------------------------
 
@@ -113,6 +130,9 @@ class RelayWorker:
         reports = asyncio.create_task(self.hub.run_reports())
         attempt = 0
         await self._start_ice_tcp()
+        await self._start_udp_mux()
+        if not self.gathering.is_default:
+            log.info("ICE host candidates: %s", self.gathering.describe())
         try:
             while True:
                 try:
@@ -138,6 +158,8 @@ class RelayWorker:
             await self._close_all_legs()
             if self.ice_tcp is not None:
                 await self.ice_tcp.close()
+            if self.udp_mux is not None:
+                self.udp_mux.close()
             if self._moderator is not None:
                 await self._moderator.aclose()
 
@@ -152,6 +174,21 @@ class RelayWorker:
             self.ice_tcp = None
             return
         log.info("ICE-TCP passive candidates on port %d", self.ice_tcp.port)
+
+    async def _start_udp_mux(self) -> None:
+        """The shared UDP port on every address the worker offers; one that cannot be bound
+        costs the firewall-friendly port (legs get ports of their own), not the worker."""
+        port = self.gathering.shared_udp_port
+        if not port:
+            return
+        hosts = select_addresses(interface_addresses(), self.gathering.gather_from)
+        mux = UdpMux(port, hosts)
+        try:
+            await mux.start()
+        except OSError as exc:
+            log.error("UDP port %d unavailable, a port per leg instead: %s", port, exc)
+            return
+        self.udp_mux = mux
 
     async def _serve(self, ws: websockets.ClientConnection) -> None:
         self._ws = ws
@@ -217,7 +254,12 @@ class RelayWorker:
                     missing = first if a is None or a.relay_leg is None else second
                     await self._send(c.Refused(leg=missing, reason="unknown leg"))
                     return
-                self.hub.pair(a.relay_leg, b.relay_leg)
+                try:
+                    self.hub.pair(a.relay_leg, b.relay_leg)
+                except ModerationMismatch as refused:
+                    unmoderated = first if refused.leg is a.relay_leg else second
+                    log.warning("refused to link legs %s and %s: %s", first, second, refused)
+                    await self._send(c.Refused(leg=unmoderated, reason=str(refused)))
             case c.Unlink(leg=leg_id):
                 leg = self.legs.get(leg_id)
                 if leg is not None and leg.relay_leg is not None:
@@ -311,6 +353,7 @@ class RelayWorker:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             AiortcLeg.prepare_transceivers(pc)
+            restrict_gathering(pc, self.gathering, self.udp_mux)
             await pc.setLocalDescription(await pc.createAnswer())
             leg.relay_leg = AiortcLeg(pc, self.hub.on_rtp, self.hub.on_rtcp)
         except Exception as exc:  # aiortc raises ValueError, KeyError, ... on bad SDP
@@ -411,10 +454,15 @@ async def _run_until_drained(worker: RelayWorker) -> None:
 
 
 def run_worker(
-    signaling_url: str, token: str, worker_id: str, max_legs: int, ice_tcp_port: int = 0
+    signaling_url: str,
+    token: str,
+    worker_id: str,
+    max_legs: int,
+    ice_tcp_port: int = 0,
+    gathering: GatheringPolicy = DEFAULT_GATHERING,
 ) -> None:
     """Process entry point: uvloop when available (it halves per-packet cost, see the notes)."""
-    worker = RelayWorker(signaling_url, token, worker_id, max_legs, ice_tcp_port)
+    worker = RelayWorker(signaling_url, token, worker_id, max_legs, ice_tcp_port, gathering)
     try:
         import uvloop
     except ImportError:

@@ -86,7 +86,7 @@ class SignalingService:
             self.cluster = ClusterNode(
                 config,
                 settings,
-                region_of=lambda user: self.hub.region_of(user),
+                route_facts=lambda user: self.hub.route_facts(user),
                 pair_of=lambda user: self.hub.pair_of(user),
                 send_text=self._send_text,
                 on_events=self._on_pool_events,

@@ -45,9 +45,9 @@ from signaling.relay_leg_states import (
     allows,
 )
 from signaling.relays import RelayDirectory
-from signaling.reports import ReportLog, ReportRecord, device_key
+from signaling.reports import ReportLog, ReportRecord
 from signaling.route_policy import Route, RoutePolicy
-from signaling.strikes import StrikeBook
+from signaling.strikes import Person, StrikeBook
 
 log = logging.getLogger("chatguard.signaling")
 
@@ -95,13 +95,15 @@ class _RelayLeg:
 @dataclass(slots=True)
 class _Client:
     region: str
-    identities: tuple[str, ...] = ()
-    """Device id and network address, as strike and ban keys."""
+    who: Person
+    """Device and network, as strike, ban and report keys."""
     call: _Call | None = None
     parked: _RelayLeg | None = None
+    hide_address: bool = False
+    """Asked on its last ``join`` never to be on a direct call."""
     remote: bool = False
     """A partner connected to another node of a shared pool (``signaling.cluster``): that
-    node tells it everything; here it stands in the call only as the partner's region."""
+    node tells it everything; here it stands in the call only for the route's choice."""
 
 
 @dataclass(slots=True)
@@ -115,16 +117,14 @@ class HubStats:
     calls_rerouted_after_worker_loss: int = 0
 
 
+_NOBODY = Person(device="", network="")
+"""Who a partner on another node is here: nobody this node could strike or ban."""
 _ACROSS_NODES = "a relayed call between two signaling nodes is not possible yet"
 """With a shared pool each node has its own relay workers: a relayed call needs both here."""
 
 
 def _new_token() -> str:
     return secrets.token_urlsafe(9)
-
-
-def _identities(address: str, device: str) -> tuple[str, ...]:
-    return tuple(f"{kind}:{value}" for kind, value in (("addr", address), ("dev", device)) if value)
 
 
 def _notice(
@@ -164,7 +164,9 @@ class SignalingHub:
         """The time of the input being handled: what the matchmaker reports meanwhile (a
         pairing, a partner gone) happened then; call durations in the log are read from it."""
         mod = config.moderation
-        self.strikes = strikes or StrikeBook(mod.strikes_to_ban, mod.strike_window_s, mod.ban_s)
+        self.strikes = strikes or StrikeBook(
+            mod.strikes_to_ban, mod.strike_window_s, mod.ban_s, mod.devices_to_ban_network
+        )
         self.relays = RelayDirectory()
         self.reports = ReportLog(config.reports.reporters_to_ban, config.reports.window_s)
         chat = config.chat
@@ -184,7 +186,7 @@ class SignalingHub:
 
     def banned_until(self, address: str, device: str, now: float) -> float | None:
         """Checked before `connect`: a banned device or address is refused at the door."""
-        return self.strikes.banned_until(_identities(address, device), now)
+        return self.strikes.banned_until(Person.of(address, device), now)
 
     def connect(
         self, region: str, now: float, now_unix: float, address: str = "", device: str = ""
@@ -192,7 +194,7 @@ class SignalingHub:
         """Register a new connection; returns its id and queues its welcome."""
         self._now = now
         user = self._new_id()
-        self._clients[user] = _Client(region=region, identities=_identities(address, device))
+        self._clients[user] = _Client(region=region, who=Person.of(address, device))
         self._matchmaker.connect(user, now)
         mm = self._config.matchmaking
         self._send(
@@ -328,10 +330,11 @@ class SignalingHub:
         """Why the routes in force cannot be carried now (``/readyz``); empty: ready."""
         return readiness.unready_reasons(self._policy.routes_in_force(), self.relays.workers())
 
-    def region_of(self, user: str) -> str | None:
-        """A connected client's region (a shared pool hands it to the partner's node)."""
+    def route_facts(self, user: str) -> tuple[str, bool] | None:
+        """A connected client's region and whether it hides its address: what a shared pool
+        hands to a partner's node, which must choose the same route for the pair."""
         client = self._clients.get(user)
-        return None if client is None else client.region
+        return None if client is None else (client.region, client.hide_address)
 
     def pair_of(self, user: str) -> str | None:
         """The id of `user`'s current call: a partner's message for another one is stale."""
@@ -366,8 +369,9 @@ class SignalingHub:
         match message:
             case p.Ping():
                 self._send(user, p.Pong())
-            case p.Join(interests=interests):
+            case p.Join(interests=interests, hide_address=hide_address):
                 mm.join(user, now, frozenset(tag.lower() for tag in interests))
+                self._clients[user].hide_address = hide_address
                 self._announce_waiting(user)
             case p.Next():
                 mm.next(user, now)
@@ -429,11 +433,11 @@ class SignalingHub:
         """Record a report (metadata only) and ban the reported device once enough distinct
         reporters agree; the ban refuses it at the door like a moderation ban. True: banned."""
         reported_client = self._clients.get(reported)  # None: on another node of a pool
-        identities = () if reported_client is None else reported_client.identities
-        reported_key = device_key(identities, reported)
+        reported_who = _NOBODY if reported_client is None else reported_client.who
+        reported_key = reported_who.device or reported
         outcome = self.reports.record(
             ReportRecord(user, reported, now_unix, reason),
-            device_key(self._clients[user].identities, user),
+            self._clients[user].who.device or user,
             reported_key,
             now,
         )
@@ -445,7 +449,7 @@ class SignalingHub:
         if not outcome.ban:
             return False
         ban_s = self._config.reports.ban_s
-        self.strikes.ban((reported_key,), now + ban_s)
+        self.strikes.ban(reported_who, now + ban_s)
         reason_text = f"reported by {outcome.reporters} people"
         log.info("reports: %s banned until %.0f (%s)", reported_key, now_unix + ban_s, reason_text)
         self._send(reported, p.Banned(reason=reason_text, until_unix=now_unix + ban_s))
@@ -591,7 +595,7 @@ class SignalingHub:
             self._send(offender, _notice(call, "resumed", "you", label, 0))
             self._send(partner, _notice(call, "resumed", "partner", label, 0))
             return
-        result = self.strikes.strike(client.identities, now)
+        result = self.strikes.strike(client.who, now)
         log.info(
             "moderation: call %s: video of %s blocked (%s %.2f), strike %d",
             call.pair_id, offender, label, score, result.strikes,
@@ -692,10 +696,15 @@ class SignalingHub:
     def _on_paired(self, event: Paired) -> None:
         first, second = event.first, event.second
         a, b = (
-            self._clients.get(user) or _Client(region=event.remote_region, remote=True)
+            self._clients.get(user)
+            or _Client(
+                event.remote_region, _NOBODY, hide_address=event.remote_hides_address, remote=True
+            )
             for user in (first, second)
         )
         route = self._policy.route_for_pair(a.region, b.region)
+        if route is Route.DIRECT and (a.hide_address or b.hide_address):
+            route = Route.RELAY  # a direct call shows each member the other's address
         call = _Call(event.pair or self._new_id(), first, second, route, paired_at=self._now)
         a.call = b.call = call
         self.stats.pairs_made += 1

@@ -7,6 +7,7 @@ place where a typo is reported. Validation is done by msgspec; its errors are re
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -56,6 +57,15 @@ class TurnConfig(_Section):
     secret: str = ""
     """coturn's ``static-auth-secret`` (``use-auth-secret`` mode)."""
     ttl_s: int = 3600
+    realm: str = "chatguard"
+    """coturn's ``realm`` (``chatguard turn-config`` prints it; browsers never see it)."""
+    tls_cert_file: str = ""
+    """Certificate chain (PEM) for ``turns:`` URLs, as coturn's ``cert``."""
+    tls_key_file: str = ""
+    """Its private key (PEM), as coturn's ``pkey``."""
+    allowed_peer_ips: list[str] = msgspec.field(default_factory=list)
+    """Private addresses TURN may relay to although private ranges are denied: the relay
+    workers' (the announced addresses of ``[relay]`` are added by themselves)."""
 
 
 class IceConfig(_Section):
@@ -88,6 +98,21 @@ class RelayConfig(_Section):
     ice_tcp_port: int = 7880
     """ICE over TCP for browsers on networks that drop UDP: the local workers listen on this
     port and the next ones (one each, consecutive); 0: UDP only."""
+    udp_ports: str = ""
+    """UDP ports of the workers' ICE sockets, "MIN-MAX" (e.g. "40000-40199"), shared by the
+    local workers; a leg takes one port per address it gathers on. Empty: any port."""
+    udp_port: int = 0
+    """One UDP port shared by every leg of a worker (legs told apart by ICE username), instead
+    of a port per leg: local worker i uses udp_port + i; 0: a port per leg (``udp_ports``)."""
+    gather_from: list[str] = msgspec.field(default_factory=list)
+    """Interface names, addresses or networks (e.g. ["eth0"], ["10.0.0.0/8"]) the workers
+    offer to clients; empty: every address but loopback and IPv6 link-local."""
+    announced_addresses: list[str] = msgspec.field(default_factory=list)
+    """Addresses clients are told instead of the interface address of the same family: the
+    public IP of a 1:1 NAT (a cloud machine's). Several allowed (an IPv4 and an IPv6 one)."""
+    announce_interface_addresses: bool = False
+    """Offer the interface addresses beside the announced ones (clients on the same private
+    network then need not go through the NAT)."""
 
     def local_workers(self) -> int:
         """How many relay workers `serve` starts here: "auto" is one per core, as a worker is
@@ -95,6 +120,22 @@ class RelayConfig(_Section):
         if self.workers == "auto":
             return os.cpu_count() or 1
         return self.workers
+
+    def udp_port_range(self) -> tuple[int, int] | None:
+        """``udp_ports`` as (first, last); None when unset. Call after :meth:`Config.check`."""
+        return parse_port_range(self.udp_ports) if self.udp_ports else None
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """ "40000-40199" as (40000, 40199); ValueError says what is wrong."""
+    first, dash, last = text.partition("-")
+    try:
+        low, high = int(first), int(last if dash else first)
+    except ValueError:
+        raise ValueError(f'{text!r} is not a port range "MIN-MAX"') from None
+    if not 0 < low <= high < 65536:
+        raise ValueError(f"{text!r}: ports must be 1-65535, MIN at most MAX")
+    return low, high
 
 
 class ModerationConfig(_Section):
@@ -108,7 +149,10 @@ class ModerationConfig(_Section):
     strikes_to_ban: int = 3
     strike_window_s: float = 600.0
     ban_s: float = 3600.0
-    """How long an offender's device and address are refused after the last strike."""
+    """How long an offender's device is refused after the last strike."""
+    devices_to_ban_network: int = 3
+    """Banned devices from one address (IPv6: one /64) that get the address itself banned; one
+    address is often many people (a school, carrier-grade NAT). 0: never ban addresses."""
 
 
 class ChatConfig(_Section):
@@ -187,6 +231,14 @@ class Config(_Section):
         last_ice_tcp_port = self.relay.ice_tcp_port + max(self.relay.local_workers() - 1, 0)
         if self.relay.ice_tcp_port < 0 or last_ice_tcp_port > 65535:
             problems.append("relay.ice_tcp_port must be 0 (off) or leave a port per worker")
+        last_udp_port = self.relay.udp_port + max(self.relay.local_workers() - 1, 0)
+        if self.relay.udp_port < 0 or last_udp_port > 65535:
+            problems.append("relay.udp_port must be 0 (off) or leave a port per worker")
+        if self.relay.udp_port and self.relay.udp_ports:
+            problems.append(
+                "relay.udp_port (one shared port) and relay.udp_ports exclude each other"
+            )
+        problems += self._check_addresses()
         mod = self.moderation
         for label, threshold in (mod.block or {}).items():
             if not 0.0 < threshold <= 1.0:
@@ -194,6 +246,8 @@ class Config(_Section):
         for name in ("verdict_ttl_s", "min_classifications_per_s", "strike_window_s", "ban_s"):
             if getattr(mod, name) <= 0:
                 problems.append(f"moderation.{name} must be positive")
+        if mod.devices_to_ban_network < 0:
+            problems.append("moderation.devices_to_ban_network must be 0 (never) or more")
         if mod.strikes_to_ban < 1:
             problems.append("moderation.strikes_to_ban must be at least 1")
         if self.ice.turn.ttl_s <= 0:
@@ -213,6 +267,26 @@ class Config(_Section):
         if not 0 < cluster.presence_ttl_s <= self.matchmaking.heartbeat_timeout_s:
             # a dead node's clients are handed back no later than a silent client's partner
             problems.append("cluster.presence_ttl_s must be positive, at most heartbeat_timeout_s")
+        return problems
+
+    def _check_addresses(self) -> list[str]:
+        problems: list[str] = []
+        if self.relay.udp_ports:
+            try:
+                parse_port_range(self.relay.udp_ports)
+            except ValueError as exc:
+                problems.append(f"relay.udp_ports: {exc}")
+        for key, values in (
+            ("relay.announced_addresses", self.relay.announced_addresses),
+            ("ice.turn.allowed_peer_ips", self.ice.turn.allowed_peer_ips),
+        ):
+            for value in values:
+                try:
+                    ipaddress.ip_address(value)
+                except ValueError:
+                    problems.append(f"{key}: {value!r} is not an IP address")
+        if bool(self.ice.turn.tls_cert_file) != bool(self.ice.turn.tls_key_file):
+            problems.append("ice.turn.tls_cert_file and tls_key_file go together")
         return problems
 
     def _check_client_features(self) -> list[str]:

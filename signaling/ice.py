@@ -4,6 +4,8 @@ TURN credentials follow the shared-secret scheme that coturn implements with ``u
 (the "TURN REST API" draft): the username is ``<expiry unix time>:<user id>`` and the password is
 base64(HMAC-SHA1(secret, username)). The TURN server checks the HMAC and the expiry itself, so
 signaling never has to tell it about users, and a leaked credential dies on its own.
+coturn's side is printed by ``chatguard turn-config``; tests/test_turn_coturn.py has a real
+coturn accept these credentials.
 """
 
 from __future__ import annotations

@@ -43,6 +43,8 @@ class Paired:
     remote_region: str = ""
     """With a shared pool, the region of a member connected to another node (both nodes must
     choose the same route); empty when both are here."""
+    remote_hides_address: bool = False
+    """With a shared pool, whether that member asked never to be on a direct call."""
 
 
 @dataclass(frozen=True, slots=True)

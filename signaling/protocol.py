@@ -40,6 +40,9 @@ class Join(_ClientMessage, tag="join"):
     """Start looking for a partner (the Start button)."""
 
     interests: Annotated[list[Interest], msgspec.Meta(max_length=16)] = []
+    hide_address: bool = False
+    """Never show this user's address to a partner: their calls take the relay route even
+    where the region's route is direct (the relay is each member's only ICE peer)."""
 
 
 class Next(_ClientMessage, tag="next"):

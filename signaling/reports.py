@@ -34,17 +34,6 @@ class ReportOutcome:
     """This report reached the limit: the reported device is to be banned now."""
 
 
-def device_key(identities: tuple[str, ...], session: str) -> str:
-    """Whom a report is about and who made it, from a client's identities (``dev:…``,
-    ``addr:…``): the device id, else the address (a client that sends no device id cannot
-    make up new reporters by reconnecting), else the session."""
-    for kind in ("dev:", "addr:"):
-        for identity in identities:
-            if identity.startswith(kind):
-                return identity
-    return session
-
-
 class ReportLog:
     """Recent reports in a bounded window, a count per reported session, and per reported
     device the distinct reporters within the time window."""

@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from relay import rtcp, rtp
-from relay.forwarding_hub import ForwardingHub
+from relay.forwarding_hub import ForwardingHub, ModerationMismatch
 from relay.strict.block_policy import ModerationPolicy
 from relay.strict.moderation import StreamSink
 from tests.support.fake_legs import KEY, FakeLeg, pkt
@@ -53,9 +55,10 @@ def setup(
     )
     a, b = FakeLeg(100), FakeLeg(200)
     moderator = FakeModerator()
-    hub.set_moderated(a, moderator, policy or ModerationPolicy())  # type: ignore[arg-type]
+    for leg in (a, b):  # a strict call is moderated both ways
+        hub.set_moderated(leg, moderator, policy or ModerationPolicy())  # type: ignore[arg-type]
     hub.pair(a, b)
-    assert moderator.codecs == [{96: "vp8"}]  # RTX is not depacketized
+    assert moderator.codecs == [{96: "vp8"}] * 2  # RTX is not depacketized
     return hub, a, b, moderator.streams[0], events
 
 
@@ -81,9 +84,9 @@ def test_moderated_video_goes_through_the_gate_only() -> None:
     assert len(plis) == 1 and int.from_bytes(plis[0][8:12], "big") == 0xA1
     stream.sink.moderation_event("blocked", "FACE_FEMALE", 0.8)
     assert events == [(a, "blocked", "FACE_FEMALE", 0.8)]
-    # B's video to A is not moderated
+    # B's video to A goes through B's own gate
     hub.on_rtp(b, pkt(96, 5, 0, KEY, ssrc=0xB1), 0.4)
-    assert len(a.rtp_sent(96)) == 1
+    assert a.rtp_sent(96) == []
 
 
 def test_audio_is_muted_only_while_blocked_and_only_if_the_policy_says_so() -> None:
@@ -103,10 +106,25 @@ def test_no_keyframe_replay_from_a_moderated_leg_and_forget_closes() -> None:
     for leg, ssrc in ((a, 0xA1), (c, 0xC1)):
         hub.add_leg(leg)
         hub.on_rtp(leg, pkt(96, 1, 0, KEY, ssrc=ssrc), 0.0)
-    moderator = FakeModerator()  # A is moderated after its keyframe was cached
-    hub.set_moderated(a, moderator, ModerationPolicy())  # type: ignore[arg-type]
+    moderator = FakeModerator()  # both moderated after their keyframes were cached
+    for leg in (a, c):
+        hub.set_moderated(leg, moderator, ModerationPolicy())  # type: ignore[arg-type]
     hub.pair(a, c)
-    assert hub.keyframes_replayed == 1  # C's cached keyframe was shown to A; none of A's to C
-    assert len(a.rtp_sent(96)) == 1 and c.rtp_sent(96) == []
+    assert hub.keyframes_replayed == 0  # an unclassified keyframe is shown to no one
+    assert a.rtp_sent(96) == [] and c.rtp_sent(96) == []
     hub.forget(a)
     assert moderator.streams[0].closed
+
+
+def test_a_moderated_leg_is_never_linked_to_an_unmoderated_one() -> None:
+    """Whatever signaling asks (a parked unmoderated leg offered for a strict call, say), the
+    relay refuses the link and names the unmoderated leg; no media flows between them."""
+    hub = ForwardingHub(rng=random.Random(1), clock=lambda: 0.1)
+    a, b = FakeLeg(100), FakeLeg(200)
+    hub.set_moderated(a, FakeModerator(), ModerationPolicy())  # type: ignore[arg-type]
+    for first, second in ((a, b), (b, a)):
+        with pytest.raises(ModerationMismatch) as refused:
+            hub.pair(first, second)
+        assert refused.value.leg is b
+    hub.on_rtp(b, pkt(96, 1, 0, KEY, ssrc=0xB1), 0.2)
+    assert a.rtp_sent(96) == []

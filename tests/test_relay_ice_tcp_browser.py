@@ -32,11 +32,9 @@ from tests.support.browser import (
 )
 from tests.support.netns import (
     IsolatedHosts,
-    NamespaceHost,
-    block_udp,
     chromium_in,
-    echo_server,
-    probe,
+    open_client,
+    udp_blocked_hosts,
 )
 from tests.support.ports import free_port
 from tests.support.server import RunningServer, chatguard_serve, make_config, run_server
@@ -101,12 +99,6 @@ async def wait_for_workers(http_url: str, count: int) -> None:
             await asyncio.sleep(0.2)
 
 
-async def open_client(browser: Any, host: NamespaceHost, port: int) -> Page:
-    page: Page = await (await browser.new_context()).new_page()
-    await page.goto(host.url(port), timeout=15_000)
-    return page
-
-
 class NoVideo(Exception):
     """A page decoded no partner video in time."""
 
@@ -119,19 +111,6 @@ async def first_frame_after(page: Page, started: float, timeout_s: float = 20) -
             raise NoVideo
         await asyncio.sleep(0.05)
     return time.monotonic() - started
-
-
-def udp_blocked_hosts(hosts: IsolatedHosts) -> tuple[NamespaceHost, NamespaceHost]:
-    """Both test hosts with UDP dropped, checked against an echo server on each: from the
-    host, TCP still answers and UDP does not (the positive control is that TCP does)."""
-    a, b = hosts.hosts
-    for host in (a, b):
-        with echo_server(host) as port:
-            assert probe(None, host.address, port) == {"tcp": True, "udp": True}
-            block_udp(host)
-            result = probe(None, host.address, port)
-        assert (result["tcp"], result["udp"]) == (True, False), result
-    return a, b
 
 
 @dataclass

@@ -105,6 +105,7 @@ async def test_unsafe_video_never_reaches_the_partner(
     pcs.extend(relay_pcs)
     moderator = Moderator(AsyncBatcher(runner))
     stream = hub.set_moderated(legs["a"], moderator, FACE_POLICY)
+    hub.set_moderated(legs["b"], moderator, FACE_POLICY)  # a strict call is moderated both ways
     hub.pair(legs["a"], legs["b"])
 
     seen: list[tuple[float, str]] = []

@@ -17,7 +17,7 @@ from signaling.call_hub import SignalingHub
 from signaling.config import config_from_mapping
 from signaling.matchmaking import Matchmaker
 from signaling.route_policy import Route, RoutePolicy
-from signaling.strikes import StrikeBook
+from signaling.strikes import Person, StrikeBook, network_of
 
 
 def make_hub(route: Route = Route.STRICT, **moderation: object) -> SignalingHub:
@@ -115,19 +115,53 @@ def test_blocked_video_tells_both_and_repeat_offender_is_banned() -> None:
     (banned,) = [m for to, m in outbox if to == a and isinstance(m, p.Banned)]
     assert banned.until_unix == 1002 + 100
     assert hub.drain_closes() == [(a, p.CLOSE_BANNED)]
-    # the device and the address are refused, each on its own, until the ban runs out
-    assert hub.banned_until("10.0.0.1", "", 50) == 112
-    assert hub.banned_until("", "dev-a", 50) == 112
-    assert hub.banned_until("10.0.0.9", "dev-x", 50) is None
+    # the device is refused from any address until the ban runs out; its address is not
+    assert hub.banned_until("10.0.0.9", "dev-a", 50) == 112
+    assert hub.banned_until("10.0.0.1", "dev-innocent", 50) is None
     assert hub.banned_until("10.0.0.1", "dev-a", 113) is None
 
 
 def test_strikes_expire_after_the_window() -> None:
-    book = StrikeBook(strikes_to_ban=2, window_s=10, ban_s=5)
-    assert book.strike(("dev:x",), 0).strikes == 1
-    assert book.strike(("dev:x",), 11).strikes == 1  # the first one aged out
-    result = book.strike(("dev:x", "addr:y"), 12)
+    book = StrikeBook(strikes_to_ban=2, window_s=10, ban_s=5, devices_to_ban_network=3)
+    x = Person.of("10.0.0.1", "x")
+    assert book.strike(x, 0).strikes == 1
+    assert book.strike(x, 11).strikes == 1  # the first one aged out
+    result = book.strike(x, 12)
     assert result.strikes == 2 and result.banned_until == 17
+
+
+def test_an_address_is_banned_only_with_several_banned_devices_behind_it() -> None:
+    book = StrikeBook(strikes_to_ban=1, window_s=10, ban_s=100, devices_to_ban_network=3)
+    for n, device in enumerate(["a", "b"]):
+        book.strike(Person.of("198.51.100.7", device), n)
+    innocent = Person.of("198.51.100.7", "innocent")
+    assert book.banned_until(innocent, 5) is None  # two banned devices: the address stands
+    book.strike(Person.of("198.51.100.7", "c"), 10)
+    # the third: the address is refused until the third-latest of its devices' bans ends
+    assert book.banned_until(innocent, 11) == 100
+    assert book.banned_until(Person.of("198.51.100.8", "innocent"), 11) is None
+    assert book.banned_until(innocent, 100.5) is None
+
+
+def test_ipv6_addresses_count_by_their_64_and_networks_can_be_left_alone() -> None:
+    assert network_of("2001:db8:1:2:aaaa::1") == network_of("2001:db8:1:2:bbbb::9")
+    assert network_of("2001:db8:1:2::1") != network_of("2001:db8:1:3::1")
+    assert network_of("::ffff:198.51.100.7") == "198.51.100.7"
+    book = StrikeBook(strikes_to_ban=1, window_s=10, ban_s=100, devices_to_ban_network=2)
+    book.strike(Person.of("2001:db8:1:2::1", "a"), 0)
+    book.strike(Person.of("2001:db8:1:2::2", "b"), 0)
+    assert book.banned_until(Person.of("2001:db8:1:2::3", "c"), 1) == 100
+    never = StrikeBook(strikes_to_ban=1, window_s=10, ban_s=100, devices_to_ban_network=0)
+    for device in "abcd":
+        never.strike(Person.of("198.51.100.7", device), 0)
+    assert never.banned_until(Person.of("198.51.100.7", "e"), 1) is None
+
+
+def test_a_client_without_a_device_id_is_known_by_its_address() -> None:
+    book = StrikeBook(strikes_to_ban=1, window_s=10, ban_s=100, devices_to_ban_network=3)
+    book.strike(Person.of("198.51.100.7", ""), 0)
+    assert book.banned_until(Person.of("198.51.100.7", ""), 1) == 100
+    assert book.banned_until(Person.of("198.51.100.7", "tab-1"), 1) is None
 
 
 def test_failed_direct_call_falls_back_to_a_relay() -> None:

@@ -59,11 +59,15 @@ def test_serve_procs_needs_a_shared_pool(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_each_of_serve_procs_gets_its_share_of_relay_workers_and_ports() -> None:
     config = config_from_mapping(
-        {"relay": {"workers": 5, "ice_tcp_port": 7880}, "cluster": {"node_id": "box"}}
+        {
+            "relay": {"workers": 5, "ice_tcp_port": 7880, "udp_port": 9000},
+            "cluster": {"node_id": "box"},
+        }
     )
     parts = [share(config, 3, index) for index in range(3)]
     assert [part.relay.workers for part in parts] == [2, 2, 1]
     assert [part.relay.ice_tcp_port for part in parts] == [7880, 7882, 7884]
+    assert [part.relay.udp_port for part in parts] == [9000, 9002, 9004]
     assert [part.cluster.node_id for part in parts] == ["box-0", "box-1", "box-2"]
     no_tcp = config_from_mapping({"relay": {"workers": 1, "ice_tcp_port": 0}})
     assert [share(no_tcp, 2, i).relay.workers for i in range(2)] == [1, 0]

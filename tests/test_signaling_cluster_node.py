@@ -17,7 +17,10 @@ def pairing(
     first: str, second: str, first_node: str = "n1", second_node: str = "n2"
 ) -> SharedPairing:
     return SharedPairing(
-        Paired(first, second), "p1", Member(first_node, "FR"), Member(second_node, "DE")
+        Paired(first, second),
+        "p1",
+        Member(first_node, "FR", hide_address=False),
+        Member(second_node, "DE", hide_address=True),
     )
 
 
@@ -39,14 +42,14 @@ def mm() -> ClusterMatchmaker:
 def test_inputs_go_out_in_order_with_heartbeats_last(mm: ClusterMatchmaker) -> None:
     mm.heartbeat("a", 1)
     mm.deliver(pairing("a", "b"))
-    assert drain(mm) == [Paired("a", "b", pair="p1", remote_region="DE")]
+    assert drain(mm) == [Paired("a", "b", pair="p1", remote_region="DE", remote_hides_address=True)]
     assert mm.forward("b", p.RelayedChat(pair="p1", text="hi"))
     assert not mm.forward("stranger", p.RelayedChat(pair="p1", text="hi"))
     mm.next("a", 2)
     operations = mm.drain_operations()
     assert [op[:2] for op in operations] == [
         ("connect", "a"),
-        ("script", "join"),
+        ("join", "a"),
         ("publish", "n2"),
         ("script", "next"),
         ("script", "heartbeat"),
@@ -70,7 +73,7 @@ def test_news_of_a_partner_already_left_is_dropped(mm: ClusterMatchmaker) -> Non
     mm.deliver(pairing("a", "b"))
     mm.next("a", 1)  # a left b here before the pool told us that b left a
     mm.deliver(PartnerLost("a", "b", "next"))
-    assert drain(mm) == [Paired("a", "b", pair="p1", remote_region="DE")]
+    assert drain(mm) == [Paired("a", "b", pair="p1", remote_region="DE", remote_hides_address=True)]
     assert mm.state_of("a") is UserState.WAITING
     mm.deliver(pairing("a", "c"))
     mm.deliver(PartnerLost("a", "c", "next"))

@@ -52,12 +52,12 @@ def node_config(redis: RedisServer) -> Config:
 
 
 async def paired_across(
-    first: str, second: str, headers: dict[str, str] | None = None
+    first: str, second: str, headers: dict[str, str] | None = None, hide_address: bool = False
 ) -> tuple[Client, Client, str]:
     """A client on each node, joined one after the other: the pool pairs them together."""
     a = await Client.connect(first, headers)
     b = await Client.connect(second)
-    await a.send(type="join")
+    await a.send(type="join", hide_address=hide_address)
     await a.expect("waiting")
     await b.send(type="join")
     paired_a, paired_b = await a.expect_paired(), await b.expect_paired()
@@ -123,13 +123,16 @@ async def test_a_late_message_for_a_call_over_is_not_delivered(
     await b.close()
 
 
+@pytest.mark.parametrize("why", ["region", "hide_address"])
 async def test_a_relayed_call_across_nodes_ends_clearly_on_both_sides(
-    nodes: tuple[RunningServer, RunningServer],
+    nodes: tuple[RunningServer, RunningServer], why: str
 ) -> None:
-    """Both nodes choose the route from both regions alike; a relayed one cannot be placed yet
-    (each node has its own workers), so both members are told rather than left waiting."""
+    """Both nodes choose the route from both members' regions and address choices alike; a
+    relayed call cannot be placed yet (each node has its own workers), so both members are
+    told rather than left waiting."""
     first, second = nodes
-    a, b, pair = await paired_across(first.ws_url, second.ws_url, {"X-Country": "FR"})
+    headers = {"X-Country": "FR"} if why == "region" else None
+    a, b, pair = await paired_across(first.ws_url, second.ws_url, headers, why == "hide_address")
     for client in (a, b):
         ended = await client.expect("call_ended")
         assert ended["pair"] == pair and "not possible yet" in ended["reason"]

@@ -71,7 +71,7 @@ class RedisMatchmaker:
         self._run("connect", now, user, self._node, "default")
 
     def join(self, user: str, now: float, interests: frozenset[str] = frozenset()) -> None:
-        self._run("join", now, user, pool.encode_interests(interests))
+        self._run("join", now, user, pool.encode_interests(interests), "default", "0")
 
     def next(self, user: str, now: float) -> None:
         self._run("next", now, user, "")
@@ -189,7 +189,7 @@ def test_events_are_published_to_the_nodes_concerned() -> None:
             message = sub.get_message(timeout=1)
             assert message is not None
             kind, first, second, _pair, *where = json.loads(message["data"])
-            assert (kind, first, second, where) == ("paired", "b", "a", ["n1", "default"] * 2)
+            assert (kind, first, second, where) == ("paired", "b", "a", ["n1", "default", "0"] * 2)
             assert sub.get_message(timeout=0.1) is None  # both members on n1: told once
     finally:
         mm.close()

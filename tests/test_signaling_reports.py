@@ -12,8 +12,9 @@ from signaling import protocol as p
 from signaling.call_hub import SignalingHub
 from signaling.config import ConfigError, config_from_mapping
 from signaling.matchmaking import Matchmaker
-from signaling.reports import ReportLog, ReportRecord, device_key
+from signaling.reports import ReportLog, ReportRecord
 from signaling.route_policy import Route, RoutePolicy
+from signaling.strikes import Person
 
 
 def record(log: ReportLog, reporter: str, reported: str, now: float) -> tuple[bool, int, bool]:
@@ -102,6 +103,6 @@ def test_the_hub_bans_the_reported_device_at_the_threshold(
 
 
 def test_reporters_are_told_apart_by_device_then_address() -> None:
-    assert device_key(("addr:10.0.0.1", "dev:abc"), "s1") == "dev:abc"
-    assert device_key(("addr:10.0.0.1",), "s1") == "addr:10.0.0.1"
-    assert device_key((), "s1") == "s1"
+    assert Person.of("10.0.0.1", "abc").device == "dev:abc"
+    assert Person.of("10.0.0.1", "").device == "addr:10.0.0.1"
+    assert Person.of("", "").device == ""  # the hub then falls back to the session

@@ -11,6 +11,7 @@ import httpx
 import pytest
 import websockets
 
+from signaling.strikes import Person
 from tests.support.server import RunningServer, make_config, run_server
 from tests.support.wsclient import Client
 
@@ -282,14 +283,14 @@ async def test_web_client_and_health_are_served(server: RunningServer) -> None:
 async def test_a_banned_device_is_refused_at_the_door(server: RunningServer) -> None:
     service = server.app_state.service  # type: ignore[attr-defined]
     for _ in range(3):  # the default policy bans on the third strike
-        service.hub.strikes.strike(("dev:tab-1",), time.monotonic())
+        service.hub.strikes.strike(Person.of("127.0.0.1", "tab-1"), time.monotonic())
     ws = await websockets.connect(server.ws_url + "?device=tab-1")
     banned = json.loads(await ws.recv())
     assert banned["type"] == "banned" and banned["until_unix"] > time.time()
     with pytest.raises(websockets.ConnectionClosed) as info:
         await ws.recv()
     assert info.value.rcvd is not None and info.value.rcvd.code == 4004
-    # another device from the same address is not banned (only the device struck out here)
+    # an innocent user behind the banned user's address can still join
     other = await Client.connect(server.ws_url + "?device=tab-2")
     assert other.welcome["type"] == "welcome"
     await other.close()

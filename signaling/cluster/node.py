@@ -51,6 +51,7 @@ from signaling.matchmaking import (
     PartnerLost,
     UserState,
 )
+from signaling.strikes import Person
 
 log = logging.getLogger("chatguard.cluster")
 
@@ -60,7 +61,9 @@ RETRY_S = 0.5
 """Pause before trying Redis again after an error."""
 
 Operation = tuple[str, ...]
-"""("script", op, *args) for the pool script, ("connect", user), or ("publish", node, payload)."""
+"""("script", op, *args) for the pool script; ("connect", user) and ("join", user, interests
+as JSON), completed when sent with what the hub knows of the user then; ("publish", node,
+payload); ("ban", device, network, until)."""
 
 
 @dataclass(slots=True)
@@ -94,7 +97,7 @@ class ClusterMatchmaker:
         if view.state is UserState.PAIRED:
             raise MatchmakingError("you are in a call; use next to change partner")
         view.state = UserState.WAITING
-        self._operations.append(("script", "join", user, pool.encode_interests(interests)))
+        self._operations.append(("join", user, pool.encode_interests(interests)))
 
     def next(self, user: str, now: float) -> None:
         self._part(user, "next")
@@ -234,13 +237,21 @@ class ClusterMatchmaker:
         if not accepted:
             return
         local = {user for user, _, _ in accepted}
-        remote_region = ""
+        remote = pool.Member("", "", hide_address=False)
         for user, other, where in accepted:
             self._views[user] = _View(UserState.PAIRED, other)
             if other not in local:
                 self._remote_nodes[other] = where.node
-                remote_region = where.region
-        self._events.append(Paired(first, second, pair=event.pair, remote_region=remote_region))
+                remote = where
+        self._events.append(
+            Paired(
+                first,
+                second,
+                pair=event.pair,
+                remote_region=remote.region,
+                remote_hides_address=remote.hide_address,
+            )
+        )
 
     def _waiting(self, user: str) -> bool:
         view = self._views.get(user)
@@ -260,20 +271,22 @@ class ClusterNode:
         self,
         config: Config,
         settings: MatchmakingSettings,
-        region_of: Callable[[str], str | None],
+        route_facts: Callable[[str], tuple[str, bool] | None],
         pair_of: Callable[[str], str | None],
         send_text: Callable[[str, str], None],
         on_events: Callable[[], None],
     ) -> None:
-        """`region_of` and `pair_of` ask the hub about a local user; `send_text` hands an
+        """`route_facts` and `pair_of` ask the hub about a local user; `send_text` hands an
         encoded message to a local user's socket; `on_events` lets the hub read new events."""
         self.matchmaker = ClusterMatchmaker(node_name(config))
         mod = config.moderation
-        self.strikes = SharedStrikeBook(mod.strikes_to_ban, mod.strike_window_s, mod.ban_s)
+        self.strikes = SharedStrikeBook(
+            mod.strikes_to_ban, mod.strike_window_s, mod.ban_s, mod.devices_to_ban_network
+        )
         self._cluster = config.cluster
         self._settings = settings
         self._prefix = config.cluster.key_prefix
-        self._region_of = region_of
+        self._route_facts = route_facts
         self._pair_of = pair_of
         self._send_text = send_text
         self._on_events = on_events
@@ -339,14 +352,14 @@ class ClusterNode:
 
     def _drain(self) -> list[Operation]:
         """The pool's operations, then the bans made here meanwhile, each at the longest ban
-        this node knows for that identity (Redis keeps one value: a shorter ban must not
+        this node knows for that device (Redis keeps one value: a shorter ban must not
         replace a longer one made elsewhere)."""
         bans: list[Operation] = []
         now = time.monotonic()
-        for identity, _ in self.strikes.drain_made_here():
-            until = self.strikes.banned_until((identity,), now)
+        for who in self.strikes.drain_made_here():
+            until = self.strikes.banned_until(Person(who.device, ""), now)
             if until is not None:
-                bans.append(("ban", identity, repr(until)))
+                bans.append(("ban", who.device, who.network, repr(until)))
         return self.matchmaker.drain_operations() + bans
 
     async def _send(self, operations: list[Operation]) -> None:
@@ -360,17 +373,14 @@ class ClusterNode:
                 pipe.publish(self._prefix + "node:" + args[0], args[1])
                 continue
             if kind == "ban":  # kept until it ends, and told to every node now
-                identity, left_s = args[0], float(args[1]) - time.monotonic()
+                device, network, left_s = args[0], args[1], float(args[2]) - time.monotonic()
                 if left_s > 0:
-                    pipe.set(
-                        self._prefix + "ban:" + identity,
-                        repr(now + left_s),
-                        px=int(left_s * 1000) + 1,
-                    )
-                    pipe.publish(self._prefix + "bans", json.dumps([identity, now + left_s]))
+                    record = json.dumps([device, network, now + left_s])
+                    pipe.set(self._prefix + "ban:" + device, record, px=int(left_s * 1000) + 1)
+                    pipe.publish(self._prefix + "bans", record)
                 continue
-            if kind == "connect":
-                op, args = "connect", [args[0], self.name, self._region_of(args[0]) or ""]
+            if kind in ("connect", "join"):
+                op, args = kind, self._complete(kind, args)
             else:
                 op, *args = args
             argv = pool.script_args(self._prefix, op, now, self._settings, self._rng, *args)
@@ -378,6 +388,13 @@ class ClusterNode:
         for result in await pipe.execute(raise_on_error=False):
             if isinstance(result, Exception):  # a late input the pool no longer allows
                 log.debug("cluster: pool refused an input: %s", result)
+
+    def _complete(self, kind: str, args: list[str]) -> list[str]:
+        user = args[0]
+        region, hide = self._route_facts(user) or ("", False)  # gone: its disconnect follows
+        if kind == "connect":
+            return [user, self.name, region]
+        return [user, args[1], region, "1" if hide else "0"]
 
     async def _listen_loop(self, pubsub: Any) -> None:
         """The client re-subscribes by itself when its connection comes back; meanwhile
@@ -395,8 +412,7 @@ class ClusterNode:
     def _receive(self, channel: str, data: str) -> None:
         fields = json.loads(data)
         if channel == self._prefix + "bans":
-            identity, until_unix = fields
-            self._apply_ban(identity, float(until_unix))
+            self._apply_ban(fields)
             return
         if fields[0] == "msg":
             _, user, pair, text = fields
@@ -406,15 +422,16 @@ class ClusterNode:
         self.matchmaker.deliver(pool.decode_event(fields))
         self._on_events()
 
-    def _apply_ban(self, identity: str, until_unix: float) -> None:
-        self.strikes.apply(identity, time.monotonic() + until_unix - time.time())
+    def _apply_ban(self, record: list[Any]) -> None:
+        device, network, until_unix = record
+        self.strikes.apply(Person(device, network), time.monotonic() + until_unix - time.time())
 
     async def _load_bans(self) -> None:
         """Bans made before this node started, by any node, still in force."""
         keys = [key async for key in self._redis.scan_iter(match=self._prefix + "ban:*")]
-        for key, until in zip(keys, await self._redis.mget(keys) if keys else [], strict=True):
-            if until is not None:
-                self._apply_ban(key.removeprefix(self._prefix + "ban:"), float(until))
+        for record in await self._redis.mget(keys) if keys else []:
+            if record is not None:  # ended between the scan and the read
+                self._apply_ban(json.loads(record))
 
     async def _presence_loop(self) -> None:
         while True:

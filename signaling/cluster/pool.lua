@@ -11,11 +11,11 @@
 -- ARGV: prefix, op, now, repair_cooldown_s, interest_fallback_s, heartbeat_timeout_s, seed,
 -- then the op's arguments. Every event is returned to the caller and published, in the order
 -- the rules make it, on the channel of each node that holds a user it concerns (PREFIX node:ID),
--- as a JSON array: ["paired", first, second, pair, first_node, first_region, second_node,
--- second_region], ["lost", user, partner, reason] or ["expired", user].
+-- as a JSON array: ["paired", first, second, pair, then node, region and hide ("1": never a
+-- direct call) of first and of second], ["lost", user, partner, reason] or ["expired", user].
 --
 -- Keys (PREFIX omitted): u:ID hash (state, partner, interests as JSON, since, relaxed, gen,
--- node, region); tag:T and relaxed sets of waiting users; hb zset of last activity; t:fallback
+-- node, region, hide); tag:T and relaxed sets of waiting users; hb zset of last activity; t:fallback
 -- zset of "ID|gen" by when interests stop mattering; t:cooldown zset of "A|B" by when a re-pair
 -- cool-down ends, each with its cd:A|B key (value: until; TTL: garbage collection only); n hash
 -- of counts; nodes set; nodeusers:NODE sets; alive:NODE presence keys (set by each node).
@@ -112,8 +112,13 @@ local function try_pair(u)
   redis.call('HSET', uk(other), 'state', 'paired', 'partner', u)
   redis.call('HINCRBY', P .. 'n', 'pairs', 1)
   local pair = string.format('p%d-%x', redis.call('INCR', P .. 'pairseq'), rand(2147483647))
-  emit({'paired', u, other, pair, field(u, 'node') or '', field(u, 'region') or '',
-        field(other, 'node') or '', field(other, 'region') or ''}, {u, other})
+  local event = {'paired', u, other, pair}
+  for _, member in ipairs({u, other}) do
+    for _, name in ipairs({'node', 'region', 'hide'}) do
+      event[#event + 1] = field(member, name) or ''
+    end
+  end
+  emit(event, {u, other})
 end
 
 local function start_waiting(u)
@@ -282,12 +287,12 @@ if op == 'connect' then
     redis.call('SADD', P .. 'nodeusers:' .. node, u)
   end
 elseif op == 'join' then
-  local u, tags = ARGV[8], ARGV[9]
+  local u, tags, region, hide = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
   if not touch(u) then return unknown(u) end
   local state = field(u, 'state')
   if state == 'paired' then return redis.error_reply('in a call') end
   if state == 'waiting' then stop_waiting(u) end
-  redis.call('HSET', uk(u), 'interests', tags)
+  redis.call('HSET', uk(u), 'interests', tags, 'region', region, 'hide', hide)
   start_waiting(u)
 elseif op == 'next' or op == 'report' or op == 'leave' then
   local u, expect = ARGV[8], ARGV[9]

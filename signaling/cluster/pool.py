@@ -28,6 +28,8 @@ class Member:
     """The node holding its WebSocket."""
     region: str
     """Its region, for the route both nodes must choose alike."""
+    hide_address: bool
+    """It asked never to be on a direct call: also for the route."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +76,12 @@ def decode_event(raw: Sequence[str | bytes]) -> PoolEvent:
     """One event, as returned in a reply or published (then parsed from JSON first)."""
     fields = [item.decode() if isinstance(item, bytes) else item for item in raw]
     match fields:
-        case ["paired", first, second, pair, first_node, first_region, second_node, second_region]:
+        case ["paired", first, second, pair, node1, region1, hide1, node2, region2, hide2]:
             return SharedPairing(
                 Paired(first, second),
                 pair,
-                Member(first_node, first_region),
-                Member(second_node, second_region),
+                Member(node1, region1, hide1 == "1"),
+                Member(node2, region2, hide2 == "1"),
             )
         case ["lost", user, partner, reason]:
             return PartnerLost(user, partner, reason)

@@ -433,11 +433,32 @@ async def chromium_in(
             await browser.close()
 
 
+async def open_client(browser: Browser, host: NamespaceHost, port: int) -> Page:
+    """The web client served on `port`, opened in a new context of `browser` (running in
+    `host`), from the host address `host` reaches it at."""
+    page: Page = await (await browser.new_context()).new_page()
+    await page.goto(host.url(port), timeout=15_000)
+    return page
+
+
 def block_udp(host: NamespaceHost) -> None:
     """Drop every UDP packet into and out of `host`, as a school or office network that lets
     only TCP through. The rules live in the namespace's own tables and go with it."""
     for chain in ("INPUT", "OUTPUT"):
         _run(host.command(*_iptables("-A", chain, "-p", "udp", "-j", "DROP")))
+
+
+def udp_blocked_hosts(hosts: IsolatedHosts) -> tuple[NamespaceHost, NamespaceHost]:
+    """Both test hosts with UDP dropped, checked against an echo server on each: from the
+    host, TCP still answers and UDP does not (the positive control is that TCP does)."""
+    a, b = hosts.hosts
+    for host in (a, b):
+        with echo_server(host) as port:
+            assert probe(None, host.address, port) == {"tcp": True, "udp": True}
+            block_udp(host)
+            result = probe(None, host.address, port)
+        assert (result["tcp"], result["udp"]) == (True, False), result
+    return a, b
 
 
 PROBE = """
@@ -453,8 +474,8 @@ except OSError as exc:
     result["tcp_error"] = repr(exc)
 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
     udp.settimeout(timeout)
-    udp.sendto(b"ping", (address, port))
     try:
+        udp.sendto(b"ping", (address, port))  # EPERM where this machine's own rules drop it
         result["udp"] = udp.recvfrom(16)[0] == b"ping"
     except OSError as exc:
         result["udp"] = False
@@ -571,3 +592,45 @@ async def wait_for_remote_candidate(page: Page, address: str, timeout_s: float =
         if time.monotonic() > deadline:
             raise AssertionError(f"remote candidates {found}, expected {address} among them")
         await asyncio.sleep(0.05)
+
+
+@contextmanager
+def one_to_one_nat(host: NamespaceHost) -> Iterator[str]:
+    """Put `host` behind a simulated 1:1 NAT, as a cloud machine sits behind its public IP;
+    yields that "public" address (an unused address of the host's own /24).
+
+    In this machine's tables: UDP to the public address is DNATed to the host's address, UDP
+    the host sends here is SNATed to the public address, and UDP to the host's own address
+    that was not translated is dropped, so from this machine only the public address reaches
+    it over UDP. This machine also takes UDP from the host only as replies to what it sent
+    there (a stateful firewall, as in front of nearly every client): without that, a peer
+    would learn the public address from the host's own checks (peer-reflexive) and connect
+    whether or not the address was announced. TCP is left alone (the worker inside still
+    dials signaling). Every rule carries a comment naming the namespace and is deleted on exit.
+    """
+    public = f"{SUBNET_BASE}.{host.subnet}.200"
+    tag = ["-m", "comment", "--comment", host.namespace]
+    rules = [
+        ["-t", "nat", "OUTPUT", "-d", public, "-p", "udp", *tag, "-j", "DNAT",
+         "--to-destination", host.address],
+        ["-t", "nat", "INPUT", "-s", host.address, "-p", "udp", *tag, "-j", "SNAT",
+         "--to-source", public],
+        ["OUTPUT", "-d", host.address, "-p", "udp", "-m", "conntrack", "!", "--ctstate",
+         "DNAT,SNAT", *tag, "-j", "DROP"],
+        ["INPUT", "-s", host.address, "-p", "udp", "-m", "conntrack", "--ctstate", "NEW",
+         *tag, "-j", "DROP"],
+    ]  # fmt: skip
+    added: list[list[str]] = []
+
+    def command(action: str, rule: list[str]) -> list[str]:
+        table, rest = (rule[:2], rule[2:]) if rule[0] == "-t" else ([], rule)
+        return _iptables(*table, action, *rest)
+
+    try:
+        for rule in rules:
+            _run(command("-A", rule))
+            added.append(rule)
+        yield public
+    finally:
+        for rule in reversed(added):
+            _run(command("-D", rule))

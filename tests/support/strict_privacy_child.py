@@ -90,6 +90,7 @@ async def call() -> dict[str, Any]:
     leg_b = await connect_client(b, hub, pcs)
     moderator = Moderator.default()
     hub.set_moderated(leg_a, moderator, FACE_POLICY)
+    hub.set_moderated(leg_b, moderator, FACE_POLICY)  # a strict call is moderated both ways
     hub.pair(leg_a, leg_b)
     deadline = time.monotonic() + 40
     for name, until in ((SAFE, lambda: len(seen) >= 10), (UNSAFE, lambda: bool(events))):
