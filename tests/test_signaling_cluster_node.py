@@ -111,3 +111,20 @@ def test_misuse_is_refused_from_the_view(mm: ClusterMatchmaker) -> None:
     mm.deliver(pairing("a", "b"))
     with pytest.raises(MatchmakingError, match="use next"):
         mm.join("a", 0)
+
+
+def test_after_a_redis_restart_users_are_handed_over_again_first(mm: ClusterMatchmaker) -> None:
+    mm.connect("b", 0)
+    mm.join("b", 0, frozenset({"chess"}))
+    mm.deliver(pairing("a", "c"))
+    mm.drain_operations()
+    mm.connect("d", 1)  # handed over with the others; its own connect follows, a harmless repeat
+    mm.register_again()
+    assert mm.drain_operations() == [
+        ("connect", "a"),
+        ("script", "restore", "a", "c"),
+        ("connect", "b"),
+        ("join", "b", '["chess"]'),
+        ("connect", "d"),
+        ("connect", "d"),
+    ]

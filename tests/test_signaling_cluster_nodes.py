@@ -311,3 +311,36 @@ async def test_serve_procs_runs_nodes_on_one_port_each_with_its_own_workers(
         finally:
             parent.terminate()
             assert parent.wait(timeout=20) == 0
+
+
+@pytest.mark.slow
+async def test_a_redis_restart_keeps_calls_and_queues_and_errors_clearly(tmp_path: Path) -> None:
+    """Redis restarts empty: a request made meanwhile gets a clear error, the connection stays,
+    and the request is carried out when Redis is back; the nodes hand it their users again,
+    so a call in progress goes on (Next still tells the partner) and waiting users meet."""
+    with ExitStack() as redis_stack, ExitStack() as node_stack:
+        redis = redis_stack.enter_context(redis_server(tmp_path))
+        first, second = (node_stack.enter_context(serve_one(node_config(redis))) for _ in range(2))
+        a, b, pair = await paired_across(first.ws_url, second.ws_url)
+        waiting = await Client.connect(first.ws_url)
+        await waiting.send(type="join")
+        await waiting.expect("waiting")
+
+        redis_stack.close()  # Redis is gone
+        late = await Client.connect(second.ws_url)
+        await late.send(type="join")
+        assert (await late.expect("waiting")) is not None
+        assert (await late.expect("error"))["code"] == "unavailable"
+        await b.send(type="chat", pair=pair, text="still here?")  # kept, sent when it can be
+
+        redis_stack.enter_context(redis_server(tmp_path, redis.port))  # back, and empty
+        met = [await client.expect_paired(timeout=10) for client in (waiting, late)]
+        assert met[0]["pair"] == met[1]["pair"]
+        assert (await a.expect("chat", timeout=5))["text"] == "still here?"
+        await b.send(type="offer", pair=pair, sdp="v=0 after the restart")
+        assert (await a.expect("offer", timeout=5))["sdp"] == "v=0 after the restart"
+        await b.send(type="next")
+        left = await a.expect("partner_left", timeout=5)
+        assert (left["pair"], left["reason"]) == (pair, "next")
+        for client in (a, b, waiting, late):
+            await client.close()

@@ -205,3 +205,16 @@ class RedisMatchmakingMachine(MatchmakingMachine):
 
 TestRedisPoolProperties = RedisMatchmakingMachine.TestCase
 TestRedisPoolProperties.settings = settings(max_examples=25, stateful_step_count=30, deadline=None)
+
+
+def test_a_forgotten_pair_is_restored_once_both_are_back(mm: RedisMatchmaker) -> None:
+    mm.connect("a", 0)
+    mm._run("restore", 0, "a", "b")  # b is not back yet: nothing happens
+    assert mm.state_of("a") is UserState.IDLE
+    mm.connect("b", 0)
+    mm._run("restore", 0, "b", "a")
+    assert (mm.partner_of("a"), mm.partner_of("b"), mm.pair_count()) == ("b", "a", 1)
+    mm._run("restore", 0, "a", "b")  # the other node's word comes too late: no change
+    assert mm.pair_count() == 1 and drain(mm) == []
+    mm.next("a", 1)  # the pool knows the pair again: the partner is told
+    assert drain(mm) == [PartnerLost("b", "a", "next")]

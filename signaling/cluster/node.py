@@ -59,6 +59,12 @@ TICK_S = 0.25
 """How often each node runs the pool's timers (interest fallback, cool-down ends, expiry)."""
 RETRY_S = 0.5
 """Pause before trying Redis again after an error."""
+UNAVAILABLE = p.Error(
+    code="unavailable",
+    message="matchmaking is paused for a moment (its shared store is unreachable); "
+    "your request is kept and carried out when it is back",
+)
+"""Told once per outage to each user whose request waits for Redis."""
 
 Operation = tuple[str, ...]
 """("script", op, *args) for the pool script; ("connect", user) and ("join", user, interests
@@ -70,6 +76,8 @@ payload); ("ban", device, network, until)."""
 class _View:
     state: UserState
     partner: str | None = None
+    interests: frozenset[str] = frozenset()
+    """As last joined: to queue the user again in a pool that lost it."""
 
 
 class ClusterMatchmaker:
@@ -96,7 +104,7 @@ class ClusterMatchmaker:
         view = self._view(user)
         if view.state is UserState.PAIRED:
             raise MatchmakingError("you are in a call; use next to change partner")
-        view.state = UserState.WAITING
+        view.state, view.interests = UserState.WAITING, interests
         self._operations.append(("join", user, pool.encode_interests(interests)))
 
     def next(self, user: str, now: float) -> None:
@@ -182,6 +190,20 @@ class ClusterMatchmaker:
             out.append(("script", "heartbeat", *sorted(self._beats)))
             self._beats.clear()
         return out
+
+    def register_again(self) -> None:
+        """The pool lost everything (Redis restarted empty): hand it this node's users again,
+        before anything queued since. Waiting users wait again; a pair is restored once both
+        members are back (the second node to restore it does it), so a call in progress
+        goes on and Next still tells the partner."""
+        again: list[Operation] = []
+        for user, view in self._views.items():
+            again.append(("connect", user))
+            if view.state is UserState.WAITING:
+                again.append(("join", user, pool.encode_interests(view.interests)))
+            elif view.partner is not None:
+                again.append(("script", "restore", user, view.partner))
+        self._operations[:0] = again
 
     def deliver(self, event: pool.PoolEvent) -> None:
         """An event the pool published for this node; the hub reads it with `next_event`.
@@ -293,6 +315,13 @@ class ClusterNode:
         self._rng = random.Random()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._unsent: list[Operation] = []
+        """A batch Redis did not take, sent again (first) until it does."""
+        self._outage = False
+        self._told: set[str] = set()
+        """Users told of the outage under way (once each)."""
+        self._run_id = ""
+        """The Redis server's run id: a new one means it restarted, maybe empty."""
         self._redis: Any = None
         self._script: Any = None
         self._pubsub: Any = None
@@ -310,6 +339,7 @@ class ClusterNode:
 
         self._redis = aioredis.Redis.from_url(self._cluster.redis_url, decode_responses=True)
         self._script = self._redis.register_script(pool.SCRIPT)
+        self._run_id = (await self._redis.info("server"))["run_id"]
         await self._renew_presence()
         self._pubsub = self._redis.pubsub()
         await self._pubsub.subscribe(self._prefix + "node:" + self.name, self._prefix + "bans")
@@ -326,7 +356,7 @@ class ClusterNode:
         """Leave cleanly: what is still queued is sent, and the presence key goes at once, so
         the other nodes hand this node's remaining users' partners back without waiting."""
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._send(self._drain()), 2.0)
+            await asyncio.wait_for(self._send(self._unsent + self._drain()), 2.0)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -343,12 +373,33 @@ class ClusterNode:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            operations = self._drain()
+            batch, self._unsent = self._unsent + self._drain(), []
             try:
-                await self._send(operations)
-            except Exception as exc:  # Redis is down: the inputs are lost, the node goes on
-                log.error("cluster: %d operations not sent to Redis: %s", len(operations), exc)
+                await self._send(batch)
+            except Exception as exc:  # Redis is unreachable: keep the batch, say so, retry
+                self._unsent = batch
+                if not self._outage:
+                    log.error("cluster: Redis unreachable, %d operations wait: %s", len(batch), exc)
+                self._outage = True
+                self._tell_waiting_users(batch)
                 await asyncio.sleep(RETRY_S)
+                self._wake.set()
+            else:
+                if self._outage:
+                    log.info("cluster: Redis is back; %d operations sent", len(batch))
+                self._outage = False
+                self._told.clear()
+
+    def _tell_waiting_users(self, batch: list[Operation]) -> None:
+        """A request that waits for Redis gets a clear answer, not silence; the connection
+        stays (a call in progress does not need Redis)."""
+        text = p.encode_server_message(UNAVAILABLE)
+        asks = (("script", "next"), ("script", "report"), ("script", "leave"))
+        users = {op[1] for op in batch if op[0] == "join"}
+        users |= {op[2] for op in batch if op[:2] in asks}
+        for user in sorted(users - self._told):
+            self._send_text(user, text)
+        self._told |= users
 
     def _drain(self) -> list[Operation]:
         """The pool's operations, then the bans made here meanwhile, each at the longest ban
@@ -437,9 +488,16 @@ class ClusterNode:
         while True:
             await asyncio.sleep(self._cluster.presence_ttl_s / 3)
             try:
+                run_id = (await self._redis.info("server"))["run_id"]
                 await self._renew_presence()
-            except Exception as exc:
-                log.error("cluster: presence not renewed: %s", exc)
+            except Exception as exc:  # the send loop says when Redis is gone and back
+                log.debug("cluster: presence not renewed: %s", exc)
+                continue
+            if run_id != self._run_id:
+                log.warning("cluster: Redis restarted; handing it this node's users again")
+                self._run_id = run_id
+                self.matchmaker.register_again()
+                self.wake()
 
     async def _renew_presence(self) -> None:
         ttl_ms = int(self._cluster.presence_ttl_s * 1000)
@@ -451,5 +509,5 @@ class ClusterNode:
             argv = pool.script_args(self._prefix, "tick", time.time(), self._settings, self._rng)
             try:
                 await self._script(args=argv)
-            except Exception as exc:
-                log.error("cluster: pool timers not run: %s", exc)
+            except Exception as exc:  # as above: said once by the send loop
+                log.debug("cluster: pool timers not run: %s", exc)

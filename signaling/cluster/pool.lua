@@ -306,6 +306,16 @@ elseif op == 'disconnect' then
     remove_from_play(u, 'disconnect')
     forget(u)
   end
+elseif op == 'restore' then
+  -- a pair this Redis forgot (it restarted empty), told by a member's node: once both are
+  -- back and neither is in play, they are a pair again; nobody is told (both nodes know)
+  local u, partner = ARGV[8], ARGV[9]
+  if redis.call('EXISTS', uk(u)) == 1 and redis.call('EXISTS', uk(partner)) == 1
+      and field(u, 'state') == 'idle' and field(partner, 'state') == 'idle' then
+    redis.call('HSET', uk(u), 'state', 'paired', 'partner', partner)
+    redis.call('HSET', uk(partner), 'state', 'paired', 'partner', u)
+    redis.call('HINCRBY', P .. 'n', 'pairs', 1)
+  end
 elseif op == 'heartbeat' then
   for i = 8, #ARGV do touch(ARGV[i]) end
 elseif op == 'tick' then

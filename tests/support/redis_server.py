@@ -40,14 +40,15 @@ def _answers(port: int) -> bool:
 
 
 @contextmanager
-def redis_server(workdir: Path) -> Iterator[RedisServer]:
-    """Start `redis-server` in `workdir` and wait until it answers PING."""
+def redis_server(workdir: Path, port: int | None = None) -> Iterator[RedisServer]:
+    """Start `redis-server` in `workdir` and wait until it answers PING; `port`: the port of
+    one stopped before, to stand for a restart (it starts empty: nothing is persisted)."""
     binary = shutil.which("redis-server")
     if binary is None:
         if os.environ.get("CI"):
             pytest.fail("redis-server is not installed (.ci/run installs it)")
         pytest.skip("redis-server is not installed")
-    port = free_port()
+    port = port or free_port()
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     command += ["--appendonly", "no", "--dir", str(workdir), "--loglevel", "warning"]
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
