@@ -162,7 +162,9 @@ def run_case(mode: str, pairs: int, media: Media, args: argparse.Namespace) -> R
             print(f"naive: connecting {pairs} pairs through aiortc's MediaRelay", flush=True)
             load = _start_naive_load(pairs, media, args)
         else:
-            endpoints = service.endpoints if service else endpoints_from_target(args.target)
+            endpoints = (
+                service.endpoints if service else endpoints_from_target(args.target, args.admin)
+            )
             wait_until_up(endpoints.ws_url, args.connect_timeout)
             where = "here" if service else endpoints.ws_url
             print(f"{mode}: {2 * pairs} users joining the service ({where})", flush=True)
@@ -211,7 +213,7 @@ def _split(total: int, parts: int) -> list[int]:
 def _start_service_load(
     endpoints: Endpoints, pairs: int, media: Media, args: argparse.Namespace, local_relay: bool
 ) -> Load:
-    workers = wait_for_relays(endpoints.stats_url, 1, args.connect_timeout)
+    workers = wait_for_relays(endpoints, 1, args.connect_timeout)
     relay_pids = [w["pid"] for w in workers] if local_relay else []
     meter = RelayMeter(relay_pids, endpoints.stats_url)
     rss_idle = meter.rss_kib()

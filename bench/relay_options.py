@@ -100,9 +100,15 @@ def add_service_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group.add_argument(
         "--target",
         metavar="URL",
-        help="an existing deployment, e.g. http://HOST:8080 (its /ws and /stats are used; "
+        help="an existing deployment, e.g. http://HOST:8080 (its /ws is used; "
         "its relays must be reachable over UDP from here); default: start `chatguard serve` "
         "on this machine",
+    )
+    group.add_argument(
+        "--admin",
+        metavar="URL",
+        help="with --target: the deployment's admin listener, whose /stats gives the relay "
+        "workers' figures (default: the target's host, port 9090; it must be reachable)",
     )
     group.add_argument(
         "--relay-workers",

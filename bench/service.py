@@ -1,8 +1,9 @@
 """The service a benchmark drives: a ``chatguard serve`` it starts here, or a deployment's URL.
 
 Why one module: every workload needs the same few things from a service (its client
-WebSocket, its ``/stats`` with the relay workers' own CPU and memory figures, a clear error
-when it is not there), whether the benchmark started it or an engineer pointed at it.
+WebSocket, its ``/stats`` with the relay workers' own CPU and memory figures, on the admin
+listener, a clear error when it is not there), whether the benchmark started it or an
+engineer pointed at it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import websockets
 
 from bench.workload import RunError
+from signaling.config import AdminConfig
 
 
 class ServiceError(RunError):
@@ -38,7 +40,14 @@ class Endpoints:
     ws_url: str
     """Client WebSocket, ``ws://HOST:PORT/ws``."""
     stats_url: str
-    """JSON counters, ``http://HOST:PORT/stats``."""
+    """JSON counters on the admin listener, ``http://HOST:ADMIN_PORT/stats``."""
+
+    @property
+    def ready_url(self) -> str:
+        """``/readyz``, on the public port beside ``/ws``."""
+        parts = urllib.parse.urlsplit(self.ws_url)
+        scheme = "https" if parts.scheme == "wss" else "http"
+        return f"{scheme}://{parts.netloc}/readyz"
 
     @property
     def is_local(self) -> bool:
@@ -47,8 +56,10 @@ class Endpoints:
         return host in ("localhost", "::1") or host.startswith("127.")
 
 
-def endpoints_from_target(url: str) -> Endpoints:
-    """The endpoints of a deployment given as ``http(s)://HOST:PORT`` or ``ws(s)://HOST:PORT/ws``.
+def endpoints_from_target(url: str, admin_url: str | None = None) -> Endpoints:
+    """The endpoints of a deployment given as ``http(s)://HOST:PORT`` or ``ws(s)://HOST:PORT/ws``,
+    with its admin listener at ``admin_url`` (default: the same host, the default admin port;
+    the deployment must let this machine reach it).
 
     Raises ValueError with a message naming the option for anything else.
     """
@@ -59,10 +70,11 @@ def endpoints_from_target(url: str) -> Endpoints:
             "or ws://HOST:8080/ws"
         )
     secure = parts.scheme in ("https", "wss")
-    netloc = parts.netloc
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    admin = admin_url or f"http://{host}:{AdminConfig().port}"
     return Endpoints(
-        ws_url=f"{'wss' if secure else 'ws'}://{netloc}/ws",
-        stats_url=f"{'https' if secure else 'http'}://{netloc}/stats",
+        ws_url=f"{'wss' if secure else 'ws'}://{parts.netloc}/ws",
+        stats_url=admin.rstrip("/") + "/stats",
     )
 
 
@@ -85,10 +97,14 @@ class EmbeddedService:
         self, extra_args: list[str], config_toml: str = "", port: int | None = None
     ) -> None:
         port = port or free_port()
+        admin_port = free_port()
         self.endpoints = Endpoints(
-            ws_url=f"ws://127.0.0.1:{port}/ws", stats_url=f"http://127.0.0.1:{port}/stats"
+            ws_url=f"ws://127.0.0.1:{port}/ws", stats_url=f"http://127.0.0.1:{admin_port}/stats"
         )
-        command = [sys.executable, "-m", "chatguard.cli", "serve", "--port", str(port)]
+        command = [
+            *(sys.executable, "-m", "chatguard.cli", "serve"),
+            *("--port", str(port), "--admin-port", str(admin_port)),
+        ]
         self._config_dir: tempfile.TemporaryDirectory[str] | None = None
         if config_toml:
             self._config_dir = tempfile.TemporaryDirectory(prefix="chatguard-bench-")
@@ -157,25 +173,26 @@ def wait_until_up(ws_url: str, timeout_s: float) -> None:
     asyncio.run(probe())
 
 
-def _ready(stats_url: str) -> bool:
-    """The service's ``/readyz`` (beside ``/stats``); a service too old to have one is ready."""
+def _ready(ready_url: str) -> bool:
+    """The service's ``/readyz``; a service too old to have one is ready."""
     try:
-        with urllib.request.urlopen(stats_url.removesuffix("/stats") + "/readyz", timeout=5):
+        with urllib.request.urlopen(ready_url, timeout=5):
             return True
     except urllib.error.HTTPError as exc:
         return exc.code == 404
     except OSError as exc:
-        raise ServiceError(f"{stats_url}: {exc}") from None
+        raise ServiceError(f"{ready_url}: {exc}") from None
 
 
-def wait_for_relays(stats_url: str, count: int, timeout_s: float) -> list[dict[str, Any]]:
+def wait_for_relays(endpoints: Endpoints, count: int, timeout_s: float) -> list[dict[str, Any]]:
     """The service's relay workers once at least ``count`` have joined and the service is
     ready (for a strict route: a worker has loaded its model) (ServiceError if not)."""
+    stats_url = endpoints.stats_url
     deadline = time.monotonic() + timeout_s
     while True:
         workers: list[dict[str, Any]] = read_stats(stats_url).get("relay_workers", [])
         live = [w for w in workers if not w.get("draining")]
-        if len(live) >= count and _ready(stats_url):
+        if len(live) >= count and _ready(endpoints.ready_url):
             return live
         if time.monotonic() > deadline:
             raise ServiceError(

@@ -21,8 +21,15 @@ import msgspec
 
 from chatguard.bench_cli import add_bench_parser, run_bench
 from chatguard.logs import configure_logging
-from chatguard.supervisor import TOKEN_ENV
-from signaling.config import Config, ConfigError, LogLevel, config_from_mapping, load_config
+from chatguard.supervisor import CA_ENV, TOKEN_ENV
+from signaling.config import (
+    Config,
+    ConfigError,
+    LogFormat,
+    LogLevel,
+    config_from_mapping,
+    load_config,
+)
 from signaling.route_policy import Route
 
 if TYPE_CHECKING:
@@ -77,6 +84,19 @@ def _build_parser() -> argparse.ArgumentParser:
         "when relays run on other machines with `chatguard relay`)",
     )
     serve.add_argument(
+        "--admin-port",
+        type=int,
+        metavar="N",
+        help="port of the admin listener with /metrics and /stats, on [admin] host "
+        "(default 9090 on 127.0.0.1; 0: off)",
+    )
+    serve.add_argument(
+        "--certfile",
+        metavar="FILE",
+        help="PEM certificate (chain): serve HTTPS and WSS without a proxy (with --keyfile)",
+    )
+    serve.add_argument("--keyfile", metavar="FILE", help="the certificate's PEM private key")
+    serve.add_argument(
         "--redis",
         metavar="URL",
         help="share one pool of strangers with every other `chatguard serve` given the same "
@@ -128,6 +148,13 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="TCP port for ICE over TCP (RFC 6544 passive candidates), so that browsers on "
         "networks that drop UDP reach this worker; open it in the firewall (default 0: off)",
+    )
+    relay.add_argument(
+        "--ca-file",
+        default=os.environ.get(CA_ENV, ""),
+        metavar="FILE",
+        help="for a wss:// signaling URL: trust this certificate or CA (PEM) instead of the "
+        f"system's, e.g. a self-signed one (default: ${CA_ENV})",
     )
     relay.add_argument(
         "--udp-ports",
@@ -195,6 +222,11 @@ def _add_log_level(parser: argparse.ArgumentParser) -> None:
         choices=get_args(LogLevel),
         help="log verbosity (default info; debug adds every HTTP request)",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=get_args(LogFormat),
+        help="'text' (default) or 'json': one JSON object per line, timestamps in UTC",
+    )
 
 
 def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
@@ -203,8 +235,14 @@ def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
         "host": args.host if args.host is not None else server.host,
         "port": args.port if args.port is not None else server.port,
         "log_level": args.log_level or server.log_level,
+        "log_format": args.log_format or server.log_format,
+        "certfile": args.certfile or server.certfile,
+        "keyfile": args.keyfile or server.keyfile,
     }
     config = msgspec.structs.replace(config, server=msgspec.structs.replace(server, **changes))
+    if args.admin_port is not None:
+        admin = msgspec.structs.replace(config.admin, port=args.admin_port)
+        config = msgspec.structs.replace(config, admin=admin)
     if args.block:
         moderation = msgspec.structs.replace(config.moderation, block=_parse_block(args.block))
         config = msgspec.structs.replace(config, moderation=moderation)
@@ -261,19 +299,23 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from chatguard.serve import create_serving_app
 
     route = Route(args.route) if args.route else None
-    configure_logging(config.server.log_level)
+    server = config.server
+    configure_logging(server.log_level, server.log_format)
     log = logging.getLogger("chatguard")
     log.info(
-        "chatguard listening on http://%s:%d/ (route: %s)",
-        config.server.host,
-        config.server.port,
+        "chatguard listening on %s://%s:%d/ (route: %s)",
+        "https" if server.certfile else "http",
+        server.host,
+        server.port,
         route.value if route else "per region",
     )
     options: dict[str, Any] = {
-        "log_level": config.server.log_level,
+        "log_level": server.log_level,
         "log_config": None,  # configured above: uvicorn's lines in chatguard's format
-        "access_log": config.server.log_level == "debug",  # not a line per health poll
-        "ws_max_size": config.server.max_message_bytes * 2,
+        "access_log": server.access_log,
+        "ws_max_size": server.max_message_bytes * 2,
+        "ssl_certfile": server.certfile or None,
+        "ssl_keyfile": server.keyfile or None,
         "loop": "auto",
     }
     if args.proc_index is not None:  # one of `--procs N`: see chatguard.procs
@@ -281,7 +323,8 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
         config = share(config, args.procs, args.proc_index)
         public, private = listening_sockets(config.server.host, config.server.port)
-        relay_url = f"ws://127.0.0.1:{private.getsockname()[1]}/relay"
+        scheme = "wss" if server.certfile else "ws"  # every socket of the child serves TLS
+        relay_url = f"{scheme}://127.0.0.1:{private.getsockname()[1]}/relay"
         app = create_serving_app(config, route, relay_url)
         tune_gc_for_serving()
         uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[public, private])
@@ -322,7 +365,7 @@ def _gathering(args: argparse.Namespace) -> GatheringPolicy:
 def _relay(args: argparse.Namespace) -> int:
     from relay.worker import run_worker
 
-    configure_logging(args.log_level or "info")
+    configure_logging(args.log_level or "info", args.log_format or "text")
     token = os.environ.get(TOKEN_ENV, "")
     if not token:
         print(f"chatguard relay: set {TOKEN_ENV} to signaling's relay token", file=sys.stderr)
@@ -336,7 +379,13 @@ def _relay(args: argparse.Namespace) -> int:
     gathering = _gathering(args)
     with contextlib.suppress(KeyboardInterrupt):
         run_worker(
-            args.signaling, token, args.worker_id, args.max_legs, args.ice_tcp_port, gathering
+            args.signaling,
+            token,
+            args.worker_id,
+            args.max_legs,
+            args.ice_tcp_port,
+            gathering,
+            args.ca_file,
         )
     return 0
 

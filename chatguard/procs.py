@@ -24,8 +24,8 @@ from signaling.config import Config
 
 def share(config: Config, procs: int, index: int) -> Config:
     """Child `index`'s part: its slice of the relay workers (and of their per-worker ports,
-    ICE over TCP and a shared UDP port), and a node name of its own when the operator named
-    the node."""
+    ICE over TCP and a shared UDP port), an admin listener on the port after the previous
+    child's, and a node name of its own when the operator named the node."""
     total = config.relay.local_workers()
     base, extra = divmod(total, procs)
     first_slot = index * base + min(index, extra)
@@ -39,7 +39,10 @@ def share(config: Config, procs: int, index: int) -> Config:
     cluster = config.cluster
     if cluster.node_id:
         cluster = msgspec.structs.replace(cluster, node_id=f"{cluster.node_id}-{index}")
-    return msgspec.structs.replace(config, relay=relay, cluster=cluster)
+    admin = config.admin
+    if admin.port:
+        admin = msgspec.structs.replace(admin, port=admin.port + index)
+    return msgspec.structs.replace(config, relay=relay, cluster=cluster, admin=admin)
 
 
 def listening_sockets(host: str, port: int) -> tuple[socket.socket, socket.socket]:

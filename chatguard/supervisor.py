@@ -22,14 +22,16 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from signaling.config import RelayConfig
+from signaling.config import SECRET_ENV, RelayConfig
 
 log = logging.getLogger("chatguard.relay")
 
 RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 STOP_GRACE_S = 5.0
-TOKEN_ENV = "CHATGUARD_RELAY_TOKEN"
+TOKEN_ENV = SECRET_ENV["relay.token"]
 """The shared secret travels in the environment, not on the command line where `ps` shows it."""
+CA_ENV = "CHATGUARD_RELAY_CA"
+"""A certificate file workers trust for signaling's TLS (``chatguard relay --ca-file``)."""
 
 
 _PR_SET_PDEATHSIG = 1
@@ -67,11 +69,17 @@ class RelaySupervisor:
         ice_tcp_port: int = 0,
         worker_options: Sequence[str] = (),
         udp_port: int = 0,
+        ca_file: str = "",
+        log_format: str = "text",
     ) -> None:
         """``ice_tcp_port``: worker ``slot`` listens for ICE over TCP on this port + slot
         (a restarted worker takes its slot's port again); 0: none do. ``udp_port``: the same
         for the UDP port shared by a worker's legs; 0: a port per leg. ``worker_options``:
-        more `chatguard relay` options for every worker (:func:`gathering_options`)."""
+        more `chatguard relay` options for every worker (:func:`gathering_options`).
+        ``ca_file``: the service's own certificate when it serves TLS, which the workers then
+        trust."""
+        self.ca_file = ca_file
+        self.log_format = log_format
         self.count = count
         self.udp_port = udp_port
         self.worker_options = list(worker_options)
@@ -98,11 +106,14 @@ class RelaySupervisor:
             "--worker-id", f"local-{slot}.{generation}",
             "--max-legs", str(self.max_legs),
             "--log-level", self.log_level,
+            "--log-format", self.log_format,
             "--ice-tcp-port", str(self.ice_tcp_port + slot if self.ice_tcp_port else 0),
             "--udp-port", str(self.udp_port + slot if self.udp_port else 0),
             *self.worker_options,
         ]  # fmt: skip
         env = {**os.environ, TOKEN_ENV: self.token}
+        if self.ca_file:
+            env[CA_ENV] = self.ca_file
         return await asyncio.create_subprocess_exec(
             *command, env=env, start_new_session=True, preexec_fn=_interrupt_when_orphaned
         )

@@ -18,7 +18,14 @@ same core and make both late.
 Urgent requests (a caller is holding video until the answer, e.g. the strict
 route's gate on a new scene) go before the others, and in "loop" mode they
 pre-empt a batch between two images: a held frame then waits for at most one
-inference, not for a batch of routine re-checks queued before it.
+inference, not for a batch of routine re-checks queued before it. In "tensor" mode, where a
+stacked run answers everyone at its end, urgent requests are batched only with each other.
+
+An approximate runner (bf16, with an fp32 ``reference``) is checked here, because each
+request carries the block thresholds its caller will apply: a result that might decide
+differently from fp32 at those thresholds (:func:`models.recheck.needs_recheck`) is
+computed again by the reference before its caller sees it. The other callers of a stacked
+batch are answered first.
 """
 
 from __future__ import annotations
@@ -26,24 +33,30 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
 from models.detections import Detection
-from models.inference import ModelRunner
+from models.inference import Runner
 from models.letterbox import Letterbox
+from models.recheck import needs_recheck
 
 __all__ = ["AsyncBatcher", "BatchStats", "InferenceRequest"]
 
 
 @dataclass(frozen=True, slots=True)
 class InferenceRequest:
-    """One frame's (3, S, S) float32 tensor and the letterbox that maps boxes back."""
+    """One frame's (3, S, S) float32 tensor, the letterbox that maps boxes back, and the block
+    thresholds (label -> score) the caller will judge the detections by: an approximate
+    runner's result near one of them is re-computed in fp32. None: no decision rides on the
+    scores, the approximate result is returned as it is."""
 
     tensor: NDArray[np.float32]
     letterbox: Letterbox
+    thresholds: Mapping[str, float] | None = None
 
 
 @dataclass(slots=True)
@@ -60,6 +73,8 @@ class BatchStats:
 
     runs: int = 0
     images: int = 0
+    rechecked: int = 0
+    """Images an approximate runner's result was re-computed for in fp32."""
     batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=256))
 
 
@@ -82,7 +97,7 @@ class AsyncBatcher:
 
     def __init__(
         self,
-        runner: ModelRunner,
+        runner: Runner,
         *,
         max_batch: int = 8,
         executor: concurrent.futures.Executor | None = None,
@@ -102,11 +117,16 @@ class AsyncBatcher:
         self.stats = BatchStats()
 
     async def infer(
-        self, tensor: NDArray[np.float32], letterbox: Letterbox, *, urgent: bool = False
+        self,
+        tensor: NDArray[np.float32],
+        letterbox: Letterbox,
+        *,
+        urgent: bool = False,
+        thresholds: Mapping[str, float] | None = None,
     ) -> list[Detection]:
         """Detections for one frame; batched with whatever else is waiting (``urgent`` ones
-        first)."""
-        return await self.submit(InferenceRequest(tensor, letterbox), urgent=urgent)
+        first); ``thresholds``: see :class:`InferenceRequest`."""
+        return await self.submit(InferenceRequest(tensor, letterbox, thresholds), urgent=urgent)
 
     async def submit(self, request: InferenceRequest, *, urgent: bool = False) -> list[Detection]:
         if self._closed:
@@ -126,6 +146,8 @@ class AsyncBatcher:
         while self._urgent or self._pending:
             batch: list[_Pending] = []
             for queue in (self._urgent, self._pending):
+                if batch and self.runner.batch_mode == "tensor":
+                    break  # a stacked run answers all at once: held frames go on their own
                 while queue and len(batch) < self.max_batch:
                     p = queue.popleft()
                     if not p.future.done():  # skip callers that were cancelled while waiting
@@ -133,17 +155,23 @@ class AsyncBatcher:
             if not batch:
                 continue
             left: list[_Pending] = []
+            rechecked = 0
             try:
-                left = await loop.run_in_executor(self._executor, self._run_batch, loop, batch)
+                left, rechecked = await loop.run_in_executor(
+                    self._executor, self._run_batch, loop, batch
+                )
             except Exception as exc:  # pragma: no cover - _run_batch reports its own errors
                 for p in batch:
                     _fail(p.future, exc)
             self._pending.extendleft(reversed(left))  # pre-empted: first in line after urgent
             self.stats.runs += 1
+            self.stats.rechecked += rechecked
             self.stats.images += len(batch) - len(left)
             self.stats.batch_sizes.append(len(batch) - len(left))
 
-    def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> list[_Pending]:
+    def _run_batch(
+        self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]
+    ) -> tuple[list[_Pending], int]:
         """Runs in the executor thread (stacking B x 1.2 MB tensors stays off the loop too).
 
         Results go back to the loop with call_soon_threadsafe. In "loop" batch mode
@@ -151,34 +179,71 @@ class AsyncBatcher:
         meanwhile is skipped (reading ``done()`` from this thread is a benign race:
         at worst one wasted inference).
 
-        Returns the requests it left undone: in "loop" mode a routine request is not started
-        while an urgent one waits (reading the urgent queue's length from this thread is the
-        same benign race: at worst one inference's delay).
+        Returns the requests it left undone and how many results it re-checked in fp32. In
+        "loop" mode a routine request is not started while an urgent one waits (reading the
+        urgent queue's length from this thread is the same benign race: at worst one
+        inference's delay).
         """
         runner = self.runner
+        rechecked = 0
         if runner.batch_mode == "loop":
             for k, p in enumerate(batch):
                 if not p.urgent and self._urgent:
-                    return batch[k:]
+                    return batch[k:], rechecked
                 if p.future.done():
                     continue
                 try:
-                    dets = runner.infer_one(p.request.tensor, p.request.letterbox)
+                    if self._answer(loop, p, runner.run_raw(p.request.tensor[None])[0]):
+                        rechecked += self._recheck(loop, p)
                 except Exception as exc:
                     loop.call_soon_threadsafe(_fail, p.future, exc)
-                else:
-                    loop.call_soon_threadsafe(_resolve, p.future, dets)
-            return []
+            return [], rechecked
         try:
-            tensors = np.stack([p.request.tensor for p in batch])
-            results = runner.infer(tensors, [p.request.letterbox for p in batch])
+            out = runner.run_raw(np.stack([p.request.tensor for p in batch]))
         except Exception as exc:
             for p in batch:
                 loop.call_soon_threadsafe(_fail, p.future, exc)
-            return []
-        for p, dets in zip(batch, results, strict=True):
-            loop.call_soon_threadsafe(_resolve, p.future, dets)
-        return []
+            return [], rechecked
+        doubtful: list[_Pending] = []
+        for i, p in enumerate(batch):
+            try:
+                if self._answer(loop, p, out[i]):
+                    doubtful.append(p)
+            except Exception as exc:
+                loop.call_soon_threadsafe(_fail, p.future, exc)
+        for p in doubtful:  # after every certain caller is answered
+            try:
+                rechecked += self._recheck(loop, p)
+            except Exception as exc:
+                loop.call_soon_threadsafe(_fail, p.future, exc)
+        return [], rechecked
+
+    def _answer(
+        self, loop: asyncio.AbstractEventLoop, p: _Pending, output: NDArray[np.float32]
+    ) -> bool:
+        """Answer ``p`` from its raw output unless it needs an fp32 re-check (then True)."""
+        runner, req = self.runner, p.request
+        dets = runner.decode(output, req.letterbox)
+        if (
+            runner.reference is not None
+            and req.thresholds is not None
+            and needs_recheck(
+                runner.labels, runner.peaks(output), dets, req.thresholds, runner.recheck_margin
+            )
+        ):
+            return True
+        loop.call_soon_threadsafe(_resolve, p.future, dets)
+        return False
+
+    def _recheck(self, loop: asyncio.AbstractEventLoop, p: _Pending) -> int:
+        """Answer ``p`` with the fp32 reference's detections; 1 if it ran, 0 if cancelled."""
+        reference = self.runner.reference
+        assert reference is not None
+        if p.future.done():
+            return 0
+        dets = reference.infer_one(p.request.tensor, p.request.letterbox)
+        loop.call_soon_threadsafe(_resolve, p.future, dets)
+        return 1
 
     async def aclose(self) -> None:
         """Finish in-flight work, then release the private executor."""

@@ -1,6 +1,12 @@
-"""Synchronous onnxruntime model runner: tensor batch in, detections out.
+"""Synchronous model runners: tensor batch in, detections out.
 
-Why these SessionOptions:
+:class:`Runner` is what the batcher and the moderation layer use, whatever engine computes the
+network: it checks shapes, runs batches (looped or stacked), decodes detections per the
+manifest and reports per-label score peaks. :class:`ModelRunner` is the onnxruntime engine
+(fp32, the reference); ``models.openvino_runner`` holds the OpenVINO one (bf16), and
+``models.runtime.open_runner`` picks one from the manifest's ``[runtime]``.
+
+Why these onnxruntime SessionOptions:
 
 * ``intra_op_num_threads`` defaults to 1: the relay runs one worker process per
   core, so a second ORT thread per session would only fight the other workers
@@ -22,6 +28,7 @@ records this and the README says so.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Literal
 
@@ -33,10 +40,11 @@ from models.detections import Detection, classifier_detections, decode_classifie
 from models.letterbox import Letterbox
 from models.manifest import Manifest, default_manifest
 
-__all__ = ["BatchMode", "GraphOptimization", "ModelRunner"]
+__all__ = ["BatchMode", "GraphOptimization", "ModelRunner", "Precision", "Runner"]
 
 GraphOptimization = Literal["disable", "basic", "extended", "all"]
 BatchMode = Literal["loop", "tensor"]
+Precision = Literal["bf16", "fp32"]
 
 _OPT_LEVELS: dict[str, ort.GraphOptimizationLevel] = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -65,53 +73,36 @@ def session_options(
     return so
 
 
-class ModelRunner:
-    """One InferenceSession for one manifest. Thread-safe (``session.run`` is).
+class Runner(ABC):
+    """One model, one engine: shapes checked, batches run, outputs decoded. Thread-safe.
 
-    ``batch_mode`` says how a batch of B images is run:
+    ``batch_mode`` says how a batch of B images is run: ``"loop"``, B back-to-back batch-1
+    runs (each caller of :class:`~models.batching.AsyncBatcher` is answered as soon as its own
+    image is done), or ``"tensor"``, one run on the stacked (B, 3, S, S) tensor (for engines
+    whose per-image cost falls with B). A graph whose batch dimension is the literal 1 forces
+    "loop".
 
-    * ``"loop"`` (default): B back-to-back batch-1 ``session.run`` calls. On CPU
-      this is as fast or faster than one batched run: per-image cost is flat in
-      B (~15 ms at 320x320, 1 thread) and a B=4 tensor run measured ~6% *slower*
-      than 4 single runs (bigger activations fall out of cache). It also lets
-      :class:`~models.batching.AsyncBatcher` hand each result back as soon as
-      its own image is done instead of when the whole batch is.
-    * ``"tensor"``: one ``session.run`` on the stacked (B, 3, S, S) tensor --
-      for accelerators, where batching does pay.
-
-    ``fixed_batch`` is True when the graph's batch dimension is the literal 1;
-    then "loop" is forced. NudeNet 320n's input is ``[batch, 3, height, width]``
-    with every dim symbolic, so it could take either.
+    ``reference`` is None when this runner's scores are fp32's; otherwise it is the fp32
+    runner that re-computes a result whose scores lie too near a threshold to trust
+    (within ``recheck_margin``; see :mod:`models.recheck`).
     """
 
+    engine: str
+    precision: Precision = "fp32"
+    reference: Runner | None = None
+
     def __init__(
-        self,
-        manifest: Manifest | None = None,
-        *,
-        intra_op_threads: int = 1,
-        graph_optimization: GraphOptimization = "all",
-        allow_spinning: bool = False,
-        batch_mode: BatchMode = "loop",
-        providers: Sequence[str] = ("CPUExecutionProvider",),
+        self, manifest: Manifest | None, batch_mode: BatchMode, input_shape: Sequence[object]
     ) -> None:
         self.manifest = manifest if manifest is not None else default_manifest()
-        self.session = ort.InferenceSession(
-            str(self.manifest.weights_location()),
-            sess_options=session_options(
-                intra_op_threads, graph_optimization, allow_spinning=allow_spinning
-            ),
-            providers=list(providers),
-        )
-        inp = self.session.get_inputs()[0]
-        self.input_name: str = inp.name
-        self.input_shape: list[int | str | None] = list(inp.shape)
-        self.output_name: str = self.session.get_outputs()[0].name
+        self.labels: list[str] = list(self.manifest.labels)
+        self.input_shape: list[object] = list(input_shape)
         self.fixed_batch: bool = self.input_shape[0] == 1
         self.batch_mode: BatchMode = "loop" if self.fixed_batch else batch_mode
-        self.labels: list[str] = list(self.manifest.labels)
+        self.recheck_margin: float = self.manifest.runtime.recheck_margin
         size = self.manifest.input_size
         for dim, want in zip(self.input_shape[1:], (3, size, size), strict=True):
-            if isinstance(dim, int) and dim != want:
+            if isinstance(dim, int) and dim not in (-1, want):
                 raise ValueError(
                     f"{self.manifest.source}: model input {self.input_shape} does not match "
                     f"manifest input.size={size} (NCHW)"
@@ -120,6 +111,11 @@ class ModelRunner:
     @property
     def input_size(self) -> int:
         return self.manifest.input_size
+
+    @property
+    def name(self) -> str:
+        """Engine and precision, for logs and reports (e.g. ``openvino bf16``)."""
+        return f"{self.engine} {self.precision}"
 
     def run_raw(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         """Raw output for a (B, 3, S, S) float32 batch: (B, 4 + C, N) or (B, C)."""
@@ -130,13 +126,13 @@ class ModelRunner:
         if x.ndim != 4 or x.shape[1:] != (3, s, s):
             raise ValueError(f"expected a (B, 3, {s}, {s}) batch, got {x.shape}")
         if self.batch_mode == "loop" and x.shape[0] != 1:
-            outs = [self._run1(x[i : i + 1]) for i in range(x.shape[0])]
+            outs = [self._run(x[i : i + 1]) for i in range(x.shape[0])]
             return np.concatenate(outs, axis=0)
-        return self._run1(x)
+        return self._run(x)
 
-    def _run1(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
-        (out,) = self.session.run([self.output_name], {self.input_name: x})
-        return np.asarray(out, dtype=np.float32)
+    @abstractmethod
+    def _run(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        """The engine's output for a checked, contiguous (B, 3, S, S) batch."""
 
     def decode(self, output: NDArray[np.float32], letterbox: Letterbox) -> list[Detection]:
         """Decode one image's raw output according to the manifest."""
@@ -152,6 +148,15 @@ class ModelRunner:
             )
         scores = decode_classifier(output, self.labels, activation=d.activation)
         return classifier_detections(scores, letterbox, d.score_threshold)
+
+    def peaks(self, output: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Each label's highest score in one image's raw output, shape (C,), before any
+        candidate threshold, arg-max or NMS: what a decision at any threshold can depend on."""
+        d = self.manifest.decode
+        if d.kind == "yolov8":
+            return np.asarray(output[4:].max(axis=1), dtype=np.float32)
+        scores = decode_classifier(output, self.labels, activation=d.activation)
+        return np.fromiter(scores.values(), np.float32, len(self.labels))
 
     def infer_one(self, tensor: NDArray[np.float32], letterbox: Letterbox) -> list[Detection]:
         """Run and decode one (3, S, S) tensor."""
@@ -170,3 +175,41 @@ class ModelRunner:
         if len(letterboxes) != n:
             raise ValueError(f"{len(letterboxes)} letterboxes for a batch of {n}")
         return [self.decode(out[i], letterboxes[i]) for i in range(n)]
+
+
+class ModelRunner(Runner):
+    """One onnxruntime InferenceSession for one manifest, fp32: the reference engine.
+
+    On CPU ``batch_mode = "loop"`` (the default) is as fast or faster than one batched run:
+    per-image cost is flat in B (~15 ms at 320x320, 1 thread) and a B=4 tensor run measured
+    ~6% *slower* than 4 single runs (bigger activations fall out of cache).
+    """
+
+    engine = "onnxruntime"
+
+    def __init__(
+        self,
+        manifest: Manifest | None = None,
+        *,
+        intra_op_threads: int = 1,
+        graph_optimization: GraphOptimization = "all",
+        allow_spinning: bool = False,
+        batch_mode: BatchMode = "loop",
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+    ) -> None:
+        m = manifest if manifest is not None else default_manifest()
+        self.session = ort.InferenceSession(
+            str(m.weights_location()),
+            sess_options=session_options(
+                intra_op_threads, graph_optimization, allow_spinning=allow_spinning
+            ),
+            providers=list(providers),
+        )
+        inp = self.session.get_inputs()[0]
+        self.input_name: str = inp.name
+        self.output_name: str = self.session.get_outputs()[0].name
+        super().__init__(m, batch_mode, inp.shape)
+
+    def _run(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        (out,) = self.session.run([self.output_name], {self.input_name: x})
+        return np.asarray(out, dtype=np.float32)

@@ -11,6 +11,7 @@ Both sides validate every message against these structs (msgspec), as the client
 
 from __future__ import annotations
 
+import bisect
 from typing import Annotated, Literal
 
 import msgspec
@@ -51,6 +52,64 @@ class ModerationLoad(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     gate_p99_ms: float | None
 
 
+GATE_LATENCY_BOUNDS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
+"""Buckets of the strict route's gate latency (a released frame's wait for its verdict)."""
+
+
+class Histogram(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Observations (seconds) counted per bucket, as plain numbers, so that a worker's latency
+    travels in its load reports and signaling keeps its own the same way; both become
+    Prometheus histograms when scraped. ``counts[i]`` holds values up to ``bounds[i]`` (above
+    the previous bound), the last count those above every bound."""
+
+    bounds: tuple[float, ...]
+    counts: list[int]
+    sum: float = 0.0
+
+    @classmethod
+    def empty(cls, bounds: tuple[float, ...]) -> Histogram:
+        return cls(bounds=bounds, counts=[0] * (len(bounds) + 1))
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
+class ModerationTotals(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The strict route on one worker since it started (metadata only)."""
+
+    classified: int = 0
+    no_verdict: int = 0
+    frames_released: int = 0
+    frames_withheld: int = 0
+    gate_latency: Histogram = msgspec.field(
+        default_factory=lambda: Histogram.empty(GATE_LATENCY_BOUNDS_S)
+    )
+
+
+class RelayTotals(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """What one worker did since it started: counters that only grow, which signaling turns
+    into Prometheus counters per worker (a worker that restarts starts again from zero, as a
+    Prometheus counter may)."""
+
+    packets_forwarded: int = 0
+    bytes_forwarded: int = 0
+    """RTP payload and header bytes sent on to partners (SRTP overhead not included)."""
+    dropped: dict[str, int] = msgspec.field(default_factory=dict)
+    """Packets not forwarded, by reason (``unpaired``, ``awaiting_keyframe``, ``late``...)."""
+    nacks_received: int = 0
+    retransmitted: int = 0
+    """Packets resent from the relay's own buffer in answer to NACKs."""
+    nacks_sent: int = 0
+    """NACKs the relay sent upstream for what it never received."""
+    plis_received: int = 0
+    """Keyframe requests (PLI and FIR) from receivers."""
+    plis_sent: int = 0
+    keyframes_replayed: int = 0
+    cpu_seconds: float = 0.0
+    moderation: ModerationTotals | None = None
+
+
 class Load(_Message, tag="load"):
     """Sent every second; the least-loaded live worker gets the next pair."""
 
@@ -66,6 +125,8 @@ class Load(_Message, tag="load"):
     run it once, False if that failed (then `moderation_error` says why); None while loading,
     or when signaling runs no strict route (`Configure.strict`) and the model is not loaded."""
     moderation_error: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    totals: RelayTotals | None = None
+    """Counters since the worker started, for signaling's metrics."""
 
 
 class Answer(_Message, tag="answer"):
@@ -98,6 +159,8 @@ class Moderation(_Message, tag="moderation"):
     state: Literal["blocked", "resumed"]
     label: Annotated[str, msgspec.Meta(max_length=64)] = ""
     score: float = 0.0
+    threshold: float | None = None
+    """The policy's threshold for `label` (what the score was held against), for the audit."""
 
 
 WorkerMessage = Hello | Load | Answer | LegState | Refused | Moderation

@@ -241,6 +241,12 @@ class ForwardingHub:
             rec.partner.partner = None
             rec.partner = None
 
+    def outgoing_streams(self, leg: Leg | None = None) -> list[StreamForwarder]:
+        """The streams towards ``leg`` (every leg's when None): their counters are what the
+        relay forwarded, read by the worker's totals rather than counted again per packet."""
+        records = self._legs.values() if leg is None else [self._legs[leg]]
+        return [fwd for rec in records for fwd in rec.outgoing.values()]
+
     def forget(self, leg: Leg) -> None:
         """Drop all state of a leg that closed."""
         rec = self._legs.pop(leg, None)

@@ -41,6 +41,8 @@ from relay.ice_gathering import (
 )
 from relay.ice_tcp import IceTcpListener
 from relay.ice_udp_mux import UdpMux
+from relay.signaling_tls import client_context
+from relay.totals import RelayTally
 
 if TYPE_CHECKING:
     from relay.legs import Leg
@@ -97,16 +99,20 @@ class RelayWorker:
         max_legs: int,
         ice_tcp_port: int = 0,
         gathering: GatheringPolicy = DEFAULT_GATHERING,
+        ca_file: str = "",
     ) -> None:
         """``ice_tcp_port``: where browsers whose UDP is blocked reach this worker over TCP
         (RFC 6544 passive candidates); 0: UDP only. ``gathering``: the addresses and UDP
-        ports every leg's answer offers (``relay.ice_gathering``)."""
+        ports every leg's answer offers (``relay.ice_gathering``). ``ca_file``: what to trust
+        for a ``wss://`` signaling URL (``relay.signaling_tls``); empty: the system's CAs."""
         self.gathering = gathering
         self.signaling_url = signaling_url
+        self.tls = client_context(signaling_url, ca_file)
         self.token = token
         self.worker_id = worker_id
         self.max_legs = max_legs
         self.hub = ForwardingHub(on_moderation=self._on_moderation)
+        self.tally = RelayTally(self.hub)
         self.legs: dict[str, _Leg] = {}
         self._leg_ids: dict[Leg, str] = {}
         self.moderation_settings: c.Configure | None = None
@@ -136,7 +142,9 @@ class RelayWorker:
         try:
             while True:
                 try:
-                    async with websockets.connect(self.signaling_url, max_size=2**20) as ws:
+                    async with websockets.connect(
+                        self.signaling_url, max_size=2**20, ssl=self.tls
+                    ) as ws:
                         attempt = 0
                         await self._serve(ws)
                     log.info("signaling closed the control connection")  # 1000 or 1001
@@ -229,6 +237,7 @@ class RelayWorker:
                     moderation=self._moderation_load(),
                     moderation_ready=self.moderation_ready,
                     moderation_error=self.moderation_error,
+                    totals=self.tally.totals(),
                 )
             )
             await asyncio.sleep(LOAD_INTERVAL_S)
@@ -236,6 +245,7 @@ class RelayWorker:
     def _moderation_load(self) -> c.ModerationLoad | None:
         if self._moderator is None:
             return None
+        self.tally.absorb(self._moderator.meter)
         return self._moderator.report(LOAD_INTERVAL_S)
 
     # -- control messages -------------------------------------------------------------------
@@ -334,9 +344,10 @@ class RelayWorker:
         leg_id = self._leg_ids.get(relay_leg)
         if leg_id is None or state not in ("blocked", "resumed"):
             return
+        threshold = self._strict_settings()[0].thresholds.get(label) if label else None
         event = c.Moderation(
             leg=leg_id, state="blocked" if state == "blocked" else "resumed", label=label,
-            score=score,
+            score=score, threshold=threshold,
         )  # fmt: skip
         task = asyncio.get_running_loop().create_task(self._send(event))
         self._pending_sends.add(task)
@@ -404,6 +415,7 @@ class RelayWorker:
         if leg is None:
             return
         if leg.relay_leg is not None:
+            self.tally.retire(leg.relay_leg)
             self.hub.forget(leg.relay_leg)
             self._leg_ids.pop(leg.relay_leg, None)
             if self.ice_tcp is not None:
@@ -460,9 +472,12 @@ def run_worker(
     max_legs: int,
     ice_tcp_port: int = 0,
     gathering: GatheringPolicy = DEFAULT_GATHERING,
+    ca_file: str = "",
 ) -> None:
     """Process entry point: uvloop when available (it halves per-packet cost, see the notes)."""
-    worker = RelayWorker(signaling_url, token, worker_id, max_legs, ice_tcp_port, gathering)
+    worker = RelayWorker(
+        signaling_url, token, worker_id, max_legs, ice_tcp_port, gathering, ca_file
+    )
     try:
         import uvloop
     except ImportError:

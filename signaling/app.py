@@ -8,6 +8,7 @@ can never stall the event loop or anyone else: when its queue overflows it is di
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hmac
 import logging
@@ -27,20 +28,25 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from relay import control as rc
+from signaling import events
 from signaling import protocol as p
 from signaling.call_hub import SignalingHub
 from signaling.config import Config
 from signaling.matchmaking import Matchmaker, Matchmaking
 from signaling.route_policy import Route as CallRoute
 from signaling.route_policy import RoutePolicy
+from signaling.webhook import WebhookSender
 
 if TYPE_CHECKING:
     from signaling.cluster.node import ClusterNode
 
 log = logging.getLogger("chatguard.signaling")
+events_log = logging.getLogger("chatguard.events")
 
 CLOSE_BAD_WORKER = 4003
 HELLO_TIMEOUT_S = 5.0
+RECENT_EVENTS = 500
+"""Operator events kept in memory for the admin listener's ``/events``."""
 WRITER_GRACE_S = 5.0
 
 STATIC_DIR = resources.files("signaling") / "static"
@@ -97,6 +103,15 @@ class SignalingService:
         strikes = None if self.cluster is None else self.cluster.strikes
         self.hub = SignalingHub(config, self.policy, matchmaker, strikes=strikes)
         self._connections: dict[str, _Connection] = {}
+        ev = config.events
+        self.webhook = (
+            WebhookSender(ev.webhook_url, ev.webhook_secret, ev.queue_limit)
+            if ev.webhook_url
+            else None
+        )
+        self.recent_events: collections.deque[dict[str, object]] = collections.deque(
+            maxlen=RECENT_EVENTS
+        )
         self._wake = asyncio.Event()
         self._scheduled: float | None = None
 
@@ -108,7 +123,8 @@ class SignalingService:
             device = ""  # an id the web client did not make is no id
         banned_until = self.hub.banned_until(address, device, time.monotonic())
         if banned_until is not None:
-            until_unix = time.time() + banned_until - time.monotonic()
+            until_unix = self.hub.refuse_banned(banned_until, time.monotonic(), time.time())
+            self._publish_events()
             banned = p.Banned(reason="banned for now", until_unix=until_unix)
             await websocket.send_text(p.encode_server_message(banned))
             await websocket.close(p.CLOSE_BANNED)
@@ -160,6 +176,7 @@ class SignalingService:
         Loops because dropping a client (too slow, timed out) tells its partner, which queues
         more messages."""
         while True:
+            self._publish_events()
             outbox, closes = self.hub.drain_outbox(), self.hub.drain_closes()
             if not outbox and not closes and not self.hub.has_worker_messages():
                 break
@@ -207,6 +224,16 @@ class SignalingService:
         """The shared pool published events about this node's users: let the hub read them."""
         self.hub.handle_timer(time.monotonic())
         self._flush()
+
+    def _publish_events(self) -> None:
+        """The hub's operator events to the log (the whole event as data, for JSON logs) and
+        to the webhook's queue, which never waits."""
+        for event in self.hub.drain_events():
+            data = events.to_builtins(event)
+            events_log.info("%s %s", event.decision, data, extra={"event": data})
+            self.recent_events.append(data)
+            if self.webhook is not None:
+                self.webhook.submit(events.encode(event))
 
     def _drop(self, user: str, code: int) -> None:
         connection = self._connections.pop(user, None)
@@ -294,8 +321,9 @@ def create_app(
     route_override: CallRoute | None = None,
     background: Sequence[BackgroundService] = (),
 ) -> Starlette:
-    """The ASGI application: the web client at /, the WebSocket at /ws, health, readiness
-    and stats.
+    """The ASGI application: the web client at /, the WebSocket at /ws, health and
+    readiness. Counters (``service.stats()``, ``signaling.metrics``) are not served here but
+    on the admin listener (``chatguard.admin``), away from the public port.
 
     `background` services start with the app and stop, in reverse order, before it ends: this
     is how the entry point (``chatguard.serve``) adds the relay workers it supervises without
@@ -308,8 +336,9 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         timers = asyncio.create_task(service.run_timers())
         started: list[BackgroundService] = []
+        own = () if service.webhook is None else (service.webhook,)
         try:
-            for extra in background:
+            for extra in (*own, *background):
                 await extra.start()
                 started.append(extra)
             yield
@@ -334,9 +363,6 @@ def create_app(
             return JSONResponse({"ready": False, "reasons": reasons}, status_code=503)
         return JSONResponse({"ready": True})
 
-    async def stats(request: Request) -> Response:
-        return JSONResponse(service.stats())
-
     async def client_settings(request: Request) -> Response:
         """What the page must know before it connects (its consent step)."""
         return JSONResponse(msgspec.to_builtins(config.web_client))
@@ -346,7 +372,6 @@ def create_app(
             Route("/", index),
             Route("/healthz", health),
             Route("/readyz", ready),
-            Route("/stats", stats),
             Route("/client-settings", client_settings),
             WebSocketRoute("/ws", service.handle_websocket),
             WebSocketRoute("/relay", service.handle_relay_websocket),

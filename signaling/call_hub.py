@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
+
+import msgspec
 
 from relay import control as rc
 from signaling import protocol as p
 from signaling import readiness
 from signaling.chat import ChatGate
 from signaling.config import Config
+from signaling.events import Decision, Ground, OperatorEvent, iso_utc
 from signaling.ice import ice_servers_for
 from signaling.matchmaking import (
     Expired,
@@ -106,15 +110,41 @@ class _Client:
     node tells it everything; here it stands in the call only for the route's choice."""
 
 
+PAIRING_WAIT_BOUNDS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
 @dataclass(slots=True)
 class HubStats:
+    """Counters kept as the hub decides; ``/stats`` and ``signaling.metrics`` read them when
+    asked, so the hot path pays one increment and no metrics library."""
+
     pairs_made: int = 0
     messages_relayed: int = 0
-    errors_sent: int = 0
+    messages_received: Counter[str] = field(default_factory=Counter)
+    """Valid client messages by protocol type."""
+    errors_sent: Counter[str] = field(default_factory=Counter)
+    """Error replies by code."""
     calls_connected: int = 0
-    calls_failed: int = 0
+    """Members' reports that their media connected (two per connected call)."""
+    call_outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(route, "connected" | "failed"): once per call and route it was on."""
     fallbacks_to_relay: int = 0
     calls_rerouted_after_worker_loss: int = 0
+    moderation: Counter[str] = field(default_factory=Counter)
+    """Strict route decisions reported by relay workers: "blocked", "resumed"."""
+    strikes: int = 0
+    bans: Counter[str] = field(default_factory=Counter)
+    """Bans by ground: "moderation" (strikes), "reports"."""
+    refused_banned: int = 0
+    """Connections refused at the door because the device or address is banned."""
+    pairing_wait: rc.Histogram = field(
+        default_factory=lambda: rc.Histogram.empty(PAIRING_WAIT_BOUNDS_S)
+    )
+    """How long each member of a new pair had waited."""
+
+    @property
+    def calls_failed(self) -> int:
+        return sum(n for (_, outcome), n in self.call_outcomes.items() if outcome == "failed")
 
 
 _NOBODY = Person(device="", network="")
@@ -160,6 +190,7 @@ class SignalingHub:
         self._outbox: list[tuple[str, p.ServerMessage]] = []
         self._worker_outbox: list[tuple[str, rc.SignalingMessage]] = []
         self._to_close: list[tuple[str, int]] = []
+        self._events: list[OperatorEvent] = []
         self._now = 0.0
         """The time of the input being handled: what the matchmaker reports meanwhile (a
         pairing, a partner gone) happened then; call durations in the log are read from it."""
@@ -187,6 +218,13 @@ class SignalingHub:
     def banned_until(self, address: str, device: str, now: float) -> float | None:
         """Checked before `connect`: a banned device or address is refused at the door."""
         return self.strikes.banned_until(Person.of(address, device), now)
+
+    def refuse_banned(self, banned_until: float, now: float, now_unix: float) -> float:
+        """A banned device or address was turned away: counted, and an operator event.
+        Returns when the ban ends, in Unix time, for the client's notice."""
+        self.stats.refused_banned += 1
+        self._event("ban_refused", Ground(), now_unix, ban_s=banned_until - now)
+        return now_unix + banned_until - now
 
     def connect(
         self, region: str, now: float, now_unix: float, address: str = "", device: str = ""
@@ -217,6 +255,7 @@ class SignalingHub:
         if user not in self._clients:
             return
         self._now = now
+        self.stats.messages_received[str(message.__struct_config__.tag)] += 1
         try:
             self._matchmaker.heartbeat(user, now)
             self._dispatch(user, message, now, now_unix)
@@ -247,7 +286,7 @@ class SignalingHub:
         return self._matchmaker.next_timer()
 
     def send_error(self, user: str, error: p.ProtocolError) -> None:
-        self.stats.errors_sent += 1
+        self.stats.errors_sent[error.code] += 1
         self._send(user, p.Error(code=error.code, message=error.message))
 
     # -- relay worker inputs --------------------------------------------------------------
@@ -282,9 +321,9 @@ class SignalingHub:
                 if (leg := self._legs.get(leg_id)) is not None and leg.call is not None:
                     log.warning("relay worker %s refused leg %s: %s", worker, leg_id, reason)
                     self._fail_call(leg.call, "the relay refused the call")
-            case rc.Moderation(leg=leg_id, state=state, label=label, score=score):
+            case rc.Moderation(leg=leg_id):
                 if (leg := self._legs.get(leg_id)) is not None and leg.call is not None:
-                    self._on_moderation(leg.call, leg.member, state, label, score, now, now_unix)
+                    self._on_moderation(leg.call, leg.member, message, now, now_unix)
             case rc.Hello():
                 pass  # only valid as the first message; the I/O layer consumes it
 
@@ -324,6 +363,11 @@ class SignalingHub:
         out, self._to_close = self._to_close, []
         return out
 
+    def drain_events(self) -> list[OperatorEvent]:
+        """Moderation decisions for the operator's log and webhook (``signaling.events``)."""
+        out, self._events = self._events, []
+        return out
+
     # -- queries --------------------------------------------------------------------------
 
     def unready_reasons(self) -> list[str]:
@@ -344,14 +388,20 @@ class SignalingHub:
     def client_count(self) -> int:
         return len(self._clients)
 
+    def waiting_count(self) -> int:
+        return self._matchmaker.waiting_count()
+
+    def pair_count(self) -> int:
+        return self._matchmaker.pair_count()
+
     def snapshot(self) -> dict[str, object]:
         return {
             "clients": len(self._clients),
-            "waiting": self._matchmaker.waiting_count(),
-            "pairs": self._matchmaker.pair_count(),
+            "waiting": self.waiting_count(),
+            "pairs": self.pair_count(),
             "pairs_made": self.stats.pairs_made,
             "messages_relayed": self.stats.messages_relayed,
-            "errors_sent": self.stats.errors_sent,
+            "errors_sent": self.stats.errors_sent.total(),
             "calls_connected": self.stats.calls_connected,
             "calls_failed": self.stats.calls_failed,
             "fallbacks_to_relay": self.stats.fallbacks_to_relay,
@@ -412,6 +462,7 @@ class SignalingHub:
                     self.stats.calls_connected += 1
                     if call.connected_at is None:
                         call.connected_at = now
+                        self.stats.call_outcomes[call.route.value, "connected"] += 1
                         log.info(
                             "call %s: connected, route %s, %.1f s after pairing",
                             call.pair_id, call.route.value, now - call.paired_at,
@@ -441,6 +492,9 @@ class SignalingHub:
             reported_key,
             now,
         )
+        reporters = Ground(report_reason=reason, reporters=outcome.reporters)
+        call = self._clients[user].call
+        self._event("report", reporters, now_unix, reported, call, automated=False)
         log.info(
             "report: %s reported %s (%s, reason %r): %d distinct reporters in the window%s",
             user, reported, reported_key, reason, outcome.reporters,
@@ -450,6 +504,8 @@ class SignalingHub:
             return False
         ban_s = self._config.reports.ban_s
         self.strikes.ban(reported_who, now + ban_s)
+        self.stats.bans["reports"] += 1
+        self._event("ban", reporters, now_unix, reported, call, ban_s=ban_s)
         reason_text = f"reported by {outcome.reporters} people"
         log.info("reports: %s banned until %.0f (%s)", reported_key, now_unix + ban_s, reason_text)
         self._send(reported, p.Banned(reason=reason_text, until_unix=now_unix + ban_s))
@@ -579,23 +635,29 @@ class SignalingHub:
         self,
         call: _Call,
         offender: str,
-        state: Literal["blocked", "resumed"],
-        label: str,
-        score: float,
+        report: rc.Moderation,
         now: float,
         now_unix: float,
     ) -> None:
         """The relay stopped (or resumed) `offender`'s video: tell both, count a strike, and
         end the session of a repeat offender. Metadata only: label and score, never media."""
         partner = call.partner_of(offender)
+        label, score = report.label, report.score
+        self.stats.moderation[report.state] += 1
         client = self._clients.get(offender)
         if client is None:
             return
-        if state == "resumed":
+        if report.state == "resumed":  # a fresh safe verdict: no finding to state
+            self._event("resumed", Ground(), now_unix, offender, call)
             self._send(offender, _notice(call, "resumed", "you", label, 0))
             self._send(partner, _notice(call, "resumed", "partner", label, 0))
             return
+        ground = Ground(label=label, score=score, threshold=report.threshold)
+        self._event("blocked", ground, now_unix, offender, call)
         result = self.strikes.strike(client.who, now)
+        self.stats.strikes += 1
+        ground = msgspec.structs.replace(ground, strikes=result.strikes)
+        self._event("strike", ground, now_unix, offender, call)
         log.info(
             "moderation: call %s: video of %s blocked (%s %.2f), strike %d",
             call.pair_id, offender, label, score, result.strikes,
@@ -605,6 +667,9 @@ class SignalingHub:
         if result.banned_until is not None:
             until_unix = now_unix + (result.banned_until - now)
             reason = f"{result.strikes} moderation strikes"
+            self.stats.bans["moderation"] += 1
+            ban_s = result.banned_until - now
+            self._event("ban", ground, now_unix, offender, call, ban_s=ban_s)
             log.info("moderation: %s banned until %.0f (%s)", offender, until_unix, reason)
             self._send(offender, p.Banned(reason=reason, until_unix=until_unix))
             self._to_close.append((offender, p.CLOSE_BANNED))
@@ -635,7 +700,7 @@ class SignalingHub:
             self._send(member, p.Reroute(pair=call.pair_id, route=route.value, reason=reason))
 
     def _fail_call(self, call: _Call, reason: str) -> None:
-        self.stats.calls_failed += 1
+        self.stats.call_outcomes[call.route.value, "failed"] += 1
         log.info("call %s: failed, route %s: %s", call.pair_id, call.route.value, reason)
         self._end_call(call)
         for member in (call.offerer, call.answerer):
@@ -708,6 +773,9 @@ class SignalingHub:
         call = _Call(event.pair or self._new_id(), first, second, route, paired_at=self._now)
         a.call = b.call = call
         self.stats.pairs_made += 1
+        for member, client in ((first, a), (second, b)):
+            if not client.remote:  # a partner on another node is counted there
+                self.stats.pairing_wait.observe(self._now - self._matchmaker.waiting_since(member))
         offerer = p.Paired(pair=call.pair_id, role="offerer", route=route.value)
         if route is Route.DIRECT:
             log.info("call %s: paired %s with %s, route direct", call.pair_id, first, second)
@@ -786,6 +854,29 @@ class SignalingHub:
 
     def _send(self, user: str, message: p.ServerMessage) -> None:
         self._outbox.append((user, message))
+
+    def _event(
+        self,
+        decision: Decision,
+        ground: Ground,
+        now_unix: float,
+        subject: str = "",
+        call: _Call | None = None,
+        ban_s: float | None = None,
+        automated: bool = True,
+    ) -> None:
+        self._events.append(
+            OperatorEvent(
+                id=self._new_id(),
+                time=iso_utc(now_unix),
+                decision=decision,
+                automated=automated,
+                ground=ground,
+                subject=subject,
+                call="" if call is None else call.pair_id,
+                ban_s=ban_s,
+            )
+        )
 
     def _to_worker(self, worker: str, message: rc.SignalingMessage) -> None:
         self._worker_outbox.append((worker, message))

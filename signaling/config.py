@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,15 @@ from signaling.protocol import CHAT_MAX_CHARS
 from signaling.route_policy import Route
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["text", "json"]
+
+SECRET_ENV = {
+    "relay.token": "CHATGUARD_RELAY_TOKEN",
+    "ice.turn.secret": "CHATGUARD_TURN_SECRET",
+    "events.webhook_secret": "CHATGUARD_WEBHOOK_SECRET",
+}
+"""Secrets that may come from the environment instead of the file (a file is easier to leak:
+backups, a repository); set and non-empty, the variable wins over the file."""
 
 
 class ConfigError(Exception):
@@ -41,6 +51,27 @@ class ServerConfig(_Section):
     """Largest WebSocket message accepted; SDP with many codecs is ~10 KiB, so 64 KiB is ample."""
     send_queue_limit: int = 256
     """Messages queued for a client that is not reading before it is disconnected as too slow."""
+    log_format: LogFormat = "text"
+    """"json": one JSON object per line (UTC timestamps), for a log collector."""
+    certfile: str = ""
+    """PEM certificate (chain) to serve HTTPS and WSS directly; empty: plain HTTP (behind a
+    proxy that terminates TLS, or on localhost, where browsers allow the camera anyway)."""
+    keyfile: str = ""
+    """The certificate's PEM private key (required with `certfile`)."""
+
+    @property
+    def access_log(self) -> bool:
+        """A line per HTTP request only at debug: not one per health poll or scrape."""
+        return self.log_level == "debug"
+
+
+class AdminConfig(_Section):
+    """The admin listener: `/metrics` (Prometheus) and `/stats` (JSON), kept off the public
+    port. Localhost by default; expose it only to your monitoring."""
+
+    host: str = "127.0.0.1"
+    port: int = 9090
+    """0: no admin listener."""
 
 
 class MatchmakingConfig(_Section):
@@ -179,6 +210,18 @@ class WebClientConfig(_Section):
     minimum_age: int = 18
 
 
+class EventsConfig(_Section):
+    """Operator events (``signaling.events``): every moderation decision, as metadata, to the
+    log (logger ``chatguard.events``) and, if set, to a webhook."""
+
+    webhook_url: str = ""
+    """POSTed one JSON event per request, signed (see README); empty: log only."""
+    webhook_secret: str = ""
+    """HMAC-SHA256 key of the signature; or the CHATGUARD_WEBHOOK_SECRET environment variable."""
+    queue_limit: int = 1000
+    """Events waiting for delivery beyond which the oldest are dropped (and logged)."""
+
+
 class ClusterConfig(_Section):
     redis_url: str = ""
     """A Redis server shared by every signaling process of one service (``redis://host:6379/0``);
@@ -202,6 +245,8 @@ class Config(_Section):
     chat: ChatConfig = msgspec.field(default_factory=ChatConfig)
     reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
     web_client: WebClientConfig = msgspec.field(default_factory=WebClientConfig)
+    admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
+    events: EventsConfig = msgspec.field(default_factory=EventsConfig)
     cluster: ClusterConfig = msgspec.field(default_factory=ClusterConfig)
 
     def check(self) -> None:
@@ -209,6 +254,23 @@ class Config(_Section):
         problems: list[str] = []
         if not 0 < self.server.port < 65536:
             problems.append(f"server.port must be 1-65535, got {self.server.port}")
+        if not 0 <= self.admin.port < 65536:
+            problems.append(f"admin.port must be 0 (off) or 1-65535, got {self.admin.port}")
+        elif self.admin.port == self.server.port and self.admin.port:
+            problems.append("admin.port must differ from server.port")
+        if bool(self.server.certfile) != bool(self.server.keyfile):
+            problems.append("server.certfile and server.keyfile go together")
+        if self.events.webhook_url and not self.events.webhook_secret:
+            problems.append(
+                f"events.webhook_secret (or {SECRET_ENV['events.webhook_secret']}) "
+                "is required when events.webhook_url is set"
+            )
+        if self.events.webhook_url and not self.events.webhook_url.startswith(
+            ("http://", "https://")
+        ):
+            problems.append("events.webhook_url must be an http:// or https:// URL")
+        if self.events.queue_limit < 1:
+            problems.append("events.queue_limit must be at least 1")
         if self.server.max_message_bytes < 1024:
             problems.append("server.max_message_bytes must be at least 1024")
         mm = self.matchmaking
@@ -319,10 +381,28 @@ def config_from_mapping(data: dict[str, Any], source: str = "<config>") -> Confi
     return config
 
 
-def load_config(path: Path | None) -> Config:
-    """Read the TOML file at `path`, or the embedded defaults when `path` is None."""
+def _with_env_secrets(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """`data` with the secrets of ``SECRET_ENV`` that the environment sets put in place."""
+    for dotted, variable in SECRET_ENV.items():
+        value = environ.get(variable, "")
+        if not value:
+            continue
+        *sections, key = dotted.split(".")
+        table = data
+        for section in sections:
+            table = table.setdefault(section, {})
+            if not isinstance(table, dict):
+                break  # the file has a non-table there: validation will say so
+        else:
+            table[key] = value
+    return data
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] = os.environ) -> Config:
+    """Read the TOML file at `path`, or the embedded defaults when `path` is None, with the
+    secrets the environment gives (``SECRET_ENV``)."""
     if path is None:
-        return config_from_mapping({}, "<defaults>")
+        return config_from_mapping(_with_env_secrets({}, environ), "<defaults>")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -333,4 +413,4 @@ def load_config(path: Path | None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return config_from_mapping(data, str(path))
+    return config_from_mapping(_with_env_secrets(data, environ), str(path))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from msgspec.structs import asdict
 
-from relay.control import Load
+from relay.control import Load, RelayTotals
 
 
 @dataclass(slots=True)
@@ -32,6 +32,8 @@ class WorkerInfo:
     moderation_ready: bool | None = None
     """Whether it can moderate (model loaded and tested); None: not known (yet)."""
     moderation_error: str = ""
+    totals: RelayTotals | None = None
+    """The worker's counters since it started, as last reported (``/metrics``)."""
 
     @property
     def load(self) -> float:
@@ -64,6 +66,7 @@ class RelayDirectory:
             info.moderation = None if load.moderation is None else asdict(load.moderation)
             info.moderation_ready = load.moderation_ready
             info.moderation_error = load.moderation_error
+            info.totals = load.totals
 
     def place(self, legs_needed: int = 2, moderated: bool = False) -> str | None:
         """The least-loaded live worker with room for `legs_needed` more legs (and, for

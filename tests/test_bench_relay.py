@@ -141,9 +141,12 @@ def test_target_urls_name_the_client_socket_and_stats() -> None:
     for url in ("http://relay.example:8080", "ws://relay.example:8080/ws"):
         endpoints = endpoints_from_target(url)
         assert endpoints.ws_url == "ws://relay.example:8080/ws"
-        assert endpoints.stats_url == "http://relay.example:8080/stats"
+        assert endpoints.stats_url == "http://relay.example:9090/stats"
+        assert endpoints.ready_url == "http://relay.example:8080/readyz"
         assert not endpoints.is_local
     assert endpoints_from_target("https://chat.example").ws_url == "wss://chat.example/ws"
+    admin = endpoints_from_target("http://relay.example:8080", "http://10.0.0.5:9100/")
+    assert admin.stats_url == "http://10.0.0.5:9100/stats"
     assert endpoints_from_target("http://127.0.0.1:9").is_local
     with pytest.raises(ValueError, match="--target"):
         endpoints_from_target("relay.example:8080")
@@ -216,7 +219,8 @@ def test_target_mode_drives_a_running_deployment_and_reads_its_stats(
 ) -> None:
     out = tmp_path / "relay.json"
     target = f"http://{relay_deployment.host}:{relay_deployment.port}"
-    args = ["--target", target, "--pairs", "1", "--duration", "3", "--warmup", "0.5"]
+    args = ["--target", target, "--admin", relay_deployment.admin_url]
+    args += ["--pairs", "1", "--duration", "3", "--warmup", "0.5"]
     args += ["--no-naive", "--next-after", "off", "--clip-seconds", "1", "--json", str(out)]
     assert cli.main(["bench", "relay", *args]) == 0
     (case,) = json.loads(out.read_text())["cases"]

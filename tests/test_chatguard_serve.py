@@ -3,6 +3,7 @@ health poll or per connection unless asked for with `--log-level debug`."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -22,6 +23,7 @@ def serve_and_poll(*options: str) -> list[str]:
     """Run serve, poll /healthz and /readyz, open and close one client; its log lines."""
     port = free_port()
     command = [sys.executable, "-m", "chatguard.cli", "serve", "--port", str(port)]
+    command += ["--admin-port", str(free_port())]
     process = subprocess.Popen(
         [*command, "--relay-workers", "0", *options], stderr=subprocess.PIPE, text=True
     )
@@ -62,3 +64,16 @@ def test_debug_logs_every_request_in_the_same_format() -> None:
     polls = [line for line in lines if "GET /healthz" in line]
     assert len(polls) >= 3 and all(LINE.match(line) for line in polls), lines
     assert any('"WebSocket /ws" [accepted]' in line for line in lines), lines
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_json_logs_are_one_object_per_line_for_every_logger() -> None:
+    lines = serve_and_poll("--log-format", "json", "--relay-workers", "1")
+    records = [json.loads(line) for line in lines]  # every line, or this raises
+    assert all(r["time"].endswith("Z") and r["level"] and r["message"] for r in records)
+    loggers = {r["logger"] for r in records}
+    # signaling's, uvicorn's and the relay worker process's lines, all in the one format
+    assert {"chatguard", "uvicorn.error", "chatguard.relay"} <= loggers, loggers
+    assert len({r["pid"] for r in records}) == 2  # serve's and its worker's
+    assert not any("/healthz" in r["message"] for r in records)

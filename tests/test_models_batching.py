@@ -182,3 +182,21 @@ async def test_an_urgent_request_overtakes_a_running_batch_of_routine_ones(
     assert order[2:] == [f"routine-{i}" for i in range(2, len(requests))]  # then in order
     assert batcher.stats.images == len(requests)
     assert list(batcher.stats.batch_sizes) == [1, len(requests) - 1]  # urgent one heads it
+
+
+async def test_in_tensor_mode_urgent_requests_run_without_routine_ones(
+    requests: list[InferenceRequest], expected: list[list[Detection]]
+) -> None:
+    """A stacked run answers at its end, so held frames are not made to wait for routine ones
+    stacked with them."""
+    runner = ModelRunner(batch_mode="tensor")
+    async with AsyncBatcher(runner, max_batch=len(requests)) as batcher:
+        first = [asyncio.create_task(batcher.submit(r)) for r in requests]
+        await asyncio.sleep(0.005)  # the first batch is running
+        later = [
+            asyncio.create_task(batcher.submit(requests[i], urgent=i < 2))
+            for i in range(len(requests))
+        ]
+        got = await asyncio.gather(*first, *later)
+    assert all(same(g, expected[i % len(requests)]) for i, g in enumerate(got))
+    assert list(batcher.stats.batch_sizes) == [len(requests), 2, len(requests) - 2]

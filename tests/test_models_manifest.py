@@ -48,6 +48,11 @@ def test_default_manifest_is_nudenet_320n() -> None:
     assert (m.decode.score_threshold, m.decode.nms_score_threshold) == (0.2, 0.25)
     assert m.decode.nms_iou_threshold == 0.45
     assert len(m.labels) == 18 and m.labels[1] == "FACE_FEMALE"
+    assert (m.runtime.engine, m.runtime.precision, m.runtime.recheck_margin) == (
+        "auto",
+        "auto",
+        0.05,
+    )
     w = m.weights_location()
     assert w.name == "320n.onnx" and w.is_file() and w.parent.name == "nudenet"
 
@@ -109,6 +114,24 @@ def test_out_of_range(tmp_path: Path) -> None:
 def test_unknown_decode_kind(tmp_path: Path) -> None:
     msg = errors(tmp_path, GOOD.replace('kind = "classifier"', 'kind = "ssd"'))
     assert "'ssd'" in msg and "$.decode.kind" in msg
+
+
+def test_runtime_section(tmp_path: Path) -> None:
+    m = load_manifest(write(tmp_path, GOOD))
+    assert (m.runtime.engine, m.runtime.precision) == ("auto", "auto")  # optional section
+    ov = GOOD + '\n[runtime]\nengine = "openvino"\nprecision = "fp32"\nrecheck_margin = 0.1\n'
+    m = load_manifest(write(tmp_path, ov))
+    assert (m.runtime.engine, m.runtime.precision, m.runtime.recheck_margin) == (
+        "openvino",
+        "fp32",
+        0.1,
+    )
+    msg = errors(tmp_path, GOOD + '\n[runtime]\nengine = "onnxruntime"\nprecision = "bf16"\n')
+    assert "runtime.precision: onnxruntime runs fp32 only" in msg
+    msg = errors(tmp_path, GOOD + '\n[runtime]\nengine = "tensorrt"\n')
+    assert "'tensorrt'" in msg and "$.runtime.engine" in msg
+    msg = errors(tmp_path, GOOD + "\n[runtime]\nrecheck_margin = -0.01\n")
+    assert "$.runtime.recheck_margin" in msg
 
 
 def test_unknown_key_is_rejected(tmp_path: Path) -> None:

@@ -67,12 +67,13 @@ print(opener.open(sys.argv[1], timeout=5).status)
 
 
 @contextmanager
-def serve(tmp_path: Path, relay_workers: int = 0) -> Iterator[int]:
-    """`chatguard serve` listening on all addresses (its relay workers too); yields its port."""
+def serve(tmp_path: Path, relay_workers: int = 0) -> Iterator[tuple[int, str]]:
+    """`chatguard serve` listening on all addresses (its relay workers too); yields its port
+    and its admin listener's URL (/stats)."""
     with chatguard_serve(tmp_path, SERVE_CONFIG.format(workers=relay_workers)) as url:
         port = urlsplit(url).port
         assert port is not None
-        yield port
+        yield port, url.admin
 
 
 async def open_client(browser: Browser, host: NamespaceHost, port: int) -> Page:
@@ -85,7 +86,7 @@ async def open_client(browser: Browser, host: NamespaceHost, port: int) -> Page:
 def test_each_test_host_reaches_signaling_on_the_host(
     netns_hosts: IsolatedHosts, tmp_path: Path
 ) -> None:
-    with serve(tmp_path) as port:
+    with serve(tmp_path) as (port, _admin):
         for source in netns_hosts.hosts:
             # its own gateway, and the host's address on the other link (local delivery, not
             # forwarding: this is how both test hosts will reach one relay)
@@ -129,7 +130,7 @@ async def test_pages_in_two_namespaces_are_paired_but_cannot_call_directly(
     netns_hosts: IsolatedHosts, tmp_path: Path
 ) -> None:
     a, b = netns_hosts.hosts
-    with serve(tmp_path) as port:
+    with serve(tmp_path) as (port, admin):
         async with (
             chromium_in(a, a.url(port)) as browser_a,
             chromium_in(b, b.url(port)) as browser_b,
@@ -156,7 +157,7 @@ async def test_pages_in_two_namespaces_are_paired_but_cannot_call_directly(
                 # no relay runs here, so the failed direct call cannot fall back: it ends
                 assert "no relay is available" in (await page.text_content("#status") or "")
             assert time.monotonic() - started < 10  # the 3 s fallback timer, not ICE failure
-        stats = httpx.get(f"http://127.0.0.1:{port}/stats", timeout=5).json()
+        stats = httpx.get(f"{admin}/stats", timeout=5).json()
         assert stats["pairs_made"] == 1
         assert stats["calls_connected"] == 0
         assert stats["calls_failed"] >= 1
@@ -169,8 +170,8 @@ async def test_call_that_cannot_go_direct_falls_back_to_the_relay_by_itself(
 ) -> None:
     """The issue's fallback: no user action, the status ends up "relayed", video flows."""
     a, b = netns_hosts.hosts
-    with serve(tmp_path, relay_workers=1) as port:
-        stats_url = f"http://127.0.0.1:{port}/stats"
+    with serve(tmp_path, relay_workers=1) as (port, admin):
+        stats_url = f"{admin}/stats"
         deadline = time.monotonic() + 20
         while not httpx.get(stats_url, timeout=5).json()["relay_workers"]:
             assert time.monotonic() < deadline, "the relay worker did not join"
@@ -209,7 +210,7 @@ async def test_two_pages_in_one_namespace_call_directly(
     """Positive control: the same setup connects when the peers can reach each other, so the
     failure above is the isolation's doing (and not flags, origins or the served address)."""
     a = netns_hosts.hosts[0]
-    with serve(tmp_path) as port:
+    with serve(tmp_path) as (port, _admin):
         async with chromium_in(a, a.url(port)) as browser:
             pages = [await open_client(browser, a, port) for _ in range(2)]
             for page in pages:

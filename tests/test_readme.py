@@ -107,18 +107,22 @@ async def test_fresh_install_serves_from_the_checkout_and_relays_a_call(
     """`chatguard serve` started in the checkout directory (where the uncompiled `fastpath/`
     sources sit): the page and /healthz answer, the relay workers connect and stay up, and a
     call through the relay carries video both ways."""
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     log_path = tmp_path / "serve.log"
     serve_args = RUN_COMMAND.rsplit(" && ", 1)[1].split()
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [*serve_args, "--port", str(port), "--route", "relay", "--relay-workers", "2"],
+            [*serve_args, "--port", str(port), "--admin-port", str(admin_port),
+             "--route", "relay", "--relay-workers", "2"],
             cwd=fresh_install, env=_clean_env(), stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=base) as http:
-            workers = await _wait_for_workers(http, process, log_path, count=2)
+        async with (
+            httpx.AsyncClient(base_url=base) as http,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{admin_port}") as admin,
+        ):
+            workers = await _wait_for_workers(admin, process, log_path, count=2)
             assert (await http.get("/healthz")).json() == {"ok": True}
             page = await http.get("/")
             assert page.status_code == 200 and "<html" in page.text.lower()
@@ -136,7 +140,7 @@ async def test_fresh_install_serves_from_the_checkout_and_relays_a_call(
                 await bob.close()
 
             await asyncio.sleep(1.0)
-            after = (await http.get("/stats")).json()["relay_workers"]
+            after = (await admin.get("/stats")).json()["relay_workers"]
             assert sorted((w["worker"], w["pid"]) for w in after) == sorted(
                 (w["worker"], w["pid"]) for w in workers
             ), "a relay worker was restarted"
@@ -149,20 +153,20 @@ async def test_fresh_install_serves_from_the_checkout_and_relays_a_call(
 
 
 async def _wait_for_workers(
-    http: httpx.AsyncClient, process: subprocess.Popen[bytes], log_path: Path, count: int
+    admin: httpx.AsyncClient, process: subprocess.Popen[bytes], log_path: Path, count: int
 ) -> list[dict[str, object]]:
-    """The workers' entries in /stats once `count` have joined, and have stayed joined for a
-    second (a worker that dies at start-up joins for an instant, or never)."""
+    """The workers' entries in the admin listener's /stats once `count` have joined, and have
+    stayed joined for a second (a worker that dies at start-up joins for an instant, or never)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert process.poll() is None, "chatguard serve exited:\n" + log_path.read_text()[-4000:]
         try:
-            workers = (await http.get("/stats")).json()["relay_workers"]
+            workers = (await admin.get("/stats")).json()["relay_workers"]
         except httpx.TransportError:
             workers = []
         if len(workers) >= count:
             await asyncio.sleep(1.0)
-            again = (await http.get("/stats")).json()["relay_workers"]
+            again = (await admin.get("/stats")).json()["relay_workers"]
             if [w["worker"] for w in again] == [w["worker"] for w in workers]:
                 return list(workers)
         await asyncio.sleep(0.2)

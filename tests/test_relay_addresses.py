@@ -217,7 +217,7 @@ async def served_call_udp_ports(tmp_path: Path, relay_settings: str) -> list[int
         try:
             await alice.wait_for_frames(5)
             await bob.wait_for_frames(5)
-            workers = httpx.get(url + "/stats", timeout=5).json()["relay_workers"]
+            workers = httpx.get(url.admin + "/stats", timeout=5).json()["relay_workers"]
             (pid,) = [w["pid"] for w in workers]
             return udp_ports_of(pid)
         finally:

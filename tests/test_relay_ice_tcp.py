@@ -372,7 +372,7 @@ def test_serve_gives_each_local_worker_its_own_consecutive_port(tmp_path: Path) 
     base = consecutive_free_ports()
     with chatguard_serve(tmp_path, f"[relay]\nworkers = 2\nice_tcp_port = {base}\n") as url:
         deadline = time.monotonic() + 20
-        while len(httpx.get(url + "/stats", timeout=5).json()["relay_workers"]) < 2:
+        while len(httpx.get(url.admin + "/stats", timeout=5).json()["relay_workers"]) < 2:
             assert time.monotonic() < deadline, "the relay workers did not join"
             time.sleep(0.2)
         for port in (base, base + 1):

@@ -91,10 +91,10 @@ async def selected_pair(page: Page) -> dict[str, Any] | None:
     return None if found is None else dict(found)
 
 
-async def wait_for_workers(http_url: str, count: int) -> None:
+async def wait_for_workers(admin_url: str, count: int) -> None:
     deadline = time.monotonic() + 20
     async with httpx.AsyncClient() as http:
-        while len((await http.get(http_url + "/stats")).json()["relay_workers"]) < count:
+        while len((await http.get(admin_url + "/stats")).json()["relay_workers"]) < count:
             assert time.monotonic() < deadline, "the relay worker did not join"
             await asyncio.sleep(0.2)
 
@@ -130,7 +130,7 @@ async def call_through_udp_blocked_pages(
     port_tcp = free_port() if ice_tcp_port is None else ice_tcp_port
     config = SERVE_CONFIG.format(route=route, ice_tcp_port=port_tcp)
     with chatguard_serve(tmp_path, config) as url:
-        await wait_for_workers(url, 1)
+        await wait_for_workers(url.admin, 1)
         port = urlsplit(url).port
         assert port is not None
         async with (
@@ -150,7 +150,7 @@ async def call_through_udp_blocked_pages(
                 assert await status_of(page) == ("connected", "relay")
                 await wait_for_frames(page, 20)
             pairs = [await selected_pair(page) for page in pages]
-        stats = httpx.get(url + "/stats", timeout=5).json()
+        stats = httpx.get(url.admin + "/stats", timeout=5).json()
     print(f"route {route}: Start to partner video {delays[0]:.2f} s and {delays[1]:.2f} s")
     return CallResult(delays, pairs, stats)
 
@@ -211,7 +211,7 @@ async def test_a_tcp_leg_is_a_leg_like_any_other_in_the_worker(
     worker = RelayWorker(f"ws://127.0.0.1:{port}/relay", "t", "w1", 10, free_port())
     running = asyncio.create_task(worker.run())
     try:
-        await wait_for_workers(relay_signaling.http_url, 1)
+        await wait_for_workers(relay_signaling.admin_url, 1)
         async with (
             chromium_in(a, a.url(port)) as browser_a,
             chromium_in(b, b.url(port)) as browser_b,

@@ -45,7 +45,7 @@ async def relayed_peers(
 
 def busy_worker(server: RunningServer) -> tuple[str, Any]:
     """The worker carrying the (only) call, and its process."""
-    stats = httpx.get(server.http_url + "/stats").json()
+    stats = httpx.get(server.admin_url + "/stats").json()
     (busy,) = [w for w in stats["relay_workers"] if w["legs"] == 2]
     name = str(busy["worker"])  # local-<slot>.<generation>
     supervisor = server.app_state.relay_supervisor  # type: ignore[attr-defined]
@@ -72,7 +72,7 @@ async def test_relayed_call_carries_both_ways_exactly_what_was_sent(
     assert_frames_from(bob, 200)
     assert abs(alice.heard_frequency() - 1000) < 30
     assert abs(bob.heard_frequency() - 440) < 30
-    stats = httpx.get(relay_server.http_url + "/stats").json()
+    stats = httpx.get(relay_server.admin_url + "/stats").json()
     assert stats["relay_legs"] == 2
     assert sum(w["legs"] for w in stats["relay_workers"]) == 2
 
@@ -94,7 +94,7 @@ async def test_killed_worker_moves_the_call_to_a_live_one(
     await alice.wait_for_frames(30)
     assert_frames_from(bob, 200)
     assert_frames_from(alice, 60)
-    stats = httpx.get(relay_server.http_url + "/stats").json()
+    stats = httpx.get(relay_server.admin_url + "/stats").json()
     assert stats["calls_rerouted_after_worker_loss"] == 1
     live = {str(w["worker"]) for w in stats["relay_workers"] if w["legs"] == 2}
     assert live and busy not in live
@@ -137,7 +137,7 @@ async def test_worker_with_a_wrong_token_is_refused(token_server: RunningServer)
     worker = RelayWorker(token_server.ws_url.replace("/ws", "/relay"), "wrong", "intruder", 10)
     running = asyncio.create_task(worker.run())
     await asyncio.sleep(1.0)
-    stats = httpx.get(token_server.http_url + "/stats").json()
+    stats = httpx.get(token_server.admin_url + "/stats").json()
     assert stats["relay_workers"] == []
     running.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -195,7 +195,7 @@ async def test_draining_worker_keeps_its_calls_and_takes_no_new_ones(
         busy, process = busy_worker(relay_server)
         process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 5
-        stats_url = relay_server.http_url + "/stats"
+        stats_url = relay_server.admin_url + "/stats"
         while not any(w["draining"] for w in httpx.get(stats_url).json()["relay_workers"]):
             assert time.monotonic() < deadline
             await asyncio.sleep(0.2)
@@ -238,7 +238,7 @@ async def test_bad_sdp_ends_only_that_call_with_a_reason(
         assert ended["reason"] == "the relay refused the call"
         # the worker and the other call carry on
         await bob.wait_for_frames(len(bob.frames) + 30)
-        workers = httpx.get(relay_server.http_url + "/stats").json()["relay_workers"]
+        workers = httpx.get(relay_server.admin_url + "/stats").json()["relay_workers"]
         assert len(workers) == 2
     finally:
         await mallory.close()

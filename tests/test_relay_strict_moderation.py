@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pytest
@@ -108,10 +109,10 @@ async def test_unsafe_picture_in_delta_frames_is_never_forwarded(runner: ModelRu
 async def test_no_verdict_means_nothing_is_forwarded(
     runner: ModelRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(tensor: NDArray[np.float32], letterbox: Letterbox) -> list[Detection]:
+    def broken(batch: NDArray[np.float32]) -> NDArray[np.float32]:
         raise RuntimeError("model failed")
 
-    monkeypatch.setattr(runner, "infer_one", broken)
+    monkeypatch.setattr(runner, "run_raw", broken)
     sink = Sink(Vp8Sender())
     moderator = Moderator(AsyncBatcher(runner))
     await play(moderator, sink, [SAFE] * 20)
@@ -133,10 +134,10 @@ async def test_held_frames_are_classified_before_periodic_checks(
     infer = batcher.infer
 
     async def spy(
-        tensor: NDArray[np.float32], letterbox: Letterbox, *, urgent: bool = False
+        tensor: NDArray[np.float32], letterbox: Letterbox, *, urgent: bool = False, **kw: Any
     ) -> list[Detection]:
         urgent_flags.append(urgent)
-        return await infer(tensor, letterbox, urgent=urgent)
+        return await infer(tensor, letterbox, urgent=urgent, **kw)
 
     monkeypatch.setattr(batcher, "infer", spy)
     sink = Sink(Vp8Sender())

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-import models.inference
+import models.runtime
 from models.manifest import default_manifest, parse_manifest
 from relay import control as rc
 from relay.worker import RelayWorker
@@ -68,7 +68,7 @@ async def test_only_a_worker_that_moderates_loads_the_model_and_the_frame_code(
             await alice.wait_for_frames(10, timeout=30)
             await bob.wait_for_frames(10, timeout=30)
             assert alice.route == bob.route == route.value
-            (after,) = httpx.get(server.http_url + "/stats").json()["relay_workers"]
+            (after,) = httpx.get(server.admin_url + "/stats").json()["relay_workers"]
             assert after["pid"] == worker["pid"] and after["legs"] == 2  # the call went there
             loaded = shared_objects(int(str(worker["pid"])))
         finally:
@@ -120,7 +120,7 @@ async def test_a_missing_model_file_is_reported_not_raised(
     head = text[: text.index("[weights]")]
     broken = tmp_path / "broken.toml"
     broken.write_text(head + '[weights]\npath = "missing.onnx"\n' + text[text.index("[input]") :])
-    monkeypatch.setattr(models.inference, "default_manifest", lambda: parse_manifest(
+    monkeypatch.setattr(models.runtime, "default_manifest", lambda: parse_manifest(
         broken.read_text(), source=str(broken)
     ))  # fmt: skip
     worker = await prepared(strict=True)

@@ -321,3 +321,29 @@ def test_a_second_offer_replaces_the_members_leg() -> None:
     ((worker, link),) = hub.drain_worker_outbox()
     assert worker == "w1" and isinstance(link, rc.Link)
     assert {link.first, link.second} == {open_leg.leg, legs[b]}
+
+
+def test_moderation_decisions_become_operator_events_with_their_grounds() -> None:
+    hub = make_hub(strikes_to_ban=2, strike_window_s=60, ban_s=100)
+    a, _, pair, legs = relayed_call(hub)
+    blocked = rc.Moderation(
+        leg=legs[a], state="blocked", label="FACE_FEMALE", score=0.8, threshold=0.5
+    )
+    hub.worker_message("w1", blocked, 10, 1000.25)
+    hub.worker_message("w1", rc.Moderation(leg=legs[a], state="resumed"), 11, 1001)
+    hub.worker_message("w1", blocked, 12, 1002)
+    hub.refuse_banned(hub.banned_until("", "dev-a", 50) or 0, 50, 1040)
+    got = hub.drain_events()
+    assert [(e.decision, e.subject, e.call) for e in got] == [
+        ("blocked", a, pair), ("strike", a, pair), ("resumed", a, pair),
+        ("blocked", a, pair), ("strike", a, pair), ("ban", a, pair), ("ban_refused", "", ""),
+    ]  # fmt: skip
+    assert len({e.id for e in got}) == len(got) and all(e.automated for e in got)
+    first = got[0]
+    assert first.time == "1970-01-01T00:16:40.250Z"
+    assert (first.ground.label, first.ground.score, first.ground.threshold) == (
+        "FACE_FEMALE", 0.8, 0.5,
+    )  # fmt: skip
+    assert got[4].ground.strikes == 2 and got[5].ban_s == 100 and got[6].ban_s == 62
+    assert hub.drain_events() == []
+    assert hub.stats.refused_banned == 1 and hub.stats.bans["moderation"] == 1

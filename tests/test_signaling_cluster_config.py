@@ -62,6 +62,7 @@ def test_each_of_serve_procs_gets_its_share_of_relay_workers_and_ports() -> None
         {
             "relay": {"workers": 5, "ice_tcp_port": 7880, "udp_port": 9000},
             "cluster": {"node_id": "box"},
+            "admin": {"port": 9090},
         }
     )
     parts = [share(config, 3, index) for index in range(3)]
@@ -69,6 +70,7 @@ def test_each_of_serve_procs_gets_its_share_of_relay_workers_and_ports() -> None
     assert [part.relay.ice_tcp_port for part in parts] == [7880, 7882, 7884]
     assert [part.relay.udp_port for part in parts] == [9000, 9002, 9004]
     assert [part.cluster.node_id for part in parts] == ["box-0", "box-1", "box-2"]
+    assert [part.admin.port for part in parts] == [9090, 9091, 9092]
     no_tcp = config_from_mapping({"relay": {"workers": 1, "ice_tcp_port": 0}})
     assert [share(no_tcp, 2, i).relay.workers for i in range(2)] == [1, 0]
     assert share(no_tcp, 2, 1).relay.ice_tcp_port == 0

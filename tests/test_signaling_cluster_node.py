@@ -41,7 +41,7 @@ def mm() -> ClusterMatchmaker:
 
 def test_inputs_go_out_in_order_with_heartbeats_last(mm: ClusterMatchmaker) -> None:
     mm.heartbeat("a", 1)
-    mm.deliver(pairing("a", "b"))
+    mm.deliver(pairing("a", "b"), 5)
     assert drain(mm) == [Paired("a", "b", pair="p1", remote_region="DE", remote_hides_address=True)]
     assert mm.forward("b", p.RelayedChat(pair="p1", text="hi"))
     assert not mm.forward("stranger", p.RelayedChat(pair="p1", text="hi"))
@@ -62,42 +62,43 @@ def test_inputs_go_out_in_order_with_heartbeats_last(mm: ClusterMatchmaker) -> N
 
 def test_a_pairing_overtaken_by_a_leave_is_dropped(mm: ClusterMatchmaker) -> None:
     mm.leave("a", 1)
-    mm.deliver(pairing("b", "a", first_node="n2", second_node="n1"))
+    mm.deliver(pairing("b", "a", first_node="n2", second_node="n1"), 5)
     assert drain(mm) == [] and mm.state_of("a") is UserState.IDLE
     mm.disconnect("a", 2)
-    mm.deliver(pairing("b", "a", first_node="n2", second_node="n1"))
+    mm.deliver(pairing("b", "a", first_node="n2", second_node="n1"), 5)
     assert drain(mm) == [] and mm.user_count() == 0
 
 
 def test_news_of_a_partner_already_left_is_dropped(mm: ClusterMatchmaker) -> None:
-    mm.deliver(pairing("a", "b"))
+    mm.deliver(pairing("a", "b"), 5)
     mm.next("a", 1)  # a left b here before the pool told us that b left a
-    mm.deliver(PartnerLost("a", "b", "next"))
+    mm.deliver(PartnerLost("a", "b", "next"), 5)
     assert drain(mm) == [Paired("a", "b", pair="p1", remote_region="DE", remote_hides_address=True)]
     assert mm.state_of("a") is UserState.WAITING
-    mm.deliver(pairing("a", "c"))
-    mm.deliver(PartnerLost("a", "c", "next"))
+    mm.deliver(pairing("a", "c"), 5)
+    mm.deliver(PartnerLost("a", "c", "next"), 5)
     assert drain(mm)[1:] == [PartnerLost("a", "c", "next")]
     assert mm.state_of("a") is UserState.WAITING and mm.partner_of("a") is None
-    mm.deliver(Expired("a"))
+    mm.deliver(Expired("a"), 5)
     assert drain(mm) == [Expired("a")] and mm.state_of("a") is None
 
 
 def test_both_members_here_are_told_once(mm: ClusterMatchmaker) -> None:
     mm.connect("b", 0)
     mm.join("b", 0)
-    mm.deliver(pairing("b", "a", first_node="n1", second_node="n1"))
+    mm.deliver(pairing("b", "a", first_node="n1", second_node="n1"), 5)
     assert drain(mm) == [Paired("b", "a", pair="p1")]
     assert mm.partner_of("a") == "b" and mm.partner_of("b") == "a" and mm.pair_count() == 1
+    assert mm.waiting_since("a") == 0  # how long it waited is read once paired
 
 
 def test_banning_a_remote_partner_requeues_ours(mm: ClusterMatchmaker) -> None:
-    mm.deliver(pairing("a", "b"))
+    mm.deliver(pairing("a", "b"), 5)
     drain(mm)
     mm.leave("b", 1)  # b is on n2; reports here banned it
     assert mm.state_of("a") is UserState.WAITING
     assert mm.drain_operations()[-1] == ("script", "leave", "b", "")
-    mm.deliver(PartnerLost("a", "b", "leave"))
+    mm.deliver(PartnerLost("a", "b", "leave"), 5)
     assert drain(mm) == []
 
 
@@ -108,7 +109,7 @@ def test_misuse_is_refused_from_the_view(mm: ClusterMatchmaker) -> None:
         mm.report("a", 0)
     with pytest.raises(MatchmakingError, match="unknown user"):
         mm.heartbeat("zed", 0)
-    mm.deliver(pairing("a", "b"))
+    mm.deliver(pairing("a", "b"), 5)
     with pytest.raises(MatchmakingError, match="use next"):
         mm.join("a", 0)
 
@@ -116,7 +117,7 @@ def test_misuse_is_refused_from_the_view(mm: ClusterMatchmaker) -> None:
 def test_after_a_redis_restart_users_are_handed_over_again_first(mm: ClusterMatchmaker) -> None:
     mm.connect("b", 0)
     mm.join("b", 0, frozenset({"chess"}))
-    mm.deliver(pairing("a", "c"))
+    mm.deliver(pairing("a", "c"), 5)
     mm.drain_operations()
     mm.connect("d", 1)  # handed over with the others; its own connect follows, a harmless repeat
     mm.register_again()

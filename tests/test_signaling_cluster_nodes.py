@@ -198,7 +198,7 @@ async def test_stats_show_each_nodes_own_clients(
     a, b, _ = await paired_across(first.ws_url, second.ws_url)
     async with httpx.AsyncClient() as http:
         for node in nodes:
-            stats = (await http.get(node.http_url + "/stats")).json()
+            stats = (await http.get(node.admin_url + "/stats")).json()
             assert (stats["clients"], stats["pairs"], stats["waiting"]) == (1, 1, 0)
     await a.close()
     await b.close()
@@ -211,7 +211,8 @@ def serve_node(tmp_path: Path, redis: RedisServer, name: str) -> Iterator[subpro
     port = free_port()
     config = tmp_path / f"{name}.toml"
     config.write_text(
-        f'[relay]\nworkers = 0\n[cluster]\nnode_id = "{name}"\npresence_ttl_s = {PRESENCE_TTL_S}\n'
+        f'[relay]\nworkers = 0\n[admin]\nport = 0\n[cluster]\nnode_id = "{name}"\n'
+        f"presence_ttl_s = {PRESENCE_TTL_S}\n"
     )
     command = [sys.executable, "-m", "chatguard.cli", "serve", "--config", str(config)]
     command += ["--redis", redis.url, "--log-level", "warning", "--port", str(port)]
@@ -284,22 +285,26 @@ async def test_a_real_call_between_two_nodes_carries_video(
 async def test_serve_procs_runs_nodes_on_one_port_each_with_its_own_workers(
     redis: RedisServer,
 ) -> None:
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     command = [sys.executable, "-m", "chatguard.cli", "serve", "--procs", "2"]
     command += ["--redis", redis.url, "--relay-workers", "2", "--port", str(port)]
+    command += ["--admin-port", str(admin_port)]  # the second child's is the next port
     with subprocess.Popen([*command, "--log-level", "warning"]) as parent:
         try:
             workers_by_node: dict[str, int] = {}
             deadline = time.monotonic() + 60
-            while sorted(workers_by_node.values()) != [1, 1]:  # a new connection each time
+            while sorted(workers_by_node.values()) != [1, 1]:
                 assert time.monotonic() < deadline, f"nodes seen: {workers_by_node}"
                 assert parent.poll() is None, "serve --procs exited"
-                try:
-                    stats = httpx.get(f"http://127.0.0.1:{port}/stats").json()
-                    workers_by_node[stats["node"]] = len(stats["relay_workers"])
-                except httpx.TransportError:
-                    pass
+                for admin in (admin_port, admin_port + 1):
+                    try:
+                        stats = httpx.get(f"http://127.0.0.1:{admin}/stats").json()
+                        workers_by_node[stats["node"]] = len(stats["relay_workers"])
+                    except httpx.TransportError:
+                        pass
                 await asyncio.sleep(0.05)
+            async with httpx.AsyncClient() as http:  # one port, the kernel picks the child
+                assert (await http.get(f"http://127.0.0.1:{port}/readyz")).is_success
             url = f"ws://127.0.0.1:{port}/ws"
             clients = [await Client.connect(url) for _ in range(2)]
             for client in clients:

@@ -59,6 +59,16 @@ def test_file_values_are_read(tmp_path: Path) -> None:
         ("[server\n", "invalid TOML"),
         ("[matchmaking]\nheartbeat_timeout_s = -1\n", "heartbeat_timeout_s must be positive"),
         ('[ice.turn]\nurls = ["turn:x"]\n', "ice.turn.secret is required"),
+        ("[admin]\nport = 70000\n", "admin.port must be 0 (off) or 1-65535, got 70000"),
+        ('[server]\ncertfile = "c.pem"\n', "server.certfile and server.keyfile go together"),
+        (
+            '[events]\nwebhook_url = "https://audit.example"\n',
+            "events.webhook_secret (or CHATGUARD_WEBHOOK_SECRET) is required",
+        ),
+        (
+            '[events]\nwebhook_url = "ftp://audit.example"\nwebhook_secret = "s"\n',
+            "events.webhook_url must be an http:// or https:// URL",
+        ),
     ],
 )
 def test_invalid_file_names_key_and_problem(tmp_path: Path, text: str, expected: str) -> None:
@@ -129,3 +139,20 @@ def test_the_readme_example_is_a_valid_configuration(tmp_path: Path) -> None:
 def test_a_bad_option_is_blamed_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--port", "70000"]) == 2
     assert "command line: server.port must be 1-65535, got 70000" in capsys.readouterr().err
+
+
+def test_secrets_come_from_the_environment_over_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[relay]\ntoken = "from-file"\n[ice.turn]\nurls = ["turn:t"]\nsecret = "file-turn"\n'
+        '[events]\nwebhook_url = "https://audit.example/hook"\n'
+    )
+    environ = {"CHATGUARD_TURN_SECRET": "env-turn", "CHATGUARD_WEBHOOK_SECRET": "env-hook",
+               "CHATGUARD_RELAY_TOKEN": ""}  # fmt: skip
+    config = load_config(path, environ)
+    assert config.relay.token == "from-file"  # an empty variable is no setting
+    assert config.ice.turn.secret == "env-turn"
+    assert config.events.webhook_secret == "env-hook"
+    assert load_config(None, {"CHATGUARD_RELAY_TOKEN": "env-token"}).relay.token == "env-token"
+    with pytest.raises(ConfigError, match=r"events\.webhook_secret"):
+        load_config(path, {})

@@ -135,5 +135,5 @@ async def test_a_real_worker_makes_the_relay_route_ready() -> None:
     for server in run_server(config, Route.RELAY):  # returns once /readyz said ready
         async with httpx.AsyncClient() as http:
             assert (await readiness(server, http)).json() == {"ready": True}
-            (info,) = (await http.get(server.http_url + "/stats")).json()["relay_workers"]
+            (info,) = (await http.get(server.admin_url + "/stats")).json()["relay_workers"]
         assert info["moderation_ready"] is None  # no strict route: the model stays unloaded

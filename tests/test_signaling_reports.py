@@ -100,6 +100,14 @@ def test_the_hub_bans_the_reported_device_at_the_threshold(
     assert hub.banned_until("10.0.0.9", "dev-x", 300) == 800
     assert hub.banned_until("10.0.0.9", "dev-1", 300) is None
     assert hub.banned_until("10.0.0.9", "dev-x", 801) is None
+    # each report and the ban are operator events: the reports a person's, the ban automatic
+    events = hub.drain_events()
+    assert [(e.decision, e.automated, e.subject) for e in events] == [
+        ("report", False, offender), ("report", False, offender), ("report", False, offender),
+        ("ban", True, offender),
+    ]  # fmt: skip
+    assert events[0].ground.report_reason == "harassment"
+    assert [e.ground.reporters for e in events] == [1, 1, 2, 2] and events[3].ban_s == 600
 
 
 def test_reporters_are_told_apart_by_device_then_address() -> None:

@@ -138,7 +138,7 @@ async def test_report_is_counted_and_moves_on(
     await a.expect("waiting")
     assert (await b.expect("partner_left"))["reason"] == "report"
     async with httpx.AsyncClient() as http:
-        stats = (await http.get(f"{server.http_url}/stats")).json()
+        stats = (await http.get(f"{server.admin_url}/stats")).json()
     assert stats["reports"] == 1
     service = server.app_state.service  # type: ignore[attr-defined]
     (record,) = service.hub.reports.recent()

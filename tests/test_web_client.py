@@ -19,7 +19,7 @@ from tests.support.browser import (
     wait_for_state,
     write_y4m,
 )
-from tests.support.server import chatguard_serve
+from tests.support.server import ServedUrl, chatguard_serve
 from tests.support.strict_support import SAFE, UNSAFE, picture
 from tests.support.wsclient import Client
 
@@ -27,12 +27,12 @@ pytestmark = [pytest.mark.browser, requires_chromium]
 
 
 @pytest.fixture
-def serve_url(tmp_path: Path) -> Iterator[str]:
+def serve_url(tmp_path: Path) -> Iterator[ServedUrl]:
     with chatguard_serve(tmp_path, "[relay]\nworkers = 0\n") as url:
         yield url
 
 
-async def test_two_pages_call_directly_then_next_repairs_with_a_third(serve_url: str) -> None:
+async def test_two_pages_call_directly_then_next_repairs_with_a_third(serve_url: ServedUrl) -> None:
     async with chromium() as browser:
         pages = []
         for _ in range(3):
@@ -71,7 +71,7 @@ async def test_two_pages_call_directly_then_next_repairs_with_a_third(serve_url:
         await wait_for_state(bob, "waiting")  # alice and bob are still in cool-down
 
 
-async def test_report_ends_the_call_and_looks_again(serve_url: str) -> None:
+async def test_report_ends_the_call_and_looks_again(serve_url: ServedUrl) -> None:
     async with chromium() as browser:
         pages = []
         for _ in range(2):
@@ -84,7 +84,7 @@ async def test_report_ends_the_call_and_looks_again(serve_url: str) -> None:
         await report(alice, "harassment")
         await wait_for_state(alice, "waiting")
         await wait_for_state(bob, "waiting")
-        stats = httpx.get(serve_url + "/stats").json()
+        stats = httpx.get(serve_url.admin + "/stats").json()
         assert stats["reports"] == 1
         await asyncio.sleep(1)  # the server's "waiting" came meanwhile; the thanks stay
         status = await alice.text_content("#status") or ""
@@ -129,7 +129,7 @@ async def test_relay_route_in_real_browsers(tmp_path: Path) -> None:
                 assert await status_of(page) == ("connected", "relay")
                 assert "relayed" in (await page.text_content("#status") or "")
                 await wait_for_frames(page, 10)
-            stats = httpx.get(url + "/stats").json()
+            stats = httpx.get(url.admin + "/stats").json()
             assert stats["relay_legs"] == 2 and stats["calls_connected"] >= 2
 
             await carol.click("#start")
@@ -142,7 +142,7 @@ async def test_relay_route_in_real_browsers(tmp_path: Path) -> None:
             await wait_for_frames(carol, 10)
             await wait_for_frames(alice, before + 20)  # carol's frames, same connection
             assert await alice.evaluate("window.keptPc === window.chatguard.pc")
-            stats = httpx.get(url + "/stats").json()
+            stats = httpx.get(url.admin + "/stats").json()
             assert stats["relay_legs"] == 2 and stats["relay_legs_parked"] == 1  # bob's
 
 

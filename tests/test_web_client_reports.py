@@ -52,7 +52,7 @@ async def test_distinct_reporters_ban_the_reported_device(tmp_path: Path) -> Non
             await report(first, "spam")
             await first.click("#stop")
             await wait_for_state(first, "idle")
-            assert httpx.get(url + "/stats").json()["reports"] == 2
+            assert httpx.get(url.admin + "/stats").json()["reports"] == 2
             assert await offender.get_attribute("#status", "data-state") != "ended"
 
             second = await new_device(browser, url)

@@ -78,6 +78,8 @@ class _View:
     partner: str | None = None
     interests: frozenset[str] = frozenset()
     """As last joined: to queue the user again in a pool that lost it."""
+    waiting_since: float = 0.0
+    """When it last started waiting, by the hub's clock (still set once paired)."""
 
 
 class ClusterMatchmaker:
@@ -97,23 +99,23 @@ class ClusterMatchmaker:
     def connect(self, user: str, now: float) -> None:
         if user in self._views:
             raise MatchmakingError(f"user {user!r} is already connected")
-        self._views[user] = _View(UserState.IDLE)
+        self._views[user] = _View(UserState.IDLE, waiting_since=now)
         self._operations.append(("connect", user))
 
     def join(self, user: str, now: float, interests: frozenset[str] = frozenset()) -> None:
         view = self._view(user)
         if view.state is UserState.PAIRED:
             raise MatchmakingError("you are in a call; use next to change partner")
-        view.state, view.interests = UserState.WAITING, interests
+        view.state, view.interests, view.waiting_since = UserState.WAITING, interests, now
         self._operations.append(("join", user, pool.encode_interests(interests)))
 
     def next(self, user: str, now: float) -> None:
-        self._part(user, "next")
+        self._part(user, "next", now)
 
     def report(self, user: str, now: float) -> None:
         if self._view(user).state is not UserState.PAIRED:
             raise MatchmakingError("you have no partner to report")
-        self._part(user, "report")
+        self._part(user, "report", now)
 
     def leave(self, user: str, now: float) -> None:
         """Also for a partner on another node, banned by reports here: the pool re-queues
@@ -126,7 +128,7 @@ class ClusterMatchmaker:
         for member, other in list(self._views.items()):
             if other.partner == user:
                 self._unpair_view(member, other)
-                other.state = UserState.WAITING
+                other.state, other.waiting_since = UserState.WAITING, now
         self._operations.append(("script", "leave", user, expect))
 
     def disconnect(self, user: str, now: float) -> None:
@@ -154,6 +156,9 @@ class ClusterMatchmaker:
     def state_of(self, user: str) -> UserState | None:
         view = self._views.get(user)
         return None if view is None else view.state
+
+    def waiting_since(self, user: str) -> float:
+        return self._views[user].waiting_since
 
     def partner_of(self, user: str) -> str | None:
         view = self._views.get(user)
@@ -205,8 +210,9 @@ class ClusterMatchmaker:
                 again.append(("script", "restore", user, view.partner))
         self._operations[:0] = again
 
-    def deliver(self, event: pool.PoolEvent) -> None:
-        """An event the pool published for this node; the hub reads it with `next_event`.
+    def deliver(self, event: pool.PoolEvent, now: float) -> None:
+        """An event the pool published for this node, arrived at `now` (the hub's clock); the
+        hub reads it with `next_event`.
         A pairing that the view has overtaken (a member left or went meanwhile) is dropped:
         that member's input, still on its way, will undo it."""
         match event:
@@ -216,7 +222,7 @@ class ClusterMatchmaker:
                 view = self._views.get(user)
                 if view is not None and view.partner == partner:
                     self._unpair_view(user, view)
-                    view.state = UserState.WAITING  # the pool has re-queued it
+                    view.state, view.waiting_since = UserState.WAITING, now  # re-queued
                     self._events.append(event)
             case Expired(user=user):
                 if self._views.pop(user, None) is not None:
@@ -230,12 +236,12 @@ class ClusterMatchmaker:
             raise MatchmakingError(f"unknown user {user!r}")
         return view
 
-    def _part(self, user: str, reason: str) -> None:
+    def _part(self, user: str, reason: str, now: float) -> None:
         view = self._view(user)
         if view.state is UserState.WAITING:
             return
         expect = self._unpair_view(user, view)
-        view.state = UserState.WAITING
+        view.state, view.waiting_since = UserState.WAITING, now
         self._operations.append(("script", reason, user, expect))
 
     def _unpair_view(self, user: str, view: _View) -> str:
@@ -261,7 +267,8 @@ class ClusterMatchmaker:
         local = {user for user, _, _ in accepted}
         remote = pool.Member("", "", hide_address=False)
         for user, other, where in accepted:
-            self._views[user] = _View(UserState.PAIRED, other)
+            view = self._views[user]
+            view.state, view.partner = UserState.PAIRED, other
             if other not in local:
                 self._remote_nodes[other] = where.node
                 remote = where
@@ -470,7 +477,7 @@ class ClusterNode:
             if self._pair_of(user) == pair:  # not for a call its member has left meanwhile
                 self._send_text(user, text)
             return
-        self.matchmaker.deliver(pool.decode_event(fields))
+        self.matchmaker.deliver(pool.decode_event(fields), time.monotonic())
         self._on_events()
 
     def _apply_ban(self, record: list[Any]) -> None:

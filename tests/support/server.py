@@ -30,10 +30,16 @@ class RunningServer:
     host: str
     port: int
     app_state: object
+    admin_port: int = 0
 
     @property
     def http_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        """The admin listener: /metrics and /stats."""
+        return f"http://{self.host}:{self.admin_port}"
 
     @property
     def ws_url(self) -> str:
@@ -60,7 +66,7 @@ def run_server(config: Config, route: Route | None = None) -> Iterator[RunningSe
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
-    running = RunningServer(config.server.host, config.server.port, app.state)
+    running = RunningServer(config.server.host, config.server.port, app.state, config.admin.port)
     if config.relay.workers != 0:
         wait_until_ready(running)
     try:
@@ -87,6 +93,7 @@ def wait_until_ready(server: RunningServer, timeout_s: float = 60) -> None:
 def make_config(**sections: dict[str, object]) -> Config:
     data: dict[str, object] = {
         "server": {"host": "127.0.0.1", "port": free_port()},
+        "admin": {"port": free_port()},
         "relay": {"workers": 0},  # tests that need relay workers ask for them
     }
     for name, values in sections.items():
@@ -102,7 +109,7 @@ async def wait_for_workers(
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient() as http:
         while True:
-            workers = (await http.get(server.http_url + "/stats")).json()["relay_workers"]
+            workers = (await http.get(server.admin_url + "/stats")).json()["relay_workers"]
             if len(workers) >= count:
                 return list(workers)
             if time.monotonic() > deadline:
@@ -110,11 +117,19 @@ async def wait_for_workers(
             await asyncio.sleep(0.1)
 
 
+class ServedUrl(str):
+    """The service's public URL, with its admin listener's URL (/metrics, /stats) beside."""
+
+    admin: str
+
+
 @contextmanager
-def chatguard_serve(tmp_path: Path, config_toml: str = "", *extra: str) -> Iterator[str]:
+def chatguard_serve(tmp_path: Path, config_toml: str = "", *extra: str) -> Iterator[ServedUrl]:
     """The real command an operator runs, on a free port, with an optional config file; yields
-    its URL once /readyz says the routes in force can be carried (relay workers connected)."""
+    its URL once /readyz says the routes in force can be carried (relay workers connected).
+    With `--certfile` among `extra`, the URL is https (the test's own certificate)."""
     port = free_port()
+    admin_port = free_port()
     config = tmp_path / "chatguard.toml"
     config.write_text(config_toml)
     process = subprocess.Popen(
@@ -127,17 +142,21 @@ def chatguard_serve(tmp_path: Path, config_toml: str = "", *extra: str) -> Itera
             str(port),
             "--config",
             str(config),
+            "--admin-port",
+            str(admin_port),
             "--log-level",
             "warning",
             *extra,
         ],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    url = f"http://127.0.0.1:{port}"
+    scheme = "https" if "--certfile" in extra else "http"
+    url = ServedUrl(f"{scheme}://127.0.0.1:{port}")
+    url.admin = f"http://127.0.0.1:{admin_port}"
     deadline = time.monotonic() + 60
     while True:
         try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+            if httpx.get(url + "/readyz", timeout=1, verify=False).status_code == 200:
                 break
         except httpx.TransportError:
             pass

@@ -1,0 +1,110 @@
+"""The admin listener: ``/metrics`` (Prometheus), ``/stats`` and ``/events`` (JSON) on their
+own socket.
+
+Why a second listener rather than routes on the public port: these pages name worker
+processes and show the whole service's traffic, which is the operator's business, not the
+world's; by default the listener binds to localhost only (``[admin]`` in the config). It is a
+second uvicorn server in the same process and event loop as the public one, started and
+stopped with the public app (a ``BackgroundService`` of ``signaling.app.create_app``), so it
+reads the live hub without any copying or locking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from signaling.app import SignalingService
+from signaling.config import AdminConfig
+from signaling.metrics import metrics_registry
+
+log = logging.getLogger("chatguard.admin")
+
+
+def create_admin_app(service: SignalingService) -> Starlette:
+    """``/metrics`` in Prometheus' text format, ``/stats`` as JSON and ``/events``, the most
+    recent operator events (oldest first; the log and the webhook keep them all)."""
+    registry = metrics_registry(service.hub, service.webhook)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse(service.stats())
+
+    async def recent_events(request: Request) -> Response:
+        return JSONResponse(list(service.recent_events))
+
+    return Starlette(
+        routes=[
+            Route("/metrics", metrics),
+            Route("/stats", stats),
+            Route("/events", recent_events),
+        ]
+    )
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signals alone: the public server in the same process
+    handles SIGINT/SIGTERM, and its shutdown stops this one."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class AdminListener:
+    """The admin app on its own socket, for the life of the public app."""
+
+    def __init__(self, config: AdminConfig, access_log: bool = False) -> None:
+        """``access_log``: as the public server's; uvicorn's access logger is one per process,
+        and a server configured without it silences it for the other server too."""
+        self.config = config
+        self.access_log = access_log
+        self.app: Starlette | None = None
+        """Set once the service exists (``chatguard.serve``), before the public app starts."""
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
+
+    async def start(self) -> None:
+        """Bind here, so that a port in use fails the service's start-up with a clear error
+        rather than a log line from a background task."""
+        if self.config.port == 0:
+            return
+        assert self.app is not None, "AdminListener.app must be set before start"
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        sock = self._socket = socket.create_server(
+            (self.config.host, self.config.port), family=family
+        )
+        self._server = _QuietServer(
+            uvicorn.Config(self.app, lifespan="off", log_config=None, access_log=self.access_log)
+        )
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises what stopped it
+                raise RuntimeError("the admin listener stopped at start")
+            await asyncio.sleep(0.01)
+        log.info(
+            "admin listener (/metrics, /stats) on http://%s:%d/",
+            self.config.host, self.config.port,
+        )  # fmt: skip
+
+    async def stop(self) -> None:
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        await self._task
+        if self._socket is not None:
+            self._socket.close()

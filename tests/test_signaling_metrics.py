@@ -1,0 +1,96 @@
+"""The Prometheus exposition of the hub's counters and the workers' reported totals, without a
+server: names, labels, and histograms in Prometheus' cumulative form."""
+
+from __future__ import annotations
+
+import random
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from relay import control as rc
+from signaling import protocol as p
+from signaling.call_hub import SignalingHub
+from signaling.config import config_from_mapping
+from signaling.matchmaking import Matchmaker
+from signaling.metrics import metrics_registry
+from signaling.route_policy import RoutePolicy
+
+
+def samples(hub: SignalingHub) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = generate_latest(metrics_registry(hub)).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def make_hub() -> SignalingHub:
+    config = config_from_mapping({})
+    return SignalingHub(
+        config,
+        RoutePolicy(config.regions),
+        Matchmaker(SignalingHub.matchmaking_settings(config), random.Random(1)),
+    )
+
+
+def test_histogram_buckets_include_their_bound_and_the_rest_goes_to_inf() -> None:
+    hist = rc.Histogram.empty((0.1, 1.0))
+    for value in (0.05, 0.1, 0.5, 1.0, 7.0):
+        hist.observe(value)
+    assert hist.counts == [2, 2, 1]
+    assert hist.sum == 8.65
+
+
+def test_hub_counters_become_metrics_without_users() -> None:
+    hub = make_hub()
+    a = hub.connect("default", 0, 0)
+    b = hub.connect("default", 0, 0)
+    hub.receive(a, p.Join(), 1.0, 1)
+    hub.receive(b, p.Join(), 1.5, 1)  # a waited 0.5 s, b nothing
+    hub.receive(a, p.Ping(), 2, 2)
+    hub.receive(a, p.Chat(pair="nope", text="hi"), 2, 2)  # a stale pair: an error reply
+    got = samples(hub)
+    assert got["chatguard_clients", ()] == 2
+    assert got["chatguard_pairs", ()] == 1
+    assert got["chatguard_pairs_made_total", ()] == 1
+    assert got["chatguard_signaling_messages_total", (("type", "join"),)] == 2
+    assert got["chatguard_signaling_messages_total", (("type", "chat"),)] == 1
+    assert got["chatguard_signaling_errors_total", (("code", "stale_pair"),)] == 1
+    assert got["chatguard_pairing_wait_seconds_bucket", (("le", "0.01"),)] == 1
+    assert got["chatguard_pairing_wait_seconds_bucket", (("le", "0.5"),)] == 2
+    assert got["chatguard_pairing_wait_seconds_bucket", (("le", "+Inf"),)] == 2
+    assert got["chatguard_pairing_wait_seconds_sum", ()] == 0.5
+    assert not any(a in str(labels) or b in str(labels) for _, labels in got)
+
+
+def test_worker_totals_are_labelled_by_worker_and_drop_reason() -> None:
+    hub = make_hub()
+    hub.worker_joined(rc.Hello(worker_id="w1", token="t", pid=7, max_sessions=10))
+    gate = rc.Histogram.empty(rc.GATE_LATENCY_BOUNDS_S)
+    gate.observe(0.02)
+    totals = rc.RelayTotals(
+        packets_forwarded=900,
+        bytes_forwarded=800_000,
+        dropped={"unpaired": 3, "late": 1},
+        cpu_seconds=1.5,
+        moderation=rc.ModerationTotals(classified=40, frames_withheld=6, gate_latency=gate),
+    )
+    load = rc.Load(legs=2, cpu_percent=10, rss_bytes=50_000_000, totals=totals)
+    hub.worker_message("w1", load, 0, 0)
+    got = samples(hub)
+    worker = (("worker", "w1"),)
+    assert got["chatguard_relay_packets_forwarded_total", worker] == 900
+    assert got["chatguard_relay_bytes_forwarded_total", worker] == 800_000
+    assert got["chatguard_relay_packets_dropped_total", (("reason", "late"), *worker)] == 1
+    assert got["chatguard_relay_packets_dropped_total", (("reason", "unpaired"), *worker)] == 3
+    assert got["chatguard_relay_cpu_seconds_total", worker] == 1.5
+    assert got["chatguard_relay_resident_memory_bytes", worker] == 50_000_000
+    assert got["chatguard_strict_classifications_total", worker] == 40
+    assert got["chatguard_strict_frames_withheld_total", worker] == 6
+    assert got["chatguard_strict_gate_latency_seconds_bucket", (("le", "0.01"), *worker)] == 0
+    assert got["chatguard_strict_gate_latency_seconds_bucket", (("le", "0.025"), *worker)] == 1
+    assert got["chatguard_strict_gate_latency_seconds_count", worker] == 1
+    hub.worker_lost("w1")  # a worker that went away takes its series with it
+    assert not any(labels == worker for _, labels in samples(hub))
