@@ -69,6 +69,20 @@ def test_a_pairing_overtaken_by_a_leave_is_dropped(mm: ClusterMatchmaker) -> Non
     assert drain(mm) == [] and mm.user_count() == 0
 
 
+def test_a_pairing_with_a_member_here_that_moved_on_is_dropped_whole(
+    mm: ClusterMatchmaker,
+) -> None:
+    """Both members here, one has left meanwhile: the other is not told of a pairing that
+    the leave is about to undo, and the news that its partner left is dropped in turn."""
+    mm.connect("b", 0)
+    mm.join("b", 0)
+    mm.leave("a", 1)
+    mm.deliver(pairing("a", "b", first_node="n1", second_node="n1"), 5)
+    assert drain(mm) == [] and mm.state_of("b") is UserState.WAITING
+    mm.deliver(PartnerLost("b", "a", "leave"), 5)
+    assert drain(mm) == [] and mm.state_of("b") is UserState.WAITING
+
+
 def test_news_of_a_partner_already_left_is_dropped(mm: ClusterMatchmaker) -> None:
     mm.deliver(pairing("a", "b"), 5)
     mm.next("a", 1)  # a left b here before the pool told us that b left a

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -349,3 +350,54 @@ async def test_a_redis_restart_keeps_calls_and_queues_and_errors_clearly(tmp_pat
         assert (left["pair"], left["reason"]) == (pair, "next")
         for client in (a, b, waiting, late):
             await client.close()
+
+
+@pytest.mark.slow
+async def test_many_clients_pressing_next_on_two_nodes_leave_a_consistent_pool(
+    nodes: tuple[RunningServer, RunningServer], redis: RedisServer
+) -> None:
+    """Inputs racing through two nodes: afterwards every pair in Redis is mutual, the counts
+    add up, and each client's last word from its node agrees with the pool."""
+    rng = random.Random(5)
+    clients = [await Client.connect(nodes[i % 2].ws_url) for i in range(24)]
+    ids = [client.welcome["id"] for client in clients]
+    for client in clients:
+        await client.send(type="join")
+    for _ in range(10):  # bursts: every client acts at once, while pairings are on their way
+        for client in rng.sample(clients, 12):
+            await client.send(type=rng.choice(["next", "next", "leave", "join"]))
+        await asyncio.sleep(0.1)  # one client's own inputs are a human's clicks apart
+    await asyncio.sleep(2.0)  # let every input and event arrive
+
+    last: dict[str, dict[str, object]] = {}
+    for user, client in zip(ids, clients, strict=True):
+        while True:
+            try:
+                message = await client.recv(timeout=0.2)
+            except TimeoutError:
+                break
+            if message["type"] in ("paired", "waiting", "idle", "partner_left"):
+                last[user] = message
+    view = aioredis_state(redis, ids)
+    paired = {user: partner for user, (state, partner) in view.items() if state == "paired"}
+    assert all(paired.get(partner) == user for user, partner in paired.items())
+    for user in ids:
+        state, _ = view[user]
+        told = last[user]["type"]
+        if state == "paired":
+            assert told == "paired", (user, state, told)
+        else:  # a partner that left is followed by waiting
+            assert told in ("waiting", "idle"), (user, state, told)
+            assert (told == "waiting") == (state == "waiting"), (user, state, told)
+    for client in clients:
+        await client.close()
+
+
+def aioredis_state(redis: RedisServer, users: list[str]) -> dict[str, tuple[str, str]]:
+    import redis as redis_client
+
+    with redis_client.Redis(port=redis.port, decode_responses=True) as r:
+        return {
+            user: (r.hget(f"cg:u:{user}", "state") or "", r.hget(f"cg:u:{user}", "partner") or "")
+            for user in users
+        }

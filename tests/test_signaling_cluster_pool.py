@@ -174,6 +174,9 @@ def test_a_stale_next_leaves_a_new_pair_alone(mm: RedisMatchmaker) -> None:
     assert mm.partner_of("b") == "c"
     mm._run("next", 2, "b", "a")  # b's node still believed b was with a
     assert drain(mm) == [] and mm.partner_of("b") == "c"
+    mm._run("leave", 3, "b", "a")  # but Stop stops whatever b is doing by now
+    assert drain(mm) == [PartnerLost("c", "b", "leave"), Paired("c", "a")]  # a was waiting
+    assert mm.state_of("b") is UserState.IDLE
 
 
 def test_events_are_published_to_the_nodes_concerned() -> None:

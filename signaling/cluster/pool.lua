@@ -298,7 +298,8 @@ elseif op == 'next' or op == 'report' or op == 'leave' then
   local u, expect = ARGV[8], ARGV[9]
   if not touch(u) then return unknown(u) end
   if op == 'report' and field(u, 'state') ~= 'paired' then return redis.error_reply('no partner') end
-  if stale(u, expect) then return events end
+  -- Stop always stops; Next and report are about the partner the node knew
+  if op ~= 'leave' and stale(u, expect) then return events end
   if op == 'leave' then remove_from_play(u, 'leave') else part(u, op) end
 elseif op == 'disconnect' then
   local u = ARGV[8]
