@@ -314,6 +314,8 @@ class ClusterNode:
         self._cluster = config.cluster
         self._settings = settings
         self._prefix = config.cluster.key_prefix
+        self._presence_key = self._prefix + "alive:" + self.name
+        self._presence_ms = int(config.cluster.presence_ttl_s * 1000)
         self._route_facts = route_facts
         self._pair_of = pair_of
         self._send_text = send_text
@@ -328,6 +330,8 @@ class ClusterNode:
         """Users told of the outage under way (once each)."""
         self._run_id = ""
         """The Redis server's run id: a new one means it restarted, maybe empty."""
+        self._listened_at = 0.0
+        """When the node's channel was last read without error (monotonic)."""
         self._redis: Any = None
         self._script: Any = None
         self._pubsub: Any = None
@@ -369,7 +373,7 @@ class ClusterNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         with contextlib.suppress(Exception):
-            await self._redis.delete(self._prefix + "alive:" + self.name)
+            await self._redis.delete(self._presence_key)
         await self._pubsub.aclose()
         await self._redis.aclose()
 
@@ -425,6 +429,9 @@ class ClusterNode:
             return
         now = time.time()  # the nodes share the wall clock; monotonic clocks differ
         pipe = self._redis.pipeline(transaction=False)
+        # presence first: users must never reach a Redis (a restarted one, say) that does
+        # not know their node to be alive, or the pool's timers hand them back at once
+        pipe.set(self._presence_key, "1", px=self._presence_ms)
         for kind, *args in operations:
             if kind == "publish":
                 pipe.publish(self._prefix + "node:" + args[0], args[1])
@@ -458,11 +465,12 @@ class ClusterNode:
         nothing arrives, and what was published then is lost (see the module docstring)."""
         while True:
             try:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            except Exception as exc:
-                log.error("cluster: node channel lost: %s", exc)
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+            except Exception as exc:  # the Redis restarts or is gone; said by the send loop
+                log.debug("cluster: node channel lost: %s", exc)
                 await asyncio.sleep(RETRY_S)
                 continue
+            self._listened_at = time.monotonic()
             if message is not None:
                 self._receive(message["channel"], message["data"])
 
@@ -502,12 +510,20 @@ class ClusterNode:
             if run_id != self._run_id:
                 log.warning("cluster: Redis restarted; handing it this node's users again")
                 self._run_id = run_id
+                await self._resubscribed()
                 self.matchmaker.register_again()
                 self.wake()
 
+    async def _resubscribed(self, timeout_s: float = 5.0) -> None:
+        """Until the node's channel has been read from the new server (the client subscribes
+        again as it reconnects): what the pool publishes about this node's users once they are
+        handed over must not fall into the gap."""
+        since = time.monotonic()
+        while self._listened_at <= since and time.monotonic() < since + timeout_s:
+            await asyncio.sleep(0.05)
+
     async def _renew_presence(self) -> None:
-        ttl_ms = int(self._cluster.presence_ttl_s * 1000)
-        await self._redis.set(self._prefix + "alive:" + self.name, "1", px=ttl_ms)
+        await self._redis.set(self._presence_key, "1", px=self._presence_ms)
 
     async def _tick_loop(self) -> None:
         while True:
