@@ -61,6 +61,9 @@ class ChatLoadSpec:
     unsafe: frozenset[int] = frozenset()
     """Clip indexes a receiver must never see (strict route); received ones are leaks."""
     direct_pairs: int = 1
+    transport: str = "udp"
+    """How users reach the relay: "udp", or "tcp" (ICE-TCP only, as users whose network drops
+    UDP: :mod:`bench.ice_tcp_client`). The direct pairs stay on UDP."""
     use_uvloop: bool = True
     connect_timeout_s: float = 60.0
 
@@ -196,8 +199,12 @@ class ChatUser:
             await self._send(type="answer", pair=self.pair, sdp=sdp)
             self._when_connected(self.peer)
         elif kind == "answer" and message["pair"] == self.pair and self.peer is not None:
-            await self.peer.accept(message["sdp"])
-            self._when_connected(self.peer)
+            peer = self.peer
+            await peer.accept(message["sdp"])
+            if peer.ice_tcp is not None:
+                for error in peer.ice_tcp.connect_errors:
+                    self.calls.error(error)
+            self._when_connected(peer)
         elif kind == "partner_left":
             await self._end_call(park=True)
         elif kind == "call_ended":
@@ -243,7 +250,12 @@ class ChatUser:
     async def _new_connection(self, offer: bool) -> None:
         await self._close_peer("peer")
         await self._close_peer("parked")
-        peer = ReplayPeer(self.spec.clip, self.spec.audio, unsafe=self.spec.unsafe)
+        peer = ReplayPeer(
+            self.spec.clip,
+            self.spec.audio,
+            unsafe=self.spec.unsafe,
+            ice_tcp=self.spec.transport == "tcp",
+        )
         self.peer = peer
         self._begin_call(peer)
         if offer:
@@ -448,6 +460,14 @@ def _report(
         "send_lag_s": [x for _, _, lags in relayed + baseline for x in lags],
         "receive_errors": sum(
             p.receive_errors() for u in users for p in (u.peer, u.parked) if p is not None
+        ),
+        "leg_transports": dict(
+            Counter(
+                t
+                for u in users
+                for p in (u.peer, u.parked)
+                if p is not None and (t := p.transport()) is not None
+            )
         ),
         "calls": calls.drain(),
     }

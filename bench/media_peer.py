@@ -29,6 +29,7 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCConfiguration, RTCIceServer
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
+from bench.ice_tcp_client import ActiveIceTcp, nominated_transport
 from bench.relay_clip import (
     AUDIO_PACKET_S,
     AUDIO_TICKS_PER_PACKET,
@@ -185,11 +186,15 @@ class ReplayPeer:
         audio: AudioClip | None,
         ice_servers: list[RTCIceServer] | None = None,
         unsafe: frozenset[int] = frozenset(),
+        ice_tcp: bool = False,
     ) -> None:
+        """``ice_tcp``: reach the relay over ICE-TCP only, as a browser whose UDP is blocked
+        (an offerer only: :class:`bench.ice_tcp_client.ActiveIceTcp`)."""
         self.clip = clip
         self.audio = audio
         self.unsafe = unsafe
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers or []))
+        self.ice_tcp = ActiveIceTcp() if ice_tcp else None
         video = self.pc.addTransceiver(ParkedTrack("video"), direction="sendrecv")
         if clip.codec == "h264":
             video.setCodecPreferences(h264_only())
@@ -212,9 +217,12 @@ class ReplayPeer:
 
     async def offer(self) -> str:
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        return str(self.pc.localDescription.sdp)
+        sdp = str(self.pc.localDescription.sdp)
+        return sdp if self.ice_tcp is None else self.ice_tcp.offer(sdp)
 
     async def accept(self, answer_sdp: str) -> None:
+        if self.ice_tcp is not None:
+            answer_sdp = await self.ice_tcp.answer(self.pc, answer_sdp)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
         self._hook()
 
@@ -235,6 +243,10 @@ class ReplayPeer:
     def connected(self) -> bool:
         """True once DTLS is up (the leg installs its fast receive path then)."""
         return self.leg is not None and self.leg.fast_path_active
+
+    def transport(self) -> str | None:
+        """ "udp" or "tcp": what the nominated ICE pair runs on; None before nomination."""
+        return nominated_transport(self.pc) if self.leg is not None else None
 
     def receive_errors(self) -> int:
         """Packets that failed SRTP unprotect here (a relay bug or a broken session)."""

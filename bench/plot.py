@@ -34,6 +34,8 @@ LABELS = {
     "forward": "relay route (chatguard forwarding relay)",
     "strict": "strict route (relayed and moderated)",
     "naive": "baseline: naive aiortc MediaRelay (decode + re-encode)",
+    "forward/tcp": "relay route, users over ICE-TCP",
+    "strict/tcp": "strict route, users over ICE-TCP",
 }
 
 Points = list[tuple[float, float]]
@@ -63,7 +65,8 @@ def points(cases: Sequence[C], x: Callable[[C], float], y: Callable[[C], float |
 
 
 def curves(cases: Sequence[RelayCase]) -> dict[str, list[tuple[int, float, float]]]:
-    """Per relay, (pairs, fps 5th percentile over streams, added latency p99 ms) sorted by pairs.
+    """Per relay (and transport, where not UDP: ``forward/tcp``), (pairs, fps 5th percentile
+    over streams, added latency p99 ms) sorted by pairs.
 
     The frame rate drawn is the 5th percentile over streams: the mean hides the streams that
     stutter.
@@ -75,7 +78,8 @@ def curves(cases: Sequence[RelayCase]) -> dict[str, list[tuple[int, float, float
             _gap(case.delivered_fps.p5),
             _gap(case.latency_ms.added.p99_ms),
         )
-        out.setdefault(case.relay, []).append(point)
+        key = case.relay if case.transport == "udp" else f"{case.relay}/{case.transport}"
+        out.setdefault(key, []).append(point)
     return {relay: sorted(pts, key=lambda p: p[0]) for relay, pts in out.items()}
 
 

@@ -6,8 +6,10 @@ Run ``chatguard bench relay --pairs 4,16,50``. For each N:
   on this machine with ``--relay-workers`` worker processes (default 1, so figures are per
   relay core), or drives an existing deployment (``--target URL``). Load-generator processes
   (:mod:`bench.chat_load`) run 2N simulated users that join through signaling, are paired,
-  connect to the relay, replay a pre-encoded clip (VP8 or H.264, 640x480 or 1280x720, plus
-  Opus audio) and press Next after a random dwell (``--next-after``), as random chat does.
+  connect to the relay (over UDP, or ICE-TCP with ``--transport tcp``, or both one after the
+  other at each load with ``--transport both``), replay a pre-encoded clip (VP8 or H.264,
+  640x480 or 1280x720, plus Opus audio) and press Next after a random dwell
+  (``--next-after``), as random chat does.
 * ``naive``: aiortc's ``MediaRelay`` (decode, re-encode) in a process of its own
   (:mod:`bench.relay_procs`), at ``--naive-pairs`` (small N: it collapses early): the
   baseline a forwarding relay is compared with.

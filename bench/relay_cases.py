@@ -47,6 +47,7 @@ from bench.service import (
     Endpoints,
     ServiceError,
     endpoints_from_target,
+    free_port_run,
     read_stats,
     wait_for_relays,
     wait_until_up,
@@ -95,11 +96,13 @@ def run(args: argparse.Namespace, mode: str = "forward", media: Media | None = N
         print(f"micro: ForwardingHub.on_rtp {result.micro_hub_us_per_packet:.2f} µs/packet")
     if args.search:
         result.search = run_search(
-            lambda n: _case_holds(run_case(mode, n, media, args), result.cases), args
+            lambda n: _case_holds(run_case(mode, n, media, args, args.transport), result.cases),
+            args,
         )
     else:
         for n in args.pairs:
-            result.cases.append(run_case(mode, n, media, args))
+            for transport in transports(args.transport):
+                result.cases.append(run_case(mode, n, media, args, transport))
     if mode == "forward" and not args.no_naive and media.clip.codec == "vp8":
         for n in args.naive_pairs:
             result.cases.append(run_case("naive", n, media, args))
@@ -107,9 +110,24 @@ def run(args: argparse.Namespace, mode: str = "forward", media: Media | None = N
     return result
 
 
+def transports(option: str) -> tuple[str, ...]:
+    """``--transport`` as the transports to measure, in order: ``both`` is UDP then TCP at
+    each load, so the two see the machine in the same state as far as a shared one allows."""
+    return ("udp", "tcp") if option == "both" else (option,)
+
+
 def _case_holds(case: RelayCase, cases: list[RelayCase]) -> SearchStep:
     cases.append(case)
     return SearchStep(case.pairs, case.service_levels_missed, case.saturated)
+
+
+def service_relay_config(args: argparse.Namespace) -> str:
+    """The ``[relay]`` section of the service started here: ICE-TCP on free ports (one per
+    worker; the default port may be another service's on this machine) and candidates on the
+    users' one address, where the users' own are (stable, see ``bench.procs.pin_ice_address``),
+    for UDP and TCP alike, so both transports measure the same service."""
+    first = free_port_run(args.relay_workers)
+    return f'\n[relay]\nice_tcp_port = {first}\ngather_from = ["{args.ice_address}"]\n'
 
 
 def _resolve_ice_address(args: argparse.Namespace) -> None:
@@ -144,21 +162,25 @@ class Cpu:
     machine_cpu_pressure_percent: float | None
 
 
-def run_case(mode: str, pairs: int, media: Media, args: argparse.Namespace) -> RelayCase:
+def run_case(
+    mode: str, pairs: int, media: Media, args: argparse.Namespace, transport: str = "udp"
+) -> RelayCase:
     """Connect ``pairs`` pairs (+ direct ones), warm up, measure, tear down.
 
     ``mode``: ``forward`` or ``strict`` (the service's route; started here unless
-    ``--target``), or ``naive`` (aiortc's MediaRelay).
+    ``--target``), or ``naive`` (aiortc's MediaRelay, UDP). ``transport``: how the users
+    reach the service's relay, ``udp`` or ``tcp`` (ICE-TCP).
     """
     load_before = os.getloadavg()
     service: EmbeddedService | None = None
     if mode != "naive" and args.target is None:
         service = EmbeddedService(
             ["--route", ROUTE[mode], "--relay-workers", str(args.relay_workers)],
-            media.service_config,
+            media.service_config + service_relay_config(args),
         )
     try:
         if mode == "naive":
+            transport = "udp"
             print(f"naive: connecting {pairs} pairs through aiortc's MediaRelay", flush=True)
             load = _start_naive_load(pairs, media, args)
         else:
@@ -167,13 +189,18 @@ def run_case(mode: str, pairs: int, media: Media, args: argparse.Namespace) -> R
             )
             wait_until_up(endpoints.ws_url, args.connect_timeout)
             where = "here" if service else endpoints.ws_url
-            print(f"{mode}: {2 * pairs} users joining the service ({where})", flush=True)
+            print(
+                f"{mode}: {2 * pairs} users joining the service ({where}) over {transport}",
+                flush=True,
+            )
             load = _start_service_load(
-                endpoints, pairs, media, args, local_relay=service is not None
+                endpoints, pairs, media, args, transport, local_relay=service is not None
             )
         measured, cpu, rss_loaded = _measure(mode, pairs, load, args)
         final = load.stop_relay()
         _check_route(mode, measured.routes)
+        if mode != "naive":
+            check_transport(transport, measured.legs_by_transport())
     finally:
         if service is not None:
             service.stop()
@@ -189,6 +216,7 @@ def run_case(mode: str, pairs: int, media: Media, args: argparse.Namespace) -> R
         service_stats=None if mode == "naive" else final,
         relay_counters=final if mode == "naive" else None,
         loadavg_before=load_before,
+        transport=transport,
     )
 
 
@@ -211,7 +239,12 @@ def _split(total: int, parts: int) -> list[int]:
 
 
 def _start_service_load(
-    endpoints: Endpoints, pairs: int, media: Media, args: argparse.Namespace, local_relay: bool
+    endpoints: Endpoints,
+    pairs: int,
+    media: Media,
+    args: argparse.Namespace,
+    transport: str,
+    local_relay: bool,
 ) -> Load:
     workers = wait_for_relays(endpoints, 1, args.connect_timeout)
     relay_pids = [w["pid"] for w in workers] if local_relay else []
@@ -230,6 +263,7 @@ def _start_service_load(
             seed=args.seed * 1000 + i,
             ice_address=args.ice_address,
             unsafe=media.unsafe,
+            transport=transport,
             connect_timeout_s=args.connect_timeout,
         )
         proc = ctx.Process(target=chat_load_main, args=(spec, ctl_child), daemon=True)
@@ -304,6 +338,20 @@ def _drain_until_done(ctls: list[Connection]) -> None:
     for ctl in ctls:
         while ctl.recv()[0] != "done":
             pass
+
+
+def check_transport(transport: str, legs: dict[str, int]) -> None:
+    """Legs on another protocol than asked measured something else: say so."""
+    other = {t: n for t, n in legs.items() if t != transport}
+    if other:
+        raise ServiceError(
+            f"asked for {transport} legs, but the users' nominated ICE pairs are {legs}"
+            + (
+                " (does the service offer ICE-TCP? [relay] ice_tcp_port)"
+                if transport == "tcp"
+                else ""
+            )
+        )
 
 
 def _check_route(mode: str, routes: Counter[str]) -> None:
@@ -401,6 +449,7 @@ def _figures(
     service_stats: dict[str, Any] | None,
     relay_counters: dict[str, Any] | None,
     loadavg_before: tuple[float, float, float],
+    transport: str,
 ) -> RelayCase:
     relayed = summarize_ms(t.latency_s["relayed"])
     direct = summarize_ms(t.latency_s["direct"])
@@ -456,6 +505,8 @@ def _figures(
         memory_per_session_kib=(relay_rss_kib.loaded - relay_rss_kib.idle) / (2 * pairs),
         loadavg_before=loadavg_before,
         loadavg_after=os.getloadavg(),
+        transport=transport,
+        legs_by_transport=t.legs_by_transport(),
         service_stats=service_stats,
         relay_counters=relay_counters,
     )

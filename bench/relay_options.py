@@ -17,6 +17,7 @@ from bench.workload import add_output_options, check_output
 
 TARGET_STREAMS_PER_CORE: Final = 100
 TARGET_ADDED_P99_MS: Final = 5.0
+TRANSPORTS: Final = ("udp", "tcp", "both")
 SIZES: Final = {"640x480": (640, 480), "1280x720": (1280, 720)}
 DEFAULT_BITRATE: Final = {
     ("vp8", "640x480"): 1_000_000,
@@ -100,9 +101,9 @@ def add_service_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group.add_argument(
         "--target",
         metavar="URL",
-        help="an existing deployment, e.g. http://HOST:8080 (its /ws is used; "
-        "its relays must be reachable over UDP from here); default: start `chatguard serve` "
-        "on this machine",
+        help="an existing deployment, e.g. http://HOST:8080 (its /ws is used; its relays "
+        "must be reachable over UDP from here, or over TCP with --transport tcp); default: "
+        "start `chatguard serve` on this machine",
     )
     group.add_argument(
         "--admin",
@@ -124,6 +125,15 @@ def add_service_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
         help="each pair presses Next after a uniform random LO..HI seconds (default 10:30); "
         "'off' for calls that last the whole run",
     )
+    group.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="udp",
+        help="how the simulated users reach the relay: udp (default), tcp (ICE-TCP only, "
+        "as users whose network drops UDP: an active TCP connection to the worker's "
+        "passive candidate, STUN, DTLS and SRTP over RFC 4571 framing), or both (every load "
+        "over each, side by side); direct pairs, the latency baseline, stay on UDP",
+    )
     group.add_argument("--no-audio", action="store_true", help="video only (default: + Opus)")
     group.add_argument(
         "--loadgen-procs", type=int, default=1, help="load-generator processes (default 1)"
@@ -137,8 +147,9 @@ def add_service_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     )
     group.add_argument(
         "--ice-address",
-        help="the only address the simulated users gather ICE candidates on (default "
-        "127.0.0.1 for a service on this machine, every interface for --target)",
+        help="the only address the simulated users gather ICE candidates on, and the relay "
+        "workers of a service started here too (default 127.0.0.1 for a service on this "
+        "machine, every interface for --target)",
     )
     group.add_argument(
         "--nice",
@@ -167,6 +178,8 @@ def check_service_args(args: argparse.Namespace) -> str | None:
         return "--loadgen-procs and --relay-workers must be >= 1"
     if args.connect_timeout <= 0:
         return "--connect-timeout must be > 0"
+    if args.transport == "both" and getattr(args, "search", False):
+        return "--search measures one transport: give --transport udp or tcp"
     if args.target is not None:
         try:
             endpoints_from_target(args.target)

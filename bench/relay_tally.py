@@ -53,6 +53,8 @@ class Tally:
     """Per group, the :attr:`StreamWindow.TOTALS`."""
     receive_errors: dict[int, int] = field(default_factory=dict)
     """Per worker, cumulative since the worker started."""
+    leg_transports: dict[int, dict[str, int]] = field(default_factory=dict)
+    """Per worker, its users' relay connections by nominated ICE pair protocol, as last seen."""
     calls: Counter[str] = field(default_factory=Counter)
     switch_s: list[float] = field(default_factory=list)
     routes: Counter[str] = field(default_factory=Counter)
@@ -72,6 +74,7 @@ class Tally:
                 self.counts[group][key] += part[key]
         self.send_lag_s.extend(report["send_lag_s"])
         self.receive_errors[worker] = report["receive_errors"]
+        self.leg_transports[worker] = report.get("leg_transports", {})
         calls = report.get("calls")
         if calls is not None:
             for key in CALL_COUNTS:
@@ -88,6 +91,13 @@ class Tally:
             for key, s in sorted(self.media_s[group].items())
             if s >= min_media_s
         ]
+
+    def legs_by_transport(self) -> dict[str, int]:
+        """Relay connections by nominated ICE pair protocol, over every worker."""
+        total: Counter[str] = Counter()
+        for legs in self.leg_transports.values():
+            total.update(legs)
+        return dict(total)
 
     def packets(self, group: str) -> Packets:
         return Packets(**self.counts[group])

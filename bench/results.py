@@ -206,6 +206,12 @@ class RelayCase(msgspec.Struct):
     memory_per_session_kib: float
     loadavg_before: LoadAverage
     loadavg_after: LoadAverage
+    transport: str = "udp"
+    """How the simulated users reached the relay: "udp", or "tcp" (ICE-TCP, as users whose
+    network drops UDP). Direct pairs, the latency baseline, are UDP in both."""
+    legs_by_transport: dict[str, int] = {}
+    """The users' relay connections by the protocol of their nominated ICE pair, at the end
+    of the measured span (what ``transport`` asked for, checked)."""
     service_stats: dict[str, Any] | None = None
     """The service's ``/stats`` at the end (relay and strict routes)."""
     relay_counters: dict[str, Any] | None = None

@@ -9,6 +9,7 @@ engineer pointed at it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -82,6 +83,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive TCP ports free on every address (``serve`` gives
+    its relay workers consecutive ICE-TCP ports)."""
+    while True:
+        first = free_port()
+        if first + count > 65536:
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(first, first + count):
+                    probe = held.enter_context(socket.socket())
+                    probe.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        return first
 
 
 class EmbeddedService:

@@ -11,6 +11,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -297,6 +298,7 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     from chatguard.runtime import tune_gc_for_serving
     from chatguard.serve import create_serving_app
+    from signaling.app import ws_max_size
 
     route = Route(args.route) if args.route else None
     server = config.server
@@ -313,7 +315,7 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "log_level": server.log_level,
         "log_config": None,  # configured above: uvicorn's lines in chatguard's format
         "access_log": server.access_log,
-        "ws_max_size": server.max_message_bytes * 2,
+        "ws_max_size": ws_max_size(config),
         "ssl_certfile": server.certfile or None,
         "ssl_keyfile": server.keyfile or None,
         "loop": "auto",
@@ -378,6 +380,8 @@ def _relay(args: argparse.Namespace) -> int:
         return 2
     gathering = _gathering(args)
     with contextlib.suppress(KeyboardInterrupt):
+        # `serve` starts its workers with SIGINT blocked until here (chatguard.supervisor)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         run_worker(
             args.signaling,
             token,

@@ -27,6 +27,9 @@ from signaling.config import SECRET_ENV, RelayConfig
 log = logging.getLogger("chatguard.relay")
 
 RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+STABLE_RUN_S = 30.0
+"""A worker up this long before it died had worked: its replacement starts at the first
+delay again, so one crash a day is not met with the longest back-off."""
 STOP_GRACE_S = 5.0
 TOKEN_ENV = SECRET_ENV["relay.token"]
 """The shared secret travels in the environment, not on the command line where `ps` shows it."""
@@ -38,7 +41,11 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _interrupt_when_orphaned() -> None:
-    """In the child, before exec: SIGINT when the parent dies (Linux's PR_SET_PDEATHSIG)."""
+    """In the child, before exec: SIGINT when the parent dies (Linux's PR_SET_PDEATHSIG).
+    SIGINT is blocked (held pending, not lost) until `chatguard relay` has imported what it
+    needs and unblocks it, so a worker stopped while still starting exits quietly instead of
+    printing a KeyboardInterrupt traceback from the middle of an import."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
 
@@ -71,15 +78,18 @@ class RelaySupervisor:
         udp_port: int = 0,
         ca_file: str = "",
         log_format: str = "text",
+        stable_run_s: float = STABLE_RUN_S,
     ) -> None:
         """``ice_tcp_port``: worker ``slot`` listens for ICE over TCP on this port + slot
         (a restarted worker takes its slot's port again); 0: none do. ``udp_port``: the same
         for the UDP port shared by a worker's legs; 0: a port per leg. ``worker_options``:
         more `chatguard relay` options for every worker (:func:`gathering_options`).
         ``ca_file``: the service's own certificate when it serves TLS, which the workers then
-        trust."""
+        trust. ``stable_run_s``: up this long, a worker's next restart waits the shortest
+        delay again."""
         self.ca_file = ca_file
         self.log_format = log_format
+        self.stable_run_s = stable_run_s
         self.count = count
         self.udp_port = udp_port
         self.worker_options = list(worker_options)
@@ -120,13 +130,18 @@ class RelaySupervisor:
 
     async def _keep_running(self, slot: int) -> None:
         generation = 0
+        quick_exits = 0  # in a row, each before `stable_run_s`
+        loop = asyncio.get_running_loop()
         while not self._stopping:
             process = await self._spawn(slot, generation)
             self.processes[slot] = process
+            started = loop.time()
             code = await process.wait()
             if self._stopping:
                 return
-            delay = RESTART_DELAYS_S[min(generation, len(RESTART_DELAYS_S) - 1)]
+            quick_exits = 0 if loop.time() - started >= self.stable_run_s else quick_exits
+            delay = restart_delay(quick_exits)
+            quick_exits += 1
             if code == 0:  # drained after a SIGTERM sent by hand: done, not broken
                 log.info("relay worker %d (pid %d) exited; restarting it", slot, process.pid)
             else:
@@ -155,3 +170,8 @@ class RelaySupervisor:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def restart_delay(quick_exits: int) -> float:
+    """Back-off before a restart, after ``quick_exits`` short-lived runs in a row."""
+    return RESTART_DELAYS_S[min(quick_exits, len(RESTART_DELAYS_S) - 1)]

@@ -7,8 +7,10 @@ the hub needs of a leg: the interface ``aiortc_adapter`` implements), ``forwardi
 leg and stream a packet belongs to, one record per leg; RTCP answered locally), ``forwarder``
 (the per-packet decision). The rest is sans-I/O helpers with the clock passed in: ``rtp``,
 ``rtcp``, ``codecs``, ``rewriter``, ``keyframes``, ``retransmit``, ``reception_stats``,
-``negotiation``. The worker process: ``worker`` (I/O) carries out ``control`` (the protocol with
-signaling). Strict route (inline moderation), in ``strict/``, imported only once a leg is
-moderated: ``moderation`` (I/O) drives ``depacketize``, ``gate`` (a transition table) and
+``negotiation``, ``leg_budget`` (what one leg may cost per second). The worker process:
+``worker`` (I/O) carries out ``control`` (the protocol with signaling), admitting offers and
+candidates through ``admission`` and running each leg's work in its ``lanes``. Strict
+route (inline moderation), in ``strict/``, imported only once a leg is moderated:
+``moderation`` (I/O) drives ``depacketize``, ``gate`` (a transition table) and
 ``block_policy`` (sans-I/O). See ``docs/relay-design.md``.
 """

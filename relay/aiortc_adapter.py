@@ -85,6 +85,10 @@ class ParkedTrack(MediaStreamTrack):
         await asyncio.Future()
 
 
+FaultCallback = Callable[["AiortcLeg", Exception], None]
+"""``(leg, what a packet callback raised)``: told the first time only (later faults are
+counted in ``AiortcLeg.faults``), so that the owner closes the leg once."""
+
 PacketCallback = Callable[["AiortcLeg", bytes, float], None]
 """``(leg, decrypted RTP or RTCP bytes, arrival time on the monotonic clock)``.
 
@@ -113,12 +117,15 @@ class AiortcLeg:
         on_rtcp: PacketCallback,
         clock: Callable[[], float] = time.monotonic,
         fast_receive: bool = True,
+        on_fault: FaultCallback | None = None,
     ) -> None:
         """Hook ``pc`` (after both descriptions are set, before DTLS completes).
 
         ``fast_receive``: once DTLS is up, take SRTP packets straight from the ICE socket's
         ``datagram_received`` (see :meth:`_install_fast_receive`); otherwise they come
         through aiortc's queue and DTLS task as usual, only diverted after decryption.
+        ``on_fault``: where an exception from ``on_rtp``/``on_rtcp`` goes (the leg's fault
+        boundary), instead of up into aiortc's or asyncio's machinery.
         """
         check_aiortc_version()
         self.pc = pc
@@ -126,6 +133,8 @@ class AiortcLeg:
         self._on_rtcp = on_rtcp
         self._clock = clock
         self._fast_receive = fast_receive
+        self._on_fault = on_fault
+        self.faults = 0
         self._dtls: Any = None
         self._protect: Callable[[bytes], bytes] | None = None
         self._protect_rtcp: Callable[[bytes], bytes] | None = None
@@ -211,10 +220,24 @@ class AiortcLeg:
         return getattr(receiver, _RECEIVER_DECODER_THREAD) is not None
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
-        self._on_rtp(self, data, self._clock())
+        try:
+            self._on_rtp(self, data, self._clock())
+        except Exception as exc:
+            self._fault(exc)
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
-        self._on_rtcp(self, data, self._clock())
+        try:
+            self._on_rtcp(self, data, self._clock())
+        except Exception as exc:
+            self._fault(exc)
+
+    def _fault(self, exc: Exception) -> None:
+        """A packet callback raised: count it, tell the owner the first time."""
+        self.faults += 1
+        if self.faults == 1 and self._on_fault is not None:
+            self._on_fault(self, exc)
+        elif self._on_fault is None:
+            raise exc
 
     async def _filter_aiortc_send(self, data: bytes) -> None:
         """aiortc's own RTCP goes through here; drop its meaningless sender reports."""
@@ -272,7 +295,10 @@ class AiortcLeg:
                     except srtp_error:
                         self.srtp_errors += 1
                         return
-                    on_rtp(self, plain, clock())
+                    try:
+                        on_rtp(self, plain, clock())
+                    except Exception as exc:  # free until raised (zero-cost try, 3.11)
+                        self._fault(exc)
                     return
                 original(data, addr)
 

@@ -20,6 +20,10 @@ CONTROL_VERSION = 1
 
 LegId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=60_000)]
+MAX_FRAME_BYTES = 2**20
+"""Largest control message either side accepts (``/relay``'s own WebSocket frame limit): an
+``OpenLeg`` carries a client's offer of up to 60,000 characters, which JSON may escape to
+several times that; a client's own frames (``/ws``) are held to far less."""
 
 
 class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
@@ -107,6 +111,10 @@ class RelayTotals(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     plis_sent: int = 0
     keyframes_replayed: int = 0
     cpu_seconds: float = 0.0
+    defences: dict[str, int] = msgspec.field(default_factory=dict)
+    """Legs refused, candidates ignored, faults caught and retransmissions withheld, by kind
+    (``relay.admission``, ``relay.worker``, ``ForwardingHub.nack_limits`` name them; policed
+    packets are in ``dropped``)."""
     moderation: ModerationTotals | None = None
 
 

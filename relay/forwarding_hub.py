@@ -11,12 +11,16 @@ replayed or released by moderation, leaves through :meth:`ForwardingHub._deliver
 RTCP terminated here (the legs are independent RTP sessions):
 
 * PLI/FIR from a receiver -> throttled PLI to the partner's incoming stream;
-* NACK from a receiver -> answered from the outgoing stream's ring buffer; what the relay
+* NACK from a receiver -> answered from the outgoing stream's ring buffer, each named packet
+  once and within the leg's retransmission budget (``relay.leg_budget``); what the relay
   never got is NACKed upstream in the source's numbering, and the RTX answer unwrapped;
 * REMB from a receiver -> re-addressed to the partner's incoming SSRCs;
 * SR from a sender -> re-timed into the receiver's outgoing stream (lip sync, RTT);
 * RR and SDES are consumed (counted); the relay sends its own RR about what it receives
   (:meth:`ForwardingHub.send_receiver_reports`, driven by :meth:`run_reports`).
+
+Incoming RTP is policed per leg (packets and bits per second, ``relay.leg_budget``): over the
+budget, packets are dropped and counted (``dropped["policed_packets"|"policed_bits"]``).
 
 Strict route (:meth:`ForwardingHub.set_moderated`): a moderated leg's video goes to its
 ``relay.strict.moderation.ModeratedStream`` instead of straight to the forwarder; the frames its
@@ -40,6 +44,7 @@ from typing import TYPE_CHECKING, Final
 from relay import rtcp, rtp
 from relay.forwarder import ForwarderConfig, KeyframeCheck, StreamForwarder
 from relay.keyframes import KeyframeCache
+from relay.leg_budget import DEFAULT_BUDGET, LegBudget, Meter, nack_request
 from relay.negotiation import (
     keyframe_checks,
     map_extension_ids,
@@ -81,6 +86,8 @@ class _LegRecord:
     partner: _LegRecord | None = None
     moderated: ModeratedStream | None = None
     """Strict route: the gate this leg's video goes through before the partner sees it."""
+    meter: Meter = field(default_factory=Meter)
+    """This second's packets, bits and retransmissions, against the hub's budget."""
 
 
 class ModerationMismatch(ValueError):
@@ -100,10 +107,12 @@ class ForwardingHub:
         replay_keyframe_max_age: float | None = 3.0,
         clock: Callable[[], float] = time.monotonic,
         on_moderation: ModerationCallback | None = None,
+        budget: LegBudget = DEFAULT_BUDGET,
     ) -> None:
         """``replay_keyframe_max_age``: on "Next", start the new partner's video with the
         sender's cached last keyframe if it is at most this old (None: never replay).
-        ``on_moderation``: called when a moderated leg's video is blocked or resumed."""
+        ``on_moderation``: called when a moderated leg's video is blocked or resumed.
+        ``budget``: what one leg may send and make the relay resend per second."""
         self._rng = rng or random.SystemRandom()
         self.on_moderation = on_moderation
         self._clock = clock
@@ -117,6 +126,12 @@ class ForwardingHub:
         self.rtcp_in: Counter[str] = Counter()
         self.pli_sent = 0
         self.retransmitted = 0
+        self.budget = budget
+        self._max_packets = budget.max_packets_per_s
+        self._max_octets = budget.max_bits_per_s // 8
+        self.nack_limits: Counter[str] = Counter()
+        """NACKed packets not resent: ``nack_repeats`` (named twice, or past
+        ``max_nack_seqs``) and ``nack_over_budget`` (past ``max_retransmits_per_s``)."""
 
     # -- legs and pairing -------------------------------------------------------------
 
@@ -272,6 +287,18 @@ class ForwardingHub:
         if src is None:
             self.dropped["unpaired"] += 1
             return
+        meter = src.meter
+        if now >= meter.rtp_window_end:
+            meter.rtp_window_end = now + 1.0
+            meter.packets = meter.octets = 0
+        meter.packets += 1
+        meter.octets += len(data)
+        if meter.packets > self._max_packets:
+            self.dropped["policed_packets"] += 1
+            return
+        if meter.octets > self._max_octets:
+            self.dropped["policed_bits"] += 1
+            return
         st = src.rx.get(rtp.ssrc(data))
         if st is None:
             st = self._track_incoming(src, kind, rtp.ssrc(data))
@@ -406,7 +433,7 @@ class ForwardingHub:
             if rec is None:
                 continue
             if isinstance(ev, rtcp.Nack):
-                self._on_nack(rec, src, ev)
+                self._on_nack(rec, src, ev, now)
             elif isinstance(ev, rtcp.SenderReport):
                 st = rec.rx.get(ev.ssrc)
                 if st is not None:
@@ -427,18 +454,27 @@ class ForwardingHub:
                 return rec.outgoing.get(kind)
         return None
 
-    def _on_nack(self, rec: _LegRecord, src: _LegRecord | None, ev: rtcp.Nack) -> None:
+    def _on_nack(self, rec: _LegRecord, src: _LegRecord | None, ev: rtcp.Nack, now: float) -> None:
         fwd = self._stream_for_ssrc(rec, ev.media_ssrc)
         if fwd is None:
             return
-        for p in fwd.on_nack(ev.seqs):
+        seqs, repeats = nack_request(ev.seqs, self.budget)
+        if repeats:
+            self.nack_limits["nack_repeats"] += repeats
+        allowance = rec.meter.retransmit_allowance(self.budget, now)
+        packets = fwd.on_nack(seqs)
+        if len(packets) > allowance:
+            self.nack_limits["nack_over_budget"] += len(packets) - max(allowance, 0)
+            del packets[max(allowance, 0) :]
+        rec.meter.retransmits += len(packets)
+        for p in packets:
             if not rec.leg.send(bytes(p)):
                 return
             self.retransmitted += 1
         # What the relay never received is asked for upstream, in the source's numbering.
         if src is None or fwd.source_ssrc is None:
             return
-        upstream = fwd.upstream_nack(ev.seqs)
+        upstream = fwd.upstream_nack(seqs)
         if upstream:
             sender_ssrc = src.leg.media[fwd.config.kind].out_ssrc
             if src.leg.send(rtcp.build_nack(sender_ssrc, fwd.source_ssrc, upstream)):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import resource
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from relay import control as c
@@ -49,7 +50,8 @@ class RelayTally:
         for held_s in meter.hold_s:
             totals.gate_latency.observe(held_s)
 
-    def totals(self) -> c.RelayTotals:
+    def totals(self, defences: Mapping[str, int] | None = None) -> c.RelayTotals:
+        """``defences``: the worker's own counts of refusals (the hub adds its NACK limits)."""
         hub = self._hub
         live: list[StreamForwarder] = hub.outgoing_streams()
         dropped = self._retired_dropped + hub.dropped
@@ -67,5 +69,6 @@ class RelayTally:
             plis_sent=hub.pli_sent,
             keyframes_replayed=hub.keyframes_replayed,
             cpu_seconds=usage.ru_utime + usage.ru_stime,
+            defences=dict(Counter(defences or {}) + hub.nack_limits),
             moderation=self._moderation,
         )

@@ -7,6 +7,13 @@ between the legs' ``AiortcLeg`` s. When the signaling connection drops, every le
 (signaling has forgotten them and will re-place the calls) and the worker dials again with
 back-off; a worker that crashes takes only its own legs with it.
 
+Fault boundary: what one client sends must cost only its own leg. Offers and candidates are
+checked (``relay.admission``) before aiortc sees them; each leg's control work runs in its own
+lane (``relay.lanes``: in order per leg, concurrent across legs) inside a guard, and so do its
+media callbacks (``AiortcLeg``'s ``on_fault``): an exception there closes that leg, answers
+``Refused`` with the reason, is counted (``RelayTotals.defences``) and logged once, and never
+reaches the control loop.
+
 The strict route (``relay.strict``: the model, onnxruntime, the Cython frame code) is imported
 on the first moderated leg, not before. Signaling configures every worker's moderation policy at
 connect, whatever its routes; the worker keeps that as plain data until a leg needs it, so a
@@ -22,6 +29,8 @@ import os
 import resource
 import signal
 import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,7 +38,9 @@ import websockets
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
+from relay import admission
 from relay import control as c
+from relay.admission import LegRefused
 from relay.aiortc_adapter import AiortcLeg
 from relay.forwarding_hub import ForwardingHub, ModerationMismatch
 from relay.ice_gathering import (
@@ -41,6 +52,7 @@ from relay.ice_gathering import (
 )
 from relay.ice_tcp import IceTcpListener
 from relay.ice_udp_mux import UdpMux
+from relay.lanes import Lanes
 from relay.signaling_tls import client_context
 from relay.totals import RelayTally
 
@@ -61,6 +73,8 @@ class _Leg:
     pc: RTCPeerConnection
     relay_leg: AiortcLeg | None = None
     reported: set[str] = field(default_factory=set)
+    candidates: int = 0
+    """Remote candidates handed to aiortc (the offer's and trickled ones)."""
 
 
 class _CpuMeter:
@@ -126,6 +140,9 @@ class RelayWorker:
         self.draining = False
         self._ws: websockets.ClientConnection | None = None
         self._cpu = _CpuMeter()
+        self._lanes = Lanes()
+        self.defences: Counter[str] = Counter()
+        """Refusals, ignored candidates and caught faults by kind (sent in ``Load``)."""
         self.ice_tcp = IceTcpListener(ice_tcp_port) if ice_tcp_port else None
         self.udp_mux: UdpMux | None = None
 
@@ -143,7 +160,7 @@ class RelayWorker:
             while True:
                 try:
                     async with websockets.connect(
-                        self.signaling_url, max_size=2**20, ssl=self.tls
+                        self.signaling_url, max_size=c.MAX_FRAME_BYTES, ssl=self.tls
                     ) as ws:
                         attempt = 0
                         await self._serve(ws)
@@ -155,6 +172,9 @@ class RelayWorker:
                     log.log(level, "signaling closed the control connection: %s", exc)
                 except (OSError, websockets.WebSocketException) as exc:
                     log.warning("cannot reach signaling at %s: %s", self.signaling_url, exc)
+                except Exception:  # a bug on the control path: re-dial, never exit
+                    self.defences["fault_control"] += 1
+                    log.exception("relay worker %s: control loop failed", self.worker_id)
                 finally:
                     self._ws = None
                     await self._close_all_legs()
@@ -217,7 +237,11 @@ class RelayWorker:
                 except c.ControlError as exc:
                     log.error("ignoring a control message: %s", exc)
                     continue
-                await self._handle(message)
+                try:
+                    await self._handle(message)
+                except Exception:  # the per-leg guards should have caught it: still, go on
+                    self.defences["fault_control"] += 1
+                    log.exception("relay worker %s: control message failed", self.worker_id)
         finally:
             loader.cancel()
 
@@ -237,7 +261,7 @@ class RelayWorker:
                     moderation=self._moderation_load(),
                     moderation_ready=self.moderation_ready,
                     moderation_error=self.moderation_error,
-                    totals=self.tally.totals(),
+                    totals=self.tally.totals(self.defences),
                 )
             )
             await asyncio.sleep(LOAD_INTERVAL_S)
@@ -251,6 +275,8 @@ class RelayWorker:
     # -- control messages -------------------------------------------------------------------
 
     async def _handle(self, message: c.SignalingMessage) -> None:
+        """Decide at once what needs no waiting (admission, bookkeeping); hand each leg's
+        aiortc work to its lane, so that one leg never holds up the next message."""
         match message:
             case c.Configure():
                 self._configure(message)
@@ -259,26 +285,63 @@ class RelayWorker:
             case c.AddCandidate():
                 await self._add_candidate(message)
             case c.Link(first=first, second=second):
-                a, b = self.legs.get(first), self.legs.get(second)
-                if a is None or a.relay_leg is None or b is None or b.relay_leg is None:
-                    missing = first if a is None or a.relay_leg is None else second
-                    await self._send(c.Refused(leg=missing, reason="unknown leg"))
-                    return
-                try:
-                    self.hub.pair(a.relay_leg, b.relay_leg)
-                except ModerationMismatch as refused:
-                    unmoderated = first if refused.leg is a.relay_leg else second
-                    log.warning("refused to link legs %s and %s: %s", first, second, refused)
-                    await self._send(c.Refused(leg=unmoderated, reason=str(refused)))
+                self._in_lane((first, second), "link", lambda: self._link(first, second))
             case c.Unlink(leg=leg_id):
-                leg = self.legs.get(leg_id)
-                if leg is not None and leg.relay_leg is not None:
-                    self.hub.unpair(leg.relay_leg)
+                self._in_lane((leg_id,), "unlink", lambda: self._unlink(leg_id))
             case c.CloseLeg(leg=leg_id):
-                await self._close_leg(leg_id)
+                self._in_lane((leg_id,), "close", lambda: self._close_leg(leg_id))
             case c.Drain():
                 self.draining = True
                 log.info("relay worker %s draining: no new legs", self.worker_id)
+
+    def _in_lane(
+        self, legs: tuple[str, ...], what: str, work: Callable[[], Awaitable[None]]
+    ) -> None:
+        self._lanes.submit(legs, lambda: self._guarded(legs, what, work))
+
+    async def _guarded(
+        self, legs: tuple[str, ...], what: str, work: Callable[[], Awaitable[None]]
+    ) -> None:
+        """The fault boundary: whatever ``work`` raises costs ``legs`` and nothing else."""
+        try:
+            await work()
+        except LegRefused as exc:
+            await self._refuse(legs, exc.code, f"{what}: {exc}")
+        except Exception as exc:
+            await self._refuse(legs, f"fault_{what}", f"{what} failed: {exc!r}", exc)
+
+    async def _refuse(
+        self, legs: tuple[str, ...], code: str, reason: str, fault: Exception | None = None
+    ) -> None:
+        """Close ``legs``, tell signaling why, count it; one log line (with the traceback of
+        an unexpected fault)."""
+        self.defences[code] += 1
+        level = logging.INFO if fault is None else logging.WARNING  # a client's doing, or ours
+        log.log(level, "leg %s refused: %s", "+".join(legs), reason, exc_info=fault)
+        for leg_id in legs:
+            await self._close_leg(leg_id)
+            await self._send(c.Refused(leg=leg_id, reason=reason[:500]))
+
+    async def _link(self, first: str, second: str) -> None:
+        """Refuses the one leg at fault (unknown, or unmoderated beside a moderated one)."""
+        a, b = self.legs.get(first), self.legs.get(second)
+        if a is None or a.relay_leg is None or b is None or b.relay_leg is None:
+            missing = first if a is None or a.relay_leg is None else second
+            self.defences["unknown_leg"] += 1
+            await self._send(c.Refused(leg=missing, reason="unknown leg"))
+            return
+        try:
+            self.hub.pair(a.relay_leg, b.relay_leg)
+        except ModerationMismatch as refused:
+            unmoderated = first if refused.leg is a.relay_leg else second
+            self.defences["link_moderation_mismatch"] += 1
+            log.warning("refused to link legs %s and %s: %s", first, second, refused)
+            await self._send(c.Refused(leg=unmoderated, reason=str(refused)))
+
+    async def _unlink(self, leg_id: str) -> None:
+        leg = self.legs.get(leg_id)
+        if leg is not None and leg.relay_leg is not None:
+            self.hub.unpair(leg.relay_leg)
 
     def _configure(self, message: c.Configure) -> None:
         """Signaling's moderation policy and ICE settings; apply to legs opened from now on."""
@@ -354,28 +417,42 @@ class RelayWorker:
         task.add_done_callback(self._pending_sends.discard)
 
     async def _open_leg(self, leg_id: str, offer: str, moderated: bool) -> None:
+        """Admit the leg now (room, a valid offer), negotiate it in its lane."""
         if self.draining or len(self.legs) >= self.max_legs or leg_id in self.legs:
             reason = "draining" if self.draining else "full" if leg_id not in self.legs else "dup"
+            self.defences[f"open_{reason}"] += 1
             await self._send(c.Refused(leg=leg_id, reason=f"cannot open leg: {reason}"))
             return
-        pc = RTCPeerConnection(self.ice)
-        leg = _Leg(pc)
-        self.legs[leg_id] = leg
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-            AiortcLeg.prepare_transceivers(pc)
-            restrict_gathering(pc, self.gathering, self.udp_mux)
-            await pc.setLocalDescription(await pc.createAnswer())
-            leg.relay_leg = AiortcLeg(pc, self.hub.on_rtp, self.hub.on_rtcp)
-        except Exception as exc:  # aiortc raises ValueError, KeyError, ... on bad SDP
+            checked = admission.check_offer(offer)
+        except LegRefused as exc:
+            self.defences[exc.code] += 1
             log.info("leg %s: offer refused: %s", leg_id, exc)
-            await self._close_leg(leg_id)
             await self._send(c.Refused(leg=leg_id, reason=f"bad offer: {exc}"))
             return
-        self.hub.add_leg(leg.relay_leg)
-        self._leg_ids[leg.relay_leg] = leg_id
+        self.defences.update(checked.ignored)
+        leg = _Leg(RTCPeerConnection(self.ice), candidates=checked.candidates)
+        self.legs[leg_id] = leg
+        self._in_lane(
+            (leg_id,), "offer", lambda: self._negotiate(leg_id, leg, checked.sdp, moderated)
+        )
+
+    async def _negotiate(self, leg_id: str, leg: _Leg, offer: str, moderated: bool) -> None:
+        pc = leg.pc
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        AiortcLeg.prepare_transceivers(pc)
+        restrict_gathering(pc, self.gathering, self.udp_mux)
+        await pc.setLocalDescription(await pc.createAnswer())
+        relay_leg = AiortcLeg(pc, self.hub.on_rtp, self.hub.on_rtcp, on_fault=self._on_media_fault)
+        leg.relay_leg = relay_leg
+        self.hub.add_leg(relay_leg)
+        self._leg_ids[relay_leg] = leg_id
+        answer = pc.localDescription.sdp
+        if self.ice_tcp is not None:
+            answer = self.ice_tcp.offer(relay_leg.ice_connection, answer)
+        admission.check_answer(answer)
         if moderated:
-            self._moderate(leg.relay_leg)
+            self._moderate(relay_leg)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -389,26 +466,43 @@ class RelayWorker:
                 leg.reported.add(state)
                 await self._send(c.LegState(leg=leg_id, state="failed"))
 
-        answer = pc.localDescription.sdp
-        if self.ice_tcp is not None:
-            answer = self.ice_tcp.offer(leg.relay_leg.ice_connection, answer)
         await self._send(c.Answer(leg=leg_id, sdp=answer))
 
+    def _on_media_fault(self, relay_leg: AiortcLeg, fault: Exception) -> None:
+        """A media callback of ``relay_leg`` raised: that leg goes, in its lane."""
+        leg_id = self._leg_ids.get(relay_leg)
+        if leg_id is not None:
+            self._lanes.submit(
+                (leg_id,),
+                lambda: self._refuse((leg_id,), "fault_media", f"media failed: {fault!r}", fault),
+            )
+
     async def _add_candidate(self, message: c.AddCandidate) -> None:
+        """Screen a trickled candidate now (cheap, bounded); aiortc gets it in the leg's lane.
+
+        A candidate the relay must not use (mDNS, loopback, over the cap...) is ignored and
+        counted, not refused: honest browsers send some of those too."""
         leg = self.legs.get(message.leg)
         if leg is None:
             return  # a late candidate for a leg that closed: harmless
-        line = message.candidate.removeprefix("candidate:")
+        line = message.candidate.removeprefix("a=")
         if not line:
+            return  # end-of-candidates: aiortc needs no word of it
+        problem = admission.candidate_problem(line, leg.candidates)
+        if problem is not None:
+            self.defences[problem] += 1
+            log.debug("leg %s: candidate ignored (%s): %.100s", message.leg, problem, line)
             return
-        try:
-            candidate = candidate_from_sdp(line)
-        except (ValueError, IndexError) as exc:
-            await self._send(c.Refused(leg=message.leg, reason=f"bad candidate: {exc}"))
-            return
-        candidate.sdpMid = message.sdp_mid
-        candidate.sdpMLineIndex = message.sdp_mline_index
-        await leg.pc.addIceCandidate(candidate)
+        leg.candidates += 1
+
+        async def add() -> None:
+            admission.check_candidate_target(message.sdp_mid, message.sdp_mline_index)
+            candidate = candidate_from_sdp(line.removeprefix("candidate:"))
+            candidate.sdpMid = message.sdp_mid
+            candidate.sdpMLineIndex = message.sdp_mline_index
+            await leg.pc.addIceCandidate(candidate)
+
+        self._in_lane((message.leg,), "candidate", add)
 
     async def _close_leg(self, leg_id: str) -> None:
         leg = self.legs.pop(leg_id, None)
@@ -420,9 +514,14 @@ class RelayWorker:
             self._leg_ids.pop(leg.relay_leg, None)
             if self.ice_tcp is not None:
                 self.ice_tcp.forget(leg.relay_leg.ice_connection)
-        await leg.pc.close()
+        try:
+            await leg.pc.close()
+        except Exception:  # aiortc half set up by a bad offer: the leg is gone all the same
+            self.defences["fault_close"] += 1
+            log.warning("leg %s: closing raised", leg_id, exc_info=True)
 
     async def _close_all_legs(self) -> None:
+        await self._lanes.cancel_all()
         for leg_id in list(self.legs):
             await self._close_leg(leg_id)
 

@@ -50,6 +50,20 @@ RECENT_EVENTS = 500
 WRITER_GRACE_S = 5.0
 
 STATIC_DIR = resources.files("signaling") / "static"
+CLOSE_MESSAGE_TOO_BIG = 1009
+
+
+def client_frame_limit(config: Config) -> int:
+    """Largest frame a client may send on ``/ws``: twice a message's limit, so that a message
+    somewhat over it gets a ``too_large`` error rather than a closed socket."""
+    return config.server.max_message_bytes * 2
+
+
+def ws_max_size(config: Config) -> int:
+    """uvicorn's WebSocket frame limit, one for both routes: large enough for ``/relay``'s
+    control messages (an offer and its answer, ``relay.control.MAX_FRAME_BYTES``); ``/ws``
+    checks its clients' frames against :func:`client_frame_limit` itself."""
+    return max(client_frame_limit(config), rc.MAX_FRAME_BYTES)
 
 
 class _Connection:
@@ -156,6 +170,11 @@ class SignalingService:
             if event["type"] == "websocket.disconnect":
                 return
             text: str | None = event.get("text")
+            if len(text or event.get("bytes") or b"") > client_frame_limit(self.config):
+                # uvicorn's one frame limit is sized for /relay's control messages (see
+                # ``client_frame_limit``): a client's frame is held to its own, as before.
+                self._drop(user, CLOSE_MESSAGE_TOO_BIG)
+                return
             if text is None:
                 error = p.ProtocolError("binary", "binary frames are not supported; send JSON text")
                 self.hub.send_error(user, error)

@@ -197,6 +197,15 @@ def _worker_counters(reported: list[tuple[str, RelayTotals]]) -> Iterator[Metric
         for reason, count in sorted(totals.dropped.items()):
             dropped.add_metric([worker, reason], count)
     yield dropped
+    defences = CounterMetricFamily(
+        f"{PREFIX}_relay_defences", "Legs refused, candidates ignored, faults caught and "
+        "retransmissions withheld, by kind (docs/protocol.md, Refusals).",
+        labels=["worker", "kind"],
+    )  # fmt: skip
+    for worker, totals in reported:
+        for kind, count in sorted(totals.defences.items()):
+            defences.add_metric([worker, kind], count)
+    yield defences
 
 
 def _by_label(name: str, doc: str, label: str, counts: dict[str, int]) -> CounterMetricFamily:

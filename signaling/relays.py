@@ -116,6 +116,11 @@ class RelayDirectory:
                 "moderation_ready": info.moderation_ready,
                 **({"moderation_error": info.moderation_error} if info.moderation_error else {}),
                 **({"moderation": info.moderation} if info.moderation is not None else {}),
+                **(
+                    {"defences": info.totals.defences}
+                    if info.totals and info.totals.defences
+                    else {}
+                ),
             }
             for info in self._workers.values()
         ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,9 +29,10 @@ from bench.procfs import (
     rss_kib_from_status,
     run_delay_s_from_schedstat,
 )
+from bench.relay_cases import check_transport, transports
 from bench.relay_clip import read_barcode, stamp_barcode, vp8_picture_id
 from bench.results import RelayResult
-from bench.service import endpoints_from_target
+from bench.service import ServiceError, endpoints_from_target, free_port_run
 from chatguard import cli
 from signaling.route_policy import Route
 from tests.support.server import RunningServer, make_config, run_server
@@ -152,6 +154,13 @@ def test_target_urls_name_the_client_socket_and_stats() -> None:
         endpoints_from_target("relay.example:8080")
 
 
+def test_a_run_of_free_ports_is_free() -> None:
+    first = free_port_run(3)
+    for port in range(first, first + 3):
+        with socket.socket() as probe:
+            probe.bind(("0.0.0.0", port))
+
+
 def test_barcode_round_trip() -> None:
     img = np.full((480, 640, 3), 90, dtype=np.uint8)
     for value in (0, 1, 77, 255):
@@ -166,7 +175,7 @@ def test_smoke_run_measures_the_service_and_the_naive_relay_and_writes_json(
 ) -> None:
     """Two pairs through a `chatguard serve` it starts, Next pressed inside the run, audio."""
     out = tmp_path / "relay.json"
-    args = ["--pairs", "2", "--naive-pairs", "1", "--duration", "4", "--warmup", "1"]
+    args = ["--pairs", "2", "--naive-pairs", "1", "--duration", "6", "--warmup", "1"]
     args += ["--clip-seconds", "2", "--next-after", "1.5:2.5", "--micro", "--json", str(out)]
     assert cli.main(["bench", "relay", *args]) == 0
     result = json.loads(out.read_text())
@@ -196,6 +205,43 @@ def test_smoke_run_measures_the_service_and_the_naive_relay_and_writes_json(
     assert forward["relay_cpu_measured_by"] == "/proc"
     assert forward["service_stats"]["relay_workers"][0]["pid"] > 0
     assert naive["packet_loss"]["relayed"]["video"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_transport_both_carries_frames_over_udp_and_over_tcp_legs_side_by_side(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One pair over UDP, then over ICE-TCP, through a `chatguard serve` it starts."""
+    out = tmp_path / "relay.json"
+    # 3 s: a stream's rate is judged over >= 1 s of call time inside whole 1 s report windows
+    args = ["--transport", "both", "--pairs", "1", "--duration", "3", "--warmup", "0.5"]
+    args += ["--no-naive", "--next-after", "off", "--clip-seconds", "1", "--json", str(out)]
+    assert cli.main(["bench", "relay", *args]) == 0
+    udp, tcp = json.loads(out.read_text())["cases"]
+    assert (udp["transport"], tcp["transport"]) == ("udp", "tcp")
+    # the legs really were TCP: every user's nominated ICE pair (checked by the run, too)
+    assert udp["legs_by_transport"] == {"udp": 2} and tcp["legs_by_transport"] == {"tcp": 2}
+    for case in (udp, tcp):
+        assert case["peers_connected"] == "2/2" and case["errors"] == []
+        assert case["delivered_fps"]["streams"] == 2 and case["delivered_fps"]["mean"] > 0
+        assert case["latency_ms"]["relayed"]["count"] > 0 and case["loadgen_srtp_errors"] == 0
+        assert case["relay_cpu_percent_per_stream"] > 0
+    printed = capsys.readouterr().out
+    assert "ICE over UDP and over TCP, same loads" in printed
+    assert "forward tcp" in printed and "forward udp" in printed
+
+
+def test_legs_on_another_transport_than_asked_are_an_error() -> None:
+    check_transport("tcp", {"tcp": 4})
+    with pytest.raises(ServiceError, match=r"asked for tcp legs.*ice_tcp_port"):
+        check_transport("tcp", {"tcp": 3, "udp": 1})
+    assert transports("both") == ("udp", "tcp") and transports("tcp") == ("tcp",)
+
+
+def test_both_transports_cannot_be_searched(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["bench", "relay", "--search", "--transport", "both"]) == 2
+    assert "--search measures one transport" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -64,6 +64,17 @@ def test_tally_gives_frame_rate_per_stream_over_its_call_time() -> None:
     assert len(t.latency_s["relayed"]) == 3 and t.counts["relayed"]["packets"] == 600
     assert t.counts["relayed"]["sent"] == 630 and t.counts["direct"]["audio_sent"] == 150
     assert t.calls["started"] == 6 and t.routes == {"relay": 6} and t.switch_s == [0.2] * 3
+    assert t.legs_by_transport() == {}  # the naive relay's reports say nothing of it
+
+
+def test_legs_by_transport_are_the_last_seen_per_load_generator_summed() -> None:
+    t = Tally()
+    empty = _group([], [], 0, 0)
+    report = {"relayed": empty, "direct": empty, "send_lag_s": [], "receive_errors": 0}
+    t.add(0, report | {"leg_transports": {"tcp": 1}})
+    t.add(0, report | {"leg_transports": {"tcp": 3}})
+    t.add(1, report | {"leg_transports": {"tcp": 2, "udp": 1}})
+    assert t.legs_by_transport() == {"tcp": 5, "udp": 1}
 
 
 def test_packet_loss_is_the_share_of_sent_packets_that_never_arrived() -> None:

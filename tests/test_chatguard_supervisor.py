@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from chatguard.supervisor import RelaySupervisor
+from chatguard.supervisor import RESTART_DELAYS_S, RelaySupervisor, restart_delay
 from tests.support.ports import free_port
 
 
@@ -51,7 +51,7 @@ async def test_a_crash_is_restarted_and_stopping_is_no_crash(
 
 SUPERVISING_CHILD = """
 import asyncio, sys
-from chatguard.supervisor import RelaySupervisor
+from chatguard.supervisor import RESTART_DELAYS_S, RelaySupervisor, restart_delay
 
 async def main():
     supervisor = RelaySupervisor(1, sys.argv[1], "token", 10, "warning")
@@ -87,3 +87,29 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+@pytest.mark.timeout(60)
+async def test_the_back_off_starts_over_after_a_stable_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every run counts as stable here (``stable_run_s=0``): two crashes in a row both wait
+    the shortest delay, where without the reset the second would wait the next one."""
+    url = f"ws://127.0.0.1:{free_port()}/relay"
+    supervisor = RelaySupervisor(1, url, "token", 10, "warning", stable_run_s=0.0)
+    caplog.set_level(logging.INFO, logger="chatguard.relay")
+    await supervisor.start()
+    try:
+        pid = await wait_for_process(supervisor)
+        for _ in range(2):
+            os.kill(pid, signal.SIGKILL)
+            pid = await wait_for_process(supervisor, not_pid=pid)
+    finally:
+        await supervisor.stop()
+    delays = [r.getMessage().rsplit("restarting in ", 1)[1] for r in caplog.records
+              if "restarting in" in r.getMessage()]  # fmt: skip
+    assert delays == [f"{RESTART_DELAYS_S[0]:.1f} s"] * 2
+
+
+def test_quick_exits_in_a_row_back_off_further() -> None:
+    assert [restart_delay(n) for n in range(6)] == [*RESTART_DELAYS_S, RESTART_DELAYS_S[-1]]

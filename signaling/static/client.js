@@ -1,7 +1,7 @@
 // chatguard web client: camera, partner video, text chat, Start / Next / Stop / Report, mute,
 // camera off, device choice, and a status line. Speaks the signaling protocol in
 // docs/protocol.md over one WebSocket; media goes peer-to-peer or through the relay, as the
-// server's "route" says. Test hooks: #status[data-state][data-route], video#local,
+// server's "route" says. Test hooks: #status[data-state][data-route], #hide-address, video#local,
 // video#remote, #chat-input, #chat-send, #chat-log, #report-dialog, and window.chatguard (this
 // client) for getStats(). Everything a stranger sends is shown with textContent, never as HTML.
 
@@ -113,7 +113,8 @@ class ChatClient {
   join() {
     const interests = $("#interests").value.split(",").map((s) => s.trim().toLowerCase())
       .filter((s) => s.length > 0 && s.length <= 32).slice(0, 16);
-    this.send({ type: "join", interests });
+    // hide_address: this user's calls go through the relay, so no stranger learns their address
+    this.send({ type: "join", interests, hide_address: $("#hide-address").checked });
   }
 
   sendChat() {

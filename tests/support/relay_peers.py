@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from relay.aiortc_adapter import AiortcLeg, PacketCallback
+from relay.aiortc_adapter import AiortcLeg, FaultCallback, PacketCallback
 from relay.forwarding_hub import ForwardingHub
 
 
@@ -18,6 +18,7 @@ async def connect_client(
     relay_pcs: list[RTCPeerConnection],
     fast_receive: bool = True,
     on_rtp: PacketCallback | None = None,
+    on_fault: FaultCallback | None = None,
 ) -> AiortcLeg:
     """Signalling as the signaling server would do it: client offers, relay answers."""
     await client.setLocalDescription(await client.createOffer())
@@ -26,7 +27,9 @@ async def connect_client(
     await pc.setRemoteDescription(client.localDescription)
     AiortcLeg.prepare_transceivers(pc)
     await pc.setLocalDescription(await pc.createAnswer())
-    leg = AiortcLeg(pc, on_rtp or hub.on_rtp, hub.on_rtcp, fast_receive=fast_receive)
+    leg = AiortcLeg(
+        pc, on_rtp or hub.on_rtp, hub.on_rtcp, fast_receive=fast_receive, on_fault=on_fault
+    )
     hub.add_leg(leg)
     answer = pc.localDescription
     await client.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type=answer.type))

@@ -20,6 +20,7 @@ import httpx
 import uvicorn
 
 from chatguard.serve import create_serving_app
+from signaling.app import ws_max_size
 from signaling.config import Config, config_from_mapping
 from signaling.route_policy import Route
 from tests.support.ports import free_port
@@ -56,7 +57,7 @@ def run_server(config: Config, route: Route | None = None) -> Iterator[RunningSe
             host=config.server.host,
             port=config.server.port,
             log_level="warning",
-            ws_max_size=config.server.max_message_bytes * 2,
+            ws_max_size=ws_max_size(config),
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

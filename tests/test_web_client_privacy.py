@@ -1,0 +1,52 @@
+"""IP privacy by choice, as a user meets it: the "hide my address" box on the page takes that
+user's calls through the relay even where the region's route is direct."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.browser import (
+    chromium,
+    requires_chromium,
+    status_of,
+    wait_for_frames,
+    wait_for_state,
+)
+from tests.support.server import chatguard_serve
+
+pytestmark = [pytest.mark.browser, requires_chromium]
+
+
+async def test_a_user_who_hides_their_address_is_never_on_a_direct_call(tmp_path: Path) -> None:
+    config = "[relay]\nworkers = 1\n[matchmaking]\nrepair_cooldown_s = 0\n"
+    with chatguard_serve(tmp_path, config) as url:  # the default route is direct
+        async with chromium() as browser:
+            pages = []
+            for _ in range(3):
+                page = await (await browser.new_context()).new_page()
+                await page.goto(url)
+                pages.append(page)
+            alice, bob, carol = pages
+            await alice.check("#hide-address")
+            await alice.click("#start")
+            await wait_for_state(alice, "waiting")
+            await bob.click("#start")
+            for page in (alice, bob):
+                await wait_for_state(page, "connected")
+                assert await status_of(page) == ("connected", "relay")
+            await wait_for_frames(alice, 10)
+            await wait_for_frames(bob, 10)
+            # the choice holds after Next, with someone new
+            await carol.click("#start")
+            await wait_for_state(carol, "waiting")
+            await alice.click("#next")
+            await wait_for_state(carol, "connected")
+            assert await status_of(carol) == ("connected", "relay")
+            await wait_for_frames(carol, 10)
+            # and two users who did not ask for it still meet directly
+            await wait_for_state(bob, "waiting")
+            await alice.click("#stop")
+            await wait_for_state(bob, "connected")
+            assert await status_of(bob) == ("connected", "direct")
