@@ -297,7 +297,7 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     import uvicorn  # imported late so that `--help` and config errors answer at once
 
     from chatguard.runtime import tune_gc_for_serving
-    from chatguard.serve import create_serving_app
+    from chatguard.serve import DrainingServer, create_serving_app
     from signaling.app import ws_max_size
 
     route = Route(args.route) if args.route else None
@@ -320,6 +320,7 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "ssl_keyfile": server.keyfile or None,
         "loop": "auto",
     }
+    sockets, relay_url = None, None
     if args.proc_index is not None:  # one of `--procs N`: see chatguard.procs
         from chatguard.procs import listening_sockets, share
 
@@ -327,14 +328,16 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
         public, private = listening_sockets(config.server.host, config.server.port)
         scheme = "wss" if server.certfile else "ws"  # every socket of the child serves TLS
         relay_url = f"{scheme}://127.0.0.1:{private.getsockname()[1]}/relay"
-        app = create_serving_app(config, route, relay_url)
-        tune_gc_for_serving()
-        uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[public, private])
-        return 0
-    app = create_serving_app(config, route)
+        sockets = [public, private]
+    app = create_serving_app(config, route, relay_url)
     tune_gc_for_serving()
-    uvicorn.run(app, host=config.server.host, port=config.server.port, **options)
-    return 0
+    uvicorn_config = uvicorn.Config(app, host=server.host, port=server.port, **options)
+    service = app.state.service
+    drain_timeout_s = server.drain_timeout_s
+    runner = DrainingServer(uvicorn_config, lambda: service.drain(drain_timeout_s))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn raises it after shutdown
+        runner.run(sockets=sockets)
+    return 0 if runner.started else 3  # uvicorn's STARTUP_FAILURE, as `uvicorn.run` exits
 
 
 def _gathering(args: argparse.Namespace) -> GatheringPolicy:

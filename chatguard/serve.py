@@ -4,13 +4,21 @@ admin listener beside it.
 Signaling knows nothing of processes or of metrics; the entry point composes it with the
 supervisor that starts the local workers (``chatguard.supervisor``) and the admin listener
 (``chatguard.admin``), handing both as background services that live and die with the app.
+It also gives SIGTERM its meaning for a rolling restart: drain first, then stop
+(:class:`DrainingServer`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from types import FrameType
 
 import msgspec
+import uvicorn
 from starlette.applications import Starlette
 
 from chatguard.admin import AdminListener, create_admin_app
@@ -63,3 +71,39 @@ def create_serving_app(
     app.state.relay_supervisor = supervisor
     app.state.admin = admin
     return app
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, where SIGTERM drains before the usual shutdown: `drain` runs (signaling stops
+    taking clients and sends them elsewhere, ``SignalingService.drain``), then the server
+    stops as on Ctrl-C, which stops the relay workers last. SIGINT stays immediate, even
+    during a drain; a second SIGTERM changes nothing. A drained process exits with status 0:
+    the SIGTERM is not raised again after shutdown the way uvicorn re-raises the signals it
+    caught."""
+
+    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(config)
+        self._drain = drain
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining: asyncio.Task[None] | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig != signal.SIGTERM or self.should_exit or self._loop is None:
+            super().handle_exit(sig, frame)
+        elif self._draining is None:
+            # a signal handler interrupts the loop anywhere: start the drain from the loop
+            self._loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        if self._draining is None:
+            self._draining = asyncio.create_task(self._drain_then_exit())
+
+    async def _drain_then_exit(self) -> None:
+        try:
+            await self._drain()
+        finally:
+            self.should_exit = True

@@ -28,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from relay import control as rc
-from signaling import events
+from signaling import drain, events, readiness
 from signaling import protocol as p
 from signaling.call_hub import SignalingHub
 from signaling.config import Config
@@ -48,6 +48,7 @@ HELLO_TIMEOUT_S = 5.0
 RECENT_EVENTS = 500
 """Operator events kept in memory for the admin listener's ``/events``."""
 WRITER_GRACE_S = 5.0
+DRAIN_CHECK_S = 0.2
 
 STATIC_DIR = resources.files("signaling") / "static"
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -73,16 +74,17 @@ class _Connection:
         self.websocket = websocket
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(queue_limit)
         self.close_code: int | None = None
+        self.close_reason = ""
 
     async def write_loop(self) -> None:
         """Send queued messages in order; a None in the queue means close."""
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             while (text := await self.queue.get()) is not None:
                 await self.websocket.send_text(text)
-            await self.websocket.close(self.close_code or 1000)
+            await self.websocket.close(self.close_code or 1000, self.close_reason or None)
 
-    def close(self, code: int) -> None:
-        self.close_code = code
+    def close(self, code: int, reason: str = "") -> None:
+        self.close_code, self.close_reason = code, reason
         # Make room for the close marker even when the queue is full of unsent messages.
         while self.queue.full():
             self.queue.get_nowait()
@@ -128,9 +130,27 @@ class SignalingService:
         )
         self._wake = asyncio.Event()
         self._scheduled: float | None = None
+        self.draining = False
+        """Set by :meth:`drain`: new clients are refused, connected ones sent elsewhere."""
+        self._client_sockets = 0
+        """Client WebSockets whose handler has not finished (their last messages included)."""
+        self._no_clients = asyncio.Event()
+        self._rng = random.Random()
 
     async def handle_websocket(self, websocket: WebSocket) -> None:
         await websocket.accept()
+        if self.draining:
+            await websocket.close(p.CLOSE_DRAINING, "draining: connect again shortly")
+            return
+        self._client_sockets += 1
+        try:
+            await self._serve_client(websocket)
+        finally:
+            self._client_sockets -= 1
+            if self.draining and not self._client_sockets:
+                self._no_clients.set()
+
+    async def _serve_client(self, websocket: WebSocket) -> None:
         address = websocket.client.host if websocket.client else ""
         device = websocket.query_params.get("device", "")
         if len(device) > 64 or not device.replace("-", "").replace("_", "").isalnum():
@@ -254,11 +274,52 @@ class SignalingService:
             if self.webhook is not None:
                 self.webhook.submit(events.encode(event))
 
-    def _drop(self, user: str, code: int) -> None:
+    def _drop(self, user: str, code: int, reason: str = "") -> None:
         connection = self._connections.pop(user, None)
         if connection is not None:
-            connection.close(code)
+            connection.close(code, reason)
             self.hub.disconnect(user, time.monotonic())
+
+    async def drain(self, timeout_s: float) -> None:
+        """Refuse new clients, send away those whose calls do not need this process
+        (``signaling.drain``), and return once every client socket has closed, or after
+        `timeout_s`, when the rest are sent away too. The caller then stops the process."""
+        self.draining = True
+        log.info(
+            "draining: %d clients connected; exiting within %.0f s",
+            len(self._connections),
+            timeout_s,
+        )
+        deadline = time.monotonic() + timeout_s
+        # Looked at again every DRAIN_CHECK_S, not on every message: the view walks every
+        # client, and a ping changes nothing. A member of a call that ends meanwhile waits
+        # that long before it is sent away.
+        while self._client_sockets and (left := deadline - time.monotonic()) > 0:
+            self._send_away()
+            self._flush()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._no_clients.wait(), min(left, DRAIN_CHECK_S))
+        if self._client_sockets:
+            log.warning(
+                "drain time-out: sending away %d clients whose calls still needed this process",
+                len(self._connections),
+            )
+            self._send_away(everyone=True)
+            self._flush()
+            with contextlib.suppress(TimeoutError):  # their reconnect messages on the way out
+                await asyncio.wait_for(self._no_clients.wait(), WRITER_GRACE_S)
+
+    def _send_away(self, everyone: bool = False) -> None:
+        """Tell clients to reconnect elsewhere and close their sockets (1012)."""
+        out_of_call, calls = self.hub.calls_for_drain()
+        for user in drain.send_away_order(out_of_call, calls, everyone):
+            connection = self._connections.get(user)
+            if connection is None:
+                continue
+            message = p.Reconnect(reason="draining", after_s=drain.reconnect_after_s(self._rng))
+            with contextlib.suppress(asyncio.QueueFull):  # the close code says it as well
+                connection.queue.put_nowait(p.encode_server_message(message))
+            self._drop(user, p.CLOSE_RECONNECT, "draining: reconnect")
 
     async def handle_relay_websocket(self, websocket: WebSocket) -> None:
         """A relay worker's control connection: hello with the token first, then messages."""
@@ -376,8 +437,10 @@ def create_app(
         return JSONResponse({"ok": True})
 
     async def ready(request: Request) -> Response:
-        """Readiness: every route in force can be carried (see ``signaling.readiness``)."""
-        reasons = service.hub.unready_reasons()
+        """Readiness: every route in force can be carried (see ``signaling.readiness``),
+        and the process is not draining."""
+        draining = [readiness.DRAINING] if service.draining else []
+        reasons = draining + service.hub.unready_reasons()
         if reasons:
             return JSONResponse({"ready": False, "reasons": reasons}, status_code=503)
         return JSONResponse({"ready": True})

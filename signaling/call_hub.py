@@ -29,6 +29,7 @@ from signaling import protocol as p
 from signaling import readiness
 from signaling.chat import ChatGate
 from signaling.config import Config
+from signaling.drain import CallView
 from signaling.events import Decision, Ground, OperatorEvent, iso_utc
 from signaling.ice import ice_servers_for
 from signaling.matchmaking import (
@@ -393,6 +394,16 @@ class SignalingHub:
 
     def pair_count(self) -> int:
         return self._matchmaker.pair_count()
+
+    def calls_for_drain(self) -> tuple[list[str], list[CallView]]:
+        """Who is out of a call (waiting or idle), and each call as a drain sees it
+        (``signaling.drain``)."""
+        out_of_call = [user for user, client in self._clients.items() if client.call is None]
+        calls = dict.fromkeys(c.call for c in self._clients.values() if c.call is not None)
+        return out_of_call, [
+            CallView((call.offerer, call.answerer), call.route, call.connected_at is not None)
+            for call in calls
+        ]
 
     def snapshot(self) -> dict[str, object]:
         return {

@@ -58,6 +58,10 @@ class ServerConfig(_Section):
     proxy that terminates TLS, or on localhost, where browsers allow the camera anyway)."""
     keyfile: str = ""
     """The certificate's PEM private key (required with `certfile`)."""
+    drain_timeout_s: float = 30.0
+    """SIGTERM drains: new clients are refused and connected ones sent elsewhere, and the
+    process exits once no call needs it any more, or after this long (a rolling restart's
+    bound; keep the service manager's stop time-out above it)."""
 
     @property
     def access_log(self) -> bool:
@@ -273,6 +277,8 @@ class Config(_Section):
             problems.append("events.queue_limit must be at least 1")
         if self.server.max_message_bytes < 1024:
             problems.append("server.max_message_bytes must be at least 1024")
+        if self.server.drain_timeout_s < 0:
+            problems.append("server.drain_timeout_s must be 0 (no drain) or more")
         mm = self.matchmaking
         for name in ("heartbeat_timeout_s", "heartbeat_interval_s", "connect_timeout_s"):
             if getattr(mm, name) <= 0:

@@ -20,6 +20,12 @@ CLOSE_TOO_SLOW = 4001
 """WebSocket close code: the client did not read its messages."""
 CLOSE_BANNED = 4004
 """WebSocket close code: this device or address is banned for now."""
+CLOSE_RECONNECT = 1012
+"""WebSocket close code (RFC 6455 "service restart"): after ``reconnect``, this process is
+draining; connect again (a load balancer sends the new connection to another one)."""
+CLOSE_DRAINING = 1013
+"""WebSocket close code (RFC 6455 "try again later"): a new connection refused at the door
+because this process is draining; retry with back-off."""
 
 RouteName = Literal["direct", "relay", "strict"]
 Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=60_000)]
@@ -217,6 +223,15 @@ class Banned(_ServerMessage, tag="banned"):
     until_unix: float
 
 
+class Reconnect(_ServerMessage, tag="reconnect"):
+    """This process is going away (a rolling restart): connect again after `after_s`, then
+    resume (join again, or keep a call whose media flows). The socket closes with 1012."""
+
+    reason: str
+    after_s: float
+    """Spread over the clients so they do not all arrive at the next process at once."""
+
+
 class Pong(_ServerMessage, tag="pong"):
     pass
 
@@ -241,6 +256,7 @@ ServerMessage = (
     | CallEnded
     | ModerationNotice
     | Banned
+    | Reconnect
     | Pong
     | Error
 )

@@ -13,6 +13,10 @@ from collections.abc import Iterable, Set
 from signaling.relays import WorkerInfo
 from signaling.route_policy import Route
 
+DRAINING = "draining"
+"""The reason while a SIGTERM drains the process: a load balancer sends no new clients; the
+ones connected are moving elsewhere (``signaling.drain``)."""
+
 
 def unready_reasons(routes: Set[Route], workers: Iterable[WorkerInfo]) -> list[str]:
     """Why calls on `routes` cannot be carried now; empty: ready."""

@@ -4,10 +4,13 @@
 // server's "route" says. Test hooks: #status[data-state][data-route], #hide-address, video#local,
 // video#remote, #chat-input, #chat-send, #chat-log, #report-dialog, and window.chatguard (this
 // client) for getStats(). Everything a stranger sends is shown with textContent, never as HTML.
+// When the server restarts (it says "reconnect", or the socket just closes) the page connects
+// again with back-off and carries on: waiting again, or keeping a call whose media still flows.
 
 const PROTOCOL_VERSION = 1;
 const ROUTE_WORDS = { direct: "direct", relay: "relayed", strict: "moderated" };
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+const DETACHED_GRACE_MS = 3000;    // a call kept without signaling may blip; then it is over
 const RECOVER_RETRY_MS = 3000;     // a media connection that dropped: retry the ICE restart
 const RELAY_RECOVER_AFTER_MS = 2000;
 const QUALITY_EVERY_MS = 2000;
@@ -39,6 +42,8 @@ class ChatClient {
     this.connectTimer = null;
     this.heartbeat = null;
     this.reconnectAttempt = 0;
+    this.reconnectAfterMs = null; // the server's hint in "reconnect"
+    this.detached = false;       // in a call whose signaling went with a restarted server
     this.lastError = null;
     this.banned = false;
     this.stickyText = null;      // a status worth keeping until something meaningful happens
@@ -73,8 +78,10 @@ class ChatClient {
   }
 
   next() {
-    this.closeCall({ keepRelay: true });
-    this.send({ type: "next" });
+    const detached = this.detached;
+    this.closeCall({ keepRelay: !detached });
+    if (detached) this.join();   // this server never paired us: Next means a fresh join
+    else this.send({ type: "next" });
     this.lastNextAt = Date.now();
     this.setState("waiting", "none", "Looking for someone new…");
   }
@@ -229,18 +236,55 @@ class ChatClient {
     ws.onclose = () => this.onSocketClosed(ws);
   }
 
+  // The server went away (a restart says "reconnect" first; a crash does not). Connect again
+  // after its hint, or with growing, jittered delays so that a crowd does not return at once.
+  // A call whose media still flows is kept (see detach); anything else is over.
   onSocketClosed(ws) {
     if (this.ws !== ws) return;
     this.ws = null;
     if (this.banned) return;
     clearInterval(this.heartbeat);
-    this.closeCall();
+    const flowing = this.pc && this.pc.connectionState === "connected" && !this.recovering;
+    if (flowing && this.wantsPartner) this.detach();
+    else this.closeCall();
     this.closeParked();
     if (!this.wantsPartner) return;
-    const delay = RECONNECT_DELAYS_MS[Math.min(this.reconnectAttempt, RECONNECT_DELAYS_MS.length - 1)];
+    const hinted = this.reconnectAfterMs !== null;
+    const backoff = RECONNECT_DELAYS_MS[Math.min(this.reconnectAttempt, RECONNECT_DELAYS_MS.length - 1)];
+    const delay = hinted ? this.reconnectAfterMs : backoff * (0.75 + Math.random() / 2);
+    this.reconnectAfterMs = null;
     this.reconnectAttempt += 1;
-    this.setState("waiting", "none", "Lost the server; reconnecting…");
+    if (!this.detached) {
+      const why = hinted ? "The server is restarting" : "Lost the server";
+      this.setState("waiting", "none", `${why}; reconnecting…`);
+    }
     setTimeout(() => { if (this.wantsPartner && !this.ws) this.openSocket(); }, delay);
+  }
+
+  // Signaling is gone but the media still flows (peer to peer; a relay until its worker
+  // stops). The next server cannot take this pair over, so chat, Report and ICE restarts end
+  // with the old one; the call lasts until the media stops or the user presses Next or
+  // Stop, and then the page looks again.
+  detach() {
+    clearTimeout(this.connectTimer);
+    this.detached = true;
+    this.pair = null;
+    this.chatNote("The server restarted: chat is off for the rest of this call.");
+    this.setState("connected", this.route, `Connected (${ROUTE_WORDS[this.route]}). The server restarted, so chat is off for this call.`);
+  }
+
+  onDetachedState(pc, state) {
+    if (state === "connected") return;
+    const over = () => {
+      if (this.pc !== pc || !this.detached || pc.connectionState === "connected") return;
+      this.closeCall();
+      if (!this.wantsPartner) return;
+      this.chatNote("The call ended.");
+      this.setState("waiting", "none", "The call ended. Looking for someone new…", { sticky: true });
+      if (this.ws && this.ws.readyState === WebSocket.OPEN) this.join();
+    };
+    if (state === "disconnected") setTimeout(over, DETACHED_GRACE_MS);
+    else over();
   }
 
   send(message) {
@@ -258,7 +302,11 @@ class ChatClient {
         this.reconnectAttempt = 0;
         $("#chat-input").maxLength = msg.chat_max_chars || 500;
         this.heartbeat = setInterval(() => this.send({ type: "ping" }), msg.heartbeat_interval_s * 1000);
-        if (this.wantsPartner) this.join();
+        if (this.wantsPartner && !this.detached) this.join();
+        break;
+      case "reconnect":
+        this.reconnectAfterMs = msg.after_s * 1000;
+        if (this.ws) this.ws.close();
         break;
       case "waiting":
         // "the stranger left" and "thanks, reported" stay; the wait note shows the search
@@ -372,7 +420,8 @@ class ChatClient {
     pc.onconnectionstatechange = () => {
       if (this.pc !== pc) return;
       const state = pc.connectionState;
-      if (state === "connected") this.onConnected(pair);
+      if (this.detached) this.onDetachedState(pc, state);
+      else if (state === "connected") this.onConnected(pair);
       else if (this.everConnected && (state === "disconnected" || state === "failed")) this.recover(pair, state);
       else if (state === "failed") this.onCallFailed(pair);
     };
@@ -508,6 +557,7 @@ class ChatClient {
     this.pc = null;
     if (!keepPair) this.pair = null;
     this.route = "none";
+    this.detached = false;
     this.everConnected = false;
     this.pendingCandidates = [];
     this.lastInbound = null;

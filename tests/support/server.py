@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -119,17 +120,22 @@ async def wait_for_workers(
 
 
 class ServedUrl(str):
-    """The service's public URL, with its admin listener's URL (/metrics, /stats) beside."""
+    """The service's public URL, with its admin listener's URL (/metrics, /stats) and the
+    process (for signals) beside."""
 
     admin: str
+    process: subprocess.Popen[bytes]
 
 
 @contextmanager
-def chatguard_serve(tmp_path: Path, config_toml: str = "", *extra: str) -> Iterator[ServedUrl]:
-    """The real command an operator runs, on a free port, with an optional config file; yields
-    its URL once /readyz says the routes in force can be carried (relay workers connected).
-    With `--certfile` among `extra`, the URL is https (the test's own certificate)."""
-    port = free_port()
+def chatguard_serve(
+    tmp_path: Path, config_toml: str = "", *extra: str, port: int = 0
+) -> Iterator[ServedUrl]:
+    """The real command an operator runs, on `port` (default: a free one), with an optional
+    config file; yields its URL once /readyz says the routes in force can be carried (relay
+    workers connected). With `--certfile` among `extra`, the URL is https (the test's own
+    certificate)."""
+    port = port or free_port()
     admin_port = free_port()
     config = tmp_path / "chatguard.toml"
     config.write_text(config_toml)
@@ -154,6 +160,7 @@ def chatguard_serve(tmp_path: Path, config_toml: str = "", *extra: str) -> Itera
     scheme = "https" if "--certfile" in extra else "http"
     url = ServedUrl(f"{scheme}://127.0.0.1:{port}")
     url.admin = f"http://127.0.0.1:{admin_port}"
+    url.process = process
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -168,5 +175,5 @@ def chatguard_serve(tmp_path: Path, config_toml: str = "", *extra: str) -> Itera
     try:
         yield url
     finally:
-        process.terminate()
+        process.send_signal(signal.SIGINT)  # at once: SIGTERM would drain first
         process.wait(timeout=10)
