@@ -383,7 +383,7 @@ def _relay(args: argparse.Namespace) -> int:
         return 2
     gathering = _gathering(args)
     with contextlib.suppress(KeyboardInterrupt):
-        # `serve` starts its workers with SIGINT blocked until here (chatguard.supervisor)
+        # `serve` starts its workers with SIGINT blocked until here (supervisor._WORKER_ENTRY)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         run_worker(
             args.signaling,

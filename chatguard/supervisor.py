@@ -40,12 +40,18 @@ CA_ENV = "CHATGUARD_RELAY_CA"
 _PR_SET_PDEATHSIG = 1
 
 
+_WORKER_ENTRY = (
+    "import signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}); "
+    "from chatguard.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+"""The worker's first statement blocks SIGINT (held pending, not lost) until `chatguard relay`
+has imported what it needs and unblocks it, so a worker stopped while still starting exits
+quietly instead of printing a KeyboardInterrupt traceback from the middle of an import. (A mask
+set before exec does not do: uvloop's spawn resets the child's signal mask.)"""
+
+
 def _interrupt_when_orphaned() -> None:
-    """In the child, before exec: SIGINT when the parent dies (Linux's PR_SET_PDEATHSIG).
-    SIGINT is blocked (held pending, not lost) until `chatguard relay` has imported what it
-    needs and unblocks it, so a worker stopped while still starting exits quietly instead of
-    printing a KeyboardInterrupt traceback from the middle of an import."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    """In the child, before exec: SIGINT when the parent dies (Linux's PR_SET_PDEATHSIG)."""
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
 
@@ -107,11 +113,11 @@ class RelaySupervisor:
         self._tasks = [asyncio.create_task(self._keep_running(slot)) for slot in range(self.count)]
 
     async def _spawn(self, slot: int, generation: int) -> asyncio.subprocess.Process:
-        # -P: `-m` would put the current directory first on the path, and `serve` started
-        # from a checkout would then load its uncompiled source tree (fastpath/ without the
-        # built extensions) instead of the installed package.
+        # -P: `-c` (like `-m`) would put the current directory first on the path, and `serve`
+        # started from a checkout would then load its uncompiled source tree (fastpath/ without
+        # the built extensions) instead of the installed package.
         command = [
-            sys.executable, "-P", "-m", "chatguard.cli", "relay",
+            sys.executable, "-P", "-c", _WORKER_ENTRY, "relay",
             "--signaling", self.signaling_url,
             "--worker-id", f"local-{slot}.{generation}",
             "--max-legs", str(self.max_legs),
