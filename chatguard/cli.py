@@ -16,7 +16,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, get_args
 
 import msgspec
 
@@ -311,15 +311,6 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
         server.port,
         route.value if route else "per region",
     )
-    options: dict[str, Any] = {
-        "log_level": server.log_level,
-        "log_config": None,  # configured above: uvicorn's lines in chatguard's format
-        "access_log": server.access_log,
-        "ws_max_size": ws_max_size(config),
-        "ssl_certfile": server.certfile or None,
-        "ssl_keyfile": server.keyfile or None,
-        "loop": "auto",
-    }
     sockets, relay_url = None, None
     if args.proc_index is not None:  # one of `--procs N`: see chatguard.procs
         from chatguard.procs import listening_sockets, share
@@ -331,7 +322,18 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
         sockets = [public, private]
     app = create_serving_app(config, route, relay_url)
     tune_gc_for_serving()
-    uvicorn_config = uvicorn.Config(app, host=server.host, port=server.port, **options)
+    uvicorn_config = uvicorn.Config(
+        app,
+        host=config.server.host,
+        port=config.server.port,
+        log_level=config.server.log_level,
+        log_config=None,  # configured above: uvicorn's lines in chatguard's format
+        access_log=server.access_log,
+        ws_max_size=ws_max_size(config),
+        ssl_certfile=server.certfile or None,
+        ssl_keyfile=server.keyfile or None,
+        loop="auto",
+    )
     service = app.state.service
     drain_timeout_s = server.drain_timeout_s
     runner = DrainingServer(uvicorn_config, lambda: service.drain(drain_timeout_s))
