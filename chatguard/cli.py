@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
@@ -96,6 +97,22 @@ def _build_parser() -> argparse.ArgumentParser:
         help="PEM certificate (chain): serve HTTPS and WSS without a proxy (with --keyfile)",
     )
     serve.add_argument("--keyfile", metavar="FILE", help="the certificate's PEM private key")
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share one pool of strangers with every other `chatguard serve` given the same "
+        "Redis (e.g. redis://127.0.0.1:6379/0); needs the `chatguard[redis]` extra; "
+        "default: this process alone, in memory",
+    )
+    serve.add_argument(
+        "--procs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="signaling processes to run here, sharing the port (SO_REUSEPORT) and one pool "
+        "in Redis, each with its share of the relay workers; needs --redis (default 1)",
+    )
+    serve.add_argument("--proc-index", type=int, help=argparse.SUPPRESS)  # set for children
     _add_log_level(serve)
 
     relay = commands.add_parser(
@@ -233,6 +250,11 @@ def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     if args.relay_workers is not None:
         relay = msgspec.structs.replace(config.relay, workers=args.relay_workers)
         config = msgspec.structs.replace(config, relay=relay)
+    if args.redis is not None:
+        cluster = msgspec.structs.replace(config.cluster, redis_url=args.redis)
+        config = msgspec.structs.replace(config, cluster=cluster)
+    if config.cluster.redis_url and importlib.util.find_spec("redis") is None:
+        raise ConfigError("a Redis URL needs the Redis client: pip install 'chatguard[redis]'")
     try:
         config.check()
     except ConfigError as exc:  # the file passed on its own: an option is to blame
@@ -261,8 +283,16 @@ def _parse_block(items: list[str]) -> dict[str, float]:
     return block
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     config = _apply_overrides(load_config(args.config), args)
+    if args.procs < 1:
+        raise ConfigError("command line: --procs must be at least 1")
+    if args.procs > 1 and not config.cluster.redis_url:
+        raise ConfigError("command line: --procs above 1 needs a shared pool: --redis URL")
+    if args.procs > 1 and args.proc_index is None:
+        from chatguard.procs import run_procs
+
+        return run_procs(argv, args.procs)
 
     import uvicorn  # imported late so that `--help` and config errors answer at once
 
@@ -281,7 +311,16 @@ def _serve(args: argparse.Namespace) -> int:
         server.port,
         route.value if route else "per region",
     )
-    app = create_serving_app(config, route)
+    sockets, relay_url = None, None
+    if args.proc_index is not None:  # one of `--procs N`: see chatguard.procs
+        from chatguard.procs import listening_sockets, share
+
+        config = share(config, args.procs, args.proc_index)
+        public, private = listening_sockets(config.server.host, config.server.port)
+        scheme = "wss" if server.certfile else "ws"  # every socket of the child serves TLS
+        relay_url = f"{scheme}://127.0.0.1:{private.getsockname()[1]}/relay"
+        sockets = [public, private]
+    app = create_serving_app(config, route, relay_url)
     tune_gc_for_serving()
     uvicorn_config = uvicorn.Config(
         app,
@@ -299,7 +338,7 @@ def _serve(args: argparse.Namespace) -> int:
     drain_timeout_s = server.drain_timeout_s
     runner = DrainingServer(uvicorn_config, lambda: service.drain(drain_timeout_s))
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn raises it after shutdown
-        runner.run()
+        runner.run(sockets=sockets)
     return 0 if runner.started else 3  # uvicorn's STARTUP_FAILURE, as `uvicorn.run` exits
 
 
@@ -367,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         if args.command == "serve":
-            return _serve(args)
+            return _serve(args, argv)
         if args.command == "relay":
             return _relay(args)
         if args.command == "turn-config":

@@ -40,9 +40,13 @@ def local_url(config: Config, path: str) -> str:
     return f"{scheme}://{host}:{config.server.port}{path}"
 
 
-def create_serving_app(config: Config, route: Route | None = None) -> Starlette:
+def create_serving_app(
+    config: Config, route: Route | None = None, relay_url: str | None = None
+) -> Starlette:
     """Signaling plus `relay.workers` local workers and the admin listener; the supervisor is
-    `app.state.relay_supervisor`, the admin listener `app.state.admin`.
+    `app.state.relay_supervisor`, the admin listener `app.state.admin`. `relay_url`: where the
+    workers dial this process, when not at its public port (one of `serve --procs N`, see
+    ``chatguard.procs``).
 
     Without a configured `[relay] token` a random one is made here, since the local workers
     are the only ones that need to know it."""
@@ -51,7 +55,7 @@ def create_serving_app(config: Config, route: Route | None = None) -> Starlette:
         config = msgspec.structs.replace(config, relay=relay)
     supervisor = RelaySupervisor(
         config.relay.local_workers(),
-        local_url(config, "/relay"),
+        relay_url or local_url(config, "/relay"),
         config.relay.token,
         config.relay.max_legs_per_worker,
         config.server.log_level,

@@ -17,7 +17,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
 from importlib import resources
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 from starlette.applications import Starlette
@@ -32,10 +32,13 @@ from signaling import drain, events, readiness
 from signaling import protocol as p
 from signaling.call_hub import SignalingHub
 from signaling.config import Config
-from signaling.matchmaking import Matchmaker
+from signaling.matchmaking import Matchmaker, Matchmaking
 from signaling.route_policy import Route as CallRoute
 from signaling.route_policy import RoutePolicy
 from signaling.webhook import WebhookSender
+
+if TYPE_CHECKING:
+    from signaling.cluster.node import ClusterNode
 
 log = logging.getLogger("chatguard.signaling")
 events_log = logging.getLogger("chatguard.events")
@@ -96,8 +99,25 @@ class SignalingService:
         self.relay_token = config.relay.token or secrets.token_urlsafe(24)
         self._workers: dict[str, _Connection] = {}
         self.policy = RoutePolicy(config.regions, route_override)
-        matchmaker = Matchmaker(SignalingHub.matchmaking_settings(config), random.Random())
-        self.hub = SignalingHub(config, self.policy, matchmaker)
+        settings = SignalingHub.matchmaking_settings(config)
+        self.cluster: ClusterNode | None = None
+        matchmaker: Matchmaking
+        if config.cluster.redis_url:  # one pool shared with other processes: signaling.cluster
+            from signaling.cluster.node import ClusterNode
+
+            self.cluster = ClusterNode(
+                config,
+                settings,
+                route_facts=lambda user: self.hub.route_facts(user),
+                pair_of=lambda user: self.hub.pair_of(user),
+                send_text=self._send_text,
+                on_events=self._on_pool_events,
+            )
+            matchmaker = self.cluster.matchmaker
+        else:
+            matchmaker = Matchmaker(settings, random.Random())
+        strikes = None if self.cluster is None else self.cluster.strikes
+        self.hub = SignalingHub(config, self.policy, matchmaker, strikes=strikes)
         self._connections: dict[str, _Connection] = {}
         ev = config.events
         self.webhook = (
@@ -200,14 +220,10 @@ class SignalingService:
             if not outbox and not closes and not self.hub.has_worker_messages():
                 break
             for user, message in outbox:
-                connection = self._connections.get(user)
-                if connection is None or connection.close_code is not None:
-                    continue
-                try:
-                    connection.queue.put_nowait(p.encode_server_message(message))
-                except asyncio.QueueFull:
-                    log.warning("client %s is not reading its messages; disconnecting it", user)
-                    self._drop(user, p.CLOSE_TOO_SLOW)
+                if user not in self._connections and self.cluster is not None:
+                    self.cluster.matchmaker.forward(user, message)  # a partner on another node
+                else:
+                    self._enqueue(user, p.encode_server_message(message))
             for user, code in closes:
                 self._drop(user, code)
             for worker, command in self.hub.drain_worker_outbox():
@@ -225,6 +241,28 @@ class SignalingService:
         deadline = self.hub.next_timer()
         if deadline is not None and (self._scheduled is None or deadline < self._scheduled):
             self._wake.set()
+        if self.cluster is not None:
+            self.cluster.wake()
+
+    def _enqueue(self, user: str, text: str) -> None:
+        connection = self._connections.get(user)
+        if connection is None or connection.close_code is not None:
+            return
+        try:
+            connection.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            log.warning("client %s is not reading its messages; disconnecting it", user)
+            self._drop(user, p.CLOSE_TOO_SLOW)
+
+    def _send_text(self, user: str, text: str) -> None:
+        """A message from a partner on another node, already checked and encoded there."""
+        self._enqueue(user, text)
+        self._flush()
+
+    def _on_pool_events(self) -> None:
+        """The shared pool published events about this node's users: let the hub read them."""
+        self.hub.handle_timer(time.monotonic())
+        self._flush()
 
     def _publish_events(self) -> None:
         """The hub's operator events to the log (the whole event as data, for JSON logs) and
@@ -343,7 +381,10 @@ class SignalingService:
             self._flush()
 
     def stats(self) -> dict[str, Any]:
-        return self.hub.snapshot()
+        snapshot = self.hub.snapshot()
+        if self.cluster is not None:  # this process's own figures: say which node it is
+            snapshot["node"] = self.cluster.name
+        return snapshot
 
 
 class BackgroundService(Protocol):
@@ -368,6 +409,8 @@ def create_app(
     is how the entry point (``chatguard.serve``) adds the relay workers it supervises without
     signaling knowing about processes."""
     service = SignalingService(config, route_override)
+    if service.cluster is not None:  # up before anything else, down after everything else
+        background = (service.cluster, *background)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -34,7 +34,7 @@ from signaling.events import Decision, Ground, OperatorEvent, iso_utc
 from signaling.ice import ice_servers_for
 from signaling.matchmaking import (
     Expired,
-    Matchmaker,
+    Matchmaking,
     MatchmakingError,
     MatchmakingSettings,
     Paired,
@@ -106,6 +106,9 @@ class _Client:
     parked: _RelayLeg | None = None
     hide_address: bool = False
     """Asked on its last ``join`` never to be on a direct call."""
+    remote: bool = False
+    """A partner connected to another node of a shared pool (``signaling.cluster``): that
+    node tells it everything; here it stands in the call only for the route's choice."""
 
 
 PAIRING_WAIT_BOUNDS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -145,6 +148,12 @@ class HubStats:
         return sum(n for (_, outcome), n in self.call_outcomes.items() if outcome == "failed")
 
 
+_NOBODY = Person(device="", network="")
+"""Who a partner on another node is here: nobody this node could strike or ban."""
+_ACROSS_NODES = "a relayed call between two signaling nodes is not possible yet"
+"""With a shared pool each node has its own relay workers: a relayed call needs both here."""
+
+
 def _new_token() -> str:
     return secrets.token_urlsafe(9)
 
@@ -166,9 +175,12 @@ class SignalingHub:
         self,
         config: Config,
         policy: RoutePolicy,
-        matchmaker: Matchmaker,
+        matchmaker: Matchmaking,
         new_id: Callable[[], str] = _new_token,
+        strikes: StrikeBook | None = None,
     ) -> None:
+        """`strikes`: a book shared with other nodes (``signaling.cluster``); by default the
+        hub keeps its own."""
         self._config = config
         self._policy = policy
         self._matchmaker = matchmaker
@@ -184,7 +196,7 @@ class SignalingHub:
         """The time of the input being handled: what the matchmaker reports meanwhile (a
         pairing, a partner gone) happened then; call durations in the log are read from it."""
         mod = config.moderation
-        self.strikes = StrikeBook(
+        self.strikes = strikes or StrikeBook(
             mod.strikes_to_ban, mod.strike_window_s, mod.ban_s, mod.devices_to_ban_network
         )
         self.relays = RelayDirectory()
@@ -369,6 +381,17 @@ class SignalingHub:
         """Why the routes in force cannot be carried now (``/readyz``); empty: ready."""
         return readiness.unready_reasons(self._policy.routes_in_force(), self.relays.workers())
 
+    def route_facts(self, user: str) -> tuple[str, bool] | None:
+        """A connected client's region and whether it hides its address: what a shared pool
+        hands to a partner's node, which must choose the same route for the pair."""
+        client = self._clients.get(user)
+        return None if client is None else (client.region, client.hide_address)
+
+    def pair_of(self, user: str) -> str | None:
+        """The id of `user`'s current call: a partner's message for another one is stale."""
+        client = self._clients.get(user)
+        return None if client is None or client.call is None else client.call.pair_id
+
     def client_count(self) -> int:
         return len(self._clients)
 
@@ -477,7 +500,8 @@ class SignalingHub:
     def _report(self, user: str, reported: str, reason: str, now: float, now_unix: float) -> bool:
         """Record a report (metadata only) and ban the reported device once enough distinct
         reporters agree; the ban refuses it at the door like a moderation ban. True: banned."""
-        reported_who = self._clients[reported].who
+        reported_client = self._clients.get(reported)  # None: on another node of a pool
+        reported_who = _NOBODY if reported_client is None else reported_client.who
         reported_key = reported_who.device or reported
         outcome = self.reports.record(
             ReportRecord(user, reported, now_unix, reason),
@@ -681,6 +705,9 @@ class SignalingHub:
     def _reroute(self, call: _Call, route: Route, reason: str) -> None:
         """Move a call to a relayed route on a live worker; both members offer again."""
         self._end_call(call)
+        if not (call.offerer in self._clients and call.answerer in self._clients):
+            self._fail_call(call, _ACROSS_NODES)  # a partner on another node of a shared pool
+            return
         worker = self._find_room(moderated=route is Route.STRICT)
         if worker is None:
             self._fail_call(call, "no relay is available")
@@ -718,8 +745,8 @@ class SignalingHub:
     def _drain_matchmaker(self) -> None:
         while (event := self._matchmaker.next_event()) is not None:
             match event:
-                case Paired(first=first, second=second):
-                    self._on_paired(first, second)
+                case Paired():
+                    self._on_paired(event)
                 case PartnerLost(user=user, reason=reason):
                     client = self._clients.get(user)
                     if client is None or client.call is None:
@@ -748,22 +775,38 @@ class SignalingHub:
             "never connected" if connected is None else f"connected {self._now - connected:.1f} s",
         )  # fmt: skip
 
-    def _on_paired(self, first: str, second: str) -> None:
-        a, b = self._clients[first], self._clients[second]
+    def _on_paired(self, event: Paired) -> None:
+        first, second = event.first, event.second
+        a, b = (
+            self._clients.get(user)
+            or _Client(
+                event.remote_region, _NOBODY, hide_address=event.remote_hides_address, remote=True
+            )
+            for user in (first, second)
+        )
         route = self._policy.route_for_pair(a.region, b.region)
         if route is Route.DIRECT and (a.hide_address or b.hide_address):
             route = Route.RELAY  # a direct call shows each member the other's address
-        call = _Call(self._new_id(), first, second, route, paired_at=self._now)
+        call = _Call(event.pair or self._new_id(), first, second, route, paired_at=self._now)
         a.call = b.call = call
         self.stats.pairs_made += 1
-        for member in (first, second):
-            self.stats.pairing_wait.observe(self._now - self._matchmaker.waiting_since(member))
+        for member, client in ((first, a), (second, b)):
+            if not client.remote:  # a partner on another node is counted there
+                self.stats.pairing_wait.observe(self._now - self._matchmaker.waiting_since(member))
+        offerer = p.Paired(pair=call.pair_id, role="offerer", route=route.value)
         if route is Route.DIRECT:
             log.info("call %s: paired %s with %s, route direct", call.pair_id, first, second)
-            self._close_parked(a)
-            self._close_parked(b)
-            self._send(first, p.Paired(pair=call.pair_id, role="offerer", route=route.value))
-            self._send(second, p.Paired(pair=call.pair_id, role="answerer", route=route.value))
+            answerer = p.Paired(pair=call.pair_id, role="answerer", route=route.value)
+            for member, client, told in ((first, a, offerer), (second, b, answerer)):
+                if not client.remote:  # a partner's own node tells it
+                    self._close_parked(client)
+                    self._send(member, told)
+            return
+        if a.remote or b.remote:  # each node would place the call on a worker of its own
+            for member, client in ((first, a), (second, b)):
+                if not client.remote:
+                    self._send(member, offerer)
+            self._fail_call(call, _ACROSS_NODES)
             return
         call.worker = self._place(call, (a, b))
         log.info(

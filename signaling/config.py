@@ -240,6 +240,19 @@ class EventsConfig(_Section):
     """Events waiting for delivery beyond which the oldest are dropped (and logged)."""
 
 
+class ClusterConfig(_Section):
+    redis_url: str = ""
+    """A Redis server shared by every signaling process of one service (``redis://host:6379/0``);
+    empty: this process alone, everything in memory. See ``signaling.cluster``."""
+    node_id: str = ""
+    """This process's name among the nodes; empty: made up at start (host name and pid)."""
+    presence_ttl_s: float = 10.0
+    """A node that has not renewed its presence for this long is dead: its clients' partners
+    are told and re-queued. Must not exceed the heartbeat time-out."""
+    key_prefix: str = "cg:"
+    """Prefix of every key and channel, so that one Redis can hold several services."""
+
+
 class Config(_Section):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     relay: RelayConfig = msgspec.field(default_factory=RelayConfig)
@@ -252,6 +265,7 @@ class Config(_Section):
     web_client: WebClientConfig = msgspec.field(default_factory=WebClientConfig)
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
     events: EventsConfig = msgspec.field(default_factory=EventsConfig)
+    cluster: ClusterConfig = msgspec.field(default_factory=ClusterConfig)
 
     def check(self) -> None:
         """Cross-field checks that types alone cannot express."""
@@ -331,8 +345,21 @@ class Config(_Section):
         if self.ice.turn.ttl_s <= 0:
             problems.append("ice.turn.ttl_s must be positive")
         problems.extend(self._check_client_features())
+        problems.extend(self._check_cluster())
         if problems:
             raise ConfigError("; ".join(problems))
+
+    def _check_cluster(self) -> list[str]:
+        cluster = self.cluster
+        if not cluster.redis_url:
+            return []  # one process alone: the rest of the section does not apply
+        problems: list[str] = []
+        if not cluster.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            problems.append("cluster.redis_url must start with redis://, rediss:// or unix://")
+        if not 0 < cluster.presence_ttl_s <= self.matchmaking.heartbeat_timeout_s:
+            # a dead node's clients are handed back no later than a silent client's partner
+            problems.append("cluster.presence_ttl_s must be positive, at most heartbeat_timeout_s")
+        return problems
 
     def _check_addresses(self) -> list[str]:
         problems: list[str] = []

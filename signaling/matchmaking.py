@@ -18,6 +18,7 @@ import enum
 import heapq
 import random
 from dataclasses import dataclass, field
+from typing import Protocol
 
 UserId = str
 
@@ -36,6 +37,14 @@ class Paired:
     """The user whose action (join, next, time passing) made the pair; by convention the offerer."""
     second: UserId
     """The user who was waiting."""
+    pair: str = ""
+    """The pair's id when a shared pool (``signaling.cluster``) named it, so that both members'
+    nodes call it alike; empty: the hub names it."""
+    remote_region: str = ""
+    """With a shared pool, the region of a member connected to another node (both nodes must
+    choose the same route); empty when both are here."""
+    remote_hides_address: bool = False
+    """With a shared pool, whether that member asked never to be on a direct call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +82,26 @@ class MatchmakingSettings:
 
 class MatchmakingError(ValueError):
     """A call that the user's current state does not allow; the message says why."""
+
+
+class Matchmaking(Protocol):
+    """What the hub drives: the in-memory ``Matchmaker`` below, or, when many processes share
+    one pool, a node's view of it (``signaling.cluster.node``), which obeys the same rules."""
+
+    def connect(self, user: UserId, now: float) -> None: ...
+    def join(self, user: UserId, now: float, interests: frozenset[str] = frozenset()) -> None: ...
+    def next(self, user: UserId, now: float) -> None: ...
+    def report(self, user: UserId, now: float) -> None: ...
+    def leave(self, user: UserId, now: float) -> None: ...
+    def disconnect(self, user: UserId, now: float) -> None: ...
+    def heartbeat(self, user: UserId, now: float) -> None: ...
+    def handle_timer(self, now: float) -> None: ...
+    def next_timer(self) -> float | None: ...
+    def next_event(self) -> Event | None: ...
+    def state_of(self, user: UserId) -> UserState | None: ...
+    def waiting_since(self, user: UserId) -> float: ...
+    def waiting_count(self) -> int: ...
+    def pair_count(self) -> int: ...
 
 
 @dataclass(slots=True)

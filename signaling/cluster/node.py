@@ -1,0 +1,535 @@
+"""One signaling process's side of the shared pool: its matchmaker view and its Redis bridge.
+
+``ClusterMatchmaker`` is what the hub drives instead of the in-memory ``Matchmaker`` (same
+methods, same events), without I/O: it keeps the node's own users' view (waiting, paired with
+whom) and turns inputs into an ordered list of operations for the pool. ``ClusterNode`` is the
+asyncio part: it sends those operations to Redis, in order, on one connection; it listens on the
+node's channel, where the pool script publishes every event about this node's users and other
+nodes publish messages for them; it keeps the node's presence key alive and runs the pool's
+timers.
+
+Why pub/sub and not streams: a message matters only to a node that is up to hand it to an open
+WebSocket, and a node that missed messages (it died) loses its clients anyway, whose partners
+the presence key sends back to the pool; streams' persistence and replay would buy nothing and
+cost trimming. Pub/sub delivers a channel's messages in the order Redis ran the commands that
+published them, and since the pool script publishes from inside its atomic call, a pairing
+reaches both nodes before anything either member then sends; one connection per node for
+everything it sends keeps each pair's messages in order.
+
+The view may run ahead of the pool (an input is applied at once and sent a moment later) or
+behind it (an event published before our input ran arrives after it). Next and report carry
+the partner the node believed in, and the script ignores them when the pool has moved on
+(Stop applies whatever the user is doing); events the view has already overtaken are dropped
+here. Known gap: two inputs of one user within one round trip to Redis (Stop then Start, say)
+can let a pairing made before the first be taken after the second; per-user input sequence
+numbers in the events would close it (issue 12).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from signaling import protocol as p
+from signaling.cluster import pool
+from signaling.cluster.bans import SharedStrikeBook
+from signaling.config import Config
+from signaling.matchmaking import (
+    Event,
+    Expired,
+    MatchmakingError,
+    MatchmakingSettings,
+    Paired,
+    PartnerLost,
+    UserState,
+)
+from signaling.strikes import Person
+
+log = logging.getLogger("chatguard.cluster")
+
+TICK_S = 0.25
+"""How often each node runs the pool's timers (interest fallback, cool-down ends, expiry)."""
+RETRY_S = 0.5
+"""Pause before trying Redis again after an error."""
+UNAVAILABLE = p.Error(
+    code="unavailable",
+    message="matchmaking is paused for a moment (its shared store is unreachable); "
+    "your request is kept and carried out when it is back",
+)
+"""Told once per outage to each user whose request waits for Redis."""
+
+Operation = tuple[str, ...]
+"""("script", op, *args) for the pool script; ("connect", user) and ("join", user, interests
+as JSON), completed when sent with what the hub knows of the user then; ("publish", node,
+payload); ("ban", device, network, until)."""
+
+
+@dataclass(slots=True)
+class _View:
+    state: UserState
+    partner: str | None = None
+    interests: frozenset[str] = frozenset()
+    """As last joined: to queue the user again in a pool that lost it."""
+    waiting_since: float = 0.0
+    """When it last started waiting, by the hub's clock (still set once paired)."""
+
+
+class ClusterMatchmaker:
+    """The hub's matchmaker when the pool lives in Redis: a view plus outgoing operations."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self._views: dict[str, _View] = {}
+        self._remote_nodes: dict[str, str] = {}
+        """Partners connected to other nodes -> their node, while paired with one of ours."""
+        self._operations: list[Operation] = []
+        self._beats: set[str] = set()
+        self._events: list[Event] = []
+
+    # -- inputs from the hub ----------------------------------------------------------------
+
+    def connect(self, user: str, now: float) -> None:
+        if user in self._views:
+            raise MatchmakingError(f"user {user!r} is already connected")
+        self._views[user] = _View(UserState.IDLE, waiting_since=now)
+        self._operations.append(("connect", user))
+
+    def join(self, user: str, now: float, interests: frozenset[str] = frozenset()) -> None:
+        view = self._view(user)
+        if view.state is UserState.PAIRED:
+            raise MatchmakingError("you are in a call; use next to change partner")
+        view.state, view.interests, view.waiting_since = UserState.WAITING, interests, now
+        self._operations.append(("join", user, pool.encode_interests(interests)))
+
+    def next(self, user: str, now: float) -> None:
+        self._part(user, "next", now)
+
+    def report(self, user: str, now: float) -> None:
+        if self._view(user).state is not UserState.PAIRED:
+            raise MatchmakingError("you have no partner to report")
+        self._part(user, "report", now)
+
+    def leave(self, user: str, now: float) -> None:
+        """Also for a partner on another node, banned by reports here: the pool re-queues
+        our member at once, as the in-memory matchmaker would (the pool's word that it lost
+        its partner is then dropped as overtaken). Stop is not about a partner: the pool
+        applies it to whatever the user is doing by then."""
+        if (view := self._views.get(user)) is not None:
+            self._unpair_view(user, view)
+            view.state = UserState.IDLE
+        for member, other in list(self._views.items()):
+            if other.partner == user:
+                self._unpair_view(member, other)
+                other.state, other.waiting_since = UserState.WAITING, now
+        self._operations.append(("script", "leave", user, ""))
+
+    def disconnect(self, user: str, now: float) -> None:
+        view = self._views.pop(user, None)
+        if view is not None:
+            self._unpair_view(user, view)
+            self._beats.discard(user)
+            self._operations.append(("script", "disconnect", user))
+
+    def heartbeat(self, user: str, now: float) -> None:
+        self._view(user)
+        self._beats.add(user)
+
+    def handle_timer(self, now: float) -> None:
+        """The pool's timers run in Redis (``ClusterNode``); nothing is due here."""
+
+    def next_timer(self) -> float | None:
+        return None
+
+    # -- outputs and queries ----------------------------------------------------------------
+
+    def next_event(self) -> Event | None:
+        return self._events.pop(0) if self._events else None
+
+    def state_of(self, user: str) -> UserState | None:
+        view = self._views.get(user)
+        return None if view is None else view.state
+
+    def waiting_since(self, user: str) -> float:
+        return self._views[user].waiting_since
+
+    def partner_of(self, user: str) -> str | None:
+        view = self._views.get(user)
+        return None if view is None else view.partner
+
+    def waiting_count(self) -> int:
+        return sum(1 for view in self._views.values() if view.state is UserState.WAITING)
+
+    def pair_count(self) -> int:
+        """Pairs with a member on this node."""
+        return len(
+            {frozenset((user, view.partner)) for user, view in self._views.items() if view.partner}
+        )
+
+    def user_count(self) -> int:
+        return len(self._views)
+
+    # -- the node's side ----------------------------------------------------------------------
+
+    def forward(self, user: str, message: p.ServerMessage) -> bool:
+        """Send a message to `user`, a partner on another node; False: no such partner."""
+        node = self._remote_nodes.get(user)
+        if node is None:
+            return False
+        pair = getattr(message, "pair", "")
+        payload = json.dumps(["msg", user, pair, p.encode_server_message(message)])
+        self._operations.append(("publish", node, payload))
+        return True
+
+    def drain_operations(self) -> list[Operation]:
+        """What to send to Redis, in order; due heartbeats go last, as one operation."""
+        out, self._operations = self._operations, []
+        if self._beats:
+            out.append(("script", "heartbeat", *sorted(self._beats)))
+            self._beats.clear()
+        return out
+
+    def register_again(self) -> None:
+        """The pool lost everything (Redis restarted empty): hand it this node's users again,
+        before anything queued since. Waiting users wait again; a pair is restored once both
+        members are back (the second node to restore it does it), so a call in progress
+        goes on and Next still tells the partner."""
+        again: list[Operation] = []
+        for user, view in self._views.items():
+            again.append(("connect", user))
+            if view.state is UserState.WAITING:
+                again.append(("join", user, pool.encode_interests(view.interests)))
+            elif view.partner is not None:
+                again.append(("script", "restore", user, view.partner))
+        self._operations[:0] = again
+
+    def deliver(self, event: pool.PoolEvent, now: float) -> None:
+        """An event the pool published for this node, arrived at `now` (the hub's clock); the
+        hub reads it with `next_event`. Events the view has overtaken are dropped."""
+        match event:
+            case pool.SharedPairing(event=Paired(first=first, second=second)):
+                self._paired(event, first, second)
+            case PartnerLost(user=user, partner=partner):
+                view = self._views.get(user)
+                if view is not None and view.partner == partner:
+                    self._unpair_view(user, view)
+                    view.state, view.waiting_since = UserState.WAITING, now  # re-queued
+                    self._events.append(event)
+            case Expired(user=user):
+                if self._views.pop(user, None) is not None:
+                    self._events.append(event)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _view(self, user: str) -> _View:
+        view = self._views.get(user)
+        if view is None:
+            raise MatchmakingError(f"unknown user {user!r}")
+        return view
+
+    def _part(self, user: str, reason: str, now: float) -> None:
+        view = self._view(user)
+        if view.state is UserState.WAITING:
+            return
+        expect = self._unpair_view(user, view)
+        view.state, view.waiting_since = UserState.WAITING, now
+        self._operations.append(("script", reason, user, expect))
+
+    def _unpair_view(self, user: str, view: _View) -> str:
+        """Forget `user`'s partner here; returns it ("" if none) for the pool's stale check."""
+        partner, view.partner = view.partner, None
+        if partner is None:
+            return ""
+        self._remote_nodes.pop(partner, None)
+        return partner
+
+    def _paired(self, event: pool.SharedPairing, first: str, second: str) -> None:
+        """Taken only if every member connected here still waits: one that has moved on
+        (left, went) has an input on its way that undoes the pairing, and the word that its
+        partner lost it will then find that partner waiting already, as the pool has it."""
+        members = (
+            (first, event.first, second, event.second),
+            (second, event.second, first, event.first),
+        )
+        here = [(user, other, where) for user, at, other, where in members if at.node == self.node]
+        if not here or not all(self._waiting(user) for user, _, _ in here):
+            return
+        local = {user for user, _, _ in here}
+        remote = pool.Member("", "", hide_address=False)
+        for user, other, where in here:
+            view = self._views[user]
+            view.state, view.partner = UserState.PAIRED, other
+            if other not in local:
+                self._remote_nodes[other] = where.node
+                remote = where
+        self._events.append(
+            Paired(
+                first,
+                second,
+                pair=event.pair,
+                remote_region=remote.region,
+                remote_hides_address=remote.hide_address,
+            )
+        )
+
+    def _waiting(self, user: str) -> bool:
+        view = self._views.get(user)
+        return view is not None and view.state is UserState.WAITING
+
+
+def node_name(config: Config) -> str:
+    """The configured name, or one unique to this run: a restarted process must not be taken
+    for the dead one whose users the pool is handing back."""
+    return config.cluster.node_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class ClusterNode:
+    """The asyncio bridge between one node's ``ClusterMatchmaker`` and Redis."""
+
+    def __init__(
+        self,
+        config: Config,
+        settings: MatchmakingSettings,
+        route_facts: Callable[[str], tuple[str, bool] | None],
+        pair_of: Callable[[str], str | None],
+        send_text: Callable[[str, str], None],
+        on_events: Callable[[], None],
+    ) -> None:
+        """`route_facts` and `pair_of` ask the hub about a local user; `send_text` hands an
+        encoded message to a local user's socket; `on_events` lets the hub read new events."""
+        self.matchmaker = ClusterMatchmaker(node_name(config))
+        mod = config.moderation
+        self.strikes = SharedStrikeBook(
+            mod.strikes_to_ban, mod.strike_window_s, mod.ban_s, mod.devices_to_ban_network
+        )
+        self._cluster = config.cluster
+        self._settings = settings
+        self._prefix = config.cluster.key_prefix
+        self._presence_key = self._prefix + "alive:" + self.name
+        self._presence_ms = int(config.cluster.presence_ttl_s * 1000)
+        self._route_facts = route_facts
+        self._pair_of = pair_of
+        self._send_text = send_text
+        self._on_events = on_events
+        self._rng = random.Random()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._unsent: list[Operation] = []
+        """A batch Redis did not take, sent again (first) until it does."""
+        self._outage = False
+        self._told: set[str] = set()
+        """Users told of the outage under way (once each)."""
+        self._run_id = ""
+        """The Redis server's run id: a new one means it restarted, maybe empty."""
+        self._listened_at = 0.0
+        """When the node's channel was last read without error (monotonic)."""
+        self._redis: Any = None
+        self._script: Any = None
+        self._pubsub: Any = None
+
+    @property
+    def name(self) -> str:
+        return self.matchmaker.node
+
+    def wake(self) -> None:
+        """Operations are waiting: send them."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        import redis.asyncio as aioredis  # only a node of a cluster needs the client
+
+        self._redis = aioredis.Redis.from_url(self._cluster.redis_url, decode_responses=True)
+        self._script = self._redis.register_script(pool.SCRIPT)
+        self._run_id = (await self._redis.info("server"))["run_id"]
+        await self._renew_presence()
+        self._pubsub = self._redis.pubsub()
+        await self._pubsub.subscribe(self._prefix + "node:" + self.name, self._prefix + "bans")
+        await self._load_bans()
+        self._tasks = [
+            asyncio.create_task(self._send_loop()),
+            asyncio.create_task(self._listen_loop(self._pubsub)),
+            asyncio.create_task(self._presence_loop()),
+            asyncio.create_task(self._tick_loop()),
+        ]
+        log.info("cluster node %s joined the pool at %s", self.name, self._cluster.redis_url)
+
+    async def stop(self) -> None:
+        """Leave cleanly: what is still queued is sent, and the presence key goes at once, so
+        the other nodes hand this node's remaining users' partners back without waiting."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._send(self._unsent + self._drain()), 2.0)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self._redis.delete(self._presence_key)
+        await self._pubsub.aclose()
+        await self._redis.aclose()
+
+    # -- loops ------------------------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._unsent = self._unsent + self._drain(), []
+            try:
+                await self._send(batch)
+            except Exception as exc:  # Redis is unreachable: keep the batch, say so, retry
+                self._unsent = batch
+                if not self._outage:
+                    log.error("cluster: Redis unreachable, %d operations wait: %s", len(batch), exc)
+                self._outage = True
+                self._tell_waiting_users(batch)
+                await asyncio.sleep(RETRY_S)
+                self._wake.set()
+            else:
+                if self._outage:
+                    log.info("cluster: Redis is back; %d operations sent", len(batch))
+                self._outage = False
+                self._told.clear()
+
+    def _tell_waiting_users(self, batch: list[Operation]) -> None:
+        """A request that waits for Redis gets a clear answer, not silence; the connection
+        stays (a call in progress does not need Redis)."""
+        text = p.encode_server_message(UNAVAILABLE)
+        asks = (("script", "next"), ("script", "report"), ("script", "leave"))
+        users = {op[1] for op in batch if op[0] == "join"}
+        users |= {op[2] for op in batch if op[:2] in asks}
+        for user in sorted(users - self._told):
+            self._send_text(user, text)
+        self._told |= users
+
+    def _drain(self) -> list[Operation]:
+        """The pool's operations, then the bans made here meanwhile, each at the longest ban
+        this node knows for that device (Redis keeps one value: a shorter ban must not
+        replace a longer one made elsewhere)."""
+        bans: list[Operation] = []
+        now = time.monotonic()
+        for who in self.strikes.drain_made_here():
+            until = self.strikes.banned_until(Person(who.device, ""), now)
+            if until is not None:
+                bans.append(("ban", who.device, who.network, repr(until)))
+        return self.matchmaker.drain_operations() + bans
+
+    async def _send(self, operations: list[Operation]) -> None:
+        """One pipeline, in order: each script call and publish is one command of it."""
+        if not operations:
+            return
+        now = time.time()  # the nodes share the wall clock; monotonic clocks differ
+        pipe = self._redis.pipeline(transaction=False)
+        # presence first: users must never reach a Redis (a restarted one, say) that does
+        # not know their node to be alive, or the pool's timers hand them back at once
+        pipe.set(self._presence_key, "1", px=self._presence_ms)
+        for kind, *args in operations:
+            if kind == "publish":
+                pipe.publish(self._prefix + "node:" + args[0], args[1])
+                continue
+            if kind == "ban":  # kept until it ends, and told to every node now
+                device, network, left_s = args[0], args[1], float(args[2]) - time.monotonic()
+                if left_s > 0:
+                    record = json.dumps([device, network, now + left_s])
+                    pipe.set(self._prefix + "ban:" + device, record, px=int(left_s * 1000) + 1)
+                    pipe.publish(self._prefix + "bans", record)
+                continue
+            if kind in ("connect", "join"):
+                op, args = kind, self._complete(kind, args)
+            else:
+                op, *args = args
+            argv = pool.script_args(self._prefix, op, now, self._settings, self._rng, *args)
+            await self._script(args=argv, client=pipe)
+        for result in await pipe.execute(raise_on_error=False):
+            if isinstance(result, Exception):  # a late input the pool no longer allows
+                log.debug("cluster: pool refused an input: %s", result)
+
+    def _complete(self, kind: str, args: list[str]) -> list[str]:
+        user = args[0]
+        region, hide = self._route_facts(user) or ("", False)  # gone: its disconnect follows
+        if kind == "connect":
+            return [user, self.name, region]
+        return [user, args[1], region, "1" if hide else "0"]
+
+    async def _listen_loop(self, pubsub: Any) -> None:
+        """The client re-subscribes by itself when its connection comes back; meanwhile
+        nothing arrives, and what was published then is lost (see the module docstring)."""
+        while True:
+            try:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+            except Exception as exc:  # the Redis restarts or is gone; said by the send loop
+                log.debug("cluster: node channel lost: %s", exc)
+                await asyncio.sleep(RETRY_S)
+                continue
+            self._listened_at = time.monotonic()
+            if message is not None:
+                self._receive(message["channel"], message["data"])
+
+    def _receive(self, channel: str, data: str) -> None:
+        fields = json.loads(data)
+        if channel == self._prefix + "bans":
+            self._apply_ban(fields)
+            return
+        if fields[0] == "msg":
+            _, user, pair, text = fields
+            if self._pair_of(user) == pair:  # not for a call its member has left meanwhile
+                self._send_text(user, text)
+            return
+        self.matchmaker.deliver(pool.decode_event(fields), time.monotonic())
+        self._on_events()
+
+    def _apply_ban(self, record: list[Any]) -> None:
+        device, network, until_unix = record
+        self.strikes.apply(Person(device, network), time.monotonic() + until_unix - time.time())
+
+    async def _load_bans(self) -> None:
+        """Bans made before this node started, by any node, still in force."""
+        keys = [key async for key in self._redis.scan_iter(match=self._prefix + "ban:*")]
+        for record in await self._redis.mget(keys) if keys else []:
+            if record is not None:  # ended between the scan and the read
+                self._apply_ban(json.loads(record))
+
+    async def _presence_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._cluster.presence_ttl_s / 3)
+            try:
+                run_id = (await self._redis.info("server"))["run_id"]
+                await self._renew_presence()
+            except Exception as exc:  # the send loop says when Redis is gone and back
+                log.debug("cluster: presence not renewed: %s", exc)
+                continue
+            if run_id != self._run_id:
+                log.warning("cluster: Redis restarted; handing it this node's users again")
+                self._run_id = run_id
+                await self._resubscribed()
+                self.matchmaker.register_again()
+                self.wake()
+
+    async def _resubscribed(self, timeout_s: float = 5.0) -> None:
+        """Until the node's channel has been read from the new server (the client subscribes
+        again as it reconnects): what the pool publishes about this node's users once they are
+        handed over must not fall into the gap."""
+        since = time.monotonic()
+        while self._listened_at <= since and time.monotonic() < since + timeout_s:
+            await asyncio.sleep(0.05)
+
+    async def _renew_presence(self) -> None:
+        await self._redis.set(self._presence_key, "1", px=self._presence_ms)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            argv = pool.script_args(self._prefix, "tick", time.time(), self._settings, self._rng)
+            try:
+                await self._script(args=argv)
+            except Exception as exc:  # as above: said once by the send loop
+                log.debug("cluster: pool timers not run: %s", exc)

@@ -1,0 +1,407 @@
+"""Two signaling nodes sharing one real redis-server: clients on different nodes meet, signal
+and call each other, and a node killed mid-call hands its clients' partners back to the pool."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from signaling.config import Config
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer, redis_server
+from tests.support.rtcclient import ChatPeer
+from tests.support.server import RunningServer, make_config, run_server
+from tests.support.wsclient import Client
+
+PRESENCE_TTL_S = 1.0
+
+serve_one = contextmanager(run_server)
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with redis_server(tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def nodes(redis: RedisServer) -> Iterator[tuple[RunningServer, RunningServer]]:
+    with ExitStack() as stack:
+        first, second = (stack.enter_context(serve_one(node_config(redis))) for _ in range(2))
+        yield first, second
+
+
+def node_config(redis: RedisServer) -> Config:
+    return make_config(
+        cluster={"redis_url": redis.url, "presence_ttl_s": PRESENCE_TTL_S},
+        regions={"trusted_header": "x-country", "routes": {"FR": "relay"}},
+        reports={"reporters_to_ban": 2},
+    )
+
+
+async def paired_across(
+    first: str, second: str, headers: dict[str, str] | None = None, hide_address: bool = False
+) -> tuple[Client, Client, str]:
+    """A client on each node, joined one after the other: the pool pairs them together."""
+    a = await Client.connect(first, headers)
+    b = await Client.connect(second)
+    await a.send(type="join", hide_address=hide_address)
+    await a.expect("waiting")
+    await b.send(type="join")
+    paired_a, paired_b = await a.expect_paired(), await b.expect_paired()
+    assert paired_a["pair"] == paired_b["pair"]
+    assert paired_a["route"] == paired_b["route"]
+    if paired_a["route"] == "direct":  # who offers: whose join reached Redis last
+        assert {paired_a["role"], paired_b["role"]} == {"offerer", "answerer"}
+    return a, b, paired_a["pair"]
+
+
+async def test_clients_on_two_nodes_meet_signal_chat_and_part(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    first, second = nodes
+    a, b, pair = await paired_across(first.ws_url, second.ws_url)
+    await b.send(type="offer", pair=pair, sdp="v=0 offer")  # the protocol lets either offer
+    assert (await a.expect("offer"))["sdp"] == "v=0 offer"
+    await a.send(type="answer", pair=pair, sdp="v=0 answer")
+    assert (await b.expect("answer"))["sdp"] == "v=0 answer"
+    candidates = [
+        {"candidate": f"candidate:{i} 1 udp 1 10.0.0.1 {5000 + i} typ host", "sdpMid": "0"}
+        for i in range(20)
+    ]
+    for candidate in candidates:
+        await b.send(type="candidate", pair=pair, candidate=candidate)
+    for candidate in candidates:  # in the order sent, across nodes
+        assert (await a.expect("candidate"))["candidate"] == candidate
+    await a.send(type="chat", pair=pair, text="hello from the other node")
+    assert (await b.expect("chat"))["text"] == "hello from the other node"
+    await a.send(type="call_state", pair=pair, state="connected", route="direct")
+    assert (await b.expect("partner_state"))["state"] == "connected"
+
+    await b.send(type="next")
+    assert (await b.expect("waiting")) is not None
+    left = await a.expect("partner_left")
+    assert (left["pair"], left["reason"]) == (pair, "next")
+    await a.expect("waiting")
+    # both are back in the pool, kept apart by the re-pair cool-down; a third meets one
+    c = await Client.connect(second.ws_url)
+    await c.send(type="join")
+    paired_c = await c.expect_paired()
+    assert paired_c["pair"] != pair
+    heard = await asyncio.gather(a.recv(1), b.recv(1), return_exceptions=True)
+    told = [m for m in heard if isinstance(m, dict) and m.get("pair") == paired_c["pair"]]
+    assert len(told) == 1 and told[0]["type"] == "paired"
+    for client in (a, b, c):
+        await client.close()
+
+
+async def test_a_late_message_for_a_call_over_is_not_delivered(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    first, second = nodes
+    a, b, pair = await paired_across(first.ws_url, second.ws_url)
+    await a.send(type="leave")
+    await a.expect("idle")
+    assert (await b.expect("partner_left"))["reason"] == "leave"
+    await b.expect("waiting")
+    await a.send(type="offer", pair=pair, sdp="v=0 late")
+    assert (await a.expect("error"))["code"] == "not_paired"
+    await b.silent()
+    await a.close()
+    await b.close()
+
+
+@pytest.mark.parametrize("why", ["region", "hide_address"])
+async def test_a_relayed_call_across_nodes_ends_clearly_on_both_sides(
+    nodes: tuple[RunningServer, RunningServer], why: str
+) -> None:
+    """Both nodes choose the route from both members' regions and address choices alike; a
+    relayed call cannot be placed yet (each node has its own workers), so both members are
+    told rather than left waiting."""
+    first, second = nodes
+    headers = {"X-Country": "FR"} if why == "region" else None
+    a, b, pair = await paired_across(first.ws_url, second.ws_url, headers, why == "hide_address")
+    for client in (a, b):
+        ended = await client.expect("call_ended")
+        assert ended["pair"] == pair and "not possible yet" in ended["reason"]
+    await a.close()
+    await b.close()
+
+
+async def test_a_direct_call_across_nodes_that_fails_ends_instead_of_moving(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    """A failed direct call would move to a relay worker, which a node cannot share yet."""
+    first, second = nodes
+    a, b, pair = await paired_across(first.ws_url, second.ws_url)
+    for client in (a, b):
+        await client.send(type="call_state", pair=pair, state="failed", route="direct")
+        ended = await client.expect("call_ended")
+        assert ended["pair"] == pair and "not possible yet" in ended["reason"]
+    await a.send(type="next")
+    await a.expect("waiting")
+    assert (await b.expect("partner_left"))["reason"] == "next"
+    await a.close()
+    await b.close()
+
+
+async def test_a_ban_holds_at_every_nodes_door_and_for_nodes_started_later(
+    nodes: tuple[RunningServer, RunningServer], redis: RedisServer
+) -> None:
+    first, second = nodes
+    rude = await Client.connect(first.ws_url + "?device=rude-device")
+    await rude.send(type="join")
+    for reporter_device in ("reporter-1", "reporter-2"):
+        reporter = await Client.connect(first.ws_url + f"?device={reporter_device}")
+        await reporter.send(type="join")
+        await reporter.expect_paired()
+        await reporter.send(type="report", reason="rude")
+        await reporter.send(type="leave")  # out of the pool: the next reporter meets `rude`
+        await reporter.close()
+    while (message := await rude.recv())["type"] != "banned":  # paired, partner left, ...
+        assert message["type"] in ("waiting", "paired", "partner_left"), message
+    assert message["reason"] == "reported by 2 people"
+    await rude.close()
+
+    async def refused_at(url: str) -> None:
+        deadline = time.monotonic() + 5
+        while True:  # the ban reaches the other nodes a moment after it is made
+            async with websockets.connect(url + "?device=rude-device") as ws:
+                if json.loads(await ws.recv())["type"] == "banned":
+                    return
+            assert time.monotonic() < deadline, f"not refused at {url}"
+            await asyncio.sleep(0.1)
+
+    await refused_at(second.ws_url)
+    with serve_one(node_config(redis)) as third:
+        await refused_at(third.ws_url)
+    welcome = await Client.connect(second.ws_url + "?device=someone-else")
+    await welcome.close()
+
+
+async def test_stats_show_each_nodes_own_clients(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    first, second = nodes
+    a, b, _ = await paired_across(first.ws_url, second.ws_url)
+    async with httpx.AsyncClient() as http:
+        for node in nodes:
+            stats = (await http.get(node.admin_url + "/stats")).json()
+            assert (stats["clients"], stats["pairs"], stats["waiting"]) == (1, 1, 0)
+    await a.close()
+    await b.close()
+
+
+@contextmanager
+def serve_node(tmp_path: Path, redis: RedisServer, name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """The real `chatguard serve --redis`, as an operator runs it; yields the process (a test
+    may kill it) once it answers, and its port as `process.args[-1]`."""
+    port = free_port()
+    config = tmp_path / f"{name}.toml"
+    config.write_text(
+        f'[relay]\nworkers = 0\n[admin]\nport = 0\n[cluster]\nnode_id = "{name}"\n'
+        f"presence_ttl_s = {PRESENCE_TTL_S}\n"
+    )
+    command = [sys.executable, "-m", "chatguard.cli", "serve", "--config", str(config)]
+    command += ["--redis", redis.url, "--log-level", "warning", "--port", str(port)]
+    with subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as process:
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).is_success:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"chatguard serve ({name}) did not come up")
+                time.sleep(0.1)
+            yield process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+            process.wait(timeout=10)
+
+
+def ws_url(process: subprocess.Popen[bytes]) -> str:
+    return f"ws://127.0.0.1:{process.args[-1]}/ws"  # type: ignore[index]
+
+
+@pytest.mark.slow
+async def test_a_node_killed_mid_call_hands_its_partners_back(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    with serve_node(tmp_path, redis, "left") as left, serve_node(tmp_path, redis, "right") as right:
+        a, b, pair = await paired_across(ws_url(left), ws_url(right))
+        await b.send(type="offer", pair=pair, sdp="v=0 offer")
+        assert (await a.expect("offer"))["sdp"] == "v=0 offer"
+        killed_at = time.monotonic()
+        right.send_signal(signal.SIGKILL)
+        right.wait(timeout=10)
+        left_message = await a.expect("partner_left", timeout=PRESENCE_TTL_S + 5)
+        assert (left_message["pair"], left_message["reason"]) == (pair, "timeout")
+        assert time.monotonic() - killed_at < PRESENCE_TTL_S + 2
+        await a.expect("waiting")
+        # a is back in the pool (no cool-down after a node's death): a newcomer meets it
+        c = await Client.connect(ws_url(left))
+        await c.send(type="join")
+        assert (await c.expect_paired())["pair"] == (await a.expect_paired())["pair"]
+        await asyncio.gather(a.close(), c.close())
+        with pytest.raises(Exception):  # noqa: B017  the connection died with its node
+            await b.recv(timeout=2)
+
+
+@pytest.mark.slow
+async def test_a_real_call_between_two_nodes_carries_video(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    first, second = nodes
+    alice = await ChatPeer.join(first.ws_url, level=200, tone_hz=440)
+    bob = await ChatPeer.join(second.ws_url, level=60, tone_hz=1000)
+    try:
+        await alice.wait_for_frames(20)
+        await bob.wait_for_frames(20)
+        assert alice.route == bob.route == "direct"
+        assert all(abs(level - 60) <= 6 for level, _ in alice.frames)
+        assert all(abs(level - 200) <= 6 for level, _ in bob.frames)
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+@pytest.mark.slow
+async def test_serve_procs_runs_nodes_on_one_port_each_with_its_own_workers(
+    redis: RedisServer,
+) -> None:
+    port, admin_port = free_port(), free_port()
+    command = [sys.executable, "-m", "chatguard.cli", "serve", "--procs", "2"]
+    command += ["--redis", redis.url, "--relay-workers", "2", "--port", str(port)]
+    command += ["--admin-port", str(admin_port)]  # the second child's is the next port
+    with subprocess.Popen([*command, "--log-level", "warning"]) as parent:
+        try:
+            workers_by_node: dict[str, int] = {}
+            deadline = time.monotonic() + 60
+            while sorted(workers_by_node.values()) != [1, 1]:
+                assert time.monotonic() < deadline, f"nodes seen: {workers_by_node}"
+                assert parent.poll() is None, "serve --procs exited"
+                for admin in (admin_port, admin_port + 1):
+                    try:
+                        stats = httpx.get(f"http://127.0.0.1:{admin}/stats").json()
+                        workers_by_node[stats["node"]] = len(stats["relay_workers"])
+                    except httpx.TransportError:
+                        pass
+                await asyncio.sleep(0.05)
+            async with httpx.AsyncClient() as http:  # one port, the kernel picks the child
+                assert (await http.get(f"http://127.0.0.1:{port}/readyz")).is_success
+            url = f"ws://127.0.0.1:{port}/ws"
+            clients = [await Client.connect(url) for _ in range(2)]
+            for client in clients:
+                await client.send(type="join")
+            pairs = {(await client.expect_paired())["pair"] for client in clients}
+            assert len(pairs) == 1
+            for client in clients:
+                await client.close()
+        finally:
+            parent.terminate()
+            assert parent.wait(timeout=20) == 0
+
+
+@pytest.mark.slow
+async def test_a_redis_restart_keeps_calls_and_queues_and_errors_clearly(tmp_path: Path) -> None:
+    """Redis restarts empty: a request made meanwhile gets a clear error, the connection stays,
+    and the request is carried out when Redis is back; the nodes hand it their users again,
+    so a call in progress goes on (Next still tells the partner) and waiting users meet."""
+    with ExitStack() as redis_stack, ExitStack() as node_stack:
+        redis = redis_stack.enter_context(redis_server(tmp_path))
+        first, second = (node_stack.enter_context(serve_one(node_config(redis))) for _ in range(2))
+        a, b, pair = await paired_across(first.ws_url, second.ws_url)
+        waiting = await Client.connect(first.ws_url)
+        await waiting.send(type="join")
+        await waiting.expect("waiting")
+
+        redis_stack.close()  # Redis is gone
+        late = await Client.connect(second.ws_url)
+        await late.send(type="join")
+        assert (await late.expect("waiting")) is not None
+        assert (await late.expect("error"))["code"] == "unavailable"
+        # kept and sent when Redis is back, but pub/sub delivers at most once: if a's node
+        # has not subscribed again by then, it is lost (what a partner sends after is not)
+        await b.send(type="chat", pair=pair, text="still here?")
+
+        redis_stack.enter_context(redis_server(tmp_path, redis.port))  # back, and empty
+        met = [await client.expect_paired(timeout=10) for client in (waiting, late)]
+        assert met[0]["pair"] == met[1]["pair"]
+        await asyncio.sleep(1.0)  # both nodes have noticed the restart and subscribed again
+        await b.send(type="offer", pair=pair, sdp="v=0 after the restart")
+        while (message := await a.recv(timeout=5))["type"] == "chat":
+            assert message["text"] == "still here?"
+        assert (message["type"], message["sdp"]) == ("offer", "v=0 after the restart")
+        await b.send(type="next")
+        left = await a.expect("partner_left", timeout=5)
+        assert (left["pair"], left["reason"]) == (pair, "next")
+        for client in (a, b, waiting, late):
+            await client.close()
+
+
+@pytest.mark.slow
+async def test_many_clients_pressing_next_on_two_nodes_leave_a_consistent_pool(
+    nodes: tuple[RunningServer, RunningServer], redis: RedisServer
+) -> None:
+    """Inputs racing through two nodes: afterwards every pair in Redis is mutual, the counts
+    add up, and each client's last word from its node agrees with the pool."""
+    rng = random.Random(5)
+    clients = [await Client.connect(nodes[i % 2].ws_url) for i in range(24)]
+    ids = [client.welcome["id"] for client in clients]
+    for client in clients:
+        await client.send(type="join")
+    for _ in range(10):  # bursts: every client acts at once, while pairings are on their way
+        for client in rng.sample(clients, 12):
+            await client.send(type=rng.choice(["next", "next", "leave", "join"]))
+        await asyncio.sleep(0.1)  # one client's own inputs are a human's clicks apart
+    await asyncio.sleep(2.0)  # let every input and event arrive
+
+    last: dict[str, dict[str, object]] = {}
+    for user, client in zip(ids, clients, strict=True):
+        while True:
+            try:
+                message = await client.recv(timeout=0.2)
+            except TimeoutError:
+                break
+            if message["type"] in ("paired", "waiting", "idle", "partner_left"):
+                last[user] = message
+    view = aioredis_state(redis, ids)
+    paired = {user: partner for user, (state, partner) in view.items() if state == "paired"}
+    assert all(paired.get(partner) == user for user, partner in paired.items())
+    for user in ids:
+        state, _ = view[user]
+        told = last[user]["type"]
+        if state == "paired":
+            assert told == "paired", (user, state, told)
+        else:  # a partner that left is followed by waiting
+            assert told in ("waiting", "idle"), (user, state, told)
+            assert (told == "waiting") == (state == "waiting"), (user, state, told)
+    for client in clients:
+        await client.close()
+
+
+def aioredis_state(redis: RedisServer, users: list[str]) -> dict[str, tuple[str, str]]:
+    import redis as redis_client
+
+    with redis_client.Redis(port=redis.port, decode_responses=True) as r:
+        return {
+            user: (r.hget(f"cg:u:{user}", "state") or "", r.hget(f"cg:u:{user}", "partner") or "")
+            for user in users
+        }
