@@ -173,7 +173,9 @@ async def _bind(
                 lambda: StunProtocol(connection), local_addr=(address, port)
             )
         except OSError as exc:
-            if exc.errno == errno.EADDRINUSE and port:
+            # uvloop raises its own OSError without errno, the system's error as its cause
+            cause = exc.__cause__ if exc.errno is None else exc
+            if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE and port:
                 continue
             log.warning("cannot gather on %s: %s", address, exc)
             return None

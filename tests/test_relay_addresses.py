@@ -26,6 +26,7 @@ from chatguard.supervisor import gathering_options
 from relay.aiortc_adapter import AiortcLeg
 from relay.ice_gathering import (
     GatheringPolicy,
+    _bind,
     candidate_hosts,
     gather_by_policy,
     interface_addresses,
@@ -348,3 +349,40 @@ async def test_the_shared_port_learns_a_peer_from_an_authenticated_check_only() 
     finally:
         await leg.close()
         mux.close()
+
+
+# uvloop leaves the transport of a failed bind for the collector, which warns about it
+UVLOOP_LEAVES_FAILED_BINDS = pytest.mark.filterwarnings(
+    "ignore::pytest.PytestUnraisableExceptionWarning", "ignore::ResourceWarning"
+)
+
+
+@pytest.mark.parametrize(
+    "loop_kind", ["asyncio", pytest.param("uvloop", marks=UVLOOP_LEAVES_FAILED_BINDS)]
+)
+def test_a_taken_port_in_the_range_is_skipped_on_either_event_loop(loop_kind: str) -> None:
+    """Workers run on uvloop, whose bind error carries no errno (the system's error is its
+    cause): a port of the range that another leg holds must be skipped there too, not end
+    the gathering on that address."""
+    first, last = free_udp_range(2)
+    policy = GatheringPolicy(udp_ports=(first, last))
+
+    async def bind_beside_a_taken_port() -> int:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+            taken.bind(("127.0.0.1", first))
+            for seed in range(4):  # either port first
+                protocol = await _bind(Connection(ice_controlling=False), "127.0.0.1", policy,
+                                       random.Random(seed))  # fmt: skip
+                assert protocol is not None and protocol.transport is not None
+                port = int(protocol.transport.get_extra_info("sockname")[1])
+                protocol.transport.close()
+                await asyncio.sleep(0.01)  # the socket closes on the loop's next turn
+                assert port == last
+        return port
+
+    if loop_kind == "uvloop":
+        import uvloop
+
+        assert uvloop.run(bind_beside_a_taken_port()) == last
+    else:
+        assert asyncio.run(bind_beside_a_taken_port()) == last

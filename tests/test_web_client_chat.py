@@ -6,23 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page
+from playwright.async_api import Page
 
-from tests.support.browser import chromium, requires_chromium, wait_for_state
+from tests.support.browser import chromium, open_pages, requires_chromium, wait_for_state
 from tests.support.server import chatguard_serve
 
 pytestmark = [pytest.mark.browser, requires_chromium]
 
 MARKUP = '<img src=x onerror="window.pwned = 1"><b>bold</b> & <script>window.pwned = 2</script>'
-
-
-async def open_pages(browser: Browser, url: str, count: int) -> list[Page]:
-    pages = []
-    for _ in range(count):
-        page = await (await browser.new_context()).new_page()
-        await page.goto(url)
-        pages.append(page)
-    return pages
 
 
 async def lines(page: Page, who: str) -> list[str]:

@@ -7,11 +7,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page
+from playwright.async_api import Page
 
 from tests.support.browser import (
     chromium,
     frames_decoded,
+    open_pages,
     requires_chromium,
     wait_for_frames,
     wait_for_state,
@@ -44,15 +45,6 @@ BRIGHTNESS_JS = """
   return sum / (pixels.length / 4) / 3;
 }
 """
-
-
-async def open_pages(browser: Browser, url: str, count: int) -> list[Page]:
-    pages = []
-    for _ in range(count):
-        page = await (await browser.new_context()).new_page()
-        await page.goto(url)
-        pages.append(page)
-    return pages
 
 
 async def heard(page: Page, seconds: float = 2.0) -> float:

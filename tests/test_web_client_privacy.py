@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.browser import (
     chromium,
+    open_pages,
     requires_chromium,
     status_of,
     wait_for_frames,
@@ -23,12 +24,7 @@ async def test_a_user_who_hides_their_address_is_never_on_a_direct_call(tmp_path
     config = "[relay]\nworkers = 1\n[matchmaking]\nrepair_cooldown_s = 0\n"
     with chatguard_serve(tmp_path, config) as url:  # the default route is direct
         async with chromium() as browser:
-            pages = []
-            for _ in range(3):
-                page = await (await browser.new_context()).new_page()
-                await page.goto(url)
-                pages.append(page)
-            alice, bob, carol = pages
+            alice, bob, carol = await open_pages(browser, url, 3)
             await alice.check("#hide-address")
             await alice.click("#start")
             await wait_for_state(alice, "waiting")

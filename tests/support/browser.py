@@ -113,3 +113,13 @@ async def report(page: Page, reason: str) -> None:
     await page.check(f'input[name="report-reason"][value="{reason}"]')
     await page.click("#report-confirm")
     assert await page.is_hidden("#report-dialog")
+
+
+async def open_pages(browser: Browser, url: str, count: int) -> list[Page]:
+    """`count` pages at `url`, each in a context of its own (its own device id and camera)."""
+    pages = []
+    for _ in range(count):
+        page = await (await browser.new_context()).new_page()
+        await page.goto(url)
+        pages.append(page)
+    return pages
