@@ -6,25 +6,17 @@ offer saved as a fixture; each rule is shown on a copy with one thing changed.""
 from __future__ import annotations
 
 import pytest
-from aiortc import RTCPeerConnection
 
 from relay import admission
 from relay.admission import LegRefused, candidate_problem, check_answer, check_offer
-from tests.support.relay_offers import CHROMIUM_OFFER, bundled_offer, many_media_offer
-from tests.support.tracks import SolidTrack
+from tests.support.relay_offers import (
+    CHROMIUM_OFFER,
+    aiortc_offer,
+    bundled_offer,
+    many_media_offer,
+)
 
 HOST = "candidate:1 1 udp 2122260223 {} 54321 typ host generation 0"
-
-
-async def aiortc_offer() -> str:
-    pc = RTCPeerConnection()
-    try:
-        pc.addTrack(SolidTrack(100))
-        pc.addTransceiver("audio")
-        await pc.setLocalDescription(await pc.createOffer())
-        return pc.localDescription.sdp
-    finally:
-        await pc.close()
 
 
 async def test_real_offers_pass_unchanged() -> None:

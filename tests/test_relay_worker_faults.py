@@ -25,17 +25,15 @@ from typing import Any
 
 import httpx
 import pytest
-from aiortc import RTCPeerConnection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relay import admission
 from signaling.route_policy import Route
 from tests.support.loop_thread import LoopThread
-from tests.support.relay_offers import CHROMIUM_OFFER, many_media_offer
+from tests.support.relay_offers import CHROMIUM_OFFER, aiortc_offer, many_media_offer
 from tests.support.rtcclient import ChatPeer
 from tests.support.server import RunningServer, make_config, run_server, wait_for_workers
-from tests.support.tracks import SolidTrack
 from tests.support.wsclient import Client
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -314,17 +312,6 @@ def test_one_nack_naming_5100_packets_gets_each_resent_at_most_twice(arena: Aren
 # -- fuzzing: mutated real offers, odd candidates -------------------------------------------
 
 
-async def _aiortc_offer() -> str:
-    pc = RTCPeerConnection()
-    try:
-        pc.addTrack(SolidTrack(100))
-        pc.addTransceiver("audio")
-        await pc.setLocalDescription(await pc.createOffer())
-        return pc.localDescription.sdp
-    finally:
-        await pc.close()
-
-
 FUZZ_WARNINGS = pytest.mark.filterwarnings(
     "ignore:Do not use the `random` module inside strategies"
 )
@@ -362,7 +349,7 @@ def mutate(sdp: str, edits: list[tuple[Any, ...]]) -> str:
 
 @pytest.fixture(scope="module")
 def real_offers(arena: Arena) -> list[str]:
-    return [CHROMIUM_OFFER, arena.loop.run(_aiortc_offer())]
+    return [CHROMIUM_OFFER, arena.loop.run(aiortc_offer())]
 
 
 @FUZZ_WARNINGS

@@ -10,6 +10,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from aiortc import RTCPeerConnection
+
+from tests.support.tracks import SolidTrack
+
 CHROMIUM_OFFER = (Path(__file__).parent / "chromium_offer.sdp").read_bytes().decode("ascii")
 """Chromium's offer (audio mid 0, video mid 1, BUNDLE)."""
 
@@ -62,3 +66,15 @@ def bundled_offer(candidates: list[str]) -> str:
     session, sections = _split(CHROMIUM_OFFER)
     sections[0] = sections[0] + [f"a={c}" for c in candidates]
     return _join(session, sections)
+
+
+async def aiortc_offer() -> str:
+    """A real offer from aiortc: one video track and one audio transceiver."""
+    pc = RTCPeerConnection()
+    try:
+        pc.addTrack(SolidTrack(100))
+        pc.addTransceiver("audio")
+        await pc.setLocalDescription(await pc.createOffer())
+        return pc.localDescription.sdp
+    finally:
+        await pc.close()
