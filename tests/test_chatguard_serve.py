@@ -19,11 +19,13 @@ from tests.support.ports import free_port
 LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) +[\w.]+: ")
 
 
-def serve_and_poll(*options: str) -> list[str]:
-    """Run serve, poll /healthz and /readyz, open and close one client; its log lines."""
-    port = free_port()
+def serve_and_poll(*options: str, workers: int = 0) -> list[str]:
+    """Run serve, poll /healthz and /readyz, open and close one client, and wait until
+    `workers` relay workers have joined (a worker stopped before that logs nothing); its log
+    lines."""
+    port, admin_port = free_port(), free_port()
     command = [sys.executable, "-m", "chatguard.cli", "serve", "--port", str(port)]
-    command += ["--admin-port", str(free_port())]
+    command += ["--admin-port", str(admin_port)]
     process = subprocess.Popen(
         [*command, "--relay-workers", "0", *options], stderr=subprocess.PIPE, text=True
     )
@@ -42,6 +44,10 @@ def serve_and_poll(*options: str) -> list[str]:
             assert httpx.get(base + "/readyz").status_code == 200
         with connect(f"ws://127.0.0.1:{port}/ws") as ws:
             ws.recv(5)
+        stats = f"http://127.0.0.1:{admin_port}/stats"
+        while len(httpx.get(stats).json()["relay_workers"]) < workers:
+            assert time.monotonic() < deadline + 30, "the relay workers did not join"
+            time.sleep(0.1)
     finally:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)
@@ -69,7 +75,7 @@ def test_debug_logs_every_request_in_the_same_format() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_json_logs_are_one_object_per_line_for_every_logger() -> None:
-    lines = serve_and_poll("--log-format", "json", "--relay-workers", "1")
+    lines = serve_and_poll("--log-format", "json", "--relay-workers", "1", workers=1)
     records = [json.loads(line) for line in lines]  # every line, or this raises
     assert all(r["time"].endswith("Z") and r["level"] and r["message"] for r in records)
     loggers = {r["logger"] for r in records}
