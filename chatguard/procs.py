@@ -65,7 +65,11 @@ def run_procs(argv: Sequence[str], procs: int) -> int:
         for i in range(procs)
     ]
 
+    told_to_stop: list[int] = []
+
     def stop(signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
+        if frame is not None:
+            told_to_stop.append(signum)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
@@ -75,6 +79,14 @@ def run_procs(argv: Sequence[str], procs: int) -> int:
     try:
         while all(child.poll() is None for child in children):
             time.sleep(0.2)
+        if not told_to_stop:  # the operator can tell which child failed first, and how
+            ended = next(i for i, child in enumerate(children) if child.poll() is not None)
+            code = children[ended].returncode
+            print(
+                f"chatguard: signaling process {ended} of {procs} exited with code {code};"
+                " stopping the others",
+                file=sys.stderr,
+            )
     finally:
         stop()
         codes = [child.wait() for child in children]

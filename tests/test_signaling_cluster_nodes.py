@@ -20,7 +20,7 @@ import pytest
 import websockets
 
 from signaling.config import Config
-from tests.support.ports import free_port
+from tests.support.ports import free_port, free_tcp_range
 from tests.support.redis_server import RedisServer, redis_server
 from tests.support.rtcclient import ChatPeer
 from tests.support.server import RunningServer, make_config, run_server
@@ -286,7 +286,7 @@ async def test_a_real_call_between_two_nodes_carries_video(
 async def test_serve_procs_runs_nodes_on_one_port_each_with_its_own_workers(
     redis: RedisServer,
 ) -> None:
-    port, admin_port = free_port(), free_port()
+    port, admin_port = free_port(), free_tcp_range(2)[0]
     command = [sys.executable, "-m", "chatguard.cli", "serve", "--procs", "2"]
     command += ["--redis", redis.url, "--relay-workers", "2", "--port", str(port)]
     command += ["--admin-port", str(admin_port)]  # the second child's is the next port
@@ -314,9 +314,12 @@ async def test_serve_procs_runs_nodes_on_one_port_each_with_its_own_workers(
             assert len(pairs) == 1
             for client in clients:
                 await client.close()
-        finally:
             parent.terminate()
             assert parent.wait(timeout=20) == 0
+        finally:  # a failure above is reported as itself, not as the exit code this gives
+            if parent.poll() is None:
+                parent.terminate()
+                parent.wait(timeout=20)
 
 
 @pytest.mark.slow
