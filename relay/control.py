@@ -118,8 +118,12 @@ class RelayTotals(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     moderation: ModerationTotals | None = None
 
 
+LOAD_INTERVAL_S = 1.0
+"""How often a worker sends `Load`; signaling (every node of a shared pool) expects it."""
+
+
 class Load(_Message, tag="load"):
-    """Sent every second; the least-loaded live worker gets the next pair."""
+    """Sent every `LOAD_INTERVAL_S`; the least-loaded live worker gets the next pair."""
 
     legs: int
     cpu_percent: float

@@ -64,7 +64,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chatguard.relay")
 
-LOAD_INTERVAL_S = 1.0
 RECONNECT_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -264,13 +263,13 @@ class RelayWorker:
                     totals=self.tally.totals(self.defences),
                 )
             )
-            await asyncio.sleep(LOAD_INTERVAL_S)
+            await asyncio.sleep(c.LOAD_INTERVAL_S)
 
     def _moderation_load(self) -> c.ModerationLoad | None:
         if self._moderator is None:
             return None
         self.tally.absorb(self._moderator.meter)
-        return self._moderator.report(LOAD_INTERVAL_S)
+        return self._moderator.report(c.LOAD_INTERVAL_S)
 
     # -- control messages -------------------------------------------------------------------
 

@@ -38,7 +38,9 @@ from signaling.route_policy import RoutePolicy
 from signaling.webhook import WebhookSender
 
 if TYPE_CHECKING:
+    from signaling.cluster.foreign_legs import ForeignLegs
     from signaling.cluster.node import ClusterNode
+    from signaling.relays import WorkerRecord
 
 log = logging.getLogger("chatguard.signaling")
 events_log = logging.getLogger("chatguard.events")
@@ -101,18 +103,14 @@ class SignalingService:
         self.policy = RoutePolicy(config.regions, route_override)
         settings = SignalingHub.matchmaking_settings(config)
         self.cluster: ClusterNode | None = None
+        self._foreign_legs: ForeignLegs | None = None
         matchmaker: Matchmaking
         if config.cluster.redis_url:  # one pool shared with other processes: signaling.cluster
+            from signaling.cluster.foreign_legs import ForeignLegs
             from signaling.cluster.node import ClusterNode
 
-            self.cluster = ClusterNode(
-                config,
-                settings,
-                route_facts=lambda user: self.hub.route_facts(user),
-                pair_of=lambda user: self.hub.pair_of(user),
-                send_text=self._send_text,
-                on_events=self._on_pool_events,
-            )
+            self.cluster = ClusterNode(config, settings, host=self)
+            self._foreign_legs = ForeignLegs()
             matchmaker = self.cluster.matchmaker
         else:
             matchmaker = Matchmaker(settings, random.Random())
@@ -226,8 +224,17 @@ class SignalingService:
                     self._enqueue(user, p.encode_server_message(message))
             for user, code in closes:
                 self._drop(user, code)
+            for user, partner, note in self.hub.drain_partner_node_outbox():
+                assert self.cluster is not None  # only a call across nodes has notes
+                kind = "moderation" if isinstance(note, rc.Moderation) else "client"
+                text = msgspec.json.encode(note).decode()
+                self.cluster.forward_to_partner_node(user, partner, kind, text)
             for worker, command in self.hub.drain_worker_outbox():
                 connection = self._workers.get(worker)
+                node = self.hub.relays.node_of(worker)
+                if connection is None and node and self.cluster is not None:  # another node's
+                    self.cluster.command_worker(node, worker, rc.encode(command))
+                    continue
                 if connection is None or connection.close_code is not None:
                     log.warning(
                         "relay worker %s is gone; dropped %s", worker, type(command).__name__
@@ -254,15 +261,93 @@ class SignalingService:
             log.warning("client %s is not reading its messages; disconnecting it", user)
             self._drop(user, p.CLOSE_TOO_SLOW)
 
-    def _send_text(self, user: str, text: str) -> None:
+    # -- a node of a shared pool (``signaling.cluster.node.NodeHost``) ----------------------
+
+    def route_facts(self, user: str) -> tuple[str, bool] | None:
+        return self.hub.route_facts(user)
+
+    def pair_of(self, user: str) -> str | None:
+        return self.hub.pair_of(user)
+
+    def send_text(self, user: str, text: str) -> None:
         """A message from a partner on another node, already checked and encoded there."""
         self._enqueue(user, text)
         self._flush()
 
-    def _on_pool_events(self) -> None:
+    def on_pool_events(self) -> None:
         """The shared pool published events about this node's users: let the hub read them."""
         self.hub.handle_timer(time.monotonic())
         self._flush()
+
+    def from_partner_node(self, user: str, partner: str, kind: str, text: str) -> None:
+        """Checked by the node that took it from its client or worker: decoded, not judged."""
+        note: rc.Moderation | p.ClientMessage = (
+            msgspec.json.decode(text, type=rc.Moderation)
+            if kind == "moderation"
+            else p.decode_client_message(text, 2 * self.config.server.max_message_bytes)
+        )
+        if isinstance(note, rc.Moderation | p.Offer | p.Answer | p.Candidate | p.CallState):
+            self.hub.from_partner_node(user, partner, note, time.monotonic(), time.time())
+            self._flush()
+
+    def command_from_host(self, host: str, worker: str, text: str) -> None:
+        """A command for a worker of ours from the node hosting the call; one whose worker has
+        gone is dropped (the host hears that the worker is gone and moves its calls)."""
+        assert self._foreign_legs is not None
+        connection = self._workers.get(worker)
+        if connection is None or connection.close_code is not None:
+            log.warning("relay worker %s is gone; dropped a command from node %s", worker, host)
+            return
+        command = rc.decode_signaling_message(text)
+        self._foreign_legs.command(host, worker, command)
+        if isinstance(command, rc.OpenLeg):  # counted as this node's own legs are
+            self.hub.relays.add_leg(worker, command.leg)
+        elif isinstance(command, rc.CloseLeg):
+            self.hub.relays.remove_leg(worker, command.leg)
+        try:
+            connection.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            log.error("relay worker %s is not reading its commands; dropping it", worker)
+            connection.close(p.CLOSE_TOO_SLOW)
+
+    def from_worker_elsewhere(self, worker: str, text: str) -> None:
+        self.hub.worker_message(
+            worker, rc.decode_worker_message(text), time.monotonic(), time.time()
+        )
+        self._flush()
+
+    def worker_elsewhere(self, record: WorkerRecord, valid_s: float) -> None:
+        self.hub.relays.update_elsewhere(record, time.monotonic() + valid_s)
+
+    def worker_gone_elsewhere(self, worker: str, node: str) -> None:
+        if self.hub.relays.node_of(worker) == node:
+            self.hub.worker_lost(worker)
+            self._flush()
+
+    def on_tick(self) -> None:
+        for worker in self.hub.relays.lapsed_elsewhere(time.monotonic()):
+            self.hub.worker_lost(worker)
+        self._flush()
+
+    def _share_worker(self, worker: str) -> None:
+        """Tell the other nodes of a shared pool how this worker stands (None: gone)."""
+        if self.cluster is not None:
+            record = self.hub.relays.record_of(worker, self.cluster.name)
+            self.cluster.matchmaker.share_worker(record, worker)
+            self.cluster.wake()
+
+    def _route_worker_message(self, worker: str, message: rc.WorkerMessage, raw: str) -> bool:
+        """True: the message was about a leg of a call another node hosts, and went there."""
+        if self._foreign_legs is None or self.cluster is None:
+            return False
+        host = self._foreign_legs.host_of(worker, message)
+        if host is None:
+            return False
+        if isinstance(message, rc.LegState) and message.state == "closed":
+            self.hub.relays.remove_leg(worker, message.leg)
+        self.cluster.reply_to_host(host, worker, raw)
+        self.cluster.wake()
+        return True
 
     def _publish_events(self) -> None:
         """The hub's operator events to the log (the whole event as data, for JSON logs) and
@@ -345,24 +430,32 @@ class SignalingService:
         self._workers[hello.worker_id] = connection
         writer = asyncio.create_task(connection.write_loop())
         self.hub.worker_joined(hello)
+        self._share_worker(hello.worker_id)
         connection.queue.put_nowait(rc.encode(self.hub.worker_configuration()))
         try:
             while True:
                 event = await websocket.receive()
                 if event["type"] == "websocket.disconnect":
                     return
+                data: str | bytes = event.get("text") or event.get("bytes") or b""
                 try:
-                    message = rc.decode_worker_message(
-                        event.get("text") or event.get("bytes") or b""
-                    )
+                    message = rc.decode_worker_message(data)
                 except rc.ControlError as exc:
                     log.error("relay worker %s sent an invalid message: %s", hello.worker_id, exc)
                     continue
+                text = data if isinstance(data, str) else data.decode()
+                if self._route_worker_message(hello.worker_id, message, text):
+                    continue
                 self.hub.worker_message(hello.worker_id, message, time.monotonic(), time.time())
+                if isinstance(message, rc.Load):
+                    self._share_worker(hello.worker_id)
                 self._flush()
         finally:
             del self._workers[hello.worker_id]
             self.hub.worker_lost(hello.worker_id)
+            if self._foreign_legs is not None:
+                self._foreign_legs.forget_worker(hello.worker_id)
+            self._share_worker(hello.worker_id)
             self._flush()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -11,6 +11,13 @@ Relayed calls: each member's offer opens a *leg* on the call's relay worker, whi
 the member's place; once both legs exist the worker is told to link them. A direct call that
 fails to connect, and a relayed call whose worker dies, are re-routed onto a live worker and
 both members are asked to offer again.
+
+With a shared pool (``signaling.cluster``) a call's members may be connected to two nodes. The
+node of the pairing's first member *hosts* the call: it chooses the route's worker (on any
+node), holds both legs and hears the worker; the other member's node is the *guest*: it hands
+its member's offers, answers, candidates and call states to the host
+(``drain_partner_node_outbox``), and the host's word reaches that member through the pool's
+messages. One place decides, so the two nodes never place one call twice.
 """
 
 from __future__ import annotations
@@ -71,6 +78,10 @@ class _Call:
     """Member -> its leg on `worker` (relayed routes only)."""
     connected_at: float | None = None
     """When a member first reported media connected on the current route."""
+    guest: str | None = None
+    """The member connected to another node while this node hosts the call."""
+    hosted_elsewhere: bool = False
+    """This node's member is the guest: the partner's node hosts the call."""
 
     def partner_of(self, user: str) -> str:
         return self.answerer if user == self.offerer else self.offerer
@@ -150,8 +161,12 @@ class HubStats:
 
 _NOBODY = Person(device="", network="")
 """Who a partner on another node is here: nobody this node could strike or ban."""
-_ACROSS_NODES = "a relayed call between two signaling nodes is not possible yet"
-"""With a shared pool each node has its own relay workers: a relayed call needs both here."""
+
+CallMessage = p.Offer | p.Answer | p.Candidate | p.CallState
+"""What a guest's node hands to the call's host."""
+PartnerNodeMessage = CallMessage | rc.Moderation
+"""Between the two nodes of a call: a guest's call message, or the worker's moderation report
+about the guest (its node holds the person to strike)."""
 
 
 def _new_token() -> str:
@@ -190,6 +205,7 @@ class SignalingHub:
         """Every leg not closed, live or parked; parked ones last, in the order parked."""
         self._outbox: list[tuple[str, p.ServerMessage]] = []
         self._worker_outbox: list[tuple[str, rc.SignalingMessage]] = []
+        self._partner_node_outbox: list[tuple[str, str, PartnerNodeMessage]] = []
         self._to_close: list[tuple[str, int]] = []
         self._events: list[OperatorEvent] = []
         self._now = 0.0
@@ -364,7 +380,34 @@ class SignalingHub:
         return out
 
     def has_worker_messages(self) -> bool:
-        return bool(self._worker_outbox)
+        return bool(self._worker_outbox) or bool(self._partner_node_outbox)
+
+    def drain_partner_node_outbox(self) -> list[tuple[str, str, PartnerNodeMessage]]:
+        """(a member connected to another node, the member here it is about, message): for
+        that member's node (``from_partner_node`` there)."""
+        out, self._partner_node_outbox = self._partner_node_outbox, []
+        return out
+
+    def from_partner_node(
+        self, user: str, partner: str, message: PartnerNodeMessage, now: float, now_unix: float
+    ) -> None:
+        """What the other node of `user`'s call sent: `partner`'s call message for the call
+        hosted here, or the worker's moderation report about `user`, the guest here. One about
+        a call that has ended meanwhile is dropped."""
+        client = self._clients.get(user)
+        call = None if client is None else client.call
+        if call is None or call.partner_of(user) != partner:
+            return
+        self._now = now
+        match message:
+            case rc.Moderation():
+                if call.hosted_elsewhere:
+                    self._on_moderation(call, user, message, now, now_unix)
+            case _ if call.guest == partner and message.pair == call.pair_id:
+                try:
+                    self._on_call_message(partner, call, message, now)
+                except p.ProtocolError as exc:
+                    self.send_error(partner, exc)
 
     def drain_closes(self) -> list[tuple[str, int]]:
         out, self._to_close = self._to_close, []
@@ -378,8 +421,9 @@ class SignalingHub:
     # -- queries --------------------------------------------------------------------------
 
     def unready_reasons(self) -> list[str]:
-        """Why the routes in force cannot be carried now (``/readyz``); empty: ready."""
-        return readiness.unready_reasons(self._policy.routes_in_force(), self.relays.workers())
+        """Why the routes in force cannot be carried now (``/readyz``); empty: ready. Workers
+        of other nodes count: a call placed here may be carried there."""
+        return readiness.unready_reasons(self._policy.routes_in_force(), self.relays.everywhere())
 
     def route_facts(self, user: str) -> tuple[str, bool] | None:
         """A connected client's region and whether it hides its address: what a shared pool
@@ -426,6 +470,7 @@ class SignalingHub:
             "relay_legs": sum(1 for leg in self._legs.values() if leg.call is not None),
             "relay_legs_parked": sum(1 for leg in self._legs.values() if leg.call is None),
             "relay_workers": self.relays.snapshot(),
+            **({"relay_workers_elsewhere": e} if (e := self.relays.snapshot_elsewhere()) else {}),
             "reports": self.reports.total,
         }
 
@@ -462,14 +507,22 @@ class SignalingHub:
                 call = self._require_call(user, pair_id)
                 self.chat.admit(user, text, now)  # the text is neither kept nor logged
                 self._send(call.partner_of(user), p.RelayedChat(pair=pair_id, text=text))
-            case p.Offer() | p.Answer() | p.Candidate():
+            case p.Offer() | p.Answer() | p.Candidate() | p.CallState():
                 call = self._require_call(user, message.pair)
+                if call.hosted_elsewhere:  # the partner's node decides
+                    self._partner_node_outbox.append((call.partner_of(user), user, message))
+                else:
+                    self._on_call_message(user, call, message, now)
+
+    def _on_call_message(self, user: str, call: _Call, message: CallMessage, now: float) -> None:
+        """A member's signal or call state, for a call hosted here."""
+        match message:
+            case p.Offer() | p.Answer() | p.Candidate():
                 if call.route is Route.DIRECT:
                     self._relay_to_partner(user, call, message)
                 else:
                     self._signal_to_worker(user, call, message)
             case p.CallState(pair=pair_id, state=state, route=route):
-                call = self._require_call(user, pair_id)
                 if route is not None and route != call.route.value:
                     return  # about a route this call has already left
                 if state == "failed":
@@ -659,6 +712,9 @@ class SignalingHub:
         """The relay stopped (or resumed) `offender`'s video: tell both, count a strike, and
         end the session of a repeat offender. Metadata only: label and score, never media."""
         partner = call.partner_of(offender)
+        if offender == call.guest:  # its own node strikes it, and tells both
+            self._partner_node_outbox.append((offender, partner, report))
+            return
         label, score = report.label, report.score
         self.stats.moderation[report.state] += 1
         client = self._clients.get(offender)
@@ -705,9 +761,6 @@ class SignalingHub:
     def _reroute(self, call: _Call, route: Route, reason: str) -> None:
         """Move a call to a relayed route on a live worker; both members offer again."""
         self._end_call(call)
-        if not (call.offerer in self._clients and call.answerer in self._clients):
-            self._fail_call(call, _ACROSS_NODES)  # a partner on another node of a shared pool
-            return
         worker = self._find_room(moderated=route is Route.STRICT)
         if worker is None:
             self._fail_call(call, "no relay is available")
@@ -722,7 +775,7 @@ class SignalingHub:
         self._end_call(call)
         for member in (call.offerer, call.answerer):
             client = self._clients.get(member)
-            if client is not None and client.call is call:
+            if (client is not None and client.call is call) or member == call.guest:
                 self._send(member, p.CallEnded(pair=call.pair_id, reason=reason))
 
     # -- pairing --------------------------------------------------------------------------
@@ -789,6 +842,9 @@ class SignalingHub:
             route = Route.RELAY  # a direct call shows each member the other's address
         call = _Call(event.pair or self._new_id(), first, second, route, paired_at=self._now)
         a.call = b.call = call
+        if b.remote:  # the first member's node hosts (see the module docstring)
+            call.guest = second
+        call.hosted_elsewhere = a.remote
         self.stats.pairs_made += 1
         for member, client in ((first, a), (second, b)):
             if not client.remote:  # a partner on another node is counted there
@@ -802,11 +858,9 @@ class SignalingHub:
                     self._close_parked(client)
                     self._send(member, told)
             return
-        if a.remote or b.remote:  # each node would place the call on a worker of its own
-            for member, client in ((first, a), (second, b)):
-                if not client.remote:
-                    self._send(member, offerer)
-            self._fail_call(call, _ACROSS_NODES)
+        if call.hosted_elsewhere:  # the host places it; its member's leg is opened there
+            self._close_parked(b)
+            self._send(second, offerer)
             return
         call.worker = self._place(call, (a, b))
         log.info(
@@ -815,6 +869,8 @@ class SignalingHub:
         )  # fmt: skip
         strict = route is Route.STRICT
         for member, client in ((first, a), (second, b)):
+            if client.remote:  # the guest's node tells it; its leg is a new one
+                continue
             # a worker decides whether a leg is moderated when it opens it: a strict call
             # never adopts an unmoderated leg, nor a relayed call a moderated one
             kept = client.parked

@@ -23,6 +23,16 @@ the partner the node believed in, and the script ignores them when the pool has 
 here. Known gap: two inputs of one user within one round trip to Redis (Stop then Start, say)
 can let a pairing made before the first be taken after the second; per-user input sequence
 numbers in the events would close it (issue 12).
+
+Relay workers are shared the same way. Each node publishes each of its workers (its load,
+room, draining and moderation state) at every load report, as a key whose TTL the reports
+renew (so a dead node's workers lapse) and on the ``workers`` channel, from which every node
+keeps its own view (``RelayDirectory.update_elsewhere``): placement reads that view, never
+Redis. A call's host (``signaling.call_hub``) sends commands for a worker of another node to
+that node's channel, which passes them on and sends the worker's word about those legs back
+(``signaling.cluster.foreign_legs``); the guest's node and the host exchange their members'
+call messages on the same channels. All of it rides the node's one connection, so each of
+these streams stays in order.
 """
 
 from __future__ import annotations
@@ -36,10 +46,12 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+import msgspec
+
+from relay import control as rc
 from signaling import protocol as p
 from signaling.cluster import pool
 from signaling.cluster.bans import SharedStrikeBook
@@ -53,6 +65,7 @@ from signaling.matchmaking import (
     PartnerLost,
     UserState,
 )
+from signaling.relays import WorkerRecord
 from signaling.strikes import Person
 
 log = logging.getLogger("chatguard.cluster")
@@ -67,6 +80,12 @@ UNAVAILABLE = p.Error(
     "your request is kept and carried out when it is back",
 )
 """Told once per outage to each user whose request waits for Redis."""
+ANY_PAIR = "*"
+"""A forwarded message for its user whatever call it is in (an error reply has no pair)."""
+WORKER_REPORTS_MISSED = 3
+"""A worker of another node is forgotten once this many of its load reports failed to come
+(or presence_ttl_s, if longer): its node or the worker died."""
+_record_decoder = msgspec.json.Decoder(WorkerRecord)
 
 Operation = tuple[str, ...]
 """("script", op, *args) for the pool script; ("connect", user) and ("join", user, interests
@@ -185,10 +204,23 @@ class ClusterMatchmaker:
         node = self._remote_nodes.get(user)
         if node is None:
             return False
-        pair = getattr(message, "pair", "")
+        pair = ANY_PAIR if isinstance(message, p.Error) else getattr(message, "pair", "")
         payload = json.dumps(["msg", user, pair, p.encode_server_message(message)])
         self._operations.append(("publish", node, payload))
         return True
+
+    def node_of_partner(self, user: str) -> str | None:
+        """The node of `user`, a partner connected to another node; None: not one."""
+        return self._remote_nodes.get(user)
+
+    def publish(self, node: str, payload: str) -> None:
+        """Send `payload` to `node`'s channel, in order with everything else this node sends."""
+        self._operations.append(("publish", node, payload))
+
+    def share_worker(self, record: WorkerRecord | None, worker: str) -> None:
+        """Tell every node about one of this node's workers; None: it is gone."""
+        encoded = "" if record is None else msgspec.json.encode(record).decode()
+        self._operations.append(("worker", worker, encoded))
 
     def drain_operations(self) -> list[Operation]:
         """What to send to Redis, in order; due heartbeats go last, as one operation."""
@@ -292,20 +324,45 @@ def node_name(config: Config) -> str:
     return config.cluster.node_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+class NodeHost(Protocol):
+    """What a node asks of the signaling service it serves."""
+
+    def route_facts(self, user: str) -> tuple[str, bool] | None:
+        """A local user's region and address choice (``SignalingHub.route_facts``)."""
+
+    def pair_of(self, user: str) -> str | None:
+        """A local user's current pair (``SignalingHub.pair_of``)."""
+
+    def send_text(self, user: str, text: str) -> None:
+        """Hand an encoded message to a local user's socket."""
+
+    def on_pool_events(self) -> None:
+        """The matchmaker has new events for the hub."""
+
+    def from_partner_node(self, user: str, partner: str, kind: str, text: str) -> None:
+        """The other node of a call sent a call message (`kind` "client") or a moderation
+        report ("moderation") about the call of local `user` with `partner`."""
+
+    def command_from_host(self, host: str, worker: str, text: str) -> None:
+        """`host` sent a command for `worker`, one of ours."""
+
+    def from_worker_elsewhere(self, worker: str, text: str) -> None:
+        """A worker of another node said something about a leg of a call hosted here."""
+
+    def worker_elsewhere(self, record: WorkerRecord, valid_s: float) -> None:
+        """Another node published one of its workers, for `valid_s` unless published again."""
+
+    def worker_gone_elsewhere(self, worker: str, node: str) -> None:
+        """Another node's worker left (or that node or its record lapsed)."""
+
+    def on_tick(self) -> None:
+        """Called every ``TICK_S``: time to forget lapsed workers of other nodes."""
+
+
 class ClusterNode:
     """The asyncio bridge between one node's ``ClusterMatchmaker`` and Redis."""
 
-    def __init__(
-        self,
-        config: Config,
-        settings: MatchmakingSettings,
-        route_facts: Callable[[str], tuple[str, bool] | None],
-        pair_of: Callable[[str], str | None],
-        send_text: Callable[[str, str], None],
-        on_events: Callable[[], None],
-    ) -> None:
-        """`route_facts` and `pair_of` ask the hub about a local user; `send_text` hands an
-        encoded message to a local user's socket; `on_events` lets the hub read new events."""
+    def __init__(self, config: Config, settings: MatchmakingSettings, host: NodeHost) -> None:
         self.matchmaker = ClusterMatchmaker(node_name(config))
         mod = config.moderation
         self.strikes = SharedStrikeBook(
@@ -316,10 +373,11 @@ class ClusterNode:
         self._prefix = config.cluster.key_prefix
         self._presence_key = self._prefix + "alive:" + self.name
         self._presence_ms = int(config.cluster.presence_ttl_s * 1000)
-        self._route_facts = route_facts
-        self._pair_of = pair_of
-        self._send_text = send_text
-        self._on_events = on_events
+        self._host = host
+        self.worker_ttl_s = max(
+            config.cluster.presence_ttl_s, rc.LOAD_INTERVAL_S * WORKER_REPORTS_MISSED
+        )
+        """How long a worker's record stands without a new load report."""
         self._rng = random.Random()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -352,7 +410,9 @@ class ClusterNode:
         self._run_id = (await self._redis.info("server"))["run_id"]
         await self._renew_presence()
         self._pubsub = self._redis.pubsub()
-        await self._pubsub.subscribe(self._prefix + "node:" + self.name, self._prefix + "bans")
+        await self._pubsub.subscribe(
+            self._prefix + "node:" + self.name, self._prefix + "bans", self._prefix + "workers"
+        )
         await self._load_bans()
         self._tasks = [
             asyncio.create_task(self._send_loop()),
@@ -400,6 +460,21 @@ class ClusterNode:
                 self._outage = False
                 self._told.clear()
 
+    def forward_to_partner_node(self, user: str, partner: str, kind: str, text: str) -> None:
+        """A call message (`kind` "client") or moderation report ("moderation") for the node
+        of `user`, a partner connected there, about its call with `partner`, ours."""
+        node = self.matchmaker.node_of_partner(user)
+        if node is not None:
+            self.matchmaker.publish(node, json.dumps(["call", user, partner, kind, text]))
+
+    def command_worker(self, node: str, worker: str, text: str) -> None:
+        """A command for `worker`, connected to `node`: that node passes it on."""
+        self.matchmaker.publish(node, json.dumps(["cmd", self.name, worker, text]))
+
+    def reply_to_host(self, host: str, worker: str, text: str) -> None:
+        """`worker`'s word about a leg of a call `host` hosts."""
+        self.matchmaker.publish(host, json.dumps(["wmsg", worker, text]))
+
     def _tell_waiting_users(self, batch: list[Operation]) -> None:
         """A request that waits for Redis gets a clear answer, not silence; the connection
         stays (a call in progress does not need Redis)."""
@@ -408,7 +483,7 @@ class ClusterNode:
         users = {op[1] for op in batch if op[0] == "join"}
         users |= {op[2] for op in batch if op[:2] in asks}
         for user in sorted(users - self._told):
-            self._send_text(user, text)
+            self._host.send_text(user, text)
         self._told |= users
 
     def _drain(self) -> list[Operation]:
@@ -436,6 +511,9 @@ class ClusterNode:
             if kind == "publish":
                 pipe.publish(self._prefix + "node:" + args[0], args[1])
                 continue
+            if kind == "worker":  # kept while reports renew it, and told to every node now
+                self._share_worker(pipe, args[0], args[1])
+                continue
             if kind == "ban":  # kept until it ends, and told to every node now
                 device, network, left_s = args[0], args[1], float(args[2]) - time.monotonic()
                 if left_s > 0:
@@ -453,9 +531,18 @@ class ClusterNode:
             if isinstance(result, Exception):  # a late input the pool no longer allows
                 log.debug("cluster: pool refused an input: %s", result)
 
+    def _share_worker(self, pipe: Any, worker: str, record: str) -> None:
+        key = self._prefix + "worker:" + worker
+        if record:
+            pipe.set(key, record, px=int(self.worker_ttl_s * 1000))
+            pipe.publish(self._prefix + "workers", json.dumps(["up", record]))
+        else:
+            pipe.delete(key)
+            pipe.publish(self._prefix + "workers", json.dumps(["gone", worker, self.name]))
+
     def _complete(self, kind: str, args: list[str]) -> list[str]:
         user = args[0]
-        region, hide = self._route_facts(user) or ("", False)  # gone: its disconnect follows
+        region, hide = self._host.route_facts(user) or ("", False)  # gone: its disconnect follows
         if kind == "connect":
             return [user, self.name, region]
         return [user, args[1], region, "1" if hide else "0"]
@@ -479,13 +566,32 @@ class ClusterNode:
         if channel == self._prefix + "bans":
             self._apply_ban(fields)
             return
-        if fields[0] == "msg":
-            _, user, pair, text = fields
-            if self._pair_of(user) == pair:  # not for a call its member has left meanwhile
-                self._send_text(user, text)
+        if channel == self._prefix + "workers":
+            self._worker_news(fields)
             return
-        self.matchmaker.deliver(pool.decode_event(fields), time.monotonic())
-        self._on_events()
+        match fields:
+            case ["msg", user, pair, text]:
+                # not for a call its member has left meanwhile
+                if pair == ANY_PAIR or self._host.pair_of(user) == pair:
+                    self._host.send_text(user, text)
+            case ["call", user, partner, kind, text]:
+                self._host.from_partner_node(user, partner, kind, text)
+            case ["cmd", host, worker, text]:
+                self._host.command_from_host(host, worker, text)
+            case ["wmsg", worker, text]:
+                self._host.from_worker_elsewhere(worker, text)
+            case _:
+                self.matchmaker.deliver(pool.decode_event(fields), time.monotonic())
+                self._host.on_pool_events()
+
+    def _worker_news(self, fields: list[Any]) -> None:
+        match fields:
+            case ["up", record]:
+                worker = _record_decoder.decode(record)
+                if worker.node != self.name:
+                    self._host.worker_elsewhere(worker, self.worker_ttl_s)
+            case ["gone", worker, node] if node != self.name:
+                self._host.worker_gone_elsewhere(worker, node)
 
     def _apply_ban(self, record: list[Any]) -> None:
         device, network, until_unix = record
@@ -528,6 +634,7 @@ class ClusterNode:
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
+            self._host.on_tick()
             argv = pool.script_args(self._prefix, "tick", time.time(), self._settings, self._rng)
             try:
                 await self._script(args=argv)
