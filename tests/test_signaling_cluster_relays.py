@@ -1,0 +1,149 @@
+"""Relay workers shared by the nodes of one pool (real redis-server, real uvicorn nodes): a call
+is placed on the least-loaded worker of any node, and a relayed call whose members are on two
+nodes carries media through a worker connected to a third party's node."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from relay import control as rc
+from relay.worker import RelayWorker
+from signaling.route_policy import Route
+from tests.support.control_worker import control_worker
+from tests.support.redis_server import RedisServer, redis_server
+from tests.support.rtcclient import ChatPeer
+from tests.support.server import RunningServer, make_config, run_server
+from tests.support.wsclient import Client
+
+TOKEN = "cluster-relay-token"
+serve_one = contextmanager(run_server)
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with redis_server(tmp_path) as server:
+        yield server
+
+
+def relayed_nodes(redis: RedisServer, count: int) -> Iterator[list[RunningServer]]:
+    with ExitStack() as stack:
+        config = {"redis_url": redis.url, "presence_ttl_s": 1.0}
+        yield [
+            stack.enter_context(
+                serve_one(make_config(cluster=config, relay={"token": TOKEN}), Route.RELAY)
+            )
+            for _ in range(count)
+        ]
+
+
+def relay_url(node: RunningServer) -> str:
+    return node.ws_url.replace("/ws", "/relay")
+
+
+async def stats(node: RunningServer) -> dict[str, Any]:
+    async with httpx.AsyncClient() as http:
+        result: dict[str, Any] = (await http.get(node.admin_url + "/stats")).json()
+        return result
+
+
+async def until_seen(node: RunningServer, want: dict[str, dict[str, Any]]) -> None:
+    """Until `node` sees each named worker of another node with the given fields."""
+    deadline = time.monotonic() + 10
+    while True:
+        seen = {w["worker"]: w for w in (await stats(node)).get("relay_workers_elsewhere", [])}
+        if all(
+            name in seen and all(seen[name][k] == v for k, v in fields.items())
+            for name, fields in want.items()
+        ):
+            return
+        assert time.monotonic() < deadline, f"{node.port} sees {seen}"
+        await asyncio.sleep(0.05)
+
+
+async def pair_and_offer(url: str) -> tuple[Client, Client]:
+    """Two clients of one node paired on the relay route, both offering."""
+    a, b = await Client.connect(url), await Client.connect(url)
+    for client in (a, b):
+        await client.send(type="join")
+    pairs = [await client.expect_paired() for client in (a, b)]
+    pair = pairs[0]["pair"]
+    assert pairs[1]["pair"] == pair and pairs[0]["route"] == "relay"
+    for client in (a, b):
+        await client.send(type="offer", pair=pair, sdp="v=0 offer")
+    return a, b
+
+
+async def test_calls_go_to_the_least_loaded_worker_of_any_node(redis: RedisServer) -> None:
+    """Workers hang off two nodes; a third node, with none, places each call on the least
+    loaded one that takes calls, and hears its answers through the worker's node."""
+    with ExitStack() as stack:
+        first, second, third = stack.enter_context(contextmanager(relayed_nodes)(redis, 3))
+        async with (
+            control_worker(relay_url(first), TOKEN, "busy") as busy,
+            control_worker(relay_url(second), TOKEN, "idle") as idle,
+        ):
+            await busy.report(cpu_percent=80)
+            await idle.report(cpu_percent=10)
+            await until_seen(third, {"busy": {"cpu_percent": 80}, "idle": {"cpu_percent": 10}})
+
+            a, b = await pair_and_offer(third.ws_url)
+            legs = [await idle.expect(rc.OpenLeg) for _ in range(2)]
+            await busy.silent()
+            for leg in legs:
+                await idle.send(rc.Answer(leg=leg.leg, sdp=f"v=0 answer for {leg.leg}"))
+            for client in (a, b):  # back through the worker's node, to the call's node
+                assert (await client.expect("answer"))["sdp"].startswith("v=0 answer for ")
+            link = await idle.expect(rc.Link)
+            assert {link.first, link.second} == {leg.leg for leg in legs}
+            assert (await stats(second))["relay_workers"][0]["legs"] == 2  # counted there
+
+            # draining is seen by every node: the next call goes to the busier worker
+            await idle.report(cpu_percent=10, draining=True)
+            await until_seen(third, {"idle": {"draining": True}})
+            c, d = await pair_and_offer(third.ws_url)
+            for _ in range(2):
+                await busy.expect(rc.OpenLeg)
+            await idle.silent()
+            for client in (a, b, c, d):
+                await client.close()
+            closed = [await idle.command() for _ in range(2)]
+            assert all(isinstance(command, rc.CloseLeg) for command in closed)
+
+
+@pytest.mark.slow
+async def test_a_relayed_call_between_two_nodes_carries_media(redis: RedisServer) -> None:
+    """Alice is on the node the worker dialled, Bob on the other, which hosts the call (his
+    join paired them): every command and answer crosses between the nodes."""
+    with ExitStack() as stack:
+        first, second = stack.enter_context(contextmanager(relayed_nodes)(redis, 2))
+        worker = RelayWorker(relay_url(first), TOKEN, "w-first", 10)
+        running = asyncio.create_task(worker.run())
+        alice = bob = None
+        try:
+            await until_seen(second, {"w-first": {}})
+            alice = await ChatPeer.join(first.ws_url, level=200, tone_hz=440)
+            await alice.signaling.expect("waiting")
+            bob = await ChatPeer.join(second.ws_url, level=60, tone_hz=1000)
+            await alice.wait_for_frames(30)
+            await bob.wait_for_frames(30)
+            assert alice.route == bob.route == "relay"
+            assert all(abs(level - 60) <= 6 for level, _ in alice.frames)
+            assert all(abs(level - 200) <= 6 for level, _ in bob.frames)
+            assert abs(alice.heard_frequency() - 1000) < 30
+            assert len(worker.legs) == 2
+            assert (await stats(second))["relay_legs"] == 2  # the host holds both legs
+            assert (await stats(first))["relay_workers"][0]["legs"] == 2
+        finally:
+            for peer in (alice, bob):
+                if peer is not None:
+                    await peer.close()
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
