@@ -32,12 +32,6 @@ serve_one = contextmanager(run_server)
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path) as server:
-        yield server
-
-
-@pytest.fixture
 def nodes(redis: RedisServer) -> Iterator[tuple[RunningServer, RunningServer]]:
     with ExitStack() as stack:
         first, second = (stack.enter_context(serve_one(node_config(redis))) for _ in range(2))
@@ -125,32 +119,33 @@ async def test_a_late_message_for_a_call_over_is_not_delivered(
 
 
 @pytest.mark.parametrize("why", ["region", "hide_address"])
-async def test_a_relayed_call_across_nodes_ends_clearly_on_both_sides(
+async def test_a_relayed_call_across_nodes_with_no_worker_ends_clearly_on_both_sides(
     nodes: tuple[RunningServer, RunningServer], why: str
 ) -> None:
-    """Both nodes choose the route from both members' regions and address choices alike; a
-    relayed call cannot be placed yet (each node has its own workers), so both members are
-    told rather than left waiting."""
+    """Both nodes choose the route from both members' regions and address choices alike; the
+    hosting node finds no worker on any node, and both members are told rather than left
+    waiting (a call placed on another node's worker: test_signaling_cluster_relays)."""
     first, second = nodes
     headers = {"X-Country": "FR"} if why == "region" else None
     a, b, pair = await paired_across(first.ws_url, second.ws_url, headers, why == "hide_address")
     for client in (a, b):
         ended = await client.expect("call_ended")
-        assert ended["pair"] == pair and "not possible yet" in ended["reason"]
+        assert (ended["pair"], ended["reason"]) == (pair, "no relay is available")
     await a.close()
     await b.close()
 
 
-async def test_a_direct_call_across_nodes_that_fails_ends_instead_of_moving(
+async def test_a_direct_call_across_nodes_that_fails_moves_to_the_relay(
     nodes: tuple[RunningServer, RunningServer],
 ) -> None:
-    """A failed direct call would move to a relay worker, which a node cannot share yet."""
+    """Either member's word that it failed reaches the node hosting the call, which moves it
+    to a relay worker (none here: both members are told the call ended)."""
     first, second = nodes
     a, b, pair = await paired_across(first.ws_url, second.ws_url)
+    await a.send(type="call_state", pair=pair, state="failed", route="direct")
     for client in (a, b):
-        await client.send(type="call_state", pair=pair, state="failed", route="direct")
         ended = await client.expect("call_ended")
-        assert ended["pair"] == pair and "not possible yet" in ended["reason"]
+        assert (ended["pair"], ended["reason"]) == (pair, "no relay is available")
     await a.send(type="next")
     await a.expect("waiting")
     assert (await b.expect("partner_left"))["reason"] == "next"

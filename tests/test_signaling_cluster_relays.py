@@ -1,71 +1,22 @@
 """Relay workers shared by the nodes of one pool (real redis-server, real uvicorn nodes): a call
 is placed on the least-loaded worker of any node, and a relayed call whose members are on two
-nodes carries media through a worker connected to a third party's node."""
+nodes carries media through a worker connected to the node that does not host it."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
-from typing import Any
+from contextlib import ExitStack
 
-import httpx
 import pytest
 
 from relay import control as rc
 from relay.worker import RelayWorker
 from signaling.route_policy import Route
+from tests.support.cluster_nodes import TOKEN, relay_url, routed_nodes, stats, until_seen
 from tests.support.control_worker import control_worker
-from tests.support.redis_server import RedisServer, redis_server
+from tests.support.redis_server import RedisServer
 from tests.support.rtcclient import ChatPeer
-from tests.support.server import RunningServer, make_config, run_server
 from tests.support.wsclient import Client
-
-TOKEN = "cluster-relay-token"
-serve_one = contextmanager(run_server)
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path) as server:
-        yield server
-
-
-def relayed_nodes(redis: RedisServer, count: int) -> Iterator[list[RunningServer]]:
-    with ExitStack() as stack:
-        config = {"redis_url": redis.url, "presence_ttl_s": 1.0}
-        yield [
-            stack.enter_context(
-                serve_one(make_config(cluster=config, relay={"token": TOKEN}), Route.RELAY)
-            )
-            for _ in range(count)
-        ]
-
-
-def relay_url(node: RunningServer) -> str:
-    return node.ws_url.replace("/ws", "/relay")
-
-
-async def stats(node: RunningServer) -> dict[str, Any]:
-    async with httpx.AsyncClient() as http:
-        result: dict[str, Any] = (await http.get(node.admin_url + "/stats")).json()
-        return result
-
-
-async def until_seen(node: RunningServer, want: dict[str, dict[str, Any]]) -> None:
-    """Until `node` sees each named worker of another node with the given fields."""
-    deadline = time.monotonic() + 10
-    while True:
-        seen = {w["worker"]: w for w in (await stats(node)).get("relay_workers_elsewhere", [])}
-        if all(
-            name in seen and all(seen[name][k] == v for k, v in fields.items())
-            for name, fields in want.items()
-        ):
-            return
-        assert time.monotonic() < deadline, f"{node.port} sees {seen}"
-        await asyncio.sleep(0.05)
 
 
 async def pair_and_offer(url: str) -> tuple[Client, Client]:
@@ -85,7 +36,7 @@ async def test_calls_go_to_the_least_loaded_worker_of_any_node(redis: RedisServe
     """Workers hang off two nodes; a third node, with none, places each call on the least
     loaded one that takes calls, and hears its answers through the worker's node."""
     with ExitStack() as stack:
-        first, second, third = stack.enter_context(contextmanager(relayed_nodes)(redis, 3))
+        first, second, third = stack.enter_context(routed_nodes(redis, 3, Route.RELAY))
         async with (
             control_worker(relay_url(first), TOKEN, "busy") as busy,
             control_worker(relay_url(second), TOKEN, "idle") as idle,
@@ -123,7 +74,7 @@ async def test_a_relayed_call_between_two_nodes_carries_media(redis: RedisServer
     """Alice is on the node the worker dialled, Bob on the other, which hosts the call (his
     join paired them): every command and answer crosses between the nodes."""
     with ExitStack() as stack:
-        first, second = stack.enter_context(contextmanager(relayed_nodes)(redis, 2))
+        first, second = stack.enter_context(routed_nodes(redis, 2, Route.RELAY))
         worker = RelayWorker(relay_url(first), TOKEN, "w-first", 10)
         running = asyncio.create_task(worker.run())
         alice = bob = None

@@ -86,11 +86,20 @@ WORKER_REPORTS_MISSED = 3
 """A worker of another node is forgotten once this many of its load reports failed to come
 (or presence_ttl_s, if longer): its node or the worker died."""
 _record_decoder = msgspec.json.Decoder(WorkerRecord)
+STRIKE_SCRIPT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local left = redis.call('PTTL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], cjson.encode({ARGV[3], n, left}))
+return {n, left}
+"""
+"""One strike, atomically: count it, start the window with the first, tell every node."""
 
 Operation = tuple[str, ...]
 """("script", op, *args) for the pool script; ("connect", user) and ("join", user, interests
 as JSON), completed when sent with what the hub knows of the user then; ("publish", node,
-payload); ("ban", device, network, until)."""
+payload); ("worker", id, record as JSON or "" when gone); ("strike", device, network);
+("ban", device, network, until)."""
 
 
 @dataclass(slots=True)
@@ -369,6 +378,7 @@ class ClusterNode:
             mod.strikes_to_ban, mod.strike_window_s, mod.ban_s, mod.devices_to_ban_network
         )
         self._cluster = config.cluster
+        self._strike_window_s = mod.strike_window_s
         self._settings = settings
         self._prefix = config.cluster.key_prefix
         self._presence_key = self._prefix + "alive:" + self.name
@@ -392,6 +402,7 @@ class ClusterNode:
         """When the node's channel was last read without error (monotonic)."""
         self._redis: Any = None
         self._script: Any = None
+        self._strike_script: Any = None
         self._pubsub: Any = None
 
     @property
@@ -407,13 +418,18 @@ class ClusterNode:
 
         self._redis = aioredis.Redis.from_url(self._cluster.redis_url, decode_responses=True)
         self._script = self._redis.register_script(pool.SCRIPT)
+        self._strike_script = self._redis.register_script(STRIKE_SCRIPT)
         self._run_id = (await self._redis.info("server"))["run_id"]
         await self._renew_presence()
         self._pubsub = self._redis.pubsub()
         await self._pubsub.subscribe(
-            self._prefix + "node:" + self.name, self._prefix + "bans", self._prefix + "workers"
+            self._prefix + "node:" + self.name,
+            self._prefix + "bans",
+            self._prefix + "workers",
+            self._prefix + "strikes",
         )
         await self._load_bans()
+        await self._load_strikes()
         self._tasks = [
             asyncio.create_task(self._send_loop()),
             asyncio.create_task(self._listen_loop(self._pubsub)),
@@ -487,16 +503,18 @@ class ClusterNode:
         self._told |= users
 
     def _drain(self) -> list[Operation]:
-        """The pool's operations, then the bans made here meanwhile, each at the longest ban
-        this node knows for that device (Redis keeps one value: a shorter ban must not
-        replace a longer one made elsewhere)."""
-        bans: list[Operation] = []
+        """The pool's operations, then the strikes and bans made here meanwhile, each ban at
+        the longest this node knows for that device (Redis keeps one value: a shorter ban must
+        not replace a longer one made elsewhere)."""
+        shared: list[Operation] = [
+            ("strike", who.device, who.network) for who in self.strikes.drain_struck_here()
+        ]
         now = time.monotonic()
         for who in self.strikes.drain_made_here():
             until = self.strikes.banned_until(Person(who.device, ""), now)
             if until is not None:
-                bans.append(("ban", who.device, who.network, repr(until)))
-        return self.matchmaker.drain_operations() + bans
+                shared.append(("ban", who.device, who.network, repr(until)))
+        return self.matchmaker.drain_operations() + shared
 
     async def _send(self, operations: list[Operation]) -> None:
         """One pipeline, in order: each script call and publish is one command of it."""
@@ -504,6 +522,8 @@ class ClusterNode:
             return
         now = time.time()  # the nodes share the wall clock; monotonic clocks differ
         pipe = self._redis.pipeline(transaction=False)
+        strikes: dict[int, Person] = {}
+        """Position of each strike's reply -> whom it struck."""
         # presence first: users must never reach a Redis (a restarted one, say) that does
         # not know their node to be alive, or the pool's timers hand them back at once
         pipe.set(self._presence_key, "1", px=self._presence_ms)
@@ -514,12 +534,17 @@ class ClusterNode:
             if kind == "worker":  # kept while reports renew it, and told to every node now
                 self._share_worker(pipe, args[0], args[1])
                 continue
+            if kind == "strike":
+                strikes[len(pipe.command_stack)] = Person(args[0], args[1])
+                await self._strike(pipe, args[0])
+                continue
             if kind == "ban":  # kept until it ends, and told to every node now
                 device, network, left_s = args[0], args[1], float(args[2]) - time.monotonic()
                 if left_s > 0:
                     record = json.dumps([device, network, now + left_s])
                     pipe.set(self._prefix + "ban:" + device, record, px=int(left_s * 1000) + 1)
                     pipe.publish(self._prefix + "bans", record)
+                    pipe.delete(self._prefix + "strikes:" + device)
                 continue
             if kind in ("connect", "join"):
                 op, args = kind, self._complete(kind, args)
@@ -527,9 +552,21 @@ class ClusterNode:
                 op, *args = args
             argv = pool.script_args(self._prefix, op, now, self._settings, self._rng, *args)
             await self._script(args=argv, client=pipe)
-        for result in await pipe.execute(raise_on_error=False):
+        for position, result in enumerate(await pipe.execute(raise_on_error=False)):
             if isinstance(result, Exception):  # a late input the pool no longer allows
                 log.debug("cluster: pool refused an input: %s", result)
+            elif (who := strikes.get(position)) is not None:
+                count, left_ms = (int(x) for x in result)
+                self.strikes.counted(who.device, count, left_ms / 1000, time.monotonic())
+                if self.strikes.crossed_limit(who, count, time.monotonic()):
+                    log.info("cluster: %s banned: strikes on several nodes", who.device)
+                    self.wake()  # share the ban
+
+    async def _strike(self, pipe: Any, device: str) -> None:
+        window_ms = str(int(self._strike_window_s * 1000))
+        channel = self._prefix + "strikes"
+        keys = [self._prefix + "strikes:" + device]
+        await self._strike_script(keys=keys, args=[window_ms, channel, device], client=pipe)
 
     def _share_worker(self, pipe: Any, worker: str, record: str) -> None:
         key = self._prefix + "worker:" + worker
@@ -569,6 +606,10 @@ class ClusterNode:
         if channel == self._prefix + "workers":
             self._worker_news(fields)
             return
+        if channel == self._prefix + "strikes":
+            device, count, left_ms = fields
+            self.strikes.counted(device, count, left_ms / 1000, time.monotonic())
+            return
         match fields:
             case ["msg", user, pair, text]:
                 # not for a call its member has left meanwhile
@@ -603,6 +644,21 @@ class ClusterNode:
         for record in await self._redis.mget(keys) if keys else []:
             if record is not None:  # ended between the scan and the read
                 self._apply_ban(json.loads(record))
+
+    async def _load_strikes(self) -> None:
+        """Strike counts made before this node started, still within their window."""
+        keys = [key async for key in self._redis.scan_iter(match=self._prefix + "strikes:*")]
+        if not keys:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(key)
+            pipe.pttl(key)
+        replies = await pipe.execute()
+        skip = len(self._prefix + "strikes:")
+        for key, count, left_ms in zip(keys, replies[::2], replies[1::2], strict=True):
+            if count is not None and left_ms > 0:  # not ended between the scan and the read
+                self.strikes.counted(key[skip:], int(count), left_ms / 1000, time.monotonic())
 
     async def _presence_loop(self) -> None:
         while True:
