@@ -34,7 +34,8 @@ async def pair_and_offer(url: str) -> tuple[Client, Client]:
 
 async def test_calls_go_to_the_least_loaded_worker_of_any_node(redis: RedisServer) -> None:
     """Workers hang off two nodes; a third node, with none, places each call on the least
-    loaded one that takes calls, and hears its answers through the worker's node."""
+    loaded one that takes calls, hears its answers through the worker's node, and moves its
+    calls when that worker leaves."""
     with ExitStack() as stack:
         first, second, third = stack.enter_context(routed_nodes(redis, 3, Route.RELAY))
         async with (
@@ -63,10 +64,16 @@ async def test_calls_go_to_the_least_loaded_worker_of_any_node(redis: RedisServe
             for _ in range(2):
                 await busy.expect(rc.OpenLeg)
             await idle.silent()
-            for client in (a, b, c, d):
+            await c.close()  # its call's legs close on the worker of the other node
+            assert isinstance(await busy.command(), rc.CloseLeg)
+
+            # a worker that leaves its node: the call it carried moves to a live one
+            await idle.ws.close()
+            for client in (a, b):
+                moved = await client.expect("reroute")
+                assert (moved["route"], moved["reason"]) == ("relay", "the relay server restarted")
+            for client in (a, b, d):
                 await client.close()
-            closed = [await idle.command() for _ in range(2)]
-            assert all(isinstance(command, rc.CloseLeg) for command in closed)
 
 
 @pytest.mark.slow
