@@ -477,6 +477,7 @@ class SignalingService:
         snapshot = self.hub.snapshot()
         if self.cluster is not None:  # this process's own figures: say which node it is
             snapshot["node"] = self.cluster.name
+            snapshot["cluster_messages_refused"] = self.cluster.messages_refused
         return snapshot
 
 

@@ -187,6 +187,24 @@ async def test_a_ban_holds_at_every_nodes_door_and_for_nodes_started_later(
     await welcome.close()
 
 
+async def test_a_message_a_node_cannot_handle_is_counted_and_harms_no_one(
+    nodes: tuple[RunningServer, RunningServer], redis: RedisServer
+) -> None:
+    import redis as redis_client
+
+    first, second = nodes
+    async with httpx.AsyncClient() as http:
+        name = (await http.get(first.admin_url + "/stats")).json()["node"]
+        with redis_client.Redis(port=redis.port) as r:
+            r.publish(f"cg:node:{name}", '["call", "u1", "u2", "client", "not a message"]')
+            r.publish(f"cg:node:{name}", "not json")
+        a, b, _ = await paired_across(first.ws_url, second.ws_url)  # still at work
+        stats = (await http.get(first.admin_url + "/stats")).json()
+        assert stats["cluster_messages_refused"] == 2
+    await a.close()
+    await b.close()
+
+
 async def test_stats_show_each_nodes_own_clients(
     nodes: tuple[RunningServer, RunningServer],
 ) -> None:

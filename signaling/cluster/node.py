@@ -398,6 +398,8 @@ class ClusterNode:
         """Users told of the outage under way (once each)."""
         self._run_id = ""
         """The Redis server's run id: a new one means it restarted, maybe empty."""
+        self.messages_refused = 0
+        """Messages from other nodes that could not be handled (logged each)."""
         self._listened_at = 0.0
         """When the node's channel was last read without error (monotonic)."""
         self._redis: Any = None
@@ -595,8 +597,13 @@ class ClusterNode:
                 await asyncio.sleep(RETRY_S)
                 continue
             self._listened_at = time.monotonic()
-            if message is not None:
+            if message is None:
+                continue
+            try:
                 self._receive(message["channel"], message["data"])
+            except Exception:  # one bad message (another version's node?) stops no other
+                self.messages_refused += 1
+                log.exception("cluster: a message on %s could not be handled", message["channel"])
 
     def _receive(self, channel: str, data: str) -> None:
         fields = json.loads(data)
