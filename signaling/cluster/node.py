@@ -32,7 +32,10 @@ Redis. A call's host (``signaling.call_hub``) sends commands for a worker of ano
 that node's channel, which passes them on and sends the worker's word about those legs back
 (``signaling.cluster.foreign_legs``); the guest's node and the host exchange their members'
 call messages on the same channels. All of it rides the node's one connection, so each of
-these streams stays in order.
+these streams stays in order. Besides the pool's events, a node's channel carries JSON arrays:
+["msg", user, pair, text] (a server message for a local user), ["call", user, partner, kind,
+text] (a guest's call message, or a moderation report about a guest), ["cmd", host, worker,
+text] (a command for a local worker) and ["wmsg", worker, text] (a worker's word for the host).
 """
 
 from __future__ import annotations
