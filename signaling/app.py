@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from signaling.cluster.foreign_legs import ForeignLegs
     from signaling.cluster.node import ClusterNode
     from signaling.relays import WorkerRecord
+    from signaling.strikes import Person
 
 log = logging.getLogger("chatguard.signaling")
 events_log = logging.getLogger("chatguard.events")
@@ -323,6 +324,10 @@ class SignalingService:
         if self.hub.relays.node_of(worker) == node:
             self.hub.worker_lost(worker)
             self._flush()
+
+    def banned_by_pool(self, who: Person, strikes: int) -> None:
+        self.hub.banned_by_pool(who, strikes, time.monotonic(), time.time())
+        self._flush()
 
     def on_tick(self) -> None:
         for worker in self.hub.relays.lapsed_elsewhere(time.monotonic()):

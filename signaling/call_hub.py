@@ -740,14 +740,38 @@ class SignalingHub:
         self._send(offender, _notice(call, "blocked", "you", label, result.strikes))
         self._send(partner, _notice(call, "blocked", "partner", label, 0))
         if result.banned_until is not None:
-            until_unix = now_unix + (result.banned_until - now)
-            reason = f"{result.strikes} moderation strikes"
-            self.stats.bans["moderation"] += 1
-            ban_s = result.banned_until - now
-            self._event("ban", ground, now_unix, offender, call, ban_s=ban_s)
-            log.info("moderation: %s banned until %.0f (%s)", offender, until_unix, reason)
-            self._send(offender, p.Banned(reason=reason, until_unix=until_unix))
-            self._to_close.append((offender, p.CLOSE_BANNED))
+            self._ban_for_strikes(offender, call, ground, result.banned_until, now, now_unix)
+
+    def banned_by_pool(self, who: Person, strikes: int, now: float, now_unix: float) -> None:
+        """A strike struck here brought `who` to a ban in the shared pool's count where this
+        node's own count had not (another node struck it at the same moment; see
+        ``signaling.cluster.bans``): the book holds the ban already; `who`'s clients here are
+        told and closed, as for a ban made here."""
+        until = self.strikes.banned_until(who, now)
+        if until is None or not who.device:
+            return
+        self._now = now
+        for user, client in list(self._clients.items()):
+            if client.who.device == who.device:
+                ground = Ground(strikes=strikes)
+                self._ban_for_strikes(user, client.call, ground, until, now, now_unix)
+
+    def _ban_for_strikes(
+        self,
+        offender: str,
+        call: _Call | None,
+        ground: Ground,
+        until: float,
+        now: float,
+        now_unix: float,
+    ) -> None:
+        until_unix = now_unix + (until - now)
+        reason = f"{ground.strikes} moderation strikes"
+        self.stats.bans["moderation"] += 1
+        self._event("ban", ground, now_unix, offender, call, ban_s=until - now)
+        log.info("moderation: %s banned until %.0f (%s)", offender, until_unix, reason)
+        self._send(offender, p.Banned(reason=reason, until_unix=until_unix))
+        self._to_close.append((offender, p.CLOSE_BANNED))
 
     def _on_call_failed(self, call: _Call) -> None:
         if call.route is Route.DIRECT:

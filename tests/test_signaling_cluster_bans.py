@@ -5,19 +5,24 @@ call that the other node hosts."""
 from __future__ import annotations
 
 import json
+import random
 
 import websockets
 
 from relay import control as rc
+from signaling import protocol as p
+from signaling.call_hub import SignalingHub
 from signaling.cluster.bans import SharedStrikeBook
-from signaling.route_policy import Route
+from signaling.config import config_from_mapping
+from signaling.matchmaking import Matchmaker
+from signaling.route_policy import Route, RoutePolicy
 from signaling.strikes import Person
 from tests.support.cluster_nodes import TOKEN, relay_url, routed_nodes, until_seen
 from tests.support.control_worker import ControlWorker, control_worker
 from tests.support.redis_server import RedisServer
 from tests.support.wsclient import Client
 
-OFFENDER = Person("dev:offender", "192.0.2.7")
+OFFENDER = Person.of("192.0.2.7", "offender")
 
 
 def book() -> SharedStrikeBook:
@@ -53,6 +58,27 @@ def test_the_node_whose_strike_crossed_the_limit_in_redis_bans_once() -> None:
     assert not strikes.crossed_limit(OFFENDER, 4, now=1)  # banned already
     strikes.counted(OFFENDER.device, 4, left_s=30, now=1)  # ended by the ban: not kept
     assert strikes.drain_made_here() == [OFFENDER]
+
+
+def test_a_ban_made_by_the_pools_count_closes_that_devices_clients_here() -> None:
+    config = config_from_mapping({})
+    strikes = book()
+    hub = SignalingHub(
+        config,
+        RoutePolicy(config.regions, Route.STRICT),
+        Matchmaker(SignalingHub.matchmaking_settings(config), random.Random(1)),
+        strikes=strikes,
+    )
+    offender = hub.connect("default", 0, 0, address=OFFENDER.network, device="offender")
+    hub.connect("default", 0, 0, address=OFFENDER.network, device="someone-else")
+    hub.drain_outbox()
+    assert strikes.crossed_limit(OFFENDER, 3, now=1)
+    hub.banned_by_pool(OFFENDER, 3, now=1, now_unix=100)
+    assert hub.drain_outbox() == [
+        (offender, p.Banned(reason="3 moderation strikes", until_unix=700))
+    ]
+    assert hub.drain_closes() == [(offender, p.CLOSE_BANNED)]
+    assert [event.decision for event in hub.drain_events()] == ["ban"]
 
 
 async def next_open_leg(worker: ControlWorker) -> rc.OpenLeg:

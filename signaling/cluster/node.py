@@ -370,6 +370,9 @@ class NodeHost(Protocol):
     def on_tick(self) -> None:
         """Called every ``TICK_S``: time to forget lapsed workers of other nodes."""
 
+    def banned_by_pool(self, who: Person, strikes: int) -> None:
+        """Strikes here brought `who` to a ban in the pool's count, not in this node's."""
+
 
 class ClusterNode:
     """The asyncio bridge between one node's ``ClusterMatchmaker`` and Redis."""
@@ -565,6 +568,7 @@ class ClusterNode:
                 self.strikes.counted(who.device, count, left_ms / 1000, time.monotonic())
                 if self.strikes.crossed_limit(who, count, time.monotonic()):
                     log.info("cluster: %s banned: strikes on several nodes", who.device)
+                    self._host.banned_by_pool(who, count)
                     self.wake()  # share the ban
 
     async def _strike(self, pipe: Any, device: str) -> None:
