@@ -4,10 +4,7 @@ call that the other node hosts."""
 
 from __future__ import annotations
 
-import json
 import random
-
-import websockets
 
 from relay import control as rc
 from signaling import protocol as p
@@ -17,7 +14,7 @@ from signaling.config import config_from_mapping
 from signaling.matchmaking import Matchmaker
 from signaling.route_policy import Route, RoutePolicy
 from signaling.strikes import Person
-from tests.support.cluster_nodes import TOKEN, relay_url, routed_nodes, until_seen
+from tests.support.cluster_nodes import TOKEN, refused_at, relay_url, routed_nodes, until_seen
 from tests.support.control_worker import ControlWorker, control_worker
 from tests.support.redis_server import RedisServer
 from tests.support.wsclient import Client
@@ -129,6 +126,5 @@ async def test_strikes_on_two_nodes_add_up_to_a_ban(redis: RedisServer) -> None:
             assert (await offender.expect("banned"))["reason"] == "2 moderation strikes"
             told = await partner.expect("moderation")
             assert (told["who"], told["state"]) == ("partner", "blocked")
-            async with websockets.connect(first.ws_url + "?device=offender") as again:
-                assert json.loads(await again.recv())["type"] == "banned"  # shared at once
+            await refused_at(first.ws_url, "offender")
             await partner.close()

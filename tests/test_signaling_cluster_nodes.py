@@ -4,7 +4,6 @@ and call each other, and a node killed mid-call hands its clients' partners back
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import signal
@@ -17,9 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import websockets
 
 from signaling.config import Config
+from tests.support.cluster_nodes import refused_at
 from tests.support.ports import free_port, free_tcp_range
 from tests.support.redis_server import RedisServer, redis_server
 from tests.support.rtcclient import ChatPeer
@@ -171,18 +170,9 @@ async def test_a_ban_holds_at_every_nodes_door_and_for_nodes_started_later(
     assert message["reason"] == "reported by 2 people"
     await rude.close()
 
-    async def refused_at(url: str) -> None:
-        deadline = time.monotonic() + 5
-        while True:  # the ban reaches the other nodes a moment after it is made
-            async with websockets.connect(url + "?device=rude-device") as ws:
-                if json.loads(await ws.recv())["type"] == "banned":
-                    return
-            assert time.monotonic() < deadline, f"not refused at {url}"
-            await asyncio.sleep(0.1)
-
-    await refused_at(second.ws_url)
+    await refused_at(second.ws_url, "rude-device")
     with serve_one(node_config(redis)) as third:
-        await refused_at(third.ws_url)
+        await refused_at(third.ws_url, "rude-device")
     welcome = await Client.connect(second.ws_url + "?device=someone-else")
     await welcome.close()
 

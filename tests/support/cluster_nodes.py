@@ -4,12 +4,14 @@ taking relay workers (with `TOKEN`), and what a test asks them."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import httpx
+import websockets
 
 from signaling.route_policy import Route
 from tests.support.redis_server import RedisServer
@@ -56,3 +58,15 @@ async def until_seen(node: RunningServer, want: dict[str, dict[str, Any]]) -> No
             return
         assert time.monotonic() < deadline, f"{node.port} sees {seen}"
         await asyncio.sleep(0.05)
+
+
+async def refused_at(url: str, device: str) -> None:
+    """Until `device` is refused at `url`'s door: a ban reaches the other nodes a moment
+    after it is made."""
+    deadline = time.monotonic() + 5
+    while True:
+        async with websockets.connect(url + f"?device={device}") as ws:
+            if json.loads(await ws.recv())["type"] == "banned":
+                return
+        assert time.monotonic() < deadline, f"not refused at {url}"
+        await asyncio.sleep(0.1)
