@@ -33,6 +33,7 @@ from signaling import protocol as p
 from signaling.call_hub import SignalingHub
 from signaling.config import Config
 from signaling.matchmaking import Matchmaker, Matchmaking
+from signaling.relays import elsewhere_id
 from signaling.route_policy import Route as CallRoute
 from signaling.route_policy import RoutePolicy
 from signaling.webhook import WebhookSender
@@ -232,9 +233,9 @@ class SignalingService:
                 self.cluster.forward_to_partner_node(user, partner, kind, text)
             for worker, command in self.hub.drain_worker_outbox():
                 connection = self._workers.get(worker)
-                node = self.hub.relays.node_of(worker)
-                if connection is None and node and self.cluster is not None:  # another node's
-                    self.cluster.command_worker(node, worker, rc.encode(command))
+                there = self.hub.relays.elsewhere(worker)
+                if connection is None and there and self.cluster is not None:  # another node's
+                    self.cluster.command_worker(*there, rc.encode(command))
                     continue
                 if connection is None or connection.close_code is not None:
                     log.warning(
@@ -311,18 +312,17 @@ class SignalingService:
             log.error("relay worker %s is not reading its commands; dropping it", worker)
             connection.close(p.CLOSE_TOO_SLOW)
 
-    def from_worker_elsewhere(self, worker: str, text: str) -> None:
-        self.hub.worker_message(
-            worker, rc.decode_worker_message(text), time.monotonic(), time.time()
-        )
+    def from_worker_elsewhere(self, worker: str, node: str, text: str) -> None:
+        message = rc.decode_worker_message(text)
+        self.hub.worker_message(elsewhere_id(worker, node), message, time.monotonic(), time.time())
         self._flush()
 
     def worker_elsewhere(self, record: WorkerRecord, valid_s: float) -> None:
         self.hub.relays.update_elsewhere(record, time.monotonic() + valid_s)
 
     def worker_gone_elsewhere(self, worker: str, node: str) -> None:
-        if self.hub.relays.node_of(worker) == node:
-            self.hub.worker_lost(worker)
+        if self.hub.relays.has_worker(key := elsewhere_id(worker, node)):
+            self.hub.worker_lost(key)
             self._flush()
 
     def banned_by_pool(self, who: Person, strikes: int) -> None:

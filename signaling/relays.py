@@ -8,7 +8,9 @@ over the workers instead of all landing on whichever looked idle a second ago.
 With a shared pool (``signaling.cluster``) it also holds the workers connected to other nodes,
 as their nodes last published them (``update_elsewhere``), so that placement picks the
 least-loaded worker of the whole service without asking Redis: such a worker's legs are those
-its node counted at its last report plus those placed from here since.
+its node counted at its last report plus those placed from here since. Each is known here as
+``elsewhere_id(worker, node)``: worker ids are unique per node only (every ``serve`` names its
+own workers ``local-0.0``, ``local-1.0``...).
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ class WorkerRecord(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     moderation_ready: bool | None
 
 
+def elsewhere_id(worker: str, node: str) -> str:
+    """The id a worker of another node has here."""
+    return f"{worker}@{node}"
+
+
 @dataclass(slots=True)
 class WorkerInfo:
     worker_id: str
@@ -55,6 +62,8 @@ class WorkerInfo:
     """The worker's counters since it started, as last reported (``/metrics``)."""
     node: str = ""
     """The signaling node the worker is connected to, when it is another one; "": this one."""
+    id_there: str = ""
+    """A worker of another node: its id there (`worker_id` is ``elsewhere_id`` of it)."""
     legs_counted_there: int = 0
     """A worker on another node: its legs when that node last published it (`legs` then holds
     only those placed from here since)."""
@@ -98,21 +107,18 @@ class RelayDirectory:
             info.moderation_error = load.moderation_error
             info.totals = load.totals
 
-    def update_elsewhere(self, record: WorkerRecord, until: float) -> bool:
+    def update_elsewhere(self, record: WorkerRecord, until: float) -> None:
         """A worker of another node, as that node published it, valid until `until`
-        (monotonic). Returns False, and changes nothing, for a worker connected here (a record
-        of ours coming back) or one whose id a third node uses."""
-        info = self._workers.get(record.worker)
+        (monotonic)."""
+        key = elsewhere_id(record.worker, record.node)
+        info = self._workers.get(key)
         if info is None:
-            info = WorkerInfo(record.worker, max(2, record.max_legs), 0, node=record.node)
-            self._workers[record.worker] = info
-        elif info.node != record.node:
-            return False
+            info = WorkerInfo(key, 2, 0, node=record.node, id_there=record.worker)
+            self._workers[key] = info
         info.max_legs, info.legs_counted_there = max(2, record.max_legs), record.legs
         info.cpu_percent, info.draining = record.cpu_percent, record.draining
         info.moderation_ready, info.seen_until = record.moderation_ready, until
         info.legs.clear()  # counted there by now, or at its next record
-        return True
 
     def record_of(self, worker_id: str, node: str) -> WorkerRecord | None:
         """What this node publishes about one of its workers."""
@@ -133,10 +139,10 @@ class RelayDirectory:
         """Workers of other nodes not published again in time: their node (or they) died."""
         return [w.worker_id for w in self._workers.values() if w.node and w.seen_until <= now]
 
-    def node_of(self, worker_id: str) -> str | None:
-        """The node a known worker is connected to ("": this one); None: unknown."""
+    def elsewhere(self, worker_id: str) -> tuple[str, str] | None:
+        """(its node, its id there) for a worker of another node; None: ours, or unknown."""
         info = self._workers.get(worker_id)
-        return None if info is None else info.node
+        return None if info is None or not info.node else (info.node, info.id_there)
 
     def place(self, legs_needed: int = 2, moderated: bool = False) -> str | None:
         """The least-loaded live worker with room for `legs_needed` more legs (and, for
@@ -207,7 +213,7 @@ class RelayDirectory:
         """Workers of other nodes, as last published: for ``/stats``."""
         return [
             {
-                "worker": info.worker_id,
+                "worker": info.id_there,
                 "node": info.node,
                 "legs": info.legs_in_use,
                 "max_legs": info.max_legs,

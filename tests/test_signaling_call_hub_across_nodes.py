@@ -14,6 +14,7 @@ from signaling.cluster import pool
 from signaling.cluster.node import ClusterMatchmaker
 from signaling.config import config_from_mapping
 from signaling.matchmaking import Paired
+from signaling.relays import elsewhere_id
 from signaling.route_policy import Route, RoutePolicy
 
 
@@ -65,8 +66,8 @@ def test_the_host_places_the_call_on_another_nodes_worker_and_carries_the_guests
     worker_node.hub.worker_message("w1", load, 0, 0)
     record = worker_node.hub.relays.record_of("w1", "A")
     assert record is not None
-    assert host.hub.relays.update_elsewhere(record, until=60)
-    assert not worker_node.hub.relays.update_elsewhere(record, until=60)  # ours coming back
+    host.hub.relays.update_elsewhere(record, until=60)
+    w1 = elsewhere_id("w1", "A")  # as the host knows it
 
     guest_user = worker_node.joined("guest-device")
     host_user = host.joined("host-device")
@@ -85,15 +86,15 @@ def test_the_host_places_the_call_on_another_nodes_worker_and_carries_the_guests
     host.hub.receive(host_user, p.Offer(pair="pair1", sdp="host offer"), 0, 0)
     opened = host.hub.drain_worker_outbox()
     assert [(w, type(c), c.offer) for w, c in opened if isinstance(c, rc.OpenLeg)] == [
-        ("w1", rc.OpenLeg, "guest offer"),
-        ("w1", rc.OpenLeg, "host offer"),
+        (w1, rc.OpenLeg, "guest offer"),
+        (w1, rc.OpenLeg, "host offer"),
     ]
     guest_leg, host_leg = (c.leg for _, c in opened if isinstance(c, rc.OpenLeg))
     assert host.hub.relays.everywhere()[0].legs_in_use == 2  # counted until A reports them
 
     # the worker's word, passed back by node A: answers, then the link
     for leg in (guest_leg, host_leg):
-        host.hub.worker_message("w1", rc.Answer(leg=leg, sdp=f"answer {leg}"), 0, 0)
+        host.hub.worker_message(w1, rc.Answer(leg=leg, sdp=f"answer {leg}"), 0, 0)
     answers = {to: m.sdp for to, m in host.told() if isinstance(m, p.RelayedAnswer)}
     assert answers == {guest_user: f"answer {guest_leg}", host_user: f"answer {host_leg}"}
     assert [type(c) for _, c in host.hub.drain_worker_outbox()] == [rc.Link]
@@ -106,7 +107,7 @@ def test_the_host_places_the_call_on_another_nodes_worker_and_carries_the_guests
 
     # a strike of the guest is counted by its own node, which holds the person
     blocked = rc.Moderation(leg=guest_leg, state="blocked", label="x", score=0.9)
-    host.hub.worker_message("w1", blocked, 0, 0)
+    host.hub.worker_message(w1, blocked, 0, 0)
     assert host.told() == [] and host.hub.stats.strikes == 0
     hand_over(host, worker_node)
     assert worker_node.hub.stats.strikes == 1
@@ -114,7 +115,7 @@ def test_the_host_places_the_call_on_another_nodes_worker_and_carries_the_guests
     assert notices == [(guest_user, "you"), (host_user, "partner")]
 
     # the worker's node says it is gone: the host moves the call, and finds no other worker
-    host.hub.worker_lost("w1")
+    host.hub.worker_lost(w1)
     ended = [to for to, m in host.told() if isinstance(m, p.CallEnded)]
     assert sorted(ended) == sorted([guest_user, host_user])
 

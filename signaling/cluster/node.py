@@ -35,7 +35,8 @@ call messages on the same channels. All of it rides the node's one connection, s
 these streams stays in order. Besides the pool's events, a node's channel carries JSON arrays:
 ["msg", user, pair, text] (a server message for a local user), ["call", user, partner, kind,
 text] (a guest's call message, or a moderation report about a guest), ["cmd", host, worker,
-text] (a command for a local worker) and ["wmsg", worker, text] (a worker's word for the host).
+text] (a command for a local worker) and ["wmsg", node, worker, text] (a worker's word for the
+host).
 """
 
 from __future__ import annotations
@@ -358,8 +359,8 @@ class NodeHost(Protocol):
     def command_from_host(self, host: str, worker: str, text: str) -> None:
         """`host` sent a command for `worker`, one of ours."""
 
-    def from_worker_elsewhere(self, worker: str, text: str) -> None:
-        """A worker of another node said something about a leg of a call hosted here."""
+    def from_worker_elsewhere(self, worker: str, node: str, text: str) -> None:
+        """`worker` of `node` said something about a leg of a call hosted here."""
 
     def worker_elsewhere(self, record: WorkerRecord, valid_s: float) -> None:
         """Another node published one of its workers, for `valid_s` unless published again."""
@@ -497,7 +498,7 @@ class ClusterNode:
 
     def reply_to_host(self, host: str, worker: str, text: str) -> None:
         """`worker`'s word about a leg of a call `host` hosts."""
-        self.matchmaker.publish(host, json.dumps(["wmsg", worker, text]))
+        self.matchmaker.publish(host, json.dumps(["wmsg", self.name, worker, text]))
 
     def _tell_waiting_users(self, batch: list[Operation]) -> None:
         """A request that waits for Redis gets a clear answer, not silence; the connection
@@ -633,8 +634,8 @@ class ClusterNode:
                 self._host.from_partner_node(user, partner, kind, text)
             case ["cmd", host, worker, text]:
                 self._host.command_from_host(host, worker, text)
-            case ["wmsg", worker, text]:
-                self._host.from_worker_elsewhere(worker, text)
+            case ["wmsg", node, worker, text]:
+                self._host.from_worker_elsewhere(worker, node, text)
             case _:
                 self.matchmaker.deliver(pool.decode_event(fields), time.monotonic())
                 self._host.on_pool_events()
