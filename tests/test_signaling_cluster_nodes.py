@@ -295,15 +295,20 @@ async def test_serve_procs_runs_nodes_on_one_port_each_with_its_own_workers(
     command += ["--admin-port", str(admin_port)]  # the second child's is the next port
     with subprocess.Popen([*command, "--log-level", "warning"]) as parent:
         try:
-            workers_by_node: dict[str, int] = {}
+            # each child's own worker (both named local-0.0), and the other's, seen there
+            workers_by_node: dict[str, tuple[int, int]] = {}
             deadline = time.monotonic() + 60
-            while sorted(workers_by_node.values()) != [1, 1]:
+            while sorted(workers_by_node.values()) != [(1, 1), (1, 1)]:
                 assert time.monotonic() < deadline, f"nodes seen: {workers_by_node}"
                 assert parent.poll() is None, "serve --procs exited"
                 for admin in (admin_port, admin_port + 1):
                     try:
                         stats = httpx.get(f"http://127.0.0.1:{admin}/stats").json()
-                        workers_by_node[stats["node"]] = len(stats["relay_workers"])
+                        elsewhere = stats.get("relay_workers_elsewhere", [])
+                        workers_by_node[stats["node"]] = (
+                            len(stats["relay_workers"]),
+                            len(elsewhere),
+                        )
                     except httpx.TransportError:
                         pass
                 await asyncio.sleep(0.05)
