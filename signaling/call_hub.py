@@ -288,7 +288,15 @@ class SignalingHub:
 
     def send_error(self, user: str, error: p.ProtocolError) -> None:
         self.stats.errors_sent[error.code] += 1
-        self._send(user, p.Error(code=error.code, message=error.message))
+        self._send(
+            user,
+            p.Error(
+                code=error.code,
+                message=error.message,
+                kind=error.kind,
+                retry_after_s=error.retry_after_s,
+            ),
+        )
 
     # -- relay worker inputs --------------------------------------------------------------
 

@@ -20,6 +20,12 @@ CLOSE_TOO_SLOW = 4001
 """WebSocket close code: the client did not read its messages."""
 CLOSE_BANNED = 4004
 """WebSocket close code: this device or address is banned for now."""
+CLOSE_FLOODING = 4029
+"""WebSocket close code: the client kept sending far past its budgets (``[limits]``) after
+``rate_limited`` errors told it to wait (as HTTP's 429 Too Many Requests)."""
+CLOSE_TOO_MANY_CONNECTIONS = 4030
+"""WebSocket close code: a new connection refused at the door because its address has too
+many open, or opened too many too fast (``[limits]``); no ``welcome`` was sent."""
 CLOSE_RECONNECT = 1012
 """WebSocket close code (RFC 6455 "service restart"): after ``reconnect``, this process is
 draining; connect again (a load balancer sends the new connection to another one)."""
@@ -239,6 +245,10 @@ class Pong(_ServerMessage, tag="pong"):
 class Error(_ServerMessage, tag="error"):
     code: str
     message: str
+    kind: str | None = None
+    """``rate_limited`` only: the budget that ran out (``signaling.budgets.KINDS``)."""
+    retry_after_s: float | None = None
+    """``rate_limited`` only: when a message of that kind would be taken again."""
 
 
 ServerMessage = (
@@ -265,10 +275,14 @@ ServerMessage = (
 class ProtocolError(Exception):
     """A message that cannot be accepted; `code` is machine-readable, the text human-readable."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(
+        self, code: str, message: str, kind: str | None = None, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.kind = kind
+        self.retry_after_s = retry_after_s
 
 
 _decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
