@@ -213,6 +213,82 @@ class ChatConfig(_Section):
     """Messages per second a client may keep sending."""
 
 
+class Budget(_Section):
+    """One kind of message's token buckets (``signaling.budgets``): `burst` at once, then
+    `per_s`, for each connection; `address_burst` and `address_per_s` for all connections of
+    one address together. All four are required when a kind is set, so that a partial table
+    never mixes an operator's numbers with another kind's defaults."""
+
+    per_s: float
+    burst: int
+    address_per_s: float
+    address_burst: int
+
+
+def _budget(per_s: float, burst: int, address_per_s: float, address_burst: int) -> Any:
+    return msgspec.field(default_factory=lambda: Budget(per_s, burst, address_per_s, address_burst))
+
+
+class LimitsConfig(_Section):
+    """Abuse budgets of the public port: far above what the web client sends (a browser
+    sends dozens of ICE candidates at once), so only a script flooding the service meets them."""
+
+    per_address: bool = True
+    """false: no per-address cap or budgets, only per-connection ones (every client comes
+    from one address: a load generator, or a proxy not declared as trusted)."""
+    connections_per_address: int = 20
+    """Open WebSockets from one address; one more is refused with close code 4030."""
+    connects_per_s: float = 2.0
+    connect_burst: int = 40
+    """New WebSockets one address may open at once, then per second (over: 4030)."""
+    header_timeout_s: float = 10.0
+    """An HTTP request (a WebSocket handshake included) whose headers have not all arrived
+    this long after the connection opened, or after the previous response, is closed."""
+    refused_to_disconnect: int = 50
+    """Messages refused as over budget (one forgiven per second) after which the client is
+    disconnected with close code 4029."""
+    join: Budget = _budget(2.0, 20, 20.0, 200)
+    """join, next and leave."""
+    sdp: Budget = _budget(2.0, 20, 20.0, 200)
+    """offer and answer."""
+    candidate: Budget = _budget(20.0, 200, 200.0, 2000)
+    call_state: Budget = _budget(2.0, 20, 20.0, 200)
+    report: Budget = _budget(0.5, 10, 5.0, 100)
+    chat: Budget = _budget(5.0, 20, 50.0, 200)
+    """A backstop behind ``[chat]``'s own, tighter, per-client limit."""
+    ping: Budget = _budget(1.0, 10, 20.0, 200)
+    invalid: Budget = _budget(1.0, 10, 10.0, 100)
+    """Messages refused as malformed, invalid, too large or binary."""
+
+    def budgets(self) -> dict[str, Budget]:
+        """The message budgets by kind (``signaling.budgets.KINDS``)."""
+        return {
+            "join": self.join,
+            "sdp": self.sdp,
+            "candidate": self.candidate,
+            "call_state": self.call_state,
+            "report": self.report,
+            "chat": self.chat,
+            "ping": self.ping,
+            "invalid": self.invalid,
+        }
+
+    def problems(self) -> list[str]:
+        problems: list[str] = []
+        if self.connections_per_address < 1 or self.connect_burst < 1:
+            problems.append("limits.connections_per_address and connect_burst must be at least 1")
+        if self.connects_per_s <= 0 or self.header_timeout_s <= 0:
+            problems.append("limits.connects_per_s and header_timeout_s must be positive")
+        if self.refused_to_disconnect < 1:
+            problems.append("limits.refused_to_disconnect must be at least 1")
+        for kind, budget in self.budgets().items():
+            if min(budget.per_s, budget.address_per_s) <= 0:
+                problems.append(f"limits.{kind}: per_s and address_per_s must be positive")
+            if min(budget.burst, budget.address_burst) < 1:
+                problems.append(f"limits.{kind}: burst and address_burst must be at least 1")
+        return problems
+
+
 class ReportsConfig(_Section):
     reporters_to_ban: int = 3
     """Distinct reporters (devices) whose reports about one device, within `window_s`, ban it.
@@ -266,6 +342,7 @@ class Config(_Section):
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
     events: EventsConfig = msgspec.field(default_factory=EventsConfig)
     cluster: ClusterConfig = msgspec.field(default_factory=ClusterConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
 
     def check(self) -> None:
         """Cross-field checks that types alone cannot express."""
@@ -346,6 +423,7 @@ class Config(_Section):
             problems.append("ice.turn.ttl_s must be positive")
         problems.extend(self._check_client_features())
         problems.extend(self._check_cluster())
+        problems.extend(self.limits.problems())
         if problems:
             raise ConfigError("; ".join(problems))
 
