@@ -34,7 +34,7 @@ log = logging.getLogger("chatguard.admin")
 def create_admin_app(service: SignalingService) -> Starlette:
     """``/metrics`` in Prometheus' text format, ``/stats`` as JSON and ``/events``, the most
     recent operator events (oldest first; the log and the webhook keep them all)."""
-    registry = metrics_registry(service.hub, service.webhook)
+    registry = metrics_registry(service.hub, service.budgets, service.webhook)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

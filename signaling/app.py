@@ -30,6 +30,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from relay import control as rc
 from signaling import drain, events, readiness
 from signaling import protocol as p
+from signaling.budgets import CLOSE_REASONS, Budgets, ConnectionBudget, kind_of
 from signaling.call_hub import SignalingHub
 from signaling.config import Config
 from signaling.matchmaking import Matchmaker, Matchmaking
@@ -65,6 +66,12 @@ def ws_max_size(config: Config) -> int:
     control messages (an offer and its answer, ``relay.control.MAX_FRAME_BYTES``); ``/ws``
     checks its clients' frames against :func:`client_frame_limit` itself."""
     return max(client_frame_limit(config), rc.MAX_FRAME_BYTES)
+
+
+def client_address(websocket: WebSocket) -> str:
+    """The address a client's budgets, cap and bans are kept under: the one place that says
+    where it comes from (the socket's peer today)."""
+    return websocket.client.host if websocket.client else ""
 
 
 class _Connection:
@@ -118,6 +125,7 @@ class SignalingService:
             matchmaker = Matchmaker(settings, random.Random())
         strikes = None if self.cluster is None else self.cluster.strikes
         self.hub = SignalingHub(config, self.policy, matchmaker, strikes=strikes)
+        self.budgets = Budgets(config.limits)
         self._connections: dict[str, _Connection] = {}
         ev = config.events
         self.webhook = (
@@ -142,16 +150,21 @@ class SignalingService:
         if self.draining:
             await websocket.close(p.CLOSE_DRAINING, "draining: connect again shortly")
             return
+        address = client_address(websocket)
+        refused = self.budgets.admit(address, time.monotonic())
+        if refused is not None:
+            await websocket.close(p.CLOSE_TOO_MANY_CONNECTIONS, CLOSE_REASONS[refused])
+            return
         self._client_sockets += 1
         try:
-            await self._serve_client(websocket)
+            await self._serve_client(websocket, address)
         finally:
+            self.budgets.release(address)
             self._client_sockets -= 1
             if self.draining and not self._client_sockets:
                 self._no_clients.set()
 
-    async def _serve_client(self, websocket: WebSocket) -> None:
-        address = websocket.client.host if websocket.client else ""
+    async def _serve_client(self, websocket: WebSocket, address: str) -> None:
         device = websocket.query_params.get("device", "")
         if len(device) > 64 or not device.replace("-", "").replace("_", "").isalnum():
             device = ""  # an id the web client did not make is no id
@@ -171,7 +184,9 @@ class SignalingService:
         log.debug("client %s connected from region %s", user, region)
         try:
             self._flush()
-            await self._read_loop(user, websocket)
+            await self._read_loop(
+                user, websocket, self.budgets.connection(address, time.monotonic())
+            )
         finally:
             self._connections.pop(user, None)
             self.hub.disconnect(user, time.monotonic())
@@ -183,7 +198,7 @@ class SignalingService:
                 await asyncio.wait_for(writer, WRITER_GRACE_S)
             log.debug("client %s disconnected", user)
 
-    async def _read_loop(self, user: str, websocket: WebSocket) -> None:
+    async def _read_loop(self, user: str, websocket: WebSocket, budget: ConnectionBudget) -> None:
         limit = self.config.server.max_message_bytes
         while True:
             event = await websocket.receive()
@@ -195,19 +210,40 @@ class SignalingService:
                 # ``client_frame_limit``): a client's frame is held to its own, as before.
                 self._drop(user, CLOSE_MESSAGE_TOO_BIG)
                 return
+            message: p.ClientMessage | p.ProtocolError
             if text is None:
-                error = p.ProtocolError("binary", "binary frames are not supported; send JSON text")
-                self.hub.send_error(user, error)
+                message = p.ProtocolError(
+                    "binary", "binary frames are not supported; send JSON text"
+                )
             else:
                 try:
                     message = p.decode_client_message(text, limit)
                 except p.ProtocolError as exc:
-                    self.hub.send_error(user, exc)
-                else:
-                    self.hub.receive(user, message, time.monotonic(), time.time())
+                    message = exc
+            self._take_message(user, message, budget)
             self._flush()
             if user not in self._connections:  # expired or dropped as too slow meanwhile
                 return
+
+    def _take_message(
+        self, user: str, message: p.ClientMessage | p.ProtocolError, budget: ConnectionBudget
+    ) -> None:
+        """Hand a client's message (or why it could not be read) to the hub, if its budgets
+        allow; otherwise say so, or disconnect a client that goes on flooding."""
+        kind = kind_of(message)
+        refused = budget.take(kind, time.monotonic())
+        if refused is not None and refused.disconnect:
+            log.warning(
+                "client %s keeps sending %s messages past its budget; dropping it", user, kind
+            )
+            self._drop(user, p.CLOSE_FLOODING, f"too many {kind} messages")
+        elif refused is not None:
+            error = p.ProtocolError("rate_limited", refused.message, kind, refused.retry_after_s)
+            self.hub.send_error(user, error)
+        elif isinstance(message, p.ProtocolError):
+            self.hub.send_error(user, message)
+        else:
+            self.hub.receive(user, message, time.monotonic(), time.time())
 
     def _flush(self) -> None:
         """Hand the hub's outbox to the writers, close what it asked to, re-arm the timer.

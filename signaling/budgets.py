@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from signaling import protocol as p
 from signaling.config import Budget, LimitsConfig
 from signaling.token_bucket import TokenBucket
 
@@ -40,6 +41,14 @@ INVALID = "invalid"
 """The kind of a message that could not be decoded (malformed, invalid, too large, binary)."""
 KINDS = (*dict.fromkeys(KIND_OF_TYPE.values()), INVALID)
 
+
+def kind_of(message: p.ClientMessage | p.ProtocolError) -> str:
+    """The budget a client's message draws on; one that could not be read is ``invalid``."""
+    if isinstance(message, p.ProtocolError):
+        return INVALID
+    return KIND_OF_TYPE[str(message.__struct_config__.tag)]
+
+
 FORGIVEN_PER_S = 1.0
 """Refusals forgiven per second: a client that slips over a budget now and then is never
 disconnected for it."""
@@ -49,6 +58,11 @@ same as new), so the table stays as large as the crowd of the last minute or so.
 
 TOO_MANY_OPEN = "too_many_open"
 TOO_FAST = "too_fast"
+CLOSE_REASONS = {
+    TOO_MANY_OPEN: "too many connections from this address; close one first",
+    TOO_FAST: "too many new connections from this address; retry in a few seconds",
+}
+"""A refused connection's close reason (``protocol.CLOSE_TOO_MANY_CONNECTIONS``), by reason."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -365,7 +365,7 @@ class ChatClient {
         break;
       case "error":
         this.lastError = msg;
-        if (msg.code === "rate_limited" || msg.code === "too_long") this.chatNote(`Not sent: ${msg.message}.`);
+        if ((msg.code === "rate_limited" && msg.kind === "chat") || msg.code === "too_long") this.chatNote(`Not sent: ${msg.message}.`);
         else if (msg.code !== "stale_pair") console.warn("chatguard server refused a message:", msg);
         break;
       default:
