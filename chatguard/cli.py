@@ -296,6 +296,7 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     import uvicorn  # imported late so that `--help` and config errors answer at once
 
+    from chatguard.header_deadline import header_deadline_protocol
     from chatguard.runtime import tune_gc_for_serving
     from chatguard.serve import DrainingServer, create_serving_app
     from signaling.app import ws_max_size
@@ -321,6 +322,7 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
         relay_url = f"{scheme}://127.0.0.1:{private.getsockname()[1]}/relay"
         sockets = [public, private]
     app = create_serving_app(config, route, relay_url)
+    service = app.state.service
     tune_gc_for_serving()
     uvicorn_config = uvicorn.Config(
         app,
@@ -330,11 +332,13 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
         log_config=None,  # configured above: uvicorn's lines in chatguard's format
         access_log=server.access_log,
         ws_max_size=ws_max_size(config),
+        http=header_deadline_protocol(
+            config.limits.header_timeout_s, service.budgets.count_header_timeout
+        ),
         ssl_certfile=server.certfile or None,
         ssl_keyfile=server.keyfile or None,
         loop="auto",
     )
-    service = app.state.service
     drain_timeout_s = server.drain_timeout_s
     runner = DrainingServer(uvicorn_config, lambda: service.drain(drain_timeout_s))
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn raises it after shutdown

@@ -141,6 +141,10 @@ class Budgets:
         shared = self._address(address, now).messages if self.limits.per_address else None
         return ConnectionBudget(self, shared, now)
 
+    def count_header_timeout(self) -> None:
+        """Called by the HTTP server's head deadline (``chatguard.header_deadline``)."""
+        self.header_timeouts += 1
+
     def address_count(self) -> int:
         return len(self._addresses)
 

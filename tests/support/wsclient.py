@@ -17,8 +17,14 @@ class Client:
         self.welcome: dict[str, Any] = {}
 
     @classmethod
-    async def connect(cls, url: str, headers: dict[str, str] | None = None) -> Client:
-        ws = await websockets.connect(url, additional_headers=headers, max_size=None)
+    async def connect(
+        cls, url: str, headers: dict[str, str] | None = None, local_address: str | None = None
+    ) -> Client:
+        """`local_address` (e.g. 127.0.0.2, any of 127/8 on Linux): another client address."""
+        local_addr = None if local_address is None else (local_address, 0)
+        ws = await websockets.connect(
+            url, additional_headers=headers, max_size=None, local_addr=local_addr
+        )
         client = cls(ws)
         client.welcome = await client.expect("welcome")
         return client
