@@ -81,7 +81,7 @@ def test_an_unknown_uvicorn_protocol_is_reported_at_start() -> None:
     class NotUvicorn:
         pass
 
-    with pytest.raises(RuntimeError, match="on_response_complete.*chatguard.header_deadline"):
+    with pytest.raises(RuntimeError, match=r"on_response_complete.*chatguard\.header_deadline"):
         header_deadline_protocol(1.0, lambda: None, NotUvicorn)  # type: ignore[arg-type]
 
 
