@@ -233,9 +233,7 @@ class SignalingService:
         kind = kind_of(message)
         refused = budget.take(kind, time.monotonic())
         if refused is not None and refused.disconnect:
-            log.warning(
-                "client %s keeps sending %s messages past its budget; dropping it", user, kind
-            )
+            log.info("client %s keeps sending %s messages past its budget; dropping it", user, kind)
             self._drop(user, p.CLOSE_FLOODING, f"too many {kind} messages")
         elif refused is not None:
             error = p.ProtocolError("rate_limited", refused.message, kind, refused.retry_after_s)

@@ -7,7 +7,7 @@ import typing
 import pytest
 
 from signaling import protocol as p
-from signaling.budgets import INVALID, KIND_OF_TYPE, KINDS, SWEEP_EVERY_S, Budgets
+from signaling.budgets import INVALID, KIND_OF_TYPE, KINDS, SWEEP_EVERY_S, Budgets, kind_of
 from signaling.config import Budget, LimitsConfig, config_from_mapping
 
 SMALL = Budget(per_s=1.0, burst=2, address_per_s=1.0, address_burst=3)
@@ -21,6 +21,12 @@ def test_every_client_message_type_draws_on_a_budget() -> None:
     tags = {m.__struct_config__.tag for m in typing.get_args(p.ClientMessage)}
     assert set(KIND_OF_TYPE) == tags
     assert set(KINDS) == set(LimitsConfig().budgets()) and INVALID in KINDS
+
+
+def test_a_message_that_could_not_be_read_draws_on_the_invalid_budget() -> None:
+    assert kind_of(p.ProtocolError("malformed", "not valid JSON")) == INVALID
+    assert kind_of(p.Next()) == "join"
+    assert kind_of(p.Answer(pair="x", sdp="v=0")) == "sdp"
 
 
 def test_a_connection_gets_its_burst_then_a_refusal_naming_kind_and_wait() -> None:

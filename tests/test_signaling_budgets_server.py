@@ -222,3 +222,21 @@ async def test_budgets_can_be_set_per_kind() -> None:
         await client.send(type="ping")  # other kinds go on
         await client.expect("pong")
         await client.close()
+
+
+async def test_a_client_sending_garbage_is_told_then_disconnected(
+    default_server: RunningServer,
+) -> None:
+    """Unreadable messages have a budget too: 10 answered as they are, then rate_limited,
+    then, 50 refusals later, the close."""
+    client = await Client.connect(default_server.ws_url)
+    with contextlib.suppress(websockets.ConnectionClosed):
+        for _ in range(200):
+            await client.send_raw("{not json")
+    codes: list[tuple[object, object]] = []
+    with contextlib.suppress(websockets.ConnectionClosed):
+        while True:
+            message = await client.recv()
+            codes.append((message["code"], message["kind"]))
+    assert codes == [("malformed", None)] * 10 + [("rate_limited", "invalid")] * 50
+    assert (client.ws.close_code, client.ws.close_reason) == (4029, "too many invalid messages")
