@@ -264,19 +264,15 @@ class LimitsConfig(_Section):
     """A backstop behind ``[chat]``'s own, tighter, per-client limit."""
     ping: Budget = _budget(1.0, 10, 20.0, 200)
     invalid: Budget = _budget(1.0, 10, 10.0, 100)
-    """Messages refused as malformed, invalid, too large or binary."""
+    """Messages that could not be read: malformed, invalid, too large, binary or of another
+    protocol version."""
 
     def budgets(self) -> dict[str, Budget]:
-        """The message budgets by kind (``signaling.budgets.KINDS``)."""
+        """The message budgets by kind (``signaling.budgets.KINDS``): every `Budget` field."""
         return {
-            "join": self.join,
-            "sdp": self.sdp,
-            "candidate": self.candidate,
-            "call_state": self.call_state,
-            "report": self.report,
-            "chat": self.chat,
-            "ping": self.ping,
-            "invalid": self.invalid,
+            name: value
+            for name in self.__struct_fields__
+            if isinstance(value := getattr(self, name), Budget)
         }
 
     def problems(self) -> list[str]:
