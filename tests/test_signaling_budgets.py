@@ -30,7 +30,7 @@ def test_a_message_that_could_not_be_read_draws_on_the_invalid_budget() -> None:
 
 
 def test_a_connection_gets_its_burst_then_a_refusal_naming_kind_and_wait() -> None:
-    budget = Budgets(limits(per_address=False, sdp=msgspec_budget(SMALL))).connection("a", 0.0)
+    budget = Budgets(limits(per_address=False, sdp=as_table(SMALL))).connection("a", 0.0)
     assert budget.take("sdp", 0.0) is None
     assert budget.take("sdp", 0.0) is None
     refused = budget.take("sdp", 0.0)
@@ -43,7 +43,7 @@ def test_a_connection_gets_its_burst_then_a_refusal_naming_kind_and_wait() -> No
 
 
 def test_connections_of_one_address_share_its_budget_and_others_do_not() -> None:
-    budgets = Budgets(limits(sdp=msgspec_budget(SMALL)))
+    budgets = Budgets(limits(sdp=as_table(SMALL)))
     budgets.admit("10.0.0.1", 0.0)
     budgets.admit("10.0.0.1", 0.0)
     budgets.admit("10.0.0.2", 0.0)
@@ -57,7 +57,7 @@ def test_connections_of_one_address_share_its_budget_and_others_do_not() -> None
 
 def test_a_refused_message_takes_no_token_from_the_address() -> None:
     """A flooder over its own budget does not eat its neighbours' share of the address."""
-    budgets = Budgets(limits(sdp=msgspec_budget(Budget(1.0, 1, 1.0, 2))))
+    budgets = Budgets(limits(sdp=as_table(Budget(1.0, 1, 1.0, 2))))
     flooder, neighbour = (budgets.connection("10.0.0.1", 0.0) for _ in range(2))
     assert flooder.take("sdp", 0.0) is None
     for _ in range(10):
@@ -66,7 +66,7 @@ def test_a_refused_message_takes_no_token_from_the_address() -> None:
 
 
 def test_refusals_past_their_budget_disconnect_and_are_counted() -> None:
-    budgets = Budgets(limits(per_address=False, refused_to_disconnect=3, sdp=msgspec_budget(SMALL)))
+    budgets = Budgets(limits(per_address=False, refused_to_disconnect=3, sdp=as_table(SMALL)))
     budget = budgets.connection("a", 0.0)
     verdicts = [budget.take("sdp", 0.0) for _ in range(6)]
     assert verdicts[:2] == [None, None]
@@ -76,7 +76,7 @@ def test_refusals_past_their_budget_disconnect_and_are_counted() -> None:
 
 
 def test_an_occasional_refusal_is_forgiven() -> None:
-    one = msgspec_budget(Budget(1.0, 1, 1.0, 1))
+    one = as_table(Budget(1.0, 1, 1.0, 1))
     budgets = Budgets(limits(per_address=False, refused_to_disconnect=1, sdp=one))
     budget = budgets.connection("a", 0.0)
     for second in range(100):  # two a second against a budget of one: a refusal a second
@@ -123,7 +123,7 @@ def test_idle_addresses_are_forgotten_but_not_before_their_buckets_refill() -> N
     assert budgets.address_count() == 1  # both refilled and closed: forgotten
 
 
-def msgspec_budget(budget: Budget) -> dict[str, object]:
+def as_table(budget: Budget) -> dict[str, object]:
     """A budget as the TOML table an operator writes."""
     return {f: getattr(budget, f) for f in budget.__struct_fields__}
 
