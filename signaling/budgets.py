@@ -4,7 +4,9 @@ per connection and per address, without I/O (the clock is passed in).
 Why both: a connection's own buckets stop one socket flooding; its address's buckets, shared
 by all its connections and kept while they come and go, stop a script that opens many
 sockets or reconnects to start afresh. A message takes a token from both or from neither,
-so a flooder's refused messages never eat its neighbours' share of the address.
+so a flooder's refused messages never eat its neighbours' share of the address. An IPv6
+address counts by its /64, as for bans (``signaling.strikes.network_of``): one subscriber
+holds it whole and can pick any address in it.
 
 A refused message is not processed; the I/O layer tells the client (``rate_limited``, with
 the kind and when to retry). Refusals have a budget of their own (``refused_to_disconnect``,
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 
 from signaling import protocol as p
 from signaling.config import Budget, LimitsConfig
+from signaling.strikes import network_of
 from signaling.token_bucket import TokenBucket
 
 KIND_OF_TYPE = {
@@ -132,7 +135,7 @@ class Budgets:
         return None
 
     def release(self, address: str) -> None:
-        entry = self._addresses.get(address)
+        entry = self._addresses.get(network_of(address))
         if entry is not None:
             entry.connections -= 1
 
@@ -155,10 +158,11 @@ class Budgets:
         return TokenBucket.full(budget.per_s, budget.burst, now)
 
     def _address(self, address: str, now: float) -> _Address:
-        entry = self._addresses.get(address)
+        network = network_of(address)
+        entry = self._addresses.get(network)
         if entry is None:
             connects = TokenBucket.full(self.limits.connects_per_s, self.limits.connect_burst, now)
-            entry = self._addresses[address] = _Address(connects)
+            entry = self._addresses[network] = _Address(connects)
         return entry
 
     def _sweep(self, now: float) -> None:

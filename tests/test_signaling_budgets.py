@@ -95,6 +95,17 @@ def test_the_connection_cap_holds_per_address_and_frees_on_release() -> None:
     assert budgets.connections_refused == {"too_many_open": 1}
 
 
+def test_an_ipv6_address_counts_by_its_64() -> None:
+    """One subscriber holds a whole /64 and can pick any address in it."""
+    budgets = Budgets(limits(connections_per_address=2))
+    assert budgets.admit("2001:db8:1:2::1", 0.0) is None
+    assert budgets.admit("2001:db8:1:2:ffff::7", 0.0) is None
+    assert budgets.admit("2001:db8:1:2::3", 0.0) == "too_many_open"
+    assert budgets.admit("2001:db8:1:3::1", 0.0) is None  # another /64
+    budgets.release("2001:db8:1:2::1")  # any address of the /64 frees its place
+    assert budgets.admit("2001:db8:1:2::3", 0.0) is None
+
+
 def test_connecting_too_fast_is_refused_until_the_bucket_refills() -> None:
     budgets = Budgets(limits(connect_burst=2, connects_per_s=1.0))
     for _ in range(2):
