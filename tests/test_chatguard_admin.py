@@ -62,7 +62,7 @@ def test_metrics_and_stats_are_on_the_admin_port_only(plain_server: RunningServe
     for path in ("/metrics", "/stats"):
         assert httpx.get(plain_server.http_url + path).status_code == 404
     assert httpx.get(plain_server.admin_url + "/stats").json()["clients"] == 0
-    for path in ("/", "/ws", "/healthz", "/client-settings"):
+    for path in ("/ws", "/healthz", "/client-settings", "/static/client.js"):
         assert httpx.get(plain_server.admin_url + path).status_code == 404
     samples = scrape(plain_server)
     assert value(samples, "chatguard_clients") == 0
