@@ -16,9 +16,19 @@ from signaling.recent_records import Record
 
 CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'"
 
-EVENT_COLUMNS = ("time", "decision", "automated", "subject", "call", "ground", "ban_s", "address")
+EVENT_COLUMNS = (
+    "time",
+    "id",
+    "decision",
+    "automated",
+    "subject",
+    "call",
+    "ground",
+    "ban_s",
+    "address",
+)
 REPORT_COLUMNS = (
-    "time", "reporter", "reported", "call", "reason", "reporters", "counted", "ban",
+    "time", "id", "reporter", "reported", "call", "reason", "reporters", "counted", "ban",
 )  # fmt: skip
 
 _STYLE = (
