@@ -39,7 +39,7 @@ _STYLE = (
 )
 
 
-def _cell(value: object) -> str:
+def cell(value: object) -> str:
     """A record's value as text: a ground (a dict) as ``key=value`` pairs, nothing as empty."""
     if value is None:
         return ""
@@ -51,7 +51,7 @@ def _cell(value: object) -> str:
 def _table(title: str, columns: Sequence[str], records: Sequence[Record], empty: str) -> str:
     head = "".join(f"<th>{escape(column)}</th>" for column in columns)
     rows = "".join(
-        "<tr>" + "".join(f"<td>{escape(_cell(r.get(c)))}</td>" for c in columns) + "</tr>"
+        "<tr>" + "".join(f"<td>{escape(cell(r.get(c)))}</td>" for c in columns) + "</tr>"
         for r in reversed(records)
     )
     body = rows or f'<tr><td colspan="{len(columns)}">{escape(empty)}</td></tr>'
