@@ -410,6 +410,12 @@ async def test_a_redis_restart_keeps_calls_and_queues_and_errors_clearly(tmp_pat
         await late.send(type="join")
         assert (await late.expect("waiting")) is not None
         assert (await late.expect("error"))["code"] == "unavailable"
+        async with httpx.AsyncClient() as http:  # the operator's lists: 503, and why
+            for path in ("/events", "/reports"):
+                response = await http.get(first.admin_url + path)
+                assert response.status_code == 503, response.text
+                assert "(Redis) is unreachable" in response.json()["error"]
+            assert "(Redis) is unreachable" in (await http.get(first.admin_url + "/")).text
         # kept and sent when Redis is back, but pub/sub delivers at most once: if a's node
         # has not subscribed again by then, it is lost (what a partner sends after is not)
         await b.send(type="chat", pair=pair, text="still here?")
