@@ -75,8 +75,9 @@ class ServerConfig(_Section):
 
 
 class AdminConfig(_Section):
-    """The admin listener: `/metrics` (Prometheus) and `/stats` (JSON), kept off the public
-    port. Localhost by default; expose it only to your monitoring."""
+    """The admin listener: `/metrics` (Prometheus), `/stats`, `/events` and `/reports` (JSON)
+    and a page of the last two at `/`, kept off the public port. Localhost by default; expose
+    it only to your monitoring."""
 
     host: str = "127.0.0.1"
     port: int = 9090
