@@ -203,6 +203,21 @@ def _build_parser() -> argparse.ArgumentParser:
         "only: `chatguard turn-config --config chatguard.toml > /etc/turnserver.conf`.",
     )
     turn.add_argument("--config", type=Path, metavar="FILE", help="chatguard's TOML file")
+    admin = commands.add_parser(
+        "admin",
+        help="list recent operator events or open reports from an admin listener",
+        description="Print the recent operator events or the open reports a running "
+        "service's admin listener lists (its /events and /reports; with a shared Redis, the "
+        "whole service's): one tab-separated line each, oldest first, or the JSON.",
+    )
+    admin.add_argument("what", choices=["events", "reports"])
+    admin.add_argument(
+        "--admin",
+        metavar="URL",
+        default="http://127.0.0.1:9090",
+        help="the admin listener (default http://127.0.0.1:9090, [admin] host and port)",
+    )
+    admin.add_argument("--json", action="store_true", help="print the JSON as served")
     add_bench_parser(commands)
     return parser
 
@@ -413,6 +428,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args, argv)
         if args.command == "relay":
             return _relay(args)
+        if args.command == "admin":
+            from chatguard.admin_cli import run_admin
+
+            return run_admin(args.what, args.admin, args.json)
         if args.command == "turn-config":
             from chatguard.turn_config import coturn_config
 

@@ -8,7 +8,6 @@ can never stall the event loop or anyone else: when its queue overflows it is di
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import hmac
 import logging
@@ -28,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from relay import control as rc
-from signaling import drain, events, readiness
+from signaling import drain, events, readiness, recent_records
 from signaling import protocol as p
 from signaling.budgets import CLOSE_REASONS, Budgets, ConnectionBudget, kind_of
 from signaling.call_hub import SignalingHub
@@ -46,8 +45,6 @@ events_log = logging.getLogger("chatguard.events")
 
 CLOSE_BAD_WORKER = 4003
 HELLO_TIMEOUT_S = 5.0
-RECENT_EVENTS = 500
-"""Operator events kept in memory for the admin listener's ``/events``."""
 WRITER_GRACE_S = 5.0
 DRAIN_CHECK_S = 0.2
 
@@ -133,9 +130,16 @@ class SignalingService:
             if ev.webhook_url
             else None
         )
-        self.recent_events: collections.deque[dict[str, object]] = collections.deque(
-            maxlen=RECENT_EVENTS
-        )
+        self.records: recent_records.RecentRecords
+        """Recent events and open reports for the admin listener: in Redis when the nodes
+        share one, so that each node's listener shows the service's, else here."""
+        if self.cluster is not None:
+            from signaling.cluster.recent_records import RedisRecords
+
+            keep = recent_records.retention(config)
+            self.records = RedisRecords(config.cluster.redis_url, config.cluster.key_prefix, keep)
+        else:
+            self.records = recent_records.MemoryRecords(recent_records.retention(config))
         self._wake = asyncio.Event()
         self._scheduled: float | None = None
         self.draining = False
@@ -170,7 +174,9 @@ class SignalingService:
             device = ""  # an id the web client did not make is no id
         banned_until = self.hub.banned_until(address, device, time.monotonic())
         if banned_until is not None:
-            until_unix = self.hub.refuse_banned(banned_until, time.monotonic(), time.time())
+            until_unix = self.hub.refuse_banned(
+                banned_until, time.monotonic(), time.time(), address
+            )
             self._publish_events()
             banned = p.Banned(reason="banned for now", until_unix=until_unix)
             await websocket.send_text(p.encode_server_message(banned))
@@ -299,14 +305,18 @@ class SignalingService:
         self._flush()
 
     def _publish_events(self) -> None:
-        """The hub's operator events to the log (the whole event as data, for JSON logs) and
-        to the webhook's queue, which never waits."""
+        """The hub's operator events to the log (the whole event as data, for JSON logs), to
+        the webhook's queue and to the recent records, none of which waits; its new reports
+        to the recent records."""
+        now_unix = time.time()
         for event in self.hub.drain_events():
             data = events.to_builtins(event)
             events_log.info("%s %s", event.decision, data, extra={"event": data})
-            self.recent_events.append(data)
+            self.records.add("events", data, now_unix)
             if self.webhook is not None:
                 self.webhook.submit(events.encode(event))
+        for report in self.hub.drain_reports():
+            self.records.add("reports", msgspec.to_builtins(report), now_unix)
 
     def _drop(self, user: str, code: int, reason: str = "") -> None:
         connection = self._connections.pop(user, None)
@@ -450,7 +460,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         timers = asyncio.create_task(service.run_timers())
         started: list[BackgroundService] = []
-        own = () if service.webhook is None else (service.webhook,)
+        own = (service.records, *(() if service.webhook is None else (service.webhook,)))
         try:
             for extra in (*own, *background):
                 await extra.start()

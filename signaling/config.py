@@ -32,6 +32,11 @@ SECRET_ENV = {
 backups, a repository); set and non-empty, the variable wins over the file."""
 
 
+MAX_RECENT = 100_000
+"""The most events (or reports) the admin listener may be asked to keep: each is a few hundred
+bytes, in memory or in Redis, and its pages list them all."""
+
+
 class ConfigError(Exception):
     """The configuration file is missing, unreadable or invalid; the message says where."""
 
@@ -70,8 +75,9 @@ class ServerConfig(_Section):
 
 
 class AdminConfig(_Section):
-    """The admin listener: `/metrics` (Prometheus) and `/stats` (JSON), kept off the public
-    port. Localhost by default; expose it only to your monitoring."""
+    """The admin listener: `/metrics` (Prometheus), `/stats`, `/events` and `/reports` (JSON)
+    and a page of the last two at `/`, kept off the public port. Localhost by default; expose
+    it only to your monitoring."""
 
     host: str = "127.0.0.1"
     port: int = 9090
@@ -316,6 +322,15 @@ class EventsConfig(_Section):
     """HMAC-SHA256 key of the signature; or the CHATGUARD_WEBHOOK_SECRET environment variable."""
     queue_limit: int = 1000
     """Events waiting for delivery beyond which the oldest are dropped (and logged)."""
+    recent_limit: int = 500
+    """The most recent events, and the most recent reports, the admin listener lists; with
+    `[cluster] redis_url` they are kept in Redis, so every node lists the same."""
+    retention_s: float = 86400.0
+    """Events older than this are no longer listed (Redis forgets them too); reports are
+    listed for `[reports] window_s`, while they count towards a ban."""
+    include_addresses: bool = False
+    """Add the subject's IP address to each event (``address``): off by default, as an address
+    is personal data and the session id already ties an event to this service's own logs."""
 
 
 class ClusterConfig(_Section):
@@ -368,6 +383,10 @@ class Config(_Section):
             problems.append("events.webhook_url must be an http:// or https:// URL")
         if self.events.queue_limit < 1:
             problems.append("events.queue_limit must be at least 1")
+        if not 1 <= self.events.recent_limit <= MAX_RECENT:
+            problems.append(f"events.recent_limit must be 1-{MAX_RECENT}")
+        if self.events.retention_s <= 0:
+            problems.append("events.retention_s must be positive")
         if self.server.max_message_bytes < 1024:
             problems.append("server.max_message_bytes must be at least 1024")
         if self.server.drain_timeout_s < 0:

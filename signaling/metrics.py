@@ -189,9 +189,17 @@ class RelayCollector(Collector):
             "Strict route: a released frame's wait for its verdict (last packet in to forwarded).",
             ["worker"],
         )
+        inference = _histogram(
+            "model_inference_seconds",
+            "Strict route: one run of the model on the worker's inference thread (an image, a "
+            "stacked batch, or an fp32 re-check).",
+            ["worker"],
+        )
         for worker, totals in moderated:
             _add_histogram(gate, [worker], totals.gate_latency)
+            _add_histogram(inference, [worker], totals.inference)
         yield gate
+        yield inference
 
 
 def _worker_gauges(workers: list[WorkerInfo]) -> Iterator[Metric]:

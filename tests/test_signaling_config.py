@@ -69,6 +69,9 @@ def test_file_values_are_read(tmp_path: Path) -> None:
             '[events]\nwebhook_url = "ftp://audit.example"\nwebhook_secret = "s"\n',
             "events.webhook_url must be an http:// or https:// URL",
         ),
+        ("[events]\nrecent_limit = 0\n", "events.recent_limit must be 1-100000"),
+        ("[events]\nretention_s = 0\n", "events.retention_s must be positive"),
+        ('[events]\ninclude_addresses = "yes"\n', "events.include_addresses: Expected `bool`"),
     ],
 )
 def test_invalid_file_names_key_and_problem(tmp_path: Path, text: str, expected: str) -> None:

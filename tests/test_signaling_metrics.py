@@ -74,12 +74,16 @@ def test_worker_totals_are_labelled_by_worker_and_drop_reason() -> None:
     hub.worker_joined(rc.Hello(worker_id="w1", token="t", pid=7, max_sessions=10))
     gate = rc.Histogram.empty(rc.GATE_LATENCY_BOUNDS_S)
     gate.observe(0.02)
+    inference = rc.Histogram.empty(rc.MODEL_INFERENCE_BOUNDS_S)
+    inference.observe(0.015)
     totals = rc.RelayTotals(
         packets_forwarded=900,
         bytes_forwarded=800_000,
         dropped={"unpaired": 3, "late": 1},
         cpu_seconds=1.5,
-        moderation=rc.ModerationTotals(classified=40, frames_withheld=6, gate_latency=gate),
+        moderation=rc.ModerationTotals(
+            classified=40, frames_withheld=6, gate_latency=gate, inference=inference
+        ),
     )
     load = rc.Load(legs=2, cpu_percent=10, rss_bytes=50_000_000, totals=totals)
     hub.worker_message("w1", load, 0, 0)
@@ -96,6 +100,9 @@ def test_worker_totals_are_labelled_by_worker_and_drop_reason() -> None:
     assert got["chatguard_strict_gate_latency_seconds_bucket", (("le", "0.01"), *worker)] == 0
     assert got["chatguard_strict_gate_latency_seconds_bucket", (("le", "0.025"), *worker)] == 1
     assert got["chatguard_strict_gate_latency_seconds_count", worker] == 1
+    assert got["chatguard_model_inference_seconds_bucket", (("le", "0.01"), *worker)] == 0
+    assert got["chatguard_model_inference_seconds_bucket", (("le", "0.02"), *worker)] == 1
+    assert got["chatguard_model_inference_seconds_sum", worker] == 0.015
     hub.worker_lost("w1")  # a worker that went away takes its series with it
     assert not any(labels == worker for _, labels in samples(hub))
 
