@@ -144,15 +144,19 @@ def test_a_bad_option_is_blamed_on_the_command_line(capsys: pytest.CaptureFixtur
 def test_secrets_come_from_the_environment_over_the_file(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text(
-        '[relay]\ntoken = "from-file"\n[ice.turn]\nurls = ["turn:t"]\nsecret = "file-turn"\n'
+        '[relay]\ntoken = "from-file-0123456789"\n'
+        '[ice.turn]\nurls = ["turn:t"]\nsecret = "file-turn"\n'
         '[events]\nwebhook_url = "https://audit.example/hook"\n'
     )
     environ = {"CHATGUARD_TURN_SECRET": "env-turn", "CHATGUARD_WEBHOOK_SECRET": "env-hook",
                "CHATGUARD_RELAY_TOKEN": ""}  # fmt: skip
     config = load_config(path, environ)
-    assert config.relay.token == "from-file"  # an empty variable is no setting
+    assert config.relay.token == "from-file-0123456789"  # an empty variable is no setting
     assert config.ice.turn.secret == "env-turn"
     assert config.events.webhook_secret == "env-hook"
-    assert load_config(None, {"CHATGUARD_RELAY_TOKEN": "env-token"}).relay.token == "env-token"
+    assert (
+        load_config(None, {"CHATGUARD_RELAY_TOKEN": "env-token-0123456789"}).relay.token
+        == "env-token-0123456789"
+    )
     with pytest.raises(ConfigError, match=r"events\.webhook_secret"):
         load_config(path, {})

@@ -230,7 +230,9 @@ class ChatClient {
 
   openSocket() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${scheme}//${location.host}/ws?device=${deviceId()}`);
+    // The device id rides in the handshake's subprotocol header, not the URL (which proxies
+    // log); "chatguard" is offered beside it for the server to select.
+    const ws = new WebSocket(`${scheme}//${location.host}/ws`, ["chatguard", `chatguard.device.${deviceId()}`]);
     this.ws = ws;
     ws.onmessage = (event) => this.onMessage(JSON.parse(event.data));
     ws.onclose = () => this.onSocketClosed(ws);
@@ -334,7 +336,7 @@ class ChatClient {
         if (current) this.onRemoteCandidate(msg.candidate);
         break;
       case "reroute":
-        if (current) this.startCall({ pair: msg.pair, role: "offerer", route: msg.route }, msg.reason);
+        if (current) this.startCall({ pair: msg.pair, role: "offerer", route: msg.route, ice_servers: msg.ice_servers }, msg.reason);
         break;
       case "partner_state":
         if (current) this.onPartnerState(msg.state);
@@ -395,7 +397,8 @@ class ChatClient {
     this.closeParked();
     const intro = why ? `${why[0].toUpperCase()}${why.slice(1)}; connecting` : "Connecting";
     this.setState("connecting", msg.route, `${intro} (${ROUTE_WORDS[msg.route]})…`);
-    const pc = new RTCPeerConnection({ iceServers: this.welcome ? this.welcome.ice_servers : [] });
+    // TURN credentials come with each pairing or reroute, fresh and short-lived (docs/protocol.md)
+    const pc = new RTCPeerConnection({ iceServers: msg.ice_servers || (this.welcome ? this.welcome.ice_servers : []) });
     this.pc = pc;
     for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
     pc.ontrack = (event) => {

@@ -59,6 +59,7 @@ def run_server(config: Config, route: Route | None = None) -> Iterator[RunningSe
             port=config.server.port,
             log_level="warning",
             ws_max_size=ws_max_size(config),
+            proxy_headers=False,  # [server] trusted_proxies decides (signaling.client_source)
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

@@ -7,6 +7,16 @@ import json
 from typing import Any
 
 import websockets
+from websockets.typing import Subprotocol
+
+from signaling import protocol as p
+
+
+def device_subprotocols(device: str) -> list[Subprotocol] | None:
+    """What the web client offers to send its device id; None without one."""
+    if not device:
+        return None
+    return [Subprotocol(p.SUBPROTOCOL), Subprotocol(p.DEVICE_SUBPROTOCOL_PREFIX + device)]
 
 
 class Client:
@@ -17,8 +27,13 @@ class Client:
         self.welcome: dict[str, Any] = {}
 
     @classmethod
-    async def connect(cls, url: str, headers: dict[str, str] | None = None) -> Client:
-        ws = await websockets.connect(url, additional_headers=headers, max_size=None)
+    async def connect(
+        cls, url: str, headers: dict[str, str] | None = None, device: str = ""
+    ) -> Client:
+        """`device`: sent as the web client sends it (a subprotocol, docs/protocol.md)."""
+        ws = await websockets.connect(
+            url, additional_headers=headers, max_size=None, subprotocols=device_subprotocols(device)
+        )
         client = cls(ws)
         client.welcome = await client.expect("welcome")
         return client
