@@ -1,10 +1,20 @@
+from __future__ import annotations
+
 import base64
 import hashlib
 import hmac
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
 
 from signaling import protocol as p
 from signaling.config import IceConfig, TurnConfig
 from signaling.ice import ice_servers_for, stun_servers, turn_credentials, with_turn
+from tests.support.browser import chromium, open_pages, requires_chromium, wait_for_state
+from tests.support.server import RunningServer, make_config, run_server
+from tests.support.wsclient import Client
 
 CONFIG = IceConfig(
     stun_urls=["stun:stun.example.org:3478"],
@@ -66,3 +76,54 @@ def test_messages_that_open_no_connection_carry_no_credentials() -> None:
     assert with_turn(kept, CONFIG, "bob", 0) is kept
     pong = p.Pong()
     assert with_turn(pong, CONFIG, "bob", 0) is pong
+
+
+TURN_URL = "turn:127.0.0.1:9?transport=udp"  # nothing listens: these tests only read credentials
+
+
+@pytest.fixture
+def turn_server() -> Iterator[RunningServer]:
+    ice = {"stun_urls": ["stun:127.0.0.1:9"], "turn": {"urls": [TURN_URL], "secret": "k"}}
+    yield from run_server(make_config(ice=ice))
+
+
+def assert_fresh_turn(servers: list[dict[str, Any]], user: str) -> None:
+    """STUN, then TURN with a credential for `user` that expires in five minutes."""
+    stun, turn = servers
+    assert stun == {"urls": ["stun:127.0.0.1:9"]}
+    expiry, named = turn["username"].split(":")
+    assert named == user
+    assert abs(int(expiry) - (time.time() + 300)) <= 2
+    assert turn["credential"] == turn_credentials("k", user, int(expiry))[1]
+
+
+async def test_no_turn_credential_before_join_and_a_fresh_one_with_the_pairing(
+    turn_server: RunningServer,
+) -> None:
+    a = await Client.connect(turn_server.ws_url)
+    assert a.welcome["ice_servers"] == [{"urls": ["stun:127.0.0.1:9"]}]
+    await a.send(type="join")
+    waiting = await a.expect("waiting")
+    assert "ice_servers" not in waiting
+    b = await Client.connect(turn_server.ws_url)
+    await b.send(type="join")
+    for client in (a, b):
+        assert_fresh_turn((await client.expect_paired())["ice_servers"], client.welcome["id"])
+        await client.close()
+
+
+@pytest.mark.browser
+@requires_chromium
+async def test_the_page_connects_with_the_pairings_turn_credential(
+    turn_server: RunningServer,
+) -> None:
+    async with chromium() as browser:
+        pages = await open_pages(browser, turn_server.http_url, 2)
+        for page in pages:
+            await page.click("#start")
+        for page in pages:
+            await wait_for_state(page, "connected")
+            servers = await page.evaluate("window.chatguard.pc.getConfiguration().iceServers")
+            user = await page.evaluate("window.chatguard.welcome.id")
+            turn = next(server for server in servers if server["urls"] == [TURN_URL])
+            assert_fresh_turn([{"urls": ["stun:127.0.0.1:9"]}, turn], user)
