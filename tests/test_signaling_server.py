@@ -294,3 +294,20 @@ async def test_a_banned_device_is_refused_at_the_door(server: RunningServer) -> 
     other = await Client.connect(server.ws_url, device="tab-2")
     assert other.welcome["type"] == "welcome"
     await other.close()
+
+
+async def test_the_device_id_comes_in_the_subprotocol_and_not_the_query(
+    server: RunningServer,
+) -> None:
+    service = server.app_state.service  # type: ignore[attr-defined]
+    service.hub.strikes.ban(Person.of("127.0.0.1", "tab-3"), time.monotonic() + 60)
+    async with websockets.connect(server.ws_url, subprotocols=device_subprotocols("tab-3")) as ws:
+        assert ws.subprotocol == "chatguard"  # selected, or a browser fails the handshake
+        assert json.loads(await ws.recv())["type"] == "banned"
+    in_query = await Client.connect(server.ws_url + "?device=tab-3")  # no longer read there
+    assert in_query.welcome["type"] == "welcome"
+    await in_query.close()
+    # an id the web client could not have made is no id
+    odd = [websockets.Subprotocol("chatguard"), websockets.Subprotocol("chatguard.device.t%b-3")]
+    async with websockets.connect(server.ws_url, subprotocols=odd) as ws:
+        assert json.loads(await ws.recv())["type"] == "welcome"
