@@ -223,6 +223,12 @@ class ModerationConfig(_Section):
     """Mean luma change (0-255) of those cells from which a frame is a new scene, classified
     before it is forwarded: a change confined to part of the picture."""
     mute_audio_while_blocked: bool = False
+    max_decoded_pixels: int = 1920 * 1088
+    """Largest picture (width x height) a strict-route sender may send; a larger keyframe is
+    withheld undecoded (fail closed) and counted. The default admits 1080p."""
+    decode_budget: float = 0.25
+    """Seconds of the worker's decoder one strict stream may use per second (a 640x480 VP8
+    stream at 30 fps uses about 0.03); a stream over it is withheld until it is back under."""
     strikes_to_ban: int = 3
     strike_window_s: float = 600.0
     ban_s: float = 3600.0
@@ -356,7 +362,7 @@ class Config(_Section):
                 problems.append(f"moderation.block.{label} must be in (0, 1], got {threshold}")
         positive = (
             "verdict_ttl_s", "min_classifications_per_s", "strike_window_s", "ban_s",
-            "alert_classifications_per_s", "scene_peak_threshold",
+            "alert_classifications_per_s", "scene_peak_threshold", "decode_budget",
         )  # fmt: skip
         for name in positive:
             if getattr(mod, name) <= 0:
@@ -365,6 +371,8 @@ class Config(_Section):
             problems.append("moderation.reference_margin must be in (0, 1] (1: no margin)")
         if mod.resume_after_safe < 1 or mod.alert_s < 0:
             problems.append("moderation.resume_after_safe must be 1 or more, alert_s 0 or more")
+        if mod.max_decoded_pixels < 64 * 64:
+            problems.append("moderation.max_decoded_pixels must be at least 4096 (64x64)")
         if not 1 <= mod.scene_peak_cells <= 256:
             problems.append("moderation.scene_peak_cells must be 1-256")
         if mod.devices_to_ban_network < 0:

@@ -325,6 +325,46 @@ async def test_serve_procs_runs_nodes_on_one_port_each_with_its_own_workers(
                 parent.wait(timeout=20)
 
 
+def process_state(pid: int) -> tuple[str, int] | None:
+    """State letter and parent pid of a process (from /proc); None once it is gone."""
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
+def children_of(pid: int) -> set[int]:
+    """Running processes (not zombies) whose parent is `pid`."""
+    running = set()
+    for entry in Path("/proc").iterdir():
+        state = process_state(int(entry.name)) if entry.name.isdigit() else None
+        if state is not None and state[1] == pid and state[0] != "Z":
+            running.add(int(entry.name))
+    return running
+
+
+@pytest.mark.slow
+async def test_a_killed_procs_parent_leaves_no_signaling_process_behind(
+    redis: RedisServer,
+) -> None:
+    command = [sys.executable, "-m", "chatguard.cli", "serve", "--procs", "2", "--redis"]
+    command += [redis.url, "--relay-workers", "0", "--port", str(free_port()), "--admin-port", "0"]
+    with subprocess.Popen([*command, "--log-level", "warning"]) as parent:
+        deadline = time.monotonic() + 30
+        while len(children := children_of(parent.pid)) < 2:
+            assert time.monotonic() < deadline and parent.poll() is None
+            await asyncio.sleep(0.05)
+        parent.kill()  # no chance to stop its children itself
+        parent.wait()
+        deadline = time.monotonic() + 20
+        # orphans belong to init, which may leave them zombies for a while: those are done
+        while alive := {pid for pid in children if (process_state(pid) or ("Z",))[0] != "Z"}:
+            assert time.monotonic() < deadline, f"still running: {alive}"
+            await asyncio.sleep(0.1)
+
+
 @pytest.mark.slow
 async def test_a_redis_restart_keeps_calls_and_queues_and_errors_clearly(tmp_path: Path) -> None:
     """Redis restarts empty: a request made meanwhile gets a clear error, the connection stays,
