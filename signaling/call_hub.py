@@ -491,6 +491,8 @@ class SignalingHub:
                             "call %s: connected, route %s, %.1f s after pairing",
                             call.pair_id, call.route.value, now - call.paired_at,
                         )  # fmt: skip
+                if state == "reconnecting":  # TURN credentials are added where it is sent
+                    self._send(user, p.IceServers(pair=pair_id))
                 partner_state = p.PartnerState(pair=pair_id, state=state)
                 self._send(call.partner_of(user), partner_state)
 

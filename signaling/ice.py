@@ -8,8 +8,9 @@ coturn's side is printed by ``chatguard turn-config``; tests/test_turn_coturn.py
 coturn accept these credentials.
 
 When: never before ``join``. The welcome carries the STUN servers only; TURN credentials
-come with each ``paired`` and ``reroute`` (the moments a client opens a connection), minted
-then and valid for ``[ice.turn] credential_ttl_s``. A credential harvested by merely
+come with each ``paired`` and ``reroute`` (the moments a client opens a connection) and with
+``ice_servers``, the answer to a client restoring its media, minted then and valid for
+``[ice.turn] credential_ttl_s``. A credential harvested by merely
 connecting, or kept from an old call, is of no use for long. coturn checks the expiry when an
 allocation is made, so a call on TURN outlives its credential. They are added where the
 hub's messages are sent (:func:`with_turn`), because minting needs the wall clock and the
@@ -55,10 +56,12 @@ def ice_servers_for(config: IceConfig, user_id: str, now_unix: float) -> list[Ic
 def with_turn(
     message: p.ServerMessage, config: IceConfig, user_id: str, now_unix: float
 ) -> p.ServerMessage:
-    """`message` as sent to `user_id`: a pairing or a reroute, after which the client opens a
-    connection, carries the ICE servers with fresh TURN credentials; anything else (and a
-    pairing that keeps its relay connection) is unchanged."""
-    if isinstance(message, p.Reroute) or (isinstance(message, p.Paired) and not message.reuse):
+    """`message` as sent to `user_id`: a pairing, a reroute or an ``ice_servers``, after which
+    the client opens or restores a connection, carries the ICE servers with fresh TURN
+    credentials; anything else (and a pairing that keeps its relay connection) is unchanged."""
+    if isinstance(message, p.Reroute | p.IceServers) or (
+        isinstance(message, p.Paired) and not message.reuse
+    ):
         servers = ice_servers_for(config, user_id, now_unix)
         return msgspec.structs.replace(message, ice_servers=servers)
     return message

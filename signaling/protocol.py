@@ -220,6 +220,15 @@ class Reroute(_ServerMessage, tag="reroute"):
     """As ``paired``'s: for the new connection, TURN credentials minted now."""
 
 
+class IceServers(_ServerMessage, tag="ice_servers"):
+    """Fresh ICE servers for the connection of `pair`, in answer to the client's
+    ``call_state: reconnecting``: restoring the media allocates anew on TURN, and the
+    credentials that came with the pairing may have expired by then."""
+
+    pair: str
+    ice_servers: list[IceServer] = []
+
+
 class PartnerState(_ServerMessage, tag="partner_state"):
     """The partner's media connection is being restored, or is back."""
 
@@ -282,6 +291,7 @@ ServerMessage = (
     | RelayedAnswer
     | RelayedCandidate
     | Reroute
+    | IceServers
     | PartnerState
     | CallEnded
     | ModerationNotice

@@ -63,12 +63,15 @@ def test_before_join_only_stun_is_handed_out() -> None:
     assert stun_servers(CONFIG) == [p.IceServer(urls=["stun:stun.example.org:3478"])]
 
 
-def test_a_pairing_or_a_reroute_carries_fresh_turn_credentials() -> None:
+def test_a_pairing_a_reroute_or_a_refresh_carries_fresh_turn_credentials() -> None:
     paired = with_turn(p.Paired(pair="x", role="offerer", route="direct"), CONFIG, "bob", 2000)
     rerouted = with_turn(p.Reroute(pair="x", route="relay", reason="r"), CONFIG, "bob", 3000)
     assert isinstance(paired, p.Paired) and isinstance(rerouted, p.Reroute)
     assert [s.username for s in paired.ice_servers] == [None, "2300:bob"]
     assert [s.username for s in rerouted.ice_servers] == [None, "3300:bob"]
+    refreshed = with_turn(p.IceServers(pair="x"), CONFIG, "bob", 4000)
+    assert isinstance(refreshed, p.IceServers)
+    assert [s.username for s in refreshed.ice_servers] == [None, "4300:bob"]
 
 
 def test_messages_that_open_no_connection_carry_no_credentials() -> None:
@@ -107,8 +110,18 @@ async def test_no_turn_credential_before_join_and_a_fresh_one_with_the_pairing(
     assert "ice_servers" not in waiting
     b = await Client.connect(turn_server.ws_url)
     await b.send(type="join")
+    pair = ""
     for client in (a, b):
-        assert_fresh_turn((await client.expect_paired())["ice_servers"], client.welcome["id"])
+        paired = await client.expect_paired()
+        assert_fresh_turn(paired["ice_servers"], client.welcome["id"])
+        pair = paired["pair"]
+    # restoring the media: fresh credentials for the one restoring, as its ICE restart needs
+    await a.send(type="call_state", pair=pair, state="reconnecting", route="direct")
+    refreshed = await a.expect("ice_servers")
+    assert refreshed["pair"] == pair
+    assert_fresh_turn(refreshed["ice_servers"], a.welcome["id"])
+    assert (await b.expect("partner_state"))["state"] == "reconnecting"
+    for client in (a, b):
         await client.close()
 
 

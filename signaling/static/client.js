@@ -39,6 +39,7 @@ class ChatClient {
     this.everConnected = false;  // the current call's media connected at least once
     this.recovering = null;      // timers of a media connection being restored
     this.pendingCandidates = [];
+    this.iceServers = [];          // the current call's, with its TURN credentials
     this.connectTimer = null;
     this.heartbeat = null;
     this.reconnectAttempt = 0;
@@ -338,6 +339,14 @@ class ChatClient {
       case "reroute":
         if (current) this.startCall({ pair: msg.pair, role: "offerer", route: msg.route, ice_servers: msg.ice_servers }, msg.reason);
         break;
+      case "ice_servers":
+        // fresh credentials while restoring the media: the next ICE restart or relay
+        // connection of this call allocates with them
+        if (current) {
+          this.iceServers = msg.ice_servers;
+          if (this.pc) this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers: msg.ice_servers });
+        }
+        break;
       case "partner_state":
         if (current) this.onPartnerState(msg.state);
         break;
@@ -398,7 +407,8 @@ class ChatClient {
     const intro = why ? `${why[0].toUpperCase()}${why.slice(1)}; connecting` : "Connecting";
     this.setState("connecting", msg.route, `${intro} (${ROUTE_WORDS[msg.route]})…`);
     // TURN credentials come with each pairing or reroute, fresh and short-lived (docs/protocol.md)
-    const pc = new RTCPeerConnection({ iceServers: msg.ice_servers || (this.welcome ? this.welcome.ice_servers : []) });
+    if (msg.ice_servers) this.iceServers = msg.ice_servers;
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.pc = pc;
     for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
     pc.ontrack = (event) => {
