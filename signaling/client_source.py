@@ -87,9 +87,6 @@ class TrustedProxies:
         self.header = header
         self._read_hops = _HOP_READERS[header]
 
-    def __bool__(self) -> bool:
-        return bool(self._networks)
-
     def trusts(self, address: str) -> bool:
         ip = parse_ip(address)
         if ip is None:
@@ -101,9 +98,9 @@ class TrustedProxies:
         """The client's address: `peer` itself unless it is a trusted proxy; then the
         rightmost hop of the forwarding header that is not a trusted proxy. A hop that is not
         an address stops the walk at the proxy that wrote it (its address is what we know)."""
-        if not self.trusts(peer):
-            return parse_ip(peer) or peer
         client = parse_ip(peer) or peer
+        if not self.trusts(peer):
+            return client
         for hop in reversed(self._read_hops(header_values)):
             ip = parse_ip(hop)
             if ip is None:
