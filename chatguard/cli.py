@@ -350,6 +350,7 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
         http=header_deadline_protocol(
             config.limits.header_timeout_s, service.budgets.count_header_timeout
         ),
+        proxy_headers=False,  # [server] trusted_proxies decides (signaling.client_source)
         ssl_certfile=server.certfile or None,
         ssl_keyfile=server.keyfile or None,
         loop="auto",

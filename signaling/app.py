@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -31,10 +32,15 @@ from signaling import drain, events, readiness, recent_records
 from signaling import protocol as p
 from signaling.budgets import CLOSE_REASONS, Budgets, ConnectionBudget, kind_of
 from signaling.call_hub import SignalingHub
+from signaling.client_source import ClientLocator, ClientSource, trust_warnings
 from signaling.config import Config
+from signaling.hello_throttle import HelloThrottle
+from signaling.ice import with_turn
 from signaling.matchmaking import Matchmaker, Matchmaking
+from signaling.origin_check import OriginPolicy
 from signaling.route_policy import Route as CallRoute
 from signaling.route_policy import RoutePolicy
+from signaling.security_headers import SecurityHeaders
 from signaling.webhook import WebhookSender
 
 if TYPE_CHECKING:
@@ -63,12 +69,6 @@ def ws_max_size(config: Config) -> int:
     control messages (an offer and its answer, ``relay.control.MAX_FRAME_BYTES``); ``/ws``
     checks its clients' frames against :func:`client_frame_limit` itself."""
     return max(client_frame_limit(config), rc.MAX_FRAME_BYTES)
-
-
-def client_address(websocket: WebSocket) -> str:
-    """The address a client's budgets, cap and bans are kept under: the one place that says
-    where it comes from (the socket's peer today)."""
-    return websocket.client.host if websocket.client else ""
 
 
 class _Connection:
@@ -103,6 +103,12 @@ class SignalingService:
         self.relay_token = config.relay.token or secrets.token_urlsafe(24)
         self._workers: dict[str, _Connection] = {}
         self.policy = RoutePolicy(config.regions, route_override)
+        self.locator = ClientLocator.from_config(config, self.policy)
+        self.origins = OriginPolicy(config.server.allowed_origins)
+        relay = config.relay
+        self.hello_throttle = HelloThrottle(
+            relay.hello_failures_to_block, relay.hello_failure_window_s, relay.hello_block_s
+        )
         settings = SignalingHub.matchmaking_settings(config)
         self.cluster: ClusterNode | None = None
         matchmaker: Matchmaking
@@ -150,28 +156,35 @@ class SignalingService:
         self._rng = random.Random()
 
     async def handle_websocket(self, websocket: WebSocket) -> None:
-        await websocket.accept()
+        headers = websocket.headers
+        if not self.origins.allows(headers.get("origin"), headers.get("host")):
+            await self._refuse(websocket, "origin", "this site's pages may not connect here")
+            return
+        offered = websocket.scope.get("subprotocols") or []
+        await websocket.accept(p.SUBPROTOCOL if p.SUBPROTOCOL in offered else None)
         if self.draining:
             await websocket.close(p.CLOSE_DRAINING, "draining: connect again shortly")
             return
-        address = client_address(websocket)
+        # budgets, the connection cap and bans are kept under the address the server may
+        # believe: the socket's peer, or a trusted proxy's word (signaling.client_source)
+        source = self.locator.of(websocket)
+        address = source.address
         refused = self.budgets.admit(address, time.monotonic())
         if refused is not None:
             await websocket.close(p.CLOSE_TOO_MANY_CONNECTIONS, CLOSE_REASONS[refused])
             return
         self._client_sockets += 1
         try:
-            await self._serve_client(websocket, address)
+            await self._serve_client(websocket, source)
         finally:
             self.budgets.release(address)
             self._client_sockets -= 1
             if self.draining and not self._client_sockets:
                 self._no_clients.set()
 
-    async def _serve_client(self, websocket: WebSocket, address: str) -> None:
-        device = websocket.query_params.get("device", "")
-        if len(device) > 64 or not device.replace("-", "").replace("_", "").isalnum():
-            device = ""  # an id the web client did not make is no id
+    async def _serve_client(self, websocket: WebSocket, source: ClientSource) -> None:
+        address = source.address
+        device = p.device_from_subprotocols(websocket.scope.get("subprotocols") or [])
         banned_until = self.hub.banned_until(address, device, time.monotonic())
         if banned_until is not None:
             until_unix = self.hub.refuse_banned(
@@ -183,7 +196,7 @@ class SignalingService:
             await websocket.close(p.CLOSE_BANNED)
             return
         connection = _Connection(websocket, self.config.server.send_queue_limit)
-        region = self.policy.region_from_headers(websocket.headers)
+        region = source.region
         user = self.hub.connect(region, time.monotonic(), time.time(), address, device)
         self._connections[user] = connection
         writer = asyncio.create_task(connection.write_loop())
@@ -263,6 +276,7 @@ class SignalingService:
                 if user not in self._connections and self.cluster is not None:
                     self.cluster.matchmaker.forward(user, message)  # a partner on another node
                 else:
+                    message = with_turn(message, self.config.ice, user, time.time())
                     self._enqueue(user, p.encode_server_message(message))
             for user, code in closes:
                 self._drop(user, code)
@@ -365,21 +379,56 @@ class SignalingService:
                 connection.queue.put_nowait(p.encode_server_message(message))
             self._drop(user, p.CLOSE_RECONNECT, "draining: reconnect")
 
-    async def handle_relay_websocket(self, websocket: WebSocket) -> None:
-        """A relay worker's control connection: hello with the token first, then messages."""
-        await websocket.accept()
+    async def _refuse(self, websocket: WebSocket, reason: str, text: str) -> None:
+        """Refuse a WebSocket at the handshake (HTTP 403 saying why), counted by `reason`."""
+        self.hub.stats.refused[reason] += 1
+        log.debug("WebSocket %s refused (%s)", websocket.url.path, reason)
+        await websocket.send_denial_response(PlainTextResponse(text, status_code=403))
+
+    async def _relay_hello(self, websocket: WebSocket, address: str) -> rc.Hello | None:
+        """The worker's hello, if it is one with the token; failures count against `address`
+        (``signaling.hello_throttle``), and the socket is closed."""
         try:
             raw = await asyncio.wait_for(websocket.receive_text(), HELLO_TIMEOUT_S)
             hello = rc.decode_worker_message(raw)
         except (TimeoutError, rc.ControlError, WebSocketDisconnect, KeyError) as exc:
-            log.warning("relay connection without a valid hello: %s", exc)
-            await websocket.close(CLOSE_BAD_WORKER)
-            return
-        if not isinstance(hello, rc.Hello) or not hmac.compare_digest(
+            log.warning("relay connection from %s without a valid hello: %s", address, exc)
+            hello = None
+        if self.hello_throttle.blocked(address, time.monotonic()):
+            hello = None  # blocked while it waited: no token is compared
+        elif not isinstance(hello, rc.Hello) or not hmac.compare_digest(
             hello.token.encode(), self.relay_token.encode()
         ):
-            log.warning("relay connection refused: first message is not a hello with the token")
+            log.warning("relay connection from %s refused: not a hello with the token", address)
+            hello = None
+        if hello is None:
+            self.hub.stats.refused["relay_hello"] += 1
+            if self.hello_throttle.failed(address, time.monotonic()):
+                relay = self.config.relay
+                log.warning(
+                    "relay hellos from %s failed %d times within %.0f s: refusing it for %.0f s",
+                    address, relay.hello_failures_to_block, relay.hello_failure_window_s,
+                    relay.hello_block_s,
+                )  # fmt: skip
             await websocket.close(CLOSE_BAD_WORKER)
+            return None
+        self.hello_throttle.succeeded(address)
+        return hello
+
+    async def handle_relay_websocket(self, websocket: WebSocket) -> None:
+        """A relay worker's control connection: hello with the token first, then messages.
+        Browsers have no business here (a request with an Origin is refused), and an address
+        whose hellos keep failing is refused for a while."""
+        address = self.locator.of(websocket).address
+        if "origin" in websocket.headers:
+            await self._refuse(websocket, "relay_origin", "not for browsers")
+            return
+        if self.hello_throttle.blocked(address, time.monotonic()):
+            await self._refuse(websocket, "relay_throttled", "too many failed hellos; later")
+            return
+        await websocket.accept()
+        hello = await self._relay_hello(websocket, address)
+        if hello is None:
             return
         if hello.worker_id in self._workers:
             log.warning("relay worker id %s is already connected; refusing", hello.worker_id)
@@ -453,6 +502,8 @@ def create_app(
     is how the entry point (``chatguard.serve``) adds the relay workers it supervises without
     signaling knowing about processes."""
     service = SignalingService(config, route_override)
+    for warning in trust_warnings(config):
+        log.warning("%s", warning)
     if service.cluster is not None:  # up before anything else, down after everything else
         background = (service.cluster, *background)
 
@@ -504,6 +555,7 @@ def create_app(
             Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders)],
     )
     app.state.service = service
     return app

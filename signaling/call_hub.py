@@ -31,7 +31,7 @@ from signaling.chat import ChatGate
 from signaling.config import Config
 from signaling.drain import CallView
 from signaling.events import Decision, Ground, OperatorEvent, iso_utc
-from signaling.ice import ice_servers_for
+from signaling.ice import stun_servers
 from signaling.matchmaking import (
     Expired,
     Matchmaking,
@@ -141,6 +141,10 @@ class HubStats:
     """Bans by ground: "moderation" (strikes), "reports"."""
     refused_banned: int = 0
     """Connections refused at the door because the device or address is banned."""
+    refused: Counter[str] = field(default_factory=Counter)
+    """WebSockets refused at the handshake or hello, by reason: "origin" (``/ws`` from
+    another site's page), "relay_hello" (no hello with the token), "relay_throttled" (an
+    address whose hellos kept failing), "relay_origin" (a browser on ``/relay``)."""
     pairing_wait: rc.Histogram = field(
         default_factory=lambda: rc.Histogram.empty(PAIRING_WAIT_BOUNDS_S)
     )
@@ -249,7 +253,7 @@ class SignalingHub:
             p.Welcome(
                 id=user,
                 region=region,
-                ice_servers=ice_servers_for(self._config.ice, user, now_unix),
+                ice_servers=stun_servers(self._config.ice),
                 heartbeat_interval_s=mm.heartbeat_interval_s,
                 connect_timeout_s=mm.connect_timeout_s,
                 fallback_after_s=self._config.relay.fallback_after_s,
@@ -442,6 +446,7 @@ class SignalingHub:
             "pairs_made": self.stats.pairs_made,
             "messages_relayed": self.stats.messages_relayed,
             "errors_sent": self.stats.errors_sent.total(),
+            "refused": dict(self.stats.refused),
             "calls_connected": self.stats.calls_connected,
             "calls_failed": self.stats.calls_failed,
             "fallbacks_to_relay": self.stats.fallbacks_to_relay,
@@ -507,6 +512,8 @@ class SignalingHub:
                             "call %s: connected, route %s, %.1f s after pairing",
                             call.pair_id, call.route.value, now - call.paired_at,
                         )  # fmt: skip
+                if state == "reconnecting":  # TURN credentials are added where it is sent
+                    self._send(user, p.IceServers(pair=pair_id))
                 partner_state = p.PartnerState(pair=pair_id, state=state)
                 self._send(call.partner_of(user), partner_state)
 

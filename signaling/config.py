@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -22,6 +23,7 @@ from signaling.route_policy import Route
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["text", "json"]
+ForwardedHeader = Literal["x-forwarded-for", "forwarded"]
 
 SECRET_ENV = {
     "relay.token": "CHATGUARD_RELAY_TOKEN",
@@ -35,6 +37,9 @@ backups, a repository); set and non-empty, the variable wins over the file."""
 MAX_RECENT = 100_000
 """The most events (or reports) the admin listener may be asked to keep: each is a few hundred
 bytes, in memory or in Redis, and its pages list them all."""
+
+MIN_RELAY_TOKEN_CHARS = 16
+"""A shorter relay token is refused at load: it is the one secret guarding ``/relay``."""
 
 
 class ConfigError(Exception):
@@ -67,6 +72,18 @@ class ServerConfig(_Section):
     """SIGTERM drains: new clients are refused and connected ones sent elsewhere, and the
     process exits once no call needs it any more, or after this long (a rolling restart's
     bound; keep the service manager's stop time-out above it)."""
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    """Addresses or networks (e.g. ["127.0.0.1", "10.0.0.0/8"]) of the reverse proxies in
+    front of this server. Only a request whose peer is one of them has its client address
+    read from X-Forwarded-For / Forwarded and its region from ``[regions] trusted_header``;
+    empty: every request is taken as it comes (the socket's address, the default region)."""
+    forwarded_header: ForwardedHeader = "x-forwarded-for"
+    """The header those proxies write the client's address in (only that one is read: a
+    proxy passes the other on as the client sent it)."""
+    allowed_origins: list[str] = msgspec.field(default_factory=list)
+    """Page origins (e.g. ["https://chat.example.org"]) whose scripts may open ``/ws``;
+    empty: only pages served with the same host as the request's Host header. ["*"]: any
+    site at all (unsafe: another site could then run calls in its visitors' names)."""
 
     @property
     def access_log(self) -> bool:
@@ -97,7 +114,10 @@ class TurnConfig(_Section):
     urls: list[str] = msgspec.field(default_factory=list)
     secret: str = ""
     """coturn's ``static-auth-secret`` (``use-auth-secret`` mode)."""
-    ttl_s: int = 3600
+    credential_ttl_s: int = 300
+    """TURN credentials expire this long after they are handed out (with each pairing, never
+    before ``join``). coturn checks the expiry when an allocation is made, not while it lasts,
+    so a call outlives it; a leaked credential does not."""
     realm: str = "chatguard"
     """coturn's ``realm`` (``chatguard turn-config`` prints it; browsers never see it)."""
     tls_cert_file: str = ""
@@ -129,7 +149,14 @@ class RelayConfig(_Section):
     deployments whose relays run elsewhere) or "auto", one per CPU core."""
     token: str = ""
     """Shared secret relay workers present to signaling; empty: `serve` makes a random one
-    for the workers it starts (remote workers then need it set here and on their side)."""
+    for the workers it starts (remote workers then need it set here and on their side). At
+    least ``MIN_RELAY_TOKEN_CHARS`` characters."""
+    hello_failures_to_block: int = 5
+    """Failed relay hellos (a wrong token, no hello) from one address within
+    `hello_failure_window_s` after which that address is refused at ``/relay`` for
+    `hello_block_s`: a token cannot be guessed at line speed."""
+    hello_failure_window_s: float = 60.0
+    hello_block_s: float = 300.0
     max_legs_per_worker: int = 400
     fallback_after_s: float = 5.0
     """A direct call whose media has not connected by then moves to the relay."""
@@ -419,6 +446,7 @@ class Config(_Section):
                 "relay.udp_port (one shared port) and relay.udp_ports exclude each other"
             )
         problems += self._check_addresses()
+        problems += self._check_trust()
         mod = self.moderation
         for label, threshold in (mod.block or {}).items():
             if not 0.0 < threshold <= 1.0:
@@ -442,8 +470,8 @@ class Config(_Section):
             problems.append("moderation.devices_to_ban_network must be 0 (never) or more")
         if mod.strikes_to_ban < 1:
             problems.append("moderation.strikes_to_ban must be at least 1")
-        if self.ice.turn.ttl_s <= 0:
-            problems.append("ice.turn.ttl_s must be positive")
+        if self.ice.turn.credential_ttl_s <= 0:
+            problems.append("ice.turn.credential_ttl_s must be positive")
         problems.extend(self._check_client_features())
         problems.extend(self._check_cluster())
         problems.extend(self.limits.problems())
@@ -460,6 +488,38 @@ class Config(_Section):
         if not 0 < cluster.presence_ttl_s <= self.matchmaking.heartbeat_timeout_s:
             # a dead node's clients are handed back no later than a silent client's partner
             problems.append("cluster.presence_ttl_s must be positive, at most heartbeat_timeout_s")
+        return problems
+
+    def _check_trust(self) -> list[str]:
+        """Who is believed: proxies, page origins, relay workers."""
+        problems: list[str] = []
+        for value in self.server.trusted_proxies:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                problems.append(
+                    f"server.trusted_proxies: {value!r} is not an IP address or network"
+                )
+        origins = self.server.allowed_origins
+        if "*" in origins and len(origins) > 1:
+            problems.append('server.allowed_origins: "*" (any origin) goes alone')
+        for value in origins:
+            if value != "*" and not _is_origin(value):
+                problems.append(
+                    f"server.allowed_origins: {value!r} is not an origin "
+                    '("https://host" or "http://host:port", no path)'
+                )
+        token = self.relay.token
+        if token and len(token) < MIN_RELAY_TOKEN_CHARS:
+            problems.append(
+                f"relay.token (or {SECRET_ENV['relay.token']}) must be at least "
+                f"{MIN_RELAY_TOKEN_CHARS} characters, got {len(token)}"
+            )
+        relay = self.relay
+        if relay.hello_failures_to_block < 1:
+            problems.append("relay.hello_failures_to_block must be at least 1")
+        if relay.hello_failure_window_s <= 0 or relay.hello_block_s <= 0:
+            problems.append("relay.hello_failure_window_s and relay.hello_block_s must be positive")
         return problems
 
     def _check_addresses(self) -> list[str]:
@@ -496,6 +556,20 @@ class Config(_Section):
         if self.web_client.minimum_age < 1:
             problems.append("web_client.minimum_age must be positive")
         return problems
+
+
+def _is_origin(value: str) -> bool:
+    """An origin as a browser sends it: scheme, host and an optional port, nothing else."""
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not (parts.path or parts.query or parts.fragment or parts.username)
+    )
 
 
 def config_from_mapping(data: dict[str, Any], source: str = "<config>") -> Config:

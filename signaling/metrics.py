@@ -111,6 +111,13 @@ class SignalingCollector(Collector):
             "Connections refused because the device or address is banned.",
             stats.refused_banned,
         )
+        yield _by_label(
+            "refused_connections",
+            "WebSockets refused at the handshake or hello, by reason (origin, relay_hello, "
+            "relay_throttled, relay_origin).",
+            "reason",
+            stats.refused,
+        )
         yield _counter("reports", "Reports filed by users.", hub.reports.total)
 
 

@@ -24,7 +24,7 @@ from tests.support.ports import free_port, free_tcp_range
 from tests.support.redis_server import RedisServer, redis_server
 from tests.support.rtcclient import ChatPeer
 from tests.support.server import RunningServer, make_config, run_server
-from tests.support.wsclient import Client
+from tests.support.wsclient import Client, device_subprotocols
 
 PRESENCE_TTL_S = 1.0
 
@@ -48,6 +48,7 @@ def node_config(redis: RedisServer) -> Config:
     return make_config(
         cluster={"redis_url": redis.url, "presence_ttl_s": PRESENCE_TTL_S},
         regions={"trusted_header": "x-country", "routes": {"FR": "relay"}},
+        server={"trusted_proxies": ["127.0.0.1"]},  # the test plays the proxy
         reports={"reporters_to_ban": 2},
     )
 
@@ -162,10 +163,10 @@ async def test_a_ban_holds_at_every_nodes_door_and_for_nodes_started_later(
     nodes: tuple[RunningServer, RunningServer], redis: RedisServer
 ) -> None:
     first, second = nodes
-    rude = await Client.connect(first.ws_url + "?device=rude-device")
+    rude = await Client.connect(first.ws_url, device="rude-device")
     await rude.send(type="join")
     for reporter_device in ("reporter-1", "reporter-2"):
-        reporter = await Client.connect(first.ws_url + f"?device={reporter_device}")
+        reporter = await Client.connect(first.ws_url, device=reporter_device)
         await reporter.send(type="join")
         await reporter.expect_paired()
         await reporter.send(type="report", reason="rude")
@@ -179,7 +180,9 @@ async def test_a_ban_holds_at_every_nodes_door_and_for_nodes_started_later(
     async def refused_at(url: str) -> None:
         deadline = time.monotonic() + 5
         while True:  # the ban reaches the other nodes a moment after it is made
-            async with websockets.connect(url + "?device=rude-device") as ws:
+            async with websockets.connect(
+                url, subprotocols=device_subprotocols("rude-device")
+            ) as ws:
                 if json.loads(await ws.recv())["type"] == "banned":
                     return
             assert time.monotonic() < deadline, f"not refused at {url}"
@@ -188,7 +191,7 @@ async def test_a_ban_holds_at_every_nodes_door_and_for_nodes_started_later(
     await refused_at(second.ws_url)
     with serve_one(node_config(redis)) as third:
         await refused_at(third.ws_url)
-    welcome = await Client.connect(second.ws_url + "?device=someone-else")
+    welcome = await Client.connect(second.ws_url, device="someone-else")
     await welcome.close()
 
 

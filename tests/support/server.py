@@ -63,6 +63,7 @@ def run_server(config: Config, route: Route | None = None) -> Iterator[RunningSe
             http=header_deadline_protocol(
                 config.limits.header_timeout_s, app.state.service.budgets.count_header_timeout
             ),
+            proxy_headers=False,  # [server] trusted_proxies decides (signaling.client_source)
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
