@@ -274,7 +274,7 @@ class RelayWorker:
     def _moderation_load(self) -> c.ModerationLoad | None:
         if self._moderator is None:
             return None
-        self.tally.absorb(self._moderator.meter)
+        self.tally.absorb(self._moderator.meter, self._moderator.batcher.stats.take_run_s())
         return self._moderator.report(c.LOAD_INTERVAL_S)
 
     # -- control messages -------------------------------------------------------------------

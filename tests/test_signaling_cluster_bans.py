@@ -104,7 +104,7 @@ async def test_strikes_on_two_nodes_add_up_to_a_ban(redis: RedisServer) -> None:
             await worker.report(cpu_percent=1, moderation_ready=True)
             await until_seen(second, {"moderator": {"moderation_ready": True}})
 
-            offender = await Client.connect(first.ws_url + "?device=offender")
+            offender = await Client.connect(first.ws_url, device="offender")
             partner = await Client.connect(first.ws_url)
             for client in (offender, partner):
                 await client.send(type="join")
@@ -115,7 +115,7 @@ async def test_strikes_on_two_nodes_add_up_to_a_ban(redis: RedisServer) -> None:
             await partner.close()
 
             # on the other node, the guest of a call hosted where the worker is
-            offender = await Client.connect(second.ws_url + "?device=offender")
+            offender = await Client.connect(second.ws_url, device="offender")
             await offender.send(type="join")
             await offender.expect("waiting")
             partner = await Client.connect(first.ws_url)

@@ -41,6 +41,7 @@ def node_config(redis: RedisServer) -> Config:
     return make_config(
         cluster={"redis_url": redis.url, "presence_ttl_s": PRESENCE_TTL_S},
         regions={"trusted_header": "x-country", "routes": {"FR": "relay"}},
+        server={"trusted_proxies": ["127.0.0.1"]},  # the test plays the proxy
         reports={"reporters_to_ban": 2},
     )
 
@@ -156,10 +157,10 @@ async def test_a_ban_holds_at_every_nodes_door_and_for_nodes_started_later(
     nodes: tuple[RunningServer, RunningServer], redis: RedisServer
 ) -> None:
     first, second = nodes
-    rude = await Client.connect(first.ws_url + "?device=rude-device")
+    rude = await Client.connect(first.ws_url, device="rude-device")
     await rude.send(type="join")
     for reporter_device in ("reporter-1", "reporter-2"):
-        reporter = await Client.connect(first.ws_url + f"?device={reporter_device}")
+        reporter = await Client.connect(first.ws_url, device=reporter_device)
         await reporter.send(type="join")
         await reporter.expect_paired()
         await reporter.send(type="report", reason="rude")
@@ -173,7 +174,7 @@ async def test_a_ban_holds_at_every_nodes_door_and_for_nodes_started_later(
     await refused_at(second.ws_url, "rude-device")
     with serve_one(node_config(redis)) as third:
         await refused_at(third.ws_url, "rude-device")
-    welcome = await Client.connect(second.ws_url + "?device=someone-else")
+    welcome = await Client.connect(second.ws_url, device="someone-else")
     await welcome.close()
 
 
@@ -204,6 +205,36 @@ async def test_stats_show_each_nodes_own_clients(
         for node in nodes:
             stats = (await http.get(node.admin_url + "/stats")).json()
             assert (stats["clients"], stats["pairs"], stats["waiting"]) == (1, 1, 0)
+    await a.close()
+    await b.close()
+
+
+async def test_a_report_on_one_node_is_listed_by_every_nodes_admin_listener(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    first, second = nodes
+    a, b, pair = await paired_across(first.ws_url, second.ws_url)
+    await a.send(type="report", reason="<b>rude</b>")  # handled by a's node, the first
+    await b.expect("partner_left")
+    async with httpx.AsyncClient() as http:
+        deadline = time.monotonic() + 5
+        while not (reports := (await http.get(second.admin_url + "/reports")).json()):
+            assert time.monotonic() < deadline, "the second node never listed the report"
+            await asyncio.sleep(0.05)
+        events = (await http.get(second.admin_url + "/events")).json()
+        page = await http.get(second.admin_url + "/")
+        assert (await http.get(first.admin_url + "/reports")).json() == reports
+    ((report,),) = (reports,)
+    assert (report["reporter"], report["reported"], report["call"]) == (
+        a.welcome["id"], b.welcome["id"], pair,
+    )  # fmt: skip
+    assert report["reason"] == "<b>rude</b>"
+    assert [(e["decision"], e["subject"]) for e in events] == [("report", b.welcome["id"])]
+    assert "address" not in events[0]  # not asked for
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src" not in page.headers["content-security-policy"]  # none allowed
+    assert "&lt;b&gt;rude&lt;/b&gt;" in page.text and "<b>rude" not in page.text
+    assert report["id"] in page.text and events[0]["id"] in page.text
     await a.close()
     await b.close()
 
@@ -388,6 +419,12 @@ async def test_a_redis_restart_keeps_calls_and_queues_and_errors_clearly(tmp_pat
         await late.send(type="join")
         assert (await late.expect("waiting")) is not None
         assert (await late.expect("error"))["code"] == "unavailable"
+        async with httpx.AsyncClient() as http:  # the operator's lists: 503, and why
+            for path in ("/events", "/reports"):
+                response = await http.get(first.admin_url + path)
+                assert response.status_code == 503, response.text
+                assert "(Redis) is unreachable" in response.json()["error"]
+            assert "(Redis) is unreachable" in (await http.get(first.admin_url + "/")).text
         # kept and sent when Redis is back, but pub/sub delivers at most once: if a's node
         # has not subscribed again by then, it is lost (what a partner sends after is not)
         await b.send(type="chat", pair=pair, text="still here?")

@@ -16,6 +16,7 @@ import websockets
 from signaling.route_policy import Route
 from tests.support.redis_server import RedisServer
 from tests.support.server import RunningServer, make_config, run_server
+from tests.support.wsclient import device_subprotocols
 
 TOKEN = "cluster-relay-token"
 serve_one = contextmanager(run_server)
@@ -65,7 +66,7 @@ async def refused_at(url: str, device: str) -> None:
     after it is made."""
     deadline = time.monotonic() + 5
     while True:
-        async with websockets.connect(url + f"?device={device}") as ws:
+        async with websockets.connect(url, subprotocols=device_subprotocols(device)) as ws:
             if json.loads(await ws.recv())["type"] == "banned":
                 return
         assert time.monotonic() < deadline, f"not refused at {url}"
