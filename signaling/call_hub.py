@@ -608,9 +608,9 @@ class SignalingHub:
             )
         )
         self._event("report", reporters, now_unix, reported, call, automated=False)
-        log.info(
-            "report: %s reported %s (%s, reason %r): %d distinct reporters in the window%s",
-            user, reported, reported_key, reason, outcome.reporters,
+        log.info(  # session ids only: the person's key may be an address (Privacy, README)
+            "report: %s reported %s (reason %r): %d distinct reporters in the window%s",
+            user, reported, reason, outcome.reporters,
             "" if outcome.counted else "; a repeat from this reporter, not counted",
         )  # fmt: skip
         if not outcome.ban:
@@ -620,7 +620,7 @@ class SignalingHub:
         self.stats.bans["reports"] += 1
         self._event("ban", reporters, now_unix, reported, call, ban_s=ban_s)
         reason_text = f"reported by {outcome.reporters} people"
-        log.info("reports: %s banned until %.0f (%s)", reported_key, now_unix + ban_s, reason_text)
+        log.info("reports: %s banned until %.0f (%s)", reported, now_unix + ban_s, reason_text)
         self._send(reported, p.Banned(reason=reason_text, until_unix=now_unix + ban_s))
         self._to_close.append((reported, p.CLOSE_BANNED))
         return True

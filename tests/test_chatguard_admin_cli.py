@@ -23,8 +23,8 @@ def server() -> Iterator[RunningServer]:
 async def test_a_report_is_printed_as_a_line_and_as_json(
     server: RunningServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    a = await Client.connect(server.ws_url + "?device=reporter")
-    b = await Client.connect(server.ws_url + "?device=reported")
+    a = await Client.connect(server.ws_url, device="reporter")
+    b = await Client.connect(server.ws_url, device="reported")
     for client in (a, b):
         await client.send(type="join")
     pair = (await a.expect_paired())["pair"]

@@ -119,7 +119,11 @@ def test_a_reconnecting_member_is_announced_to_its_partner_only() -> None:
     hub.connect("default", 0, 0, device="dev-c")  # a bystander, who must hear nothing
     hub.drain_outbox()
     hub.receive(a, p.CallState(pair=pair, state="reconnecting", route="direct"), 1, 1)
-    assert hub.drain_outbox() == [(b, p.PartnerState(pair=pair, state="reconnecting"))]
+    # a gets fresh ICE servers for its restart (signaling.ice), b hears of it, c nothing
+    assert hub.drain_outbox() == [
+        (a, p.IceServers(pair=pair, ice_servers=[])),
+        (b, p.PartnerState(pair=pair, state="reconnecting")),
+    ]
     hub.receive(a, p.CallState(pair=pair, state="connected", route="direct"), 2, 2)
     assert hub.drain_outbox() == [(b, p.PartnerState(pair=pair, state="connected"))]
     assert hub.stats.calls_connected == 1 and hub.stats.calls_failed == 0
