@@ -32,7 +32,7 @@ from signaling import drain, events, readiness, recent_records
 from signaling import protocol as p
 from signaling.budgets import CLOSE_REASONS, Budgets, ConnectionBudget, kind_of
 from signaling.call_hub import SignalingHub
-from signaling.client_source import ClientLocator, ClientSource, trust_warnings
+from signaling.client_source import ClientLocator, ClientSource, Networks, trust_warnings
 from signaling.config import Config
 from signaling.hello_throttle import HelloThrottle
 from signaling.ice import with_turn
@@ -108,6 +108,7 @@ class SignalingService:
         self._workers: dict[str, _Connection] = {}
         self.policy = RoutePolicy(config.regions, route_override)
         self.locator = ClientLocator.from_config(config, self.policy)
+        self.worker_networks = Networks(config.relay.workers_from)
         self.origins = OriginPolicy(config.server.allowed_origins)
         relay = config.relay
         self.hello_throttle = HelloThrottle(
@@ -512,6 +513,11 @@ class SignalingService:
         address = self.locator.of(websocket).address
         if "origin" in websocket.headers:
             await self._refuse(websocket, "relay_origin", "not for browsers")
+            return
+        server = websocket.scope.get("server") or ("", 0)
+        # this machine's own workers dial the address the service listens on, whatever it is
+        if address not in self.worker_networks and address != server[0]:
+            await self._refuse(websocket, "relay_address", "not from here ([relay] workers_from)")
             return
         if self.hello_throttle.blocked(address, time.monotonic()):
             await self._refuse(websocket, "relay_throttled", "too many failed hellos; later")

@@ -77,22 +77,32 @@ def x_forwarded_for(values: Sequence[str]) -> list[str]:
 _HOP_READERS = {"x-forwarded-for": x_forwarded_for, "forwarded": forwarded_for}
 
 
-class TrustedProxies:
-    """The proxies whose forwarding headers are believed; sans-I/O."""
+class Networks:
+    """IP addresses and networks an operator listed (trusted proxies, relay workers' hosts)."""
 
-    def __init__(self, networks: Sequence[str], header: str = "x-forwarded-for") -> None:
+    def __init__(self, networks: Sequence[str]) -> None:
         self._networks: tuple[IpNetwork, ...] = tuple(
             ipaddress.ip_network(n, strict=False) for n in networks
         )
-        self.header = header
-        self._read_hops = _HOP_READERS[header]
 
-    def trusts(self, address: str) -> bool:
+    def __contains__(self, address: str) -> bool:
         ip = parse_ip(address)
         if ip is None:
             return False
         parsed = ipaddress.ip_address(ip)
         return any(parsed in network for network in self._networks)
+
+
+class TrustedProxies:
+    """The proxies whose forwarding headers are believed; sans-I/O."""
+
+    def __init__(self, networks: Sequence[str], header: str = "x-forwarded-for") -> None:
+        self._networks = Networks(networks)
+        self.header = header
+        self._read_hops = _HOP_READERS[header]
+
+    def trusts(self, address: str) -> bool:
+        return address in self._networks
 
     def client_address(self, peer: str, header_values: Sequence[str]) -> str:
         """The client's address: `peer` itself unless it is a trusted proxy; then the

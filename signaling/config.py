@@ -157,6 +157,11 @@ class RelayConfig(_Section):
     `hello_block_s`: a token cannot be guessed at line speed."""
     hello_failure_window_s: float = 60.0
     hello_block_s: float = 300.0
+    workers_from: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.0/8", "::1"])
+    """Addresses and networks relay workers may dial `/relay` from (the client address as
+    `[server] trusted_proxies` establishes it), besides the address the service listens on.
+    The default admits this machine's own workers only: the control link is not for the
+    public, so a remote worker's network is listed."""
     max_legs_per_worker: int = 400
     fallback_after_s: float = 5.0
     """A direct call whose media has not connected by then moves to the relay."""
@@ -493,13 +498,13 @@ class Config(_Section):
     def _check_trust(self) -> list[str]:
         """Who is believed: proxies, page origins, relay workers."""
         problems: list[str] = []
-        for value in self.server.trusted_proxies:
+        listed = [("server.trusted_proxies", v) for v in self.server.trusted_proxies]
+        listed += [("relay.workers_from", v) for v in self.relay.workers_from]
+        for key, value in listed:
             try:
                 ipaddress.ip_network(value, strict=False)
             except ValueError:
-                problems.append(
-                    f"server.trusted_proxies: {value!r} is not an IP address or network"
-                )
+                problems.append(f"{key}: {value!r} is not an IP address or network")
         origins = self.server.allowed_origins
         if "*" in origins and len(origins) > 1:
             problems.append('server.allowed_origins: "*" (any origin) goes alone')

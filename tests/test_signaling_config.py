@@ -172,6 +172,8 @@ def test_secrets_come_from_the_environment_over_the_file(tmp_path: Path) -> None
          "at least 16 characters, got 11"),
         ({"server": {"trusted_proxies": ["10.0.0.0/8", "proxy.local"]}},
          "server.trusted_proxies: 'proxy.local' is not an IP address or network"),
+        ({"relay": {"workers_from": ["10.0.0.0/33"]}},
+         "relay.workers_from: '10.0.0.0/33' is not an IP address or network"),
         ({"server": {"allowed_origins": ["https://chat.example.org/page"]}},
          "server.allowed_origins: 'https://chat.example.org/page' is not an origin"),
         ({"server": {"allowed_origins": ["*", "https://a.example"]}},
@@ -195,4 +197,5 @@ def test_trust_settings_default_to_believing_no_one() -> None:
     assert config.server.trusted_proxies == [] and config.server.allowed_origins == []
     assert config.ice.turn.credential_ttl_s == 300
     assert (config.relay.hello_failures_to_block, config.relay.hello_block_s) == (5, 300.0)
+    assert config.relay.workers_from == ["127.0.0.0/8", "::1"]  # this machine's workers only
     config_from_mapping({"relay": {"token": "x" * 16}, "server": {"allowed_origins": ["*"]}})

@@ -50,10 +50,11 @@ def test_memory_is_bounded_by_forgetting_the_stalest_address() -> None:
 @pytest.fixture
 def relay_door() -> Iterator[RunningServer]:
     """127.0.0.1 is a trusted proxy, so each test connection can come from an address of its
-    choosing (X-Forwarded-For); a third failure blocks."""
+    choosing (X-Forwarded-For); workers may dial from 198.51.100.0/24; a third failure blocks."""
+    relay = {"workers": 0, "token": TOKEN, "hello_failures_to_block": 3}
     config = make_config(
         server={"trusted_proxies": ["127.0.0.1"]},
-        relay={"workers": 0, "token": TOKEN, "hello_failures_to_block": 3},
+        relay=relay | {"workers_from": ["198.51.100.0/24"]},
     )
     yield from run_server(config)
 
@@ -91,6 +92,21 @@ async def test_failed_hellos_block_their_address_and_only_theirs(
     assert len(blocks) == 1 and guesser in blocks[0].getMessage()
     # a worker at another address is not affected
     assert await hello(relay_door, "198.51.100.8", TOKEN) == "Configure"
+
+
+async def test_only_the_listed_networks_and_this_machine_reach_the_relay_door(
+    relay_door: RunningServer,
+) -> None:
+    with pytest.raises(websockets.InvalidStatus) as door:  # the right token, the wrong place
+        await hello(relay_door, "203.0.113.5", TOKEN)
+    assert door.value.response.status_code == 403
+    assert b"workers_from" in door.value.response.body
+    assert refused(relay_door) == {"relay_address": 1}
+    assert await hello(relay_door, "198.51.100.9", TOKEN) == "Configure"
+    url = f"ws://{relay_door.host}:{relay_door.port}/relay"  # no forwarding: this machine
+    async with websockets.connect(url) as ws:
+        await ws.send(rc.encode(rc.Hello(worker_id="w2", token=TOKEN, pid=1, max_sessions=10)))
+        assert isinstance(rc.decode_signaling_message(await ws.recv()), rc.Configure)
 
 
 async def test_browsers_cannot_reach_the_relay_door(relay_door: RunningServer) -> None:
