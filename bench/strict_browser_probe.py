@@ -39,13 +39,18 @@ if TYPE_CHECKING:
     from playwright.async_api import Page
 
 WIDTH, HEIGHT, FPS = 640, 480, 30
-INDEX_BITS: Final = 12
+INDEX_BITS: Final = 9
 CHECK_BITS: Final = 4
 GRID: Final = 4
 """The stamp is a GRID x GRID square of blocks: INDEX_BITS of the Gray-coded frame index, then
-CHECK_BITS of the Gray-coded number of ones among them (both change by one block per frame)."""
-BLOCK: Final = 24
+CHECK_BITS of the Gray-coded number of ones among them (both change by one block per frame), the
+rest mid-grey."""
+BLOCK: Final = 14
 MARGIN: Final = 8
+LEVELS: Final = (48, 208)
+"""Block values for 0 and 1. Small blocks and less than full contrast: the gate takes a change
+confined to part of the picture (``scene_peak_threshold``) for a new scene, and the stamp must
+not be one, or every frame would wait for its own verdict."""
 SCENES: Final = (
     ("rocket", False, 90),
     ("astronaut", True, 60),
@@ -98,9 +103,10 @@ def read_stamp(bits: Sequence[int]) -> int | None:
 
 def stamp(rgb: NDArray[np.uint8], index: int) -> NDArray[np.uint8]:
     """``rgb`` with frame ``index`` stamped in its top-left corner (in place)."""
-    for i, bit in enumerate(stamp_bits(index)):
+    bits = stamp_bits(index)
+    for i in range(GRID * GRID):
         y, x = MARGIN + (i // GRID) * BLOCK, MARGIN + (i % GRID) * BLOCK
-        rgb[y : y + BLOCK, x : x + BLOCK] = 255 if bit else 0
+        rgb[y : y + BLOCK, x : x + BLOCK] = LEVELS[bits[i]] if i < len(bits) else 128
     return rgb
 
 
@@ -123,7 +129,9 @@ def _picture(name: str) -> NDArray[np.uint8]:
     import cv2
     import skimage.data
 
-    img = np.asarray(getattr(skimage.data, name)())
+    img = np.asarray(getattr(skimage.data, name.removesuffix("_mirrored"))())
+    if name.endswith("_mirrored"):
+        img = img[:, ::-1]
     if img.ndim == 2:
         img = np.stack([img] * 3, axis=-1)
     resized = cv2.resize(
@@ -148,7 +156,7 @@ def write_camera(path: Path) -> Path:
 
 
 RECEIVER_JS = """
-([grid, block, margin]) => {
+([grid, block, margin, nbits]) => {
   const pc = window.chatguard.pc;
   const receiver = pc.getReceivers().find((r) => r.track && r.track.kind === "video");
   const reader = new MediaStreamTrackProcessor({ track: receiver.track }).readable.getReader();
@@ -167,15 +175,16 @@ RECEIVER_JS = """
       const data = ctx.getImageData(0, 0, side, side).data;
       const bits = [];
       let unsure = false;
-      for (let i = 0; i < grid * grid; i++) {
-        const y0 = margin + Math.floor(i / grid) * block + block / 4;
-        const x0 = margin + (i % grid) * block + block / 4;
+      for (let i = 0; i < nbits; i++) {
+        const q = Math.floor(block / 4), h = Math.floor(block / 2);
+        const y0 = margin + Math.floor(i / grid) * block + q;
+        const x0 = margin + (i % grid) * block + q;
         let sum = 0;
-        for (let y = y0; y < y0 + block / 2; y++) {
-          for (let x = x0; x < x0 + block / 2; x++) sum += data[(y * side + x) * 4 + 1];
+        for (let y = y0; y < y0 + h; y++) {
+          for (let x = x0; x < x0 + h; x++) sum += data[(y * side + x) * 4 + 1];
         }
-        const mean = sum / (block * block / 4);
-        if (mean > 96 && mean < 160) unsure = true;
+        const mean = sum / (h * h);
+        if (mean > 100 && mean < 156) unsure = true;
         bits.push(mean >= 128 ? 1 : 0);
       }
       if (unsure) window.probe.unreadable += 1;
@@ -226,6 +235,8 @@ class ProbeResult:
     unsafe_frames: int
     safe_frames: int
     unreadable_frames: int
+    unsafe_indices: list[int]
+    """Loop positions (``index % loop_length()``) of the unsafe frames received, in order."""
     received_sizes: dict[str, int]
     sender: dict[str, Any]
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -300,7 +311,7 @@ async def probe(
             await _wait_for_frames(receiver, 60)
             if max_bitrate is not None:
                 await sender.evaluate(CAP_JS, max_bitrate)
-            await receiver.evaluate(RECEIVER_JS, [GRID, BLOCK, MARGIN])
+            await receiver.evaluate(RECEIVER_JS, [GRID, BLOCK, MARGIN, INDEX_BITS + CHECK_BITS])
             samples = []
             start = time.monotonic()
             while time.monotonic() - start < seconds:
@@ -322,6 +333,7 @@ async def probe(
         unsafe_frames=unsafe,
         safe_frames=len(readable) - unsafe,
         unreadable_frames=seen["unreadable"] + len(indices) - len(readable),
+        unsafe_indices=[i % loop_length() for i in readable if is_unsafe(i)],
         received_sizes=seen["sizes"],
         sender=summarize(samples),
         samples=samples,
