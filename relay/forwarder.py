@@ -9,8 +9,9 @@ dropped with a counted reason. Steps, in order:
 3. video after a source switch: drop until a keyframe starts (the receiver cannot decode
    deltas of a picture it never saw), and say that a PLI should go upstream;
 4. rewrite seq/ts/SSRC into the outgoing stream's continuous numbering (``rewriter``);
-5. renumber or erase header extensions for the outgoing leg (``rtp.map_extension_ids``);
-6. keep a copy for NACKs (``retransmit``).
+5. renumber or erase header extensions for the outgoing leg (``rtp.map_extension_ids``), and
+   put the relay's own send time in abs-send-time (``rtp.set_abs_send_time``);
+6. keep a copy for NACKs (``retransmit``); a resent copy gets the time it is resent.
 
 The caller owns all I/O and the clock. RTCP from the receiver (NACK, PLI/FIR, REMB) is
 handled by :meth:`StreamForwarder.on_nack` / :meth:`on_keyframe_request`.
@@ -24,7 +25,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from relay import rtp
-from relay.keyframes import KeyframeRequestThrottle
+from relay.keyframes import KEYFRAME_REQUEST_INTERVAL_S, KeyframeRequestThrottle
 from relay.retransmit import RetransmitBuffer
 from relay.rewriter import SequenceRewriter
 
@@ -47,7 +48,9 @@ class ForwarderConfig:
     """Incoming video PT -> keyframe detector; PTs without one are never gated."""
     ext_id_map: Sequence[int] = field(default_factory=lambda: [0] * 256)
     """Incoming extension id -> outgoing id (0 = erase), indexed 0..255."""
-    keyframe_request_interval: float = 0.3
+    abs_send_time_id: int = 0
+    """The receiving leg's abs-send-time extension id (0: not negotiated)."""
+    keyframe_request_interval: float = KEYFRAME_REQUEST_INTERVAL_S
     ring_slots: int = 512
 
 
@@ -65,6 +68,7 @@ class StreamForwarder:
         self._pt_map = dict(config.pt_map)
         self._checks = dict(config.keyframe_checks)
         self._ext_map = list(config.ext_id_map)
+        self._abs_send_time_id = config.abs_send_time_id
         self._source_id: Hashable = None
         self._epoch = 0
         self._need_keyframe = config.kind == "video"
@@ -141,6 +145,8 @@ class StreamForwarder:
         if buf[0] & 0x10 and not rtp.map_extension_ids(buf, self._ext_map):
             self.dropped[rtp.DropReason.TRUNCATED_EXTENSION.value] += 1
             return False
+        if self._abs_send_time_id:
+            rtp.set_abs_send_time(buf, self._abs_send_time_id, now)
         self.ring.store(buf)
         self.forwarded += 1
         self.octets += len(buf) - off
@@ -169,9 +175,14 @@ class StreamForwarder:
         """The receiver sent PLI/FIR for this stream; True: send a PLI upstream now."""
         return self.throttle.should_forward(now)
 
-    def on_nack(self, seqs: Iterable[int]) -> list[memoryview]:
-        """Stored packets answering a NACK from the receiver (outgoing seqs)."""
-        return list(self.ring.answer(seqs))
+    def on_nack(self, seqs: Iterable[int], now: float) -> list[bytearray]:
+        """Copies of the stored packets answering a NACK from the receiver (outgoing seqs),
+        their abs-send-time the time of resending (``now``)."""
+        out = [bytearray(p) for p in self.ring.answer(seqs)]
+        if self._abs_send_time_id:
+            for p in out:
+                rtp.set_abs_send_time(p, self._abs_send_time_id, now)
+        return out
 
     def upstream_nack(self, seqs: Iterable[int]) -> list[int]:
         """Source seqs to NACK upstream: the NACKed packets the relay never got itself.

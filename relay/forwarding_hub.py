@@ -10,7 +10,9 @@ replayed or released by moderation, leaves through :meth:`ForwardingHub._deliver
 
 RTCP terminated here (the legs are independent RTP sessions):
 
-* PLI/FIR from a receiver -> throttled PLI to the partner's incoming stream;
+* PLI/FIR from a receiver -> throttled PLI to the partner's incoming stream; every keyframe
+  request, the receiver's, the moderation gate's and a switch's, is counted by who needed it
+  and whether it went out (:attr:`ForwardingHub.keyframe_requests`);
 * NACK from a receiver -> answered from the outgoing stream's ring buffer, each named packet
   once and within the leg's retransmission budget (``relay.leg_budget``); what the relay
   never got is NACKed upstream in the source's numbering, and the RTX answer unwrapped;
@@ -46,6 +48,8 @@ from relay.forwarder import ForwarderConfig, KeyframeCheck, StreamForwarder
 from relay.keyframes import KeyframeCache
 from relay.leg_budget import DEFAULT_BUDGET, LegBudget, Meter, nack_request
 from relay.negotiation import (
+    ABS_SEND_TIME,
+    extension_id,
     keyframe_checks,
     map_extension_ids,
     map_payload_types,
@@ -125,6 +129,11 @@ class ForwardingHub:
         self.dropped: Counter[str] = Counter()
         self.rtcp_in: Counter[str] = Counter()
         self.pli_sent = 0
+        self.keyframe_requests: Counter[str] = Counter()
+        """``<who>_<outcome>``: who needed a keyframe (``receiver`` asked, the moderation
+        ``gate``, a ``switch`` of source) and ``sent`` or ``throttled`` (one PLI per
+        ``relay.keyframes.KEYFRAME_REQUEST_INTERVAL_S`` per stream answers them all); a
+        switch's gated packets ask once each, so only what was sent is counted for it."""
         self.retransmitted = 0
         self.budget = budget
         self._max_packets = budget.max_packets_per_s
@@ -165,10 +174,14 @@ class ForwardingHub:
         if f is None:
             media = dst.leg.media[kind]
             clock = media.codecs[0].clockRate if media.codecs else 90000
-            f = StreamForwarder(
-                ForwarderConfig(kind=kind, clock_rate=clock, pt_map={}, out_ssrc=media.out_ssrc),
-                self._rng,
+            config = ForwarderConfig(
+                kind=kind,
+                clock_rate=clock,
+                pt_map={},
+                out_ssrc=media.out_ssrc,
+                abs_send_time_id=extension_id(media.header_extensions, ABS_SEND_TIME),
             )
+            f = StreamForwarder(config, self._rng)
             dst.outgoing[kind] = f
         return f
 
@@ -359,7 +372,7 @@ class ForwardingHub:
             if not dst.leg.send(bytes(buf)):
                 self.dropped["dst_not_connected"] += 1
         elif fwd.waiting_for_keyframe and fwd.keyframe_needed(now):
-            self._send_pli(src, fwd.config.kind, rtp.ssrc(buf))
+            self._send_pli(src, fwd.config.kind, rtp.ssrc(buf), "switch")
 
     def _forward_released(
         self, src: _LegRecord, packets: Sequence[bytes], restart: bool, now: float
@@ -378,8 +391,8 @@ class ForwardingHub:
     def _moderation_keyframe_request(self, src: _LegRecord, media_ssrc: int, now: float) -> None:
         """The gate needs a keyframe: same throttle as the receiver's own PLIs."""
         fwd = None if src.partner is None else src.partner.outgoing.get("video")
-        if fwd is not None and fwd.on_keyframe_request(now):
-            self._send_pli(src, "video", media_ssrc)
+        if fwd is not None:
+            self._request_keyframe(src, fwd, media_ssrc, "gate", now)
 
     @staticmethod
     def _track_incoming(src: _LegRecord, kind: str, ssrc: int) -> ReceiveStats | None:
@@ -414,10 +427,20 @@ class ForwardingHub:
             await asyncio.sleep(interval)
             self.send_receiver_reports(clock())
 
-    def _send_pli(self, src: _LegRecord, kind: str, media_ssrc: int) -> None:
+    def _request_keyframe(
+        self, src: _LegRecord, fwd: StreamForwarder, media_ssrc: int, who: str, now: float
+    ) -> None:
+        """``who`` needs a keyframe of ``src``'s stream that feeds ``fwd``: a PLI, throttled."""
+        if fwd.on_keyframe_request(now):
+            self._send_pli(src, "video", media_ssrc, who)
+        else:
+            self.keyframe_requests[who + "_throttled"] += 1
+
+    def _send_pli(self, src: _LegRecord, kind: str, media_ssrc: int, who: str) -> None:
         sender_ssrc = src.leg.media[kind].out_ssrc
         if src.leg.send(rtcp.build_pli(sender_ssrc, media_ssrc)):
             self.pli_sent += 1
+            self.keyframe_requests[who + "_sent"] += 1
 
     # -- feedback ---------------------------------------------------------------------
 
@@ -462,7 +485,7 @@ class ForwardingHub:
         if repeats:
             self.nack_limits["nack_repeats"] += repeats
         allowance = rec.meter.retransmit_allowance(self.budget, now)
-        packets = fwd.on_nack(seqs)
+        packets = fwd.on_nack(seqs, now)
         if len(packets) > allowance:
             self.nack_limits["nack_over_budget"] += len(packets) - max(allowance, 0)
             del packets[max(allowance, 0) :]
@@ -482,8 +505,8 @@ class ForwardingHub:
 
     def _on_keyframe_request(self, rec: _LegRecord, src: _LegRecord, now: float) -> None:
         fwd = rec.outgoing.get("video")
-        if fwd is not None and fwd.source_ssrc is not None and fwd.on_keyframe_request(now):
-            self._send_pli(src, "video", fwd.source_ssrc)
+        if fwd is not None and fwd.source_ssrc is not None:
+            self._request_keyframe(src, fwd, fwd.source_ssrc, "receiver", now)
 
     def _on_remb(self, rec: _LegRecord, src: _LegRecord, ev: rtcp.Remb) -> None:
         fwd = rec.outgoing.get("video")

@@ -289,6 +289,51 @@ def map_extension_ids(buf: bytearray | memoryview, id_map: Sequence[int]) -> boo
     return True
 
 
+ABS_SEND_TIME_UNITS: Final = 1 << 18
+"""abs-send-time is 6.18 fixed-point seconds in 24 bits (it wraps every 64 s)."""
+
+
+def set_abs_send_time(buf: bytearray | memoryview, ext_id: int, now: float) -> bool:
+    """Overwrite the 3-byte abs-send-time element ``ext_id`` (already mapped) with ``now``.
+
+    Why: a receiver's delay-based bandwidth estimator reads growth of (arrival - send time) as
+    queueing. Forwarded with the sender's value, a frame the strict gate held, or a packet
+    resent from the relay's buffer, would look delayed by the hold: congestion that is not
+    there. With the relay's own send time the receiver measures the relay-to-receiver path
+    only. False when the packet has no such element (nothing is added: no byte moves).
+    """
+    if not buf[0] & 0x10:
+        return False
+    pos = RTP_HEADER_LEN + 4 * (buf[0] & 0x0F)
+    profile = (buf[pos] << 8) | buf[pos + 1]
+    i = pos + 4
+    end = min(len(buf), i + 4 * ((buf[pos + 2] << 8) | buf[pos + 3]))
+    one_byte = profile == ONE_BYTE_PROFILE
+    if not one_byte and (profile & TWO_BYTE_PROFILE_MASK) != TWO_BYTE_PROFILE:
+        return False
+    while i < end:
+        b = buf[i]
+        if b == 0:
+            i += 1
+            continue
+        if one_byte:
+            xid, length, i = b >> 4, (b & 0x0F) + 1, i + 1
+            if xid == 15:
+                return False
+        elif i + 1 < end:
+            xid, length, i = b, buf[i + 1], i + 2
+        else:
+            return False
+        if xid == ext_id:
+            if length != 3 or i + 3 > end:
+                return False
+            value = int(now * ABS_SEND_TIME_UNITS) & 0xFFFFFF
+            buf[i : i + 3] = value.to_bytes(3, "big")
+            return True
+        i += length
+    return False
+
+
 def unwrap_rtx(data: Buffer, media_pt: int, media_ssrc: int) -> bytearray | DropReason:
     """Recover the original packet from an RFC 4588 retransmission.
 

@@ -7,13 +7,20 @@ import random
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
     RTCRtpHeaderExtensionParameters,
+    RTCRtpParameters,
 )
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
 from relay import rtp
 from relay.codecs import vp8_is_keyframe_start
 from relay.forwarder import ForwarderConfig, StreamForwarder
-from relay.negotiation import keyframe_checks, map_extension_ids, map_payload_types
+from relay.negotiation import (
+    ABS_SEND_TIME,
+    extension_id,
+    keyframe_checks,
+    map_extension_ids,
+    map_payload_types,
+)
 
 AST = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -22,6 +29,13 @@ MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 KEY = b"\x10\x00\x9d\x01\x2a"
 DELTA = b"\x10\x01"
 CONT = b"\x00\x00\x00"  # continuation packet (S=0)
+EXTENSIONS_IN, EXTENSIONS_OUT = HeaderExtensionsMap(), HeaderExtensionsMap()
+EXTENSIONS_IN.configure(
+    RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(3, AST)])
+)
+EXTENSIONS_OUT.configure(
+    RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(2, AST)])
+)
 
 
 def pkt(seq: int, ts: int, payload: bytes, pt: int = 97, ssrc: int = 0xAAAA) -> bytearray:
@@ -95,7 +109,7 @@ def test_nack_answered_from_ring() -> None:
         assert f.on_rtp(b, 0.0)
         sent.append(bytes(b))
     seqs = [rtp.sequence_number(s) for s in sent]
-    assert [bytes(p) for p in f.on_nack([seqs[1], seqs[3], (seqs[4] + 1) & 0xFFFF])] == [
+    assert [bytes(p) for p in f.on_nack([seqs[1], seqs[3], (seqs[4] + 1) & 0xFFFF], 1.0)] == [
         sent[1],
         sent[3],
     ]
@@ -142,6 +156,39 @@ def test_extension_ids_mapped_by_uri_and_mid_erased() -> None:
     ]
     table = map_extension_ids(a, b)
     assert table[3] == 2 and table[1] == 0 and sum(1 for x in table if x) == 1
+    assert (extension_id(b, ABS_SEND_TIME), extension_id(b[:1], ABS_SEND_TIME)) == (2, 0)
+
+
+def stamped(seq: int, payload: bytes, sent_at: float) -> bytearray:
+    """A packet with the sender's abs-send-time as incoming id 3 (the receiving leg's: 2)."""
+    p = RtpPacket(payload_type=97, sequence_number=seq, timestamp=seq * 3000, ssrc=0xAAAA)
+    p.payload = payload
+    p.extensions.abs_send_time = int(sent_at * (1 << 18)) & 0xFFFFFF
+    return bytearray(p.serialize(EXTENSIONS_IN))
+
+
+def test_abs_send_time_is_the_relays_send_time_forwarded_and_resent() -> None:
+    """A frame held 0.3 s (or a packet resent) must not look 0.3 s late to the receiver."""
+    ids = [0] * 256
+    ids[3] = 2
+    cfg = ForwarderConfig(
+        kind="video",
+        clock_rate=90000,
+        pt_map={97: 120},
+        out_ssrc=0xBBBB,
+        keyframe_checks={97: vp8_is_keyframe_start},
+        ext_id_map=ids,
+        abs_send_time_id=2,
+    )
+    f = StreamForwarder(cfg, random.Random(1))
+    f.set_source(1)
+    first = stamped(10, KEY, sent_at=5.0)
+    assert f.on_rtp(first, 7.25)  # released by the gate 2.25 s after the sender sent it
+    sent = RtpPacket.parse(bytes(first), EXTENSIONS_OUT).extensions.abs_send_time
+    assert sent == int(7.25 * (1 << 18))
+    (again,) = f.on_nack([rtp.sequence_number(first)], 9.5)
+    assert RtpPacket.parse(bytes(again), EXTENSIONS_OUT).extensions.abs_send_time == 9.5 * (1 << 18)
+    assert RtpPacket.parse(bytes(first), EXTENSIONS_OUT).extensions.abs_send_time == sent
 
 
 def test_upstream_nack_translates_what_the_relay_never_got() -> None:
@@ -155,7 +202,7 @@ def test_upstream_nack_translates_what_the_relay_never_got() -> None:
         out.append(rtp.sequence_number(b))
     first = out[0]
     missing = (first + 3) & 0xFFFF
-    assert f.on_nack([missing]) == []
+    assert f.on_nack([missing], 0.0) == []
     assert f.upstream_nack([out[1], missing]) == [1003]
     assert f.upstream_nack([(first - 5) & 0xFFFF]) == []  # before this source's epoch
 
