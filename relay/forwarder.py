@@ -9,9 +9,11 @@ dropped with a counted reason. Steps, in order:
 3. video after a source switch: drop until a keyframe starts (the receiver cannot decode
    deltas of a picture it never saw), and say that a PLI should go upstream;
 4. rewrite seq/ts/SSRC into the outgoing stream's continuous numbering (``rewriter``);
-5. renumber or erase header extensions for the outgoing leg (``rtp.map_extension_ids``), and
-   put the relay's own send time in abs-send-time (``rtp.set_abs_send_time``);
-6. keep a copy for NACKs (``retransmit``); a resent copy gets the time it is resent.
+5. renumber or erase header extensions for the outgoing leg (``rtp.map_extension_ids``); a
+   packet the relay held (a frame waiting for its moderation verdict) has its abs-send-time
+   moved by the hold (``rtp.delay_abs_send_time``);
+6. keep a copy for NACKs (``retransmit``); a resent copy's abs-send-time is moved by the time
+   since it was first sent.
 
 The caller owns all I/O and the clock. RTCP from the receiver (NACK, PLI/FIR, REMB) is
 handled by :meth:`StreamForwarder.on_nack` / :meth:`on_keyframe_request`.
@@ -109,8 +111,10 @@ class StreamForwarder:
         if self.config.kind == "video":
             self._need_keyframe = True
 
-    def on_rtp(self, buf: bytearray, now: float) -> bool:
+    def on_rtp(self, buf: bytearray, now: float, held_s: float = 0.0) -> bool:
         """Decide on one incoming packet; rewrite it in place. True: send ``buf`` now.
+
+        ``held_s``: how long the relay kept the packet before this (moderation's hold).
 
         When this returns False for a gated video packet, :meth:`keyframe_needed` tells the
         caller whether to send a PLI upstream (throttled).
@@ -145,9 +149,9 @@ class StreamForwarder:
         if buf[0] & 0x10 and not rtp.map_extension_ids(buf, self._ext_map):
             self.dropped[rtp.DropReason.TRUNCATED_EXTENSION.value] += 1
             return False
-        if self._abs_send_time_id:
-            rtp.set_abs_send_time(buf, self._abs_send_time_id, now)
-        self.ring.store(buf)
+        if held_s > 0.0 and self._abs_send_time_id:
+            rtp.delay_abs_send_time(buf, self._abs_send_time_id, held_s)
+        self.ring.store(buf, now)
         self.forwarded += 1
         self.octets += len(buf) - off
         return True
@@ -177,11 +181,13 @@ class StreamForwarder:
 
     def on_nack(self, seqs: Iterable[int], now: float) -> list[bytearray]:
         """Copies of the stored packets answering a NACK from the receiver (outgoing seqs),
-        their abs-send-time the time of resending (``now``)."""
-        out = [bytearray(p) for p in self.ring.answer(seqs)]
-        if self._abs_send_time_id:
-            for p in out:
-                rtp.set_abs_send_time(p, self._abs_send_time_id, now)
+        their abs-send-time moved by the time since they were first sent (``now``)."""
+        out = []
+        for p, sent_at in self.ring.answer(seqs):
+            copy = bytearray(p)
+            if self._abs_send_time_id:
+                rtp.delay_abs_send_time(copy, self._abs_send_time_id, now - sent_at)
+            out.append(copy)
         return out
 
     def upstream_nack(self, seqs: Iterable[int]) -> list[int]:

@@ -365,17 +365,19 @@ class ForwardingHub:
         fwd: StreamForwarder,
         buf: bytearray,
         now: float,
+        held_s: float = 0.0,
     ) -> None:
         """The one way out: ``fwd`` decides on (and rewrites) ``buf``; forwarded, it goes to
-        ``dst``; gated waiting for a keyframe, ``src`` is asked for one (throttled)."""
-        if fwd.on_rtp(buf, now):
+        ``dst``; gated waiting for a keyframe, ``src`` is asked for one (throttled).
+        ``held_s``: how long the relay kept it (moderation)."""
+        if fwd.on_rtp(buf, now, held_s):
             if not dst.leg.send(bytes(buf)):
                 self.dropped["dst_not_connected"] += 1
         elif fwd.waiting_for_keyframe and fwd.keyframe_needed(now):
             self._send_pli(src, fwd.config.kind, rtp.ssrc(buf), "switch")
 
     def _forward_released(
-        self, src: _LegRecord, packets: Sequence[bytes], restart: bool, now: float
+        self, src: _LegRecord, packets: Sequence[bytes], restart: bool, now: float, held_s: float
     ) -> None:
         """Packets of a frame the moderation gate released, through the usual forwarder."""
         dst = src.partner
@@ -386,7 +388,7 @@ class ForwardingHub:
         if restart:
             fwd.skip_withheld()
         for p in packets:
-            self._deliver(src, dst, fwd, bytearray(p), now)
+            self._deliver(src, dst, fwd, bytearray(p), now, held_s)
 
     def _moderation_keyframe_request(self, src: _LegRecord, media_ssrc: int, now: float) -> None:
         """The gate needs a keyframe: same throttle as the receiver's own PLIs."""
@@ -541,8 +543,8 @@ class _ModerationSink:
         self._hub = hub
         self._src = src
 
-    def release(self, packets: Sequence[bytes], restart: bool, now: float) -> None:
-        self._hub._forward_released(self._src, packets, restart, now)
+    def release(self, packets: Sequence[bytes], restart: bool, now: float, held_s: float) -> None:
+        self._hub._forward_released(self._src, packets, restart, now, held_s)
 
     def request_keyframe(self, media_ssrc: int, now: float) -> None:
         self._hub._moderation_keyframe_request(self._src, media_ssrc, now)

@@ -29,7 +29,7 @@ FORWARDED_EXTENSIONS: Final = frozenset(
 the RID extensions (they name the *sending* leg's transceiver; the receiving leg routes by
 the SSRC the relay announced) and transport-wide-cc (its sequence space is per transport,
 and the relay does not produce transport-cc feedback). abs-send-time is forwarded only to be
-overwritten with the relay's own send time (:func:`relay.rtp.set_abs_send_time`)."""
+moved by the time the relay held the packet (:func:`relay.rtp.delay_abs_send_time`)."""
 
 
 def codec_key(codec: RTCRtpCodecParameters) -> tuple[str, int, int, str, str]:

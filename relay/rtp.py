@@ -293,14 +293,17 @@ ABS_SEND_TIME_UNITS: Final = 1 << 18
 """abs-send-time is 6.18 fixed-point seconds in 24 bits (it wraps every 64 s)."""
 
 
-def set_abs_send_time(buf: bytearray | memoryview, ext_id: int, now: float) -> bool:
-    """Overwrite the 3-byte abs-send-time element ``ext_id`` (already mapped) with ``now``.
+def delay_abs_send_time(buf: bytearray | memoryview, ext_id: int, seconds: float) -> bool:
+    """Move the 3-byte abs-send-time element ``ext_id`` (already mapped) ``seconds`` later.
 
     Why: a receiver's delay-based bandwidth estimator reads growth of (arrival - send time) as
-    queueing. Forwarded with the sender's value, a frame the strict gate held, or a packet
-    resent from the relay's buffer, would look delayed by the hold: congestion that is not
-    there. With the relay's own send time the receiver measures the relay-to-receiver path
-    only. False when the packet has no such element (nothing is added: no byte moves).
+    queueing. A frame the strict gate held for its verdict, or a packet resent from the relay's
+    buffer, would look that much late: congestion that is not there, and the receiver's REMB
+    squeezes the sender. Moved by the time the relay kept the packet, the send time says when
+    the sender would have sent it for it to arrive now, so the receiver measures the two legs'
+    delay and nothing the relay did on purpose (end-to-end latency measured from this
+    extension excludes those holds too). False when the packet has no such element (nothing
+    is added: no byte moves).
     """
     if not buf[0] & 0x10:
         return False
@@ -327,7 +330,8 @@ def set_abs_send_time(buf: bytearray | memoryview, ext_id: int, now: float) -> b
         if xid == ext_id:
             if length != 3 or i + 3 > end:
                 return False
-            value = int(now * ABS_SEND_TIME_UNITS) & 0xFFFFFF
+            value = (buf[i] << 16) | (buf[i + 1] << 8) | buf[i + 2]
+            value = (value + round(seconds * ABS_SEND_TIME_UNITS)) & 0xFFFFFF
             buf[i : i + 3] = value.to_bytes(3, "big")
             return True
         i += length

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
     RTCRtpHeaderExtensionParameters,
@@ -167,8 +168,9 @@ def stamped(seq: int, payload: bytes, sent_at: float) -> bytearray:
     return bytearray(p.serialize(EXTENSIONS_IN))
 
 
-def test_abs_send_time_is_the_relays_send_time_forwarded_and_resent() -> None:
-    """A frame held 0.3 s (or a packet resent) must not look 0.3 s late to the receiver."""
+def test_abs_send_time_is_moved_by_what_the_relay_held() -> None:
+    """A frame held 0.3 s for its verdict, or a packet resent 2 s after it went out, must not
+    look that late to the receiver's estimator; a packet forwarded at once is not touched."""
     ids = [0] * 256
     ids[3] = 2
     cfg = ForwarderConfig(
@@ -182,13 +184,23 @@ def test_abs_send_time_is_the_relays_send_time_forwarded_and_resent() -> None:
     )
     f = StreamForwarder(cfg, random.Random(1))
     f.set_source(1)
-    first = stamped(10, KEY, sent_at=5.0)
-    assert f.on_rtp(first, 7.25)  # released by the gate 2.25 s after the sender sent it
-    sent = RtpPacket.parse(bytes(first), EXTENSIONS_OUT).extensions.abs_send_time
-    assert sent == int(7.25 * (1 << 18))
-    (again,) = f.on_nack([rtp.sequence_number(first)], 9.5)
-    assert RtpPacket.parse(bytes(again), EXTENSIONS_OUT).extensions.abs_send_time == 9.5 * (1 << 18)
-    assert RtpPacket.parse(bytes(first), EXTENSIONS_OUT).extensions.abs_send_time == sent
+
+    def send_time(packet: bytearray) -> float:
+        value = RtpPacket.parse(bytes(packet), EXTENSIONS_OUT).extensions.abs_send_time
+        assert value is not None
+        return float(value) / (1 << 18)
+
+    held = stamped(10, KEY, sent_at=5.0)
+    assert f.on_rtp(held, 7.25, held_s=0.3)
+    assert send_time(held) == pytest.approx(5.3, abs=1e-5)
+    live = stamped(11, DELTA, sent_at=5.5)
+    assert f.on_rtp(live, 7.5)
+    assert send_time(live) == 5.5
+    (again,) = f.on_nack([rtp.sequence_number(held)], 9.25)
+    assert send_time(again) == pytest.approx(7.3, abs=1e-5)  # 2 s after it went out
+    assert send_time(held) == pytest.approx(
+        5.3, abs=1e-5
+    )  # the copy kept for the next NACK is unchanged
 
 
 def test_upstream_nack_translates_what_the_relay_never_got() -> None:

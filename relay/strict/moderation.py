@@ -67,9 +67,10 @@ TICK_S: Final = 0.1
 class StreamSink(Protocol):
     """Where a moderated stream's decisions go (implemented by the hub)."""
 
-    def release(self, packets: Sequence[bytes], restart: bool, now: float) -> None:
+    def release(self, packets: Sequence[bytes], restart: bool, now: float, held_s: float) -> None:
         """Forward these original packets; ``restart``: frames were withheld since the last
-        release (this one starts with a keyframe), so continue the outgoing numbering."""
+        release (this one starts with a keyframe), so continue the outgoing numbering;
+        ``held_s``: how long the frame waited here since its last packet came."""
 
     def request_keyframe(self, media_ssrc: int, now: float) -> None:
         """Ask the sender for a keyframe (throttled by the sink)."""
@@ -387,7 +388,7 @@ class ModeratedStream:
                 self.stats.hold_s.append(now - arrival)
                 self._m.meter.released += 1
                 self._m.meter.hold_s.append(now - arrival)
-                self._sink.release(frame.packets, self._withheld, now)
+                self._sink.release(frame.packets, self._withheld, now, now - arrival)
                 self._withheld = False
             elif isinstance(a, Drop):
                 self._held.pop(a.frame_id, None)
