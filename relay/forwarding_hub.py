@@ -16,7 +16,9 @@ RTCP terminated here (the legs are independent RTP sessions):
 * NACK from a receiver -> answered from the outgoing stream's ring buffer, each named packet
   once and within the leg's retransmission budget (``relay.leg_budget``); what the relay
   never got is NACKed upstream in the source's numbering, and the RTX answer unwrapped;
-* REMB from a receiver -> re-addressed to the partner's incoming SSRCs;
+* REMB from a receiver -> re-addressed to the partner's incoming SSRCs, plus the rate the relay
+  withheld from that receiver (``relay.sender_bitrate``: the gate's withholding is not the
+  receiver's congestion);
 * SR from a sender -> re-timed into the receiver's outgoing stream (lip sync, RTT);
 * RR and SDES are consumed (counted); the relay sends its own RR about what it receives
   (:meth:`ForwardingHub.send_receiver_reports`, driven by :meth:`run_reports`).
@@ -56,6 +58,7 @@ from relay.negotiation import (
     rtx_payload_types,
 )
 from relay.reception_stats import ReceiveStats
+from relay.sender_bitrate import SenderBitrate
 
 if TYPE_CHECKING:
     from relay.legs import Leg
@@ -92,6 +95,11 @@ class _LegRecord:
     """Strict route: the gate this leg's video goes through before the partner sees it."""
     meter: Meter = field(default_factory=Meter)
     """This second's packets, bits and retransmissions, against the hub's budget."""
+    video_received: int = 0
+    video_received_octets: int = 0
+    """This leg's video packets and bytes that passed policing (for ``bitrate``)."""
+    bitrate: SenderBitrate = field(default_factory=SenderBitrate)
+    """What this leg is told it may send, from its current partner's REMB."""
 
 
 class ModerationMismatch(ValueError):
@@ -215,6 +223,7 @@ class ForwardingHub:
             raise ModerationMismatch(a if ra.moderated is None else b)
         self._unpair(ra)
         self._unpair(rb)
+        ra.bitrate, rb.bitrate = SenderBitrate(), SenderBitrate()
         pairing = next(self._pairings)
         ra.partner, rb.partner = rb, ra
         for src, dst in ((ra, rb), (rb, ra)):
@@ -312,6 +321,9 @@ class ForwardingHub:
         if meter.octets > self._max_octets:
             self.dropped["policed_bits"] += 1
             return
+        if kind == "video":
+            src.video_received += 1
+            src.video_received_octets += len(data)
         st = src.rx.get(rtp.ssrc(data))
         if st is None:
             st = self._track_incoming(src, kind, rtp.ssrc(data))
@@ -470,7 +482,7 @@ class ForwardingHub:
             elif isinstance(ev, (rtcp.Pli, rtcp.Fir)):
                 self._on_keyframe_request(rec, src, now)
             elif isinstance(ev, rtcp.Remb):
-                self._on_remb(rec, src, ev)
+                self._on_remb(rec, src, ev, now)
 
     @staticmethod
     def _stream_for_ssrc(rec: _LegRecord, out_ssrc: int) -> StreamForwarder | None:
@@ -510,12 +522,15 @@ class ForwardingHub:
         if fwd is not None and fwd.source_ssrc is not None:
             self._request_keyframe(src, fwd, fwd.source_ssrc, "receiver", now)
 
-    def _on_remb(self, rec: _LegRecord, src: _LegRecord, ev: rtcp.Remb) -> None:
+    def _on_remb(self, rec: _LegRecord, src: _LegRecord, ev: rtcp.Remb, now: float) -> None:
         fwd = rec.outgoing.get("video")
         if fwd is None or fwd.source_ssrc is None or "video" not in src.leg.media:
             return
+        bitrate = src.bitrate.on_remb(
+            ev.bitrate, src.video_received, src.video_received_octets, fwd.forwarded, now
+        )
         out_ssrc = src.leg.media["video"].out_ssrc
-        src.leg.send(rtcp.build_remb(out_ssrc, ev.bitrate, [fwd.source_ssrc]))
+        src.leg.send(rtcp.build_remb(out_ssrc, bitrate, [fwd.source_ssrc]))
 
     @staticmethod
     def _on_sr(dst: _LegRecord, ev: rtcp.SenderReport) -> None:

@@ -99,6 +99,26 @@ def test_moderated_video_goes_through_the_gate_only() -> None:
     assert a.rtp_sent(96) == []
 
 
+def test_a_sender_is_told_its_receivers_remb_plus_what_the_gate_withheld() -> None:
+    hub, a, b, stream, _ = setup()
+    first = pkt(96, 0, 0, KEY + bytes(995))
+    hub.on_rtp(a, first, 0.0)
+    stream.sink.release([first], restart=False, now=0.0, held_s=0.0)
+    video_to_b = b.media["video"].out_ssrc
+    hub.on_rtcp(b, rtcp.build_remb(0xB2, 50_000, [video_to_b]), 0.0)
+    for i in range(1, 101):  # 100 frames in 1 s, the gate lets 10 through
+        packet = pkt(96, i, i * 3000, KEY + bytes(995))
+        hub.on_rtp(a, packet, i / 100)
+        if i % 10 == 0:
+            stream.sink.release([packet], restart=False, now=i / 100, held_s=0.0)
+    hub.on_rtcp(b, rtcp.build_remb(0xB2, 60_000, [video_to_b]), 1.0)
+    rembs = [ev for p in a.sent if rtp.is_rtcp(p) for ev in rtcp.parse_rtcp(p)[0]]
+    assert [(ev.ssrcs, ev.bitrate) for ev in rembs if isinstance(ev, rtcp.Remb)] == [
+        ((0xA1,), 50_000),
+        ((0xA1,), 60_000 + 90 * 1012 * 8),  # 1012-byte packets, 90 of 100 withheld in 1 s
+    ]
+
+
 def test_audio_is_muted_only_while_blocked_and_only_if_the_policy_says_so() -> None:
     for mute in (False, True):
         hub, a, b, stream, _ = setup(ModerationPolicy(mute_audio_while_blocked=mute))
