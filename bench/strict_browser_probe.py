@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
+from bench.chromium import CHROMIUM, FLAGS
 from bench.service import EmbeddedService, read_stats, wait_for_relays, wait_until_up
 
 if TYPE_CHECKING:
@@ -60,20 +61,6 @@ SCENES: Final = (
 """(skimage photograph, unsafe under BLOCKED, frames): a 10 s loop. The model finds nothing in
 ``rocket`` and ``chelsea``; ``astronaut`` is FACE_FEMALE ~0.8, ``camera`` FACE_MALE ~0.58."""
 BLOCKED: Final = ("FACE_FEMALE:0.4", "FACE_MALE:0.3")
-CHROMIUM: Final = "/usr/bin/chromium"
-FLAGS: Final = (
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
-)
 
 
 def gray(n: int) -> int:

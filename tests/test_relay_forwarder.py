@@ -47,13 +47,17 @@ def pkt(seq: int, ts: int, payload: bytes, pt: int = 97, ssrc: int = 0xAAAA) -> 
     )
 
 
-def video_forwarder() -> StreamForwarder:
+def video_forwarder(
+    ext_id_map: list[int] | None = None, abs_send_time_id: int = 0
+) -> StreamForwarder:
     cfg = ForwarderConfig(
         kind="video",
         clock_rate=90000,
         pt_map={97: 120},
         out_ssrc=0xBBBB,
         keyframe_checks={97: vp8_is_keyframe_start},
+        ext_id_map=ext_id_map or [0] * 256,
+        abs_send_time_id=abs_send_time_id,
     )
     f = StreamForwarder(cfg, random.Random(1))
     f.set_source(1)
@@ -173,17 +177,7 @@ def test_abs_send_time_is_moved_by_what_the_relay_held() -> None:
     look that late to the receiver's estimator; a packet forwarded at once is not touched."""
     ids = [0] * 256
     ids[3] = 2
-    cfg = ForwarderConfig(
-        kind="video",
-        clock_rate=90000,
-        pt_map={97: 120},
-        out_ssrc=0xBBBB,
-        keyframe_checks={97: vp8_is_keyframe_start},
-        ext_id_map=ids,
-        abs_send_time_id=2,
-    )
-    f = StreamForwarder(cfg, random.Random(1))
-    f.set_source(1)
+    f = video_forwarder(ids, abs_send_time_id=2)
 
     def send_time(packet: bytearray) -> float:
         value = RtpPacket.parse(bytes(packet), EXTENSIONS_OUT).extensions.abs_send_time
