@@ -61,6 +61,9 @@ SCENES: Final = (
 """(skimage photograph, unsafe under BLOCKED, frames): a 10 s loop. The model finds nothing in
 ``rocket`` and ``chelsea``; ``astronaut`` is FACE_FEMALE ~0.8, ``camera`` FACE_MALE ~0.58."""
 BLOCKED: Final = ("FACE_FEMALE:0.4", "FACE_MALE:0.3")
+FIRST_FRAME_S: Final = 120.0
+"""How long each page may wait for its partner's first frame: on a loaded machine the strict
+route's first verdicts time out (fail closed) for a while."""
 
 
 def gray(n: int) -> int:
@@ -294,8 +297,8 @@ async def probe(
         try:
             sender = await _connected_page(sending, url)
             receiver = await _connected_page(receiving, url)
-            await _wait_for_frames(sender, 60)
-            await _wait_for_frames(receiver, 60)
+            await _wait_for_frames(sender, FIRST_FRAME_S)
+            await _wait_for_frames(receiver, FIRST_FRAME_S)
             if max_bitrate is not None:
                 await sender.evaluate(CAP_JS, max_bitrate)
             await receiver.evaluate(RECEIVER_JS, [GRID, BLOCK, MARGIN, INDEX_BITS + CHECK_BITS])
