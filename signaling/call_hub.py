@@ -31,7 +31,7 @@ from signaling.chat import ChatGate
 from signaling.config import Config
 from signaling.drain import CallView
 from signaling.events import Decision, Ground, OperatorEvent, iso_utc
-from signaling.ice import ice_servers_for
+from signaling.ice import stun_servers
 from signaling.matchmaking import (
     Expired,
     Matchmaking,
@@ -50,7 +50,7 @@ from signaling.relay_leg_states import (
     allows,
 )
 from signaling.relays import RelayDirectory
-from signaling.reports import ReportLog, ReportRecord
+from signaling.reports import OpenReport, ReportLog, ReportRecord
 from signaling.route_policy import Route, RoutePolicy
 from signaling.strikes import Person, StrikeBook
 
@@ -109,6 +109,9 @@ class _Client:
     remote: bool = False
     """A partner connected to another node of a shared pool (``signaling.cluster``): that
     node tells it everything; here it stands in the call only for the route's choice."""
+    address: str = ""
+    """Its IP address, kept only for operator events that opt in (``[events]
+    include_addresses``); strikes and bans use `who`."""
 
 
 PAIRING_WAIT_BOUNDS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -138,6 +141,10 @@ class HubStats:
     """Bans by ground: "moderation" (strikes), "reports"."""
     refused_banned: int = 0
     """Connections refused at the door because the device or address is banned."""
+    refused: Counter[str] = field(default_factory=Counter)
+    """WebSockets refused at the handshake or hello, by reason: "origin" (``/ws`` from
+    another site's page), "relay_hello" (no hello with the token), "relay_throttled" (an
+    address whose hellos kept failing), "relay_origin" (a browser on ``/relay``)."""
     pairing_wait: rc.Histogram = field(
         default_factory=lambda: rc.Histogram.empty(PAIRING_WAIT_BOUNDS_S)
     )
@@ -192,6 +199,7 @@ class SignalingHub:
         self._worker_outbox: list[tuple[str, rc.SignalingMessage]] = []
         self._to_close: list[tuple[str, int]] = []
         self._events: list[OperatorEvent] = []
+        self._reports: list[OpenReport] = []
         self._now = 0.0
         """The time of the input being handled: what the matchmaker reports meanwhile (a
         pairing, a partner gone) happened then; call durations in the log are read from it."""
@@ -220,11 +228,14 @@ class SignalingHub:
         """Checked before `connect`: a banned device or address is refused at the door."""
         return self.strikes.banned_until(Person.of(address, device), now)
 
-    def refuse_banned(self, banned_until: float, now: float, now_unix: float) -> float:
+    def refuse_banned(
+        self, banned_until: float, now: float, now_unix: float, address: str = ""
+    ) -> float:
         """A banned device or address was turned away: counted, and an operator event.
         Returns when the ban ends, in Unix time, for the client's notice."""
         self.stats.refused_banned += 1
-        self._event("ban_refused", Ground(), now_unix, ban_s=banned_until - now)
+        ban_s = banned_until - now
+        self._event("ban_refused", Ground(), now_unix, ban_s=ban_s, address=address)
         return now_unix + banned_until - now
 
     def connect(
@@ -233,7 +244,8 @@ class SignalingHub:
         """Register a new connection; returns its id and queues its welcome."""
         self._now = now
         user = self._new_id()
-        self._clients[user] = _Client(region=region, who=Person.of(address, device))
+        kept_address = address if self._config.events.include_addresses else ""
+        self._clients[user] = _Client(region, Person.of(address, device), address=kept_address)
         self._matchmaker.connect(user, now)
         mm = self._config.matchmaking
         self._send(
@@ -241,7 +253,7 @@ class SignalingHub:
             p.Welcome(
                 id=user,
                 region=region,
-                ice_servers=ice_servers_for(self._config.ice, user, now_unix),
+                ice_servers=stun_servers(self._config.ice),
                 heartbeat_interval_s=mm.heartbeat_interval_s,
                 connect_timeout_s=mm.connect_timeout_s,
                 fallback_after_s=self._config.relay.fallback_after_s,
@@ -288,7 +300,15 @@ class SignalingHub:
 
     def send_error(self, user: str, error: p.ProtocolError) -> None:
         self.stats.errors_sent[error.code] += 1
-        self._send(user, p.Error(code=error.code, message=error.message))
+        self._send(
+            user,
+            p.Error(
+                code=error.code,
+                message=error.message,
+                kind=error.kind,
+                retry_after_s=error.retry_after_s,
+            ),
+        )
 
     # -- relay worker inputs --------------------------------------------------------------
 
@@ -309,6 +329,8 @@ class SignalingHub:
             alert_classifications_per_s=mod.alert_classifications_per_s,
             scene_peak_cells=mod.scene_peak_cells,
             scene_peak_threshold=mod.scene_peak_threshold,
+            max_decoded_pixels=mod.max_decoded_pixels,
+            decode_budget=mod.decode_budget,
             stun_url=self._config.relay.stun_url,
             strict=Route.STRICT in self._policy.routes_in_force(),
         )
@@ -375,6 +397,11 @@ class SignalingHub:
         out, self._events = self._events, []
         return out
 
+    def drain_reports(self) -> list[OpenReport]:
+        """Reports filed since the last call, for the admin listener's list."""
+        out, self._reports = self._reports, []
+        return out
+
     # -- queries --------------------------------------------------------------------------
 
     def unready_reasons(self) -> list[str]:
@@ -419,6 +446,7 @@ class SignalingHub:
             "pairs_made": self.stats.pairs_made,
             "messages_relayed": self.stats.messages_relayed,
             "errors_sent": self.stats.errors_sent.total(),
+            "refused": dict(self.stats.refused),
             "calls_connected": self.stats.calls_connected,
             "calls_failed": self.stats.calls_failed,
             "fallbacks_to_relay": self.stats.fallbacks_to_relay,
@@ -484,6 +512,8 @@ class SignalingHub:
                             "call %s: connected, route %s, %.1f s after pairing",
                             call.pair_id, call.route.value, now - call.paired_at,
                         )  # fmt: skip
+                if state == "reconnecting":  # TURN credentials are added where it is sent
+                    self._send(user, p.IceServers(pair=pair_id))
                 partner_state = p.PartnerState(pair=pair_id, state=state)
                 self._send(call.partner_of(user), partner_state)
 
@@ -511,6 +541,19 @@ class SignalingHub:
         )
         reporters = Ground(report_reason=reason, reporters=outcome.reporters)
         call = self._clients[user].call
+        self._reports.append(
+            OpenReport(
+                id=self._new_id(),
+                time=iso_utc(now_unix),
+                reporter=user,
+                reported=reported,
+                call="" if call is None else call.pair_id,
+                reason=reason,
+                reporters=outcome.reporters,
+                counted=outcome.counted,
+                ban=outcome.ban,
+            )
+        )
         self._event("report", reporters, now_unix, reported, call, automated=False)
         log.info(
             "report: %s reported %s (%s, reason %r): %d distinct reporters in the window%s",
@@ -881,7 +924,15 @@ class SignalingHub:
         call: _Call | None = None,
         ban_s: float | None = None,
         automated: bool = True,
+        address: str = "",
     ) -> None:
+        """`address`: the refused client's, for ban_refused; else the subject's is looked up
+        (kept only when the operator opted in, see `connect`)."""
+        subject_client = self._clients.get(subject)
+        if subject_client is not None:
+            address = subject_client.address
+        elif not self._config.events.include_addresses:
+            address = ""
         self._events.append(
             OperatorEvent(
                 id=self._new_id(),
@@ -892,6 +943,7 @@ class SignalingHub:
                 subject=subject,
                 call="" if call is None else call.pair_id,
                 ban_s=ban_s,
+                address=address,
             )
         )
 

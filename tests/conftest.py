@@ -15,6 +15,7 @@ def server() -> Iterator[RunningServer]:
     config = make_config(
         matchmaking={"repair_cooldown_s": 30.0, "interest_fallback_s": 0.5},
         regions={"trusted_header": "x-country", "routes": {"DE": "strict", "FR": "relay"}},
+        server={"trusted_proxies": ["127.0.0.1"]},  # tests play the proxy that sets x-country
     )
     yield from run_server(config)
 

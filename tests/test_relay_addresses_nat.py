@@ -35,7 +35,7 @@ from tests.support.server import RunningServer, make_config, run_server, wait_fo
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
-TOKEN = "nat-test-token"
+TOKEN = "nat-test-relay-token"
 
 
 @pytest.fixture

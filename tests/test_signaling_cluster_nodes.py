@@ -24,7 +24,7 @@ from tests.support.ports import free_port, free_tcp_range
 from tests.support.redis_server import RedisServer, redis_server
 from tests.support.rtcclient import ChatPeer
 from tests.support.server import RunningServer, make_config, run_server
-from tests.support.wsclient import Client
+from tests.support.wsclient import Client, device_subprotocols
 
 PRESENCE_TTL_S = 1.0
 
@@ -48,6 +48,7 @@ def node_config(redis: RedisServer) -> Config:
     return make_config(
         cluster={"redis_url": redis.url, "presence_ttl_s": PRESENCE_TTL_S},
         regions={"trusted_header": "x-country", "routes": {"FR": "relay"}},
+        server={"trusted_proxies": ["127.0.0.1"]},  # the test plays the proxy
         reports={"reporters_to_ban": 2},
     )
 
@@ -162,10 +163,10 @@ async def test_a_ban_holds_at_every_nodes_door_and_for_nodes_started_later(
     nodes: tuple[RunningServer, RunningServer], redis: RedisServer
 ) -> None:
     first, second = nodes
-    rude = await Client.connect(first.ws_url + "?device=rude-device")
+    rude = await Client.connect(first.ws_url, device="rude-device")
     await rude.send(type="join")
     for reporter_device in ("reporter-1", "reporter-2"):
-        reporter = await Client.connect(first.ws_url + f"?device={reporter_device}")
+        reporter = await Client.connect(first.ws_url, device=reporter_device)
         await reporter.send(type="join")
         await reporter.expect_paired()
         await reporter.send(type="report", reason="rude")
@@ -179,7 +180,9 @@ async def test_a_ban_holds_at_every_nodes_door_and_for_nodes_started_later(
     async def refused_at(url: str) -> None:
         deadline = time.monotonic() + 5
         while True:  # the ban reaches the other nodes a moment after it is made
-            async with websockets.connect(url + "?device=rude-device") as ws:
+            async with websockets.connect(
+                url, subprotocols=device_subprotocols("rude-device")
+            ) as ws:
                 if json.loads(await ws.recv())["type"] == "banned":
                     return
             assert time.monotonic() < deadline, f"not refused at {url}"
@@ -188,7 +191,7 @@ async def test_a_ban_holds_at_every_nodes_door_and_for_nodes_started_later(
     await refused_at(second.ws_url)
     with serve_one(node_config(redis)) as third:
         await refused_at(third.ws_url)
-    welcome = await Client.connect(second.ws_url + "?device=someone-else")
+    welcome = await Client.connect(second.ws_url, device="someone-else")
     await welcome.close()
 
 
@@ -201,6 +204,36 @@ async def test_stats_show_each_nodes_own_clients(
         for node in nodes:
             stats = (await http.get(node.admin_url + "/stats")).json()
             assert (stats["clients"], stats["pairs"], stats["waiting"]) == (1, 1, 0)
+    await a.close()
+    await b.close()
+
+
+async def test_a_report_on_one_node_is_listed_by_every_nodes_admin_listener(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    first, second = nodes
+    a, b, pair = await paired_across(first.ws_url, second.ws_url)
+    await a.send(type="report", reason="<b>rude</b>")  # handled by a's node, the first
+    await b.expect("partner_left")
+    async with httpx.AsyncClient() as http:
+        deadline = time.monotonic() + 5
+        while not (reports := (await http.get(second.admin_url + "/reports")).json()):
+            assert time.monotonic() < deadline, "the second node never listed the report"
+            await asyncio.sleep(0.05)
+        events = (await http.get(second.admin_url + "/events")).json()
+        page = await http.get(second.admin_url + "/")
+        assert (await http.get(first.admin_url + "/reports")).json() == reports
+    ((report,),) = (reports,)
+    assert (report["reporter"], report["reported"], report["call"]) == (
+        a.welcome["id"], b.welcome["id"], pair,
+    )  # fmt: skip
+    assert report["reason"] == "<b>rude</b>"
+    assert [(e["decision"], e["subject"]) for e in events] == [("report", b.welcome["id"])]
+    assert "address" not in events[0]  # not asked for
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src" not in page.headers["content-security-policy"]  # none allowed
+    assert "&lt;b&gt;rude&lt;/b&gt;" in page.text and "<b>rude" not in page.text
+    assert report["id"] in page.text and events[0]["id"] in page.text
     await a.close()
     await b.close()
 
@@ -322,6 +355,46 @@ async def test_serve_procs_runs_nodes_on_one_port_each_with_its_own_workers(
                 parent.wait(timeout=20)
 
 
+def process_state(pid: int) -> tuple[str, int] | None:
+    """State letter and parent pid of a process (from /proc); None once it is gone."""
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
+def children_of(pid: int) -> set[int]:
+    """Running processes (not zombies) whose parent is `pid`."""
+    running = set()
+    for entry in Path("/proc").iterdir():
+        state = process_state(int(entry.name)) if entry.name.isdigit() else None
+        if state is not None and state[1] == pid and state[0] != "Z":
+            running.add(int(entry.name))
+    return running
+
+
+@pytest.mark.slow
+async def test_a_killed_procs_parent_leaves_no_signaling_process_behind(
+    redis: RedisServer,
+) -> None:
+    command = [sys.executable, "-m", "chatguard.cli", "serve", "--procs", "2", "--redis"]
+    command += [redis.url, "--relay-workers", "0", "--port", str(free_port()), "--admin-port", "0"]
+    with subprocess.Popen([*command, "--log-level", "warning"]) as parent:
+        deadline = time.monotonic() + 30
+        while len(children := children_of(parent.pid)) < 2:
+            assert time.monotonic() < deadline and parent.poll() is None
+            await asyncio.sleep(0.05)
+        parent.kill()  # no chance to stop its children itself
+        parent.wait()
+        deadline = time.monotonic() + 20
+        # orphans belong to init, which may leave them zombies for a while: those are done
+        while alive := {pid for pid in children if (process_state(pid) or ("Z",))[0] != "Z"}:
+            assert time.monotonic() < deadline, f"still running: {alive}"
+            await asyncio.sleep(0.1)
+
+
 @pytest.mark.slow
 async def test_a_redis_restart_keeps_calls_and_queues_and_errors_clearly(tmp_path: Path) -> None:
     """Redis restarts empty: a request made meanwhile gets a clear error, the connection stays,
@@ -340,6 +413,12 @@ async def test_a_redis_restart_keeps_calls_and_queues_and_errors_clearly(tmp_pat
         await late.send(type="join")
         assert (await late.expect("waiting")) is not None
         assert (await late.expect("error"))["code"] == "unavailable"
+        async with httpx.AsyncClient() as http:  # the operator's lists: 503, and why
+            for path in ("/events", "/reports"):
+                response = await http.get(first.admin_url + path)
+                assert response.status_code == 503, response.text
+                assert "(Redis) is unreachable" in response.json()["error"]
+            assert "(Redis) is unreachable" in (await http.get(first.admin_url + "/")).text
         # kept and sent when Redis is back, but pub/sub delivers at most once: if a's node
         # has not subscribed again by then, it is lost (what a partner sends after is not)
         await b.send(type="chat", pair=pair, text="still here?")

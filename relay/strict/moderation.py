@@ -41,6 +41,7 @@ from models.runtime import open_runner
 from relay import rtp
 from relay.control import ModerationLoad
 from relay.strict.block_policy import ModerationPolicy
+from relay.strict.decode_limits import DecodeBudget, picture_size
 from relay.strict.depacketize import Codec, Depacketizer, EncodedFrame
 from relay.strict.gate import (
     Action,
@@ -64,6 +65,8 @@ MAX_BACKLOG: Final = 30
 """Frames waiting for the decoder beyond which the stream gives up on them (about 1 s):
 they are dropped as undecodable and the decoder restarts at a keyframe."""
 TICK_S: Final = 0.1
+DEFAULT_MAX_PIXELS: Final = 1920 * 1088
+DEFAULT_DECODE_BUDGET: Final = 0.25
 
 
 class StreamSink(Protocol):
@@ -166,6 +169,12 @@ class Moderator:
         self.input_size = batcher.runner.input_size
         self.center = prep.letterbox == "center"
         self.meter = ModerationMeter()
+        self.max_pixels = DEFAULT_MAX_PIXELS
+        """Largest picture (width x height) a stream may send; larger keyframes are withheld."""
+        self.decode_budget = DEFAULT_DECODE_BUDGET
+        """Seconds of decoder time per second one stream may use (see ``decode_limits``)."""
+        self.defences: Counter[str] = Counter()
+        """Frames withheld for a limit, by limit, for the worker's defence counters."""
         self._streams: set[ModeratedStream] = set()
 
     @classmethod
@@ -230,6 +239,12 @@ class ModeratedStream:
         self._codec: Codec | None = None
         self._decoder: av.VideoCodecContext | None = None
         self._decoder_broken = True
+        budget = moderator.decode_budget
+        self._budget = DecodeBudget(budget, 2 * budget, moderator.clock())
+        self._decode_s = 0.0
+        """The last decode's CPU time (decode thread), charged to the budget after it."""
+        self._over_limit: set[str] = set()
+        """Limits this stream has hit (each logged once)."""
         self._backlog: deque[tuple[int, EncodedFrame]] = deque()
         self._held: dict[int, tuple[EncodedFrame, float]] = {}
         self._withheld = False
@@ -303,10 +318,15 @@ class ModeratedStream:
         if len(self._backlog) > MAX_BACKLOG:
             self._decoder_broken = True  # fell behind: skip to the next keyframe
         elif frame.complete and (frame.keyframe or not self._decoder_broken):
-            try:
-                analysed = await loop.run_in_executor(self._m.executor, self._analyse, frame)
-            except Exception as exc:  # e.g. an odd picture size: undecodable, fail closed
-                log.warning("moderated stream: analysis failed (%s)", type(exc).__name__)
+            limit = self._limit_hit(frame)
+            if limit is not None:
+                self._withhold_for(limit)
+            else:
+                try:
+                    analysed = await loop.run_in_executor(self._m.executor, self._analyse, frame)
+                except Exception as exc:  # e.g. an odd picture size: undecodable, fail closed
+                    log.warning("moderated stream: analysis failed (%s)", type(exc).__name__)
+                self._budget.spend(self._decode_s)
         self._decoder_broken = analysed is None
         frame.data = b""  # the bitstream copy is done with; only the packets wait in the gate
         sig = None if analysed is None else analysed.signature
@@ -321,20 +341,45 @@ class ModeratedStream:
                 actions += self.gate.on_no_verdict(fid, self._m.clock())
         self._apply(actions)
 
+    def _limit_hit(self, frame: EncodedFrame) -> str | None:
+        """The decode limit this frame would break, if any (checked before decoding it)."""
+        if frame.keyframe and self._codec is not None:
+            size = picture_size(self._codec, frame.data)
+            if size is not None and size[0] * size[1] > self._m.max_pixels:
+                return "strict_oversize"
+        if not self._budget.allows(self._m.clock()):
+            return "strict_decode_budget"
+        return None
+
+    def _withhold_for(self, limit: str) -> None:
+        """Fail closed: the frame is not judged, so neither it nor any after it until a
+        keyframe within the limits is forwarded; counted, and logged once per stream."""
+        self._m.defences[limit] += 1
+        if limit not in self._over_limit:
+            self._over_limit.add(limit)
+            log.warning("moderated stream: withheld, over a decode limit (%s)", limit)
+
     def _analyse(self, frame: EncodedFrame) -> _Analysed | None:
         """Decode one frame and take its scene signature (decode thread)."""
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
+        self._decode_s = 0.0
         try:
             if self._decoder is None:
                 assert self._codec is not None
                 ctx = av.CodecContext.create(self._codec, "r")
                 assert isinstance(ctx, av.VideoCodecContext)
                 ctx.thread_count = 1  # one worker process per core
+                # a header this relay misread still cannot make FFmpeg allocate a huge picture
+                ctx.options = {"max_pixels": str(self._m.max_pixels)}
                 self._decoder = ctx
             pictures = self._decoder.decode(av.Packet(frame.data))
         except av.FFmpegError as exc:
             log.debug("moderated stream: undecodable frame (%s)", type(exc).__name__)
             return None
+        finally:
+            # the decode thread's own CPU time: a busy machine must not push honest streams
+            # over budget by making them wait for a core
+            self._decode_s = time.thread_time() - cpu0
         if not pictures:
             return None
         pic = pictures[-1]
