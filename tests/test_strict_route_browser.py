@@ -53,9 +53,8 @@ def assert_no_unsafe_frame(result: ProbeResult) -> None:
     """0 unsafe frames at the page, the issue's bar. Known to fail (recorded as an expected
     failure with the frames, so the quality checks above it still guard the suite): the first
     frames of the mirrored astronaut after a scene cut sometimes pass for about
-    ``verdict_ttl_s`` (runs of 14-46 frames; 5 of 8 completed 60 s calls on this machine had
-    some: main's code 2 of 3, this branch 3 of 5), most often with the sender capped at 300
-    kbit/s. Delete the ``xfail`` once
+    ``verdict_ttl_s`` or longer (runs of up to 46 frames, in every 60 s call on this machine
+    whose receiver got more than ~100 safe frames, main's code included). Delete the ``xfail`` once
     the gate holds a scene's first verdict to a second one."""
     if result.unsafe_frames:
         starts = sorted({i for i in result.unsafe_indices if i - 1 not in result.unsafe_indices})
