@@ -52,10 +52,11 @@ def assert_sender_unsqueezed(result: ProbeResult) -> None:
 def assert_no_unsafe_frame(result: ProbeResult) -> None:
     """0 unsafe frames at the page, the issue's bar. Known to fail (recorded as an expected
     failure with the frames, so the quality checks above it still guard the suite): the first
-    frames of the mirrored astronaut after a scene cut sometimes pass for about
-    ``verdict_ttl_s`` or longer (runs of up to 46 frames, in every 60 s call on this machine
-    whose receiver got more than ~100 safe frames, main's code included). Delete the ``xfail`` once
-    the gate holds a scene's first verdict to a second one."""
+    frames of the mirrored astronaut after a scene cut pass, ``verdict_ttl_s`` or longer (runs
+    of up to 46 frames, in every 60 s call on this machine whose receiver got more than ~100
+    safe frames, main's code included): the encoder is still refining the picture, the model
+    finds no face in it, and that verdict covers the frames after it. Make this a plain
+    assertion once the gate stops such verdicts covering the rest."""
     if result.unsafe_frames:
         starts = sorted({i for i in result.unsafe_indices if i - 1 not in result.unsafe_indices})
         pytest.xfail(
