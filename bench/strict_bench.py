@@ -266,8 +266,9 @@ def through_service(args: argparse.Namespace) -> bool:
 def service_args(args: argparse.Namespace) -> argparse.Namespace:
     """The options of ``chatguard bench relay`` that measure the strict route with this clip
     and its levels: --pairs N streams are N/2 pairs (rounded up); every stream at --min-fps
-    while its sender is not blocked; the latency the route adds (verdict wait included) under
-    --max-gate-p99-ms; no unsafe frame received."""
+    while its sender is not blocked; the latency the route adds under --max-gate-p99-ms (from
+    abs-send-time, which the relay moves by the time it held a frame, so the verdict wait is
+    not in it: the workers' gate latency from /stats is); no unsafe frame received."""
     relay_args = argparse.Namespace(**vars(args))
     levels = ServiceLevels(args.min_fps, 1.0, args.max_gate_p99_ms)
     setattr(relay_args, LEVELS_DEST, levels)

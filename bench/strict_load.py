@@ -129,7 +129,7 @@ class Sink:
     events: list[str] = field(default_factory=list)
     sender: Packetizer | None = None
 
-    def release(self, packets: Sequence[bytes], restart: bool, now: float) -> None:
+    def release(self, packets: Sequence[bytes], restart: bool, now: float, held_s: float) -> None:
         ts = int.from_bytes(packets[0][4:8], "big")
         if ts in self.arrived:  # sent in the measured window
             self.released.append((ts, now))

@@ -115,6 +115,10 @@ class RelayTotals(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     plis_received: int = 0
     """Keyframe requests (PLI and FIR) from receivers."""
     plis_sent: int = 0
+    keyframe_requests: dict[str, int] = msgspec.field(default_factory=dict)
+    """Keyframe requests by who needed one and whether a PLI went out
+    (``relay.forwarding_hub.ForwardingHub.keyframe_requests``: ``gate_sent``, ``gate_throttled``,
+    ``receiver_sent``, ``receiver_throttled``, ``switch_sent``)."""
     keyframes_replayed: int = 0
     cpu_seconds: float = 0.0
     defences: dict[str, int] = msgspec.field(default_factory=dict)

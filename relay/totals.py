@@ -70,6 +70,7 @@ class RelayTally:
             nacks_sent=hub.nacks_forwarded,
             plis_received=hub.rtcp_in["Pli"] + hub.rtcp_in["Fir"],
             plis_sent=hub.pli_sent,
+            keyframe_requests=dict(hub.keyframe_requests),
             keyframes_replayed=hub.keyframes_replayed,
             cpu_seconds=usage.ru_utime + usage.ru_stime,
             defences=dict(Counter(defences or {}) + hub.nack_limits),

@@ -257,6 +257,16 @@ def _worker_counters(reported: list[tuple[str, RelayTotals]]) -> Iterator[Metric
         for reason, count in sorted(totals.dropped.items()):
             dropped.add_metric([worker, reason], count)
     yield dropped
+    requests = CounterMetricFamily(
+        f"{PREFIX}_relay_keyframe_requests", "Keyframe requests by who needed one (receiver, "
+        "gate, switch) and outcome (sent, throttled).",
+        labels=["worker", "source", "outcome"],
+    )  # fmt: skip
+    for worker, totals in reported:
+        for key, count in sorted(totals.keyframe_requests.items()):
+            source, _, outcome = key.rpartition("_")
+            requests.add_metric([worker, source, outcome], count)
+    yield requests
     defences = CounterMetricFamily(
         f"{PREFIX}_relay_defences", "Legs refused, candidates ignored, faults caught and "
         "retransmissions withheld, by kind (docs/protocol.md, Refusals).",

@@ -41,7 +41,7 @@ class Sink:
     """Pictures the sender had sent when the block was announced."""
     received_at_block: int = 0
 
-    def release(self, packets: Sequence[bytes], restart: bool, now: float) -> None:
+    def release(self, packets: Sequence[bytes], restart: bool, now: float, held_s: float) -> None:
         if restart:
             self.restarts.append(len(self.receiver.pictures))
         for p in packets:

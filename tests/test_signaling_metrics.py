@@ -80,6 +80,7 @@ def test_worker_totals_are_labelled_by_worker_and_drop_reason() -> None:
         packets_forwarded=900,
         bytes_forwarded=800_000,
         dropped={"unpaired": 3, "late": 1},
+        keyframe_requests={"gate_sent": 4, "gate_throttled": 9},
         cpu_seconds=1.5,
         moderation=rc.ModerationTotals(
             classified=40, frames_withheld=6, gate_latency=gate, inference=inference
@@ -93,6 +94,9 @@ def test_worker_totals_are_labelled_by_worker_and_drop_reason() -> None:
     assert got["chatguard_relay_bytes_forwarded_total", worker] == 800_000
     assert got["chatguard_relay_packets_dropped_total", (("reason", "late"), *worker)] == 1
     assert got["chatguard_relay_packets_dropped_total", (("reason", "unpaired"), *worker)] == 3
+    requests = "chatguard_relay_keyframe_requests_total"
+    assert got[requests, (("outcome", "sent"), ("source", "gate"), *worker)] == 4
+    assert got[requests, (("outcome", "throttled"), ("source", "gate"), *worker)] == 9
     assert got["chatguard_relay_cpu_seconds_total", worker] == 1.5
     assert got["chatguard_relay_resident_memory_bytes", worker] == 50_000_000
     assert got["chatguard_strict_classifications_total", worker] == 40

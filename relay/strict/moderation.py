@@ -5,7 +5,8 @@ Per moderated incoming video stream (:class:`ModeratedStream`)::
     RTP packets --depacketize--> encoded frames --PyAV decode (thread pool)--> picture
       picture --fastpath.scene.luma_signature--> ModerationGate.on_frame --> actions
       Classify --fastpath Letterboxer (thread pool)--> AsyncBatcher (model) --> policy verdict
-      Release --> the frame's original packets to the hub (rewritten and sent as usual)
+      Release --ReleasePacer--> the frame's original packets to the hub (rewritten and sent
+      as usual), a burst of released frames spread at twice the pace they came in
 
 What is decided where: ``relay.strict.gate`` decides (sans-I/O, fail closed); this module only runs
 codecs and models off the event loop and hands the gate's decisions to a :class:`StreamSink`
@@ -55,6 +56,7 @@ from relay.strict.gate import (
     Resumed,
     Signature,
 )
+from relay.strict.release_pacing import ReleasePacer
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +72,10 @@ DEFAULT_DECODE_BUDGET: Final = 0.25
 class StreamSink(Protocol):
     """Where a moderated stream's decisions go (implemented by the hub)."""
 
-    def release(self, packets: Sequence[bytes], restart: bool, now: float) -> None:
+    def release(self, packets: Sequence[bytes], restart: bool, now: float, held_s: float) -> None:
         """Forward these original packets; ``restart``: frames were withheld since the last
-        release (this one starts with a keyframe), so continue the outgoing numbering."""
+        release (this one starts with a keyframe), so continue the outgoing numbering;
+        ``held_s``: how long the frame waited here since its last packet came."""
 
     def request_keyframe(self, media_ssrc: int, now: float) -> None:
         """Ask the sender for a keyframe (throttled by the sink)."""
@@ -245,6 +248,10 @@ class ModeratedStream:
         self._backlog: deque[tuple[int, EncodedFrame]] = deque()
         self._held: dict[int, tuple[EncodedFrame, float]] = {}
         self._withheld = False
+        self._pacer = ReleasePacer()
+        self._outbox: deque[tuple[float, Sequence[bytes], bool, float]] = deque()
+        """Released frames not yet sent: (due, packets, restart, arrival), in release order."""
+        self._send_timer: asyncio.TimerHandle | None = None
         self._ssrc = 0
         self._tensors: list[NDArray[np.float32]] = []
         self._wake = asyncio.Event()
@@ -276,6 +283,9 @@ class ModeratedStream:
 
     def close(self) -> None:
         self._worker.cancel()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+        self._outbox.clear()
         for t in self._tasks:
             t.cancel()
         self._held.clear()
@@ -432,8 +442,10 @@ class ModeratedStream:
                 self.stats.hold_s.append(now - arrival)
                 self._m.meter.released += 1
                 self._m.meter.hold_s.append(now - arrival)
-                self._sink.release(frame.packets, self._withheld, now)
+                due = self._pacer.due(arrival, now)
+                self._outbox.append((due, frame.packets, self._withheld, arrival))
                 self._withheld = False
+                self._send_due()
             elif isinstance(a, Drop):
                 self._held.pop(a.frame_id, None)
                 self.stats.dropped[a.reason] += 1
@@ -447,6 +459,22 @@ class ModeratedStream:
             elif isinstance(a, Resumed):
                 log.info("moderation: resumed")
                 self._sink.moderation_event("resumed", "", 0.0)
+
+    def _send_due(self) -> None:
+        """Hand the released frames that are due to the hub; wake up for the next one."""
+        now = self._m.clock()
+        outbox = self._outbox
+        while outbox and outbox[0][0] <= now:
+            _, packets, restart, arrival = outbox.popleft()
+            self._sink.release(packets, restart, now, now - arrival)
+        if outbox and self._send_timer is None:
+            self._send_timer = asyncio.get_running_loop().call_later(
+                outbox[0][0] - now, self._on_send_timer
+            )
+
+    def _on_send_timer(self) -> None:
+        self._send_timer = None
+        self._send_due()
 
 
 def yuv_plane(pic: av.VideoFrame, i: int) -> NDArray[np.uint8]:
