@@ -330,6 +330,7 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
         log_config=None,  # configured above: uvicorn's lines in chatguard's format
         access_log=server.access_log,
         ws_max_size=ws_max_size(config),
+        ws_per_message_deflate=server.websocket_compression,
         ssl_certfile=server.certfile or None,
         ssl_keyfile=server.keyfile or None,
         loop="auto",

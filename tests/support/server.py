@@ -59,6 +59,7 @@ def run_server(config: Config, route: Route | None = None) -> Iterator[RunningSe
             port=config.server.port,
             log_level="warning",
             ws_max_size=ws_max_size(config),
+            ws_per_message_deflate=config.server.websocket_compression,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
