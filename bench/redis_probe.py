@@ -31,8 +31,6 @@ class RedisCounters:
     reads: int
     """Read events on client connections (``INFO stats`` ``total_reads_processed``): about one
     per round trip, since a pipeline's commands arrive in one read."""
-    used_memory: int
-    """Bytes Redis has allocated for its data (``INFO memory`` ``used_memory``)."""
     by_command: dict[str, int]
 
     def minus(self, earlier: RedisCounters) -> RedisCounters:
@@ -40,7 +38,6 @@ class RedisCounters:
         return RedisCounters(
             self.commands - earlier.commands,
             self.reads - earlier.reads,
-            self.used_memory - earlier.used_memory,
             {
                 name: self.by_command.get(name, 0) - earlier.by_command.get(name, 0)
                 for name in sorted(names)
@@ -56,13 +53,29 @@ def read_counters(url: str) -> RedisCounters:
         with redis.Redis.from_url(url, socket_timeout=5) as client:
             stats = client.info("commandstats")
             reads = int(client.info("stats")["total_reads_processed"])
-            memory = int(client.info("memory")["used_memory"])
     except redis.RedisError as exc:
         raise ServiceError(f"Redis at {url}: {exc}") from None
     by_command = {
         name.removeprefix("cmdstat_"): int(entry["calls"]) for name, entry in stats.items()
     }
-    return RedisCounters(sum(by_command.values()), reads, memory, by_command)
+    return RedisCounters(sum(by_command.values()), reads, by_command)
+
+
+def bytes_under(url: str, prefix: str) -> int:
+    """Bytes Redis holds for the keys starting with ``prefix`` (``MEMORY USAGE`` of each,
+    key and overhead included): one service's share of a Redis that may hold more, and
+    unmoved by other keys expiring meanwhile."""
+    import redis
+
+    try:
+        with redis.Redis.from_url(url, socket_timeout=30) as client:
+            keys = list(client.scan_iter(match=prefix + "*", count=1000))
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.memory_usage(key, samples=0)
+            return sum(int(size or 0) for size in pipe.execute())
+    except redis.RedisError as exc:
+        raise ServiceError(f"Redis at {url}: {exc}") from None
 
 
 class LocalRedis:

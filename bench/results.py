@@ -100,7 +100,8 @@ class WaitingProbe(msgspec.Struct):
     server_kib_per_client: float
     """Resident memory of the service's processes, per waiting user (after minus before)."""
     redis_bytes_per_client: float | None
-    """Redis ``used_memory`` per waiting user; None without Redis."""
+    """What Redis holds for the service's keys (``MEMORY USAGE``), per waiting user; None
+    without Redis."""
 
 
 class SetupResult(msgspec.Struct):

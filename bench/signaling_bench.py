@@ -28,13 +28,13 @@ import resource
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from bench import provenance
 from bench.capacity import LevelOption, Load
 from bench.plot import plot_signaling_cases
 from bench.procfs import cpu_seconds, process_tree, rss_kib
-from bench.redis_probe import LocalRedis, RedisCounters, read_counters
+from bench.redis_probe import LocalRedis, RedisCounters, bytes_under, read_counters
 from bench.results import (
     RedisWork,
     SetupResult,
@@ -54,7 +54,7 @@ from bench.search_cli import (
 )
 from bench.service import EmbeddedService, wait_until_up
 from bench.signaling_load import COMPRESSION_CHOICES, PairingClock, hold_waiting, worker_main
-from bench.signaling_setups import Setup, comma_setups, service_config
+from bench.signaling_setups import Setup, comma_setups, new_key_prefix, service_config
 from bench.stats import below, summarize_ms
 from bench.table import DASH, cell
 from bench.workload import Workload, add_output_options, check_output, write_json
@@ -177,12 +177,15 @@ def _step(case: SignalingCase) -> SearchStep:
     return SearchStep(case.clients_requested // 2, case.service_levels_missed, case.saturated)
 
 
-def _service(args: argparse.Namespace, setup: Setup, redis_url: str | None, **config: Any) -> Any:
-    return EmbeddedService(
-        setup.serve_args(redis_url),
-        service_config(args.server_compression, **config),
-        port=args.port,
-    )
+def _service(
+    args: argparse.Namespace,
+    setup: Setup,
+    redis_url: str | None,
+    key_prefix: str,
+    interest_fallback_s: float | None = None,
+) -> EmbeddedService:
+    config = service_config(args.server_compression, key_prefix, interest_fallback_s)
+    return EmbeddedService(setup.serve_args(redis_url), config, port=args.port)
 
 
 def _tree_cpu_seconds(pids: list[int]) -> float:
@@ -209,7 +212,7 @@ def run_case(
     The service started here has no relay worker: the load is signaling's alone (pairs are on
     the direct route), and no worker competes with it for the machine.
     """
-    server = None if args.target else _service(args, setup, redis_url)
+    server = None if args.target else _service(args, setup, redis_url, new_key_prefix())
     url = server.endpoints.ws_url if server else args.target
     try:
         wait_until_up(url, args.connect_timeout if server is None else 30.0)
@@ -257,7 +260,8 @@ def _redis_work(work: RedisCounters, pairs: int) -> RedisWork:
 
 def measure_waiting(args: argparse.Namespace, setup: Setup, redis_url: str | None) -> WaitingProbe:
     """``--waiting-clients`` users waiting, on a fresh service: its memory and Redis's, per user."""
-    server = _service(args, setup, redis_url, interest_fallback_s=WAITING_FALLBACK_S)
+    prefix = new_key_prefix()
+    server = _service(args, setup, redis_url, prefix, WAITING_FALLBACK_S)
     try:
         wait_until_up(server.endpoints.ws_url, 30.0)
         pids = _wait_for_processes(server.process.pid, setup.procs + (setup.procs > 1))
@@ -265,7 +269,7 @@ def measure_waiting(args: argparse.Namespace, setup: Setup, redis_url: str | Non
 
         def reading() -> tuple[int, int | None]:
             time.sleep(1.0)  # let the service and Redis settle
-            redis_bytes = read_counters(redis_url).used_memory if use_redis and redis_url else None
+            redis_bytes = bytes_under(redis_url, prefix) if use_redis and redis_url else None
             return _tree_rss_kib(pids), redis_bytes
 
         kib_before, redis_before = reading()

@@ -58,12 +58,19 @@ def comma_setups(text: str) -> list[Setup]:
     return setups
 
 
-def service_config(server_compression: bool, interest_fallback_s: float | None = None) -> str:
-    """The TOML the benchmark's service starts with: a key prefix of its own (a given Redis
-    keeps whatever else it holds, and each service starts with an empty pool), and the
-    options under test."""
+def new_key_prefix() -> str:
+    """A Redis key prefix for one service: a given Redis keeps whatever else it holds, each
+    service starts with an empty pool, and its keys can be counted apart."""
+    return f"cg-bench-{uuid.uuid4().hex[:12]}:"
+
+
+def service_config(
+    server_compression: bool, key_prefix: str, interest_fallback_s: float | None = None
+) -> str:
+    """The TOML the benchmark's service starts with: its key prefix and the options under
+    test."""
     lines = ["[server]", f"websocket_compression = {str(server_compression).lower()}"]
-    lines += ["[cluster]", f'key_prefix = "cg-bench-{uuid.uuid4().hex[:12]}:"']
+    lines += ["[cluster]", f'key_prefix = "{key_prefix}"']
     if interest_fallback_s is not None:
         lines += ["[matchmaking]", f"interest_fallback_s = {interest_fallback_s:g}"]
     return "\n".join(lines) + "\n"

@@ -28,14 +28,19 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
 
-@contextmanager
-def redis_server(workdir: Path, port: int | None = None) -> Iterator[RedisServer]:
-    """Start `redis-server` in `workdir` and wait until it answers PING; `port`: the port of
-    one stopped before, to stand for a restart (it starts empty: nothing is persisted)."""
+def require_redis_server() -> None:
+    """Skip the test without `redis-server` (fail under CI, which installs it)."""
     if shutil.which("redis-server") is None:
         if os.environ.get("CI"):
             pytest.fail("redis-server is not installed (.ci/run installs it)")
         pytest.skip("redis-server is not installed")
+
+
+@contextmanager
+def redis_server(workdir: Path, port: int | None = None) -> Iterator[RedisServer]:
+    """Start `redis-server` in `workdir` and wait until it answers PING; `port`: the port of
+    one stopped before, to stand for a restart (it starts empty: nothing is persisted)."""
+    require_redis_server()
     server = LocalRedis(port, workdir)
     try:
         yield RedisServer(server.port)
