@@ -77,6 +77,11 @@ class SignalingCase(msgspec.Struct):
     """Pairs made over the whole load, ramp included (what Redis's counters cover)."""
     redis: RedisWork | None = None
     """Redis's own counters over the whole load; None without Redis."""
+    server_cpu_wait_percent: float | None = None
+    """Share of the load's time the service's processes (their main threads, on average) were
+    ready to run but waited for a CPU: other work on a shared machine, or the load generator."""
+    machine_cpu_pressure_percent: float | None = None
+    """Share of the load's time some task on this machine waited for a CPU (Linux PSI)."""
 
 
 class RedisWork(msgspec.Struct):

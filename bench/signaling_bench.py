@@ -33,7 +33,7 @@ from typing import ClassVar
 from bench import provenance
 from bench.capacity import LevelOption, Load
 from bench.plot import plot_signaling_cases
-from bench.procfs import cpu_seconds, process_tree, rss_kib
+from bench.procfs import cpu_pressure_us, cpu_seconds, process_tree, rss_kib, run_delay_s
 from bench.redis_probe import LocalRedis, RedisCounters, bytes_under, read_counters
 from bench.results import (
     RedisWork,
@@ -222,6 +222,8 @@ def run_case(
             else []
         )
         started_cpu = _tree_cpu_seconds(pids)
+        started_wait = sum(run_delay_s(pid) for pid in pids)
+        started_psi = cpu_pressure_us()
         redis_before = read_counters(redis_url) if setup.redis and redis_url else None
         loadgen_cpu = _children_cpu_seconds()
         started = time.monotonic()
@@ -232,10 +234,14 @@ def run_case(
             case.redis = _redis_work(read_counters(redis_url).minus(redis_before), case.pairs_total)
         loadgen_pct = 100 * (_children_cpu_seconds() - loadgen_cpu) / wall / args.processes
         case.loadgen_cpu_percent_of_one_core = loadgen_pct
+        if started_psi is not None and (ended_psi := cpu_pressure_us()) is not None:
+            case.machine_cpu_pressure_percent = (ended_psi - started_psi) / wall / 1e4
         cpu = {"load generator": loadgen_pct}
         if server is not None:
             used = _tree_cpu_seconds(pids) - started_cpu
             case.server_cpu_percent_of_one_core = 100 * used / wall
+            waited = sum(run_delay_s(pid) for pid in pids) - started_wait
+            case.server_cpu_wait_percent = 100 * waited / wall / setup.procs
             cpu["server"] = case.server_cpu_percent_of_one_core / setup.procs
             server_kib = _tree_rss_kib(pids)
             case.server_rss_mib = server_kib / 1024
@@ -560,7 +566,7 @@ def table(cases: list[SignalingCase]) -> str:
         f"{'setup':>12} {'clients':>7} {'connected':>9} {'pairs/s':>8} "
         f"{'pairing p50/p99 ms':>19} {'queue p99':>9} {'errors':>6} {'server CPU':>10} "
         f"{'MiB':>5} {'loadgen CPU':>11} {'Redis cmd/RT per pair':>21} {'deflate':>7} "
-        f"{'saturated':>14}  service levels"
+        f"{'saturated':>14} {'CPU wait':>8} {'pressure':>8}  service levels"
     )
     lines = [head, "-" * len(head)]
     for c in cases:
@@ -579,7 +585,9 @@ def table(cases: list[SignalingCase]) -> str:
             f"{cell(c.server_cpu_percent_of_one_core, '9.0f', '%')} "
             f"{cell(c.server_rss_mib, '5.0f')} "
             f"{c.loadgen_cpu_percent_of_one_core:10.0f}% {redis:>21} {deflate:>7} "
-            f"{c.saturated or DASH:>14}  " + ("; ".join(c.service_levels_missed) or "held")
+            f"{c.saturated or DASH:>14} {cell(c.server_cpu_wait_percent, '7.0f', '%')} "
+            f"{cell(c.machine_cpu_pressure_percent, '7.0f', '%')}  "
+            + ("; ".join(c.service_levels_missed) or "held")
         )
     return "\n".join(lines)
 
@@ -614,7 +622,8 @@ def report(result: SignalingResult, args: argparse.Namespace) -> None:
         f"(target: p99 < {TARGET_PAIRING_P99_MS:g} ms with 5000 clients; CPU: % of one core on "
         "average over ramp and measurement, all the service's processes; MiB: their resident "
         "memory at the end; Redis cmd/RT per pair: commands and round trips per pairing, over "
-        "the whole load)"
+        "the whole load; CPU wait: share of the time a service process was ready to run and "
+        "waited for a CPU; pressure: share of the time some task on this machine waited)"
     )
     print(describe_setups(result.setups))
     write_json(result, args.json)
