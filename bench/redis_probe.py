@@ -31,6 +31,8 @@ class RedisCounters:
     reads: int
     """Read events on client connections (``INFO stats`` ``total_reads_processed``): about one
     per round trip, since a pipeline's commands arrive in one read."""
+    cpu_s: float
+    """CPU seconds Redis used, user and system (``INFO cpu``): what sizes a Redis."""
     by_command: dict[str, int]
 
     def minus(self, earlier: RedisCounters) -> RedisCounters:
@@ -38,6 +40,7 @@ class RedisCounters:
         return RedisCounters(
             self.commands - earlier.commands,
             self.reads - earlier.reads,
+            self.cpu_s - earlier.cpu_s,
             {
                 name: self.by_command.get(name, 0) - earlier.by_command.get(name, 0)
                 for name in sorted(names)
@@ -53,12 +56,14 @@ def read_counters(url: str) -> RedisCounters:
         with redis.Redis.from_url(url, socket_timeout=5) as client:
             stats = client.info("commandstats")
             reads = int(client.info("stats")["total_reads_processed"])
+            cpu = client.info("cpu")
     except redis.RedisError as exc:
         raise ServiceError(f"Redis at {url}: {exc}") from None
     by_command = {
         name.removeprefix("cmdstat_"): int(entry["calls"]) for name, entry in stats.items()
     }
-    return RedisCounters(sum(by_command.values()), reads, by_command)
+    cpu_s = float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+    return RedisCounters(sum(by_command.values()), reads, cpu_s, by_command)
 
 
 def bytes_under(url: str, prefix: str) -> int:

@@ -94,6 +94,10 @@ class RedisWork(msgspec.Struct):
     commands_per_pairing: float | None
     round_trips_per_pairing: float | None
     by_command: dict[str, int]
+    cpu_percent_of_one_core: float = 0.0
+    """Redis's CPU over the load (``INFO cpu``), in percent of one core."""
+    cpu_ms_per_pairing: float | None = None
+    """Redis CPU per pairing, churn and signaling between nodes included: what sizes Redis."""
 
 
 class WaitingProbe(msgspec.Struct):

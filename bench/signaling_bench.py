@@ -231,7 +231,8 @@ def run_case(
         wall = time.monotonic() - started
         case.setup = setup.name
         if redis_before is not None and redis_url is not None:
-            case.redis = _redis_work(read_counters(redis_url).minus(redis_before), case.pairs_total)
+            work = read_counters(redis_url).minus(redis_before)
+            case.redis = _redis_work(work, case.pairs_total, wall)
         loadgen_pct = 100 * (_children_cpu_seconds() - loadgen_cpu) / wall / args.processes
         case.loadgen_cpu_percent_of_one_core = loadgen_pct
         if started_psi is not None and (ended_psi := cpu_pressure_us()) is not None:
@@ -254,13 +255,15 @@ def run_case(
             server.stop()
 
 
-def _redis_work(work: RedisCounters, pairs: int) -> RedisWork:
+def _redis_work(work: RedisCounters, pairs: int, wall_s: float) -> RedisWork:
     return RedisWork(
         commands=work.commands,
         round_trips=work.reads,
         commands_per_pairing=work.commands / pairs if pairs else None,
         round_trips_per_pairing=work.reads / pairs if pairs else None,
         by_command={name: calls for name, calls in work.by_command.items() if calls},
+        cpu_percent_of_one_core=100 * work.cpu_s / wall_s,
+        cpu_ms_per_pairing=1000 * work.cpu_s / pairs if pairs else None,
     )
 
 
@@ -565,7 +568,7 @@ def table(cases: list[SignalingCase]) -> str:
     head = (
         f"{'setup':>12} {'clients':>7} {'connected':>9} {'pairs/s':>8} "
         f"{'pairing p50/p99 ms':>19} {'queue p99':>9} {'errors':>6} {'server CPU':>10} "
-        f"{'MiB':>5} {'loadgen CPU':>11} {'Redis cmd/RT per pair':>21} {'deflate':>7} "
+        f"{'MiB':>5} {'loadgen CPU':>11} {'Redis cmd/RT/CPU ms per pair':>28} {'deflate':>7} "
         f"{'saturated':>14} {'CPU wait':>8} {'pressure':>8}  service levels"
     )
     lines = [head, "-" * len(head)]
@@ -573,7 +576,8 @@ def table(cases: list[SignalingCase]) -> str:
         pairing = c.pairing_latency
         redis = (
             f"{cell(c.redis.commands_per_pairing, '.1f')}/"
-            f"{cell(c.redis.round_trips_per_pairing, '.1f')}"
+            f"{cell(c.redis.round_trips_per_pairing, '.1f')}/"
+            f"{cell(c.redis.cpu_ms_per_pairing, '.2f')}"
             if c.redis
             else DASH
         )
@@ -584,7 +588,7 @@ def table(cases: list[SignalingCase]) -> str:
             f"{cell(pairing.p99_ms, '<9.1f')} {cell(c.queue_time.p99_ms, '9.1f')} {c.errors:6d} "
             f"{cell(c.server_cpu_percent_of_one_core, '9.0f', '%')} "
             f"{cell(c.server_rss_mib, '5.0f')} "
-            f"{c.loadgen_cpu_percent_of_one_core:10.0f}% {redis:>21} {deflate:>7} "
+            f"{c.loadgen_cpu_percent_of_one_core:10.0f}% {redis:>28} {deflate:>7} "
             f"{c.saturated or DASH:>14} {cell(c.server_cpu_wait_percent, '7.0f', '%')} "
             f"{cell(c.machine_cpu_pressure_percent, '7.0f', '%')}  "
             + ("; ".join(c.service_levels_missed) or "held")
@@ -621,9 +625,10 @@ def report(result: SignalingResult, args: argparse.Namespace) -> None:
     print(
         f"(target: p99 < {TARGET_PAIRING_P99_MS:g} ms with 5000 clients; CPU: % of one core on "
         "average over ramp and measurement, all the service's processes; MiB: their resident "
-        "memory at the end; Redis cmd/RT per pair: commands and round trips per pairing, over "
-        "the whole load; CPU wait: share of the time a service process was ready to run and "
-        "waited for a CPU; pressure: share of the time some task on this machine waited)"
+        "memory at the end; Redis cmd/RT/CPU ms per pair: commands, round trips and Redis "
+        "CPU per pairing, over the whole load; CPU wait: share of the time a service process "
+        "was ready to run and waited for a CPU; pressure: share of the time some task on this "
+        "machine waited)"
     )
     print(describe_setups(result.setups))
     write_json(result, args.json)

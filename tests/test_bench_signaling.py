@@ -102,6 +102,7 @@ def test_two_processes_on_a_local_redis_count_redis_work_per_pairing(tmp_path: P
     assert case.redis.commands_per_pairing is not None and case.redis.commands_per_pairing > 1
     assert 0 < case.redis.round_trips_per_pairing <= case.redis.commands_per_pairing  # type: ignore[operator]
     assert case.redis.by_command["evalsha"] > 0  # the pool's script did the pairing
+    assert case.redis.cpu_ms_per_pairing is not None and case.redis.cpu_ms_per_pairing > 0
     (setup,) = written.setups
     assert setup.waiting is not None and setup.waiting.redis_bytes_per_client is not None
     assert setup.waiting.redis_bytes_per_client > 0
