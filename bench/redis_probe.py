@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.service import ServiceError, free_port
+from bench.service import ServiceError, end_process, free_port
 
 START_TIMEOUT_S = 10.0
 
@@ -122,12 +122,6 @@ class LocalRedis:
             return False
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process, 10)
         if self._dir is not None:
             self._dir.cleanup()

@@ -102,6 +102,16 @@ def free_port_run(count: int) -> int:
         return first
 
 
+def end_process(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within ``timeout_s``; waited for either way."""
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class EmbeddedService:
     """``chatguard serve`` in a child process on a local port (a free one unless given),
     stopped with :meth:`stop`.
@@ -140,12 +150,7 @@ class EmbeddedService:
     def stop(self) -> None:
         """Stop the service; print what it logged before this call, if anything."""
         logged = os.fstat(self._log.fileno()).st_size
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        end_process(self.process, 20)
         if self._config_dir is not None:
             self._config_dir.cleanup()
         self._log.seek(0)
