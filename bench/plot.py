@@ -165,9 +165,16 @@ def plot_strict_cases(
     max_gate_p99_ms: float,
     capacity: int | None,
 ) -> None:
-    c = strict_curves(cases)
-    latency = {"gate latency p50": c["p50"], "gate latency p99": c["p99"]}
-    fps = {"slowest stream": c["slowest stream"], "mean of streams": c["mean"]}
+    engines = list(dict.fromkeys(c.engine for c in cases))
+    latency: dict[str, Points] = {}
+    fps: dict[str, Points] = {}
+    cpu: dict[str, Points] = {}
+    for engine in engines:  # one set of curves per engine, named by it when there are several
+        c = strict_curves([case for case in cases if case.engine == engine])
+        name = f"{engine}: " if len(engines) > 1 else ""
+        latency |= {f"{name}gate latency p50": c["p50"], f"{name}gate latency p99": c["p99"]}
+        fps |= {f"{name}slowest stream": c["slowest stream"], f"{name}mean of streams": c["mean"]}
+        cpu[f"{name}CPU per stream"] = c["cpu"]
     draw(
         [
             Panel(
@@ -177,7 +184,7 @@ def plot_strict_cases(
                 latency=True,
             ),
             Panel("decided fps per stream (released + dropped)", fps, min_fps, top=32),
-            Panel("relay CPU per stream (% of one core)", {"CPU per stream": c["cpu"]}),
+            Panel("relay CPU per stream (% of one core)", cpu),
         ],
         "moderated streams",
         "chatguard bench strict: 640x480@30 VP8 through inline moderation, one worker",

@@ -313,6 +313,8 @@ class StrictRun(msgspec.Struct):
 
     streams: int
     seconds: float
+    engine: str
+    """The inference engine and precision that classified, e.g. ``openvino bf16``."""
     relay_cpu_cores: float
     load_cpu_cores: float
     cpu_per_stream_pct: float
@@ -354,8 +356,10 @@ class StrictMeta(msgspec.Struct):
 
 
 class StrictResult(msgspec.Struct):
-    per_frame: dict[str, Percentiles]
+    per_frame: dict[str, dict[str, Percentiles]]
+    """Engine -> each step's cost alone (the steps before inference do not depend on it)."""
     fastpath_640x480: dict[str, Any] | None
     runs: list[StrictRun]
     meta: StrictMeta
-    search: SearchResult | None = None
+    searches: dict[str, SearchResult] = msgspec.field(default_factory=dict)
+    """Engine -> its capacity search, with ``--search``."""

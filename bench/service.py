@@ -112,6 +112,11 @@ def end_process(process: subprocess.Popen[bytes], timeout_s: float) -> None:
         process.wait()
 
 
+ONE_ADDRESS_LIMITS = "\n[limits]\nper_address = false\n"
+"""Every simulated user comes from the load generator's one address: per-address limits
+(``signaling.budgets``) would refuse all but the first few; per-connection ones still hold."""
+
+
 class EmbeddedService:
     """``chatguard serve`` in a child process on a local port (a free one unless given),
     stopped with :meth:`stop`.
@@ -133,12 +138,10 @@ class EmbeddedService:
             *(sys.executable, "-m", "chatguard.cli", "serve"),
             *("--port", str(port), "--admin-port", str(admin_port)),
         ]
-        self._config_dir: tempfile.TemporaryDirectory[str] | None = None
-        if config_toml:
-            self._config_dir = tempfile.TemporaryDirectory(prefix="chatguard-bench-")
-            path = Path(self._config_dir.name) / "chatguard.toml"
-            path.write_text(config_toml)
-            command += ["--config", str(path)]
+        self._config_dir = tempfile.TemporaryDirectory(prefix="chatguard-bench-")
+        path = Path(self._config_dir.name) / "chatguard.toml"
+        path.write_text(config_toml + ONE_ADDRESS_LIMITS)
+        command += ["--config", str(path)]
         self._log = tempfile.TemporaryFile(prefix="chatguard-bench-serve-")  # noqa: SIM115 (closed by stop)
         self.process = subprocess.Popen(
             [*command, "--log-level", "warning", *extra_args],
@@ -151,8 +154,7 @@ class EmbeddedService:
         """Stop the service; print what it logged before this call, if anything."""
         logged = os.fstat(self._log.fileno()).st_size
         end_process(self.process, 20)
-        if self._config_dir is not None:
-            self._config_dir.cleanup()
+        self._config_dir.cleanup()
         self._log.seek(0)
         text = self._log.read(logged).decode(errors="replace").strip()
         self._log.close()

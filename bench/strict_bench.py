@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import platform
 import random
 from dataclasses import dataclass
 from typing import ClassVar, Final
+
+import msgspec
 
 from bench import provenance, relay_cases, relay_options, relay_report
 from bench.capacity import LevelOption, Load, ServiceLevels
@@ -35,7 +38,7 @@ from bench.extra import require
 from bench.plot import plot_strict_cases
 from bench.relay_clip import FPS, HEIGHT, WIDTH, Clip, encode_audio_clip
 from bench.relay_media import Media
-from bench.results import RelayResult, StrictMeta, StrictResult, StrictRun
+from bench.results import RelayResult, SearchResult, StrictMeta, StrictResult, StrictRun
 from bench.search_cli import (
     LEVELS_DEST,
     SearchStep,
@@ -61,7 +64,9 @@ from bench.strict_clip import (
 from bench.strict_load import per_frame_costs, run_streams
 from bench.table import cell
 from bench.workload import Workload, add_output_options, check_output, write_json
-from models.inference import ModelRunner
+from models.inference import Runner
+from models.manifest import default_manifest
+from models.runtime import open_runner
 from relay.strict.gate import GateConfig
 
 TARGET_GATE_P99_MS: Final = 50.0
@@ -132,7 +137,7 @@ def run_row(r: StrictRun) -> str:
 
 
 def _measure(
-    n: int, clip: Clip, runner: ModelRunner, rng: random.Random, args: argparse.Namespace
+    n: int, clip: Clip, runner: Runner, rng: random.Random, args: argparse.Namespace
 ) -> StrictRun:
     """One load of ``n`` streams, judged against the service levels, printed as a row."""
     load_cpu = args.pin[1] if args.pin else None
@@ -152,25 +157,36 @@ def run_here(args: argparse.Namespace) -> StrictResult:
         os.sched_setaffinity(0, {args.pin[0]})  # before any thread: they inherit it
     loadavg = os.getloadavg()
     clip = strict_clip()
-    runner = ModelRunner(intra_op_threads=1)
-    costs = per_frame_costs(clip, runner)
+    runners = [engine_runner(engine) for engine in args.engines]
+    costs = {}
     print(f"{'per frame':<12} {'p50 ms':>8} {'p99 ms':>8}")
-    for k, v in costs.items():
-        print(f"{k:<12} {cell(v.p50_ms, '>8.2f')} {cell(v.p99_ms, '>8.2f')}")
+    for runner in runners:
+        label = f"{runner.engine} {runner.precision}"
+        costs[label] = per_frame_costs(clip, runner)
+        for k, v in costs[label].items():
+            if k == "inference" or runner is runners[0]:
+                name = f"{k} ({label})" if k == "inference" else k
+                print(f"{name:<12} {cell(v.p50_ms, '>8.2f')} {cell(v.p99_ms, '>8.2f')}")
     fastpath = None
     if args.fastpath_frames:
         from bench import fastpath_bench
 
         fastpath = fastpath_bench.bench_resolution(WIDTH, HEIGHT, max(args.fastpath_frames, 10))
         fastpath_bench.print_table([fastpath])
-    rng = random.Random(args.seed)
     runs: list[StrictRun] = []
-    print("\n" + RUN_HEAD, flush=True)
-    search = None
-    if args.search:
-        search = run_search(lambda n: _step(_measure(n, clip, runner, rng, args), runs), args)
-    else:
-        runs.extend(_measure(n, clip, runner, rng, args) for n in args.pairs)
+    searches: dict[str, SearchResult] = {}
+    for runner in runners:  # the same loads, the same random phases, one engine after the other
+        rng = random.Random(args.seed)
+        label = f"{runner.engine} {runner.precision}"
+        print(f"\n{label}\n" + RUN_HEAD, flush=True)
+        if args.search:
+
+            def probe(n: int, runner: Runner = runner, rng: random.Random = rng) -> SearchStep:
+                return _step(_measure(n, clip, runner, rng, args), runs)
+
+            searches[label] = run_search(probe, args)
+        else:
+            runs.extend(_measure(n, clip, runner, rng, args) for n in args.pairs)
     meta = StrictMeta(
         python=platform.python_version(),
         cpus=os.cpu_count(),
@@ -186,7 +202,23 @@ def run_here(args: argparse.Namespace) -> StrictResult:
         settings=provenance.settings(args),
         versions=provenance.versions(),
     )
-    return StrictResult(costs, fastpath, runs, meta, search)
+    return StrictResult(costs, fastpath, runs, meta, searches)
+
+
+ENGINES: Final = ("onnxruntime", "openvino")
+
+
+def default_engines() -> list[str]:
+    """onnxruntime (the baseline every machine has) and, where it is installed, OpenVINO."""
+    return ["onnxruntime", "openvino"] if importlib.util.find_spec("openvino") else ["onnxruntime"]
+
+
+def engine_runner(engine: str) -> Runner:
+    """The runner a worker would open with ``[runtime] engine`` set to ``engine`` (precision
+    auto: OpenVINO in bf16 where the CPU has it, with its fp32 re-check, as in production)."""
+    manifest = default_manifest()
+    runtime = msgspec.structs.replace(manifest.runtime, engine=engine, precision="auto")
+    return open_runner(msgspec.structs.replace(manifest, runtime=runtime))
 
 
 def _step(run: StrictRun, runs: list[StrictRun]) -> SearchStep:
@@ -196,13 +228,13 @@ def _step(run: StrictRun, runs: list[StrictRun]) -> SearchStep:
 
 def report_here(result: StrictResult, args: argparse.Namespace) -> None:
     """The search's answer, the JSON file and the plot (the table was printed run by run)."""
-    found = result.search
-    if found is not None:
-        print(describe_search(found, "strict route (one moderation worker)"))
+    for engine, found in result.searches.items():
+        print(describe_search(found, f"strict route (one moderation worker, {engine})"))
     write_json(result, args.json)
     print(f"\nresults written to {args.json}")
-    if args.plot is not None:
-        capacity = found.capacity if found else None
+    if args.plot is not None:  # the capacity marked is the last engine's (the fastest, usually)
+        last = list(result.searches.values())[-1:]
+        capacity = last[0].capacity if last else None
         plot_strict_cases(result.runs, args.plot, args.min_fps, args.max_gate_p99_ms, capacity)
         print(f"plot written to {args.plot}")
 
@@ -234,8 +266,9 @@ def through_service(args: argparse.Namespace) -> bool:
 def service_args(args: argparse.Namespace) -> argparse.Namespace:
     """The options of ``chatguard bench relay`` that measure the strict route with this clip
     and its levels: --pairs N streams are N/2 pairs (rounded up); every stream at --min-fps
-    while its sender is not blocked; the latency the route adds (verdict wait included) under
-    --max-gate-p99-ms; no unsafe frame received."""
+    while its sender is not blocked; the latency the route adds under --max-gate-p99-ms (from
+    abs-send-time, which the relay moves by the time it held a frame, so the verdict wait is
+    not in it: the workers' gate latency from /stats is); no unsafe frame received."""
     relay_args = argparse.Namespace(**vars(args))
     levels = ServiceLevels(args.min_fps, 1.0, args.max_gate_p99_ms)
     setattr(relay_args, LEVELS_DEST, levels)
@@ -287,6 +320,15 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the load (default 1)")
     parser.add_argument(
+        "--engines",
+        type=lambda text: text.split(","),
+        default=default_engines(),
+        metavar="ENGINE,...",
+        help="inference engines to measure one after the other, the same loads each: "
+        "onnxruntime (fp32) and openvino (bf16 where the CPU has it, with the fp32 re-check "
+        "near thresholds, as a worker runs it) (default: both where openvino is installed)",
+    )
+    parser.add_argument(
         "--pin",
         type=comma_ints,
         metavar="RELAY,LOAD",
@@ -327,6 +369,11 @@ def check_args(args: argparse.Namespace) -> str | None:
         return "--duration must be > 0 and --warmup >= 0 seconds"
     if args.fastpath_frames < 0:
         return "--fastpath-frames must be >= 0"
+    unknown = [engine for engine in args.engines if engine not in ENGINES]
+    if unknown or not args.engines:
+        return f"--engines: choose from {', '.join(ENGINES)}, comma-separated, got {unknown}"
+    if "openvino" in args.engines and not importlib.util.find_spec("openvino"):
+        return "--engines openvino needs the openvino extra: pip install 'chatguard[openvino]'"
     cores = os.sched_getaffinity(0)
     if args.pin is not None and (len(args.pin) != 2 or not set(args.pin) <= cores):
         pin = ",".join(map(str, args.pin))

@@ -36,7 +36,7 @@ from bench.strict_clip import CUTS, POLICY, UNSAFE
 from fastpath.preprocess import letterboxer
 from fastpath.scene import luma_signature
 from models.batching import AsyncBatcher
-from models.inference import ModelRunner
+from models.inference import Runner
 from models.letterbox import Letterbox
 from relay.strict.depacketize import Depacketizer
 from relay.strict.gate import GateConfig
@@ -129,7 +129,7 @@ class Sink:
     events: list[str] = field(default_factory=list)
     sender: Packetizer | None = None
 
-    def release(self, packets: Sequence[bytes], restart: bool, now: float) -> None:
+    def release(self, packets: Sequence[bytes], restart: bool, now: float, held_s: float) -> None:
         ts = int.from_bytes(packets[0][4:8], "big")
         if ts in self.arrived:  # sent in the measured window
             self.released.append((ts, now))
@@ -144,7 +144,7 @@ class Sink:
         self.events.append(state)
 
 
-def per_frame_costs(clip: Clip, runner: ModelRunner) -> dict[str, Percentiles]:
+def per_frame_costs(clip: Clip, runner: Runner) -> dict[str, Percentiles]:
     """Each step of the strict route timed alone on the clip's frames."""
     pk = Packetizer(clip, 1, 0)
     d = Depacketizer("vp8")
@@ -233,7 +233,7 @@ def _diff(after: Counter[str], before: Counter[str]) -> Counter[str]:
 
 async def run_streams(
     clip: Clip,
-    runner: ModelRunner,
+    runner: Runner,
     n: int,
     seconds: float,
     warmup_s: float,
@@ -289,6 +289,7 @@ async def run_streams(
     result = StrictRun(
         streams=n,
         seconds=round(wall, 2),
+        engine=f"{runner.engine} {runner.precision}",
         relay_cpu_cores=round(cpu / wall, 3),
         load_cpu_cores=round(gen.cpu_s / wall, 3),
         cpu_per_stream_pct=round(100 * cpu_per_stream, 1),

@@ -1,5 +1,5 @@
-"""The admin listener: ``/metrics`` (Prometheus), ``/stats`` and ``/events`` (JSON) on their
-own socket.
+"""The admin listener: ``/metrics`` (Prometheus), ``/stats``, ``/events`` and ``/reports``
+(JSON) and a read-only page of the last two (``/``) on their own socket.
 
 Why a second listener rather than routes on the public port: these pages name worker
 processes and show the whole service's traffic, which is the operator's business, not the
@@ -15,26 +15,31 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Iterator
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from chatguard import admin_page
 from signaling.app import SignalingService
 from signaling.config import AdminConfig
 from signaling.metrics import metrics_registry
+from signaling.recent_records import Kind, Record, RecordsUnavailable
 
 log = logging.getLogger("chatguard.admin")
 
 
 def create_admin_app(service: SignalingService) -> Starlette:
-    """``/metrics`` in Prometheus' text format, ``/stats`` as JSON and ``/events``, the most
-    recent operator events (oldest first; the log and the webhook keep them all)."""
-    registry = metrics_registry(service.hub, service.webhook)
+    """``/metrics`` in Prometheus' text format, ``/stats`` as JSON, ``/events``, the most
+    recent operator events, and ``/reports``, the open reports (oldest first; the log and the
+    webhook keep every event), and ``/``, both as a page. With a shared Redis the last three
+    are the whole service's; when it cannot be read they answer 503 and say why."""
+    registry = metrics_registry(service.hub, service.budgets, service.webhook)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -42,14 +47,33 @@ def create_admin_app(service: SignalingService) -> Starlette:
     async def stats(request: Request) -> Response:
         return JSONResponse(service.stats())
 
-    async def recent_events(request: Request) -> Response:
-        return JSONResponse(list(service.recent_events))
+    async def listed(kind: Kind) -> list[Record] | str:
+        """The records, or why they cannot be had."""
+        try:
+            return await service.records.listed(kind, time.time())
+        except RecordsUnavailable as exc:
+            return str(exc)
+
+    async def records_json(request: Request) -> Response:
+        kind: Kind = "events" if request.url.path == "/events" else "reports"
+        records = await listed(kind)
+        if isinstance(records, str):
+            return JSONResponse({"error": records}, status_code=503)
+        return JSONResponse(records)
+
+    async def page(request: Request) -> Response:
+        node = "" if service.cluster is None else service.cluster.name
+        html = admin_page.render(await listed("events"), await listed("reports"), node)
+        csp = {"Content-Security-Policy": admin_page.CONTENT_SECURITY_POLICY}
+        return HTMLResponse(html, headers=csp)
 
     return Starlette(
         routes=[
+            Route("/", page),
             Route("/metrics", metrics),
             Route("/stats", stats),
-            Route("/events", recent_events),
+            Route("/events", records_json),
+            Route("/reports", records_json),
         ]
     )
 
@@ -97,7 +121,7 @@ class AdminListener:
                 raise RuntimeError("the admin listener stopped at start")
             await asyncio.sleep(0.01)
         log.info(
-            "admin listener (/metrics, /stats) on http://%s:%d/",
+            "admin listener (/, /metrics, /stats, /events, /reports) on http://%s:%d/",
             self.config.host, self.config.port,
         )  # fmt: skip
 

@@ -203,6 +203,21 @@ def _build_parser() -> argparse.ArgumentParser:
         "only: `chatguard turn-config --config chatguard.toml > /etc/turnserver.conf`.",
     )
     turn.add_argument("--config", type=Path, metavar="FILE", help="chatguard's TOML file")
+    admin = commands.add_parser(
+        "admin",
+        help="list recent operator events or open reports from an admin listener",
+        description="Print the recent operator events or the open reports a running "
+        "service's admin listener lists (its /events and /reports; with a shared Redis, the "
+        "whole service's): one tab-separated line each, oldest first, or the JSON.",
+    )
+    admin.add_argument("what", choices=["events", "reports"])
+    admin.add_argument(
+        "--admin",
+        metavar="URL",
+        default="http://127.0.0.1:9090",
+        help="the admin listener (default http://127.0.0.1:9090, [admin] host and port)",
+    )
+    admin.add_argument("--json", action="store_true", help="print the JSON as served")
     add_bench_parser(commands)
     return parser
 
@@ -296,6 +311,7 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     import uvicorn  # imported late so that `--help` and config errors answer at once
 
+    from chatguard.header_deadline import header_deadline_protocol
     from chatguard.runtime import tune_gc_for_serving
     from chatguard.serve import DrainingServer, create_serving_app
     from signaling.app import ws_max_size
@@ -321,6 +337,7 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
         relay_url = f"{scheme}://127.0.0.1:{private.getsockname()[1]}/relay"
         sockets = [public, private]
     app = create_serving_app(config, route, relay_url)
+    service = app.state.service
     tune_gc_for_serving()
     uvicorn_config = uvicorn.Config(
         app,
@@ -331,11 +348,14 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
         access_log=server.access_log,
         ws_max_size=ws_max_size(config),
         ws_per_message_deflate=server.websocket_compression,
+        http=header_deadline_protocol(
+            config.limits.header_timeout_s, service.budgets.count_header_timeout
+        ),
+        proxy_headers=False,  # [server] trusted_proxies decides (signaling.client_source)
         ssl_certfile=server.certfile or None,
         ssl_keyfile=server.keyfile or None,
         loop="auto",
     )
-    service = app.state.service
     drain_timeout_s = server.drain_timeout_s
     runner = DrainingServer(uvicorn_config, lambda: service.drain(drain_timeout_s))
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn raises it after shutdown
@@ -410,6 +430,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args, argv)
         if args.command == "relay":
             return _relay(args)
+        if args.command == "admin":
+            from chatguard.admin_cli import run_admin
+
+            return run_admin(args.what, args.admin, args.json)
         if args.command == "turn-config":
             from chatguard.turn_config import coturn_config
 

@@ -19,6 +19,7 @@ from types import FrameType
 
 import msgspec
 
+from chatguard.supervisor import signal_when_orphaned
 from signaling.config import Config
 
 
@@ -60,10 +61,11 @@ def listening_sockets(host: str, port: int) -> tuple[socket.socket, socket.socke
 def run_procs(argv: Sequence[str], procs: int) -> int:
     """Start the children (`argv` is this command's, each gets its index) and wait: when one
     ends, or this process is told to stop, all are stopped; returns the first non-zero code."""
-    children = [
-        subprocess.Popen([sys.executable, "-m", "chatguard.cli", *argv, "--proc-index", str(i)])
-        for i in range(procs)
-    ]
+    # -P: as for relay workers (chatguard.supervisor), a checkout's sources must not shadow the
+    # installed package; SIGTERM when this parent dies: a child drains and stops, as on Ctrl-C
+    command = [sys.executable, "-P", "-m", "chatguard.cli", *argv, "--proc-index"]
+    orphaned = signal_when_orphaned(signal.SIGTERM)
+    children = [subprocess.Popen([*command, str(i)], preexec_fn=orphaned) for i in range(procs)]
 
     told_to_stop: list[int] = []
 

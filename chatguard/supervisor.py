@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from signaling.config import SECRET_ENV, RelayConfig
 
@@ -50,10 +50,15 @@ quietly instead of printing a KeyboardInterrupt traceback from the middle of an 
 set before exec does not do: uvloop's spawn resets the child's signal mask.)"""
 
 
-def _interrupt_when_orphaned() -> None:
-    """In the child, before exec: SIGINT when the parent dies (Linux's PR_SET_PDEATHSIG)."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+def signal_when_orphaned(signum: int) -> Callable[[], None]:
+    """A `preexec_fn`: in the child, before exec, ask Linux for `signum` when the parent dies
+    (PR_SET_PDEATHSIG), so that a parent killed outright (SIGKILL, OOM) leaves no process."""
+
+    def arrange() -> None:
+        if sys.platform == "linux":
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
+
+    return arrange
 
 
 def gathering_options(relay: RelayConfig) -> list[str]:
@@ -131,7 +136,10 @@ class RelaySupervisor:
         if self.ca_file:
             env[CA_ENV] = self.ca_file
         return await asyncio.create_subprocess_exec(
-            *command, env=env, start_new_session=True, preexec_fn=_interrupt_when_orphaned
+            *command,
+            env=env,
+            start_new_session=True,
+            preexec_fn=signal_when_orphaned(signal.SIGINT),
         )
 
     async def _keep_running(self, slot: int) -> None:

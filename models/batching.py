@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -76,6 +77,18 @@ class BatchStats:
     rechecked: int = 0
     """Images an approximate runner's result was re-computed for in fp32."""
     batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=256))
+    run_s: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
+    """Each model run's duration (an image in "loop" mode, a stack in "tensor" mode, an fp32
+    re-check), appended by the inference thread until :meth:`take_run_s` takes them (a relay
+    worker, every second, for its metrics); bounded for an owner that never does."""
+
+    def take_run_s(self) -> list[float]:
+        """The run durations since the last call, oldest first; safe while the inference
+        thread appends (only this side removes)."""
+        taken: list[float] = []
+        while self.run_s:
+            taken.append(self.run_s.popleft())
+        return taken
 
 
 def _resolve(fut: asyncio.Future[list[Detection]], dets: list[Detection]) -> None:
@@ -193,13 +206,13 @@ class AsyncBatcher:
                 if p.future.done():
                     continue
                 try:
-                    if self._answer(loop, p, runner.run_raw(p.request.tensor[None])[0]):
+                    if self._answer(loop, p, self._run_raw(runner, p.request.tensor[None])[0]):
                         rechecked += self._recheck(loop, p)
                 except Exception as exc:
                     loop.call_soon_threadsafe(_fail, p.future, exc)
             return [], rechecked
         try:
-            out = runner.run_raw(np.stack([p.request.tensor for p in batch]))
+            out = self._run_raw(runner, np.stack([p.request.tensor for p in batch]))
         except Exception as exc:
             for p in batch:
                 loop.call_soon_threadsafe(_fail, p.future, exc)
@@ -217,6 +230,13 @@ class AsyncBatcher:
             except Exception as exc:
                 loop.call_soon_threadsafe(_fail, p.future, exc)
         return [], rechecked
+
+    def _run_raw(self, runner: Runner, tensors: NDArray[np.float32]) -> NDArray[np.float32]:
+        """`runner`'s model on a (B, 3, S, S) stack, timed (``BatchStats.run_s``)."""
+        start = time.perf_counter()
+        out = runner.run_raw(tensors)
+        self.stats.run_s.append(time.perf_counter() - start)
+        return out
 
     def _answer(
         self, loop: asyncio.AbstractEventLoop, p: _Pending, output: NDArray[np.float32]
@@ -241,7 +261,8 @@ class AsyncBatcher:
         assert reference is not None
         if p.future.done():
             return 0
-        dets = reference.infer_one(p.request.tensor, p.request.letterbox)
+        raw = self._run_raw(reference, p.request.tensor[None])[0]
+        dets = reference.decode(raw, p.request.letterbox)
         loop.call_soon_threadsafe(_resolve, p.future, dets)
         return 1
 

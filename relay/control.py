@@ -58,6 +58,8 @@ class ModerationLoad(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 GATE_LATENCY_BOUNDS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
 """Buckets of the strict route's gate latency (a released frame's wait for its verdict)."""
+MODEL_INFERENCE_BOUNDS_S = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
+"""Buckets of one model run on a worker (tens of ms per image on one core, more per stack)."""
 
 
 class Histogram(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -89,6 +91,10 @@ class ModerationTotals(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     gate_latency: Histogram = msgspec.field(
         default_factory=lambda: Histogram.empty(GATE_LATENCY_BOUNDS_S)
     )
+    inference: Histogram = msgspec.field(
+        default_factory=lambda: Histogram.empty(MODEL_INFERENCE_BOUNDS_S)
+    )
+    """Each model run's duration (``models.batching.BatchStats.run_s``)."""
 
 
 class RelayTotals(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -109,6 +115,10 @@ class RelayTotals(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     plis_received: int = 0
     """Keyframe requests (PLI and FIR) from receivers."""
     plis_sent: int = 0
+    keyframe_requests: dict[str, int] = msgspec.field(default_factory=dict)
+    """Keyframe requests by who needed one and whether a PLI went out
+    (``relay.forwarding_hub.ForwardingHub.keyframe_requests``: ``gate_sent``, ``gate_throttled``,
+    ``receiver_sent``, ``receiver_throttled``, ``switch_sent``)."""
     keyframes_replayed: int = 0
     cpu_seconds: float = 0.0
     defences: dict[str, int] = msgspec.field(default_factory=dict)
@@ -118,8 +128,12 @@ class RelayTotals(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     moderation: ModerationTotals | None = None
 
 
+LOAD_INTERVAL_S = 1.0
+"""How often a worker sends `Load`; signaling (every node of a shared pool) expects it."""
+
+
 class Load(_Message, tag="load"):
-    """Sent every second; the least-loaded live worker gets the next pair."""
+    """Sent every `LOAD_INTERVAL_S`; the least-loaded live worker gets the next pair."""
 
     legs: int
     cpu_percent: float
@@ -194,6 +208,8 @@ class Configure(_Message, tag="configure"):
     alert_classifications_per_s: float = 5.0
     scene_peak_cells: int = 16
     scene_peak_threshold: float = 40.0
+    max_decoded_pixels: int = 1920 * 1088
+    decode_budget: float = 0.25
     stun_url: str = ""
     """STUN server for the worker's own ICE candidates (public address behind NAT)."""
     strict: bool = False

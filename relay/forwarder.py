@@ -9,8 +9,11 @@ dropped with a counted reason. Steps, in order:
 3. video after a source switch: drop until a keyframe starts (the receiver cannot decode
    deltas of a picture it never saw), and say that a PLI should go upstream;
 4. rewrite seq/ts/SSRC into the outgoing stream's continuous numbering (``rewriter``);
-5. renumber or erase header extensions for the outgoing leg (``rtp.map_extension_ids``);
-6. keep a copy for NACKs (``retransmit``).
+5. renumber or erase header extensions for the outgoing leg (``rtp.map_extension_ids``); a
+   packet the relay held (a frame waiting for its moderation verdict) has its abs-send-time
+   moved by the hold (``rtp.delay_abs_send_time``);
+6. keep a copy for NACKs (``retransmit``); a resent copy's abs-send-time is moved by the time
+   since it was first sent.
 
 The caller owns all I/O and the clock. RTCP from the receiver (NACK, PLI/FIR, REMB) is
 handled by :meth:`StreamForwarder.on_nack` / :meth:`on_keyframe_request`.
@@ -24,7 +27,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from relay import rtp
-from relay.keyframes import KeyframeRequestThrottle
+from relay.keyframes import KEYFRAME_REQUEST_INTERVAL_S, KeyframeRequestThrottle
 from relay.retransmit import RetransmitBuffer
 from relay.rewriter import SequenceRewriter
 
@@ -47,7 +50,9 @@ class ForwarderConfig:
     """Incoming video PT -> keyframe detector; PTs without one are never gated."""
     ext_id_map: Sequence[int] = field(default_factory=lambda: [0] * 256)
     """Incoming extension id -> outgoing id (0 = erase), indexed 0..255."""
-    keyframe_request_interval: float = 0.3
+    abs_send_time_id: int = 0
+    """The receiving leg's abs-send-time extension id (0: not negotiated)."""
+    keyframe_request_interval: float = KEYFRAME_REQUEST_INTERVAL_S
     ring_slots: int = 512
 
 
@@ -65,6 +70,7 @@ class StreamForwarder:
         self._pt_map = dict(config.pt_map)
         self._checks = dict(config.keyframe_checks)
         self._ext_map = list(config.ext_id_map)
+        self._abs_send_time_id = config.abs_send_time_id
         self._source_id: Hashable = None
         self._epoch = 0
         self._need_keyframe = config.kind == "video"
@@ -105,8 +111,10 @@ class StreamForwarder:
         if self.config.kind == "video":
             self._need_keyframe = True
 
-    def on_rtp(self, buf: bytearray, now: float) -> bool:
+    def on_rtp(self, buf: bytearray, now: float, held_s: float = 0.0) -> bool:
         """Decide on one incoming packet; rewrite it in place. True: send ``buf`` now.
+
+        ``held_s``: how long the relay kept the packet before this (moderation's hold).
 
         When this returns False for a gated video packet, :meth:`keyframe_needed` tells the
         caller whether to send a PLI upstream (throttled).
@@ -141,7 +149,9 @@ class StreamForwarder:
         if buf[0] & 0x10 and not rtp.map_extension_ids(buf, self._ext_map):
             self.dropped[rtp.DropReason.TRUNCATED_EXTENSION.value] += 1
             return False
-        self.ring.store(buf)
+        if held_s > 0.0 and self._abs_send_time_id:
+            rtp.delay_abs_send_time(buf, self._abs_send_time_id, held_s)
+        self.ring.store(buf, now)
         self.forwarded += 1
         self.octets += len(buf) - off
         return True
@@ -169,9 +179,16 @@ class StreamForwarder:
         """The receiver sent PLI/FIR for this stream; True: send a PLI upstream now."""
         return self.throttle.should_forward(now)
 
-    def on_nack(self, seqs: Iterable[int]) -> list[memoryview]:
-        """Stored packets answering a NACK from the receiver (outgoing seqs)."""
-        return list(self.ring.answer(seqs))
+    def on_nack(self, seqs: Iterable[int], now: float) -> list[bytearray]:
+        """Copies of the stored packets answering a NACK from the receiver (outgoing seqs),
+        their abs-send-time moved by the time since they were first sent (``now``)."""
+        out = []
+        for p, sent_at in self.ring.answer(seqs):
+            copy = bytearray(p)
+            if self._abs_send_time_id:
+                rtp.delay_abs_send_time(copy, self._abs_send_time_id, now - sent_at)
+            out.append(copy)
+        return out
 
     def upstream_nack(self, seqs: Iterable[int]) -> list[int]:
         """Source seqs to NACK upstream: the NACKed packets the relay never got itself.

@@ -10,11 +10,15 @@ replayed or released by moderation, leaves through :meth:`ForwardingHub._deliver
 
 RTCP terminated here (the legs are independent RTP sessions):
 
-* PLI/FIR from a receiver -> throttled PLI to the partner's incoming stream;
+* PLI/FIR from a receiver -> throttled PLI to the partner's incoming stream; every keyframe
+  request, the receiver's, the moderation gate's and a switch's, is counted by who needed it
+  and whether it went out (:attr:`ForwardingHub.keyframe_requests`);
 * NACK from a receiver -> answered from the outgoing stream's ring buffer, each named packet
   once and within the leg's retransmission budget (``relay.leg_budget``); what the relay
   never got is NACKed upstream in the source's numbering, and the RTX answer unwrapped;
-* REMB from a receiver -> re-addressed to the partner's incoming SSRCs;
+* REMB from a receiver -> re-addressed to the partner's incoming SSRCs, plus the rate the relay
+  withheld from that receiver (``relay.sender_bitrate``: the gate's withholding is not the
+  receiver's congestion);
 * SR from a sender -> re-timed into the receiver's outgoing stream (lip sync, RTT);
 * RR and SDES are consumed (counted); the relay sends its own RR about what it receives
   (:meth:`ForwardingHub.send_receiver_reports`, driven by :meth:`run_reports`).
@@ -46,12 +50,15 @@ from relay.forwarder import ForwarderConfig, KeyframeCheck, StreamForwarder
 from relay.keyframes import KeyframeCache
 from relay.leg_budget import DEFAULT_BUDGET, LegBudget, Meter, nack_request
 from relay.negotiation import (
+    ABS_SEND_TIME,
+    extension_id,
     keyframe_checks,
     map_extension_ids,
     map_payload_types,
     rtx_payload_types,
 )
 from relay.reception_stats import ReceiveStats
+from relay.sender_bitrate import SenderBitrate
 
 if TYPE_CHECKING:
     from relay.legs import Leg
@@ -88,6 +95,11 @@ class _LegRecord:
     """Strict route: the gate this leg's video goes through before the partner sees it."""
     meter: Meter = field(default_factory=Meter)
     """This second's packets, bits and retransmissions, against the hub's budget."""
+    video_received: int = 0
+    video_received_octets: int = 0
+    """This leg's video packets and bytes that passed policing (for ``bitrate``)."""
+    bitrate: SenderBitrate = field(default_factory=SenderBitrate)
+    """What this leg is told it may send, from its current partner's REMB."""
 
 
 class ModerationMismatch(ValueError):
@@ -125,6 +137,11 @@ class ForwardingHub:
         self.dropped: Counter[str] = Counter()
         self.rtcp_in: Counter[str] = Counter()
         self.pli_sent = 0
+        self.keyframe_requests: Counter[str] = Counter()
+        """``<who>_<outcome>``: who needed a keyframe (``receiver`` asked, the moderation
+        ``gate``, a ``switch`` of source) and ``sent`` or ``throttled`` (one PLI per
+        ``relay.keyframes.KEYFRAME_REQUEST_INTERVAL_S`` per stream answers them all); a
+        switch's gated packets ask once each, so only what was sent is counted for it."""
         self.retransmitted = 0
         self.budget = budget
         self._max_packets = budget.max_packets_per_s
@@ -165,10 +182,14 @@ class ForwardingHub:
         if f is None:
             media = dst.leg.media[kind]
             clock = media.codecs[0].clockRate if media.codecs else 90000
-            f = StreamForwarder(
-                ForwarderConfig(kind=kind, clock_rate=clock, pt_map={}, out_ssrc=media.out_ssrc),
-                self._rng,
+            config = ForwarderConfig(
+                kind=kind,
+                clock_rate=clock,
+                pt_map={},
+                out_ssrc=media.out_ssrc,
+                abs_send_time_id=extension_id(media.header_extensions, ABS_SEND_TIME),
             )
+            f = StreamForwarder(config, self._rng)
             dst.outgoing[kind] = f
         return f
 
@@ -202,6 +223,7 @@ class ForwardingHub:
             raise ModerationMismatch(a if ra.moderated is None else b)
         self._unpair(ra)
         self._unpair(rb)
+        ra.bitrate, rb.bitrate = SenderBitrate(), SenderBitrate()
         pairing = next(self._pairings)
         ra.partner, rb.partner = rb, ra
         for src, dst in ((ra, rb), (rb, ra)):
@@ -299,6 +321,9 @@ class ForwardingHub:
         if meter.octets > self._max_octets:
             self.dropped["policed_bits"] += 1
             return
+        if kind == "video":
+            src.video_received += 1
+            src.video_received_octets += len(data)
         st = src.rx.get(rtp.ssrc(data))
         if st is None:
             st = self._track_incoming(src, kind, rtp.ssrc(data))
@@ -352,17 +377,19 @@ class ForwardingHub:
         fwd: StreamForwarder,
         buf: bytearray,
         now: float,
+        held_s: float = 0.0,
     ) -> None:
         """The one way out: ``fwd`` decides on (and rewrites) ``buf``; forwarded, it goes to
-        ``dst``; gated waiting for a keyframe, ``src`` is asked for one (throttled)."""
-        if fwd.on_rtp(buf, now):
+        ``dst``; gated waiting for a keyframe, ``src`` is asked for one (throttled).
+        ``held_s``: how long the relay kept it (moderation)."""
+        if fwd.on_rtp(buf, now, held_s):
             if not dst.leg.send(bytes(buf)):
                 self.dropped["dst_not_connected"] += 1
         elif fwd.waiting_for_keyframe and fwd.keyframe_needed(now):
-            self._send_pli(src, fwd.config.kind, rtp.ssrc(buf))
+            self._send_pli(src, fwd.config.kind, rtp.ssrc(buf), "switch")
 
     def _forward_released(
-        self, src: _LegRecord, packets: Sequence[bytes], restart: bool, now: float
+        self, src: _LegRecord, packets: Sequence[bytes], restart: bool, now: float, held_s: float
     ) -> None:
         """Packets of a frame the moderation gate released, through the usual forwarder."""
         dst = src.partner
@@ -373,13 +400,13 @@ class ForwardingHub:
         if restart:
             fwd.skip_withheld()
         for p in packets:
-            self._deliver(src, dst, fwd, bytearray(p), now)
+            self._deliver(src, dst, fwd, bytearray(p), now, held_s)
 
     def _moderation_keyframe_request(self, src: _LegRecord, media_ssrc: int, now: float) -> None:
         """The gate needs a keyframe: same throttle as the receiver's own PLIs."""
         fwd = None if src.partner is None else src.partner.outgoing.get("video")
-        if fwd is not None and fwd.on_keyframe_request(now):
-            self._send_pli(src, "video", media_ssrc)
+        if fwd is not None:
+            self._request_keyframe(src, fwd, media_ssrc, "gate", now)
 
     @staticmethod
     def _track_incoming(src: _LegRecord, kind: str, ssrc: int) -> ReceiveStats | None:
@@ -414,10 +441,20 @@ class ForwardingHub:
             await asyncio.sleep(interval)
             self.send_receiver_reports(clock())
 
-    def _send_pli(self, src: _LegRecord, kind: str, media_ssrc: int) -> None:
+    def _request_keyframe(
+        self, src: _LegRecord, fwd: StreamForwarder, media_ssrc: int, who: str, now: float
+    ) -> None:
+        """``who`` needs a keyframe of ``src``'s stream that feeds ``fwd``: a PLI, throttled."""
+        if fwd.on_keyframe_request(now):
+            self._send_pli(src, "video", media_ssrc, who)
+        else:
+            self.keyframe_requests[who + "_throttled"] += 1
+
+    def _send_pli(self, src: _LegRecord, kind: str, media_ssrc: int, who: str) -> None:
         sender_ssrc = src.leg.media[kind].out_ssrc
         if src.leg.send(rtcp.build_pli(sender_ssrc, media_ssrc)):
             self.pli_sent += 1
+            self.keyframe_requests[who + "_sent"] += 1
 
     # -- feedback ---------------------------------------------------------------------
 
@@ -445,7 +482,7 @@ class ForwardingHub:
             elif isinstance(ev, (rtcp.Pli, rtcp.Fir)):
                 self._on_keyframe_request(rec, src, now)
             elif isinstance(ev, rtcp.Remb):
-                self._on_remb(rec, src, ev)
+                self._on_remb(rec, src, ev, now)
 
     @staticmethod
     def _stream_for_ssrc(rec: _LegRecord, out_ssrc: int) -> StreamForwarder | None:
@@ -462,7 +499,7 @@ class ForwardingHub:
         if repeats:
             self.nack_limits["nack_repeats"] += repeats
         allowance = rec.meter.retransmit_allowance(self.budget, now)
-        packets = fwd.on_nack(seqs)
+        packets = fwd.on_nack(seqs, now)
         if len(packets) > allowance:
             self.nack_limits["nack_over_budget"] += len(packets) - max(allowance, 0)
             del packets[max(allowance, 0) :]
@@ -482,15 +519,18 @@ class ForwardingHub:
 
     def _on_keyframe_request(self, rec: _LegRecord, src: _LegRecord, now: float) -> None:
         fwd = rec.outgoing.get("video")
-        if fwd is not None and fwd.source_ssrc is not None and fwd.on_keyframe_request(now):
-            self._send_pli(src, "video", fwd.source_ssrc)
+        if fwd is not None and fwd.source_ssrc is not None:
+            self._request_keyframe(src, fwd, fwd.source_ssrc, "receiver", now)
 
-    def _on_remb(self, rec: _LegRecord, src: _LegRecord, ev: rtcp.Remb) -> None:
+    def _on_remb(self, rec: _LegRecord, src: _LegRecord, ev: rtcp.Remb, now: float) -> None:
         fwd = rec.outgoing.get("video")
         if fwd is None or fwd.source_ssrc is None or "video" not in src.leg.media:
             return
+        bitrate = src.bitrate.on_remb(
+            ev.bitrate, src.video_received, src.video_received_octets, fwd.forwarded, now
+        )
         out_ssrc = src.leg.media["video"].out_ssrc
-        src.leg.send(rtcp.build_remb(out_ssrc, ev.bitrate, [fwd.source_ssrc]))
+        src.leg.send(rtcp.build_remb(out_ssrc, bitrate, [fwd.source_ssrc]))
 
     @staticmethod
     def _on_sr(dst: _LegRecord, ev: rtcp.SenderReport) -> None:
@@ -518,8 +558,8 @@ class _ModerationSink:
         self._hub = hub
         self._src = src
 
-    def release(self, packets: Sequence[bytes], restart: bool, now: float) -> None:
-        self._hub._forward_released(self._src, packets, restart, now)
+    def release(self, packets: Sequence[bytes], restart: bool, now: float, held_s: float) -> None:
+        self._hub._forward_released(self._src, packets, restart, now, held_s)
 
     def request_keyframe(self, media_ssrc: int, now: float) -> None:
         self._hub._moderation_keyframe_request(self._src, media_ssrc, now)

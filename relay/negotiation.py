@@ -16,9 +16,10 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtension
 from relay.codecs import h264_is_keyframe_start, vp8_is_keyframe_start
 from relay.forwarder import KeyframeCheck
 
+ABS_SEND_TIME: Final = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 FORWARDED_EXTENSIONS: Final = frozenset(
     {
-        "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+        ABS_SEND_TIME,
         "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
         "urn:ietf:params:rtp-hdrext:toffset",
         "urn:3gpp:video-orientation",
@@ -27,7 +28,8 @@ FORWARDED_EXTENSIONS: Final = frozenset(
 """Extensions whose value stays true after forwarding. Deliberately absent: ``sdes:mid`` and
 the RID extensions (they name the *sending* leg's transceiver; the receiving leg routes by
 the SSRC the relay announced) and transport-wide-cc (its sequence space is per transport,
-and the relay does not produce transport-cc feedback)."""
+and the relay does not produce transport-cc feedback). abs-send-time is forwarded only to be
+moved by the time the relay held the packet (:func:`relay.rtp.delay_abs_send_time`)."""
 
 
 def codec_key(codec: RTCRtpCodecParameters) -> tuple[str, int, int, str, str]:
@@ -98,6 +100,11 @@ def map_extension_ids(
         if e.uri in keep and e.uri in out_ids and 0 < e.id < 256:
             table[e.id] = out_ids[e.uri]
     return table
+
+
+def extension_id(extensions: Iterable[RTCRtpHeaderExtensionParameters], uri: str) -> int:
+    """The id a leg negotiated for ``uri`` (0: not negotiated, or not one-byte/two-byte)."""
+    return next((e.id for e in extensions if e.uri == uri and 0 < e.id < 256), 0)
 
 
 def rtx_payload_types(codecs: Iterable[RTCRtpCodecParameters]) -> dict[int, int]:

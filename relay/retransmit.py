@@ -21,7 +21,7 @@ from relay import rtp
 class RetransmitBuffer:
     """Ring buffer of recently sent outgoing RTP packets, keyed by outgoing seq."""
 
-    __slots__ = ("_data", "_lens", "_seqs", "_views", "max_packet", "slots")
+    __slots__ = ("_data", "_lens", "_seqs", "_times", "_views", "max_packet", "slots")
 
     def __init__(self, slots: int = 512, max_packet: int = 1500) -> None:
         if slots <= 0 or slots & (slots - 1) or slots > 65536:
@@ -31,11 +31,13 @@ class RetransmitBuffer:
         self._data = bytearray(slots * max_packet)
         self._lens = array("H", bytes(2 * slots))
         self._seqs = array("i", [-1]) * slots
+        self._times = array("d", bytes(8 * slots))
         view = memoryview(self._data)
         self._views = [view[i * max_packet : (i + 1) * max_packet] for i in range(slots)]
 
-    def store(self, packet: rtp.Buffer) -> bool:
-        """Keep a copy of an outgoing packet; False (not stored) if it is too large."""
+    def store(self, packet: rtp.Buffer, now: float = 0.0) -> bool:
+        """Keep a copy of an outgoing packet sent at ``now``; False (not stored) if it is too
+        large."""
         n = len(packet)
         if n > self.max_packet or n < rtp.RTP_HEADER_LEN:
             return False
@@ -44,6 +46,7 @@ class RetransmitBuffer:
         self._views[i][:n] = packet
         self._lens[i] = n
         self._seqs[i] = seq
+        self._times[i] = now
         return True
 
     def get(self, seq: int) -> memoryview | None:
@@ -57,8 +60,9 @@ class RetransmitBuffer:
             return None
         return self._views[i][: self._lens[i]]
 
-    def answer(self, seqs: Iterable[int]) -> Iterator[memoryview]:
-        """Packets to resend for a NACK's sequence numbers; missing ones are skipped.
+    def answer(self, seqs: Iterable[int]) -> Iterator[tuple[memoryview, float]]:
+        """Packets to resend for a NACK's sequence numbers, each with the time it was stored
+        (sent); missing ones are skipped.
 
         Missing ones are simply not answered: the receiver will ask again or request a
         keyframe, and forwarding them upstream would need the rewriter's reverse mapping.
@@ -66,7 +70,7 @@ class RetransmitBuffer:
         for s in seqs:
             p = self.get(s)
             if p is not None:
-                yield p
+                yield p, self._times[s & (self.slots - 1)]
 
     def clear(self) -> None:
         """Forget all packets (the outgoing stream was reset)."""

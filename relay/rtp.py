@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Final
 
 Buffer = bytes | bytearray | memoryview
@@ -193,19 +193,24 @@ def extensions(data: Buffer) -> list[tuple[int, bytes]]:
 
     Raises ``ValueError`` on a malformed block; the hot path uses :func:`map_extension_ids`.
     """
+    return [(xid, bytes(data[i : i + n])) for xid, i, n in _extension_elements(data)]
+
+
+def _extension_elements(data: Buffer) -> Iterator[tuple[int, int, int]]:
+    """``(id, value offset, value length)`` of each RFC 8285 element; ``ValueError`` where the
+    block is malformed. Nothing for an unknown profile."""
     if not data[0] & 0x10:
-        return []
+        return
     pos = RTP_HEADER_LEN + 4 * (data[0] & 0x0F)
     profile, words = _HHHH.unpack_from(data, pos)
     start = pos + 4
     end = start + 4 * words
     if end > len(data):
         raise ValueError("truncated extension block")
-    out: list[tuple[int, bytes]] = []
     i = start
     two_byte = (profile & TWO_BYTE_PROFILE_MASK) == TWO_BYTE_PROFILE
     if profile != ONE_BYTE_PROFILE and not two_byte:
-        return out
+        return
     while i < end:
         b = data[i]
         if b == 0:
@@ -219,13 +224,12 @@ def extensions(data: Buffer) -> list[tuple[int, bytes]]:
         else:
             xid, length = b >> 4, (b & 0x0F) + 1
             if xid == 15:
-                break
+                return
             i += 1
         if i + length > end:
             raise ValueError("truncated extension value")
-        out.append((xid, bytes(data[i : i + length])))
+        yield xid, i, length
         i += length
-    return out
 
 
 def map_extension_ids(buf: bytearray | memoryview, id_map: Sequence[int]) -> bool:
@@ -286,6 +290,35 @@ def map_extension_ids(buf: bytearray | memoryview, id_map: Sequence[int]) -> boo
     # Unknown profile: the receiver would not understand it either; erase the whole block.
     buf[start:end] = bytes(end - start)
     buf[pos : pos + 2] = b"\xbe\xde"
+    return True
+
+
+ABS_SEND_TIME_UNITS: Final = 1 << 18
+"""abs-send-time is 6.18 fixed-point seconds in 24 bits (it wraps every 64 s)."""
+
+
+def delay_abs_send_time(buf: bytearray | memoryview, ext_id: int, seconds: float) -> bool:
+    """Move the 3-byte abs-send-time element ``ext_id`` (already mapped) ``seconds`` later.
+
+    Why: a receiver's delay-based bandwidth estimator reads growth of (arrival - send time) as
+    queueing. A frame the strict gate held for its verdict, or a packet resent from the relay's
+    buffer, would look that much late: congestion that is not there, and the receiver's REMB
+    squeezes the sender. Moved by the time the relay kept the packet, the send time says when
+    the sender would have sent it for it to arrive now, so the receiver measures the two legs'
+    delay and nothing the relay did on purpose (end-to-end latency measured from this
+    extension excludes those holds too). False when the packet has no such element (nothing
+    is added: no byte moves).
+    """
+    try:
+        found = [(i, n) for xid, i, n in _extension_elements(buf) if xid == ext_id]
+    except (ValueError, struct.error):
+        return False
+    if not found or found[0][1] != 3:
+        return False
+    i = found[0][0]
+    value = (buf[i] << 16) | (buf[i + 1] << 8) | buf[i + 2]
+    value = (value + round(seconds * ABS_SEND_TIME_UNITS)) & 0xFFFFFF
+    buf[i : i + 3] = value.to_bytes(3, "big")
     return True
 
 

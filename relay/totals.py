@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import resource
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from relay import control as c
@@ -40,8 +40,9 @@ class RelayTally:
             self._retired_bytes += fwd.octets
             self._retired_dropped.update(fwd.dropped)
 
-    def absorb(self, meter: ModerationMeter) -> None:
-        """Fold in the strict route's figures since the meter's last drain (call just before)."""
+    def absorb(self, meter: ModerationMeter, inference_s: Iterable[float]) -> None:
+        """Fold in the strict route's figures since the meter's last drain (call just before),
+        and the model runs' durations since the last call."""
         totals = self._moderation = self._moderation or c.ModerationTotals()
         totals.classified += meter.classified
         totals.no_verdict += meter.no_verdict
@@ -49,6 +50,8 @@ class RelayTally:
         totals.frames_withheld += meter.withheld
         for held_s in meter.hold_s:
             totals.gate_latency.observe(held_s)
+        for run_s in inference_s:
+            totals.inference.observe(run_s)
 
     def totals(self, defences: Mapping[str, int] | None = None) -> c.RelayTotals:
         """``defences``: the worker's own counts of refusals (the hub adds its NACK limits)."""
@@ -67,6 +70,7 @@ class RelayTally:
             nacks_sent=hub.nacks_forwarded,
             plis_received=hub.rtcp_in["Pli"] + hub.rtcp_in["Fir"],
             plis_sent=hub.pli_sent,
+            keyframe_requests=dict(hub.keyframe_requests),
             keyframes_replayed=hub.keyframes_replayed,
             cpu_seconds=usage.ru_utime + usage.ru_stime,
             defences=dict(Counter(defences or {}) + hub.nack_limits),

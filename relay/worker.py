@@ -64,7 +64,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chatguard.relay")
 
-LOAD_INTERVAL_S = 1.0
 RECONNECT_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -261,16 +260,22 @@ class RelayWorker:
                     moderation=self._moderation_load(),
                     moderation_ready=self.moderation_ready,
                     moderation_error=self.moderation_error,
-                    totals=self.tally.totals(self.defences),
+                    totals=self.tally.totals(self._all_defences()),
                 )
             )
-            await asyncio.sleep(LOAD_INTERVAL_S)
+            await asyncio.sleep(c.LOAD_INTERVAL_S)
+
+    def _all_defences(self) -> Counter[str]:
+        """The worker's refusals and its moderated streams' decode limits, together."""
+        if self._moderator is None:
+            return self.defences
+        return self.defences + self._moderator.defences
 
     def _moderation_load(self) -> c.ModerationLoad | None:
         if self._moderator is None:
             return None
-        self.tally.absorb(self._moderator.meter)
-        return self._moderator.report(LOAD_INTERVAL_S)
+        self.tally.absorb(self._moderator.meter, self._moderator.batcher.stats.take_run_s())
+        return self._moderator.report(c.LOAD_INTERVAL_S)
 
     # -- control messages -------------------------------------------------------------------
 
@@ -406,7 +411,10 @@ class RelayWorker:
         policy, gate = self._strict_settings()
         if self._moderator is None:
             self._moderator = Moderator.default(gate)
-        self._moderator.gate_config = gate  # streams take it when they open
+        self._moderator.gate_config = gate  # streams take these when they open
+        if self.moderation_settings is not None:
+            self._moderator.max_pixels = self.moderation_settings.max_decoded_pixels
+            self._moderator.decode_budget = self.moderation_settings.decode_budget
         self.hub.set_moderated(relay_leg, self._moderator, policy)
 
     def _on_moderation(self, relay_leg: Leg, state: str, label: str, score: float) -> None:

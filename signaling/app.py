@@ -22,32 +22,41 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from relay import control as rc
-from signaling import drain, events, readiness
+from signaling import drain, events, readiness, recent_records
 from signaling import protocol as p
+from signaling.budgets import CLOSE_REASONS, Budgets, ConnectionBudget, kind_of
 from signaling.call_hub import SignalingHub
+from signaling.client_source import ClientLocator, ClientSource, Networks, trust_warnings
 from signaling.config import Config
+from signaling.hello_throttle import HelloThrottle
+from signaling.ice import with_turn
 from signaling.matchmaking import Matchmaker, Matchmaking
+from signaling.origin_check import OriginPolicy
+from signaling.relays import elsewhere_id
 from signaling.route_policy import Route as CallRoute
 from signaling.route_policy import RoutePolicy
+from signaling.security_headers import SecurityHeaders
 from signaling.webhook import WebhookSender
 
 if TYPE_CHECKING:
+    from signaling.cluster.foreign_legs import ForeignLegs
     from signaling.cluster.node import ClusterNode
+    from signaling.relays import WorkerRecord
+    from signaling.strikes import Person
 
 log = logging.getLogger("chatguard.signaling")
 events_log = logging.getLogger("chatguard.events")
 
 CLOSE_BAD_WORKER = 4003
 HELLO_TIMEOUT_S = 5.0
-RECENT_EVENTS = 500
-"""Operator events kept in memory for the admin listener's ``/events``."""
 WRITER_GRACE_S = 5.0
 DRAIN_CHECK_S = 0.2
 
@@ -138,25 +147,29 @@ class SignalingService:
         self.relay_token = config.relay.token or secrets.token_urlsafe(24)
         self._workers: dict[str, _Connection] = {}
         self.policy = RoutePolicy(config.regions, route_override)
+        self.locator = ClientLocator.from_config(config, self.policy)
+        self.worker_networks = Networks(config.relay.workers_from)
+        self.origins = OriginPolicy(config.server.allowed_origins)
+        relay = config.relay
+        self.hello_throttle = HelloThrottle(
+            relay.hello_failures_to_block, relay.hello_failure_window_s, relay.hello_block_s
+        )
         settings = SignalingHub.matchmaking_settings(config)
         self.cluster: ClusterNode | None = None
+        self._foreign_legs: ForeignLegs | None = None
         matchmaker: Matchmaking
         if config.cluster.redis_url:  # one pool shared with other processes: signaling.cluster
+            from signaling.cluster.foreign_legs import ForeignLegs
             from signaling.cluster.node import ClusterNode
 
-            self.cluster = ClusterNode(
-                config,
-                settings,
-                route_facts=lambda user: self.hub.route_facts(user),
-                pair_of=lambda user: self.hub.pair_of(user),
-                send_text=self._send_text,
-                on_events=self._on_pool_events,
-            )
+            self.cluster = ClusterNode(config, settings, host=self)
+            self._foreign_legs = ForeignLegs()
             matchmaker = self.cluster.matchmaker
         else:
             matchmaker = Matchmaker(settings, random.Random())
         strikes = None if self.cluster is None else self.cluster.strikes
         self.hub = SignalingHub(config, self.policy, matchmaker, strikes=strikes)
+        self.budgets = Budgets(config.limits)
         self._connections: dict[str, _Connection] = {}
         ev = config.events
         self.webhook = (
@@ -164,9 +177,16 @@ class SignalingService:
             if ev.webhook_url
             else None
         )
-        self.recent_events: collections.deque[dict[str, object]] = collections.deque(
-            maxlen=RECENT_EVENTS
-        )
+        self.records: recent_records.RecentRecords
+        """Recent events and open reports for the admin listener: in Redis when the nodes
+        share one, so that each node's listener shows the service's, else here."""
+        if self.cluster is not None:
+            from signaling.cluster.recent_records import RedisRecords
+
+            keep = recent_records.retention(config)
+            self.records = RedisRecords(config.cluster.redis_url, config.cluster.key_prefix, keep)
+        else:
+            self.records = recent_records.MemoryRecords(recent_records.retention(config))
         self._wake = asyncio.Event()
         self._scheduled: float | None = None
         self.draining = False
@@ -177,39 +197,55 @@ class SignalingService:
         self._rng = random.Random()
 
     async def handle_websocket(self, websocket: WebSocket) -> None:
-        await websocket.accept()
+        headers = websocket.headers
+        if not self.origins.allows(headers.get("origin"), headers.get("host")):
+            await self._refuse(websocket, "origin", "this site's pages may not connect here")
+            return
+        offered = websocket.scope.get("subprotocols") or []
+        await websocket.accept(p.SUBPROTOCOL if p.SUBPROTOCOL in offered else None)
         if self.draining:
             await websocket.close(p.CLOSE_DRAINING, "draining: connect again shortly")
             return
+        # budgets, the connection cap and bans are kept under the address the server may
+        # believe: the socket's peer, or a trusted proxy's word (signaling.client_source)
+        source = self.locator.of(websocket)
+        address = source.address
+        refused = self.budgets.admit(address, time.monotonic())
+        if refused is not None:
+            await websocket.close(p.CLOSE_TOO_MANY_CONNECTIONS, CLOSE_REASONS[refused])
+            return
         self._client_sockets += 1
         try:
-            await self._serve_client(websocket)
+            await self._serve_client(websocket, source)
         finally:
+            self.budgets.release(address)
             self._client_sockets -= 1
             if self.draining and not self._client_sockets:
                 self._no_clients.set()
 
-    async def _serve_client(self, websocket: WebSocket) -> None:
-        address = websocket.client.host if websocket.client else ""
-        device = websocket.query_params.get("device", "")
-        if len(device) > 64 or not device.replace("-", "").replace("_", "").isalnum():
-            device = ""  # an id the web client did not make is no id
+    async def _serve_client(self, websocket: WebSocket, source: ClientSource) -> None:
+        address = source.address
+        device = p.device_from_subprotocols(websocket.scope.get("subprotocols") or [])
         banned_until = self.hub.banned_until(address, device, time.monotonic())
         if banned_until is not None:
-            until_unix = self.hub.refuse_banned(banned_until, time.monotonic(), time.time())
+            until_unix = self.hub.refuse_banned(
+                banned_until, time.monotonic(), time.time(), address
+            )
             self._publish_events()
             banned = p.Banned(reason="banned for now", until_unix=until_unix)
             await websocket.send_text(p.encode_server_message(banned))
             await websocket.close(p.CLOSE_BANNED)
             return
         connection = _Connection(websocket, self.config.server.send_queue_limit)
-        region = self.policy.region_from_headers(websocket.headers)
+        region = source.region
         user = self.hub.connect(region, time.monotonic(), time.time(), address, device)
         self._connections[user] = connection
         log.debug("client %s connected from region %s", user, region)
         try:
             self._flush()
-            await self._read_loop(user, websocket)
+            await self._read_loop(
+                user, websocket, self.budgets.connection(address, time.monotonic())
+            )
         finally:
             self._connections.pop(user, None)
             self.hub.disconnect(user, time.monotonic())
@@ -217,7 +253,7 @@ class SignalingService:
             await connection.finish(WRITER_GRACE_S)
             log.debug("client %s disconnected", user)
 
-    async def _read_loop(self, user: str, websocket: WebSocket) -> None:
+    async def _read_loop(self, user: str, websocket: WebSocket, budget: ConnectionBudget) -> None:
         limit = self.config.server.max_message_bytes
         while True:
             event = await websocket.receive()
@@ -229,19 +265,38 @@ class SignalingService:
                 # ``client_frame_limit``): a client's frame is held to its own, as before.
                 self._drop(user, CLOSE_MESSAGE_TOO_BIG)
                 return
+            message: p.ClientMessage | p.ProtocolError
             if text is None:
-                error = p.ProtocolError("binary", "binary frames are not supported; send JSON text")
-                self.hub.send_error(user, error)
+                message = p.ProtocolError(
+                    "binary", "binary frames are not supported; send JSON text"
+                )
             else:
                 try:
                     message = p.decode_client_message(text, limit)
                 except p.ProtocolError as exc:
-                    self.hub.send_error(user, exc)
-                else:
-                    self.hub.receive(user, message, time.monotonic(), time.time())
+                    message = exc
+            self._take_message(user, message, budget)
             self._flush()
             if user not in self._connections:  # expired or dropped as too slow meanwhile
                 return
+
+    def _take_message(
+        self, user: str, message: p.ClientMessage | p.ProtocolError, budget: ConnectionBudget
+    ) -> None:
+        """Hand a client's message (or why it could not be read) to the hub, if its budgets
+        allow; otherwise say so, or disconnect a client that goes on flooding."""
+        kind = kind_of(message)
+        refused = budget.take(kind, time.monotonic())
+        if refused is not None and refused.disconnect:
+            log.info("client %s keeps sending %s messages past its budget; dropping it", user, kind)
+            self._drop(user, p.CLOSE_FLOODING, f"too many {kind} messages")
+        elif refused is not None:
+            error = p.ProtocolError("rate_limited", refused.message, kind, refused.retry_after_s)
+            self.hub.send_error(user, error)
+        elif isinstance(message, p.ProtocolError):
+            self.hub.send_error(user, message)
+        else:
+            self.hub.receive(user, message, time.monotonic(), time.time())
 
     def _flush(self) -> None:
         """Hand the hub's outbox to the writers, close what it asked to, re-arm the timer.
@@ -257,11 +312,21 @@ class SignalingService:
                 if user not in self._connections and self.cluster is not None:
                     self.cluster.matchmaker.forward(user, message)  # a partner on another node
                 else:
+                    message = with_turn(message, self.config.ice, user, time.time())
                     self._enqueue(user, p.encode_server_message(message))
             for user, code in closes:
                 self._drop(user, code)
+            for user, partner, note in self.hub.drain_partner_node_outbox():
+                assert self.cluster is not None  # only a call across nodes has notes
+                kind = "moderation" if isinstance(note, rc.Moderation) else "client"
+                text = msgspec.json.encode(note).decode()
+                self.cluster.forward_to_partner_node(user, partner, kind, text)
             for worker, command in self.hub.drain_worker_outbox():
                 connection = self._workers.get(worker)
+                there = self.hub.relays.elsewhere(worker)
+                if connection is None and there and self.cluster is not None:  # another node's
+                    self.cluster.command_worker(*there, rc.encode(command))
+                    continue
                 if connection is None or connection.close_code is not None:
                     log.warning(
                         "relay worker %s is gone; dropped %s", worker, type(command).__name__
@@ -288,25 +353,110 @@ class SignalingService:
             log.warning("client %s is not reading its messages; disconnecting it", user)
             self._drop(user, p.CLOSE_TOO_SLOW)
 
-    def _send_text(self, user: str, text: str) -> None:
+    # -- a node of a shared pool (``signaling.cluster.node.NodeHost``) ----------------------
+
+    def route_facts(self, user: str) -> tuple[str, bool] | None:
+        return self.hub.route_facts(user)
+
+    def pair_of(self, user: str) -> str | None:
+        return self.hub.pair_of(user)
+
+    def send_text(self, user: str, text: str) -> None:
         """A message from a partner on another node, already checked and encoded there."""
         self._enqueue(user, text)
         self._flush()
 
-    def _on_pool_events(self) -> None:
+    def on_pool_events(self) -> None:
         """The shared pool published events about this node's users: let the hub read them."""
         self.hub.handle_timer(time.monotonic())
         self._flush()
 
+    def from_partner_node(self, user: str, partner: str, kind: str, text: str) -> None:
+        """Checked by the node that took it from its client or worker: decoded, not judged."""
+        note: rc.Moderation | p.ClientMessage = (
+            msgspec.json.decode(text, type=rc.Moderation)
+            if kind == "moderation"
+            else p.decode_client_message(text, 2 * self.config.server.max_message_bytes)
+        )
+        if isinstance(note, rc.Moderation | p.Offer | p.Answer | p.Candidate | p.CallState):
+            self.hub.from_partner_node(user, partner, note, time.monotonic(), time.time())
+            self._flush()
+
+    def command_from_host(self, host: str, worker: str, text: str) -> None:
+        """A command for a worker of ours from the node hosting the call; one whose worker has
+        gone is dropped (the host hears that the worker is gone and moves its calls)."""
+        assert self._foreign_legs is not None
+        connection = self._workers.get(worker)
+        if connection is None or connection.close_code is not None:
+            log.warning("relay worker %s is gone; dropped a command from node %s", worker, host)
+            return
+        command = rc.decode_signaling_message(text)
+        self._foreign_legs.command(host, worker, command)
+        if isinstance(command, rc.OpenLeg):  # counted as this node's own legs are
+            self.hub.relays.add_leg(worker, command.leg)
+        elif isinstance(command, rc.CloseLeg):
+            self.hub.relays.remove_leg(worker, command.leg)
+        try:
+            connection.put(text)
+        except asyncio.QueueFull:
+            log.error("relay worker %s is not reading its commands; dropping it", worker)
+            connection.close(p.CLOSE_TOO_SLOW)
+
+    def from_worker_elsewhere(self, worker: str, node: str, text: str) -> None:
+        message = rc.decode_worker_message(text)
+        self.hub.worker_message(elsewhere_id(worker, node), message, time.monotonic(), time.time())
+        self._flush()
+
+    def worker_elsewhere(self, record: WorkerRecord, valid_s: float) -> None:
+        self.hub.relays.update_elsewhere(record, time.monotonic() + valid_s)
+
+    def worker_gone_elsewhere(self, worker: str, node: str) -> None:
+        if self.hub.relays.has_worker(key := elsewhere_id(worker, node)):
+            self.hub.worker_lost(key)
+            self._flush()
+
+    def banned_by_pool(self, who: Person, strikes: int) -> None:
+        self.hub.banned_by_pool(who, strikes, time.monotonic(), time.time())
+        self._flush()
+
+    def on_tick(self) -> None:
+        for worker in self.hub.relays.lapsed_elsewhere(time.monotonic()):
+            self.hub.worker_lost(worker)
+        self._flush()
+
+    def _share_worker(self, worker: str) -> None:
+        """Tell the other nodes of a shared pool how this worker stands (None: gone)."""
+        if self.cluster is not None:
+            record = self.hub.relays.record_of(worker, self.cluster.name)
+            self.cluster.matchmaker.share_worker(record, worker)
+            self.cluster.wake()
+
+    def _route_worker_message(self, worker: str, message: rc.WorkerMessage, raw: str) -> bool:
+        """True: the message was about a leg of a call another node hosts, and went there."""
+        if self._foreign_legs is None or self.cluster is None:
+            return False
+        host = self._foreign_legs.host_of(worker, message)
+        if host is None:
+            return False
+        if isinstance(message, rc.LegState) and message.state == "closed":
+            self.hub.relays.remove_leg(worker, message.leg)
+        self.cluster.reply_to_host(host, worker, raw)
+        self.cluster.wake()
+        return True
+
     def _publish_events(self) -> None:
-        """The hub's operator events to the log (the whole event as data, for JSON logs) and
-        to the webhook's queue, which never waits."""
+        """The hub's operator events to the log (the whole event as data, for JSON logs), to
+        the webhook's queue and to the recent records, none of which waits; its new reports
+        to the recent records."""
+        now_unix = time.time()
         for event in self.hub.drain_events():
             data = events.to_builtins(event)
             events_log.info("%s %s", event.decision, data, extra={"event": data})
-            self.recent_events.append(data)
+            self.records.add("events", data, now_unix)
             if self.webhook is not None:
                 self.webhook.submit(events.encode(event))
+        for report in self.hub.drain_reports():
+            self.records.add("reports", msgspec.to_builtins(report), now_unix)
 
     def _drop(self, user: str, code: int, reason: str = "") -> None:
         connection = self._connections.pop(user, None)
@@ -355,21 +505,61 @@ class SignalingService:
                 connection.put(p.encode_server_message(message))
             self._drop(user, p.CLOSE_RECONNECT, "draining: reconnect")
 
-    async def handle_relay_websocket(self, websocket: WebSocket) -> None:
-        """A relay worker's control connection: hello with the token first, then messages."""
-        await websocket.accept()
+    async def _refuse(self, websocket: WebSocket, reason: str, text: str) -> None:
+        """Refuse a WebSocket at the handshake (HTTP 403 saying why), counted by `reason`."""
+        self.hub.stats.refused[reason] += 1
+        log.debug("WebSocket %s refused (%s)", websocket.url.path, reason)
+        await websocket.send_denial_response(PlainTextResponse(text, status_code=403))
+
+    async def _relay_hello(self, websocket: WebSocket, address: str) -> rc.Hello | None:
+        """The worker's hello, if it is one with the token; failures count against `address`
+        (``signaling.hello_throttle``), and the socket is closed."""
         try:
             raw = await asyncio.wait_for(websocket.receive_text(), HELLO_TIMEOUT_S)
             hello = rc.decode_worker_message(raw)
         except (TimeoutError, rc.ControlError, WebSocketDisconnect, KeyError) as exc:
-            log.warning("relay connection without a valid hello: %s", exc)
-            await websocket.close(CLOSE_BAD_WORKER)
-            return
-        if not isinstance(hello, rc.Hello) or not hmac.compare_digest(
+            log.warning("relay connection from %s without a valid hello: %s", address, exc)
+            hello = None
+        if self.hello_throttle.blocked(address, time.monotonic()):
+            hello = None  # blocked while it waited: no token is compared
+        elif not isinstance(hello, rc.Hello) or not hmac.compare_digest(
             hello.token.encode(), self.relay_token.encode()
         ):
-            log.warning("relay connection refused: first message is not a hello with the token")
+            log.warning("relay connection from %s refused: not a hello with the token", address)
+            hello = None
+        if hello is None:
+            self.hub.stats.refused["relay_hello"] += 1
+            if self.hello_throttle.failed(address, time.monotonic()):
+                relay = self.config.relay
+                log.warning(
+                    "relay hellos from %s failed %d times within %.0f s: refusing it for %.0f s",
+                    address, relay.hello_failures_to_block, relay.hello_failure_window_s,
+                    relay.hello_block_s,
+                )  # fmt: skip
             await websocket.close(CLOSE_BAD_WORKER)
+            return None
+        self.hello_throttle.succeeded(address)
+        return hello
+
+    async def handle_relay_websocket(self, websocket: WebSocket) -> None:
+        """A relay worker's control connection: hello with the token first, then messages.
+        Browsers have no business here (a request with an Origin is refused), and an address
+        whose hellos keep failing is refused for a while."""
+        address = self.locator.of(websocket).address
+        if "origin" in websocket.headers:
+            await self._refuse(websocket, "relay_origin", "not for browsers")
+            return
+        server = websocket.scope.get("server") or ("", 0)
+        # this machine's own workers dial the address the service listens on, whatever it is
+        if address not in self.worker_networks and address != server[0]:
+            await self._refuse(websocket, "relay_address", "not from here ([relay] workers_from)")
+            return
+        if self.hello_throttle.blocked(address, time.monotonic()):
+            await self._refuse(websocket, "relay_throttled", "too many failed hellos; later")
+            return
+        await websocket.accept()
+        hello = await self._relay_hello(websocket, address)
+        if hello is None:
             return
         if hello.worker_id in self._workers:
             log.warning("relay worker id %s is already connected; refusing", hello.worker_id)
@@ -378,24 +568,32 @@ class SignalingService:
         connection = _Connection(websocket, queue_limit=10_000)
         self._workers[hello.worker_id] = connection
         self.hub.worker_joined(hello)
+        self._share_worker(hello.worker_id)
         connection.put(rc.encode(self.hub.worker_configuration()))
         try:
             while True:
                 event = await websocket.receive()
                 if event["type"] == "websocket.disconnect":
                     return
+                data: str | bytes = event.get("text") or event.get("bytes") or b""
                 try:
-                    message = rc.decode_worker_message(
-                        event.get("text") or event.get("bytes") or b""
-                    )
+                    message = rc.decode_worker_message(data)
                 except rc.ControlError as exc:
                     log.error("relay worker %s sent an invalid message: %s", hello.worker_id, exc)
                     continue
+                text = data if isinstance(data, str) else data.decode()
+                if self._route_worker_message(hello.worker_id, message, text):
+                    continue
                 self.hub.worker_message(hello.worker_id, message, time.monotonic(), time.time())
+                if isinstance(message, rc.Load):
+                    self._share_worker(hello.worker_id)
                 self._flush()
         finally:
             del self._workers[hello.worker_id]
             self.hub.worker_lost(hello.worker_id)
+            if self._foreign_legs is not None:
+                self._foreign_legs.forget_worker(hello.worker_id)
+            self._share_worker(hello.worker_id)
             self._flush()
             await connection.finish(WRITER_GRACE_S)
 
@@ -415,6 +613,7 @@ class SignalingService:
         snapshot = self.hub.snapshot()
         if self.cluster is not None:  # this process's own figures: say which node it is
             snapshot["node"] = self.cluster.name
+            snapshot["cluster_messages_refused"] = self.cluster.messages_refused
         return snapshot
 
 
@@ -440,6 +639,8 @@ def create_app(
     is how the entry point (``chatguard.serve``) adds the relay workers it supervises without
     signaling knowing about processes."""
     service = SignalingService(config, route_override)
+    for warning in trust_warnings(config):
+        log.warning("%s", warning)
     if service.cluster is not None:  # up before anything else, down after everything else
         background = (service.cluster, *background)
 
@@ -447,7 +648,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         timers = asyncio.create_task(service.run_timers())
         started: list[BackgroundService] = []
-        own = () if service.webhook is None else (service.webhook,)
+        own = (service.records, *(() if service.webhook is None else (service.webhook,)))
         try:
             for extra in (*own, *background):
                 await extra.start()
@@ -491,6 +692,7 @@ def create_app(
             Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders)],
     )
     app.state.service = service
     return app

@@ -11,6 +11,13 @@ Relayed calls: each member's offer opens a *leg* on the call's relay worker, whi
 the member's place; once both legs exist the worker is told to link them. A direct call that
 fails to connect, and a relayed call whose worker dies, are re-routed onto a live worker and
 both members are asked to offer again.
+
+With a shared pool (``signaling.cluster``) a call's members may be connected to two nodes. The
+node of the pairing's first member *hosts* the call: it chooses the route's worker (on any
+node), holds both legs and hears the worker; the other member's node is the *guest*: it hands
+its member's offers, answers, candidates and call states to the host
+(``drain_partner_node_outbox``), and the host's word reaches that member through the pool's
+messages. One place decides, so the two nodes never place one call twice.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from signaling.chat import ChatGate
 from signaling.config import Config
 from signaling.drain import CallView
 from signaling.events import Decision, Ground, OperatorEvent, iso_utc
-from signaling.ice import ice_servers_for
+from signaling.ice import stun_servers
 from signaling.matchmaking import (
     Expired,
     Matchmaking,
@@ -50,7 +57,7 @@ from signaling.relay_leg_states import (
     allows,
 )
 from signaling.relays import RelayDirectory
-from signaling.reports import ReportLog, ReportRecord
+from signaling.reports import OpenReport, ReportLog, ReportRecord
 from signaling.route_policy import Route, RoutePolicy
 from signaling.strikes import Person, StrikeBook
 
@@ -71,6 +78,10 @@ class _Call:
     """Member -> its leg on `worker` (relayed routes only)."""
     connected_at: float | None = None
     """When a member first reported media connected on the current route."""
+    guest: str | None = None
+    """The member connected to another node while this node hosts the call."""
+    hosted_elsewhere: bool = False
+    """This node's member is the guest: the partner's node hosts the call."""
 
     def partner_of(self, user: str) -> str:
         return self.answerer if user == self.offerer else self.offerer
@@ -109,6 +120,9 @@ class _Client:
     remote: bool = False
     """A partner connected to another node of a shared pool (``signaling.cluster``): that
     node tells it everything; here it stands in the call only for the route's choice."""
+    address: str = ""
+    """Its IP address, kept only for operator events that opt in (``[events]
+    include_addresses``); strikes and bans use `who`."""
 
 
 PAIRING_WAIT_BOUNDS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -138,6 +152,10 @@ class HubStats:
     """Bans by ground: "moderation" (strikes), "reports"."""
     refused_banned: int = 0
     """Connections refused at the door because the device or address is banned."""
+    refused: Counter[str] = field(default_factory=Counter)
+    """WebSockets refused at the handshake or hello, by reason: "origin" (``/ws`` from
+    another site's page), "relay_hello" (no hello with the token), "relay_throttled" (an
+    address whose hellos kept failing), "relay_origin" (a browser on ``/relay``)."""
     pairing_wait: rc.Histogram = field(
         default_factory=lambda: rc.Histogram.empty(PAIRING_WAIT_BOUNDS_S)
     )
@@ -150,8 +168,12 @@ class HubStats:
 
 _NOBODY = Person(device="", network="")
 """Who a partner on another node is here: nobody this node could strike or ban."""
-_ACROSS_NODES = "a relayed call between two signaling nodes is not possible yet"
-"""With a shared pool each node has its own relay workers: a relayed call needs both here."""
+
+CallMessage = p.Offer | p.Answer | p.Candidate | p.CallState
+"""What a guest's node hands to the call's host."""
+PartnerNodeMessage = CallMessage | rc.Moderation
+"""Between the two nodes of a call: a guest's call message, or the worker's moderation report
+about the guest (its node holds the person to strike)."""
 
 
 def _new_token() -> str:
@@ -190,8 +212,10 @@ class SignalingHub:
         """Every leg not closed, live or parked; parked ones last, in the order parked."""
         self._outbox: list[tuple[str, p.ServerMessage]] = []
         self._worker_outbox: list[tuple[str, rc.SignalingMessage]] = []
+        self._partner_node_outbox: list[tuple[str, str, PartnerNodeMessage]] = []
         self._to_close: list[tuple[str, int]] = []
         self._events: list[OperatorEvent] = []
+        self._reports: list[OpenReport] = []
         self._now = 0.0
         """The time of the input being handled: what the matchmaker reports meanwhile (a
         pairing, a partner gone) happened then; call durations in the log are read from it."""
@@ -220,11 +244,14 @@ class SignalingHub:
         """Checked before `connect`: a banned device or address is refused at the door."""
         return self.strikes.banned_until(Person.of(address, device), now)
 
-    def refuse_banned(self, banned_until: float, now: float, now_unix: float) -> float:
+    def refuse_banned(
+        self, banned_until: float, now: float, now_unix: float, address: str = ""
+    ) -> float:
         """A banned device or address was turned away: counted, and an operator event.
         Returns when the ban ends, in Unix time, for the client's notice."""
         self.stats.refused_banned += 1
-        self._event("ban_refused", Ground(), now_unix, ban_s=banned_until - now)
+        ban_s = banned_until - now
+        self._event("ban_refused", Ground(), now_unix, ban_s=ban_s, address=address)
         return now_unix + banned_until - now
 
     def connect(
@@ -233,7 +260,8 @@ class SignalingHub:
         """Register a new connection; returns its id and queues its welcome."""
         self._now = now
         user = self._new_id()
-        self._clients[user] = _Client(region=region, who=Person.of(address, device))
+        kept_address = address if self._config.events.include_addresses else ""
+        self._clients[user] = _Client(region, Person.of(address, device), address=kept_address)
         self._matchmaker.connect(user, now)
         mm = self._config.matchmaking
         self._send(
@@ -241,7 +269,7 @@ class SignalingHub:
             p.Welcome(
                 id=user,
                 region=region,
-                ice_servers=ice_servers_for(self._config.ice, user, now_unix),
+                ice_servers=stun_servers(self._config.ice),
                 heartbeat_interval_s=mm.heartbeat_interval_s,
                 connect_timeout_s=mm.connect_timeout_s,
                 fallback_after_s=self._config.relay.fallback_after_s,
@@ -288,7 +316,15 @@ class SignalingHub:
 
     def send_error(self, user: str, error: p.ProtocolError) -> None:
         self.stats.errors_sent[error.code] += 1
-        self._send(user, p.Error(code=error.code, message=error.message))
+        self._send(
+            user,
+            p.Error(
+                code=error.code,
+                message=error.message,
+                kind=error.kind,
+                retry_after_s=error.retry_after_s,
+            ),
+        )
 
     # -- relay worker inputs --------------------------------------------------------------
 
@@ -309,6 +345,8 @@ class SignalingHub:
             alert_classifications_per_s=mod.alert_classifications_per_s,
             scene_peak_cells=mod.scene_peak_cells,
             scene_peak_threshold=mod.scene_peak_threshold,
+            max_decoded_pixels=mod.max_decoded_pixels,
+            decode_budget=mod.decode_budget,
             stun_url=self._config.relay.stun_url,
             strict=Route.STRICT in self._policy.routes_in_force(),
         )
@@ -364,7 +402,34 @@ class SignalingHub:
         return out
 
     def has_worker_messages(self) -> bool:
-        return bool(self._worker_outbox)
+        return bool(self._worker_outbox) or bool(self._partner_node_outbox)
+
+    def drain_partner_node_outbox(self) -> list[tuple[str, str, PartnerNodeMessage]]:
+        """(a member connected to another node, the member here it is about, message): for
+        that member's node (``from_partner_node`` there)."""
+        out, self._partner_node_outbox = self._partner_node_outbox, []
+        return out
+
+    def from_partner_node(
+        self, user: str, partner: str, message: PartnerNodeMessage, now: float, now_unix: float
+    ) -> None:
+        """What the other node of `user`'s call sent: `partner`'s call message for the call
+        hosted here, or the worker's moderation report about `user`, the guest here. One about
+        a call that has ended meanwhile is dropped."""
+        client = self._clients.get(user)
+        call = None if client is None else client.call
+        if call is None or call.partner_of(user) != partner:
+            return
+        self._now = now
+        match message:
+            case rc.Moderation():
+                if call.hosted_elsewhere:
+                    self._on_moderation(call, user, message, now, now_unix)
+            case _ if call.guest == partner and message.pair == call.pair_id:
+                try:
+                    self._on_call_message(partner, call, message, now)
+                except p.ProtocolError as exc:
+                    self.send_error(partner, exc)
 
     def drain_closes(self) -> list[tuple[str, int]]:
         out, self._to_close = self._to_close, []
@@ -375,11 +440,17 @@ class SignalingHub:
         out, self._events = self._events, []
         return out
 
+    def drain_reports(self) -> list[OpenReport]:
+        """Reports filed since the last call, for the admin listener's list."""
+        out, self._reports = self._reports, []
+        return out
+
     # -- queries --------------------------------------------------------------------------
 
     def unready_reasons(self) -> list[str]:
-        """Why the routes in force cannot be carried now (``/readyz``); empty: ready."""
-        return readiness.unready_reasons(self._policy.routes_in_force(), self.relays.workers())
+        """Why the routes in force cannot be carried now (``/readyz``); empty: ready. Workers
+        of other nodes count: a call placed here may be carried there."""
+        return readiness.unready_reasons(self._policy.routes_in_force(), self.relays.everywhere())
 
     def route_facts(self, user: str) -> tuple[str, bool] | None:
         """A connected client's region and whether it hides its address: what a shared pool
@@ -419,6 +490,7 @@ class SignalingHub:
             "pairs_made": self.stats.pairs_made,
             "messages_relayed": self.stats.messages_relayed,
             "errors_sent": self.stats.errors_sent.total(),
+            "refused": dict(self.stats.refused),
             "calls_connected": self.stats.calls_connected,
             "calls_failed": self.stats.calls_failed,
             "fallbacks_to_relay": self.stats.fallbacks_to_relay,
@@ -426,6 +498,7 @@ class SignalingHub:
             "relay_legs": sum(1 for leg in self._legs.values() if leg.call is not None),
             "relay_legs_parked": sum(1 for leg in self._legs.values() if leg.call is None),
             "relay_workers": self.relays.snapshot(),
+            **({"relay_workers_elsewhere": e} if (e := self.relays.snapshot_elsewhere()) else {}),
             "reports": self.reports.total,
         }
 
@@ -462,14 +535,22 @@ class SignalingHub:
                 call = self._require_call(user, pair_id)
                 self.chat.admit(user, text, now)  # the text is neither kept nor logged
                 self._send(call.partner_of(user), p.RelayedChat(pair=pair_id, text=text))
-            case p.Offer() | p.Answer() | p.Candidate():
+            case p.Offer() | p.Answer() | p.Candidate() | p.CallState():
                 call = self._require_call(user, message.pair)
+                if call.hosted_elsewhere:  # the partner's node decides
+                    self._partner_node_outbox.append((call.partner_of(user), user, message))
+                else:
+                    self._on_call_message(user, call, message, now)
+
+    def _on_call_message(self, user: str, call: _Call, message: CallMessage, now: float) -> None:
+        """A member's signal or call state, for a call hosted here."""
+        match message:
+            case p.Offer() | p.Answer() | p.Candidate():
                 if call.route is Route.DIRECT:
                     self._relay_to_partner(user, call, message)
                 else:
                     self._signal_to_worker(user, call, message)
             case p.CallState(pair=pair_id, state=state, route=route):
-                call = self._require_call(user, pair_id)
                 if route is not None and route != call.route.value:
                     return  # about a route this call has already left
                 if state == "failed":
@@ -484,6 +565,8 @@ class SignalingHub:
                             "call %s: connected, route %s, %.1f s after pairing",
                             call.pair_id, call.route.value, now - call.paired_at,
                         )  # fmt: skip
+                if state == "reconnecting":  # TURN credentials are added where it is sent
+                    self._send(user, p.IceServers(pair=pair_id))
                 partner_state = p.PartnerState(pair=pair_id, state=state)
                 self._send(call.partner_of(user), partner_state)
 
@@ -511,10 +594,23 @@ class SignalingHub:
         )
         reporters = Ground(report_reason=reason, reporters=outcome.reporters)
         call = self._clients[user].call
+        self._reports.append(
+            OpenReport(
+                id=self._new_id(),
+                time=iso_utc(now_unix),
+                reporter=user,
+                reported=reported,
+                call="" if call is None else call.pair_id,
+                reason=reason,
+                reporters=outcome.reporters,
+                counted=outcome.counted,
+                ban=outcome.ban,
+            )
+        )
         self._event("report", reporters, now_unix, reported, call, automated=False)
-        log.info(
-            "report: %s reported %s (%s, reason %r): %d distinct reporters in the window%s",
-            user, reported, reported_key, reason, outcome.reporters,
+        log.info(  # session ids only: the person's key may be an address (Privacy, README)
+            "report: %s reported %s (reason %r): %d distinct reporters in the window%s",
+            user, reported, reason, outcome.reporters,
             "" if outcome.counted else "; a repeat from this reporter, not counted",
         )  # fmt: skip
         if not outcome.ban:
@@ -524,7 +620,7 @@ class SignalingHub:
         self.stats.bans["reports"] += 1
         self._event("ban", reporters, now_unix, reported, call, ban_s=ban_s)
         reason_text = f"reported by {outcome.reporters} people"
-        log.info("reports: %s banned until %.0f (%s)", reported_key, now_unix + ban_s, reason_text)
+        log.info("reports: %s banned until %.0f (%s)", reported, now_unix + ban_s, reason_text)
         self._send(reported, p.Banned(reason=reason_text, until_unix=now_unix + ban_s))
         self._to_close.append((reported, p.CLOSE_BANNED))
         return True
@@ -659,6 +755,9 @@ class SignalingHub:
         """The relay stopped (or resumed) `offender`'s video: tell both, count a strike, and
         end the session of a repeat offender. Metadata only: label and score, never media."""
         partner = call.partner_of(offender)
+        if offender == call.guest:  # its own node strikes it, and tells both
+            self._partner_node_outbox.append((offender, partner, report))
+            return
         label, score = report.label, report.score
         self.stats.moderation[report.state] += 1
         client = self._clients.get(offender)
@@ -682,14 +781,38 @@ class SignalingHub:
         self._send(offender, _notice(call, "blocked", "you", label, result.strikes))
         self._send(partner, _notice(call, "blocked", "partner", label, 0))
         if result.banned_until is not None:
-            until_unix = now_unix + (result.banned_until - now)
-            reason = f"{result.strikes} moderation strikes"
-            self.stats.bans["moderation"] += 1
-            ban_s = result.banned_until - now
-            self._event("ban", ground, now_unix, offender, call, ban_s=ban_s)
-            log.info("moderation: %s banned until %.0f (%s)", offender, until_unix, reason)
-            self._send(offender, p.Banned(reason=reason, until_unix=until_unix))
-            self._to_close.append((offender, p.CLOSE_BANNED))
+            self._ban_for_strikes(offender, call, ground, result.banned_until, now, now_unix)
+
+    def banned_by_pool(self, who: Person, strikes: int, now: float, now_unix: float) -> None:
+        """A strike struck here brought `who` to a ban in the shared pool's count where this
+        node's own count had not (another node struck it at the same moment; see
+        ``signaling.cluster.bans``): the book holds the ban already; `who`'s clients here are
+        told and closed, as for a ban made here."""
+        until = self.strikes.banned_until(who, now)
+        if until is None or not who.device:
+            return
+        self._now = now
+        for user, client in list(self._clients.items()):
+            if client.who.device == who.device:
+                ground = Ground(strikes=strikes)
+                self._ban_for_strikes(user, client.call, ground, until, now, now_unix)
+
+    def _ban_for_strikes(
+        self,
+        offender: str,
+        call: _Call | None,
+        ground: Ground,
+        until: float,
+        now: float,
+        now_unix: float,
+    ) -> None:
+        until_unix = now_unix + (until - now)
+        reason = f"{ground.strikes} moderation strikes"
+        self.stats.bans["moderation"] += 1
+        self._event("ban", ground, now_unix, offender, call, ban_s=until - now)
+        log.info("moderation: %s banned until %.0f (%s)", offender, until_unix, reason)
+        self._send(offender, p.Banned(reason=reason, until_unix=until_unix))
+        self._to_close.append((offender, p.CLOSE_BANNED))
 
     def _on_call_failed(self, call: _Call) -> None:
         if call.route is Route.DIRECT:
@@ -705,9 +828,6 @@ class SignalingHub:
     def _reroute(self, call: _Call, route: Route, reason: str) -> None:
         """Move a call to a relayed route on a live worker; both members offer again."""
         self._end_call(call)
-        if not (call.offerer in self._clients and call.answerer in self._clients):
-            self._fail_call(call, _ACROSS_NODES)  # a partner on another node of a shared pool
-            return
         worker = self._find_room(moderated=route is Route.STRICT)
         if worker is None:
             self._fail_call(call, "no relay is available")
@@ -722,7 +842,7 @@ class SignalingHub:
         self._end_call(call)
         for member in (call.offerer, call.answerer):
             client = self._clients.get(member)
-            if client is not None and client.call is call:
+            if (client is not None and client.call is call) or member == call.guest:
                 self._send(member, p.CallEnded(pair=call.pair_id, reason=reason))
 
     # -- pairing --------------------------------------------------------------------------
@@ -789,6 +909,9 @@ class SignalingHub:
             route = Route.RELAY  # a direct call shows each member the other's address
         call = _Call(event.pair or self._new_id(), first, second, route, paired_at=self._now)
         a.call = b.call = call
+        if b.remote:  # the first member's node hosts (see the module docstring)
+            call.guest = second
+        call.hosted_elsewhere = a.remote
         self.stats.pairs_made += 1
         for member, client in ((first, a), (second, b)):
             if not client.remote:  # a partner on another node is counted there
@@ -802,11 +925,9 @@ class SignalingHub:
                     self._close_parked(client)
                     self._send(member, told)
             return
-        if a.remote or b.remote:  # each node would place the call on a worker of its own
-            for member, client in ((first, a), (second, b)):
-                if not client.remote:
-                    self._send(member, offerer)
-            self._fail_call(call, _ACROSS_NODES)
+        if call.hosted_elsewhere:  # the host places it; its member's leg is opened there
+            self._close_parked(b)
+            self._send(second, offerer)
             return
         call.worker = self._place(call, (a, b))
         log.info(
@@ -815,6 +936,8 @@ class SignalingHub:
         )  # fmt: skip
         strict = route is Route.STRICT
         for member, client in ((first, a), (second, b)):
+            if client.remote:  # the guest's node tells it; its leg is a new one
+                continue
             # a worker decides whether a leg is moderated when it opens it: a strict call
             # never adopts an unmoderated leg, nor a relayed call a moderated one
             kept = client.parked
@@ -881,7 +1004,15 @@ class SignalingHub:
         call: _Call | None = None,
         ban_s: float | None = None,
         automated: bool = True,
+        address: str = "",
     ) -> None:
+        """`address`: the refused client's, for ban_refused; else the subject's is looked up
+        (kept only when the operator opted in, see `connect`)."""
+        subject_client = self._clients.get(subject)
+        if subject_client is not None:
+            address = subject_client.address
+        elif not self._config.events.include_addresses:
+            address = ""
         self._events.append(
             OperatorEvent(
                 id=self._new_id(),
@@ -892,6 +1023,7 @@ class SignalingHub:
                 subject=subject,
                 call="" if call is None else call.pair_id,
                 ban_s=ban_s,
+                address=address,
             )
         )
 

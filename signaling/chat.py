@@ -11,16 +11,8 @@ person typing normally is never held back while a script flooding its partner is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from signaling import protocol as p
-
-
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    at: float
-    """When `tokens` was last brought up to date (monotonic clock)."""
+from signaling.token_bucket import TokenBucket
 
 
 class ChatGate:
@@ -30,36 +22,32 @@ class ChatGate:
         self._max_chars = max_chars
         self._burst = burst
         self._per_s = per_s
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, TokenBucket] = {}
 
     def admit(self, user: str, text: str, now: float) -> None:
         """Let `user`'s message through, or raise the ProtocolError that tells them why not."""
         if len(text) > self._max_chars:
             raise p.ProtocolError("too_long", f"a chat message may be {self._max_chars} characters")
         if not self.allow(user, now):
-            wait_s = self.retry_after_s(user)
+            wait_s = self.retry_after_s(user, now)
             raise p.ProtocolError(
-                "rate_limited", f"you are sending messages too fast; wait {wait_s:.1f} s"
+                "rate_limited",
+                f"you are sending messages too fast; wait {wait_s:.1f} s",
+                kind="chat",
+                retry_after_s=round(wait_s, 3),
             )
 
     def allow(self, user: str, now: float) -> bool:
         """Take one token for `user`'s message; False means refuse it (the bucket is empty)."""
         bucket = self._buckets.get(user)
         if bucket is None:
-            bucket = self._buckets[user] = _Bucket(float(self._burst), now)
-        bucket.tokens = min(float(self._burst), bucket.tokens + (now - bucket.at) * self._per_s)
-        bucket.at = now
-        if bucket.tokens < 1.0:
-            return False
-        bucket.tokens -= 1.0
-        return True
+            bucket = self._buckets[user] = TokenBucket.full(self._per_s, self._burst, now)
+        return bucket.take(now)
 
-    def retry_after_s(self, user: str) -> float:
+    def retry_after_s(self, user: str, now: float) -> float:
         """How long until `user` may send again (0 when a token is available)."""
         bucket = self._buckets.get(user)
-        if bucket is None or bucket.tokens >= 1.0:
-            return 0.0
-        return (1.0 - bucket.tokens) / self._per_s
+        return 0.0 if bucket is None else bucket.wait_s(now)
 
     def forget(self, user: str) -> None:
         """A client left: its bucket goes with it, so the table stays as small as the crowd."""

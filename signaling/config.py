@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -22,6 +23,7 @@ from signaling.route_policy import Route
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["text", "json"]
+ForwardedHeader = Literal["x-forwarded-for", "forwarded"]
 
 SECRET_ENV = {
     "relay.token": "CHATGUARD_RELAY_TOKEN",
@@ -30,6 +32,14 @@ SECRET_ENV = {
 }
 """Secrets that may come from the environment instead of the file (a file is easier to leak:
 backups, a repository); set and non-empty, the variable wins over the file."""
+
+
+MAX_RECENT = 100_000
+"""The most events (or reports) the admin listener may be asked to keep: each is a few hundred
+bytes, in memory or in Redis, and its pages list them all."""
+
+MIN_RELAY_TOKEN_CHARS = 16
+"""A shorter relay token is refused at load: it is the one secret guarding ``/relay``."""
 
 
 class ConfigError(Exception):
@@ -67,6 +77,18 @@ class ServerConfig(_Section):
     """SIGTERM drains: new clients are refused and connected ones sent elsewhere, and the
     process exits once no call needs it any more, or after this long (a rolling restart's
     bound; keep the service manager's stop time-out above it)."""
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    """Addresses or networks (e.g. ["127.0.0.1", "10.0.0.0/8"]) of the reverse proxies in
+    front of this server. Only a request whose peer is one of them has its client address
+    read from X-Forwarded-For / Forwarded and its region from ``[regions] trusted_header``;
+    empty: every request is taken as it comes (the socket's address, the default region)."""
+    forwarded_header: ForwardedHeader = "x-forwarded-for"
+    """The header those proxies write the client's address in (only that one is read: a
+    proxy passes the other on as the client sent it)."""
+    allowed_origins: list[str] = msgspec.field(default_factory=list)
+    """Page origins (e.g. ["https://chat.example.org"]) whose scripts may open ``/ws``;
+    empty: only pages served with the same host as the request's Host header. ["*"]: any
+    site at all (unsafe: another site could then run calls in its visitors' names)."""
 
     @property
     def access_log(self) -> bool:
@@ -75,8 +97,9 @@ class ServerConfig(_Section):
 
 
 class AdminConfig(_Section):
-    """The admin listener: `/metrics` (Prometheus) and `/stats` (JSON), kept off the public
-    port. Localhost by default; expose it only to your monitoring."""
+    """The admin listener: `/metrics` (Prometheus), `/stats`, `/events` and `/reports` (JSON)
+    and a page of the last two at `/`, kept off the public port. Localhost by default; expose
+    it only to your monitoring."""
 
     host: str = "127.0.0.1"
     port: int = 9090
@@ -96,7 +119,10 @@ class TurnConfig(_Section):
     urls: list[str] = msgspec.field(default_factory=list)
     secret: str = ""
     """coturn's ``static-auth-secret`` (``use-auth-secret`` mode)."""
-    ttl_s: int = 3600
+    credential_ttl_s: int = 300
+    """TURN credentials expire this long after they are handed out (with each pairing, never
+    before ``join``). coturn checks the expiry when an allocation is made, not while it lasts,
+    so a call outlives it; a leaked credential does not."""
     realm: str = "chatguard"
     """coturn's ``realm`` (``chatguard turn-config`` prints it; browsers never see it)."""
     tls_cert_file: str = ""
@@ -128,7 +154,19 @@ class RelayConfig(_Section):
     deployments whose relays run elsewhere) or "auto", one per CPU core."""
     token: str = ""
     """Shared secret relay workers present to signaling; empty: `serve` makes a random one
-    for the workers it starts (remote workers then need it set here and on their side)."""
+    for the workers it starts (remote workers then need it set here and on their side). At
+    least ``MIN_RELAY_TOKEN_CHARS`` characters."""
+    hello_failures_to_block: int = 5
+    """Failed relay hellos (a wrong token, no hello) from one address within
+    `hello_failure_window_s` after which that address is refused at ``/relay`` for
+    `hello_block_s`: a token cannot be guessed at line speed."""
+    hello_failure_window_s: float = 60.0
+    hello_block_s: float = 300.0
+    workers_from: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.0/8", "::1"])
+    """Addresses and networks relay workers may dial `/relay` from (the client address as
+    `[server] trusted_proxies` establishes it), besides the address the service listens on.
+    The default admits this machine's own workers only: the control link is not for the
+    public, so a remote worker's network is listed."""
     max_legs_per_worker: int = 400
     fallback_after_s: float = 5.0
     """A direct call whose media has not connected by then moves to the relay."""
@@ -200,6 +238,12 @@ class ModerationConfig(_Section):
     """Mean luma change (0-255) of those cells from which a frame is a new scene, classified
     before it is forwarded: a change confined to part of the picture."""
     mute_audio_while_blocked: bool = False
+    max_decoded_pixels: int = 1920 * 1088
+    """Largest picture (width x height) a strict-route sender may send; a larger keyframe is
+    withheld undecoded (fail closed) and counted. The default admits 1080p."""
+    decode_budget: float = 0.25
+    """Seconds of the worker's decoder one strict stream may use per second (a 640x480 VP8
+    stream at 30 fps uses about 0.03); a stream over it is withheld until it is back under."""
     strikes_to_ban: int = 3
     strike_window_s: float = 600.0
     ban_s: float = 3600.0
@@ -216,6 +260,78 @@ class ChatConfig(_Section):
     """Messages a client may send at once before the rate limit applies."""
     per_s: float = 1.0
     """Messages per second a client may keep sending."""
+
+
+class Budget(_Section):
+    """One kind of message's token buckets (``signaling.budgets``): `burst` at once, then
+    `per_s`, for each connection; `address_burst` and `address_per_s` for all connections of
+    one address together. All four are required when a kind is set, so that a partial table
+    never mixes an operator's numbers with another kind's defaults."""
+
+    per_s: float
+    burst: int
+    address_per_s: float
+    address_burst: int
+
+
+def _budget(per_s: float, burst: int, address_per_s: float, address_burst: int) -> Any:
+    return msgspec.field(default_factory=lambda: Budget(per_s, burst, address_per_s, address_burst))
+
+
+class LimitsConfig(_Section):
+    """Abuse budgets of the public port: far above what the web client sends (a browser
+    sends dozens of ICE candidates at once), so only a script flooding the service meets them."""
+
+    per_address: bool = True
+    """false: no per-address cap or budgets, only per-connection ones (every client comes
+    from one address: a load generator, or a proxy not declared as trusted)."""
+    connections_per_address: int = 20
+    """Open WebSockets from one address; one more is refused with close code 4030."""
+    connects_per_s: float = 2.0
+    connect_burst: int = 40
+    """New WebSockets one address may open at once, then per second (over: 4030)."""
+    header_timeout_s: float = 10.0
+    """An HTTP request (a WebSocket handshake included) whose headers have not all arrived
+    this long after the connection opened, or after the previous response, is closed."""
+    refused_to_disconnect: int = 50
+    """Messages refused as over budget (one forgiven per second) after which the client is
+    disconnected with close code 4029."""
+    join: Budget = _budget(2.0, 20, 20.0, 200)
+    """join, next and leave."""
+    sdp: Budget = _budget(2.0, 20, 20.0, 200)
+    """offer and answer."""
+    candidate: Budget = _budget(20.0, 200, 200.0, 2000)
+    call_state: Budget = _budget(2.0, 20, 20.0, 200)
+    report: Budget = _budget(0.5, 10, 5.0, 100)
+    chat: Budget = _budget(5.0, 20, 50.0, 200)
+    """A backstop behind ``[chat]``'s own, tighter, per-client limit."""
+    ping: Budget = _budget(1.0, 10, 20.0, 200)
+    invalid: Budget = _budget(1.0, 10, 10.0, 100)
+    """Messages that could not be read: malformed, invalid, too large, binary or of another
+    protocol version."""
+
+    def budgets(self) -> dict[str, Budget]:
+        """The message budgets by kind (``signaling.budgets.KINDS``): every `Budget` field."""
+        return {
+            name: value
+            for name in self.__struct_fields__
+            if isinstance(value := getattr(self, name), Budget)
+        }
+
+    def problems(self) -> list[str]:
+        problems: list[str] = []
+        if self.connections_per_address < 1 or self.connect_burst < 1:
+            problems.append("limits.connections_per_address and connect_burst must be at least 1")
+        if self.connects_per_s <= 0 or self.header_timeout_s <= 0:
+            problems.append("limits.connects_per_s and header_timeout_s must be positive")
+        if self.refused_to_disconnect < 1:
+            problems.append("limits.refused_to_disconnect must be at least 1")
+        for kind, budget in self.budgets().items():
+            if min(budget.per_s, budget.address_per_s) <= 0:
+                problems.append(f"limits.{kind}: per_s and address_per_s must be positive")
+            if min(budget.burst, budget.address_burst) < 1:
+                problems.append(f"limits.{kind}: burst and address_burst must be at least 1")
+        return problems
 
 
 class ReportsConfig(_Section):
@@ -243,6 +359,15 @@ class EventsConfig(_Section):
     """HMAC-SHA256 key of the signature; or the CHATGUARD_WEBHOOK_SECRET environment variable."""
     queue_limit: int = 1000
     """Events waiting for delivery beyond which the oldest are dropped (and logged)."""
+    recent_limit: int = 500
+    """The most recent events, and the most recent reports, the admin listener lists; with
+    `[cluster] redis_url` they are kept in Redis, so every node lists the same."""
+    retention_s: float = 86400.0
+    """Events older than this are no longer listed (Redis forgets them too); reports are
+    listed for `[reports] window_s`, while they count towards a ban."""
+    include_addresses: bool = False
+    """Add the subject's IP address to each event (``address``): off by default, as an address
+    is personal data and the session id already ties an event to this service's own logs."""
 
 
 class ClusterConfig(_Section):
@@ -271,6 +396,7 @@ class Config(_Section):
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
     events: EventsConfig = msgspec.field(default_factory=EventsConfig)
     cluster: ClusterConfig = msgspec.field(default_factory=ClusterConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
 
     def check(self) -> None:
         """Cross-field checks that types alone cannot express."""
@@ -294,6 +420,10 @@ class Config(_Section):
             problems.append("events.webhook_url must be an http:// or https:// URL")
         if self.events.queue_limit < 1:
             problems.append("events.queue_limit must be at least 1")
+        if not 1 <= self.events.recent_limit <= MAX_RECENT:
+            problems.append(f"events.recent_limit must be 1-{MAX_RECENT}")
+        if self.events.retention_s <= 0:
+            problems.append("events.retention_s must be positive")
         if self.server.max_message_bytes < 1024:
             problems.append("server.max_message_bytes must be at least 1024")
         if self.server.drain_timeout_s < 0:
@@ -326,13 +456,14 @@ class Config(_Section):
                 "relay.udp_port (one shared port) and relay.udp_ports exclude each other"
             )
         problems += self._check_addresses()
+        problems += self._check_trust()
         mod = self.moderation
         for label, threshold in (mod.block or {}).items():
             if not 0.0 < threshold <= 1.0:
                 problems.append(f"moderation.block.{label} must be in (0, 1], got {threshold}")
         positive = (
             "verdict_ttl_s", "min_classifications_per_s", "strike_window_s", "ban_s",
-            "alert_classifications_per_s", "scene_peak_threshold",
+            "alert_classifications_per_s", "scene_peak_threshold", "decode_budget",
         )  # fmt: skip
         for name in positive:
             if getattr(mod, name) <= 0:
@@ -341,16 +472,19 @@ class Config(_Section):
             problems.append("moderation.reference_margin must be in (0, 1] (1: no margin)")
         if mod.resume_after_safe < 1 or mod.alert_s < 0:
             problems.append("moderation.resume_after_safe must be 1 or more, alert_s 0 or more")
+        if mod.max_decoded_pixels < 64 * 64:
+            problems.append("moderation.max_decoded_pixels must be at least 4096 (64x64)")
         if not 1 <= mod.scene_peak_cells <= 256:
             problems.append("moderation.scene_peak_cells must be 1-256")
         if mod.devices_to_ban_network < 0:
             problems.append("moderation.devices_to_ban_network must be 0 (never) or more")
         if mod.strikes_to_ban < 1:
             problems.append("moderation.strikes_to_ban must be at least 1")
-        if self.ice.turn.ttl_s <= 0:
-            problems.append("ice.turn.ttl_s must be positive")
+        if self.ice.turn.credential_ttl_s <= 0:
+            problems.append("ice.turn.credential_ttl_s must be positive")
         problems.extend(self._check_client_features())
         problems.extend(self._check_cluster())
+        problems.extend(self.limits.problems())
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -364,6 +498,38 @@ class Config(_Section):
         if not 0 < cluster.presence_ttl_s <= self.matchmaking.heartbeat_timeout_s:
             # a dead node's clients are handed back no later than a silent client's partner
             problems.append("cluster.presence_ttl_s must be positive, at most heartbeat_timeout_s")
+        return problems
+
+    def _check_trust(self) -> list[str]:
+        """Who is believed: proxies, page origins, relay workers."""
+        problems: list[str] = []
+        listed = [("server.trusted_proxies", v) for v in self.server.trusted_proxies]
+        listed += [("relay.workers_from", v) for v in self.relay.workers_from]
+        for key, value in listed:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                problems.append(f"{key}: {value!r} is not an IP address or network")
+        origins = self.server.allowed_origins
+        if "*" in origins and len(origins) > 1:
+            problems.append('server.allowed_origins: "*" (any origin) goes alone')
+        for value in origins:
+            if value != "*" and not _is_origin(value):
+                problems.append(
+                    f"server.allowed_origins: {value!r} is not an origin "
+                    '("https://host" or "http://host:port", no path)'
+                )
+        token = self.relay.token
+        if token and len(token) < MIN_RELAY_TOKEN_CHARS:
+            problems.append(
+                f"relay.token (or {SECRET_ENV['relay.token']}) must be at least "
+                f"{MIN_RELAY_TOKEN_CHARS} characters, got {len(token)}"
+            )
+        relay = self.relay
+        if relay.hello_failures_to_block < 1:
+            problems.append("relay.hello_failures_to_block must be at least 1")
+        if relay.hello_failure_window_s <= 0 or relay.hello_block_s <= 0:
+            problems.append("relay.hello_failure_window_s and relay.hello_block_s must be positive")
         return problems
 
     def _check_addresses(self) -> list[str]:
@@ -400,6 +566,20 @@ class Config(_Section):
         if self.web_client.minimum_age < 1:
             problems.append("web_client.minimum_age must be positive")
         return problems
+
+
+def _is_origin(value: str) -> bool:
+    """An origin as a browser sends it: scheme, host and an optional port, nothing else."""
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not (parts.path or parts.query or parts.fragment or parts.username)
+    )
 
 
 def config_from_mapping(data: dict[str, Any], source: str = "<config>") -> Config:

@@ -4,8 +4,9 @@ Why: an operator in a strict-safety region must be able to show what was blocked
 and why, without keeping media. Each event carries what a statement of reasons under the EU
 Digital Services Act asks for (Art. 17): a unique id, the time, the decision, whether it was
 automated, its ground (the model's label, score and the policy threshold; or the users'
-reports) and how long a ban lasts. Never pixels, SDP, text messages or network addresses: the
-subject is the session id, which means nothing outside this service's own logs.
+reports) and how long a ban lasts. Never pixels, SDP or text messages; and no network address
+unless the operator asks for one (``[events] include_addresses``): the subject is the session
+id, which means nothing outside this service's own logs.
 
 The hub builds events (sans-I/O, time passed in); ``signaling.app`` hands them to the log and
 to ``signaling.webhook``.
@@ -52,6 +53,9 @@ class OperatorEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The pair id of the call, if the decision was taken during one."""
     ban_s: float | None = None
     """How long the ban lasts (ban, ban_refused: what remains of it)."""
+    address: str = ""
+    """The subject's IP address (ban_refused: the refused client's), only with ``[events]
+    include_addresses``; empty otherwise, or when the subject is on another node."""
 
 
 def iso_utc(unix: float) -> str:

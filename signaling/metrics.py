@@ -10,6 +10,7 @@ worker id, which is as bounded as the number of worker processes.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 from prometheus_client.core import (
@@ -21,6 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from relay.control import Histogram, RelayTotals
+from signaling.budgets import CLOSE_REASONS, KINDS, Budgets
 from signaling.call_hub import SignalingHub
 from signaling.relays import WorkerInfo
 from signaling.webhook import WebhookSender
@@ -109,7 +111,57 @@ class SignalingCollector(Collector):
             "Connections refused because the device or address is banned.",
             stats.refused_banned,
         )
+        yield _by_label(
+            "refused_connections",
+            "WebSockets refused at the handshake or hello, by reason (origin, relay_hello, "
+            "relay_throttled, relay_origin).",
+            "reason",
+            stats.refused,
+        )
         yield _counter("reports", "Reports filed by users.", hub.reports.total)
+
+
+class BudgetsCollector(Collector):
+    """The abuse budgets of the public port (``signaling.budgets``): what they refused."""
+
+    def __init__(self, budgets: Budgets) -> None:
+        self._budgets = budgets
+
+    def collect(self) -> Iterator[Metric]:
+        budgets = self._budgets
+        yield _by_label(
+            "signaling_rate_limited",
+            "Client messages refused as over their budget (not processed), by kind.",
+            "kind",
+            _every_kind(budgets.messages_refused),
+        )
+        yield _by_label(
+            "signaling_flooders_disconnected",
+            "Clients disconnected (4029) for sending on after rate_limited, by the last kind.",
+            "kind",
+            _every_kind(budgets.disconnected),
+        )
+        yield _by_label(
+            "signaling_connections_refused",
+            "WebSockets refused at the door (4030): too many open or too fast, per address.",
+            "reason",
+            {reason: budgets.connections_refused[reason] for reason in CLOSE_REASONS},
+        )
+        yield _counter(
+            "http_header_timeouts",
+            "HTTP connections closed because their request headers came too slowly.",
+            budgets.header_timeouts,
+        )
+        yield _gauge(
+            "signaling_addresses_tracked",
+            "Client addresses with budgets kept.",
+            budgets.address_count(),
+        )
+
+
+def _every_kind(counts: Counter[str]) -> dict[str, int]:
+    """Every kind, zeros included, so that a dashboard's series exist before the first flood."""
+    return {kind: counts[kind] for kind in KINDS}
 
 
 class RelayCollector(Collector):
@@ -144,9 +196,17 @@ class RelayCollector(Collector):
             "Strict route: a released frame's wait for its verdict (last packet in to forwarded).",
             ["worker"],
         )
+        inference = _histogram(
+            "model_inference_seconds",
+            "Strict route: one run of the model on the worker's inference thread (an image, a "
+            "stacked batch, or an fp32 re-check).",
+            ["worker"],
+        )
         for worker, totals in moderated:
             _add_histogram(gate, [worker], totals.gate_latency)
+            _add_histogram(inference, [worker], totals.inference)
         yield gate
+        yield inference
 
 
 def _worker_gauges(workers: list[WorkerInfo]) -> Iterator[Metric]:
@@ -197,6 +257,16 @@ def _worker_counters(reported: list[tuple[str, RelayTotals]]) -> Iterator[Metric
         for reason, count in sorted(totals.dropped.items()):
             dropped.add_metric([worker, reason], count)
     yield dropped
+    requests = CounterMetricFamily(
+        f"{PREFIX}_relay_keyframe_requests", "Keyframe requests by who needed one (receiver, "
+        "gate, switch) and outcome (sent, throttled).",
+        labels=["worker", "source", "outcome"],
+    )  # fmt: skip
+    for worker, totals in reported:
+        for key, count in sorted(totals.keyframe_requests.items()):
+            source, _, outcome = key.rpartition("_")
+            requests.add_metric([worker, source, outcome], count)
+    yield requests
     defences = CounterMetricFamily(
         f"{PREFIX}_relay_defences", "Legs refused, candidates ignored, faults caught and "
         "retransmissions withheld, by kind (docs/protocol.md, Refusals).",
@@ -232,13 +302,19 @@ class WebhookCollector(Collector):
         )
 
 
-def metrics_registry(hub: SignalingHub, webhook: WebhookSender | None = None) -> CollectorRegistry:
+def metrics_registry(
+    hub: SignalingHub, budgets: Budgets, webhook: WebhookSender | None = None
+) -> CollectorRegistry:
     """A registry of its own (not the library's global one, so that two services in one
     process, as in tests, do not collide) with this process's CPU and memory beside ours."""
     from prometheus_client import ProcessCollector
 
     registry = CollectorRegistry(auto_describe=False)
-    collectors: list[Collector] = [SignalingCollector(hub), RelayCollector(hub)]
+    collectors: list[Collector] = [
+        SignalingCollector(hub),
+        BudgetsCollector(budgets),
+        RelayCollector(hub),
+    ]
     if webhook is not None:
         collectors.append(WebhookCollector(webhook))
     for collector in collectors:

@@ -20,12 +20,42 @@ CLOSE_TOO_SLOW = 4001
 """WebSocket close code: the client did not read its messages."""
 CLOSE_BANNED = 4004
 """WebSocket close code: this device or address is banned for now."""
+CLOSE_FLOODING = 4029
+"""WebSocket close code: the client kept sending far past its budgets (``[limits]``) after
+``rate_limited`` errors told it to wait (as HTTP's 429 Too Many Requests)."""
+CLOSE_TOO_MANY_CONNECTIONS = 4030
+"""WebSocket close code: a new connection refused at the door because its address has too
+many open, or opened too many too fast (``[limits]``); no ``welcome`` was sent."""
 CLOSE_RECONNECT = 1012
 """WebSocket close code (RFC 6455 "service restart"): after ``reconnect``, this process is
 draining; connect again (a load balancer sends the new connection to another one)."""
 CLOSE_DRAINING = 1013
 """WebSocket close code (RFC 6455 "try again later"): a new connection refused at the door
 because this process is draining; retry with back-off."""
+
+SUBPROTOCOL = "chatguard"
+"""The WebSocket subprotocol the server selects when a client offers it. A browser that offers
+subprotocols fails the connection unless the server selects one of them, so a client that
+sends its device id (below) offers this one too."""
+DEVICE_SUBPROTOCOL_PREFIX = "chatguard.device."
+"""A client's device id travels as the offered subprotocol ``chatguard.device.<id>``, in the
+handshake's ``Sec-WebSocket-Protocol`` header: strikes and bans key on it, and the door must
+know it before it admits anyone. A header, not the URL, because URLs end up in proxies'
+access logs and browser history, and the id is a tracking key."""
+MAX_DEVICE_CHARS = 64
+
+
+def device_from_subprotocols(offered: list[str]) -> str:
+    """The device id offered as a subprotocol, or "" (none, or not one the web client could
+    have made: letters, digits, "-" and "_", at most ``MAX_DEVICE_CHARS``)."""
+    for name in offered:
+        if name.startswith(DEVICE_SUBPROTOCOL_PREFIX):
+            device = name.removeprefix(DEVICE_SUBPROTOCOL_PREFIX)
+            plain = device.replace("-", "").replace("_", "")
+            if len(device) <= MAX_DEVICE_CHARS and plain.isascii() and plain.isalnum():
+                return device
+    return ""
+
 
 RouteName = Literal["direct", "relay", "strict"]
 Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=60_000)]
@@ -130,6 +160,7 @@ class Welcome(_ServerMessage, tag="welcome"):
     id: str
     region: str
     ice_servers: list[IceServer]
+    """STUN only: TURN credentials come with ``paired`` and ``reroute`` (``signaling.ice``)."""
     heartbeat_interval_s: float
     connect_timeout_s: float
     fallback_after_s: float
@@ -153,6 +184,9 @@ class Paired(_ServerMessage, tag="paired"):
     route: RouteName
     reuse: bool = False
     """Relayed routes: keep the connection to the relay from the previous call (no offer)."""
+    ice_servers: list[IceServer] = []
+    """For this call's connection: STUN, and TURN with credentials minted now (none when
+    `reuse`: the kept connection needs none)."""
 
 
 class PartnerLeft(_ServerMessage, tag="partner_left"):
@@ -188,6 +222,17 @@ class Reroute(_ServerMessage, tag="reroute"):
     pair: str
     route: RouteName
     reason: str
+    ice_servers: list[IceServer] = []
+    """As ``paired``'s: for the new connection, TURN credentials minted now."""
+
+
+class IceServers(_ServerMessage, tag="ice_servers"):
+    """Fresh ICE servers for the connection of `pair`, in answer to the client's
+    ``call_state: reconnecting``: restoring the media allocates anew on TURN, and the
+    credentials that came with the pairing may have expired by then."""
+
+    pair: str
+    ice_servers: list[IceServer] = []
 
 
 class PartnerState(_ServerMessage, tag="partner_state"):
@@ -239,6 +284,10 @@ class Pong(_ServerMessage, tag="pong"):
 class Error(_ServerMessage, tag="error"):
     code: str
     message: str
+    kind: str | None = None
+    """``rate_limited`` only: the budget that ran out (``signaling.budgets.KINDS``)."""
+    retry_after_s: float | None = None
+    """``rate_limited`` only: when a message of that kind would be taken again."""
 
 
 ServerMessage = (
@@ -252,6 +301,7 @@ ServerMessage = (
     | RelayedAnswer
     | RelayedCandidate
     | Reroute
+    | IceServers
     | PartnerState
     | CallEnded
     | ModerationNotice
@@ -265,10 +315,14 @@ ServerMessage = (
 class ProtocolError(Exception):
     """A message that cannot be accepted; `code` is machine-readable, the text human-readable."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(
+        self, code: str, message: str, kind: str | None = None, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.kind = kind
+        self.retry_after_s = retry_after_s
 
 
 _decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)

@@ -4,15 +4,41 @@ Pure bookkeeping, no sockets: the hub tells it about workers' hellos, load repor
 disconnects, and about legs placed and closed; it answers ``place()``. Legs are counted the
 moment they are placed, not when the worker next reports, so a burst of new calls spreads
 over the workers instead of all landing on whichever looked idle a second ago.
+
+With a shared pool (``signaling.cluster``) it also holds the workers connected to other nodes,
+as their nodes last published them (``update_elsewhere``), so that placement picks the
+least-loaded worker of the whole service without asking Redis: such a worker's legs are those
+its node counted at its last report plus those placed from here since. Each is known here as
+``elsewhere_id(worker, node)``: worker ids are unique per node only (every ``serve`` names its
+own workers ``local-0.0``, ``local-1.0``...).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgspec
 from msgspec.structs import asdict
 
 from relay.control import Load, RelayTotals
+
+
+class WorkerRecord(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A worker as its node tells the other nodes of a shared pool: enough to place calls."""
+
+    worker: str
+    node: str
+    max_legs: int
+    legs: int
+    """Legs on it, whichever node placed them."""
+    cpu_percent: float
+    draining: bool
+    moderation_ready: bool | None
+
+
+def elsewhere_id(worker: str, node: str) -> str:
+    """The id a worker of another node has here."""
+    return f"{worker}@{node}"
 
 
 @dataclass(slots=True)
@@ -34,11 +60,24 @@ class WorkerInfo:
     moderation_error: str = ""
     totals: RelayTotals | None = None
     """The worker's counters since it started, as last reported (``/metrics``)."""
+    node: str = ""
+    """The signaling node the worker is connected to, when it is another one; "": this one."""
+    id_there: str = ""
+    """A worker of another node: its id there (`worker_id` is ``elsewhere_id`` of it)."""
+    legs_counted_there: int = 0
+    """A worker on another node: its legs when that node last published it (`legs` then holds
+    only those placed from here since)."""
+    seen_until: float = 0.0
+    """A worker on another node: forgotten at this time (monotonic) unless published again."""
+
+    @property
+    def legs_in_use(self) -> int:
+        return len(self.legs) + self.legs_counted_there
 
     @property
     def load(self) -> float:
         """Fraction of capacity in use; CPU counts too, since legs differ in cost."""
-        return max(len(self.legs) / self.max_legs, self.cpu_percent / 100.0)
+        return max(self.legs_in_use / self.max_legs, self.cpu_percent / 100.0)
 
 
 class RelayDirectory:
@@ -68,6 +107,43 @@ class RelayDirectory:
             info.moderation_error = load.moderation_error
             info.totals = load.totals
 
+    def update_elsewhere(self, record: WorkerRecord, until: float) -> None:
+        """A worker of another node, as that node published it, valid until `until`
+        (monotonic)."""
+        key = elsewhere_id(record.worker, record.node)
+        info = self._workers.get(key)
+        if info is None:
+            info = WorkerInfo(key, 2, 0, node=record.node, id_there=record.worker)
+            self._workers[key] = info
+        info.max_legs, info.legs_counted_there = max(2, record.max_legs), record.legs
+        info.cpu_percent, info.draining = record.cpu_percent, record.draining
+        info.moderation_ready, info.seen_until = record.moderation_ready, until
+        info.legs.clear()  # counted there by now, or at its next record
+
+    def record_of(self, worker_id: str, node: str) -> WorkerRecord | None:
+        """What this node publishes about one of its workers."""
+        info = self._workers.get(worker_id)
+        if info is None or info.node:
+            return None
+        return WorkerRecord(
+            worker=worker_id,
+            node=node,
+            max_legs=info.max_legs,
+            legs=len(info.legs),
+            cpu_percent=info.cpu_percent,
+            draining=info.draining,
+            moderation_ready=info.moderation_ready,
+        )
+
+    def lapsed_elsewhere(self, now: float) -> list[str]:
+        """Workers of other nodes not published again in time: their node (or they) died."""
+        return [w.worker_id for w in self._workers.values() if w.node and w.seen_until <= now]
+
+    def elsewhere(self, worker_id: str) -> tuple[str, str] | None:
+        """(its node, its id there) for a worker of another node; None: ours, or unknown."""
+        info = self._workers.get(worker_id)
+        return None if info is None or not info.node else (info.node, info.id_there)
+
     def place(self, legs_needed: int = 2, moderated: bool = False) -> str | None:
         """The least-loaded live worker with room for `legs_needed` more legs (and, for
         `moderated` ones, able to moderate), if any."""
@@ -85,15 +161,23 @@ class RelayDirectory:
         return (
             info is not None
             and not info.draining
-            and len(info.legs) + legs_needed <= info.max_legs
+            and info.legs_in_use + legs_needed <= info.max_legs
             and (info.moderation_ready is True or not moderated)
         )
 
     def workers(self) -> list[WorkerInfo]:
+        """Those connected to this node."""
+        return [info for info in self._workers.values() if not info.node]
+
+    def everywhere(self) -> list[WorkerInfo]:
+        """Those of every node known here: what calls can be placed on."""
         return list(self._workers.values())
 
     def add_leg(self, worker_id: str, leg_id: str) -> None:
-        self._workers[worker_id].legs.add(leg_id)
+        """Also for a leg another node placed on a worker of ours (``signaling.cluster``)."""
+        info = self._workers.get(worker_id)
+        if info is not None:
+            info.legs.add(leg_id)
 
     def remove_leg(self, worker_id: str, leg_id: str) -> None:
         info = self._workers.get(worker_id)
@@ -122,5 +206,21 @@ class RelayDirectory:
                     else {}
                 ),
             }
+            for info in self.workers()
+        ]
+
+    def snapshot_elsewhere(self) -> list[dict[str, object]]:
+        """Workers of other nodes, as last published: for ``/stats``."""
+        return [
+            {
+                "worker": info.id_there,
+                "node": info.node,
+                "legs": info.legs_in_use,
+                "max_legs": info.max_legs,
+                "cpu_percent": round(info.cpu_percent, 1),
+                "draining": info.draining,
+                "moderation_ready": info.moderation_ready,
+            }
             for info in self._workers.values()
+            if info.node
         ]

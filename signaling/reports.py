@@ -8,8 +8,10 @@ counts once. Sans-I/O: the caller passes the clock and carries out the ban.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass
+
+import msgspec
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,28 @@ class ReportRecord:
     """The reason the reporter chose (bounded by the protocol)."""
 
 
+class OpenReport(msgspec.Struct, kw_only=True):
+    """A report as the admin listener lists it while it counts towards a ban (metadata only:
+    session ids, never a device id or an address)."""
+
+    id: str
+    time: str
+    """ISO 8601, UTC."""
+    reporter: str
+    """Session id of the user who pressed Report."""
+    reported: str
+    """Session id of the partner being reported."""
+    call: str
+    """The pair id of the call it was filed from."""
+    reason: str
+    reporters: int
+    """Distinct reporters of the reported device within the window, this one included."""
+    counted: bool
+    """False when this reporter had already reported this device within the window."""
+    ban: bool
+    """This report reached the limit and banned the reported device."""
+
+
 @dataclass(frozen=True, slots=True)
 class ReportOutcome:
     counted: bool
@@ -35,14 +59,13 @@ class ReportOutcome:
 
 
 class ReportLog:
-    """Recent reports in a bounded window, a count per reported session, and per reported
-    device the distinct reporters within the time window."""
+    """A count per reported session, and per reported device the distinct reporters within
+    the time window (bounded; the admin listener's list is ``signaling.recent_records``)."""
 
     def __init__(self, reporters_to_ban: int, window_s: float, keep_last: int = 10_000) -> None:
         self._limit = reporters_to_ban
         self._window_s = window_s
         self._keep_last = keep_last
-        self._recent: deque[ReportRecord] = deque(maxlen=keep_last)
         self._counts: Counter[str] = Counter()
         self._reporters: dict[str, dict[str, float]] = {}
         """Reported device -> reporter device -> when it reported (monotonic clock)."""
@@ -52,11 +75,10 @@ class ReportLog:
     ) -> ReportOutcome:
         """Store a report. `reporter_key` and `reported_key` name the two devices (a session
         id where a client gave no device id)."""
-        self._recent.append(report)
         self._counts[report.reported] += 1
         reporters = self._reporters.pop(reported_key, {})
         self._reporters[reported_key] = reporters  # most recently reported last
-        while len(self._reporters) > self._keep_last:  # bounded like the records
+        while len(self._reporters) > self._keep_last:  # bounded: a service runs for weeks
             del self._reporters[next(iter(self._reporters))]
         for key, at in list(reporters.items()):
             if at <= now - self._window_s:
@@ -71,9 +93,6 @@ class ReportLog:
 
     def count_for(self, user: str) -> int:
         return self._counts[user]
-
-    def recent(self) -> list[ReportRecord]:
-        return list(self._recent)
 
     @property
     def total(self) -> int:

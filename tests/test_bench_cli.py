@@ -242,9 +242,10 @@ def test_strict_smoke_run_writes_json_and_plot(tmp_path: Path) -> None:
     out, png = tmp_path / "strict.json", tmp_path / "strict.png"
     argv = ["bench", "strict", "--pairs", "1", "--duration", "1", "--warmup", "0.5"]
     argv += ["--fastpath-frames", "0", "--json", str(out), "--plot", str(png)]
-    assert cli.main(argv) == 0
+    assert cli.main([*argv, "--engines", "onnxruntime"]) == 0
     result = json.loads(out.read_text())
     (run,) = result["runs"]
+    assert run["engine"] == "onnxruntime fp32"
     assert run["streams"] == 1 and len(run["decided_fps_by_stream"]) == 1
     assert isinstance(run["service_levels_missed"], list) and run["saturated"]
     assert result["meta"]["settings"]["pairs"] == [1]

@@ -69,7 +69,9 @@ def test_an_active_candidate_pairs_with_its_own_passive_candidate_only() -> None
 
 @pytest.fixture
 def token_server() -> Iterator[RunningServer]:
-    yield from run_server(make_config(relay={"workers": 0, "token": "test-token"}), Route.RELAY)
+    yield from run_server(
+        make_config(relay={"workers": 0, "token": "test-relay-token"}), Route.RELAY
+    )
 
 
 @pytest.mark.timeout(60)
@@ -77,7 +79,7 @@ async def test_users_reach_the_relay_over_tcp_only_and_get_video(
     token_server: RunningServer,
 ) -> None:
     worker = RelayWorker(
-        token_server.ws_url.replace("/ws", "/relay"), "test-token", "w1", 10, free_port()
+        token_server.ws_url.replace("/ws", "/relay"), "test-relay-token", "w1", 10, free_port()
     )
     running = asyncio.create_task(worker.run())
     await wait_for_workers(token_server, 1)

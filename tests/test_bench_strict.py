@@ -16,15 +16,20 @@ from tests.support.bench_results import strict_run
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
 def test_smoke_run_counts_no_leak_and_writes_json(tmp_path: Path) -> None:
-    out = tmp_path / "strict.json"
+    out, png = tmp_path / "strict.json", tmp_path / "strict.png"
     argv = ["bench", "strict", "--streams", "2", "--seconds", "1", "--warmup", "1"]
-    assert cli.main([*argv, "--fastpath-frames", "10", "--json", str(out)]) == 0
+    argv += ["--fastpath-frames", "10", "--json", str(out), "--plot", str(png)]
+    assert cli.main(argv) == 0
+    assert png.read_bytes().startswith(b"\x89PNG")  # one set of curves per engine
     data = json.loads(out.read_text())
-    (run,) = data["runs"]
-    assert run["streams"] == 2 and run["leaked_unsafe_frames"] == 0
-    assert run["sent_fps_per_stream"] > 0 and run["gate_latency"]["count"] > 0
+    # the test extra installs OpenVINO: both engines, the same load each
+    assert [run["engine"].split()[0] for run in data["runs"]] == ["onnxruntime", "openvino"]
+    for run in data["runs"]:
+        assert run["streams"] == 2 and run["leaked_unsafe_frames"] == 0
+        assert run["sent_fps_per_stream"] > 0 and run["gate_latency"]["count"] > 0
+    assert set(data["per_frame"]) == {run["engine"] for run in data["runs"]}
     assert data["fastpath_640x480"]["speedup_vs_opencv"] > 0
     msgspec.json.decode(out.read_bytes(), type=StrictResult)  # what it wrote is its schema
 

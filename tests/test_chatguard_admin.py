@@ -62,7 +62,7 @@ def test_metrics_and_stats_are_on_the_admin_port_only(plain_server: RunningServe
     for path in ("/metrics", "/stats"):
         assert httpx.get(plain_server.http_url + path).status_code == 404
     assert httpx.get(plain_server.admin_url + "/stats").json()["clients"] == 0
-    for path in ("/", "/ws", "/healthz", "/client-settings"):
+    for path in ("/ws", "/healthz", "/client-settings", "/static/client.js"):
         assert httpx.get(plain_server.admin_url + path).status_code == 404
     samples = scrape(plain_server)
     assert value(samples, "chatguard_clients") == 0
@@ -160,6 +160,11 @@ async def test_a_strict_call_moves_the_moderation_figures(strict_server: Running
     assert released > 0
     assert value(blocked, "chatguard_strict_gate_latency_seconds_bucket", le="+Inf") == released
     assert value(blocked, "chatguard_strict_gate_latency_seconds_sum", worker=worker) > 0
+    # the worker times each model run (an image, or a stack of them) and reports it
+    runs = value(blocked, "chatguard_model_inference_seconds_count", worker=worker)
+    assert runs > 0
+    assert value(blocked, "chatguard_model_inference_seconds_sum", worker=worker) > 0
+    assert value(blocked, "chatguard_model_inference_seconds_bucket", le="+Inf") == runs
 
 
 def test_a_taken_admin_port_stops_serve_at_start(tmp_path: Path) -> None:

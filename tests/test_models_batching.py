@@ -56,6 +56,11 @@ async def test_concurrent_requests_get_their_own_results(
     # 18 requests, max_batch 4: the first run takes 4 and the rest pile up behind it.
     assert batcher.stats.images == 18
     assert batcher.stats.runs < 18 and max(batcher.stats.batch_sizes) == 4
+    # each model run is timed: one per image in "loop" mode, one per stack in "tensor" mode
+    run_s = batcher.stats.take_run_s()
+    assert len(run_s) == (18 if mode == "loop" else batcher.stats.runs)
+    assert all(0 < s < 5 for s in run_s)
+    assert batcher.stats.take_run_s() == []  # taken once
 
 
 async def test_requests_arriving_during_a_run_join_the_next_batch(
@@ -115,6 +120,7 @@ async def test_errors_reach_every_caller_in_the_batch(
             *(batcher.submit(r) for r in requests[:3]), return_exceptions=True
         )
         assert all(isinstance(r, RuntimeError) and "exploded" in str(r) for r in results)
+        assert batcher.stats.take_run_s() == []  # a failed run is no inference time
         del runner.run_raw  # the batcher keeps working after a failed run
         assert [d.label for d in await batcher.submit(requests[0])] == ["FACE_FEMALE"]
 

@@ -24,6 +24,7 @@ import pytest
 from chatguard.supervisor import TOKEN_ENV
 from signaling.route_policy import Route
 from tests.support.netns import (
+    SUBNET_BASE,
     NamespaceHost,
     echo_server,
     isolated_hosts_or_skip,
@@ -35,7 +36,7 @@ from tests.support.server import RunningServer, make_config, run_server, wait_fo
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
-TOKEN = "nat-test-token"
+TOKEN = "nat-test-relay-token"
 
 
 @pytest.fixture
@@ -52,7 +53,8 @@ def natted_host() -> Iterator[tuple[NamespaceHost, str]]:
 
 @pytest.fixture
 def signaling() -> Iterator[RunningServer]:
-    config = make_config(server={"host": "0.0.0.0"}, relay={"workers": 0, "token": TOKEN})
+    relay = {"workers": 0, "token": TOKEN, "workers_from": [f"{SUBNET_BASE}.0.0/16"]}
+    config = make_config(server={"host": "0.0.0.0"}, relay=relay)  # workers from the test hosts
     yield from run_server(config, Route.RELAY)
 
 

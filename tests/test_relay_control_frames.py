@@ -22,13 +22,13 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture
 def token_server() -> Iterator[RunningServer]:
-    yield from run_server(make_config(relay={"workers": 0, "token": "test-token"}))
+    yield from run_server(make_config(relay={"workers": 0, "token": "test-relay-token"}))
 
 
 async def test_the_largest_control_message_reaches_signaling(token_server: RunningServer) -> None:
     url = token_server.ws_url.replace("/ws", "/relay")
     async with websockets.connect(url, max_size=rc.MAX_FRAME_BYTES) as ws:
-        hello = rc.Hello(worker_id="w1", token="test-token", pid=1, max_sessions=10)
+        hello = rc.Hello(worker_id="w1", token="test-relay-token", pid=1, max_sessions=10)
         await ws.send(rc.encode(hello))
         assert isinstance(rc.decode_signaling_message(await ws.recv()), rc.Configure)
         # 60,000 characters (the SDP limit), each escaped by JSON to six bytes

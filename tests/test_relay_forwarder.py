@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
     RTCRtpHeaderExtensionParameters,
+    RTCRtpParameters,
 )
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
 from relay import rtp
 from relay.codecs import vp8_is_keyframe_start
 from relay.forwarder import ForwarderConfig, StreamForwarder
-from relay.negotiation import keyframe_checks, map_extension_ids, map_payload_types
+from relay.negotiation import (
+    ABS_SEND_TIME,
+    extension_id,
+    keyframe_checks,
+    map_extension_ids,
+    map_payload_types,
+)
 
 AST = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -22,6 +30,13 @@ MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 KEY = b"\x10\x00\x9d\x01\x2a"
 DELTA = b"\x10\x01"
 CONT = b"\x00\x00\x00"  # continuation packet (S=0)
+EXTENSIONS_IN, EXTENSIONS_OUT = HeaderExtensionsMap(), HeaderExtensionsMap()
+EXTENSIONS_IN.configure(
+    RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(3, AST)])
+)
+EXTENSIONS_OUT.configure(
+    RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(2, AST)])
+)
 
 
 def pkt(seq: int, ts: int, payload: bytes, pt: int = 97, ssrc: int = 0xAAAA) -> bytearray:
@@ -32,13 +47,17 @@ def pkt(seq: int, ts: int, payload: bytes, pt: int = 97, ssrc: int = 0xAAAA) -> 
     )
 
 
-def video_forwarder() -> StreamForwarder:
+def video_forwarder(
+    ext_id_map: list[int] | None = None, abs_send_time_id: int = 0
+) -> StreamForwarder:
     cfg = ForwarderConfig(
         kind="video",
         clock_rate=90000,
         pt_map={97: 120},
         out_ssrc=0xBBBB,
         keyframe_checks={97: vp8_is_keyframe_start},
+        ext_id_map=ext_id_map or [0] * 256,
+        abs_send_time_id=abs_send_time_id,
     )
     f = StreamForwarder(cfg, random.Random(1))
     f.set_source(1)
@@ -95,7 +114,7 @@ def test_nack_answered_from_ring() -> None:
         assert f.on_rtp(b, 0.0)
         sent.append(bytes(b))
     seqs = [rtp.sequence_number(s) for s in sent]
-    assert [bytes(p) for p in f.on_nack([seqs[1], seqs[3], (seqs[4] + 1) & 0xFFFF])] == [
+    assert [bytes(p) for p in f.on_nack([seqs[1], seqs[3], (seqs[4] + 1) & 0xFFFF], 1.0)] == [
         sent[1],
         sent[3],
     ]
@@ -142,6 +161,40 @@ def test_extension_ids_mapped_by_uri_and_mid_erased() -> None:
     ]
     table = map_extension_ids(a, b)
     assert table[3] == 2 and table[1] == 0 and sum(1 for x in table if x) == 1
+    assert (extension_id(b, ABS_SEND_TIME), extension_id(b[:1], ABS_SEND_TIME)) == (2, 0)
+
+
+def stamped(seq: int, payload: bytes, sent_at: float) -> bytearray:
+    """A packet with the sender's abs-send-time as incoming id 3 (the receiving leg's: 2)."""
+    p = RtpPacket(payload_type=97, sequence_number=seq, timestamp=seq * 3000, ssrc=0xAAAA)
+    p.payload = payload
+    p.extensions.abs_send_time = int(sent_at * (1 << 18)) & 0xFFFFFF
+    return bytearray(p.serialize(EXTENSIONS_IN))
+
+
+def test_abs_send_time_is_moved_by_what_the_relay_held() -> None:
+    """A frame held 0.3 s for its verdict, or a packet resent 2 s after it went out, must not
+    look that late to the receiver's estimator; a packet forwarded at once is not touched."""
+    ids = [0] * 256
+    ids[3] = 2
+    f = video_forwarder(ids, abs_send_time_id=2)
+
+    def send_time(packet: bytearray) -> float:
+        value = RtpPacket.parse(bytes(packet), EXTENSIONS_OUT).extensions.abs_send_time
+        assert value is not None
+        return float(value) / (1 << 18)
+
+    held = stamped(10, KEY, sent_at=5.0)
+    assert f.on_rtp(held, 7.25, held_s=0.3)
+    assert send_time(held) == pytest.approx(5.3, abs=1e-5)
+    live = stamped(11, DELTA, sent_at=5.5)
+    assert f.on_rtp(live, 7.5)
+    assert send_time(live) == 5.5
+    (again,) = f.on_nack([rtp.sequence_number(held)], 9.25)
+    assert send_time(again) == pytest.approx(7.3, abs=1e-5)  # 2 s after it went out
+    assert send_time(held) == pytest.approx(
+        5.3, abs=1e-5
+    )  # the copy kept for the next NACK is unchanged
 
 
 def test_upstream_nack_translates_what_the_relay_never_got() -> None:
@@ -155,7 +208,7 @@ def test_upstream_nack_translates_what_the_relay_never_got() -> None:
         out.append(rtp.sequence_number(b))
     first = out[0]
     missing = (first + 3) & 0xFFFF
-    assert f.on_nack([missing]) == []
+    assert f.on_nack([missing], 0.0) == []
     assert f.upstream_nack([out[1], missing]) == [1003]
     assert f.upstream_nack([(first - 5) & 0xFFFF]) == []  # before this source's epoch
 

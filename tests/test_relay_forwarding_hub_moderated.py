@@ -70,23 +70,53 @@ def test_moderated_video_goes_through_the_gate_only() -> None:
     assert stream.packets == [key] and b.rtp_sent(96) == []
     assert hub.dropped["moderated_rtx"] == 1
     # the gate releases the keyframe: it goes out rewritten like any forwarded packet
-    stream.sink.release([key], restart=False, now=0.05)
+    stream.sink.release([key], restart=False, now=0.05, held_s=0.04)
     (out,) = b.rtp_sent(96)
     assert rtp.ssrc(out) == b.media["video"].out_ssrc
     first = rtp.sequence_number(out)
     # frames withheld (seq 11-13), then a keyframe: the outgoing sequence has no gap
-    stream.sink.release([pkt(96, 14, 12000, KEY)], restart=True, now=0.2)
+    stream.sink.release([pkt(96, 14, 12000, KEY)], restart=True, now=0.2, held_s=0.1)
     assert [(rtp.sequence_number(p) - first) & 0xFFFF for p in b.rtp_sent(96)] == [0, 1]
     # a gate keyframe request becomes one throttled PLI to the sender, for its stream
     stream.sink.request_keyframe(0xA1, 0.3)
     stream.sink.request_keyframe(0xA1, 0.31)
     plis = [p for p in a.sent if rtp.is_rtcp(p) and p[1] == rtcp.RTCP_PSFB]
     assert len(plis) == 1 and int.from_bytes(plis[0][8:12], "big") == 0xA1
+    # ... and the receiver's own request within the same half second is answered by it
+    hub.on_rtcp(b, rtcp.build_pli(0xB2, b.media["video"].out_ssrc), 0.5)
+    hub.on_rtcp(b, rtcp.build_pli(0xB2, b.media["video"].out_ssrc), 0.81)
+    assert hub.keyframe_requests == {
+        "gate_sent": 1,
+        "gate_throttled": 1,
+        "receiver_throttled": 1,
+        "receiver_sent": 1,
+    }
+    assert hub.pli_sent == 2
     stream.sink.moderation_event("blocked", "FACE_FEMALE", 0.8)
     assert events == [(a, "blocked", "FACE_FEMALE", 0.8)]
     # B's video to A goes through B's own gate
     hub.on_rtp(b, pkt(96, 5, 0, KEY, ssrc=0xB1), 0.4)
     assert a.rtp_sent(96) == []
+
+
+def test_a_sender_is_told_its_receivers_remb_plus_what_the_gate_withheld() -> None:
+    hub, a, b, stream, _ = setup()
+    first = pkt(96, 0, 0, KEY + bytes(995))
+    hub.on_rtp(a, first, 0.0)
+    stream.sink.release([first], restart=False, now=0.0, held_s=0.0)
+    video_to_b = b.media["video"].out_ssrc
+    hub.on_rtcp(b, rtcp.build_remb(0xB2, 50_000, [video_to_b]), 0.0)
+    for i in range(1, 101):  # 100 frames in 1 s, the gate lets 10 through
+        packet = pkt(96, i, i * 3000, KEY + bytes(995))
+        hub.on_rtp(a, packet, i / 100)
+        if i % 10 == 0:
+            stream.sink.release([packet], restart=False, now=i / 100, held_s=0.0)
+    hub.on_rtcp(b, rtcp.build_remb(0xB2, 60_000, [video_to_b]), 1.0)
+    rembs = [ev for p in a.sent if rtp.is_rtcp(p) for ev in rtcp.parse_rtcp(p)[0]]
+    assert [(ev.ssrcs, ev.bitrate) for ev in rembs if isinstance(ev, rtcp.Remb)] == [
+        ((0xA1,), 50_000),
+        ((0xA1,), 60_000 + 90 * 1012 * 8),  # 1012-byte packets, 90 of 100 withheld in 1 s
+    ]
 
 
 def test_audio_is_muted_only_while_blocked_and_only_if_the_policy_says_so() -> None:

@@ -312,14 +312,18 @@ async def test_ice_completes_and_data_flows_both_ways_over_the_stream() -> None:
 
 @pytest.fixture
 def token_server() -> Iterator[RunningServer]:
-    config = make_config(relay={"workers": 0, "token": "test-token"})
+    config = make_config(relay={"workers": 0, "token": "test-relay-token"})
     yield from run_server(config, Route.RELAY)
 
 
 async def test_udp_peers_are_offered_tcp_and_stay_on_udp(token_server: RunningServer) -> None:
     port = free_port()
     worker = RelayWorker(
-        token_server.ws_url.replace("/ws", "/relay"), "test-token", "w1", 10, ice_tcp_port=port
+        token_server.ws_url.replace("/ws", "/relay"),
+        "test-relay-token",
+        "w1",
+        10,
+        ice_tcp_port=port,
     )
     running = asyncio.create_task(worker.run())
     await wait_for_workers(token_server, 1)

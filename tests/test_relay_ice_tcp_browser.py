@@ -196,7 +196,9 @@ async def test_udp_blocked_direct_call_falls_back_to_the_relay_over_ice_tcp(
 def relay_signaling() -> Iterator[RunningServer]:
     """Signaling on every address (the namespaces reach it at their gateways), relay route,
     no workers of its own: the test runs one in this process."""
-    config = make_config(server={"host": "0.0.0.0"}, relay={"workers": 0, "token": "t"})
+    config = make_config(
+        server={"host": "0.0.0.0"}, relay={"workers": 0, "token": "test-relay-token"}
+    )
     yield from run_server(config, Route.RELAY)
 
 
@@ -208,7 +210,7 @@ async def test_a_tcp_leg_is_a_leg_like_any_other_in_the_worker(
     fast receive path, exactly as UDP legs do."""
     a, b = udp_blocked_hosts(netns_hosts)
     port = relay_signaling.port
-    worker = RelayWorker(f"ws://127.0.0.1:{port}/relay", "t", "w1", 10, free_port())
+    worker = RelayWorker(f"ws://127.0.0.1:{port}/relay", "test-relay-token", "w1", 10, free_port())
     running = asyncio.create_task(worker.run())
     try:
         await wait_for_workers(relay_signaling.admin_url, 1)

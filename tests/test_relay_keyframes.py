@@ -7,6 +7,11 @@ from aiortc.rtp import RtpPacket
 from relay.keyframes import KeyframeCache, KeyframeRequestThrottle
 
 
+def test_default_interval_bounds_keyframes_to_a_fifteenth_of_30_fps() -> None:
+    t = KeyframeRequestThrottle()
+    assert sum(t.should_forward(i / 30) for i in range(300)) == 20  # 10 s: one per 0.5 s
+
+
 def test_throttle_one_per_interval() -> None:
     t = KeyframeRequestThrottle(0.3)
     times = [0.0, 0.1, 0.29, 0.3, 0.31, 0.59, 0.61, 5.0]

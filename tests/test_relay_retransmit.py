@@ -21,13 +21,14 @@ def test_get_returns_stored_packet() -> None:
     for s in range(65530, 65536):
         assert r.store(pkt(s, s % 50))
     for s in range(0, 3):
-        assert r.store(pkt(s))
+        assert r.store(pkt(s), now=10.0 + s)
     for s in [*list(range(65531, 65536)), 0, 1, 2]:
         got = r.get(s)
         assert got is not None and bytes(got) == pkt(s, s % 50 if s > 100 else 40)
     assert r.get(65530) is None  # overwritten by seq 2 (same slot)
     assert r.get(3) is None  # never sent
-    assert [rtp.sequence_number(p) for p in r.answer([65535, 0, 3, 7])] == [65535, 0]
+    answered = [(rtp.sequence_number(p), sent) for p, sent in r.answer([65535, 0, 3, 7, 2])]
+    assert answered == [(65535, 0.0), (0, 10.0), (2, 12.0)]  # with when each was sent
 
 
 @given(st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=300), st.sampled_from([4, 16, 64]))

@@ -102,13 +102,13 @@ async def test_killed_worker_moves_the_call_to_a_live_one(
 
 @pytest.fixture
 def token_server() -> Iterator[RunningServer]:
-    config = make_config(relay={"workers": 0, "token": "test-token"})
+    config = make_config(relay={"workers": 0, "token": "test-relay-token"})
     yield from run_server(config, Route.RELAY)
 
 
 async def test_relay_route_neither_decodes_nor_encodes(token_server: RunningServer) -> None:
     """The worker runs in this process here, so its aiortc objects can be inspected."""
-    worker = RelayWorker(token_server.ws_url.replace("/ws", "/relay"), "test-token", "w1", 10)
+    worker = RelayWorker(token_server.ws_url.replace("/ws", "/relay"), "test-relay-token", "w1", 10)
     running = asyncio.create_task(worker.run())
     await wait_for_workers(token_server, 1)
     alice = await ChatPeer.join(token_server.ws_url, level=200, tone_hz=440)

@@ -172,6 +172,34 @@ def test_map_extension_ids_two_byte() -> None:
     assert out.extensions.abs_send_time is None
 
 
+def test_delay_abs_send_time_moves_the_send_time_in_6_18_fixed_point() -> None:
+    buf = bytearray(make_packet(mid="abc", abs_send_time=0xFFFFFF - (1 << 17)))
+    assert rtp.delay_abs_send_time(buf, 3, 1.5)  # wraps at 64 s
+    assert RtpPacket.parse(bytes(buf), MAP).extensions.abs_send_time == (1 << 18) - 1
+    assert RtpPacket.parse(bytes(buf), MAP).extensions.mid == "abc"
+
+
+def test_delay_abs_send_time_two_byte_form() -> None:
+    p = RtpPacket(payload_type=96, sequence_number=1, timestamp=2, ssrc=3, payload=b"xyz")
+    p.extensions.mid = "m" * 20
+    p.extensions.abs_send_time = 7
+    m = ext_map({MID_URI: 20, AST_URI: 3})
+    buf = bytearray(p.serialize(m))
+    assert rtp.delay_abs_send_time(buf, 3, 2.0)
+    out = RtpPacket.parse(bytes(buf), m)
+    assert (out.extensions.abs_send_time, out.extensions.mid) == ((2 << 18) + 7, "m" * 20)
+
+
+def test_delay_abs_send_time_adds_nothing_where_there_is_no_such_element() -> None:
+    for data in (make_packet(abs_send_time=None), make_packet(mid=None, abs_send_time=None)):
+        buf = bytearray(data)
+        assert not rtp.delay_abs_send_time(buf, 3, 1.0)
+        assert bytes(buf) == data
+    buf = bytearray(make_packet(mid="ab"))
+    assert not rtp.delay_abs_send_time(buf, 1, 1.0)  # not 3 bytes long: not abs-send-time
+    assert RtpPacket.parse(bytes(buf), MAP).extensions.mid == "ab"
+
+
 def test_map_extension_ids_rejects_truncated() -> None:
     buf = bytearray(make_packet(mid="abcd", abs_send_time=None))
     buf[16] = 0x1F  # id 1, length 16: runs past the 8-byte block

@@ -41,7 +41,7 @@ class Sink:
     """Pictures the sender had sent when the block was announced."""
     received_at_block: int = 0
 
-    def release(self, packets: Sequence[bytes], restart: bool, now: float) -> None:
+    def release(self, packets: Sequence[bytes], restart: bool, now: float, held_s: float) -> None:
         if restart:
             self.restarts.append(len(self.receiver.pictures))
         for p in packets:
@@ -161,3 +161,30 @@ def test_the_meter_reports_per_second_rates_and_gate_quantiles_then_starts_afres
     )
     empty = meter.drain(streams=3, interval_s=1.0)
     assert empty.released_per_s == 0 and empty.gate_p50_ms is None and empty.gate_p99_ms is None
+
+
+@pytest.mark.timeout(60)
+async def test_a_picture_over_the_size_limit_is_withheld_undecoded_and_counted(
+    runner: ModelRunner,
+) -> None:
+    sink = Sink(Vp8Sender())
+    moderator = Moderator(AsyncBatcher(runner))
+    moderator.max_pixels = 320 * 240  # the sender's 640x480 is over it
+    await play(moderator, sink, [SAFE] * 20)
+    await moderator.aclose()
+    assert sink.receiver.pictures == []
+    assert moderator.defences["strict_oversize"] >= 1
+    assert moderator.report(interval_s=1.0).classified_per_s == 0  # never decoded, never judged
+
+
+@pytest.mark.timeout(60)
+async def test_a_stream_over_its_decode_budget_is_withheld_until_it_is_back_under(
+    runner: ModelRunner,
+) -> None:
+    sink = Sink(Vp8Sender())
+    moderator = Moderator(AsyncBatcher(runner))
+    moderator.decode_budget = 0.0005  # seconds per second: the first keyframe overdraws it
+    await play(moderator, sink, [SAFE] * 45)
+    await moderator.aclose()
+    assert moderator.defences["strict_decode_budget"] >= 10
+    assert len(sink.receiver.pictures) <= 2  # at most the first keyframe's own verdict

@@ -21,10 +21,11 @@ RULES = {
     "scene_peak_cells": 8,
     "scene_peak_threshold": 30.0,
 }
+DECODE_LIMITS = {"max_decoded_pixels": 1280 * 720, "decode_budget": 0.1}
 
 
 def test_moderation_rules_reach_the_gate_and_the_policy() -> None:
-    config = config_from_mapping({"moderation": RULES})
+    config = config_from_mapping({"moderation": RULES | DECODE_LIMITS})
     config.check()
     hub = SignalingHub(
         config,
@@ -39,10 +40,18 @@ def test_moderation_rules_reach_the_gate_and_the_policy() -> None:
     assert policy.reference_margin == 0.7
     got = {k: getattr(gate, k) for k in RULES if k != "reference_margin"}
     assert got == {k: v for k, v in RULES.items() if k != "reference_margin"}
+    assert {k: getattr(message, k) for k in DECODE_LIMITS} == DECODE_LIMITS
 
 
 @pytest.mark.parametrize(
-    "bad", [{"reference_margin": 1.5}, {"resume_after_safe": 0}, {"scene_peak_cells": 300}]
+    "bad",
+    [
+        {"reference_margin": 1.5},
+        {"resume_after_safe": 0},
+        {"scene_peak_cells": 300},
+        {"max_decoded_pixels": 100},
+        {"decode_budget": 0},
+    ],
 )
 def test_out_of_range_rules_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ConfigError, match=f"moderation.{next(iter(bad))}"):

@@ -16,9 +16,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 
 async def test_a_worker_redials_across_signaling_restarts() -> None:
-    config = make_config(relay={"workers": 0, "token": "test-token"})
+    config = make_config(relay={"workers": 0, "token": "test-relay-token"})
     url = f"ws://127.0.0.1:{config.server.port}/relay"
-    worker = RelayWorker(url, "test-token", "by-hand", 10)
+    worker = RelayWorker(url, "test-relay-token", "by-hand", 10)
     serving = asyncio.create_task(worker.run())
     try:
         await asyncio.sleep(1.0)  # nothing listens yet: a few failed dials

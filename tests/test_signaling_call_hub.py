@@ -12,6 +12,7 @@ import random
 import pytest
 
 from relay import control as rc
+from signaling import events
 from signaling import protocol as p
 from signaling.call_hub import SignalingHub
 from signaling.config import config_from_mapping
@@ -20,8 +21,10 @@ from signaling.route_policy import Route, RoutePolicy
 from signaling.strikes import Person, StrikeBook, network_of
 
 
-def make_hub(route: Route = Route.STRICT, **moderation: object) -> SignalingHub:
-    config = config_from_mapping({"moderation": moderation} if moderation else {})
+def make_hub(
+    route: Route = Route.STRICT, events: dict[str, object] | None = None, **moderation: object
+) -> SignalingHub:
+    config = config_from_mapping({"moderation": moderation, "events": events or {}})
     counter = itertools.count()
     return SignalingHub(
         config,
@@ -321,6 +324,24 @@ def test_a_second_offer_replaces_the_members_leg() -> None:
     ((worker, link),) = hub.drain_worker_outbox()
     assert worker == "w1" and isinstance(link, rc.Link)
     assert {link.first, link.second} == {open_leg.leg, legs[b]}
+
+
+@pytest.mark.parametrize("include", [False, True])
+def test_events_carry_the_subjects_address_only_when_the_operator_opts_in(include: bool) -> None:
+    hub = make_hub(events={"include_addresses": include}, strikes_to_ban=2)
+    a, b, _, legs = relayed_call(hub)  # a from 10.0.0.1
+    blocked = rc.Moderation(
+        leg=legs[a], state="blocked", label="FACE_FEMALE", score=0.8, threshold=0.5
+    )
+    hub.worker_message("w1", blocked, 10, 1000)
+    hub.receive(b, p.Report(reason="rude"), 11, 1001)
+    hub.refuse_banned(100, 50, 1040, address="10.0.0.9")
+    got = hub.drain_events()
+    assert [e.decision for e in got] == ["blocked", "strike", "report", "ban_refused"]
+    if include:
+        assert [e.address for e in got] == ["10.0.0.1"] * 3 + ["10.0.0.9"]
+    else:  # not even in the encoded event's keys
+        assert all(b"address" not in events.encode(e) and "10.0.0" not in str(e) for e in got)
 
 
 def test_moderation_decisions_become_operator_events_with_their_grounds() -> None:

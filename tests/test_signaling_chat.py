@@ -37,7 +37,7 @@ def paired(hub: SignalingHub, now: float = 0) -> tuple[str, str, str]:
 def test_bucket_allows_a_burst_then_refills_at_the_rate() -> None:
     limiter = ChatGate(max_chars=500, burst=3, per_s=2.0)
     assert [limiter.allow("u", 0.0) for _ in range(4)] == [True, True, True, False]
-    assert limiter.retry_after_s("u") == 0.5
+    assert limiter.retry_after_s("u", 0.0) == 0.5
     assert not limiter.allow("u", 0.25)  # half a token
     assert limiter.allow("u", 0.5)
     assert limiter.allow("v", 0.5)  # buckets are per client
@@ -76,6 +76,7 @@ def test_flooding_is_refused_with_a_clear_error_and_nothing_is_relayed() -> None
     assert [to for to, m in sent if isinstance(m, p.RelayedChat)] == [b, b]
     (error,) = [m for _, m in sent if isinstance(m, p.Error)]
     assert error.code == "rate_limited" and "too fast" in error.message
+    assert (error.kind, error.retry_after_s) == ("chat", 1.0)
     hub.receive(a, p.Chat(pair=pair, text="later"), 2.1, 2.1)
     assert hub.drain_outbox() == [(b, p.RelayedChat(pair=pair, text="later"))]
 
@@ -109,7 +110,7 @@ def test_a_client_that_leaves_takes_its_bucket_along() -> None:
     a, _, pair = paired(hub)
     hub.receive(a, p.Chat(pair=pair, text="bye"), 1, 1)
     hub.disconnect(a, 1)
-    assert hub.chat.retry_after_s(a) == 0.0
+    assert hub.chat.retry_after_s(a, 1) == 0.0  # its bucket, had it stayed, is empty
 
 
 def test_a_reconnecting_member_is_announced_to_its_partner_only() -> None:
@@ -118,7 +119,11 @@ def test_a_reconnecting_member_is_announced_to_its_partner_only() -> None:
     hub.connect("default", 0, 0, device="dev-c")  # a bystander, who must hear nothing
     hub.drain_outbox()
     hub.receive(a, p.CallState(pair=pair, state="reconnecting", route="direct"), 1, 1)
-    assert hub.drain_outbox() == [(b, p.PartnerState(pair=pair, state="reconnecting"))]
+    # a gets fresh ICE servers for its restart (signaling.ice), b hears of it, c nothing
+    assert hub.drain_outbox() == [
+        (a, p.IceServers(pair=pair, ice_servers=[])),
+        (b, p.PartnerState(pair=pair, state="reconnecting")),
+    ]
     hub.receive(a, p.CallState(pair=pair, state="connected", route="direct"), 2, 2)
     assert hub.drain_outbox() == [(b, p.PartnerState(pair=pair, state="connected"))]
     assert hub.stats.calls_connected == 1 and hub.stats.calls_failed == 0

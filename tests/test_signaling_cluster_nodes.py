@@ -4,7 +4,6 @@ and call each other, and a node killed mid-call hands its clients' partners back
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import signal
@@ -17,9 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import websockets
 
 from signaling.config import Config
+from tests.support.cluster_nodes import refused_at
 from tests.support.ports import free_port, free_tcp_range
 from tests.support.redis_server import RedisServer, redis_server
 from tests.support.rtcclient import ChatPeer
@@ -29,12 +28,6 @@ from tests.support.wsclient import Client
 PRESENCE_TTL_S = 1.0
 
 serve_one = contextmanager(run_server)
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path) as server:
-        yield server
 
 
 @pytest.fixture
@@ -48,6 +41,7 @@ def node_config(redis: RedisServer) -> Config:
     return make_config(
         cluster={"redis_url": redis.url, "presence_ttl_s": PRESENCE_TTL_S},
         regions={"trusted_header": "x-country", "routes": {"FR": "relay"}},
+        server={"trusted_proxies": ["127.0.0.1"]},  # the test plays the proxy
         reports={"reporters_to_ban": 2},
     )
 
@@ -125,32 +119,33 @@ async def test_a_late_message_for_a_call_over_is_not_delivered(
 
 
 @pytest.mark.parametrize("why", ["region", "hide_address"])
-async def test_a_relayed_call_across_nodes_ends_clearly_on_both_sides(
+async def test_a_relayed_call_across_nodes_with_no_worker_ends_clearly_on_both_sides(
     nodes: tuple[RunningServer, RunningServer], why: str
 ) -> None:
-    """Both nodes choose the route from both members' regions and address choices alike; a
-    relayed call cannot be placed yet (each node has its own workers), so both members are
-    told rather than left waiting."""
+    """Both nodes choose the route from both members' regions and address choices alike; the
+    hosting node finds no worker on any node, and both members are told rather than left
+    waiting (a call placed on another node's worker: test_signaling_cluster_relays)."""
     first, second = nodes
     headers = {"X-Country": "FR"} if why == "region" else None
     a, b, pair = await paired_across(first.ws_url, second.ws_url, headers, why == "hide_address")
     for client in (a, b):
         ended = await client.expect("call_ended")
-        assert ended["pair"] == pair and "not possible yet" in ended["reason"]
+        assert (ended["pair"], ended["reason"]) == (pair, "no relay is available")
     await a.close()
     await b.close()
 
 
-async def test_a_direct_call_across_nodes_that_fails_ends_instead_of_moving(
+async def test_a_direct_call_across_nodes_that_fails_moves_to_the_relay(
     nodes: tuple[RunningServer, RunningServer],
 ) -> None:
-    """A failed direct call would move to a relay worker, which a node cannot share yet."""
+    """Either member's word that it failed reaches the node hosting the call, which moves it
+    to a relay worker (none here: both members are told the call ended)."""
     first, second = nodes
     a, b, pair = await paired_across(first.ws_url, second.ws_url)
+    await a.send(type="call_state", pair=pair, state="failed", route="direct")
     for client in (a, b):
-        await client.send(type="call_state", pair=pair, state="failed", route="direct")
         ended = await client.expect("call_ended")
-        assert ended["pair"] == pair and "not possible yet" in ended["reason"]
+        assert (ended["pair"], ended["reason"]) == (pair, "no relay is available")
     await a.send(type="next")
     await a.expect("waiting")
     assert (await b.expect("partner_left"))["reason"] == "next"
@@ -162,10 +157,10 @@ async def test_a_ban_holds_at_every_nodes_door_and_for_nodes_started_later(
     nodes: tuple[RunningServer, RunningServer], redis: RedisServer
 ) -> None:
     first, second = nodes
-    rude = await Client.connect(first.ws_url + "?device=rude-device")
+    rude = await Client.connect(first.ws_url, device="rude-device")
     await rude.send(type="join")
     for reporter_device in ("reporter-1", "reporter-2"):
-        reporter = await Client.connect(first.ws_url + f"?device={reporter_device}")
+        reporter = await Client.connect(first.ws_url, device=reporter_device)
         await reporter.send(type="join")
         await reporter.expect_paired()
         await reporter.send(type="report", reason="rude")
@@ -176,20 +171,29 @@ async def test_a_ban_holds_at_every_nodes_door_and_for_nodes_started_later(
     assert message["reason"] == "reported by 2 people"
     await rude.close()
 
-    async def refused_at(url: str) -> None:
-        deadline = time.monotonic() + 5
-        while True:  # the ban reaches the other nodes a moment after it is made
-            async with websockets.connect(url + "?device=rude-device") as ws:
-                if json.loads(await ws.recv())["type"] == "banned":
-                    return
-            assert time.monotonic() < deadline, f"not refused at {url}"
-            await asyncio.sleep(0.1)
-
-    await refused_at(second.ws_url)
+    await refused_at(second.ws_url, "rude-device")
     with serve_one(node_config(redis)) as third:
-        await refused_at(third.ws_url)
-    welcome = await Client.connect(second.ws_url + "?device=someone-else")
+        await refused_at(third.ws_url, "rude-device")
+    welcome = await Client.connect(second.ws_url, device="someone-else")
     await welcome.close()
+
+
+async def test_a_message_a_node_cannot_handle_is_counted_and_harms_no_one(
+    nodes: tuple[RunningServer, RunningServer], redis: RedisServer
+) -> None:
+    import redis as redis_client
+
+    first, second = nodes
+    async with httpx.AsyncClient() as http:
+        name = (await http.get(first.admin_url + "/stats")).json()["node"]
+        with redis_client.Redis(port=redis.port) as r:
+            r.publish(f"cg:node:{name}", '["call", "u1", "u2", "client", "not a message"]')
+            r.publish(f"cg:node:{name}", "not json")
+        a, b, _ = await paired_across(first.ws_url, second.ws_url)  # still at work
+        stats = (await http.get(first.admin_url + "/stats")).json()
+        assert stats["cluster_messages_refused"] == 2
+    await a.close()
+    await b.close()
 
 
 async def test_stats_show_each_nodes_own_clients(
@@ -201,6 +205,36 @@ async def test_stats_show_each_nodes_own_clients(
         for node in nodes:
             stats = (await http.get(node.admin_url + "/stats")).json()
             assert (stats["clients"], stats["pairs"], stats["waiting"]) == (1, 1, 0)
+    await a.close()
+    await b.close()
+
+
+async def test_a_report_on_one_node_is_listed_by_every_nodes_admin_listener(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    first, second = nodes
+    a, b, pair = await paired_across(first.ws_url, second.ws_url)
+    await a.send(type="report", reason="<b>rude</b>")  # handled by a's node, the first
+    await b.expect("partner_left")
+    async with httpx.AsyncClient() as http:
+        deadline = time.monotonic() + 5
+        while not (reports := (await http.get(second.admin_url + "/reports")).json()):
+            assert time.monotonic() < deadline, "the second node never listed the report"
+            await asyncio.sleep(0.05)
+        events = (await http.get(second.admin_url + "/events")).json()
+        page = await http.get(second.admin_url + "/")
+        assert (await http.get(first.admin_url + "/reports")).json() == reports
+    ((report,),) = (reports,)
+    assert (report["reporter"], report["reported"], report["call"]) == (
+        a.welcome["id"], b.welcome["id"], pair,
+    )  # fmt: skip
+    assert report["reason"] == "<b>rude</b>"
+    assert [(e["decision"], e["subject"]) for e in events] == [("report", b.welcome["id"])]
+    assert "address" not in events[0]  # not asked for
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src" not in page.headers["content-security-policy"]  # none allowed
+    assert "&lt;b&gt;rude&lt;/b&gt;" in page.text and "<b>rude" not in page.text
+    assert report["id"] in page.text and events[0]["id"] in page.text
     await a.close()
     await b.close()
 
@@ -292,15 +326,20 @@ async def test_serve_procs_runs_nodes_on_one_port_each_with_its_own_workers(
     command += ["--admin-port", str(admin_port)]  # the second child's is the next port
     with subprocess.Popen([*command, "--log-level", "warning"]) as parent:
         try:
-            workers_by_node: dict[str, int] = {}
+            # each child's own worker (both named local-0.0), and the other's, seen there
+            workers_by_node: dict[str, tuple[int, int]] = {}
             deadline = time.monotonic() + 60
-            while sorted(workers_by_node.values()) != [1, 1]:
+            while sorted(workers_by_node.values()) != [(1, 1), (1, 1)]:
                 assert time.monotonic() < deadline, f"nodes seen: {workers_by_node}"
                 assert parent.poll() is None, "serve --procs exited"
                 for admin in (admin_port, admin_port + 1):
                     try:
                         stats = httpx.get(f"http://127.0.0.1:{admin}/stats").json()
-                        workers_by_node[stats["node"]] = len(stats["relay_workers"])
+                        elsewhere = stats.get("relay_workers_elsewhere", [])
+                        workers_by_node[stats["node"]] = (
+                            len(stats["relay_workers"]),
+                            len(elsewhere),
+                        )
                     except httpx.TransportError:
                         pass
                 await asyncio.sleep(0.05)
@@ -322,6 +361,46 @@ async def test_serve_procs_runs_nodes_on_one_port_each_with_its_own_workers(
                 parent.wait(timeout=20)
 
 
+def process_state(pid: int) -> tuple[str, int] | None:
+    """State letter and parent pid of a process (from /proc); None once it is gone."""
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
+def children_of(pid: int) -> set[int]:
+    """Running processes (not zombies) whose parent is `pid`."""
+    running = set()
+    for entry in Path("/proc").iterdir():
+        state = process_state(int(entry.name)) if entry.name.isdigit() else None
+        if state is not None and state[1] == pid and state[0] != "Z":
+            running.add(int(entry.name))
+    return running
+
+
+@pytest.mark.slow
+async def test_a_killed_procs_parent_leaves_no_signaling_process_behind(
+    redis: RedisServer,
+) -> None:
+    command = [sys.executable, "-m", "chatguard.cli", "serve", "--procs", "2", "--redis"]
+    command += [redis.url, "--relay-workers", "0", "--port", str(free_port()), "--admin-port", "0"]
+    with subprocess.Popen([*command, "--log-level", "warning"]) as parent:
+        deadline = time.monotonic() + 30
+        while len(children := children_of(parent.pid)) < 2:
+            assert time.monotonic() < deadline and parent.poll() is None
+            await asyncio.sleep(0.05)
+        parent.kill()  # no chance to stop its children itself
+        parent.wait()
+        deadline = time.monotonic() + 20
+        # orphans belong to init, which may leave them zombies for a while: those are done
+        while alive := {pid for pid in children if (process_state(pid) or ("Z",))[0] != "Z"}:
+            assert time.monotonic() < deadline, f"still running: {alive}"
+            await asyncio.sleep(0.1)
+
+
 @pytest.mark.slow
 async def test_a_redis_restart_keeps_calls_and_queues_and_errors_clearly(tmp_path: Path) -> None:
     """Redis restarts empty: a request made meanwhile gets a clear error, the connection stays,
@@ -340,6 +419,12 @@ async def test_a_redis_restart_keeps_calls_and_queues_and_errors_clearly(tmp_pat
         await late.send(type="join")
         assert (await late.expect("waiting")) is not None
         assert (await late.expect("error"))["code"] == "unavailable"
+        async with httpx.AsyncClient() as http:  # the operator's lists: 503, and why
+            for path in ("/events", "/reports"):
+                response = await http.get(first.admin_url + path)
+                assert response.status_code == 503, response.text
+                assert "(Redis) is unreachable" in response.json()["error"]
+            assert "(Redis) is unreachable" in (await http.get(first.admin_url + "/")).text
         # kept and sent when Redis is back, but pub/sub delivers at most once: if a's node
         # has not subscribed again by then, it is lost (what a partner sends after is not)
         await b.send(type="chat", pair=pair, text="still here?")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from chatguard.cli import main
-from signaling.config import ConfigError, load_config
+from signaling.config import ConfigError, config_from_mapping, load_config
 from signaling.route_policy import Route
 
 
@@ -69,6 +69,9 @@ def test_file_values_are_read(tmp_path: Path) -> None:
             '[events]\nwebhook_url = "ftp://audit.example"\nwebhook_secret = "s"\n',
             "events.webhook_url must be an http:// or https:// URL",
         ),
+        ("[events]\nrecent_limit = 0\n", "events.recent_limit must be 1-100000"),
+        ("[events]\nretention_s = 0\n", "events.retention_s must be positive"),
+        ('[events]\ninclude_addresses = "yes"\n', "events.include_addresses: Expected `bool`"),
     ],
 )
 def test_invalid_file_names_key_and_problem(tmp_path: Path, text: str, expected: str) -> None:
@@ -144,15 +147,55 @@ def test_a_bad_option_is_blamed_on_the_command_line(capsys: pytest.CaptureFixtur
 def test_secrets_come_from_the_environment_over_the_file(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text(
-        '[relay]\ntoken = "from-file"\n[ice.turn]\nurls = ["turn:t"]\nsecret = "file-turn"\n'
+        '[relay]\ntoken = "from-file-0123456789"\n'
+        '[ice.turn]\nurls = ["turn:t"]\nsecret = "file-turn"\n'
         '[events]\nwebhook_url = "https://audit.example/hook"\n'
     )
     environ = {"CHATGUARD_TURN_SECRET": "env-turn", "CHATGUARD_WEBHOOK_SECRET": "env-hook",
                "CHATGUARD_RELAY_TOKEN": ""}  # fmt: skip
     config = load_config(path, environ)
-    assert config.relay.token == "from-file"  # an empty variable is no setting
+    assert config.relay.token == "from-file-0123456789"  # an empty variable is no setting
     assert config.ice.turn.secret == "env-turn"
     assert config.events.webhook_secret == "env-hook"
-    assert load_config(None, {"CHATGUARD_RELAY_TOKEN": "env-token"}).relay.token == "env-token"
+    assert (
+        load_config(None, {"CHATGUARD_RELAY_TOKEN": "env-token-0123456789"}).relay.token
+        == "env-token-0123456789"
+    )
     with pytest.raises(ConfigError, match=r"events\.webhook_secret"):
         load_config(path, {})
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"relay": {"token": "short-token"}}, "relay.token (or CHATGUARD_RELAY_TOKEN) must be "
+         "at least 16 characters, got 11"),
+        ({"server": {"trusted_proxies": ["10.0.0.0/8", "proxy.local"]}},
+         "server.trusted_proxies: 'proxy.local' is not an IP address or network"),
+        ({"relay": {"workers_from": ["10.0.0.0/33"]}},
+         "relay.workers_from: '10.0.0.0/33' is not an IP address or network"),
+        ({"server": {"allowed_origins": ["https://chat.example.org/page"]}},
+         "server.allowed_origins: 'https://chat.example.org/page' is not an origin"),
+        ({"server": {"allowed_origins": ["*", "https://a.example"]}},
+         'server.allowed_origins: "*" (any origin) goes alone'),
+        ({"server": {"forwarded_header": "x-real-ip"}}, "server.forwarded_header"),
+        ({"relay": {"hello_failures_to_block": 0}}, "relay.hello_failures_to_block must be"),
+        ({"relay": {"hello_block_s": 0}}, "relay.hello_failure_window_s and relay.hello_block_s"),
+        ({"ice": {"turn": {"credential_ttl_s": 0}}}, "ice.turn.credential_ttl_s must be positive"),
+    ],
+)  # fmt: skip
+def test_trust_settings_are_checked_with_a_clear_error(
+    section: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        config_from_mapping(section)
+    assert message in str(error.value)
+
+
+def test_trust_settings_default_to_believing_no_one() -> None:
+    config = config_from_mapping({})
+    assert config.server.trusted_proxies == [] and config.server.allowed_origins == []
+    assert config.ice.turn.credential_ttl_s == 300
+    assert (config.relay.hello_failures_to_block, config.relay.hello_block_s) == (5, 300.0)
+    assert config.relay.workers_from == ["127.0.0.0/8", "::1"]  # this machine's workers only
+    config_from_mapping({"relay": {"token": "x" * 16}, "server": {"allowed_origins": ["*"]}})

@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from relay import control as rc
 from signaling import protocol as p
+from signaling.budgets import KINDS, Budgets
 from signaling.call_hub import SignalingHub
 from signaling.config import config_from_mapping
 from signaling.matchmaking import Matchmaker
@@ -17,8 +18,11 @@ from signaling.metrics import metrics_registry
 from signaling.route_policy import RoutePolicy
 
 
-def samples(hub: SignalingHub) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = generate_latest(metrics_registry(hub)).decode()
+def samples(
+    hub: SignalingHub, budgets: Budgets | None = None
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    budgets = budgets or Budgets(config_from_mapping({}).limits)
+    text = generate_latest(metrics_registry(hub, budgets)).decode()
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -70,12 +74,17 @@ def test_worker_totals_are_labelled_by_worker_and_drop_reason() -> None:
     hub.worker_joined(rc.Hello(worker_id="w1", token="t", pid=7, max_sessions=10))
     gate = rc.Histogram.empty(rc.GATE_LATENCY_BOUNDS_S)
     gate.observe(0.02)
+    inference = rc.Histogram.empty(rc.MODEL_INFERENCE_BOUNDS_S)
+    inference.observe(0.015)
     totals = rc.RelayTotals(
         packets_forwarded=900,
         bytes_forwarded=800_000,
         dropped={"unpaired": 3, "late": 1},
+        keyframe_requests={"gate_sent": 4, "gate_throttled": 9},
         cpu_seconds=1.5,
-        moderation=rc.ModerationTotals(classified=40, frames_withheld=6, gate_latency=gate),
+        moderation=rc.ModerationTotals(
+            classified=40, frames_withheld=6, gate_latency=gate, inference=inference
+        ),
     )
     load = rc.Load(legs=2, cpu_percent=10, rss_bytes=50_000_000, totals=totals)
     hub.worker_message("w1", load, 0, 0)
@@ -85,6 +94,9 @@ def test_worker_totals_are_labelled_by_worker_and_drop_reason() -> None:
     assert got["chatguard_relay_bytes_forwarded_total", worker] == 800_000
     assert got["chatguard_relay_packets_dropped_total", (("reason", "late"), *worker)] == 1
     assert got["chatguard_relay_packets_dropped_total", (("reason", "unpaired"), *worker)] == 3
+    requests = "chatguard_relay_keyframe_requests_total"
+    assert got[requests, (("outcome", "sent"), ("source", "gate"), *worker)] == 4
+    assert got[requests, (("outcome", "throttled"), ("source", "gate"), *worker)] == 9
     assert got["chatguard_relay_cpu_seconds_total", worker] == 1.5
     assert got["chatguard_relay_resident_memory_bytes", worker] == 50_000_000
     assert got["chatguard_strict_classifications_total", worker] == 40
@@ -92,5 +104,34 @@ def test_worker_totals_are_labelled_by_worker_and_drop_reason() -> None:
     assert got["chatguard_strict_gate_latency_seconds_bucket", (("le", "0.01"), *worker)] == 0
     assert got["chatguard_strict_gate_latency_seconds_bucket", (("le", "0.025"), *worker)] == 1
     assert got["chatguard_strict_gate_latency_seconds_count", worker] == 1
+    assert got["chatguard_model_inference_seconds_bucket", (("le", "0.01"), *worker)] == 0
+    assert got["chatguard_model_inference_seconds_bucket", (("le", "0.02"), *worker)] == 1
+    assert got["chatguard_model_inference_seconds_sum", worker] == 0.015
     hub.worker_lost("w1")  # a worker that went away takes its series with it
     assert not any(labels == worker for _, labels in samples(hub))
+
+
+def test_refusals_of_the_budgets_are_counted_by_kind_and_reason() -> None:
+    hub = make_hub()
+    budgets = Budgets(config_from_mapping({"limits": {"connections_per_address": 1}}).limits)
+    assert budgets.admit("10.0.0.1", 0.0) is None
+    assert budgets.admit("10.0.0.1", 0.0) == "too_many_open"
+    budget = budgets.connection("10.0.0.1", 0.0)
+    while not (refused := budget.take("candidate", 0.0)) or not refused.disconnect:
+        pass
+    budgets.header_timeouts += 1
+    got = samples(hub, budgets)
+    # 50 refusals (refused_to_disconnect) told, the 51st disconnects
+    assert got[("chatguard_signaling_rate_limited_total", (("kind", "candidate"),))] == 51
+    assert got[("chatguard_signaling_rate_limited_total", (("kind", "sdp"),))] == 0
+    assert all(("chatguard_signaling_rate_limited_total", (("kind", k),)) in got for k in KINDS)
+    flooders = ("chatguard_signaling_flooders_disconnected_total", (("kind", "candidate"),))
+    assert got[flooders] == 1
+    refused_at_door = (
+        "chatguard_signaling_connections_refused_total",
+        (("reason", "too_many_open"),),
+    )
+    assert got[refused_at_door] == 1
+    assert got[("chatguard_signaling_connections_refused_total", (("reason", "too_fast"),))] == 0
+    assert got[("chatguard_http_header_timeouts_total", ())] == 1
+    assert got[("chatguard_signaling_addresses_tracked", ())] == 1

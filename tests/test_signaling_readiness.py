@@ -18,7 +18,7 @@ from signaling.relays import WorkerInfo
 from signaling.route_policy import Route
 from tests.support.server import RunningServer, make_config, run_server
 
-TOKEN = "test-token"
+TOKEN = "test-relay-token"
 
 
 def worker(

@@ -95,7 +95,7 @@ def test_the_hub_bans_the_reported_device_at_the_threshold(
     assert hub.snapshot()["waiting"] == 1
     assert not [m for to, m in sent if to == offender and isinstance(m, (p.Paired, p.Waiting))]
     assert "a repeat from this reporter, not counted" in caplog.text
-    assert "reports: dev:dev-x banned until" in caplog.text
+    assert f"reports: {offender} banned until" in caplog.text
     # the device is refused at the door; the shared address (the reporters' too) is not
     assert hub.banned_until("10.0.0.9", "dev-x", 300) == 800
     assert hub.banned_until("10.0.0.9", "dev-1", 300) is None
@@ -108,6 +108,19 @@ def test_the_hub_bans_the_reported_device_at_the_threshold(
     ]  # fmt: skip
     assert events[0].ground.report_reason == "harassment"
     assert [e.ground.reporters for e in events] == [1, 1, 2, 2] and events[3].ban_s == 600
+
+
+def test_the_log_names_sessions_not_the_address_a_person_is_known_by(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = make_hub()
+    offender = hub.connect("default", 0, 0, address="10.0.0.7")  # no device id: its address
+    caplog.set_level(logging.INFO, "chatguard.signaling")
+    report_partner(hub, "dev-1", offender, 0)
+    report_partner(hub, "dev-2", offender, 10)
+    assert hub.drain_closes() == [(offender, p.CLOSE_BANNED)]
+    assert f"reports: {offender} banned until" in caplog.text
+    assert "10.0.0.7" not in caplog.text
 
 
 def test_reporters_are_told_apart_by_device_then_address() -> None:

@@ -13,7 +13,7 @@ import websockets
 
 from signaling.strikes import Person
 from tests.support.server import RunningServer, make_config, run_server
-from tests.support.wsclient import Client
+from tests.support.wsclient import Client, device_subprotocols
 
 
 @pytest.fixture
@@ -139,11 +139,13 @@ async def test_report_is_counted_and_moves_on(
     assert (await b.expect("partner_left"))["reason"] == "report"
     async with httpx.AsyncClient() as http:
         stats = (await http.get(f"{server.admin_url}/stats")).json()
+        (record,) = (await http.get(f"{server.admin_url}/reports")).json()
     assert stats["reports"] == 1
+    assert (record["reporter"], record["reported"]) == (a.welcome["id"], b.welcome["id"])
+    assert (record["reason"], record["ban"]) == ("rude", False)
+    # no device ids, one address: to the ban rule they are one person, who cannot count
+    assert (record["counted"], record["reporters"]) == (False, 0)
     service = server.app_state.service  # type: ignore[attr-defined]
-    (record,) = service.hub.reports.recent()
-    assert record.reporter == a.welcome["id"] and record.reported == b.welcome["id"]
-    assert record.reason == "rude"
     assert service.hub.reports.count_for(b.welcome["id"]) == 1
 
 
@@ -284,21 +286,39 @@ async def test_a_banned_device_is_refused_at_the_door(server: RunningServer) -> 
     service = server.app_state.service  # type: ignore[attr-defined]
     for _ in range(3):  # the default policy bans on the third strike
         service.hub.strikes.strike(Person.of("127.0.0.1", "tab-1"), time.monotonic())
-    ws = await websockets.connect(server.ws_url + "?device=tab-1")
+    ws = await websockets.connect(server.ws_url, subprotocols=device_subprotocols("tab-1"))
     banned = json.loads(await ws.recv())
     assert banned["type"] == "banned" and banned["until_unix"] > time.time()
     with pytest.raises(websockets.ConnectionClosed) as info:
         await ws.recv()
     assert info.value.rcvd is not None and info.value.rcvd.code == 4004
     # an innocent user behind the banned user's address can still join
-    other = await Client.connect(server.ws_url + "?device=tab-2")
+    other = await Client.connect(server.ws_url, device="tab-2")
     assert other.welcome["type"] == "welcome"
     await other.close()
 
 
+async def test_the_device_id_comes_in_the_subprotocol_and_not_the_query(
+    server: RunningServer,
+) -> None:
+    service = server.app_state.service  # type: ignore[attr-defined]
+    service.hub.strikes.ban(Person.of("127.0.0.1", "tab-3"), time.monotonic() + 60)
+    async with websockets.connect(server.ws_url, subprotocols=device_subprotocols("tab-3")) as ws:
+        assert ws.subprotocol == "chatguard"  # selected, or a browser fails the handshake
+        assert json.loads(await ws.recv())["type"] == "banned"
+    in_query = await Client.connect(server.ws_url + "?device=tab-3")  # no longer read there
+    assert in_query.welcome["type"] == "welcome"
+    await in_query.close()
+    # an id the web client could not have made is no id
+    odd = [websockets.Subprotocol("chatguard"), websockets.Subprotocol("chatguard.device.t%b-3")]
+    async with websockets.connect(server.ws_url, subprotocols=odd) as ws:
+        assert json.loads(await ws.recv())["type"] == "welcome"
+
+
 @pytest.fixture
 def short_queue_server() -> Iterator[RunningServer]:
-    yield from run_server(make_config(server={"send_queue_limit": 8}))
+    many = {"per_s": 1000.0, "burst": 5000, "address_per_s": 1000.0, "address_burst": 5000}
+    yield from run_server(make_config(server={"send_queue_limit": 8}, limits={"sdp": many}))
 
 
 @pytest.mark.slow

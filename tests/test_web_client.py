@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.browser import (
     chromium,
@@ -69,6 +70,15 @@ async def test_two_pages_call_directly_then_next_repairs_with_a_third(serve_url:
         await wait_for_state(carol, "idle")
         await wait_for_state(alice, "waiting")
         await wait_for_state(bob, "waiting")  # alice and bob are still in cool-down
+    # three browsers on one address, two calls: inside every default budget of [limits]
+    metrics = httpx.get(serve_url.admin + "/metrics", timeout=5).text
+    refused = {
+        sample.labels["kind"]: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "chatguard_signaling_rate_limited_total"
+    }
+    assert refused and not any(refused.values()), refused
 
 
 async def test_report_ends_the_call_and_looks_again(serve_url: ServedUrl) -> None:

@@ -5,7 +5,8 @@ Per moderated incoming video stream (:class:`ModeratedStream`)::
     RTP packets --depacketize--> encoded frames --PyAV decode (thread pool)--> picture
       picture --fastpath.scene.luma_signature--> ModerationGate.on_frame --> actions
       Classify --fastpath Letterboxer (thread pool)--> AsyncBatcher (model) --> policy verdict
-      Release --> the frame's original packets to the hub (rewritten and sent as usual)
+      Release --ReleasePacer--> the frame's original packets to the hub (rewritten and sent
+      as usual), a burst of released frames spread at twice the pace they came in
 
 What is decided where: ``relay.strict.gate`` decides (sans-I/O, fail closed); this module only runs
 codecs and models off the event loop and hands the gate's decisions to a :class:`StreamSink`
@@ -40,6 +41,7 @@ from models.runtime import open_runner
 from relay import rtp
 from relay.control import ModerationLoad
 from relay.strict.block_policy import ModerationPolicy
+from relay.strict.decode_limits import DecodeBudget, picture_size
 from relay.strict.depacketize import Codec, Depacketizer, EncodedFrame
 from relay.strict.gate import (
     Action,
@@ -54,6 +56,7 @@ from relay.strict.gate import (
     Resumed,
     Signature,
 )
+from relay.strict.release_pacing import ReleasePacer
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +65,17 @@ MAX_BACKLOG: Final = 30
 """Frames waiting for the decoder beyond which the stream gives up on them (about 1 s):
 they are dropped as undecodable and the decoder restarts at a keyframe."""
 TICK_S: Final = 0.1
+DEFAULT_MAX_PIXELS: Final = 1920 * 1088
+DEFAULT_DECODE_BUDGET: Final = 0.25
 
 
 class StreamSink(Protocol):
     """Where a moderated stream's decisions go (implemented by the hub)."""
 
-    def release(self, packets: Sequence[bytes], restart: bool, now: float) -> None:
+    def release(self, packets: Sequence[bytes], restart: bool, now: float, held_s: float) -> None:
         """Forward these original packets; ``restart``: frames were withheld since the last
-        release (this one starts with a keyframe), so continue the outgoing numbering."""
+        release (this one starts with a keyframe), so continue the outgoing numbering;
+        ``held_s``: how long the frame waited here since its last packet came."""
 
     def request_keyframe(self, media_ssrc: int, now: float) -> None:
         """Ask the sender for a keyframe (throttled by the sink)."""
@@ -163,6 +169,12 @@ class Moderator:
         self.input_size = batcher.runner.input_size
         self.center = prep.letterbox == "center"
         self.meter = ModerationMeter()
+        self.max_pixels = DEFAULT_MAX_PIXELS
+        """Largest picture (width x height) a stream may send; larger keyframes are withheld."""
+        self.decode_budget = DEFAULT_DECODE_BUDGET
+        """Seconds of decoder time per second one stream may use (see ``decode_limits``)."""
+        self.defences: Counter[str] = Counter()
+        """Frames withheld for a limit, by limit, for the worker's defence counters."""
         self._streams: set[ModeratedStream] = set()
 
     @classmethod
@@ -227,9 +239,19 @@ class ModeratedStream:
         self._codec: Codec | None = None
         self._decoder: av.VideoCodecContext | None = None
         self._decoder_broken = True
+        budget = moderator.decode_budget
+        self._budget = DecodeBudget(budget, 2 * budget, moderator.clock())
+        self._decode_s = 0.0
+        """The last decode's CPU time (decode thread), charged to the budget after it."""
+        self._over_limit: set[str] = set()
+        """Limits this stream has hit (each logged once)."""
         self._backlog: deque[tuple[int, EncodedFrame]] = deque()
         self._held: dict[int, tuple[EncodedFrame, float]] = {}
         self._withheld = False
+        self._pacer = ReleasePacer()
+        self._outbox: deque[tuple[float, Sequence[bytes], bool, float]] = deque()
+        """Released frames not yet sent: (due, packets, restart, arrival), in release order."""
+        self._send_timer: asyncio.TimerHandle | None = None
         self._ssrc = 0
         self._tensors: list[NDArray[np.float32]] = []
         self._wake = asyncio.Event()
@@ -261,6 +283,9 @@ class ModeratedStream:
 
     def close(self) -> None:
         self._worker.cancel()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+        self._outbox.clear()
         for t in self._tasks:
             t.cancel()
         self._held.clear()
@@ -293,10 +318,15 @@ class ModeratedStream:
         if len(self._backlog) > MAX_BACKLOG:
             self._decoder_broken = True  # fell behind: skip to the next keyframe
         elif frame.complete and (frame.keyframe or not self._decoder_broken):
-            try:
-                analysed = await loop.run_in_executor(self._m.executor, self._analyse, frame)
-            except Exception as exc:  # e.g. an odd picture size: undecodable, fail closed
-                log.warning("moderated stream: analysis failed (%s)", type(exc).__name__)
+            limit = self._limit_hit(frame)
+            if limit is not None:
+                self._withhold_for(limit)
+            else:
+                try:
+                    analysed = await loop.run_in_executor(self._m.executor, self._analyse, frame)
+                except Exception as exc:  # e.g. an odd picture size: undecodable, fail closed
+                    log.warning("moderated stream: analysis failed (%s)", type(exc).__name__)
+                self._budget.spend(self._decode_s)
         self._decoder_broken = analysed is None
         frame.data = b""  # the bitstream copy is done with; only the packets wait in the gate
         sig = None if analysed is None else analysed.signature
@@ -311,20 +341,45 @@ class ModeratedStream:
                 actions += self.gate.on_no_verdict(fid, self._m.clock())
         self._apply(actions)
 
+    def _limit_hit(self, frame: EncodedFrame) -> str | None:
+        """The decode limit this frame would break, if any (checked before decoding it)."""
+        if frame.keyframe and self._codec is not None:
+            size = picture_size(self._codec, frame.data)
+            if size is not None and size[0] * size[1] > self._m.max_pixels:
+                return "strict_oversize"
+        if not self._budget.allows(self._m.clock()):
+            return "strict_decode_budget"
+        return None
+
+    def _withhold_for(self, limit: str) -> None:
+        """Fail closed: the frame is not judged, so neither it nor any after it until a
+        keyframe within the limits is forwarded; counted, and logged once per stream."""
+        self._m.defences[limit] += 1
+        if limit not in self._over_limit:
+            self._over_limit.add(limit)
+            log.warning("moderated stream: withheld, over a decode limit (%s)", limit)
+
     def _analyse(self, frame: EncodedFrame) -> _Analysed | None:
         """Decode one frame and take its scene signature (decode thread)."""
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
+        self._decode_s = 0.0
         try:
             if self._decoder is None:
                 assert self._codec is not None
                 ctx = av.CodecContext.create(self._codec, "r")
                 assert isinstance(ctx, av.VideoCodecContext)
                 ctx.thread_count = 1  # one worker process per core
+                # a header this relay misread still cannot make FFmpeg allocate a huge picture
+                ctx.options = {"max_pixels": str(self._m.max_pixels)}
                 self._decoder = ctx
             pictures = self._decoder.decode(av.Packet(frame.data))
         except av.FFmpegError as exc:
             log.debug("moderated stream: undecodable frame (%s)", type(exc).__name__)
             return None
+        finally:
+            # the decode thread's own CPU time: a busy machine must not push honest streams
+            # over budget by making them wait for a core
+            self._decode_s = time.thread_time() - cpu0
         if not pictures:
             return None
         pic = pictures[-1]
@@ -387,8 +442,10 @@ class ModeratedStream:
                 self.stats.hold_s.append(now - arrival)
                 self._m.meter.released += 1
                 self._m.meter.hold_s.append(now - arrival)
-                self._sink.release(frame.packets, self._withheld, now)
+                due = self._pacer.due(arrival, now)
+                self._outbox.append((due, frame.packets, self._withheld, arrival))
                 self._withheld = False
+                self._send_due()
             elif isinstance(a, Drop):
                 self._held.pop(a.frame_id, None)
                 self.stats.dropped[a.reason] += 1
@@ -402,6 +459,22 @@ class ModeratedStream:
             elif isinstance(a, Resumed):
                 log.info("moderation: resumed")
                 self._sink.moderation_event("resumed", "", 0.0)
+
+    def _send_due(self) -> None:
+        """Hand the released frames that are due to the hub; wake up for the next one."""
+        now = self._m.clock()
+        outbox = self._outbox
+        while outbox and outbox[0][0] <= now:
+            _, packets, restart, arrival = outbox.popleft()
+            self._sink.release(packets, restart, now, now - arrival)
+        if outbox and self._send_timer is None:
+            self._send_timer = asyncio.get_running_loop().call_later(
+                outbox[0][0] - now, self._on_send_timer
+            )
+
+    def _on_send_timer(self) -> None:
+        self._send_timer = None
+        self._send_due()
 
 
 def yuv_plane(pic: av.VideoFrame, i: int) -> NDArray[np.uint8]:

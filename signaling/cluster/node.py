@@ -23,6 +23,20 @@ the partner the node believed in, and the script ignores them when the pool has 
 here. Known gap: two inputs of one user within one round trip to Redis (Stop then Start, say)
 can let a pairing made before the first be taken after the second; per-user input sequence
 numbers in the events would close it (issue 12).
+
+Relay workers are shared the same way. Each node publishes each of its workers (its load,
+room, draining and moderation state) at every load report, as a key whose TTL the reports
+renew (so a dead node's workers lapse) and on the ``workers`` channel, from which every node
+keeps its own view (``RelayDirectory.update_elsewhere``): placement reads that view, never
+Redis. A call's host (``signaling.call_hub``) sends commands for a worker of another node to
+that node's channel, which passes them on and sends the worker's word about those legs back
+(``signaling.cluster.foreign_legs``); the guest's node and the host exchange their members'
+call messages on the same channels. All of it rides the node's one connection, so each of
+these streams stays in order. Besides the pool's events, a node's channel carries JSON arrays:
+["msg", user, pair, text] (a server message for a local user), ["call", user, partner, kind,
+text] (a guest's call message, or a moderation report about a guest), ["cmd", host, worker,
+text] (a command for a local worker) and ["wmsg", node, worker, text] (a worker's word for the
+host).
 """
 
 from __future__ import annotations
@@ -36,10 +50,12 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+import msgspec
+
+from relay import control as rc
 from signaling import protocol as p
 from signaling.cluster import pool
 from signaling.cluster.bans import SharedStrikeBook
@@ -53,6 +69,7 @@ from signaling.matchmaking import (
     PartnerLost,
     UserState,
 )
+from signaling.relays import WorkerRecord
 from signaling.strikes import Person
 
 log = logging.getLogger("chatguard.cluster")
@@ -67,11 +84,26 @@ UNAVAILABLE = p.Error(
     "your request is kept and carried out when it is back",
 )
 """Told once per outage to each user whose request waits for Redis."""
+ANY_PAIR = "*"
+"""A forwarded message for its user whatever call it is in (an error reply has no pair)."""
+WORKER_REPORTS_MISSED = 3
+"""A worker of another node is forgotten once this many of its load reports failed to come
+(or presence_ttl_s, if longer): its node or the worker died."""
+_record_decoder = msgspec.json.Decoder(WorkerRecord)
+STRIKE_SCRIPT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local left = redis.call('PTTL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], cjson.encode({ARGV[3], n, left}))
+return {n, left}
+"""
+"""One strike, atomically: count it, start the window with the first, tell every node."""
 
 Operation = tuple[str, ...]
 """("script", op, *args) for the pool script; ("connect", user) and ("join", user, interests
 as JSON), completed when sent with what the hub knows of the user then; ("publish", node,
-payload); ("ban", device, network, until)."""
+payload); ("worker", id, record as JSON or "" when gone); ("strike", device, network);
+("ban", device, network, until)."""
 
 
 @dataclass(slots=True)
@@ -185,10 +217,23 @@ class ClusterMatchmaker:
         node = self._remote_nodes.get(user)
         if node is None:
             return False
-        pair = getattr(message, "pair", "")
+        pair = ANY_PAIR if isinstance(message, p.Error) else getattr(message, "pair", "")
         payload = json.dumps(["msg", user, pair, p.encode_server_message(message)])
         self._operations.append(("publish", node, payload))
         return True
+
+    def node_of_partner(self, user: str) -> str | None:
+        """The node of `user`, a partner connected to another node; None: not one."""
+        return self._remote_nodes.get(user)
+
+    def publish(self, node: str, payload: str) -> None:
+        """Send `payload` to `node`'s channel, in order with everything else this node sends."""
+        self._operations.append(("publish", node, payload))
+
+    def share_worker(self, record: WorkerRecord | None, worker: str) -> None:
+        """Tell every node about one of this node's workers; None: it is gone."""
+        encoded = "" if record is None else msgspec.json.encode(record).decode()
+        self._operations.append(("worker", worker, encoded))
 
     def drain_operations(self) -> list[Operation]:
         """What to send to Redis, in order; due heartbeats go last, as one operation."""
@@ -292,34 +337,64 @@ def node_name(config: Config) -> str:
     return config.cluster.node_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+class NodeHost(Protocol):
+    """What a node asks of the signaling service it serves."""
+
+    def route_facts(self, user: str) -> tuple[str, bool] | None:
+        """A local user's region and address choice (``SignalingHub.route_facts``)."""
+
+    def pair_of(self, user: str) -> str | None:
+        """A local user's current pair (``SignalingHub.pair_of``)."""
+
+    def send_text(self, user: str, text: str) -> None:
+        """Hand an encoded message to a local user's socket."""
+
+    def on_pool_events(self) -> None:
+        """The matchmaker has new events for the hub."""
+
+    def from_partner_node(self, user: str, partner: str, kind: str, text: str) -> None:
+        """The other node of a call sent a call message (`kind` "client") or a moderation
+        report ("moderation") about the call of local `user` with `partner`."""
+
+    def command_from_host(self, host: str, worker: str, text: str) -> None:
+        """`host` sent a command for `worker`, one of ours."""
+
+    def from_worker_elsewhere(self, worker: str, node: str, text: str) -> None:
+        """`worker` of `node` said something about a leg of a call hosted here."""
+
+    def worker_elsewhere(self, record: WorkerRecord, valid_s: float) -> None:
+        """Another node published one of its workers, for `valid_s` unless published again."""
+
+    def worker_gone_elsewhere(self, worker: str, node: str) -> None:
+        """Another node's worker left (or that node or its record lapsed)."""
+
+    def on_tick(self) -> None:
+        """Called every ``TICK_S``: time to forget lapsed workers of other nodes."""
+
+    def banned_by_pool(self, who: Person, strikes: int) -> None:
+        """Strikes here brought `who` to a ban in the pool's count, not in this node's."""
+
+
 class ClusterNode:
     """The asyncio bridge between one node's ``ClusterMatchmaker`` and Redis."""
 
-    def __init__(
-        self,
-        config: Config,
-        settings: MatchmakingSettings,
-        route_facts: Callable[[str], tuple[str, bool] | None],
-        pair_of: Callable[[str], str | None],
-        send_text: Callable[[str, str], None],
-        on_events: Callable[[], None],
-    ) -> None:
-        """`route_facts` and `pair_of` ask the hub about a local user; `send_text` hands an
-        encoded message to a local user's socket; `on_events` lets the hub read new events."""
+    def __init__(self, config: Config, settings: MatchmakingSettings, host: NodeHost) -> None:
         self.matchmaker = ClusterMatchmaker(node_name(config))
         mod = config.moderation
         self.strikes = SharedStrikeBook(
             mod.strikes_to_ban, mod.strike_window_s, mod.ban_s, mod.devices_to_ban_network
         )
         self._cluster = config.cluster
+        self._strike_window_s = mod.strike_window_s
         self._settings = settings
         self._prefix = config.cluster.key_prefix
         self._presence_key = self._prefix + "alive:" + self.name
         self._presence_ms = int(config.cluster.presence_ttl_s * 1000)
-        self._route_facts = route_facts
-        self._pair_of = pair_of
-        self._send_text = send_text
-        self._on_events = on_events
+        self._host = host
+        self.worker_ttl_s = max(
+            config.cluster.presence_ttl_s, rc.LOAD_INTERVAL_S * WORKER_REPORTS_MISSED
+        )
+        """How long a worker's record stands without a new load report."""
         self._rng = random.Random()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -330,10 +405,13 @@ class ClusterNode:
         """Users told of the outage under way (once each)."""
         self._run_id = ""
         """The Redis server's run id: a new one means it restarted, maybe empty."""
+        self.messages_refused = 0
+        """Messages from other nodes that could not be handled (logged each)."""
         self._listened_at = 0.0
         """When the node's channel was last read without error (monotonic)."""
         self._redis: Any = None
         self._script: Any = None
+        self._strike_script: Any = None
         self._pubsub: Any = None
 
     @property
@@ -349,11 +427,18 @@ class ClusterNode:
 
         self._redis = aioredis.Redis.from_url(self._cluster.redis_url, decode_responses=True)
         self._script = self._redis.register_script(pool.SCRIPT)
+        self._strike_script = self._redis.register_script(STRIKE_SCRIPT)
         self._run_id = (await self._redis.info("server"))["run_id"]
         await self._renew_presence()
         self._pubsub = self._redis.pubsub()
-        await self._pubsub.subscribe(self._prefix + "node:" + self.name, self._prefix + "bans")
+        await self._pubsub.subscribe(
+            self._prefix + "node:" + self.name,
+            self._prefix + "bans",
+            self._prefix + "workers",
+            self._prefix + "strikes",
+        )
         await self._load_bans()
+        await self._load_strikes()
         self._tasks = [
             asyncio.create_task(self._send_loop()),
             asyncio.create_task(self._listen_loop(self._pubsub)),
@@ -400,6 +485,21 @@ class ClusterNode:
                 self._outage = False
                 self._told.clear()
 
+    def forward_to_partner_node(self, user: str, partner: str, kind: str, text: str) -> None:
+        """A call message (`kind` "client") or moderation report ("moderation") for the node
+        of `user`, a partner connected there, about its call with `partner`, ours."""
+        node = self.matchmaker.node_of_partner(user)
+        if node is not None:
+            self.matchmaker.publish(node, json.dumps(["call", user, partner, kind, text]))
+
+    def command_worker(self, node: str, worker: str, text: str) -> None:
+        """A command for `worker`, connected to `node`: that node passes it on."""
+        self.matchmaker.publish(node, json.dumps(["cmd", self.name, worker, text]))
+
+    def reply_to_host(self, host: str, worker: str, text: str) -> None:
+        """`worker`'s word about a leg of a call `host` hosts."""
+        self.matchmaker.publish(host, json.dumps(["wmsg", self.name, worker, text]))
+
     def _tell_waiting_users(self, batch: list[Operation]) -> None:
         """A request that waits for Redis gets a clear answer, not silence; the connection
         stays (a call in progress does not need Redis)."""
@@ -408,20 +508,22 @@ class ClusterNode:
         users = {op[1] for op in batch if op[0] == "join"}
         users |= {op[2] for op in batch if op[:2] in asks}
         for user in sorted(users - self._told):
-            self._send_text(user, text)
+            self._host.send_text(user, text)
         self._told |= users
 
     def _drain(self) -> list[Operation]:
-        """The pool's operations, then the bans made here meanwhile, each at the longest ban
-        this node knows for that device (Redis keeps one value: a shorter ban must not
-        replace a longer one made elsewhere)."""
-        bans: list[Operation] = []
+        """The pool's operations, then the strikes and bans made here meanwhile, each ban at
+        the longest this node knows for that device (Redis keeps one value: a shorter ban must
+        not replace a longer one made elsewhere)."""
+        shared: list[Operation] = [
+            ("strike", who.device, who.network) for who in self.strikes.drain_struck_here()
+        ]
         now = time.monotonic()
         for who in self.strikes.drain_made_here():
             until = self.strikes.banned_until(Person(who.device, ""), now)
             if until is not None:
-                bans.append(("ban", who.device, who.network, repr(until)))
-        return self.matchmaker.drain_operations() + bans
+                shared.append(("ban", who.device, who.network, repr(until)))
+        return self.matchmaker.drain_operations() + shared
 
     async def _send(self, operations: list[Operation]) -> None:
         """One pipeline, in order: each script call and publish is one command of it."""
@@ -429,6 +531,8 @@ class ClusterNode:
             return
         now = time.time()  # the nodes share the wall clock; monotonic clocks differ
         pipe = self._redis.pipeline(transaction=False)
+        strikes: dict[int, Person] = {}
+        """Position of each strike's reply -> whom it struck."""
         # presence first: users must never reach a Redis (a restarted one, say) that does
         # not know their node to be alive, or the pool's timers hand them back at once
         pipe.set(self._presence_key, "1", px=self._presence_ms)
@@ -436,12 +540,20 @@ class ClusterNode:
             if kind == "publish":
                 pipe.publish(self._prefix + "node:" + args[0], args[1])
                 continue
+            if kind == "worker":  # kept while reports renew it, and told to every node now
+                self._share_worker(pipe, args[0], args[1])
+                continue
+            if kind == "strike":
+                strikes[len(pipe.command_stack)] = Person(args[0], args[1])
+                await self._strike(pipe, args[0])
+                continue
             if kind == "ban":  # kept until it ends, and told to every node now
                 device, network, left_s = args[0], args[1], float(args[2]) - time.monotonic()
                 if left_s > 0:
                     record = json.dumps([device, network, now + left_s])
                     pipe.set(self._prefix + "ban:" + device, record, px=int(left_s * 1000) + 1)
                     pipe.publish(self._prefix + "bans", record)
+                    pipe.delete(self._prefix + "strikes:" + device)
                 continue
             if kind in ("connect", "join"):
                 op, args = kind, self._complete(kind, args)
@@ -449,13 +561,35 @@ class ClusterNode:
                 op, *args = args
             argv = pool.script_args(self._prefix, op, now, self._settings, self._rng, *args)
             await self._script(args=argv, client=pipe)
-        for result in await pipe.execute(raise_on_error=False):
+        for position, result in enumerate(await pipe.execute(raise_on_error=False)):
             if isinstance(result, Exception):  # a late input the pool no longer allows
                 log.debug("cluster: pool refused an input: %s", result)
+            elif (who := strikes.get(position)) is not None:
+                count, left_ms = (int(x) for x in result)
+                self.strikes.counted(who.device, count, left_ms / 1000, time.monotonic())
+                if self.strikes.crossed_limit(who, count, time.monotonic()):
+                    log.info("cluster: %s banned: strikes on several nodes", who.device)
+                    self._host.banned_by_pool(who, count)
+                    self.wake()  # share the ban
+
+    async def _strike(self, pipe: Any, device: str) -> None:
+        window_ms = str(int(self._strike_window_s * 1000))
+        channel = self._prefix + "strikes"
+        keys = [self._prefix + "strikes:" + device]
+        await self._strike_script(keys=keys, args=[window_ms, channel, device], client=pipe)
+
+    def _share_worker(self, pipe: Any, worker: str, record: str) -> None:
+        key = self._prefix + "worker:" + worker
+        if record:
+            pipe.set(key, record, px=int(self.worker_ttl_s * 1000))
+            pipe.publish(self._prefix + "workers", json.dumps(["up", record]))
+        else:
+            pipe.delete(key)
+            pipe.publish(self._prefix + "workers", json.dumps(["gone", worker, self.name]))
 
     def _complete(self, kind: str, args: list[str]) -> list[str]:
         user = args[0]
-        region, hide = self._route_facts(user) or ("", False)  # gone: its disconnect follows
+        region, hide = self._host.route_facts(user) or ("", False)  # gone: its disconnect follows
         if kind == "connect":
             return [user, self.name, region]
         return [user, args[1], region, "1" if hide else "0"]
@@ -471,21 +605,49 @@ class ClusterNode:
                 await asyncio.sleep(RETRY_S)
                 continue
             self._listened_at = time.monotonic()
-            if message is not None:
+            if message is None:
+                continue
+            try:
                 self._receive(message["channel"], message["data"])
+            except Exception:  # one bad message (another version's node?) stops no other
+                self.messages_refused += 1
+                log.exception("cluster: a message on %s could not be handled", message["channel"])
 
     def _receive(self, channel: str, data: str) -> None:
         fields = json.loads(data)
         if channel == self._prefix + "bans":
             self._apply_ban(fields)
             return
-        if fields[0] == "msg":
-            _, user, pair, text = fields
-            if self._pair_of(user) == pair:  # not for a call its member has left meanwhile
-                self._send_text(user, text)
+        if channel == self._prefix + "workers":
+            self._worker_news(fields)
             return
-        self.matchmaker.deliver(pool.decode_event(fields), time.monotonic())
-        self._on_events()
+        if channel == self._prefix + "strikes":
+            device, count, left_ms = fields
+            self.strikes.counted(device, count, left_ms / 1000, time.monotonic())
+            return
+        match fields:
+            case ["msg", user, pair, text]:
+                # not for a call its member has left meanwhile
+                if pair == ANY_PAIR or self._host.pair_of(user) == pair:
+                    self._host.send_text(user, text)
+            case ["call", user, partner, kind, text]:
+                self._host.from_partner_node(user, partner, kind, text)
+            case ["cmd", host, worker, text]:
+                self._host.command_from_host(host, worker, text)
+            case ["wmsg", node, worker, text]:
+                self._host.from_worker_elsewhere(worker, node, text)
+            case _:
+                self.matchmaker.deliver(pool.decode_event(fields), time.monotonic())
+                self._host.on_pool_events()
+
+    def _worker_news(self, fields: list[Any]) -> None:
+        match fields:
+            case ["up", record]:
+                worker = _record_decoder.decode(record)
+                if worker.node != self.name:
+                    self._host.worker_elsewhere(worker, self.worker_ttl_s)
+            case ["gone", worker, node] if node != self.name:
+                self._host.worker_gone_elsewhere(worker, node)
 
     def _apply_ban(self, record: list[Any]) -> None:
         device, network, until_unix = record
@@ -497,6 +659,21 @@ class ClusterNode:
         for record in await self._redis.mget(keys) if keys else []:
             if record is not None:  # ended between the scan and the read
                 self._apply_ban(json.loads(record))
+
+    async def _load_strikes(self) -> None:
+        """Strike counts made before this node started, still within their window."""
+        keys = [key async for key in self._redis.scan_iter(match=self._prefix + "strikes:*")]
+        if not keys:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(key)
+            pipe.pttl(key)
+        replies = await pipe.execute()
+        skip = len(self._prefix + "strikes:")
+        for key, count, left_ms in zip(keys, replies[::2], replies[1::2], strict=True):
+            if count is not None and left_ms > 0:  # not ended between the scan and the read
+                self.strikes.counted(key[skip:], int(count), left_ms / 1000, time.monotonic())
 
     async def _presence_loop(self) -> None:
         while True:
@@ -528,6 +705,7 @@ class ClusterNode:
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
+            self._host.on_tick()
             argv = pool.script_args(self._prefix, "tick", time.time(), self._settings, self._rng)
             try:
                 await self._script(args=argv)

@@ -39,6 +39,7 @@ class ChatClient {
     this.everConnected = false;  // the current call's media connected at least once
     this.recovering = null;      // timers of a media connection being restored
     this.pendingCandidates = [];
+    this.iceServers = [];          // the current call's, with its TURN credentials
     this.connectTimer = null;
     this.heartbeat = null;
     this.reconnectAttempt = 0;
@@ -230,7 +231,9 @@ class ChatClient {
 
   openSocket() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${scheme}//${location.host}/ws?device=${deviceId()}`);
+    // The device id rides in the handshake's subprotocol header, not the URL (which proxies
+    // log); "chatguard" is offered beside it for the server to select.
+    const ws = new WebSocket(`${scheme}//${location.host}/ws`, ["chatguard", `chatguard.device.${deviceId()}`]);
     this.ws = ws;
     ws.onmessage = (event) => this.onMessage(JSON.parse(event.data));
     ws.onclose = () => this.onSocketClosed(ws);
@@ -334,7 +337,15 @@ class ChatClient {
         if (current) this.onRemoteCandidate(msg.candidate);
         break;
       case "reroute":
-        if (current) this.startCall({ pair: msg.pair, role: "offerer", route: msg.route }, msg.reason);
+        if (current) this.startCall({ pair: msg.pair, role: "offerer", route: msg.route, ice_servers: msg.ice_servers }, msg.reason);
+        break;
+      case "ice_servers":
+        // fresh credentials while restoring the media: the next ICE restart or relay
+        // connection of this call allocates with them
+        if (current) {
+          this.iceServers = msg.ice_servers;
+          if (this.pc) this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers: msg.ice_servers });
+        }
         break;
       case "partner_state":
         if (current) this.onPartnerState(msg.state);
@@ -365,7 +376,7 @@ class ChatClient {
         break;
       case "error":
         this.lastError = msg;
-        if (msg.code === "rate_limited" || msg.code === "too_long") this.chatNote(`Not sent: ${msg.message}.`);
+        if ((msg.code === "rate_limited" && msg.kind === "chat") || msg.code === "too_long") this.chatNote(`Not sent: ${msg.message}.`);
         else if (msg.code !== "stale_pair") console.warn("chatguard server refused a message:", msg);
         break;
       default:
@@ -395,7 +406,9 @@ class ChatClient {
     this.closeParked();
     const intro = why ? `${why[0].toUpperCase()}${why.slice(1)}; connecting` : "Connecting";
     this.setState("connecting", msg.route, `${intro} (${ROUTE_WORDS[msg.route]})…`);
-    const pc = new RTCPeerConnection({ iceServers: this.welcome ? this.welcome.ice_servers : [] });
+    // TURN credentials come with each pairing or reroute, fresh and short-lived (docs/protocol.md)
+    if (msg.ice_servers) this.iceServers = msg.ice_servers;
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.pc = pc;
     for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
     pc.ontrack = (event) => {

@@ -12,6 +12,7 @@ NOTHING = Percentiles(0, None, None, None, None)
 BASE_RUN = StrictRun(
     streams=1,
     seconds=1.0,
+    engine="onnxruntime fp32",
     relay_cpu_cores=0.1,
     load_cpu_cores=0.05,
     cpu_per_stream_pct=6.0,

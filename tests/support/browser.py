@@ -13,20 +13,7 @@ import numpy as np
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
-]
+from bench.chromium import CHROMIUM, FLAGS
 
 # Skipped on a developer's machine without Chromium; in CI (.ci/run installs it) a missing
 # browser must fail loudly instead of silently skipping the end-to-end tests.
@@ -40,7 +27,7 @@ requires_chromium = pytest.mark.skipif(
 async def chromium(extra_args: list[str] | None = None) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=FLAGS + (extra_args or [])
+            executable_path=CHROMIUM, headless=True, args=[*FLAGS, *(extra_args or [])]
         )
         try:
             yield browser

@@ -105,7 +105,7 @@ from typing import NoReturn
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from tests.support.browser import CHROMIUM, FLAGS
+from bench.chromium import CHROMIUM, FLAGS
 
 PREFIX = "cgt-"
 SUBNET_BASE = "10.213"

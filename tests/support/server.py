@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from chatguard.header_deadline import header_deadline_protocol
 from chatguard.serve import create_serving_app
 from signaling.app import ws_max_size
 from signaling.config import Config, config_from_mapping
@@ -60,6 +61,10 @@ def run_server(config: Config, route: Route | None = None) -> Iterator[RunningSe
             log_level="warning",
             ws_max_size=ws_max_size(config),
             ws_per_message_deflate=config.server.websocket_compression,
+            http=header_deadline_protocol(
+                config.limits.header_timeout_s, app.state.service.budgets.count_header_timeout
+            ),
+            proxy_headers=False,  # [server] trusted_proxies decides (signaling.client_source)
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

@@ -7,6 +7,16 @@ import json
 from typing import Any
 
 import websockets
+from websockets.typing import Subprotocol
+
+from signaling import protocol as p
+
+
+def device_subprotocols(device: str) -> list[Subprotocol] | None:
+    """What the web client offers to send its device id; None without one."""
+    if not device:
+        return None
+    return [Subprotocol(p.SUBPROTOCOL), Subprotocol(p.DEVICE_SUBPROTOCOL_PREFIX + device)]
 
 
 class Client:
@@ -17,8 +27,23 @@ class Client:
         self.welcome: dict[str, Any] = {}
 
     @classmethod
-    async def connect(cls, url: str, headers: dict[str, str] | None = None) -> Client:
-        ws = await websockets.connect(url, additional_headers=headers, max_size=None)
+    async def connect(
+        cls,
+        url: str,
+        headers: dict[str, str] | None = None,
+        local_address: str | None = None,
+        device: str = "",
+    ) -> Client:
+        """`local_address` (e.g. 127.0.0.2, any of 127/8 on Linux): another client address.
+        `device`: sent as the web client sends it (a subprotocol, docs/protocol.md)."""
+        local_addr = None if local_address is None else (local_address, 0)
+        ws = await websockets.connect(
+            url,
+            additional_headers=headers,
+            max_size=None,
+            local_addr=local_addr,
+            subprotocols=device_subprotocols(device),
+        )
         client = cls(ws)
         client.welcome = await client.expect("welcome")
         return client
