@@ -67,9 +67,11 @@ def new_key_prefix() -> str:
 def service_config(
     server_compression: bool, key_prefix: str, interest_fallback_s: float | None = None
 ) -> str:
-    """The TOML the benchmark's service starts with: its key prefix and the options under
-    test."""
+    """The TOML the benchmark's service starts with: its key prefix, the options under test,
+    and no drain: stopped, it exits at once, before the benchmark stops its Redis (a
+    ``--procs`` child still draining when its Redis went away was seen to hang for good)."""
     lines = ["[server]", f"websocket_compression = {str(server_compression).lower()}"]
+    lines += ["drain_timeout_s = 0"]
     lines += ["[cluster]", f'key_prefix = "{key_prefix}"']
     if interest_fallback_s is not None:
         lines += ["[matchmaking]", f"interest_fallback_s = {interest_fallback_s:g}"]
