@@ -7,6 +7,7 @@ on this machine) the same way, and the parsers are tested on sample text.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -74,3 +75,14 @@ def cpu_pressure_us() -> int | None:
 def percent_of_core(cpu_before: float, cpu_after: float, wall_s: float) -> float:
     """CPU time used over a wall-clock span, in percent of one core."""
     return 100.0 * (cpu_after - cpu_before) / wall_s if wall_s > 0 else math.nan
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants now (``serve --procs N``: the parent and its N children)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        for task in Path(f"/proc/{tree[index]}/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread or process that just ended
+                tree.extend(int(child) for child in (task / "children").read_text().split())
+        index += 1
+    return tree

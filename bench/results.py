@@ -68,6 +68,57 @@ class SignalingCase(msgspec.Struct):
     server_rss_kib_per_client: float | None = None
     saturated: str | None = None
     service_levels_missed: list[str] = []
+    setup: str = "memory"
+    """How the service ran (``bench.signaling_setups``): memory, redis, redis-procsN; for a
+    --target service, what the options said."""
+    websocket_extensions: str = ""
+    """What the service accepted of the clients' offer ("none": no compression)."""
+    pairs_total: int = 0
+    """Pairs made over the whole load, ramp included (what Redis's counters cover)."""
+    redis: RedisWork | None = None
+    """Redis's own counters over the whole load; None without Redis."""
+    server_cpu_wait_percent: float | None = None
+    """Share of the load's time the service's processes (their main threads, on average) were
+    ready to run but waited for a CPU: other work on a shared machine, or the load generator."""
+    machine_cpu_pressure_percent: float | None = None
+    """Share of the load's time some task on this machine waited for a CPU (Linux PSI)."""
+
+
+class RedisWork(msgspec.Struct):
+    """What Redis did for one load, from its ``INFO`` before and after."""
+
+    commands: int
+    """Commands executed, those the pool's script runs included."""
+    round_trips: int
+    """Read events on client connections: about one per round trip (a pipeline is one)."""
+    commands_per_pairing: float | None
+    round_trips_per_pairing: float | None
+    by_command: dict[str, int]
+    cpu_percent_of_one_core: float = 0.0
+    """Redis's CPU over the load (``INFO cpu``), in percent of one core."""
+    cpu_ms_per_pairing: float | None = None
+    """Redis CPU per pairing, churn and signaling between nodes included: what sizes Redis."""
+
+
+class WaitingProbe(msgspec.Struct):
+    """What N users waiting for a partner cost: each joined with an interest of its own, so none
+    could be paired (``bench.signaling_load.hold_waiting``)."""
+
+    clients: int
+    websocket_extensions: str
+    server_kib_per_client: float
+    """Resident memory of the service's processes, per waiting user (after minus before)."""
+    redis_bytes_per_client: float | None
+    """What Redis holds for the service's keys (``MEMORY USAGE``), per waiting user; None
+    without Redis."""
+
+
+class SetupResult(msgspec.Struct):
+    """One setup of the run (``--compare``): its capacity and what a waiting user costs."""
+
+    setup: str
+    search: SearchResult | None = None
+    waiting: WaitingProbe | None = None
 
 
 class SignalingResult(msgspec.Struct):
@@ -76,7 +127,7 @@ class SignalingResult(msgspec.Struct):
     versions: dict[str, str]
     machine: dict[str, Any]
     cases: list[SignalingCase] = []
-    search: SearchResult | None = None
+    setups: list[SetupResult] = []
 
 
 # ------------------------------------------------------------- relay, strict --service

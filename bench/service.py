@@ -102,6 +102,16 @@ def free_port_run(count: int) -> int:
         return first
 
 
+def end_process(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within ``timeout_s``; waited for either way."""
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 ONE_ADDRESS_LIMITS = "\n[limits]\nper_address = false\n"
 """Every simulated user comes from the load generator's one address: per-address limits
 (``signaling.budgets``) would refuse all but the first few; per-connection ones still hold."""
@@ -143,12 +153,7 @@ class EmbeddedService:
     def stop(self) -> None:
         """Stop the service; print what it logged before this call, if anything."""
         logged = os.fstat(self._log.fileno()).st_size
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        end_process(self.process, 20)
         self._config_dir.cleanup()
         self._log.seek(0)
         text = self._log.read(logged).decode(errors="replace").strip()

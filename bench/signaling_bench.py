@@ -7,15 +7,22 @@ prints a progress line every second: connected clients, pairs per second, and pa
 latency. At the end it prints a summary and writes JSON.
 Several loads (``--clients 100,1000``) are measured one after the other, each against a fresh
 service; ``--search`` finds the most pairs whose pairing latency p99 stays under the target.
+The service runs as ``--procs N`` processes, its pool in memory or in Redis (``--redis URL``,
+or ``--redis local`` for a throw-away ``redis-server``); ``--compare memory,redis,redis-procs2``
+measures each of those setups in one run. With Redis, Redis's own counters give its commands
+and round trips per pairing, and every setup is also measured with ``--waiting-clients`` users
+waiting (memory per waiting user in the service and in Redis).
 
 Pairing latency is measured where it is the server's doing: from a client's join/next to its
-``paired`` message, for clients that were paired at once (no ``waiting`` in between). Time spent
-queued because nobody else was free is reported separately as queue time.
+``paired`` message, for the member of each pair that acted last (the other was already waiting;
+``bench.signaling_load.PairingClock``). Time spent queued because nobody else was free is
+reported separately as queue time.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import multiprocessing as mp
 import resource
 import time
@@ -26,8 +33,15 @@ from typing import ClassVar
 from bench import provenance
 from bench.capacity import LevelOption, Load
 from bench.plot import plot_signaling_cases
-from bench.procfs import cpu_seconds, rss_kib
-from bench.results import SignalingCase, SignalingResult
+from bench.procfs import cpu_pressure_us, cpu_seconds, process_tree, rss_kib, run_delay_s
+from bench.redis_probe import LocalRedis, RedisCounters, bytes_under, read_counters
+from bench.results import (
+    RedisWork,
+    SetupResult,
+    SignalingCase,
+    SignalingResult,
+    WaitingProbe,
+)
 from bench.search_cli import (
     SearchStep,
     add_search_options,
@@ -39,13 +53,17 @@ from bench.search_cli import (
     saturated,
 )
 from bench.service import EmbeddedService, wait_until_up
-from bench.signaling_load import worker_main
+from bench.signaling_load import COMPRESSION_CHOICES, PairingClock, hold_waiting, worker_main
+from bench.signaling_setups import Setup, comma_setups, new_key_prefix, service_config
 from bench.stats import below, summarize_ms
 from bench.table import DASH, cell
 from bench.workload import Workload, add_output_options, check_output, write_json
 
 TARGET_PAIRING_P99_MS = 50.0
 """The signaling service's target: pairing latency p99 under 50 ms (with 5000 clients)."""
+WAITING_FALLBACK_S = 3600.0
+"""The interest fallback of the service the waiting users are measured on: longer than the
+measurement, so that nobody is paired with anyone."""
 
 
 @dataclass(frozen=True)
@@ -105,49 +123,128 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def setups(args: argparse.Namespace) -> list[Setup]:
+    """The setups to measure: ``--compare``'s, or the one ``--procs``/``--redis`` describe."""
+    return args.compare or [Setup(args.procs, args.redis is not None)]
+
+
 def run(args: argparse.Namespace) -> SignalingResult:
-    """Measure every load of ``--clients`` (or search for the capacity); every figure."""
+    """Measure every load of ``--clients`` (or search for the capacity) in every setup; with
+    a Redis setup and ``--redis local`` (or no ``--redis``), a ``redis-server`` started here for
+    the run and stopped after."""
     result = SignalingResult(
         benchmark="signaling",
         settings=provenance.settings(args),
         versions=provenance.versions(),
         machine=provenance.machine(),
     )
-    cases = result.cases
-    if args.search:
-        result.search = run_search(lambda pairs: _step(run_case(args, 2 * pairs), cases), args)
-    else:
-        cases.extend(run_case(args, clients) for clients in args.clients)
+    chosen = setups(args)
+    local = None
+    if args.target is None and any(s.redis for s in chosen) and args.redis in (None, "local"):
+        local = LocalRedis()
+    redis_url = local.url if local else args.redis
+    try:
+        for setup in chosen:
+            print(f"--- setup: {setup.name}", flush=True)
+            result.setups.append(_run_setup(args, setup, redis_url, result.cases))
+    finally:
+        if local is not None:
+            local.stop()
     return result
 
 
-def _step(case: SignalingCase, cases: list[SignalingCase]) -> SearchStep:
-    cases.append(case)
+def _run_setup(
+    args: argparse.Namespace, setup: Setup, redis_url: str | None, cases: list[SignalingCase]
+) -> SetupResult:
+    done = SetupResult(setup.name)
+
+    def measure(clients: int) -> SignalingCase:
+        case = run_case(args, clients, setup, redis_url)
+        cases.append(case)
+        return case
+
+    if args.search:
+        done.search = run_search(lambda pairs: _step(measure(2 * pairs)), args)
+    else:
+        for clients in args.clients:
+            measure(clients)
+    if args.target is None and args.waiting_clients:
+        done.waiting = measure_waiting(args, setup, redis_url)
+    return done
+
+
+def _step(case: SignalingCase) -> SearchStep:
     return SearchStep(case.clients_requested // 2, case.service_levels_missed, case.saturated)
 
 
-def run_case(args: argparse.Namespace, clients: int) -> SignalingCase:
+def _service(
+    args: argparse.Namespace,
+    setup: Setup,
+    redis_url: str | None,
+    key_prefix: str,
+    interest_fallback_s: float | None = None,
+) -> EmbeddedService:
+    config = service_config(args.server_compression, key_prefix, interest_fallback_s)
+    return EmbeddedService(setup.serve_args(redis_url), config, port=args.port)
+
+
+def _tree_cpu_seconds(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def _tree_rss_kib(pids: list[int]) -> int:
+    return sum(rss_kib(pid) for pid in pids)
+
+
+def _wait_for_processes(pid: int, count: int) -> list[int]:
+    """The service's processes once all of them run (``--procs N``: the parent and N)."""
+    deadline = time.monotonic() + 30
+    while len(tree := process_tree(pid)) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return tree
+
+
+def run_case(
+    args: argparse.Namespace, clients: int, setup: Setup, redis_url: str | None
+) -> SignalingCase:
     """One load: ``clients`` users against a fresh ``chatguard serve`` (or ``--target``).
 
     The service started here has no relay worker: the load is signaling's alone (pairs are on
     the direct route), and no worker competes with it for the machine.
     """
-    server = None if args.target else EmbeddedService(["--relay-workers", "0"], port=args.port)
+    server = None if args.target else _service(args, setup, redis_url, new_key_prefix())
     url = server.endpoints.ws_url if server else args.target
     try:
         wait_until_up(url, args.connect_timeout if server is None else 30.0)
-        started_cpu = cpu_seconds(server.process.pid) if server else 0.0
+        pids = (
+            _wait_for_processes(server.process.pid, setup.procs + (setup.procs > 1))
+            if server
+            else []
+        )
+        started_cpu = _tree_cpu_seconds(pids)
+        started_wait = sum(run_delay_s(pid) for pid in pids)
+        started_psi = cpu_pressure_us()
+        redis_before = read_counters(redis_url) if setup.redis and redis_url else None
         loadgen_cpu = _children_cpu_seconds()
         started = time.monotonic()
         case = _drive(url, args, clients)
         wall = time.monotonic() - started
+        case.setup = setup.name
+        if redis_before is not None and redis_url is not None:
+            work = read_counters(redis_url).minus(redis_before)
+            case.redis = _redis_work(work, case.pairs_total, wall)
         loadgen_pct = 100 * (_children_cpu_seconds() - loadgen_cpu) / wall / args.processes
         case.loadgen_cpu_percent_of_one_core = loadgen_pct
+        if started_psi is not None and (ended_psi := cpu_pressure_us()) is not None:
+            case.machine_cpu_pressure_percent = (ended_psi - started_psi) / wall / 1e4
         cpu = {"load generator": loadgen_pct}
         if server is not None:
-            used = cpu_seconds(server.process.pid) - started_cpu
-            case.server_cpu_percent_of_one_core = cpu["server"] = 100 * used / wall
-            server_kib = rss_kib(server.process.pid)
+            used = _tree_cpu_seconds(pids) - started_cpu
+            case.server_cpu_percent_of_one_core = 100 * used / wall
+            waited = sum(run_delay_s(pid) for pid in pids) - started_wait
+            case.server_cpu_wait_percent = 100 * waited / wall / setup.procs
+            cpu["server"] = case.server_cpu_percent_of_one_core / setup.procs
+            server_kib = _tree_rss_kib(pids)
             case.server_rss_mib = server_kib / 1024
             case.server_rss_kib_per_client = server_kib / max(1, case.peak_connected_clients)
             case.saturated = saturated(cpu)  # a remote service's CPU is unknown: None
@@ -156,6 +253,53 @@ def run_case(args: argparse.Namespace, clients: int) -> SignalingCase:
     finally:
         if server is not None:
             server.stop()
+
+
+def _redis_work(work: RedisCounters, pairs: int, wall_s: float) -> RedisWork:
+    return RedisWork(
+        commands=work.commands,
+        round_trips=work.reads,
+        commands_per_pairing=work.commands / pairs if pairs else None,
+        round_trips_per_pairing=work.reads / pairs if pairs else None,
+        by_command={name: calls for name, calls in work.by_command.items() if calls},
+        cpu_percent_of_one_core=100 * work.cpu_s / wall_s,
+        cpu_ms_per_pairing=1000 * work.cpu_s / pairs if pairs else None,
+    )
+
+
+def measure_waiting(args: argparse.Namespace, setup: Setup, redis_url: str | None) -> WaitingProbe:
+    """``--waiting-clients`` users waiting, on a fresh service: its memory and Redis's, per user."""
+    prefix = new_key_prefix()
+    server = _service(args, setup, redis_url, prefix, WAITING_FALLBACK_S)
+    try:
+        wait_until_up(server.endpoints.ws_url, 30.0)
+        pids = _wait_for_processes(server.process.pid, setup.procs + (setup.procs > 1))
+        use_redis = setup.redis and redis_url is not None
+
+        def reading() -> tuple[int, int | None]:
+            time.sleep(1.0)  # let the service and Redis settle
+            redis_bytes = bytes_under(redis_url, prefix) if use_redis and redis_url else None
+            return _tree_rss_kib(pids), redis_bytes
+
+        kib_before, redis_before = reading()
+        clients = args.waiting_clients
+        extensions, (kib_after, redis_after) = hold_waiting(
+            server.endpoints.ws_url, clients, args.client_compression, reading
+        )
+        redis_per_client = None
+        if redis_after is not None and redis_before is not None:
+            redis_per_client = (redis_after - redis_before) / clients
+        probe = WaitingProbe(
+            clients, extensions, (kib_after - kib_before) / clients, redis_per_client
+        )
+        print(
+            f"{clients} waiting users ({setup.name}): service +{probe.server_kib_per_client:.1f} "
+            f"KiB each, Redis {cell(redis_per_client, '.0f')} bytes each",
+            flush=True,
+        )
+        return probe
+    finally:
+        server.stop()
 
 
 def _drive(url: str, args: argparse.Namespace, clients: int) -> SignalingCase:
@@ -176,6 +320,7 @@ def _drive(url: str, args: argparse.Namespace, clients: int) -> SignalingCase:
                 args.ramp,
                 (args.dwell_min, args.dwell_max),
                 args.seed + index,
+                args.client_compression,
                 child,
             ),
         )
@@ -186,7 +331,9 @@ def _drive(url: str, args: argparse.Namespace, clients: int) -> SignalingCase:
     latency: list[float] = []
     queue: list[float] = []
     signal: list[float] = []
-    measured_pairs = 0
+    clock = PairingClock()
+    measured_pairs = all_pairs = 0
+    extensions = ""
     peak_connected = 0
     errors: list[str] = []
     error_count = 0
@@ -206,11 +353,17 @@ def _drive(url: str, args: argparse.Namespace, clients: int) -> SignalingCase:
                 error_count += snapshot["error_count"]
                 errors.extend(snapshot["errors"])
                 window_pairs += snapshot["pairs"]
-                window_latency.extend(snapshot["pair_latency_s"])
-                if time.monotonic() >= measuring_from:
+                all_pairs += snapshot["pairs"]
+                extensions = extensions or snapshot["extensions"]
+                measuring = time.monotonic() >= measuring_from
+                for pairing in snapshot["pairings"]:
+                    if (both := clock.add(*pairing)) is not None:
+                        window_latency.append(both[0])
+                        if measuring:
+                            latency.append(both[0])
+                            queue.append(both[1])
+                if measuring:
                     measured_pairs += snapshot["pairs"]
-                    latency.extend(snapshot["pair_latency_s"])
-                    queue.extend(snapshot["queue_time_s"])
                     signal.extend(snapshot["signal_latency_s"])
         peak_connected = max(peak_connected, sum(connected))
         elapsed = time.monotonic() - window_started
@@ -239,6 +392,8 @@ def _drive(url: str, args: argparse.Namespace, clients: int) -> SignalingCase:
         errors=error_count,
         error_examples=errors[:5],
         loadgen_cpu_percent_of_one_core=0.0,
+        websocket_extensions=extensions,
+        pairs_total=all_pairs,
     )
 
 
@@ -305,6 +460,52 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--port", type=int, default=8765, help="port for the service it starts (default 8765)"
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the load (default 1)")
+    service = parser.add_argument_group(
+        "the service started here",
+        "How `chatguard serve` runs; each setup is a service started afresh for every load.",
+    )
+    service.add_argument(
+        "--procs",
+        type=int,
+        default=1,
+        help="signaling processes sharing the port (serve --procs N); above 1 needs --redis "
+        "(default 1)",
+    )
+    service.add_argument(
+        "--redis",
+        metavar="URL",
+        help="the pool in this Redis (serve --redis URL), or `local`: a redis-server started "
+        "here on a free port for the run (default: the pool in memory)",
+    )
+    service.add_argument(
+        "--compare",
+        type=comma_setups,
+        metavar="SETUPS",
+        help="measure each of these setups in turn, e.g. memory,redis,redis-procs2 (memory: "
+        "one process, pool in memory; redis: one process on Redis; redis-procsN: N processes "
+        "on Redis; Redis is --redis, or one started here); replaces --procs",
+    )
+    service.add_argument(
+        "--server-compression",
+        action="store_true",
+        help="let the service accept permessage-deflate ([server] websocket_compression; "
+        "default: off, as the service ships)",
+    )
+    service.add_argument(
+        "--waiting-clients",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="after each setup's loads, N users waiting for a partner on a fresh service: "
+        "memory per waiting user in the service and in Redis (default 1000; 0: skip)",
+    )
+    parser.add_argument(
+        "--client-compression",
+        choices=COMPRESSION_CHOICES,
+        default="browser",
+        help="what the simulated users offer: browser (permessage-deflate as Chromium and "
+        "Firefox offer it) or none (default browser)",
+    )
     add_output_options(
         parser,
         "signaling",
@@ -330,28 +531,91 @@ def check_args(args: argparse.Namespace) -> str | None:
         return "need 0 <= --dwell-min <= --dwell-max"
     if args.connect_timeout <= 0:
         return "--connect-timeout must be > 0"
-    return check_target(args.target) or check_search_args(args) or check_output(args)
+    return (
+        check_target(args.target)
+        or check_setups(args)
+        or check_search_args(args)
+        or check_output(args)
+    )
+
+
+def check_setups(args: argparse.Namespace) -> str | None:
+    """What is wrong with --procs, --redis, --compare and --waiting-clients, or None."""
+    if args.procs < 1 or args.waiting_clients < 0:
+        return "need --procs >= 1 and --waiting-clients >= 0"
+    if args.procs > 1 and args.redis is None:
+        return "--procs above 1 needs a shared pool: --redis URL or --redis local"
+    if args.compare and args.procs > 1:
+        return "--compare names the processes of each setup; leave out --procs"
+    if args.compare and len(args.compare) > 1 and args.plot is not None:
+        return "--plot draws one setup; leave out --plot, or compare one setup at a time"
+    chosen = setups(args)
+    if args.target is not None and (args.compare or args.procs > 1 or args.server_compression):
+        return "--compare, --procs and --server-compression start a service; not with --target"
+    if args.target is not None and args.redis == "local":
+        return "--redis local starts a Redis for the service started here; not with --target"
+    if args.redis not in (None, "local"):
+        parts = urllib.parse.urlsplit(args.redis)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+            return f"--redis {args.redis!r}: give redis://HOST:PORT/DB or `local`"
+    if any(s.redis for s in chosen) and importlib.util.find_spec("redis") is None:
+        return "a Redis setup needs the Redis client: pip install 'chatguard[redis]'"
+    return None
 
 
 def table(cases: list[SignalingCase]) -> str:
     """One row per load; a figure that was not measured is a dash."""
     head = (
-        f"{'clients':>7} {'connected':>9} {'pairs/s':>8} {'pairing p50/p99 ms':>19} "
-        f"{'queue p99':>9} {'errors':>6} {'server CPU':>10} {'MiB':>5} {'loadgen CPU':>11} "
-        f"{'saturated':>14}  service levels"
+        f"{'setup':>12} {'clients':>7} {'connected':>9} {'pairs/s':>8} "
+        f"{'pairing p50/p99 ms':>19} {'queue p99':>9} {'errors':>6} {'server CPU':>10} "
+        f"{'MiB':>5} {'loadgen CPU':>11} {'Redis cmd/RT/CPU ms per pair':>28} {'deflate':>7} "
+        f"{'saturated':>14} {'CPU wait':>8} {'pressure':>8}  service levels"
     )
     lines = [head, "-" * len(head)]
     for c in cases:
         pairing = c.pairing_latency
+        redis = (
+            f"{cell(c.redis.commands_per_pairing, '.1f')}/"
+            f"{cell(c.redis.round_trips_per_pairing, '.1f')}/"
+            f"{cell(c.redis.cpu_ms_per_pairing, '.2f')}"
+            if c.redis
+            else DASH
+        )
+        deflate = "no" if c.websocket_extensions in ("", "none") else "yes"
         lines.append(
-            f"{c.clients_requested:7d} {c.peak_connected_clients:9d} "
+            f"{c.setup:>12} {c.clients_requested:7d} {c.peak_connected_clients:9d} "
             f"{c.pairs_per_second:8.0f} {cell(pairing.p50_ms, '9.1f')}/"
             f"{cell(pairing.p99_ms, '<9.1f')} {cell(c.queue_time.p99_ms, '9.1f')} {c.errors:6d} "
             f"{cell(c.server_cpu_percent_of_one_core, '9.0f', '%')} "
             f"{cell(c.server_rss_mib, '5.0f')} "
-            f"{c.loadgen_cpu_percent_of_one_core:10.0f}% {c.saturated or DASH:>14}  "
+            f"{c.loadgen_cpu_percent_of_one_core:10.0f}% {redis:>28} {deflate:>7} "
+            f"{c.saturated or DASH:>14} {cell(c.server_cpu_wait_percent, '7.0f', '%')} "
+            f"{cell(c.machine_cpu_pressure_percent, '7.0f', '%')}  "
             + ("; ".join(c.service_levels_missed) or "held")
         )
+    return "\n".join(lines)
+
+
+def describe_setups(done: list[SetupResult]) -> str:
+    """Each setup's capacity, against the first setup's, and what a waiting user costs."""
+    lines = []
+    base = next((d.search.capacity for d in done if d.search), 0)
+    for d in done:
+        if d.search is not None:
+            ratio = f" ({d.search.capacity / base:.2f} x {done[0].setup})" if base else ""
+            lines.append(describe_search(d.search, f"signaling service, {d.setup}") + ratio)
+        if d.waiting is not None:
+            w = d.waiting
+            redis = (
+                ""
+                if w.redis_bytes_per_client is None
+                else (f", Redis {w.redis_bytes_per_client:.0f} bytes")
+            )
+            lines.append(
+                f"{d.setup}: {w.clients} waiting users cost the service "
+                f"{w.server_kib_per_client:.1f} KiB each{redis} (compression: "
+                f"{w.websocket_extensions})"
+            )
     return "\n".join(lines)
 
 
@@ -360,14 +624,17 @@ def report(result: SignalingResult, args: argparse.Namespace) -> None:
     print("\n" + table(result.cases))
     print(
         f"(target: p99 < {TARGET_PAIRING_P99_MS:g} ms with 5000 clients; CPU: % of one core on "
-        "average over ramp and measurement; MiB: server resident at the end)"
+        "average over ramp and measurement, all the service's processes; MiB: their resident "
+        "memory at the end; Redis cmd/RT/CPU ms per pair: commands, round trips and Redis "
+        "CPU per pairing, over the whole load; CPU wait: share of the time a service process "
+        "was ready to run and waited for a CPU; pressure: share of the time some task on this "
+        "machine waited)"
     )
-    found = result.search
-    if found is not None:
-        print(describe_search(found, "signaling service"))
+    print(describe_setups(result.setups))
     write_json(result, args.json)
     print(f"results written to {args.json}")
     if args.plot is not None:
+        found = result.setups[0].search
         capacity_clients = 2 * found.capacity if found else None
         plot_signaling_cases(result.cases, args.plot, args.max_pairing_p99_ms, capacity_clients)
         print(f"plot written to {args.plot}")

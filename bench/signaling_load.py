@@ -1,18 +1,54 @@
 """The signaling workload's simulated users: WebSocket clients that join, signal like a browser
 (offer, answer, candidates; an SDP stamped with its send time) and press Next after a dwell,
 run by the hundreds in a load-generator process that reports every second through a pipe.
+
+They connect as a browser does, offering permessage-deflate the way Chromium and Firefox offer
+it (``permessage-deflate; client_max_window_bits``: the server may compress with its full 32 KiB
+window), unless told not to offer it: what the server accepts then costs what it costs a real
+deployment. (The ``websockets`` library's own default offer asks for 4 KiB windows, which a
+browser never does.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import websockets
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+
+T = TypeVar("T")
+Compression = Literal["browser", "none"]
+COMPRESSION_CHOICES: tuple[Compression, ...] = ("browser", "none")
+NO_EXTENSIONS = "none"
+"""What a client records when the server accepted no extension."""
+
+
+def connect(url: str, compression: Compression) -> websockets.connect:
+    """A client connection offering permessage-deflate as a browser does, or offering nothing."""
+    offer = [ClientPerMessageDeflateFactory(client_max_window_bits=True)]
+    return websockets.connect(
+        url,
+        max_size=None,
+        open_timeout=60,
+        close_timeout=2,
+        compression=None,
+        extensions=offer if compression == "browser" else None,
+    )
+
+
+def accepted_extensions(ws: websockets.ClientConnection) -> str:
+    """The server's ``Sec-WebSocket-Extensions`` answer, e.g. whether it compresses."""
+    response = ws.response
+    answer = response.headers.get("Sec-WebSocket-Extensions") if response else None
+    return answer or NO_EXTENSIONS
+
 
 FAKE_SDP = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\n" + "a=x-padding\r\n" * 150
 FAKE_CANDIDATE = {
@@ -25,30 +61,63 @@ FAKE_CANDIDATE = {
 class WorkerReport:
     connected: int = 0
     pairs: int = 0
-    pair_latency_s: list[float] = field(default_factory=list)
-    queue_time_s: list[float] = field(default_factory=list)
+    pairings: list[tuple[str, float, float]] = field(default_factory=list)
+    """Each member's pairing: the pair, when it joined or was left or pressed Next, when it
+    was told it is paired (``time.perf_counter``, one clock for every process here);
+    :class:`PairingClock` splits them into latency and queue time."""
     signal_latency_s: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    extensions: str = ""
+    """What the server accepted of the clients' offer (the first answer seen)."""
+
+
+class PairingClock:
+    """Which of a pairing's two waits was the service's doing.
+
+    Of the two members of a pair, the one that acted last (joined, pressed Next, or was left)
+    found the other already waiting: from its action to ``paired`` is pairing latency, the
+    service's work. The other waited for a partner to turn up: queue time, the load's doing.
+    Why not "was told ``waiting``": a node of a cluster tells every joining user it waits
+    until Redis answers, so that word does not say whether a partner was free.
+    """
+
+    def __init__(self) -> None:
+        self._first: dict[str, tuple[float, float]] = {}
+
+    def add(self, pair: str, acted_at: float, paired_at: float) -> tuple[float, float] | None:
+        """(pairing latency, queue time) in seconds once both members are seen, else None."""
+        other = self._first.pop(pair, None)
+        if other is None:
+            self._first[pair] = (acted_at, paired_at)
+            return None
+        (early_acted, early_paired), (late_acted, late_paired) = sorted(
+            [other, (acted_at, paired_at)]
+        )
+        return late_paired - late_acted, early_paired - early_acted
 
 
 class LoadClient:
     """One simulated user: joins, signals like a browser would, presses Next after a dwell."""
 
     def __init__(
-        self, url: str, report: WorkerReport, dwell_s: tuple[float, float], rng: random.Random
+        self,
+        url: str,
+        report: WorkerReport,
+        dwell_s: tuple[float, float],
+        rng: random.Random,
+        compression: Compression,
     ):
         self.url = url
+        self.compression = compression
         self.report = report
         self.dwell_s = dwell_s
         self.rng = rng
         self.acted_at = 0.0
-        self.was_queued = False
 
     async def run(self, stop_at: float) -> None:
         try:
-            async with websockets.connect(
-                self.url, max_size=None, open_timeout=60, close_timeout=2
-            ) as ws:
+            async with connect(self.url, self.compression) as ws:
+                self.report.extensions = self.report.extensions or accepted_extensions(ws)
                 self.report.connected += 1
                 try:
                     await self._cycle(ws, stop_at)
@@ -74,14 +143,10 @@ class LoadClient:
             message = json.loads(raw)
             kind = message["type"]
             now = time.perf_counter()
-            if kind == "waiting":
-                self.was_queued = True
-            elif kind == "paired":
+            if kind == "paired":
                 self.report.pairs += message["role"] == "offerer"  # count each pair once
-                sample = self.report.queue_time_s if self.was_queued else self.report.pair_latency_s
-                sample.append(now - self.acted_at)
-                self.was_queued = False
                 pair = message["pair"]
+                self.report.pairings.append((pair, self.acted_at, now))
                 if message["role"] == "offerer":
                     await self._signal(ws, "offer", pair, now)
                     next_at = loop.time() + self.rng.uniform(*self.dwell_s)
@@ -108,7 +173,6 @@ class LoadClient:
 
     async def _act(self, ws: websockets.ClientConnection, kind: str) -> None:
         self.acted_at = time.perf_counter()
-        self.was_queued = False
         await ws.send(json.dumps({"type": kind}))
 
 
@@ -119,6 +183,7 @@ def worker_main(
     ramp_s: float,
     dwell_s: tuple[float, float],
     seed: int,
+    compression: Compression,
     pipe: Any,
 ) -> None:
     """One load-generator process: runs `clients` users, reports every second through `pipe`."""
@@ -130,7 +195,7 @@ def worker_main(
         stop_at = loop.time() + ramp_s + duration
         tasks = []
         for index in range(clients):
-            client = LoadClient(url, report, dwell_s, rng)
+            client = LoadClient(url, report, dwell_s, rng, compression)
             tasks.append(
                 asyncio.create_task(_start_later(client, ramp_s * index / clients, stop_at))
             )
@@ -157,13 +222,40 @@ def _drain(report: WorkerReport, final: bool) -> dict[str, Any]:
         "final": final,
         "connected": report.connected,
         "pairs": report.pairs,
-        "pair_latency_s": report.pair_latency_s,
-        "queue_time_s": report.queue_time_s,
+        "pairings": report.pairings,
         "signal_latency_s": report.signal_latency_s,
         "errors": report.errors[:20],
         "error_count": len(report.errors),
+        "extensions": report.extensions,
     }
     report.pairs = 0
-    report.pair_latency_s, report.queue_time_s, report.signal_latency_s = [], [], []
+    report.pairings, report.signal_latency_s = [], []
     report.errors = []
     return snapshot
+
+
+def hold_waiting(
+    url: str, clients: int, compression: Compression, measure: Callable[[], T]
+) -> tuple[str, T]:
+    """Connect ``clients`` users that each join with an interest nobody else has (so, under a
+    long interest fallback, all of them wait), then call ``measure`` while they wait; what
+    the server accepted of the offer, and ``measure``'s answer.
+
+    Why waiting users: they are what a pool in Redis holds per person, and an idle connected
+    user is what a signaling process holds per person between calls.
+    """
+
+    async def main() -> tuple[str, T]:
+        async with contextlib.AsyncExitStack() as stack:
+            sockets = []
+            for index in range(clients):
+                ws = await stack.enter_async_context(connect(url, compression))
+                await ws.recv()  # welcome
+                await ws.send(json.dumps({"type": "join", "interests": [f"probe{index}"]}))
+                sockets.append(ws)
+            for ws in sockets:
+                while json.loads(await asyncio.wait_for(ws.recv(), 30))["type"] != "waiting":
+                    pass
+            return accepted_extensions(sockets[0]), await asyncio.to_thread(measure)
+
+    return asyncio.run(main())

@@ -347,6 +347,7 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
         log_config=None,  # configured above: uvicorn's lines in chatguard's format
         access_log=server.access_log,
         ws_max_size=ws_max_size(config),
+        ws_per_message_deflate=server.websocket_compression,
         http=header_deadline_protocol(
             config.limits.header_timeout_s, service.budgets.count_header_timeout
         ),

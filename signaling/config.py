@@ -61,6 +61,11 @@ class ServerConfig(_Section):
     """Largest WebSocket message accepted; SDP with many codecs is ~10 KiB, so 64 KiB is ample."""
     send_queue_limit: int = 256
     """Messages queued for a client that is not reading before it is disconnected as too slow."""
+    websocket_compression: bool = False
+    """Accept permessage-deflate, which every browser offers. Off: signaling messages are small
+    (an SDP is 2-10 KB, the rest under 200 bytes) and a signaling service is bound by CPU and
+    memory per client, not bandwidth; compressing about doubled the CPU per message and added
+    tens of KB per connection (``chatguard bench signaling``, README "Benchmarks")."""
     log_format: LogFormat = "text"
     """"json": one JSON object per line (UTC timestamps), for a log collector."""
     certfile: str = ""

@@ -218,9 +218,12 @@ def test_signaling_search_smoke_run_writes_every_case_and_a_plot(tmp_path: Path)
     argv += ["--duration", "1", "--ramp", "0.2", "--dwell-min", "0.1", "--dwell-max", "0.2"]
     # Latency is not what this test checks: the search must run whatever this machine does.
     argv += ["--max-pairing-p99-ms", "1000", "--search-budget", "30", "--port", str(free_port())]
+    argv += ["--waiting-clients", "0"]
     assert cli.main([*argv, "--json", str(out), "--plot", str(png)]) == 0
     result = json.loads(out.read_text())
-    found = result["search"]
+    (setup,) = result["setups"]
+    assert setup["setup"] == "memory" and setup["waiting"] is None
+    found = setup["search"]
     assert found["unit"] == "pairs" and found["capacity"] in (0, 2, 4) and found["stop_reason"]
     assert found["service_levels"] == {"max_pairing_p99_ms": 1000}
     probes = found["probes"]

@@ -313,3 +313,43 @@ async def test_the_device_id_comes_in_the_subprotocol_and_not_the_query(
     odd = [websockets.Subprotocol("chatguard"), websockets.Subprotocol("chatguard.device.t%b-3")]
     async with websockets.connect(server.ws_url, subprotocols=odd) as ws:
         assert json.loads(await ws.recv())["type"] == "welcome"
+
+
+@pytest.fixture
+def short_queue_server() -> Iterator[RunningServer]:
+    many = {"per_s": 1000.0, "burst": 5000, "address_per_s": 1000.0, "address_burst": 5000}
+    yield from run_server(make_config(server={"send_queue_limit": 8}, limits={"sdp": many}))
+
+
+@pytest.mark.slow
+async def test_a_client_that_stops_reading_is_disconnected_and_its_partner_told(
+    short_queue_server: RunningServer,
+) -> None:
+    """Its messages pile up in the service until `send_queue_limit`, then it is dropped as
+    too slow: its partner learns the call is over, and the sleeper, once it reads again, gets
+    what was queued before the close, then the close (4001)."""
+    server = short_queue_server
+    reader = await Client.connect(server.ws_url)
+    sleeper = await websockets.connect(server.ws_url, max_size=None, max_queue=1)
+    await sleeper.recv()  # welcome
+    await sleeper.send(json.dumps({"type": "join"}))
+    await asyncio.sleep(0.2)
+    await reader.send(type="join")
+    pair_id = (await reader.expect("paired"))["pair"]
+    sdp = "v=0\r\n" + "a=x\r\n" * 8_000  # ~50 KB each: the socket's buffers fill soon
+
+    async def offer_until_stopped() -> None:
+        for _ in range(2_000):
+            await reader.send(type="offer", pair=pair_id, sdp=sdp)
+
+    offering = asyncio.create_task(offer_until_stopped())
+    left = await reader.expect("partner_left", timeout=30)
+    offering.cancel()
+    assert left["reason"] == "disconnect"
+    offers = 0
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        while True:
+            offers += json.loads(await asyncio.wait_for(sleeper.recv(), 10))["type"] == "offer"
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001
+    assert offers >= 8  # the queue was full: the close came after what it held
+    await reader.close()

@@ -60,6 +60,7 @@ def run_server(config: Config, route: Route | None = None) -> Iterator[RunningSe
             port=config.server.port,
             log_level="warning",
             ws_max_size=ws_max_size(config),
+            ws_per_message_deflate=config.server.websocket_compression,
             http=header_deadline_protocol(
                 config.limits.header_timeout_s, app.state.service.budgets.count_header_timeout
             ),
