@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -33,7 +32,6 @@ CONFIG = GateConfig(
     max_hold_s=0.5,
     resume_after_safe=1,
     min_block_s=0.0,
-    scene_block_s=0.0,
 )
 """The rules before near misses and hysteresis: one safe keyframe lifts a block."""
 SAFE, NEAR, UNSAFE = Finding.SAFE, Finding.NEAR_MISS, Finding.UNSAFE
@@ -328,10 +326,9 @@ RULES = GateConfig(
     resume_after_safe=3,
     alert_classifications_per_s=10.0,
     min_block_s=0.0,
-    scene_block_s=0.0,
 )
 """The decision rules with near misses, three safe verdicts to lift a block, alert rate (the
-block's time rules apart: tests of their own)."""
+minimum block time apart: its own test)."""
 
 
 def test_a_near_miss_is_released_alone_and_never_covers_the_next_frame() -> None:
@@ -423,7 +420,7 @@ def test_a_block_lasts_its_minimum_time_after_the_last_unsafe_verdict() -> None:
     """Scores on an unsafe scene that straddle the threshold: safe verdicts in a row inside
     ``min_block_s`` neither ask for a keyframe nor resume, and another unsafe verdict restarts
     the time."""
-    g = ModerationGate(replace(RULES, resume_after_safe=2, min_block_s=1.0))  # scene rule off
+    g = ModerationGate(replace(RULES, resume_after_safe=2, min_block_s=1.0))
     g.on_frame(0, True, sig(0), 0.0)
     g.on_verdict(0, SAFE, "", 0.0, 0.01)
     g.on_frame(1, False, sig(1), 0.1)
@@ -446,37 +443,3 @@ def test_a_block_lasts_its_minimum_time_after_the_last_unsafe_verdict() -> None:
         assert t < 5
     assert asked and min(asked) >= unsafe_at + 1.0  # the second unsafe verdict restarted it
     assert unsafe_at + 1.0 <= resumed_at < unsafe_at + 1.5
-
-
-def run_blocked(g: ModerationGate, scene_at: Callable[[float], int], until: float) -> float | None:
-    """Frames every 50 ms from t = 0.15 whose scene ``scene_at(t)`` says, every classification
-    safe, a PLI answered with the next frame; when the gate resumed (None: not by ``until``)."""
-    t, fid, a = 0.1, 1, []
-    while t < until:
-        t, fid = round(t + 0.05, 2), fid + 1
-        a = g.on_frame(fid, bool(of(a, RequestKeyframe)), sig(scene_at(t)), t)
-        for c in of(a, Classify):
-            a += g.on_verdict(c.frame_id, SAFE, "", 0.0, t)
-        if of(a, Resumed):
-            return t
-    return None
-
-
-def blocked_on_scene_1(config: GateConfig) -> ModerationGate:
-    g = ModerationGate(config)
-    g.on_frame(0, True, sig(0), 0.0)
-    g.on_verdict(0, SAFE, "", 0.0, 0.01)
-    g.on_frame(1, False, sig(1), 0.1)
-    assert of(g.on_verdict(1, UNSAFE, "X", 0.9, 0.1), Blocked)
-    return g
-
-
-def test_a_block_lasts_while_the_picture_shows_the_scene_found_unsafe() -> None:
-    """The same scene scored safe again and again does not lift the block; a new scene does,
-    by the usual rules; and after ``scene_block_s`` the scene rule lets go."""
-    rules = replace(RULES, resume_after_safe=2, min_block_s=0.5, scene_block_s=3.0)
-    assert run_blocked(blocked_on_scene_1(rules), lambda t: 1, until=3.0) is None
-    resumed = run_blocked(blocked_on_scene_1(rules), lambda t: 1 if t < 1.5 else 2, until=3.0)
-    assert resumed is not None and 1.5 <= resumed < 2.0
-    resumed = run_blocked(blocked_on_scene_1(rules), lambda t: 1, until=5.0)
-    assert resumed is not None and 3.1 <= resumed < 3.6

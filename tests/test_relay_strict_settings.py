@@ -17,7 +17,6 @@ RULES = {
     "reference_margin": 0.7,
     "resume_after_safe": 5,
     "min_block_s": 1.5,
-    "scene_block_s": 6.0,
     "alert_s": 3.0,
     "alert_classifications_per_s": 6.0,
     "scene_peak_cells": 8,
