@@ -204,7 +204,6 @@ class Configure(_Message, tag="configure"):
     reference_margin: float = 0.75
     """The strict route's decision rules (signaling's `[moderation]`; see its keys)."""
     resume_after_safe: int = 2
-    min_block_s: float = 3.0
     alert_s: float = 2.0
     alert_classifications_per_s: float = 5.0
     scene_peak_cells: int = 16

@@ -396,7 +396,6 @@ class RelayWorker:
             verdict_ttl_s=settings.verdict_ttl_s,
             min_classifications_per_s=settings.min_classifications_per_s,
             resume_after_safe=settings.resume_after_safe,
-            min_block_s=settings.min_block_s,
             alert_s=settings.alert_s,
             alert_classifications_per_s=settings.alert_classifications_per_s,
             scene_peak_cells=settings.scene_peak_cells,

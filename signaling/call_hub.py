@@ -341,7 +341,6 @@ class SignalingHub:
             mute_audio_while_blocked=mod.mute_audio_while_blocked,
             reference_margin=mod.reference_margin,
             resume_after_safe=mod.resume_after_safe,
-            min_block_s=mod.min_block_s,
             alert_s=mod.alert_s,
             alert_classifications_per_s=mod.alert_classifications_per_s,
             scene_peak_cells=mod.scene_peak_cells,

@@ -228,10 +228,6 @@ class ModerationConfig(_Section):
     miss: that frame is released alone and vouches for no later frame. 1: off."""
     resume_after_safe: int = 2
     """Safe verdicts in a row, the resuming keyframe's included, that lift a block."""
-    min_block_s: float = 3.0
-    """A block lasts at least this long after the last unsafe verdict (0: as soon as the safe
-    verdicts allow): scores on an unsafe scene that straddle a threshold must not reopen the
-    gate in the middle of it."""
     alert_s: float = 2.0
     """For this long after a block, a resume or a near miss (and while blocked), classify at
     `alert_classifications_per_s`."""
@@ -474,10 +470,8 @@ class Config(_Section):
                 problems.append(f"moderation.{name} must be positive")
         if not 0.0 < mod.reference_margin <= 1.0:
             problems.append("moderation.reference_margin must be in (0, 1] (1: no margin)")
-        if mod.resume_after_safe < 1 or mod.alert_s < 0 or mod.min_block_s < 0:
-            problems.append(
-                "moderation.resume_after_safe must be 1 or more, alert_s and min_block_s 0 or more"
-            )
+        if mod.resume_after_safe < 1 or mod.alert_s < 0:
+            problems.append("moderation.resume_after_safe must be 1 or more, alert_s 0 or more")
         if mod.max_decoded_pixels < 64 * 64:
             problems.append("moderation.max_decoded_pixels must be at least 4096 (64x64)")
         if not 1 <= mod.scene_peak_cells <= 256:

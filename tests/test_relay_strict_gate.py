@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -27,11 +27,7 @@ from relay.strict.gate import (
 )
 
 CONFIG = GateConfig(
-    verdict_ttl_s=1.0,
-    min_classifications_per_s=2.0,
-    max_hold_s=0.5,
-    resume_after_safe=1,
-    min_block_s=0.0,
+    verdict_ttl_s=1.0, min_classifications_per_s=2.0, max_hold_s=0.5, resume_after_safe=1
 )
 """The rules before near misses and hysteresis: one safe keyframe lifts a block."""
 SAFE, NEAR, UNSAFE = Finding.SAFE, Finding.NEAR_MISS, Finding.UNSAFE
@@ -325,10 +321,8 @@ RULES = GateConfig(
     max_hold_s=0.5,
     resume_after_safe=3,
     alert_classifications_per_s=10.0,
-    min_block_s=0.0,
 )
-"""The decision rules with near misses, three safe verdicts to lift a block, alert rate (the
-minimum block time apart: its own test)."""
+"""The decision rules with near misses, three safe verdicts to lift a block, alert rate."""
 
 
 def test_a_near_miss_is_released_alone_and_never_covers_the_next_frame() -> None:
@@ -414,32 +408,3 @@ def test_a_change_in_one_corner_is_a_new_scene() -> None:
     assert released(g.on_frame(1, False, base + 3.0, 0.033)) == [1]  # lighting: same scene
     a = g.on_frame(2, False, corner, 0.066)
     assert not released(a) and reasons(a) == ["scene"]
-
-
-def test_a_block_lasts_its_minimum_time_after_the_last_unsafe_verdict() -> None:
-    """Scores on an unsafe scene that straddle the threshold: safe verdicts in a row inside
-    ``min_block_s`` neither ask for a keyframe nor resume, and another unsafe verdict restarts
-    the time."""
-    g = ModerationGate(replace(RULES, resume_after_safe=2, min_block_s=1.0))
-    g.on_frame(0, True, sig(0), 0.0)
-    g.on_verdict(0, SAFE, "", 0.0, 0.01)
-    g.on_frame(1, False, sig(1), 0.1)
-    assert of(g.on_verdict(1, UNSAFE, "X", 0.9, 0.1), Blocked)  # no resume before 1.1
-    t, fid, a = 0.1, 1, []
-    unsafe_at = 0.0
-    asked: list[float] = []
-    resumed_at = None
-    while resumed_at is None:
-        t, fid = round(t + 0.05, 2), fid + 1
-        a = g.on_frame(fid, bool(of(a, RequestKeyframe)), sig(1), t)  # a PLI is answered at once
-        for c in of(a, Classify):
-            # the scene scores under the threshold from now on, except once, from t = 0.45
-            again = t >= 0.45 and not unsafe_at
-            unsafe_at = t if again else unsafe_at
-            a += g.on_verdict(c.frame_id, UNSAFE if again else SAFE, "X", 0.5, t)
-        asked += [t] * bool(of(a, RequestKeyframe))
-        if of(a, Resumed):
-            resumed_at = t
-        assert t < 5
-    assert asked and min(asked) >= unsafe_at + 1.0  # the second unsafe verdict restarted it
-    assert unsafe_at + 1.0 <= resumed_at < unsafe_at + 1.5

@@ -16,7 +16,6 @@ from signaling.route_policy import Route, RoutePolicy
 RULES = {
     "reference_margin": 0.7,
     "resume_after_safe": 5,
-    "min_block_s": 1.5,
     "alert_s": 3.0,
     "alert_classifications_per_s": 6.0,
     "scene_peak_cells": 8,

@@ -14,10 +14,9 @@ unsafe and no near miss since. A *near miss* (a score under its threshold but wi
 where the model's scores hover at a threshold, one frame scoring just under must not open the
 gate for a second. After a block, forwarding resumes at a keyframe only once
 ``resume_after_safe`` safe verdicts in a row (the keyframe's own included) came on frames after
-it, and no sooner than ``min_block_s`` after the last unsafe verdict; for ``alert_s`` after a
-block, a resume or a near miss the periodic check runs at ``alert_classifications_per_s``.
-Frames are released in arrival order, so one frame waiting for its verdict holds back the ones
-behind it. And after any frame was dropped, the receiver's decoder
+it; for ``alert_s`` after a block, a resume or a near miss the periodic check runs at
+``alert_classifications_per_s``. Frames are released in arrival order, so one frame waiting for its
+verdict holds back the ones behind it. And after any frame was dropped, the receiver's decoder
 lacks a reference, so nothing but a keyframe may follow.
 
 The code is this table (:data:`TRANSITIONS`, row for row): an input is first named
@@ -89,9 +88,8 @@ BLOCKED        HEAD_UNCOVERED     drop all held, request a keyframe [1]         
 ============== ================== ================================================ =========
 
 [1] Blocked, a keyframe is requested only once ``resume_after_safe - 1`` safe verdicts in a row
-(at least one) came since the block and ``min_block_s`` has passed since the last unsafe verdict,
-so that the keyframe's own can complete the run: an earlier one would not resume, and every
-keyframe costs the sender bitrate. (``HEAD_SAFE_KEYFRAME`` holds the same two conditions.)
+(at least one) came since the block, so that the keyframe's own can complete the run: an
+earlier one would not resume, and every keyframe costs the sender bitrate.
 
 [2] Distrust: lose the reference and what a new frame is compared with (so the next frame is
 classified, held until its own verdict), no verdict from before counts any more, the run of
@@ -171,10 +169,6 @@ class GateConfig:
     resume_after_safe: int = 2
     """Safe verdicts in a row, on frames after the block, that lift it (the last one on the
     keyframe that resumes)."""
-    min_block_s: float = 3.0
-    """A block lasts at least this long after the last unsafe verdict: where the model's
-    scores on an unsafe scene straddle the threshold, a few frames scored safe in a row must
-    not reopen the gate in the middle of the scene."""
     alert_s: float = 2.0
     """How long after a block, a resume or a near miss the periodic check runs faster."""
     alert_classifications_per_s: float = 5.0
@@ -436,8 +430,6 @@ class ModerationGate:
         """Safe verdicts in a row on frames from ``_floor`` on (a block or a near miss ends
         the run)."""
         self._alert_until = float("-inf")
-        self._blocked_until = float("-inf")
-        """No resume before this (``min_block_s`` after the last unsafe verdict)."""
         self.strikes = 0
         self.released = 0
         self.dropped = 0
@@ -522,7 +514,7 @@ class ModerationGate:
 
     def _head_input(self, f: _Frame) -> Input:
         if f.safe:
-            if f.keyframe and self._may_resume(f.arrival):
+            if f.keyframe and self._safe_run >= self.config.resume_after_safe:
                 return Input.HEAD_SAFE_KEYFRAME
             return Input.HEAD_SAFE
         if f.near_miss:
@@ -571,9 +563,7 @@ class ModerationGate:
             case Op.REQUEST_KEYFRAME:
                 out.append(RequestKeyframe())
             case Op.REQUEST_KEYFRAME_IF_SAFE_SEEN:
-                if self._safe_run >= max(1, self.config.resume_after_safe - 1) and (
-                    now >= self._blocked_until
-                ):
+                if self._safe_run >= max(1, self.config.resume_after_safe - 1):
                     out.append(RequestKeyframe())
             case Op.LOSE_REFERENCE:
                 self._ref = None
@@ -583,8 +573,6 @@ class ModerationGate:
                 self._floor = self._next_id
                 self._safe_run = 0
                 self._alert_until = now + self.config.alert_s
-                if op is Op.FORGET_VERDICTS:
-                    self._blocked_until = now + self.config.min_block_s
             case Op.STRIKE:
                 self.strikes += 1
                 out.append(Blocked(label, score))
@@ -636,10 +624,6 @@ class ModerationGate:
                 raise AssertionError(f"unhandled step {op}")
 
     # -- helpers ----------------------------------------------------------------------
-
-    def _may_resume(self, arrival: float) -> bool:
-        """Enough safe verdicts in a row, and the block's minimum time has passed."""
-        return self._safe_run >= self.config.resume_after_safe and arrival >= self._blocked_until
 
     def _covered(self, f: _Frame) -> bool:
         ref = self._ref
