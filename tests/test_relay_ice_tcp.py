@@ -35,7 +35,7 @@ from relay.rfc4571 import FrameDecoder, encode_frame
 from relay.worker import RelayWorker
 from signaling.config import ConfigError, config_from_mapping
 from signaling.route_policy import Route
-from tests.support.ports import free_port
+from tests.support.ports import free_port, free_tcp_range
 from tests.support.rtcclient import ChatPeer
 from tests.support.server import (
     RunningServer,
@@ -351,18 +351,6 @@ async def test_udp_peers_are_offered_tcp_and_stay_on_udp(token_server: RunningSe
             await running
 
 
-def consecutive_free_ports() -> int:
-    """A port that is free, and so is the next one."""
-    while True:
-        base = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("0.0.0.0", base + 1))
-            except OSError:
-                continue
-        return base
-
-
 def test_the_configured_base_must_leave_a_port_for_every_worker() -> None:
     assert config_from_mapping({}).relay.ice_tcp_port == 7880  # on unless switched off
     config_from_mapping({"relay": {"workers": 2, "ice_tcp_port": 65534}})
@@ -373,7 +361,7 @@ def test_the_configured_base_must_leave_a_port_for_every_worker() -> None:
 
 
 def test_serve_gives_each_local_worker_its_own_consecutive_port(tmp_path: Path) -> None:
-    base = consecutive_free_ports()
+    base = free_tcp_range(2)[0]  # below the ephemeral ports the servers get
     with chatguard_serve(tmp_path, f"[relay]\nworkers = 2\nice_tcp_port = {base}\n") as url:
         deadline = time.monotonic() + 20
         while len(httpx.get(url.admin + "/stats", timeout=5).json()["relay_workers"]) < 2:
