@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.support.ports import free_port
-from tests.support.rtcclient import ChatPeer
+from tests.support.rtcclient import ChatPeer, see_each_other
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_COMMAND = "python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/chatguard serve"
@@ -130,11 +130,7 @@ async def test_fresh_install_serves_from_the_checkout_and_relays_a_call(
             alice = await ChatPeer.join(f"ws://127.0.0.1:{port}/ws", level=200, tone_hz=440)
             bob = await ChatPeer.join(f"ws://127.0.0.1:{port}/ws", level=60, tone_hz=1000)
             try:
-                await alice.wait_for_frames(30)
-                await bob.wait_for_frames(30)
-                assert alice.route == bob.route == "relay"
-                assert all(abs(level - 60) <= 6 for level, _ in alice.frames)
-                assert all(abs(level - 200) <= 6 for level, _ in bob.frames)
+                await see_each_other(alice, bob, 30, "relay")
             finally:
                 await alice.close()
                 await bob.close()

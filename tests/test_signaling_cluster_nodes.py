@@ -21,7 +21,7 @@ from signaling.config import Config
 from tests.support.cluster_nodes import refused_at
 from tests.support.ports import free_port, free_tcp_range
 from tests.support.redis_server import RedisServer, redis_server
-from tests.support.rtcclient import ChatPeer
+from tests.support.rtcclient import ChatPeer, see_each_other
 from tests.support.server import RunningServer, make_config, run_server
 from tests.support.wsclient import Client
 
@@ -306,11 +306,7 @@ async def test_a_real_call_between_two_nodes_carries_video(
     alice = await ChatPeer.join(first.ws_url, level=200, tone_hz=440)
     bob = await ChatPeer.join(second.ws_url, level=60, tone_hz=1000)
     try:
-        await alice.wait_for_frames(20)
-        await bob.wait_for_frames(20)
-        assert alice.route == bob.route == "direct"
-        assert all(abs(level - 60) <= 6 for level, _ in alice.frames)
-        assert all(abs(level - 200) <= 6 for level, _ in bob.frames)
+        await see_each_other(alice, bob, 20, "direct")
     finally:
         await alice.close()
         await bob.close()

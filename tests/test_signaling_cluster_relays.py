@@ -15,7 +15,7 @@ from signaling.route_policy import Route
 from tests.support.cluster_nodes import TOKEN, relay_url, routed_nodes, stats, until_seen
 from tests.support.control_worker import control_worker
 from tests.support.redis_server import RedisServer
-from tests.support.rtcclient import ChatPeer
+from tests.support.rtcclient import ChatPeer, see_each_other
 from tests.support.wsclient import Client
 
 
@@ -91,11 +91,7 @@ async def test_a_relayed_call_between_two_nodes_carries_media(redis: RedisServer
             while not alice.events:  # waiting: Bob's join pairs them, so his node hosts
                 await asyncio.sleep(0.02)
             bob = await ChatPeer.join(second.ws_url, level=60, tone_hz=1000)
-            await alice.wait_for_frames(30)
-            await bob.wait_for_frames(30)
-            assert alice.route == bob.route == "relay"
-            assert all(abs(level - 60) <= 6 for level, _ in alice.frames)
-            assert all(abs(level - 200) <= 6 for level, _ in bob.frames)
+            await see_each_other(alice, bob, 30, "relay")
             assert abs(alice.heard_frequency() - 1000) < 30
             assert len(worker.legs) == 2
             assert (await stats(second))["relay_legs"] == 2  # the host holds both legs

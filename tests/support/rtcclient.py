@@ -233,3 +233,13 @@ class ChatPeer:
         if self._loop is not None:
             self._loop.cancel()
         await self.signaling.close()
+
+
+async def see_each_other(a: ChatPeer, b: ChatPeer, frames: int, route: str) -> None:
+    """Both peers decode `frames` frames over `route`, and every one shows the other's picture
+    (its grey level, within what compression moves it)."""
+    await a.wait_for_frames(frames)
+    await b.wait_for_frames(frames)
+    assert a.route == b.route == route
+    for peer, other in ((a, b), (b, a)):
+        assert all(abs(level - other.level) <= 6 for level, _ in peer.frames)
