@@ -287,6 +287,17 @@ def test_a_sharper_picture_of_the_same_scene_needs_its_own_verdict() -> None:
     assert of(g.on_verdict(4, UNSAFE, "FACE_MALE", 0.47, 0.15), Blocked)
 
 
+def test_a_periodic_check_leaves_a_slot_for_a_frame_that_waits() -> None:
+    g = open_gate()  # max_in_flight 2
+    a = g.on_frame(1, False, sig(0), 0.5)  # covered, and the periodic check is due
+    assert released(a) == [1] and of(a, Classify) == [Classify(1)]
+    a = g.on_frame(2, False, sig(0), 1.0)  # due again, but the last slot is kept
+    assert released(a) == [2] and of(a, Classify) == []
+    a = g.on_frame(3, False, sig(1), 1.05)  # a new scene finds it free
+    assert of(a, Classify) == [Classify(3)] and not released(a)
+    assert released(g.on_verdict(3, SAFE, "", 0.0, 1.1)) == [3]
+
+
 def test_a_verdict_from_before_a_drop_does_not_resume() -> None:
     g = open_gate()
     a = g.on_frame(1, False, sig(0), 0.5)  # covered, and a periodic check is due

@@ -169,7 +169,8 @@ class GateConfig:
     """A frame held longer than this is dropped with everything behind it."""
     max_held_frames: int = 30
     max_in_flight: int = 2
-    """Classification requests outstanding at once (each needs its own tensor buffer)."""
+    """Classification requests outstanding at once (each needs its own tensor buffer); the
+    periodic check takes one only while another stays free for a frame that waits."""
     verdict_timeout_s: float = 1.0
     """A request unanswered for this long counts as no verdict (if the caller did not say)."""
     resume_after_safe: int = 2
@@ -610,7 +611,11 @@ class ModerationGate:
             case Op.CLASSIFY:
                 self._submit(f, now, out, reason)
             case Op.CLASSIFY_IF_DUE:
-                if now - self._last_submit >= 1.0 / self._periodic_rate(now):
+                due = now - self._last_submit >= 1.0 / self._periodic_rate(now)
+                # the last slot is kept for a frame that waits for its own verdict: a held
+                # frame that found none free was dropped unclassified (measured in Chromium
+                # calls: the first sharper frame after a cut, behind a periodic check)
+                if due and len(self._in_flight) < max(1, self.config.max_in_flight - 1):
                     self._submit(f, now, out, "periodic")
             case Op.CLASSIFY_IF_NEW_SCENE:
                 if self._new_scene(f):
