@@ -330,13 +330,21 @@ async def probe(
     )
 
 
-def run(route: str, seconds: float, max_bitrate: int | None, workdir: Path) -> ProbeResult:
-    """Start ``chatguard serve --route ROUTE`` here and probe one call through it."""
+def run(
+    route: str,
+    seconds: float,
+    max_bitrate: int | None,
+    workdir: Path,
+    moderation: Sequence[str] = (),
+) -> ProbeResult:
+    """Start ``chatguard serve --route ROUTE`` here and probe one call through it;
+    ``moderation``: extra ``[moderation]`` lines (``key = value``), to compare settings."""
     camera = write_camera(workdir / "camera.y4m")
     args = ["--route", route, "--relay-workers", "1"]
     for label in BLOCKED:
         args += ["--block", label]
-    service = EmbeddedService(args, "[moderation]\nstrikes_to_ban = 1000000\n")
+    config = "\n".join(["[moderation]", "strikes_to_ban = 1000000", *moderation]) + "\n"
+    service = EmbeddedService(args, config)
     try:
         wait_until_up(service.endpoints.ws_url, 60)
         wait_for_relays(service.endpoints, 1, 120)
@@ -356,9 +364,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--max-bitrate", type=int, default=None, help="sender cap, bit/s")
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
+    parser.add_argument(
+        "--moderation",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a [moderation] setting for the service, e.g. settle_s=0 (repeatable)",
+    )
     args = parser.parse_args(argv)
+    lines = [" = ".join(item.split("=", 1)) for item in args.moderation]
     with tempfile.TemporaryDirectory(prefix="chatguard-probe-") as workdir:
-        result = run(args.route, args.seconds, args.max_bitrate, Path(workdir))
+        result = run(args.route, args.seconds, args.max_bitrate, Path(workdir), lines)
     summary = {k: v for k, v in asdict(result).items() if k not in ("samples", "relay")}
     print(json.dumps(summary, indent=1))
     if args.json is not None:

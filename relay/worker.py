@@ -401,6 +401,7 @@ class RelayWorker:
             scene_peak_cells=settings.scene_peak_cells,
             scene_peak_threshold=settings.scene_peak_threshold,
             detail_growth=settings.detail_growth,
+            settle_s=settings.settle_s,
         )
         return policy, gate
 

@@ -346,6 +346,7 @@ class SignalingHub:
             scene_peak_cells=mod.scene_peak_cells,
             scene_peak_threshold=mod.scene_peak_threshold,
             detail_growth=mod.detail_growth,
+            settle_s=mod.settle_s,
             max_decoded_pixels=mod.max_decoded_pixels,
             decode_budget=mod.decode_budget,
             stun_url=self._config.relay.stun_url,

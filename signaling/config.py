@@ -240,6 +240,9 @@ class ModerationConfig(_Section):
     detail_growth: float = 0.1
     """A frame with more fine detail than this fraction above the frame a safe verdict was on
     is classified itself, not covered: an encoder refining a coarse picture after a cut."""
+    settle_s: float = 0.3
+    """After a cut (a keyframe, a new scene), frames wait until one that came this much later
+    is found safe: a verdict on the coarse first frames of a scene says little. 0: off."""
     mute_audio_while_blocked: bool = False
     max_decoded_pixels: int = 1920 * 1088
     """Largest picture (width x height) a strict-route sender may send; a larger keyframe is
@@ -479,6 +482,8 @@ class Config(_Section):
             problems.append("moderation.max_decoded_pixels must be at least 4096 (64x64)")
         if mod.detail_growth < 0:
             problems.append("moderation.detail_growth must be 0 or more")
+        if not 0 <= mod.settle_s <= 2:
+            problems.append("moderation.settle_s must be 0 (off) to 2 seconds")
         if not 1 <= mod.scene_peak_cells <= 256:
             problems.append("moderation.scene_peak_cells must be 1-256")
         if mod.devices_to_ban_network < 0:

@@ -21,6 +21,7 @@ RULES = {
     "scene_peak_cells": 8,
     "scene_peak_threshold": 30.0,
     "detail_growth": 0.25,
+    "settle_s": 0.5,
 }
 DECODE_LIMITS = {"max_decoded_pixels": 1280 * 720, "decode_budget": 0.1}
 
@@ -53,6 +54,7 @@ def test_moderation_rules_reach_the_gate_and_the_policy() -> None:
         {"max_decoded_pixels": 100},
         {"decode_budget": 0},
         {"detail_growth": -0.1},
+        {"settle_s": 3},
     ],
 )
 def test_out_of_range_rules_are_refused(bad: dict[str, float]) -> None:

@@ -60,8 +60,9 @@ ANY            NEAR_MISS          distrust [2], drain                           
 ANY            LATE               nothing: what it could cover was decided         -
 ANY            NO_VERDICT         forget the request, drain                        -
 ANY            TIMED_OUT          forget the request (then one drain for all)      -
-OPEN           SAFE_ON_HELD       count it [3], mark the frame safe, drain         -
-BLOCKED        SAFE_ON_HELD       the same                                         -
+OPEN           SAFE_ON_HELD       count it [3], mark the frame safe, settle the    -
+                                  cut if it came settle_s after it [4], drain
+BLOCKED        SAFE_ON_HELD       count it [3], mark the frame safe, drain         -
 OPEN           SAFE_ON_PASSED     count it [3]; it becomes the reference if newer  -
                                   and after the last drop (a periodic check
                                   confirmed), drain
@@ -73,6 +74,7 @@ OPEN           HEAD_SAFE_KEYFRAME release it; it becomes the reference if after 
 OPEN           HEAD_SAFE          the same                                         -
 OPEN           HEAD_NEAR_MISS     release it (not a reference)                     -
 OPEN           HEAD_COVERED       release it                                       -
+OPEN           HEAD_SETTLING      wait: from a cut not settled yet [4]             -
 OPEN           HEAD_AWAITED       wait for its verdict                             -
 OPEN           HEAD_MAYBE_COVERED wait: an earlier frame's verdict may become the  -
                                   reference
@@ -97,6 +99,14 @@ safe verdicts starts again, and the periodic check runs at the alert rate for ``
 
 [3] A safe verdict on a frame after the last drop or block lengthens the run of safe verdicts
 that lifts a block (``resume_after_safe``).
+
+[4] Settling: a keyframe, or a frame that shows a new scene, is a *cut* (not while blocked). The
+encoder sends a cut coarse and draws the detail in over the next frames, so a verdict on the
+cut says little. Frames from the cut on, whatever else would release them, wait until a frame
+that arrived ``settle_s`` or more after the cut is found safe (cuts meanwhile do not put that
+off: a moving picture is a cut at every classification); then they go on their own verdicts or
+coverage as usual. The first such frame to arrive is classified if no later one is in flight;
+waiting to settle does not count against ``max_hold_s``.
 
 "Drain" releases held frames from the head while a verdict covers them: it names the head's
 situation (the ``HEAD_*`` inputs) and follows that row, again while rows release. "Classify" is
@@ -161,6 +171,17 @@ class GateConfig:
     keyframe or a drop, a real-time encoder refines a coarse picture over about a second, and a
     verdict on the coarse frame (the model found no face in Chromium's first frames of a
     scene) must not vouch for the sharper frames after it."""
+    settle_s: float = 0.3
+    """After a cut (a keyframe, or a frame that shows a new scene), no frame from the cut on
+    is forwarded until a frame that arrived at least this long after it was found safe;
+    meanwhile frames wait (``max_hold_s`` plus this). Why: the encoder
+    sends a cut coarse and draws the detail in over the next frames, and a verdict on a coarse
+    frame says nothing (Chromium: the model scored the first frames of an unsafe scene 0.0,
+    then 0.25-0.28, and only 8-10 frames after the cut above the threshold). 0: off."""
+    detail_noise: float = 0.25
+    """Detail changes up to this much (absolute) are noise, whatever ``detail_growth`` says: a
+    flat, dark picture measured 0.93-1.3 from one Chromium frame to the next, and every frame
+    of it was classified."""
     verdict_ttl_s: float = 1.0
     """How much later than a safe frame another frame may arrive and still be covered by it."""
     min_classifications_per_s: float = 2.0
@@ -255,6 +276,7 @@ class Input(enum.Enum):
     HEAD_SAFE = "its own safe verdict"
     HEAD_NEAR_MISS = "its own verdict, a near miss"
     HEAD_COVERED = "the reference covers it"
+    HEAD_SETTLING = "one of the above, but from a cut that no later, settled frame confirmed"
     HEAD_AWAITED = "its own verdict is outstanding"
     HEAD_MAYBE_COVERED = "an earlier frame's verdict is outstanding"
     HEAD_UNCOVERED = "nothing outstanding can cover it"
@@ -296,6 +318,9 @@ class Op(enum.Enum):
     """A held frame's own safe verdict: it becomes the reference if it is after the last drop,
     block or near miss."""
     COUNT_SAFE = enum.auto()
+    CONFIRM_SETTLE = enum.auto()
+    """A held frame found safe that arrived ``settle_s`` or more after the cut: the frames
+    since the cut that show its scene in no more detail may go."""
     FORGET_REQUEST = enum.auto()
     DRAIN = enum.auto()
 
@@ -362,7 +387,7 @@ TRANSITIONS: Final[Mapping[tuple[GateState | None, Input], Row]] = {
     (ANY, _I.LATE): _row(),
     (ANY, _I.NO_VERDICT): _row(_O.FORGET_REQUEST, _O.DRAIN),
     (ANY, _I.TIMED_OUT): _row(_O.FORGET_REQUEST),
-    (_OPEN, _I.SAFE_ON_HELD): _row(_O.COUNT_SAFE, _O.MARK_SAFE, _O.DRAIN),
+    (_OPEN, _I.SAFE_ON_HELD): _row(_O.COUNT_SAFE, _O.MARK_SAFE, _O.CONFIRM_SETTLE, _O.DRAIN),
     (_BLOCKED, _I.SAFE_ON_HELD): _row(_O.COUNT_SAFE, _O.MARK_SAFE, _O.DRAIN),
     (_OPEN, _I.SAFE_ON_PASSED): _row(_O.COUNT_SAFE, _O.CONFIRM_REFERENCE, _O.DRAIN),
     (_AWAIT, _I.SAFE_ON_PASSED): _row(_O.COUNT_SAFE, _O.CONFIRM_REFERENCE, _O.DRAIN),
@@ -374,6 +399,7 @@ TRANSITIONS: Final[Mapping[tuple[GateState | None, Input], Row]] = {
     (_OPEN, _I.HEAD_SAFE): _row(_O.SET_REFERENCE, _O.RELEASE_HEAD),
     (_OPEN, _I.HEAD_NEAR_MISS): _row(_O.RELEASE_HEAD),
     (_OPEN, _I.HEAD_COVERED): _row(_O.RELEASE_HEAD),
+    (_OPEN, _I.HEAD_SETTLING): _row(),
     (_OPEN, _I.HEAD_AWAITED): _row(),
     (_OPEN, _I.HEAD_MAYBE_COVERED): _row(),
     (_OPEN, _I.HEAD_UNCOVERED): _row(
@@ -438,6 +464,16 @@ class ModerationGate:
         """Safe verdicts in a row on frames from ``_floor`` on (a block or a near miss ends
         the run)."""
         self._alert_until = float("-inf")
+        self._cut: _Frame | None = None
+        """The first frame of the cut being settled (None: none is): it and every frame
+        after it wait for ``_settled``."""
+        self._settle_after = float("-inf")
+        """A safe verdict on a frame that arrived from then on settles the cut."""
+        self._settled: _Frame | None = None
+        """The frame whose safe verdict settled the cut."""
+        self._vouched: _Frame | None = None
+        """The newest frame found safe outside a cut's settling: a keyframe re-sent after a
+        drop that shows its scene is no cut. An unsafe verdict or a near miss forgets it."""
         self.strikes = 0
         self.released = 0
         self.dropped = 0
@@ -511,7 +547,7 @@ class ModerationGate:
     def _frame_input(self, f: _Frame, undecodable: bool) -> Input:
         if undecodable:
             return Input.UNDECODABLE
-        if not self._held and self._covered(f):
+        if not self._held and self._covered(f) and not self._unsettled(f):
             return Input.COVERED
         if f.keyframe:
             return Input.KEYFRAME
@@ -529,6 +565,8 @@ class ModerationGate:
         return Input.SAFE_ON_HELD if held else Input.SAFE_ON_PASSED
 
     def _head_input(self, f: _Frame) -> Input:
+        if (f.safe or f.near_miss or self._covered(f)) and self._unsettled(f):
+            return Input.HEAD_SETTLING
         if f.safe:
             if f.keyframe and self._safe_run >= self.config.resume_after_safe:
                 return Input.HEAD_SAFE_KEYFRAME
@@ -584,8 +622,11 @@ class ModerationGate:
             case Op.LOSE_REFERENCE:
                 self._ref = None
                 self._floor = self._next_id
+                self._cut = None  # every frame since the cut was dropped
             case Op.FORGET_VERDICTS | Op.DISTRUST:
-                self._ref = self._anchor = None
+                if op is Op.FORGET_VERDICTS:
+                    self._cut = None  # blocked: every frame held was dropped
+                self._ref = self._anchor = self._vouched = None
                 self._floor = self._next_id
                 self._safe_run = 0
                 self._alert_until = now + self.config.alert_s
@@ -609,6 +650,7 @@ class ModerationGate:
             case Op.DROP:
                 self._drop(f, reason, out)
             case Op.CLASSIFY:
+                self._start_settling(f)
                 self._submit(f, now, out, reason)
             case Op.CLASSIFY_IF_DUE:
                 due = now - self._last_submit >= 1.0 / self._periodic_rate(now)
@@ -618,8 +660,13 @@ class ModerationGate:
                 if due and len(self._in_flight) < max(1, self.config.max_in_flight - 1):
                     self._submit(f, now, out, "periodic")
             case Op.CLASSIFY_IF_NEW_SCENE:
+                a = self._anchor
+                if a is None or self._scene_change(f, a):
+                    self._start_settling(f)
                 if self._new_scene(f):
                     self._submit(f, now, out, "scene")
+                elif self._settling_check_due(f):
+                    self._submit(f, now, out, "settle")
             case Op.RESUME:
                 self._alert_until = now + self.config.alert_s
                 out.append(Resumed())
@@ -627,15 +674,24 @@ class ModerationGate:
                 f.safe = True
             case Op.MARK_NEAR_MISS:
                 f.near_miss = True
+            case Op.CONFIRM_SETTLE:
+                if (
+                    self._cut is not None
+                    and f.arrival >= self._settle_after
+                    and (self._settled is None or f.id > self._settled.id)
+                ):
+                    self._settled = self._vouched = f
             case Op.COUNT_SAFE:
                 if f.id >= self._floor:
                     self._safe_run += 1
             case Op.CONFIRM_REFERENCE:
                 if f.id >= self._floor and (self._ref is None or f.id > self._ref.id):
                     self._ref = f
+                    self._vouch(f)
             case Op.SET_REFERENCE:
                 if f.id >= self._floor:  # a verdict from before a near miss vouches for no other
                     self._ref = f
+                    self._vouch(f)
             case Op.FORGET_REQUEST:
                 self._in_flight.pop(f.id, None)
                 if self._anchor is f:
@@ -644,6 +700,42 @@ class ModerationGate:
                 raise AssertionError(f"unhandled step {op}")
 
     # -- helpers ----------------------------------------------------------------------
+
+    def _vouch(self, f: _Frame) -> None:
+        """``f`` was found safe and released: outside a cut's settling, it vouches for its
+        scene."""
+        if not self._unsettled(f) and (self._vouched is None or f.id > self._vouched.id):
+            self._vouched = f
+
+    def _start_settling(self, f: _Frame) -> None:
+        """``f`` is a cut: frames from here on wait until a frame that arrived ``settle_s``
+        later is found safe. Not when it shows the scene of a settled frame found safe (a
+        keyframe the relay asked for after a drop: coarse, but the scene was judged sharp).
+        Another cut while one settles does not move that time: a moving picture is a cut at
+        every classification, and must not wait for ever."""
+        if self.config.settle_s <= 0 or self.state is GateState.BLOCKED:
+            return
+        if self._vouched is not None and not self._scene_change(f, self._vouched):
+            return
+        if self._cut is None or self._settled is not None:
+            self._cut, self._settled = f, None
+            self._settle_after = f.arrival + self.config.settle_s
+
+    def _unsettled(self, f: _Frame) -> bool:
+        """Whether ``f`` is from a cut that no safe verdict on a later frame settled yet
+        (once settled, frames go on their own verdicts or coverage, as before the cut)."""
+        cut = self._cut
+        return cut is not None and f.id >= cut.id and self._settled is None
+
+    def _settling_check_due(self, f: _Frame) -> bool:
+        """A cut is unsettled, ``f`` arrived late enough to settle it, and no frame that
+        could is being classified."""
+        return (
+            self._cut is not None
+            and self._settled is None
+            and f.arrival >= self._settle_after
+            and not any(g.arrival >= self._settle_after for g, _ in self._in_flight.values())
+        )
 
     def _covered(self, f: _Frame) -> bool:
         ref = self._ref
@@ -664,14 +756,19 @@ class ModerationGate:
         )
 
     def _same_scene(self, f: _Frame, g: _Frame) -> bool:
-        """Whether ``g``'s verdict can speak for the later ``f``: close on average, nowhere
-        much changed (a change confined to part of the picture, someone entering one corner, is
-        a new scene too), and not much sharper (an encoder refining a coarse picture)."""
+        """Whether ``g``'s verdict can speak for ``f``: the same scene, and ``f`` not much
+        sharper (an encoder refining a coarse picture)."""
+        c = self.config
+        limit = max(g.detail * (1.0 + c.detail_growth), g.detail + c.detail_noise)
+        return f.detail <= limit and not self._scene_change(f, g)
+
+    def _scene_change(self, f: _Frame, g: _Frame) -> bool:
+        """Far on average, or much changed somewhere: a change confined to part of the
+        picture (someone entering one corner) is a new scene too."""
         c = self.config
         return (
-            f.detail <= g.detail * (1.0 + c.detail_growth)
-            and signature_distance(f.signature, g.signature) < c.scene_threshold
-            and peak_change(f.signature, g.signature, c.scene_peak_cells) < c.scene_peak_threshold
+            signature_distance(f.signature, g.signature) >= c.scene_threshold
+            or peak_change(f.signature, g.signature, c.scene_peak_cells) >= c.scene_peak_threshold
         )
 
     def _periodic_rate(self, now: float) -> float:
@@ -715,9 +812,10 @@ class ModerationGate:
             self._drain(now, out)
 
     def _check_bounds(self, now: float, out: list[Action]) -> None:
-        held = self._held
-        if held and (
-            now - held[0].arrival > self.config.max_hold_s
-            or len(held) > self.config.max_held_frames
-        ):
+        held, c = self._held, self.config
+        if not held:
+            return
+        # waiting for a cut to settle does not count against the hold budget
+        budget = c.max_hold_s + (c.settle_s if self._unsettled(held[0]) else 0.0)
+        if now - held[0].arrival > budget or len(held) > c.max_held_frames:
             self._step(Input.OVERDUE, held[0], now, out)
