@@ -1,0 +1,145 @@
+"""The relay's own estimate of one sender's uplink (sender -> relay), sans-I/O.
+
+Why: what the relay tells a sender in REMB used to come from its receiver alone (plus what the
+strict gate withheld, ``relay.sender_bitrate``). A receiver that sends no REMB left the sender
+with nothing to stop its growth (10-34 Mbit/s on loopback), and a receiver's estimate carries
+the relay's holds and the receiver's own downlink, not the sender's uplink. This estimates the
+uplink where it ends, from the arrival of the sender's video packets at the relay, *before*
+anything is held, the way a receiving browser does: delay-based (abs-send-time against arrival
+time), with an AIMD rate control that never lets the estimate grow past about 1.5x what
+arrives. Holding frames for a verdict therefore never reads as congestion here.
+
+The parts are aiortc's (``aiortc.rate``: the inter-arrival filter, Kalman overuse estimator,
+overuse detector and AIMD rate control, ported from webrtc.org), wired as aiortc's own
+``RemoteBitrateEstimator.add`` wires them, with two differences: the clock is passed in
+(seconds, as the hub has it) and the incoming rate is a window of the packets themselves
+instead of aiortc's 1000 one-millisecond buckets (about 96 KiB per sender, and a loop over
+every millisecond of a pause on the first packet after it).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Final
+
+from aiortc.rate import (
+    INTER_ARRIVAL_SHIFT,
+    TIMESTAMP_GROUP_LENGTH_MS,
+    TIMESTAMP_TO_MS,
+    AimdRateControl,
+    BandwidthUsage,
+    InterArrival,
+    OveruseDetector,
+    OveruseEstimator,
+)
+
+RATE_WINDOW_MS: Final = 1000
+"""The incoming rate is measured over the last second, as aiortc's and webrtc.org's are."""
+
+
+class _ArrivalRate:
+    """Bits per second that arrived over the last ``RATE_WINDOW_MS``: aiortc's ``RateCounter``
+    (same figures, same "None" cases) over a queue of ``(ms, bytes)`` per packet."""
+
+    __slots__ = ("_packets", "_origin_ms", "_total")
+
+    def __init__(self) -> None:
+        self._packets: deque[tuple[int, int]] = deque()
+        self._origin_ms: int | None = None
+        self._total = 0
+
+    def add(self, size: int, now_ms: int) -> None:
+        if self._origin_ms is None:
+            self._origin_ms = now_ms
+        else:
+            self._erase_old(now_ms)
+        self._packets.append((now_ms, size))
+        self._total += size
+
+    def rate(self, now_ms: int) -> int | None:
+        if self._origin_ms is None:
+            return None
+        self._erase_old(now_ms)
+        active_ms = now_ms - self._origin_ms + 1
+        if self._packets and active_ms > 1:
+            return round(8000 * self._total / active_ms)
+        return None
+
+    def reset(self) -> None:
+        self._packets.clear()
+        self._origin_ms = None
+        self._total = 0
+
+    def _erase_old(self, now_ms: int) -> None:
+        new_origin = now_ms - RATE_WINDOW_MS + 1
+        packets = self._packets
+        while packets and packets[0][0] < new_origin:
+            self._total -= packets.popleft()[1]
+        if self._origin_ms is not None and self._origin_ms < new_origin:
+            self._origin_ms = new_origin
+
+
+class UplinkEstimate:
+    """One sender's uplink, from its video packets as they arrive at the relay."""
+
+    __slots__ = (
+        "_control",
+        "_detector",
+        "_estimator",
+        "_inter_arrival",
+        "_last_update_ms",
+        "_rate",
+        "_rate_live",
+        "bps",
+    )
+
+    def __init__(self) -> None:
+        self._rate = _ArrivalRate()
+        self._rate_live = True
+        self._inter_arrival = InterArrival(
+            (TIMESTAMP_GROUP_LENGTH_MS << INTER_ARRIVAL_SHIFT) // 1000, TIMESTAMP_TO_MS
+        )
+        self._estimator = OveruseEstimator()
+        self._detector = OveruseDetector()
+        self._control = AimdRateControl()
+        self._last_update_ms: int | None = None
+        self.bps: int | None = None
+        """The latest estimate, bits per second; None until the rate control has one (about
+        3 s of packets, or sooner on overuse)."""
+
+    def on_packet(self, abs_send_time: int, payload_size: int, now: float) -> int | None:
+        """One packet arrived at ``now`` (seconds) with this 24-bit abs-send-time and payload
+        size; returns the new estimate when the rate control updated it (every 0.5 s, and at
+        once on overuse), else None."""
+        now_ms = round(now * 1000)
+        rate = self._rate
+        if rate.rate(now_ms) is not None:
+            self._rate_live = True
+        elif self._rate_live:
+            rate.reset()
+            self._rate_live = False
+        rate.add(payload_size, now_ms)
+        detector = self._detector
+        deltas = self._inter_arrival.compute_deltas(abs_send_time << 8, now_ms, payload_size)
+        if deltas is not None:
+            timestamp_delta_ms = deltas.timestamp * TIMESTAMP_TO_MS
+            estimator = self._estimator
+            estimator.update(
+                deltas.arrival_time, timestamp_delta_ms, deltas.size, detector.state(), now_ms
+            )
+            detector.detect(
+                estimator.offset(), timestamp_delta_ms, estimator.num_of_deltas(), now_ms
+            )
+        last = self._last_update_ms
+        if (
+            last is not None
+            and now_ms - last <= self._control.feedback_interval()
+            and detector.state() != BandwidthUsage.OVERUSING
+        ):
+            return None
+        target: int | None = self._control.update(detector.state(), rate.rate(now_ms), now_ms)
+        if target is None:
+            return None
+        self._last_update_ms = now_ms
+        self.bps = target
+        return target
