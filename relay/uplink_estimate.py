@@ -41,7 +41,7 @@ class _ArrivalRate:
     """Bits per second that arrived over the last ``RATE_WINDOW_MS``: aiortc's ``RateCounter``
     (same figures, same "None" cases) over a queue of ``(ms, bytes)`` per packet."""
 
-    __slots__ = ("_packets", "_origin_ms", "_total")
+    __slots__ = ("_origin_ms", "_packets", "_total")
 
     def __init__(self) -> None:
         self._packets: deque[tuple[int, int]] = deque()

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from aiortc.rate import RemoteBitrateEstimator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.rtp import ABS_SEND_TIME_UNITS
 from relay.uplink_estimate import UplinkEstimate
-
-
-def paced_video(
-    send_bps: int, link_bps: int, seconds: float, packet: int = 1200, fps: int = 30
-) -> Iterator[tuple[int, int, int]]:
-    """``(arrival ms, abs-send-time, payload bytes)`` of a sender at ``send_bps`` whose packets
-    queue behind a ``link_bps`` bottleneck (a frame's packets leave together)."""
-    per_frame = max(1, send_bps // fps // 8 // packet)
-    free_at = 0.0
-    for frame in range(int(seconds * fps)):
-        sent = frame / fps
-        for _ in range(per_frame):
-            free_at = max(free_at, sent) + packet * 8 / link_bps
-            yield int(free_at * 1000), round(sent * ABS_SEND_TIME_UNITS) & 0xFFFFFF, packet
+from tests.support.paced_video import paced_video
 
 
 def test_not_ready_at_first_then_near_what_arrives() -> None:
