@@ -301,6 +301,14 @@ class ForwardingHub:
         records = self._legs.values() if leg is None else [self._legs[leg]]
         return [fwd for rec in records for fwd in rec.outgoing.values()]
 
+    def uplink_estimates(self) -> list[int]:
+        """The relay's own estimate of each leg's uplink, bits per second (legs with one)."""
+        return [
+            rec.uplink.bps
+            for rec in self._legs.values()
+            if rec.uplink is not None and rec.uplink.bps is not None
+        ]
+
     def forget(self, leg: Leg) -> None:
         """Drop all state of a leg that closed."""
         rec = self._legs.pop(leg, None)

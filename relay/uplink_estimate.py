@@ -39,20 +39,30 @@ RATE_WINDOW_MS: Final = 1000
 
 class _ArrivalRate:
     """Bits per second that arrived over the last ``RATE_WINDOW_MS``: aiortc's ``RateCounter``
-    (same figures, same "None" cases) over a queue of ``(ms, bytes)`` per packet."""
+    (same figures, same "None" cases) over a queue of ``(ms, bytes)`` per packet, with
+    ``RemoteBitrateEstimator``'s restart after an empty window folded into :meth:`add`."""
 
-    __slots__ = ("_origin_ms", "_packets", "_total")
+    __slots__ = ("_live", "_origin_ms", "_packets", "_total")
 
     def __init__(self) -> None:
         self._packets: deque[tuple[int, int]] = deque()
         self._origin_ms: int | None = None
         self._total = 0
+        self._live = True
 
     def add(self, size: int, now_ms: int) -> None:
+        """Count a packet; the window starts over when the one before it had emptied (aiortc
+        checks ``rate(now) is not None`` before each add, and resets once when it is not)."""
+        if self._origin_ms is not None:
+            self._erase_old(now_ms)
+        origin = self._origin_ms
+        if origin is not None and self._packets and now_ms > origin:  # rate(now) is not None
+            self._live = True
+        elif self._live:
+            self.reset()
+            self._live = False
         if self._origin_ms is None:
             self._origin_ms = now_ms
-        else:
-            self._erase_old(now_ms)
         self._packets.append((now_ms, size))
         self._total += size
 
@@ -72,11 +82,11 @@ class _ArrivalRate:
 
     def _erase_old(self, now_ms: int) -> None:
         new_origin = now_ms - RATE_WINDOW_MS + 1
-        packets = self._packets
-        while packets and packets[0][0] < new_origin:
-            self._total -= packets.popleft()[1]
         if self._origin_ms is not None and self._origin_ms < new_origin:
             self._origin_ms = new_origin
+            packets = self._packets
+            while packets and packets[0][0] < new_origin:
+                self._total -= packets.popleft()[1]
 
 
 class UplinkEstimate:
@@ -86,22 +96,22 @@ class UplinkEstimate:
         "_control",
         "_detector",
         "_estimator",
+        "_feedback_ms",
         "_inter_arrival",
         "_last_update_ms",
         "_rate",
-        "_rate_live",
         "bps",
     )
 
     def __init__(self) -> None:
         self._rate = _ArrivalRate()
-        self._rate_live = True
         self._inter_arrival = InterArrival(
             (TIMESTAMP_GROUP_LENGTH_MS << INTER_ARRIVAL_SHIFT) // 1000, TIMESTAMP_TO_MS
         )
         self._estimator = OveruseEstimator()
         self._detector = OveruseDetector()
         self._control = AimdRateControl()
+        self._feedback_ms: int = self._control.feedback_interval()
         self._last_update_ms: int | None = None
         self.bps: int | None = None
         """The latest estimate, bits per second; None until the rate control has one (about
@@ -113,11 +123,6 @@ class UplinkEstimate:
         once on overuse), else None."""
         now_ms = round(now * 1000)
         rate = self._rate
-        if rate.rate(now_ms) is not None:
-            self._rate_live = True
-        elif self._rate_live:
-            rate.reset()
-            self._rate_live = False
         rate.add(payload_size, now_ms)
         detector = self._detector
         deltas = self._inter_arrival.compute_deltas(abs_send_time << 8, now_ms, payload_size)
@@ -133,7 +138,7 @@ class UplinkEstimate:
         last = self._last_update_ms
         if (
             last is not None
-            and now_ms - last <= self._control.feedback_interval()
+            and now_ms - last <= self._feedback_ms
             and detector.state() != BandwidthUsage.OVERUSING
         ):
             return None
