@@ -39,13 +39,14 @@ RATE_WINDOW_MS: Final = 1000
 
 class _ArrivalRate:
     """Bits per second that arrived over the last ``RATE_WINDOW_MS``: aiortc's ``RateCounter``
-    (same figures, same "None" cases) over a queue of ``(ms, bytes)`` per packet, with
+    (same figures, same "None" cases) over a queue of one int per packet (``ms << 16 | bytes``:
+    ~40 bytes a packet in the window, ~20 KiB at 480 packets/s), with
     ``RemoteBitrateEstimator``'s restart after an empty window folded into :meth:`add`."""
 
     __slots__ = ("_live", "_origin_ms", "_packets", "_total")
 
     def __init__(self) -> None:
-        self._packets: deque[tuple[int, int]] = deque()
+        self._packets: deque[int] = deque()
         self._origin_ms: int | None = None
         self._total = 0
         self._live = True
@@ -63,7 +64,8 @@ class _ArrivalRate:
             self._live = False
         if self._origin_ms is None:
             self._origin_ms = now_ms
-        self._packets.append((now_ms, size))
+        size &= 0xFFFF  # an RTP packet's size fits (a UDP datagram's)
+        self._packets.append(now_ms << 16 | size)
         self._total += size
 
     def rate(self, now_ms: int) -> int | None:
@@ -85,8 +87,8 @@ class _ArrivalRate:
         if self._origin_ms is not None and self._origin_ms < new_origin:
             self._origin_ms = new_origin
             packets = self._packets
-            while packets and packets[0][0] < new_origin:
-                self._total -= packets.popleft()[1]
+            while packets and packets[0] >> 16 < new_origin:
+                self._total -= packets.popleft() & 0xFFFF
 
 
 class UplinkEstimate:
