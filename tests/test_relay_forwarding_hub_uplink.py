@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import random
 
-from relay import rtcp, rtp
+from relay import rtcp
 from relay.forwarding_hub import ForwardingHub
-from tests.support.fake_legs import KEY, FakeLeg, pkt
-from tests.support.paced_video import paced_video
-
-
-def rembs_to(leg: FakeLeg) -> list[tuple[tuple[int, ...], int]]:
-    events = [ev for p in leg.sent if rtp.is_rtcp(p) for ev in rtcp.parse_rtcp(p)[0]]
-    return [(ev.ssrcs, ev.bitrate) for ev in events if isinstance(ev, rtcp.Remb)]
+from tests.support.fake_legs import FakeLeg
+from tests.support.paced_video import rembs_to, send_video
 
 
 def call(abs_send_time: bool = True) -> tuple[ForwardingHub, FakeLeg, FakeLeg]:
@@ -21,18 +16,6 @@ def call(abs_send_time: bool = True) -> tuple[ForwardingHub, FakeLeg, FakeLeg]:
     a, b = FakeLeg(0xA000, abs_send_time), FakeLeg(0xB000, abs_send_time)
     hub.pair(a, b)
     return hub, a, b
-
-
-def send_video(
-    hub: ForwardingHub, a: FakeLeg, send_bps: int, link_bps: int, seconds: float, start: float = 0
-) -> float:
-    """``a`` sends video at ``send_bps`` through a ``link_bps`` bottleneck; returns the end."""
-    now = start
-    for seq, (ms, sent_at, size) in enumerate(paced_video(send_bps, link_bps, seconds)):
-        now = start + ms / 1000
-        payload = KEY + bytes(size - len(KEY))
-        hub.on_rtp(a, pkt(96, seq, seq * 3000, payload, abs_send_time=sent_at), now)
-    return now
 
 
 def test_without_a_receivers_remb_the_sender_hears_the_relays_own_estimate_each_second() -> None:
