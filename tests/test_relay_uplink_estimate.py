@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aiortc.rate import RemoteBitrateEstimator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relay.rtp import ABS_SEND_TIME_UNITS
 from relay.uplink_estimate import UplinkEstimate
 from tests.support.paced_video import paced_video
+
+
+def assert_same_as_aiortc(packets: Iterable[tuple[int, int, int]]) -> None:
+    """Fed ``(arrival ms, abs-send-time, bytes)``, both give the same estimate after every
+    packet, and their filters hold the same state (the same groups and deltas went in)."""
+    ours, reference = UplinkEstimate(), RemoteBitrateEstimator()
+    for arrival_ms, sent_at, size in packets:
+        expected = reference.add(arrival_ms, sent_at, size, 1)
+        assert ours.on_packet(sent_at, size, arrival_ms / 1000) == (
+            None if expected is None else expected[0]
+        )
+        filtered = ours._estimator
+        assert filtered.num_of_deltas() == reference.estimator.num_of_deltas()
+        assert filtered.offset() == reference.estimator.offset()
 
 
 def test_not_ready_at_first_then_near_what_arrives() -> None:
@@ -37,16 +54,32 @@ def test_a_bottleneck_brings_the_estimate_under_it() -> None:
 )
 def test_same_figures_as_aiortcs_own_estimator(send_bps: int, link_bps: int, size: int) -> None:
     """Only the clock's unit and the rate counter's storage differ from aiortc's wiring."""
-    ours, reference = UplinkEstimate(), RemoteBitrateEstimator()
-    for ms, ast, n in paced_video(send_bps, link_bps, 5.0, size):
-        expected = reference.add(ms, ast, n, 1)
-        assert ours.on_packet(ast, n, ms / 1000) == (None if expected is None else expected[0])
+    assert_same_as_aiortc(paced_video(send_bps, link_bps, 5.0, size))
 
 
 def test_a_pause_restarts_the_rate_like_aiortcs() -> None:
-    ours, reference = UplinkEstimate(), RemoteBitrateEstimator()
     packets = list(paced_video(500_000, 5_000_000, 4.0))
     later = [(ms + 30_000, ast, n) for ms, ast, n in packets]  # 26 s without packets
-    for ms, ast, n in packets + later:
-        expected = reference.add(ms, ast, n, 1)
-        assert ours.on_packet(ast, n, ms / 1000) == (None if expected is None else expected[0])
+    assert_same_as_aiortc(packets + later)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(0, 0xFFFFFF),
+    st.lists(
+        st.tuples(st.integers(0, 40), st.integers(0, 60), st.integers(50, 1300)),
+        min_size=1,
+        max_size=600,
+    ),
+)
+def test_same_figures_as_aiortcs_through_jitter_reordering_and_the_wrap(
+    start: int, steps: list[tuple[int, int, int]]
+) -> None:
+    """Send gaps of 0-40 ms, network delays of 0-60 ms (so packets overtake each other), and a
+    first send time anywhere in abs-send-time's 64 s cycle (so it wraps)."""
+    packets, sent_ms = [], 0
+    for gap, delay, size in steps:
+        sent_ms += gap
+        sent_at = (start + sent_ms * ABS_SEND_TIME_UNITS // 1000) & 0xFFFFFF
+        packets.append((sent_ms + delay, sent_at, size))
+    assert_same_as_aiortc(sorted(packets))
