@@ -101,3 +101,11 @@ def peak_change(a: F32, b: F32, cells: int) -> float:
     """Reference for ``fastpath.scene.peak_change``: mean of the largest cell differences."""
     d = np.sort(np.abs(a.astype(np.float64) - b.astype(np.float64)).ravel())
     return float(np.mean(d[-min(cells, d.size) :]))
+
+
+def luma_detail(y: U8) -> float:
+    """Reference for ``fastpath.scene.luma_detail``: mean absolute horizontal step, even rows."""
+    if y.shape[1] < 2:
+        return 0.0
+    rows = y[::2].astype(np.int64)
+    return float(np.abs(np.diff(rows, axis=1)).sum() / (rows.shape[0] * (y.shape[1] - 1)))

@@ -140,3 +140,51 @@ def peak_change(a, b, Py_ssize_t cells) -> float:
         for k in range(n):
             total += top[k]
     return total / n
+
+
+def luma_detail(y) -> float:
+    """Mean absolute difference of horizontally adjacent luma samples on every other row, in
+    [0, 255]: how much fine detail the picture shows.
+
+    Why: after a scene cut, a keyframe or a drop, a real-time encoder sends a coarse picture and
+    refines it over the next second. Measured with Chromium's VP8 on the strict route: 2.2 on the
+    first frame after a cut, 2.6 eight frames later, ~4 once settled; the model found no face at
+    2.2 and one at 0.47 at 2.6. The signature (cell means) barely moves while the picture
+    sharpens, so a safe verdict on the coarse frame covered the sharper ones after it. This
+    measure grows with the detail: the gate lets a verdict cover only frames that show little
+    more of it. Every other row halves the cost; detail is a property of the whole picture."""
+    if not isinstance(y, np.ndarray):
+        raise TypeError("y must be a numpy array")
+    if y.dtype != np.uint8 or y.ndim != 2:
+        raise TypeError(f"y must be a 2-D uint8 array, got {y.dtype} with {y.ndim} dims")
+    if y.shape[0] < 1 or y.shape[1] < 1:
+        raise ValueError("y must not be empty")
+    cdef const uint8_t[:, :] yp = y
+    cdef Py_ssize_t h = yp.shape[0], w = yp.shape[1]
+    if w < 2:
+        return 0.0
+    cdef uint64_t total
+    with nogil:
+        total = _detail(yp)
+    return <double>total / <double>(((h + 1) // 2) * (w - 1))
+
+
+cdef uint64_t _detail(const uint8_t[:, :] y) noexcept nogil:
+    cdef Py_ssize_t h = y.shape[0], w = y.shape[1], r, c, step = y.strides[1]
+    cdef uint64_t total = 0
+    cdef uint32_t s
+    cdef int d
+    cdef const uint8_t *row
+    for r in range(0, h, 2):
+        row = &y[r, 0]
+        s = 0
+        if step == 1:  # the usual case: a contiguous row, a vectorisable reduction
+            for c in range(w - 1):
+                d = <int>row[c + 1] - <int>row[c]
+                s = s + <uint32_t>(d if d >= 0 else -d)
+        else:
+            for c in range(w - 1):
+                d = <int>row[(c + 1) * step] - <int>row[c * step]
+                s = s + <uint32_t>(d if d >= 0 else -d)
+        total += s
+    return total

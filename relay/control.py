@@ -219,6 +219,7 @@ class Configure(_Message, tag="configure"):
     alert_classifications_per_s: float = 5.0
     scene_peak_cells: int = 16
     scene_peak_threshold: float = 40.0
+    detail_growth: float = 0.1
     max_decoded_pixels: int = 1920 * 1088
     decode_budget: float = 0.25
     stun_url: str = ""

@@ -401,6 +401,7 @@ class RelayWorker:
             alert_classifications_per_s=settings.alert_classifications_per_s,
             scene_peak_cells=settings.scene_peak_cells,
             scene_peak_threshold=settings.scene_peak_threshold,
+            detail_growth=settings.detail_growth,
         )
         return policy, gate
 

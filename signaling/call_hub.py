@@ -345,6 +345,7 @@ class SignalingHub:
             alert_classifications_per_s=mod.alert_classifications_per_s,
             scene_peak_cells=mod.scene_peak_cells,
             scene_peak_threshold=mod.scene_peak_threshold,
+            detail_growth=mod.detail_growth,
             max_decoded_pixels=mod.max_decoded_pixels,
             decode_budget=mod.decode_budget,
             stun_url=self._config.relay.stun_url,

@@ -237,6 +237,9 @@ class ModerationConfig(_Section):
     scene_peak_threshold: float = 40.0
     """Mean luma change (0-255) of those cells from which a frame is a new scene, classified
     before it is forwarded: a change confined to part of the picture."""
+    detail_growth: float = 0.1
+    """A frame with more fine detail than this fraction above the frame a safe verdict was on
+    is classified itself, not covered: an encoder refining a coarse picture after a cut."""
     mute_audio_while_blocked: bool = False
     max_decoded_pixels: int = 1920 * 1088
     """Largest picture (width x height) a strict-route sender may send; a larger keyframe is
@@ -474,6 +477,8 @@ class Config(_Section):
             problems.append("moderation.resume_after_safe must be 1 or more, alert_s 0 or more")
         if mod.max_decoded_pixels < 64 * 64:
             problems.append("moderation.max_decoded_pixels must be at least 4096 (64x64)")
+        if mod.detail_growth < 0:
+            problems.append("moderation.detail_growth must be 0 or more")
         if not 1 <= mod.scene_peak_cells <= 256:
             problems.append("moderation.scene_peak_cells must be 1-256")
         if mod.devices_to_ban_network < 0:

@@ -9,6 +9,7 @@ from fastpath import reference
 from fastpath.scene import (
     MAX_GRID_WIDTH,
     MAX_PEAK_CELLS,
+    luma_detail,
     luma_signature,
     peak_change,
     signature_distance,
@@ -115,3 +116,30 @@ def test_peak_change_rejects_bad_cell_counts() -> None:
             peak_change(z, z, cells)
     with pytest.raises(ValueError):
         peak_change(z, np.zeros((4, 5), np.float32), 1)
+
+
+@pytest.mark.parametrize("w,h", [(640, 480), (321, 241), (3, 2), (1, 5), (2, 1)])
+def test_detail_matches_reference(w: int, h: int) -> None:
+    y, _, _ = planes(yuv_frame(synthetic_rgb(w, h, noise=40)))
+    assert luma_detail(y) == pytest.approx(reference.luma_detail(y), rel=1e-12, abs=1e-12)
+    strided = y[:, ::2]  # not contiguous: the slow loop
+    assert luma_detail(strided) == pytest.approx(reference.luma_detail(strided), rel=1e-12)
+
+
+def test_a_blurred_picture_shows_less_detail() -> None:
+    """What the gate relies on: an encoder's coarse first frames of a scene measure less."""
+    import cv2
+
+    y, _, _ = planes(yuv_frame(synthetic_rgb(640, 480, noise=10)))
+    blurred = cv2.GaussianBlur(np.ascontiguousarray(y), (9, 9), 0)
+    assert luma_detail(blurred) < 0.7 * luma_detail(y)
+    assert luma_detail(np.full((48, 64), 9, np.uint8)) == 0.0
+
+
+def test_detail_refuses_bad_input() -> None:
+    with pytest.raises(TypeError):
+        luma_detail(np.zeros((4, 4), np.float32))
+    with pytest.raises(TypeError):
+        luma_detail(np.zeros((2, 4, 4), np.uint8))
+    with pytest.raises(ValueError):
+        luma_detail(np.zeros((0, 4), np.uint8))

@@ -163,7 +163,8 @@ class Oracle:
 
     ttl: float
     resume_after_safe: int
-    frames: dict[int, tuple[bool, int | None, float]] = field(default_factory=dict)
+    detail_growth: float
+    frames: dict[int, tuple[bool, int | None, float, float]] = field(default_factory=dict)
     safe_verdicts: list[int] = field(default_factory=list)
     near_misses: list[int] = field(default_factory=list)
     floor: int = 0
@@ -194,7 +195,7 @@ class Oracle:
                 self.decided.add(a.frame_id)
 
     def check_release(self, r: int) -> None:
-        keyframe, scene, arrival = self.frames[r]
+        keyframe, scene, arrival, detail = self.frames[r]
         own = r in self.safe_verdicts or r in self.near_misses
         assert scene is not None, "an undecodable frame was released"
         assert r > self.last_released, "order"
@@ -210,6 +211,7 @@ class Oracle:
             self.floor <= s < r
             and self.frames[s][1] == scene
             and arrival - self.frames[s][2] <= self.ttl
+            and detail <= self.frames[s][3] * (1 + self.detail_growth)  # no sharper picture
             and not any(n > s for n in self.near_misses)  # a near miss since voids it
             for s in self.safe_verdicts
         )
@@ -224,6 +226,7 @@ events = st.lists(
         st.sampled_from([0, 0, 0, 1, 2, None]),
         st.sampled_from([0.0, 0.033, 0.033, 0.033, 0.1, 0.3, 0.7]),
         st.sampled_from([SAFE, SAFE, SAFE, NEAR, UNSAFE]),
+        st.sampled_from([2.0, 2.0, 2.1, 3.0]),
     ),
     max_size=80,
 )
@@ -233,7 +236,7 @@ events = st.lists(
 @settings(max_examples=400, deadline=None)
 @given(events, st.integers(1, 3), st.integers(1, 3))
 def test_no_release_without_a_covering_safe_verdict(
-    evs: list[tuple[str, bool, int | None, float, Finding]], max_in_flight: int, resume: int
+    evs: list[tuple[str, bool, int | None, float, Finding, float]], max_in_flight: int, resume: int
 ) -> None:
     cfg = GateConfig(
         max_in_flight=max_in_flight,
@@ -242,16 +245,16 @@ def test_no_release_without_a_covering_safe_verdict(
         resume_after_safe=resume,
     )
     g = ModerationGate(cfg)
-    o = Oracle(ttl=cfg.verdict_ttl_s, resume_after_safe=resume)
+    o = Oracle(cfg.verdict_ttl_s, resume, cfg.detail_growth)
     now = 0.0
     outstanding: list[int] = []
-    for kind, flag, n, dt, finding in evs:
+    for kind, flag, n, dt, finding, detail in evs:
         now += dt
         if kind == "frame":
             fid = o.next_id
             o.next_id += 1
-            o.frames[fid] = (flag, n, now)
-            acts = g.on_frame(fid, flag, None if n is None else sig(n), now)
+            o.frames[fid] = (flag, n, now, detail)
+            acts = g.on_frame(fid, flag, None if n is None else sig(n), now, detail)
         elif kind in ("verdict", "lost") and outstanding:
             fid = outstanding.pop(0 if dt < 0.1 else -1)  # mostly in order
             if kind == "lost":
@@ -265,6 +268,34 @@ def test_no_release_without_a_covering_safe_verdict(
         outstanding += [a.frame_id for a in acts if isinstance(a, Classify)]
         assert g.in_flight <= max_in_flight
     target(float(len(o.decided)))  # steer towards sequences where the gate decides a lot
+
+
+def test_a_sharper_picture_of_the_same_scene_needs_its_own_verdict() -> None:
+    """Chromium's first frames after a cut are coarse (luma detail 2.2 where the settled
+    picture has ~4) and the model found no face in them: that verdict must not cover the frames
+    in which the encoder has since drawn the face."""
+    g = ModerationGate(CONFIG)
+    g.on_frame(0, True, sig(0), 0.0, detail=2.2)
+    assert released(g.on_verdict(0, SAFE, "", 0.0, 0.01)) == [0]
+    assert released(g.on_frame(1, False, sig(0), 0.033, detail=2.4)) == [1]  # +9 %: covered
+    a = g.on_frame(2, False, sig(0), 0.066, detail=2.6)  # +18 %: held for its own verdict
+    assert not released(a) and of(a, Classify) == [Classify(2)]
+    assert released(g.on_verdict(2, SAFE, "", 0.0, 0.08)) == [2]  # the new reference ...
+    assert released(g.on_frame(3, False, sig(0), 0.1, detail=2.0)) == [3]  # ... covers less
+    a = g.on_frame(4, False, sig(0), 0.133, detail=3.0)
+    assert not released(a) and of(a, Classify) == [Classify(4)]
+    assert of(g.on_verdict(4, UNSAFE, "FACE_MALE", 0.47, 0.15), Blocked)
+
+
+def test_a_periodic_check_leaves_a_slot_for_a_frame_that_waits() -> None:
+    g = open_gate()  # max_in_flight 2
+    a = g.on_frame(1, False, sig(0), 0.5)  # covered, and the periodic check is due
+    assert released(a) == [1] and of(a, Classify) == [Classify(1)]
+    a = g.on_frame(2, False, sig(0), 1.0)  # due again, but the last slot is kept
+    assert released(a) == [2] and of(a, Classify) == []
+    a = g.on_frame(3, False, sig(1), 1.05)  # a new scene finds it free
+    assert of(a, Classify) == [Classify(3)] and not released(a)
+    assert released(g.on_verdict(3, SAFE, "", 0.0, 1.1)) == [3]
 
 
 def test_a_verdict_from_before_a_drop_does_not_resume() -> None:

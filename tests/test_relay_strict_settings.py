@@ -20,6 +20,7 @@ RULES = {
     "alert_classifications_per_s": 6.0,
     "scene_peak_cells": 8,
     "scene_peak_threshold": 30.0,
+    "detail_growth": 0.25,
 }
 DECODE_LIMITS = {"max_decoded_pixels": 1280 * 720, "decode_budget": 0.1}
 
@@ -51,6 +52,7 @@ def test_moderation_rules_reach_the_gate_and_the_policy() -> None:
         {"scene_peak_cells": 300},
         {"max_decoded_pixels": 100},
         {"decode_budget": 0},
+        {"detail_growth": -0.1},
     ],
 )
 def test_out_of_range_rules_are_refused(bad: dict[str, float]) -> None:

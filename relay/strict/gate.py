@@ -5,16 +5,16 @@ What lives here: the decision only. Frames (an id, keyframe or not, a scene sign
 out as :data:`Action` s. No pixels, no packets, no clock, no tasks: ``relay.strict.moderation``
 does the decoding, the classifying and the forwarding, and this file can be tested exhaustively.
 
-The invariant (fail closed): a frame is released only if it was classified safe (or a near
-miss) itself, or it comes after a frame classified safe (the *reference*) in the same stream,
-shows the same scene (signature distance below ``scene_threshold`` and its most-changed cells
-below ``scene_peak_threshold``) and arrived at most ``verdict_ttl_s`` after it, with nothing
-unsafe and no near miss since. A *near miss* (a score under its threshold but within
-``reference_margin`` of it, :class:`Finding`) is released alone and never covers another frame:
-where the model's scores hover at a threshold, one frame scoring just under must not open the
-gate for a second. After a block, forwarding resumes at a keyframe only once
-``resume_after_safe`` safe verdicts in a row (the keyframe's own included) came on frames after
-it; for ``alert_s`` after a block, a resume or a near miss the periodic check runs at
+The invariant (fail closed): a frame is released only if it was classified safe (or a near miss)
+itself, or it comes after a frame classified safe (the *reference*) in the same stream, shows the
+same scene (signature distance below ``scene_threshold`` and its most-changed cells below
+``scene_peak_threshold``) in no more detail (``detail_growth``), and arrived at most
+``verdict_ttl_s`` after it, with nothing unsafe and no near miss since. A *near miss* (a score
+under its threshold but within ``reference_margin`` of it, :class:`Finding`) is released alone and
+never covers another frame: where the model's scores hover at a threshold, one frame scoring just
+under must not open the gate for a second. After a block, forwarding resumes at a keyframe only
+once ``resume_after_safe`` safe verdicts in a row (the keyframe's own included) came on frames
+after it; for ``alert_s`` after a block, a resume or a near miss the periodic check runs at
 ``alert_classifications_per_s``. Frames are released in arrival order, so one frame waiting for its
 verdict holds back the ones behind it. And after any frame was dropped, the receiver's decoder
 lacks a reference, so nothing but a keyframe may follow.
@@ -155,6 +155,12 @@ class GateConfig:
     """Mean change of the ``scene_peak_cells`` most-changed cells (0-255) at or above which a
     frame shows a new scene even when the mean over the grid barely moved: a change confined
     to part of the picture."""
+    detail_growth: float = 0.1
+    """A frame whose detail (``fastpath.scene.luma_detail``) exceeds the reference's by more
+    than this fraction is not covered by it, and is classified itself: after a cut, a
+    keyframe or a drop, a real-time encoder refines a coarse picture over about a second, and a
+    verdict on the coarse frame (the model found no face in Chromium's first frames of a
+    scene) must not vouch for the sharper frames after it."""
     verdict_ttl_s: float = 1.0
     """How much later than a safe frame another frame may arrive and still be covered by it."""
     min_classifications_per_s: float = 2.0
@@ -163,7 +169,8 @@ class GateConfig:
     """A frame held longer than this is dropped with everything behind it."""
     max_held_frames: int = 30
     max_in_flight: int = 2
-    """Classification requests outstanding at once (each needs its own tensor buffer)."""
+    """Classification requests outstanding at once (each needs its own tensor buffer); the
+    periodic check takes one only while another stays free for a frame that waits."""
     verdict_timeout_s: float = 1.0
     """A request unanswered for this long counts as no verdict (if the caller did not say)."""
     resume_after_safe: int = 2
@@ -396,6 +403,7 @@ class _Frame:
     keyframe: bool
     signature: Signature
     arrival: float
+    detail: float = 0.0
     safe: bool = False
     """Its own safe verdict arrived (while it was held)."""
     near_miss: bool = False
@@ -446,13 +454,21 @@ class ModerationGate:
     # -- inputs -----------------------------------------------------------------------
 
     def on_frame(
-        self, frame_id: int, keyframe: bool, signature: Signature | None, now: float
+        self,
+        frame_id: int,
+        keyframe: bool,
+        signature: Signature | None,
+        now: float,
+        detail: float = 0.0,
     ) -> list[Action]:
-        """A frame arrived; ``signature`` None means it cannot be decoded (lost packets)."""
+        """A frame arrived; ``signature`` None means it cannot be decoded (lost packets);
+        ``detail``: its ``fastpath.scene.luma_detail`` (0 for callers that do not measure it:
+        then detail never tells frames apart)."""
         out: list[Action] = []
         self._next_id = frame_id + 1
         self._expire(now, out)
-        f = _Frame(frame_id, keyframe, _UNDECODABLE if signature is None else signature, now)
+        sig = _UNDECODABLE if signature is None else signature
+        f = _Frame(frame_id, keyframe, sig, now, detail)
         self._step(self._frame_input(f, signature is None), f, now, out)
         self._check_bounds(now, out)
         return out
@@ -595,7 +611,11 @@ class ModerationGate:
             case Op.CLASSIFY:
                 self._submit(f, now, out, reason)
             case Op.CLASSIFY_IF_DUE:
-                if now - self._last_submit >= 1.0 / self._periodic_rate(now):
+                due = now - self._last_submit >= 1.0 / self._periodic_rate(now)
+                # the last slot is kept for a frame that waits for its own verdict: a held
+                # frame that found none free was dropped unclassified (measured in Chromium
+                # calls: the first sharper frame after a cut, behind a periodic check)
+                if due and len(self._in_flight) < max(1, self.config.max_in_flight - 1):
                     self._submit(f, now, out, "periodic")
             case Op.CLASSIFY_IF_NEW_SCENE:
                 if self._new_scene(f):
@@ -644,11 +664,13 @@ class ModerationGate:
         )
 
     def _same_scene(self, f: _Frame, g: _Frame) -> bool:
-        """Close on average and nowhere much changed: a change confined to part of the
-        picture (someone entering one corner) is a new scene too."""
+        """Whether ``g``'s verdict can speak for the later ``f``: close on average, nowhere
+        much changed (a change confined to part of the picture, someone entering one corner, is
+        a new scene too), and not much sharper (an encoder refining a coarse picture)."""
         c = self.config
         return (
-            signature_distance(f.signature, g.signature) < c.scene_threshold
+            f.detail <= g.detail * (1.0 + c.detail_growth)
+            and signature_distance(f.signature, g.signature) < c.scene_threshold
             and peak_change(f.signature, g.signature, c.scene_peak_cells) < c.scene_peak_threshold
         )
 

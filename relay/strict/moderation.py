@@ -3,7 +3,7 @@
 Per moderated incoming video stream (:class:`ModeratedStream`)::
 
     RTP packets --depacketize--> encoded frames --PyAV decode (thread pool)--> picture
-      picture --fastpath.scene.luma_signature--> ModerationGate.on_frame --> actions
+      picture --fastpath.scene.luma_signature, luma_detail--> ModerationGate.on_frame --> actions
       Classify --fastpath Letterboxer (thread pool)--> AsyncBatcher (model) --> policy verdict
       Release --ReleasePacer--> the frame's original packets to the hub (rewritten and sent
       as usual), a burst of released frames spread at twice the pace they came in
@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fastpath.preprocess import letterboxer
-from fastpath.scene import luma_signature
+from fastpath.scene import luma_detail, luma_signature
 from models.batching import AsyncBatcher
 from models.letterbox import Letterbox
 from models.runtime import open_runner
@@ -215,6 +215,7 @@ class Moderator:
 @dataclass(slots=True)
 class _Analysed:
     signature: Signature
+    detail: float
     picture: av.VideoFrame
 
 
@@ -329,8 +330,8 @@ class ModeratedStream:
                 self._budget.spend(self._decode_s)
         self._decoder_broken = analysed is None
         frame.data = b""  # the bitstream copy is done with; only the packets wait in the gate
-        sig = None if analysed is None else analysed.signature
-        actions = self.gate.on_frame(fid, frame.keyframe, sig, self._m.clock())
+        sig, detail = (None, 0.0) if analysed is None else (analysed.signature, analysed.detail)
+        actions = self.gate.on_frame(fid, frame.keyframe, sig, self._m.clock(), detail)
         request = next((a for a in actions if isinstance(a, Classify)), None)
         if analysed is not None and request is not None:
             self.stats.requested[request.reason] += 1
@@ -386,9 +387,11 @@ class ModeratedStream:
         if pic.format.name != "yuv420p":
             pic = pic.reformat(format="yuv420p")
         sig = np.empty(SIGNATURE_GRID, np.float32)
-        luma_signature(yuv_plane(pic, 0), sig)
+        luma = yuv_plane(pic, 0)
+        luma_signature(luma, sig)
+        detail = luma_detail(luma)
         self.stats.decode_s.append(time.perf_counter() - t0)
-        return _Analysed(sig, pic)
+        return _Analysed(sig, detail, pic)
 
     def _letterbox(self, pic: av.VideoFrame, out: NDArray[np.float32]) -> None:
         """The model input for one picture, into a reused buffer (decode thread)."""
