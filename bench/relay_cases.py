@@ -25,7 +25,7 @@ from bench.procfs import cpu_pressure_us, cpu_seconds, percent_of_core
 from bench.procs import call_sync
 from bench.relay_media import Media, make_media
 from bench.relay_meter import RelayMeter
-from bench.relay_micro import micro_hub_us
+from bench.relay_micro import micro_hub
 from bench.relay_options import TARGET_STREAMS_PER_CORE
 from bench.relay_procs import LoadSpec, loadgen_main, relay_main
 from bench.relay_tally import Tally, added_latency_ms, bottleneck, fps_summary, packet_loss
@@ -92,8 +92,15 @@ def run(args: argparse.Namespace, mode: str = "forward", media: Media | None = N
         ),
     )
     if args.micro:
-        result.micro_hub_us_per_packet = micro_hub_us()
-        print(f"micro: ForwardingHub.on_rtp {result.micro_hub_us_per_packet:.2f} µs/packet")
+        micro = micro_hub()
+        result.micro_hub_us_per_packet = micro.hub_us
+        result.micro_hub_without_uplink_estimate_us_per_packet = micro.hub_without_estimate_us
+        result.micro_uplink_estimate_us_per_packet = micro.estimate_us
+        print(
+            f"micro: ForwardingHub.on_rtp {micro.hub_us:.2f} µs/packet, "
+            f"{micro.hub_without_estimate_us:.2f} without the uplink estimate; "
+            f"the estimate alone {micro.estimate_us:.2f}"
+        )
     if args.search:
         result.search = run_search(
             lambda n: _case_holds(run_case(mode, n, media, args, args.transport), result.cases),

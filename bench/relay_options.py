@@ -63,7 +63,11 @@ def add_options(p: argparse.ArgumentParser) -> None:
         help="seconds per load between every user having media and measuring (default 4)",
     )
     add_load_options(p)
-    p.add_argument("--micro", action="store_true", help="also time ForwardingHub.on_rtp alone")
+    p.add_argument(
+        "--micro",
+        action="store_true",
+        help="also time ForwardingHub.on_rtp alone, with and without the uplink estimate",
+    )
     add_output_options(
         p, "relay", "frame rate and added latency against pairs, relay route and naive baseline"
     )

@@ -301,6 +301,9 @@ class RelayResult(msgspec.Struct):
     target: RelayTarget
     cases: list[RelayCase] = []
     micro_hub_us_per_packet: float | None = None
+    """``ForwardingHub.on_rtp`` alone, the relay's own uplink estimate included."""
+    micro_hub_without_uplink_estimate_us_per_packet: float | None = None
+    micro_uplink_estimate_us_per_packet: float | None = None
     search: SearchResult | None = None
     loadavg_end: LoadAverage | None = None
 

@@ -60,10 +60,15 @@ GATE_LATENCY_BOUNDS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 
 """Buckets of the strict route's gate latency (a released frame's wait for its verdict)."""
 MODEL_INFERENCE_BOUNDS_S = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
 """Buckets of one model run on a worker (tens of ms per image on one core, more per stack)."""
+SENDER_ESTIMATE_BOUNDS_BPS = (
+    100e3, 200e3, 300e3, 500e3, 750e3, 1e6, 1.5e6, 2.5e6, 5e6, 10e6
+)  # fmt: skip
+"""Buckets of the relay's own estimates of its senders' uplinks (``Load.sender_estimates``)."""
 
 
 class Histogram(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Observations (seconds) counted per bucket, as plain numbers, so that a worker's latency
+    """Observations (seconds; bits per second for senders' estimates) counted per bucket, as
+    plain numbers, so that a worker's latency
     travels in its load reports and signaling keeps its own the same way; both become
     Prometheus histograms when scraped. ``counts[i]`` holds values up to ``bounds[i]`` (above
     the previous bound), the last count those above every bound."""
@@ -120,6 +125,9 @@ class RelayTotals(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     (``relay.forwarding_hub.ForwardingHub.keyframe_requests``: ``gate_sent``, ``gate_throttled``,
     ``receiver_sent``, ``receiver_throttled``, ``switch_sent``)."""
     keyframes_replayed: int = 0
+    rembs_sent: dict[str, int] = msgspec.field(default_factory=dict)
+    """REMBs sent to senders by the figure that bound them
+    (``relay.forwarding_hub.ForwardingHub.rembs_sent``: ``own``, ``receiver``, ``own_alone``)."""
     cpu_seconds: float = 0.0
     defences: dict[str, int] = msgspec.field(default_factory=dict)
     """Legs refused, candidates ignored, faults caught and retransmissions withheld, by kind
@@ -149,6 +157,9 @@ class Load(_Message, tag="load"):
     moderation_error: Annotated[str, msgspec.Meta(max_length=500)] = ""
     totals: RelayTotals | None = None
     """Counters since the worker started, for signaling's metrics."""
+    sender_estimates: Histogram | None = None
+    """The relay's own estimate of each sender's uplink now (bits per second; senders whose
+    estimate is ready), for signaling's metrics."""
 
 
 class Answer(_Message, tag="answer"):

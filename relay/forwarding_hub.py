@@ -18,7 +18,10 @@ RTCP terminated here (the legs are independent RTP sessions):
   never got is NACKed upstream in the source's numbering, and the RTX answer unwrapped;
 * REMB from a receiver -> re-addressed to the partner's incoming SSRCs, plus the rate the relay
   withheld from that receiver (``relay.sender_bitrate``: the gate's withholding is not the
-  receiver's congestion);
+  receiver's congestion), and never more than the relay's own estimate of that sender's uplink
+  (``relay.uplink_estimate``, fed with the sender's video as it arrives, before any hold),
+  which also goes to the sender alone once a second when its receiver sends no REMB; every
+  REMB sent is counted by the figure that bound it (:attr:`ForwardingHub.rembs_sent`);
 * SR from a sender -> re-timed into the receiver's outgoing stream (lip sync, RTT);
 * RR and SDES are consumed (counted); the relay sends its own RR about what it receives
   (:meth:`ForwardingHub.send_receiver_reports`, driven by :meth:`run_reports`).
@@ -58,7 +61,8 @@ from relay.negotiation import (
     rtx_payload_types,
 )
 from relay.reception_stats import ReceiveStats
-from relay.sender_bitrate import SenderBitrate
+from relay.sender_bitrate import Remb, SenderBitrate
+from relay.uplink_estimate import UplinkEstimate
 
 if TYPE_CHECKING:
     from relay.legs import Leg
@@ -100,6 +104,12 @@ class _LegRecord:
     """This leg's video packets and bytes that passed policing (for ``bitrate``)."""
     bitrate: SenderBitrate = field(default_factory=SenderBitrate)
     """What this leg is told it may send, from its current partner's REMB."""
+    uplink: UplinkEstimate | None = None
+    """The relay's own estimate of this leg's uplink (None: no video, or no abs-send-time)."""
+    abs_send_time_id: int = 0
+    """The id of abs-send-time in this leg's incoming video."""
+    video_ssrc: int | None = None
+    """The SSRC of this leg's video (not its RTX), which the relay's own REMB names."""
 
 
 class ModerationMismatch(ValueError):
@@ -143,6 +153,9 @@ class ForwardingHub:
         ``relay.keyframes.KEYFRAME_REQUEST_INTERVAL_S`` per stream answers them all); a
         switch's gated packets ask once each, so only what was sent is counted for it."""
         self.retransmitted = 0
+        self.rembs_sent: Counter[str] = Counter()
+        """REMBs sent to senders by the figure that bound them (``relay.sender_bitrate.Bound``:
+        ``own``, ``receiver``, ``own_alone``)."""
         self.budget = budget
         self._max_packets = budget.max_packets_per_s
         self._max_octets = budget.max_bits_per_s // 8
@@ -170,6 +183,10 @@ class ForwardingHub:
                 keyframes=KeyframeCache() if replay else None,
                 keyframe_checks=keyframe_checks(leg.media["video"].codecs) if replay else {},
             )
+            video = leg.media.get("video")
+            if video is not None:
+                rec.abs_send_time_id = extension_id(video.header_extensions, ABS_SEND_TIME)
+                rec.uplink = UplinkEstimate() if rec.abs_send_time_id else None
             self._legs[leg] = rec
         return rec
 
@@ -284,6 +301,14 @@ class ForwardingHub:
         records = self._legs.values() if leg is None else [self._legs[leg]]
         return [fwd for rec in records for fwd in rec.outgoing.values()]
 
+    def uplink_estimates(self) -> list[int]:
+        """The relay's own estimate of each leg's uplink, bits per second (legs with one)."""
+        return [
+            rec.uplink.bps
+            for rec in self._legs.values()
+            if rec.uplink is not None and rec.uplink.bps is not None
+        ]
+
     def forget(self, leg: Leg) -> None:
         """Drop all state of a leg that closed."""
         rec = self._legs.pop(leg, None)
@@ -324,8 +349,17 @@ class ForwardingHub:
         if kind == "video":
             src.video_received += 1
             src.video_received_octets += len(data)
+            uplink = src.uplink
+            if uplink is not None:
+                sent_at = rtp.abs_send_time(data, src.abs_send_time_id)
+                if sent_at is not None:
+                    own_bps = uplink.on_packet(sent_at, len(data), now)
+                    if own_bps is not None:
+                        self._on_uplink_estimate(src, own_bps, now)
         st = src.rx.get(rtp.ssrc(data))
         if st is None:
+            if kind == "video" and pt not in src.rtx_apt:
+                src.video_ssrc = rtp.ssrc(data)
             st = self._track_incoming(src, kind, rtp.ssrc(data))
         if st is not None:
             st.update(rtp.sequence_number(data), rtp.timestamp(data), now)
@@ -526,11 +560,22 @@ class ForwardingHub:
         fwd = rec.outgoing.get("video")
         if fwd is None or fwd.source_ssrc is None or "video" not in src.leg.media:
             return
-        bitrate = src.bitrate.on_remb(
-            ev.bitrate, src.video_received, src.video_received_octets, fwd.forwarded, now
+        own_bps = None if src.uplink is None else src.uplink.bps
+        remb = src.bitrate.on_remb(
+            ev.bitrate, src.video_received, src.video_received_octets, fwd.forwarded, now, own_bps
         )
+        self._send_remb(src, remb, fwd.source_ssrc)
+
+    def _on_uplink_estimate(self, src: _LegRecord, own_bps: int, now: float) -> None:
+        """The relay's own estimate of ``src``'s uplink changed: tell ``src`` if it is due."""
+        remb = src.bitrate.on_own_estimate(own_bps, now)
+        if remb is not None and src.video_ssrc is not None:
+            self._send_remb(src, remb, src.video_ssrc)
+
+    def _send_remb(self, src: _LegRecord, remb: Remb, media_ssrc: int) -> None:
         out_ssrc = src.leg.media["video"].out_ssrc
-        src.leg.send(rtcp.build_remb(out_ssrc, bitrate, [fwd.source_ssrc]))
+        if src.leg.send(rtcp.build_remb(out_ssrc, remb.bps, [media_ssrc])):
+            self.rembs_sent[remb.bound] += 1
 
     @staticmethod
     def _on_sr(dst: _LegRecord, ev: rtcp.SenderReport) -> None:

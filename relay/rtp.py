@@ -297,6 +297,62 @@ ABS_SEND_TIME_UNITS: Final = 1 << 18
 """abs-send-time is 6.18 fixed-point seconds in 24 bits (it wraps every 64 s)."""
 
 
+def abs_send_time(data: Buffer, ext_id: int) -> int | None:
+    """The 24-bit abs-send-time value of element ``ext_id``, None when absent or malformed.
+
+    For the relay's own estimate of a sender's uplink (``relay.uplink_estimate``), read on
+    every arriving video packet, so it walks the block with plain indexing rather than
+    :func:`extensions`, and never raises.
+    """
+    at = _find_element(data, ext_id, 3)
+    if at is None:
+        return None
+    return (data[at] << 16) | (data[at + 1] << 8) | data[at + 2]
+
+
+def _find_element(data: Buffer, ext_id: int, length: int) -> int | None:
+    """The value offset of RFC 8285 element ``ext_id`` if it is ``length`` bytes long, else
+    None (no block, unknown profile, malformed, absent, or another length)."""
+    n = len(data)
+    if n < RTP_HEADER_LEN or not data[0] & 0x10:
+        return None
+    pos = RTP_HEADER_LEN + 4 * (data[0] & 0x0F)
+    if pos + 4 > n:
+        return None
+    profile = (data[pos] << 8) | data[pos + 1]
+    i = pos + 4
+    end = i + 4 * ((data[pos + 2] << 8) | data[pos + 3])
+    if end > n:
+        return None
+    if profile == ONE_BYTE_PROFILE:
+        while i < end:
+            b = data[i]
+            if b == 0:
+                i += 1
+                continue
+            xid, size = b >> 4, (b & 0x0F) + 1
+            if xid == 15 or i + 1 + size > end:
+                return None
+            if xid == ext_id:
+                return i + 1 if size == length else None
+            i += 1 + size
+    elif (profile & TWO_BYTE_PROFILE_MASK) == TWO_BYTE_PROFILE:
+        while i < end:
+            xid = data[i]
+            if xid == 0:
+                i += 1
+                continue
+            if i + 2 > end:
+                return None
+            size = data[i + 1]
+            if i + 2 + size > end:
+                return None
+            if xid == ext_id:
+                return i + 2 if size == length else None
+            i += 2 + size
+    return None
+
+
 def delay_abs_send_time(buf: bytearray | memoryview, ext_id: int, seconds: float) -> bool:
     """Move the 3-byte abs-send-time element ``ext_id`` (already mapped) ``seconds`` later.
 
@@ -309,13 +365,9 @@ def delay_abs_send_time(buf: bytearray | memoryview, ext_id: int, seconds: float
     extension excludes those holds too). False when the packet has no such element (nothing
     is added: no byte moves).
     """
-    try:
-        found = [(i, n) for xid, i, n in _extension_elements(buf) if xid == ext_id]
-    except (ValueError, struct.error):
+    i = _find_element(buf, ext_id, 3)
+    if i is None:
         return False
-    if not found or found[0][1] != 3:
-        return False
-    i = found[0][0]
     value = (buf[i] << 16) | (buf[i + 1] << 8) | buf[i + 2]
     value = (value + round(seconds * ABS_SEND_TIME_UNITS)) & 0xFFFFFF
     buf[i : i + 3] = value.to_bytes(3, "big")

@@ -53,6 +53,13 @@ class RelayTally:
         for run_s in inference_s:
             totals.inference.observe(run_s)
 
+    def sender_estimates(self) -> c.Histogram:
+        """The relay's own estimate of each sender's uplink, now (a gauge, not a total)."""
+        hist = c.Histogram.empty(c.SENDER_ESTIMATE_BOUNDS_BPS)
+        for bps in self._hub.uplink_estimates():
+            hist.observe(bps)
+        return hist
+
     def totals(self, defences: Mapping[str, int] | None = None) -> c.RelayTotals:
         """``defences``: the worker's own counts of refusals (the hub adds its NACK limits)."""
         hub = self._hub
@@ -72,6 +79,7 @@ class RelayTally:
             plis_sent=hub.pli_sent,
             keyframe_requests=dict(hub.keyframe_requests),
             keyframes_replayed=hub.keyframes_replayed,
+            rembs_sent=dict(hub.rembs_sent),
             cpu_seconds=usage.ru_utime + usage.ru_stime,
             defences=dict(Counter(defences or {}) + hub.nack_limits),
             moderation=self._moderation,

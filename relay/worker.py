@@ -261,6 +261,7 @@ class RelayWorker:
                     moderation_ready=self.moderation_ready,
                     moderation_error=self.moderation_error,
                     totals=self.tally.totals(self._all_defences()),
+                    sender_estimates=self.tally.sender_estimates(),
                 )
             )
             await asyncio.sleep(c.LOAD_INTERVAL_S)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import (
     CounterMetricFamily,
+    GaugeHistogramMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
@@ -34,7 +35,9 @@ def _histogram(name: str, doc: str, labels: list[str]) -> HistogramMetricFamily:
     return HistogramMetricFamily(f"{PREFIX}_{name}", doc, labels=labels)
 
 
-def _add_histogram(family: HistogramMetricFamily, labels: list[str], hist: Histogram) -> None:
+def _add_histogram(
+    family: HistogramMetricFamily | GaugeHistogramMetricFamily, labels: list[str], hist: Histogram
+) -> None:
     """Our per-bucket counts as Prometheus' cumulative ``le`` buckets."""
     buckets: list[tuple[str, float]] = []
     running = 0
@@ -221,11 +224,19 @@ def _worker_gauges(workers: list[WorkerInfo]) -> Iterator[Metric]:
         "1 when the worker can moderate (model loaded and tested), else 0.",
         labels=["worker"],
     )
+    estimates = GaugeHistogramMetricFamily(
+        f"{PREFIX}_relay_sender_estimate_bps",
+        "The relay's own estimate of each sender's uplink now, bits per second (senders whose "
+        "estimate is ready; what they are told is at most this).",
+        labels=["worker"],
+    )
     for info in workers:
         legs.add_metric([info.worker_id], len(info.legs))
         memory.add_metric([info.worker_id], info.rss_bytes)
         ready.add_metric([info.worker_id], 1 if info.moderation_ready else 0)
-    yield from (legs, memory, ready)
+        if info.sender_estimates is not None:
+            _add_histogram(estimates, [info.worker_id], info.sender_estimates)
+    yield from (legs, memory, ready, estimates)
 
 
 def _worker_counters(reported: list[tuple[str, RelayTotals]]) -> Iterator[Metric]:
@@ -267,6 +278,17 @@ def _worker_counters(reported: list[tuple[str, RelayTotals]]) -> Iterator[Metric
             source, _, outcome = key.rpartition("_")
             requests.add_metric([worker, source, outcome], count)
     yield requests
+    rembs = CounterMetricFamily(
+        f"{PREFIX}_relay_sender_rembs", "REMBs sent to senders by the figure that bound them: "
+        "own (the relay's estimate of the uplink, lower than the receiver's REMB plus what the "
+        "gate withheld), receiver (that one lower, or no estimate yet), own_alone (no recent "
+        "REMB from the receiver).",
+        labels=["worker", "bound"],
+    )  # fmt: skip
+    for worker, totals in reported:
+        for bound, count in sorted(totals.rembs_sent.items()):
+            rembs.add_metric([worker, bound], count)
+    yield rembs
     defences = CounterMetricFamily(
         f"{PREFIX}_relay_defences", "Legs refused, candidates ignored, faults caught and "
         "retransmissions withheld, by kind (docs/protocol.md, Refusals).",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import msgspec
 from msgspec.structs import asdict
 
-from relay.control import Load, RelayTotals
+from relay.control import Histogram, Load, RelayTotals
 
 
 class WorkerRecord(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -60,6 +60,8 @@ class WorkerInfo:
     moderation_error: str = ""
     totals: RelayTotals | None = None
     """The worker's counters since it started, as last reported (``/metrics``)."""
+    sender_estimates: Histogram | None = None
+    """The relay's own estimates of its senders' uplinks, as last reported (``/metrics``)."""
     node: str = ""
     """The signaling node the worker is connected to, when it is another one; "": this one."""
     id_there: str = ""
@@ -106,6 +108,7 @@ class RelayDirectory:
             info.moderation_ready = load.moderation_ready
             info.moderation_error = load.moderation_error
             info.totals = load.totals
+            info.sender_estimates = load.sender_estimates
 
     def update_elsewhere(self, record: WorkerRecord, until: float) -> None:
         """A worker of another node, as that node published it, valid until `until`

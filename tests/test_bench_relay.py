@@ -183,6 +183,8 @@ def test_smoke_run_measures_the_service_and_the_naive_relay_and_writes_json(
     assert result["versions"]["aiortc"].startswith("1.16")
     assert result["clip"]["bitrate_bps"] > 0 and result["clip"]["audio"]
     assert result["micro_hub_us_per_packet"] > 0
+    assert result["micro_hub_without_uplink_estimate_us_per_packet"] > 0
+    assert result["micro_uplink_estimate_us_per_packet"] > 0
     forward, naive = result["cases"]
     assert (forward["relay"], naive["relay"]) == ("forward", "naive")
     for case in (forward, naive):

@@ -14,6 +14,7 @@ from relay.forwarding_hub import ForwardingHub, ModerationMismatch
 from relay.strict.block_policy import ModerationPolicy
 from relay.strict.moderation import StreamSink
 from tests.support.fake_legs import KEY, FakeLeg, pkt
+from tests.support.paced_video import rembs_to, send_video
 
 
 @dataclass
@@ -45,7 +46,7 @@ class FakeModerator:
 
 
 def setup(
-    policy: ModerationPolicy | None = None,
+    policy: ModerationPolicy | None = None, abs_send_time: bool = False
 ) -> tuple[ForwardingHub, FakeLeg, FakeLeg, Stream, list]:
     events: list[tuple[Any, str, str, float]] = []
     hub = ForwardingHub(
@@ -53,7 +54,7 @@ def setup(
         clock=lambda: 0.1,
         on_moderation=lambda leg, state, label, score: events.append((leg, state, label, score)),
     )
-    a, b = FakeLeg(100), FakeLeg(200)
+    a, b = FakeLeg(100, abs_send_time), FakeLeg(200, abs_send_time)
     moderator = FakeModerator()
     for leg in (a, b):  # a strict call is moderated both ways
         hub.set_moderated(leg, moderator, policy or ModerationPolicy())  # type: ignore[arg-type]
@@ -117,6 +118,15 @@ def test_a_sender_is_told_its_receivers_remb_plus_what_the_gate_withheld() -> No
         ((0xA1,), 50_000),
         ((0xA1,), 60_000 + 90 * 1012 * 8),  # 1012-byte packets, 90 of 100 withheld in 1 s
     ]
+
+
+def test_the_relays_own_estimate_is_fed_before_the_gate_so_holding_is_no_congestion() -> None:
+    """Every frame held (never released): the sender's uplink still reads what arrives."""
+    hub, a, _, stream, _ = setup(abs_send_time=True)
+    send_video(hub, a, 864_000, 10_000_000, 8.0)
+    assert len(stream.packets) == 8 * 30 * 3 and a.rtp_sent(96) == []
+    told = [bps for _, bps in rembs_to(a)]
+    assert len(told) >= 4 and all(864_000 <= bps <= 1.5 * 880_000 + 10_000 for bps in told)
 
 
 def test_audio_is_muted_only_while_blocked_and_only_if_the_policy_says_so() -> None:

@@ -13,6 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
+from aiortc import RTCRtpReceiver
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
 
 from relay.aiortc_adapter import AiortcLeg
 from relay.worker import RelayWorker
@@ -75,6 +83,63 @@ async def test_relayed_call_carries_both_ways_exactly_what_was_sent(
     stats = httpx.get(relay_server.admin_url + "/stats").json()
     assert stats["relay_legs"] == 2
     assert sum(w["legs"] for w in stats["relay_workers"]) == 2
+
+
+def spy_on_rembs(peer: ChatPeer) -> list[tuple[float, int]]:
+    """``(time, bit/s)`` of every REMB that reaches ``peer``'s video sender and names it."""
+    assert peer.pc is not None
+    (sender,) = [s for s in peer.pc.getSenders() if s.track and s.track.kind == "video"]
+    handle = sender._handle_rtcp_packet
+    rembs: list[tuple[float, int]] = []
+
+    async def spy(packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            if sender._ssrc in ssrcs:
+                rembs.append((time.monotonic(), bitrate))
+        await handle(packet)
+
+    sender._handle_rtcp_packet = spy
+    return rembs
+
+
+def receive_without_remb(peer: ChatPeer) -> RTCRtpReceiver:
+    """A modified client: ``peer``'s video receiver sends no REMB of its own."""
+    assert peer.pc is not None
+    (receiver,) = [r for r in peer.pc.getReceivers() if r.track.kind == "video"]
+    receiver._RTCRtpReceiver__remote_bitrate_estimator = None
+    return receiver
+
+
+async def test_a_sender_is_told_at_most_the_relays_own_estimate_of_its_uplink(
+    relay_server: RunningServer, relayed_peers: tuple[ChatPeer, ChatPeer]
+) -> None:
+    """Bob's receiver first sends no REMB (the relay's own estimate must reach Alice alone,
+    about once a second), then an absurd one (50 Mbit/s, the receiver-side bound, which Alice
+    must not be told: the relay's estimate of her uplink is lower). Alice's picture is a flat
+    grey: she sends ~20 kbit/s, and the estimate stays near 1.5 times that."""
+    alice, bob = relayed_peers
+    await bob.wait_for_frames(5)
+    rembs = spy_on_rembs(alice)
+    receiver = receive_without_remb(bob)
+    start = time.monotonic()
+    await asyncio.sleep(6.0)
+    alone = [bps for at, bps in rembs if at > start + 1.0]  # after REMBs in flight arrive
+    assert len(alone) >= 3, rembs  # the own estimate is ready about 3 s into the call
+    assert all(bps < 5_000_000 for bps in alone), alone
+    huge = pack_remb_fci(50_000_000, [1])
+    huge_remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=huge)
+    start = time.monotonic()
+    for _ in range(8):
+        await receiver._send_rtcp(huge_remb)
+        await asyncio.sleep(0.5)
+    bounded = [bps for at, bps in rembs if at > start]
+    assert len(bounded) >= 6, rembs  # one per REMB of Bob's (the relay answers each)
+    assert max(bounded) < 5_000_000, bounded  # the minimum: Alice's uplink, not Bob's word
+    metrics = httpx.get(relay_server.admin_url + "/metrics").text
+    assert 'chatguard_relay_sender_rembs_total{bound="own",worker=' in metrics
+    assert 'chatguard_relay_sender_rembs_total{bound="own_alone",worker=' in metrics
+    assert "chatguard_relay_sender_estimate_bps_bucket{" in metrics
 
 
 async def test_killed_worker_moves_the_call_to_a_live_one(

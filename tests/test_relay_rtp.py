@@ -200,6 +200,26 @@ def test_delay_abs_send_time_adds_nothing_where_there_is_no_such_element() -> No
     assert RtpPacket.parse(bytes(buf), MAP).extensions.mid == "ab"
 
 
+@given(packets)
+def test_abs_send_time_reads_what_aiortc_wrote(data: bytes) -> None:
+    assert rtp.abs_send_time(data, 3) == RtpPacket.parse(data, MAP).extensions.abs_send_time
+
+
+def test_abs_send_time_two_byte_form_and_elements_of_another_length() -> None:
+    p = RtpPacket(payload_type=96, sequence_number=1, timestamp=2, ssrc=3, payload=b"xyz")
+    p.extensions.mid = "m" * 20
+    p.extensions.abs_send_time = 0xABCDEF
+    assert rtp.abs_send_time(p.serialize(ext_map({MID_URI: 20, AST_URI: 3})), 3) == 0xABCDEF
+    assert rtp.abs_send_time(make_packet(mid="ab"), 1) is None  # 2 bytes: not abs-send-time
+
+
+@given(st.binary(max_size=40))
+def test_abs_send_time_never_raises(tail: bytes) -> None:
+    for head in (b"\x90\x60" + bytes(10) + b"\xbe\xde", b"\x90\x60" + bytes(10) + b"\x10\x00"):
+        value = rtp.abs_send_time(head + tail, 3)
+        assert value is None or 0 <= value <= 0xFFFFFF
+
+
 def test_map_extension_ids_rejects_truncated() -> None:
     buf = bytearray(make_packet(mid="abcd", abs_send_time=None))
     buf[16] = 0x1F  # id 1, length 16: runs past the 8-byte block

@@ -71,8 +71,9 @@ async def test_unsafe_video_never_reaches_the_partner(
 
     hub = ForwardingHub(on_moderation=on_moderation)
     # aiortc's sender rebuilds its VP8 encoder (a spontaneous keyframe) whenever the REMB
-    # estimate moves by >10%; without REMB it sends keyframes only on PLI, as this test needs.
-    monkeypatch.setattr(hub, "_on_remb", lambda *args: None)
+    # estimate moves by >10%; without REMB it sends keyframes only on PLI, as this test needs
+    # (neither the receiver's REMB nor the relay's own estimate reaches it).
+    monkeypatch.setattr(hub, "_send_remb", lambda *args: None)
     keyframes_from_a: list[float] = []
     legs: dict[str, AiortcLeg] = {}
 

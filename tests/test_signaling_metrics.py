@@ -81,12 +81,18 @@ def test_worker_totals_are_labelled_by_worker_and_drop_reason() -> None:
         bytes_forwarded=800_000,
         dropped={"unpaired": 3, "late": 1},
         keyframe_requests={"gate_sent": 4, "gate_throttled": 9},
+        rembs_sent={"own": 5, "own_alone": 2},
         cpu_seconds=1.5,
         moderation=rc.ModerationTotals(
             classified=40, frames_withheld=6, gate_latency=gate, inference=inference
         ),
     )
-    load = rc.Load(legs=2, cpu_percent=10, rss_bytes=50_000_000, totals=totals)
+    estimates = rc.Histogram.empty(rc.SENDER_ESTIMATE_BOUNDS_BPS)
+    estimates.observe(250_000)
+    estimates.observe(4_000_000)
+    load = rc.Load(
+        legs=2, cpu_percent=10, rss_bytes=50_000_000, totals=totals, sender_estimates=estimates
+    )
     hub.worker_message("w1", load, 0, 0)
     got = samples(hub)
     worker = (("worker", "w1"),)
@@ -97,6 +103,13 @@ def test_worker_totals_are_labelled_by_worker_and_drop_reason() -> None:
     requests = "chatguard_relay_keyframe_requests_total"
     assert got[requests, (("outcome", "sent"), ("source", "gate"), *worker)] == 4
     assert got[requests, (("outcome", "throttled"), ("source", "gate"), *worker)] == 9
+    assert got["chatguard_relay_sender_rembs_total", (("bound", "own"), *worker)] == 5
+    assert got["chatguard_relay_sender_rembs_total", (("bound", "own_alone"), *worker)] == 2
+    estimate = "chatguard_relay_sender_estimate_bps_bucket"
+    assert got[estimate, (("le", "200000.0"), *worker)] == 0
+    assert got[estimate, (("le", "300000.0"), *worker)] == 1
+    assert got[estimate, (("le", "+Inf"), *worker)] == 2
+    assert got["chatguard_relay_sender_estimate_bps_gsum", worker] == 4_250_000
     assert got["chatguard_relay_cpu_seconds_total", worker] == 1.5
     assert got["chatguard_relay_resident_memory_bytes", worker] == 50_000_000
     assert got["chatguard_strict_classifications_total", worker] == 40
