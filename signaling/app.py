@@ -167,8 +167,14 @@ class SignalingService:
             matchmaker = self.cluster.matchmaker
         else:
             matchmaker = Matchmaker(settings, random.Random())
-        strikes = None if self.cluster is None else self.cluster.strikes
-        self.hub = SignalingHub(config, self.policy, matchmaker, strikes=strikes)
+        shared = self.cluster
+        self.hub = SignalingHub(
+            config,
+            self.policy,
+            matchmaker,
+            strikes=None if shared is None else shared.strikes,
+            reports=None if shared is None else shared.reports,
+        )
         self.budgets = Budgets(config.limits)
         self._connections: dict[str, _Connection] = {}
         ev = config.events
@@ -355,7 +361,7 @@ class SignalingService:
 
     # -- a node of a shared pool (``signaling.cluster.node.NodeHost``) ----------------------
 
-    def route_facts(self, user: str) -> tuple[str, bool] | None:
+    def route_facts(self, user: str) -> tuple[str, bool, Person] | None:
         return self.hub.route_facts(user)
 
     def pair_of(self, user: str) -> str | None:
@@ -417,6 +423,10 @@ class SignalingService:
 
     def banned_by_pool(self, who: Person, strikes: int) -> None:
         self.hub.banned_by_pool(who, strikes, time.monotonic(), time.time())
+        self._flush()
+
+    def banned_by_reports(self, reported: str, who: Person, reporters: int) -> None:
+        self.hub.banned_by_reports(reported, who, reporters, time.monotonic(), time.time())
         self._flush()
 
     def on_tick(self) -> None:

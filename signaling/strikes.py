@@ -43,6 +43,10 @@ class Person:
         return cls(device=key, network=network_of(address) if address else "")
 
 
+NOBODY = Person(device="", network="")
+"""No device, no network: strikes, bans and reports pass it by."""
+
+
 @dataclass(frozen=True, slots=True)
 class StrikeResult:
     strikes: int

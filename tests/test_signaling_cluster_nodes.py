@@ -178,6 +178,26 @@ async def test_a_ban_holds_at_every_nodes_door_and_for_nodes_started_later(
     await welcome.close()
 
 
+async def test_reports_filed_through_two_nodes_add_up_to_a_ban(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    """One report through each node: each node alone counts one of the two needed (the
+    second node knows `rude`, connected to the first, only through the pool)."""
+    first, second = nodes
+    rude = await Client.connect(first.ws_url, device="rude-device")
+    await rude.send(type="join")
+    for node, reporter_device in ((first, "reporter-1"), (second, "reporter-2")):
+        reporter = await Client.connect(node.ws_url, device=reporter_device)
+        await reporter.send(type="join")
+        await reporter.expect_paired()
+        await reporter.send(type="report", reason="rude")
+        await reporter.send(type="leave")  # out of the pool: the next reporter meets `rude`
+        await reporter.close()
+    await refused_at(first.ws_url, "rude-device")
+    await refused_at(second.ws_url, "rude-device")
+    await rude.close()
+
+
 async def test_a_message_a_node_cannot_handle_is_counted_and_harms_no_one(
     nodes: tuple[RunningServer, RunningServer], redis: RedisServer
 ) -> None:

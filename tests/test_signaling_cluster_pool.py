@@ -192,7 +192,12 @@ def test_events_are_published_to_the_nodes_concerned() -> None:
             message = sub.get_message(timeout=1)
             assert message is not None
             kind, first, second, _pair, *where = json.loads(message["data"])
-            assert (kind, first, second, where) == ("paired", "b", "a", ["n1", "default", "0"] * 2)
+            assert (kind, first, second, where) == (
+                "paired",
+                "b",
+                "a",
+                ["n1", "default", "0", "", ""] * 2,
+            )
             assert sub.get_message(timeout=0.1) is None  # both members on n1: told once
     finally:
         mm.close()

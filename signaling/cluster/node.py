@@ -59,6 +59,7 @@ from relay import control as rc
 from signaling import protocol as p
 from signaling.cluster import pool
 from signaling.cluster.bans import SharedStrikeBook
+from signaling.cluster.reports import REPORT_SCRIPT, FiledReport, SharedReportLog
 from signaling.config import Config
 from signaling.matchmaking import (
     Event,
@@ -70,7 +71,7 @@ from signaling.matchmaking import (
     UserState,
 )
 from signaling.relays import WorkerRecord
-from signaling.strikes import Person
+from signaling.strikes import NOBODY, Person
 
 log = logging.getLogger("chatguard.cluster")
 
@@ -103,7 +104,7 @@ Operation = tuple[str, ...]
 """("script", op, *args) for the pool script; ("connect", user) and ("join", user, interests
 as JSON), completed when sent with what the hub knows of the user then; ("publish", node,
 payload); ("worker", id, record as JSON or "" when gone); ("strike", device, network);
-("ban", device, network, until)."""
+("report", device, network, reported session, reporter); ("ban", device, network, until)."""
 
 
 @dataclass(slots=True)
@@ -323,6 +324,8 @@ class ClusterMatchmaker:
                 pair=event.pair,
                 remote_region=remote.region,
                 remote_hides_address=remote.hide_address,
+                remote_device=remote.who.device,
+                remote_network=remote.who.network,
             )
         )
 
@@ -340,8 +343,8 @@ def node_name(config: Config) -> str:
 class NodeHost(Protocol):
     """What a node asks of the signaling service it serves."""
 
-    def route_facts(self, user: str) -> tuple[str, bool] | None:
-        """A local user's region and address choice (``SignalingHub.route_facts``)."""
+    def route_facts(self, user: str) -> tuple[str, bool, Person] | None:
+        """A local user's region, address choice and person (``SignalingHub.route_facts``)."""
 
     def pair_of(self, user: str) -> str | None:
         """A local user's current pair (``SignalingHub.pair_of``)."""
@@ -374,6 +377,9 @@ class NodeHost(Protocol):
     def banned_by_pool(self, who: Person, strikes: int) -> None:
         """Strikes here brought `who` to a ban in the pool's count, not in this node's."""
 
+    def banned_by_reports(self, reported: str, who: Person, reporters: int) -> None:
+        """Reports here brought `who` (session `reported`) to a ban in the pool's count."""
+
 
 class ClusterNode:
     """The asyncio bridge between one node's ``ClusterMatchmaker`` and Redis."""
@@ -384,8 +390,10 @@ class ClusterNode:
         self.strikes = SharedStrikeBook(
             mod.strikes_to_ban, mod.strike_window_s, mod.ban_s, mod.devices_to_ban_network
         )
+        self.reports = SharedReportLog(config.reports.reporters_to_ban, config.reports.window_s)
         self._cluster = config.cluster
         self._strike_window_s = mod.strike_window_s
+        self._report_window_ms = str(int(config.reports.window_s * 1000))
         self._settings = settings
         self._prefix = config.cluster.key_prefix
         self._presence_key = self._prefix + "alive:" + self.name
@@ -412,6 +420,7 @@ class ClusterNode:
         self._redis: Any = None
         self._script: Any = None
         self._strike_script: Any = None
+        self._report_script: Any = None
         self._pubsub: Any = None
 
     @property
@@ -428,6 +437,7 @@ class ClusterNode:
         self._redis = aioredis.Redis.from_url(self._cluster.redis_url, decode_responses=True)
         self._script = self._redis.register_script(pool.SCRIPT)
         self._strike_script = self._redis.register_script(STRIKE_SCRIPT)
+        self._report_script = self._redis.register_script(REPORT_SCRIPT)
         self._run_id = (await self._redis.info("server"))["run_id"]
         await self._renew_presence()
         self._pubsub = self._redis.pubsub()
@@ -436,6 +446,7 @@ class ClusterNode:
             self._prefix + "bans",
             self._prefix + "workers",
             self._prefix + "strikes",
+            self._prefix + "reports",
         )
         await self._load_bans()
         await self._load_strikes()
@@ -518,6 +529,10 @@ class ClusterNode:
         shared: list[Operation] = [
             ("strike", who.device, who.network) for who in self.strikes.drain_struck_here()
         ]
+        shared += [
+            ("report", filed.reported.device, filed.reported.network, filed.session, filed.reporter)
+            for filed in self.reports.drain_filed_here()
+        ]
         now = time.monotonic()
         for who in self.strikes.drain_made_here():
             until = self.strikes.banned_until(Person(who.device, ""), now)
@@ -533,6 +548,8 @@ class ClusterNode:
         pipe = self._redis.pipeline(transaction=False)
         strikes: dict[int, Person] = {}
         """Position of each strike's reply -> whom it struck."""
+        reports: dict[int, FiledReport] = {}
+        """Position of each report's reply -> the report."""
         # presence first: users must never reach a Redis (a restarted one, say) that does
         # not know their node to be alive, or the pool's timers hand them back at once
         pipe.set(self._presence_key, "1", px=self._presence_ms)
@@ -547,13 +564,20 @@ class ClusterNode:
                 strikes[len(pipe.command_stack)] = Person(args[0], args[1])
                 await self._strike(pipe, args[0])
                 continue
+            if kind == "report":
+                filed = FiledReport(Person(args[0], args[1]), args[2], args[3])
+                reports[len(pipe.command_stack)] = filed
+                await self._report(pipe, filed, now)
+                continue
             if kind == "ban":  # kept until it ends, and told to every node now
                 device, network, left_s = args[0], args[1], float(args[2]) - time.monotonic()
                 if left_s > 0:
                     record = json.dumps([device, network, now + left_s])
                     pipe.set(self._prefix + "ban:" + device, record, px=int(left_s * 1000) + 1)
                     pipe.publish(self._prefix + "bans", record)
-                    pipe.delete(self._prefix + "strikes:" + device)
+                    pipe.delete(
+                        self._prefix + "strikes:" + device, self._prefix + "reports:" + device
+                    )
                 continue
             if kind in ("connect", "join"):
                 op, args = kind, self._complete(kind, args)
@@ -571,12 +595,43 @@ class ClusterNode:
                     log.info("cluster: %s banned: strikes on several nodes", who.device)
                     self._host.banned_by_pool(who, count)
                     self.wake()  # share the ban
+            elif (report := reports.get(position)) is not None:
+                self._reported(report, result)
 
     async def _strike(self, pipe: Any, device: str) -> None:
         window_ms = str(int(self._strike_window_s * 1000))
         channel = self._prefix + "strikes"
         keys = [self._prefix + "strikes:" + device]
         await self._strike_script(keys=keys, args=[window_ms, channel, device], client=pipe)
+
+    async def _report(self, pipe: Any, filed: FiledReport, now_unix: float) -> None:
+        keys = [self._prefix + "reports:" + filed.reported.device]
+        args = [
+            str(int(now_unix * 1000)),
+            self._report_window_ms,
+            filed.reporter,
+            self._prefix + "reports",
+            filed.reported.device,
+        ]
+        await self._report_script(keys=keys, args=args, client=pipe)
+
+    def _reported(self, filed: FiledReport, reporters: list[str]) -> None:
+        """Redis counted a report filed here: the node whose report reached the limit bans."""
+        if not self._mirror_reports(filed.reported.device, reporters):
+            return
+        count = len(reporters) // 2
+        if self.reports.reaches_limit(count):
+            log.info("cluster: %s banned: reports on several nodes", filed.reported.device)
+            self._host.banned_by_reports(filed.session, filed.reported, count)
+            self.wake()  # share the ban
+
+    def _mirror_reports(self, device: str, reporters: list[str]) -> bool:
+        """Redis's reporters of `device`, unless a ban has settled them. True: mirrored."""
+        now = time.monotonic()
+        if self.strikes.banned_until(Person(device, ""), now) is not None:
+            return False
+        self.reports.mirrored(device, reporters, now, time.time())
+        return True
 
     def _share_worker(self, pipe: Any, worker: str, record: str) -> None:
         key = self._prefix + "worker:" + worker
@@ -589,9 +644,10 @@ class ClusterNode:
 
     def _complete(self, kind: str, args: list[str]) -> list[str]:
         user = args[0]
-        region, hide = self._host.route_facts(user) or ("", False)  # gone: its disconnect follows
+        facts = self._host.route_facts(user)  # None: gone, its disconnect follows
+        region, hide, who = facts or ("", False, NOBODY)
         if kind == "connect":
-            return [user, self.name, region]
+            return [user, self.name, region, who.device, who.network]
         return [user, args[1], region, "1" if hide else "0"]
 
     async def _listen_loop(self, pubsub: Any) -> None:
@@ -625,6 +681,10 @@ class ClusterNode:
             device, count, left_ms = fields
             self.strikes.counted(device, count, left_ms / 1000, time.monotonic())
             return
+        if channel == self._prefix + "reports":
+            device, reporters = fields
+            self._mirror_reports(device, reporters)
+            return
         match fields:
             case ["msg", user, pair, text]:
                 # not for a call its member has left meanwhile
@@ -652,6 +712,7 @@ class ClusterNode:
     def _apply_ban(self, record: list[Any]) -> None:
         device, network, until_unix = record
         self.strikes.apply(Person(device, network), time.monotonic() + until_unix - time.time())
+        self.reports.forget(device)
 
     async def _load_bans(self) -> None:
         """Bans made before this node started, by any node, still in force."""

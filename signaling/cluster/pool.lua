@@ -11,11 +11,13 @@
 -- ARGV: prefix, op, now, repair_cooldown_s, interest_fallback_s, heartbeat_timeout_s, seed,
 -- then the op's arguments. Every event is returned to the caller and published, in the order
 -- the rules make it, on the channel of each node that holds a user it concerns (PREFIX node:ID),
--- as a JSON array: ["paired", first, second, pair, then node, region and hide ("1": never a
--- direct call) of first and of second], ["lost", user, partner, reason] or ["expired", user].
+-- as a JSON array: ["paired", first, second, pair, then node, region, hide ("1": never a
+-- direct call), device and network of first and of second], ["lost", user, partner, reason]
+-- or ["expired", user]. The device and network (``signaling.strikes.Person``) let a member's
+-- partner report it by its device, wherever each is connected.
 --
 -- Keys (PREFIX omitted): u:ID hash (state, partner, interests as JSON, since, relaxed, gen,
--- node, region, hide); tag:T and relaxed sets of waiting users; hb zset of last activity; t:fallback
+-- node, region, hide, who, net); tag:T and relaxed sets of waiting users; hb zset of last activity; t:fallback
 -- zset of "ID|gen" by when interests stop mattering; t:cooldown zset of "A|B" by when a re-pair
 -- cool-down ends, each with its cd:A|B key (value: until; TTL: garbage collection only); n hash
 -- of counts; nodes set; nodeusers:NODE sets; alive:NODE presence keys (set by each node).
@@ -114,9 +116,8 @@ local function try_pair(u)
   local pair = string.format('p%d-%x', redis.call('INCR', P .. 'pairseq'), rand(2147483647))
   local event = {'paired', u, other, pair}
   for _, member in ipairs({u, other}) do
-    for _, name in ipairs({'node', 'region', 'hide'}) do
-      event[#event + 1] = field(member, name) or ''
-    end
+    local facts = redis.call('HMGET', uk(member), 'node', 'region', 'hide', 'who', 'net')
+    for i = 1, 5 do event[#event + 1] = facts[i] or '' end
   end
   emit(event, {u, other})
 end
@@ -278,8 +279,10 @@ local function unknown(u) return redis.error_reply('unknown user ' .. u) end
 
 if op == 'connect' then
   local u, node, region = ARGV[8], ARGV[9], ARGV[10]
+  local who, net = ARGV[11] or '', ARGV[12] or ''
   if redis.call('EXISTS', uk(u)) == 1 then return redis.error_reply('already connected ' .. u) end
-  redis.call('HSET', uk(u), 'state', 'idle', 'gen', 0, 'node', node, 'region', region)
+  redis.call('HSET', uk(u), 'state', 'idle', 'gen', 0, 'node', node, 'region', region,
+    'who', who, 'net', net)
   redis.call('ZADD', P .. 'hb', num(now), u)
   redis.call('HINCRBY', P .. 'n', 'users', 1)
   if node ~= '' then
