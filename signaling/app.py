@@ -429,6 +429,10 @@ class SignalingService:
         self.hub.banned_by_reports(reported, who, reporters, time.monotonic(), time.time())
         self._flush()
 
+    def banned_elsewhere(self, who: Person, until: float, reason: str) -> None:
+        self.hub.close_banned(who, until, reason, time.monotonic(), time.time())
+        self._flush()
+
     def on_tick(self) -> None:
         for worker in self.hub.relays.lapsed_elsewhere(time.monotonic()):
             self.hub.worker_lost(worker)

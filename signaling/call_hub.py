@@ -59,7 +59,7 @@ from signaling.relay_leg_states import (
 from signaling.relays import RelayDirectory
 from signaling.reports import OpenReport, ReportLog, ReportRecord
 from signaling.route_policy import Route, RoutePolicy
-from signaling.strikes import NOBODY, Person, StrikeBook
+from signaling.strikes import NOBODY, Person, StrikeBook, strikes_reason
 
 log = logging.getLogger("chatguard.signaling")
 
@@ -643,13 +643,14 @@ class SignalingHub:
         now_unix: float,
     ) -> None:
         ban_s = self._config.reports.ban_s
-        self.strikes.ban(who, now + ban_s)
+        reason = f"reported by {reporters.reporters} people"
+        self.strikes.ban(who, now + ban_s, reason)
         self.stats.bans["reports"] += 1
         self._event("ban", reporters, now_unix, reported, call, ban_s=ban_s)
-        reason_text = f"reported by {reporters.reporters} people"
-        log.info("reports: %s banned until %.0f (%s)", reported, now_unix + ban_s, reason_text)
-        self._send(reported, p.Banned(reason=reason_text, until_unix=now_unix + ban_s))
-        self._to_close.append((reported, p.CLOSE_BANNED))
+        log.info("reports: %s banned until %.0f (%s)", reported, now_unix + ban_s, reason)
+        if reported in self._clients:  # else its own node closes it, told of the ban
+            self._send(reported, p.Banned(reason=reason, until_unix=now_unix + ban_s))
+            self._to_close.append((reported, p.CLOSE_BANNED))
 
     def _relay_to_partner(self, user: str, call: _Call, message: p.PartnerSignal) -> None:
         """Only the two members of a pair may exchange SDP and ICE, and only for that pair."""
@@ -823,6 +824,18 @@ class SignalingHub:
                 ground = Ground(strikes=strikes)
                 self._ban_for_strikes(user, client.call, ground, until, now, now_unix)
 
+    def close_banned(
+        self, who: Person, until: float, reason: str, now: float, now_unix: float
+    ) -> None:
+        """`who` was banned (by another node of a shared pool, or by this one: then its
+        session here is closed already): its sessions here are told, as the session a ban
+        is made for, and closed. Nothing else is counted: the banning node did that."""
+        for user, client in list(self._clients.items()):
+            if who.device and client.who.device == who.device:
+                log.info("client %s closed: banned (%s)", user, reason)
+                self._send(user, p.Banned(reason=reason, until_unix=now_unix + until - now))
+                self._to_close.append((user, p.CLOSE_BANNED))
+
     def _ban_for_strikes(
         self,
         offender: str,
@@ -833,7 +846,7 @@ class SignalingHub:
         now_unix: float,
     ) -> None:
         until_unix = now_unix + (until - now)
-        reason = f"{ground.strikes} moderation strikes"
+        reason = strikes_reason(ground.strikes or 0)
         self.stats.bans["moderation"] += 1
         self._event("ban", ground, now_unix, offender, call, ban_s=until - now)
         log.info("moderation: %s banned until %.0f (%s)", offender, until_unix, reason)

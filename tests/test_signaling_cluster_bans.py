@@ -33,7 +33,7 @@ def test_a_strike_counts_on_top_of_the_pools_count() -> None:
     result = strikes.strike(OFFENDER, now=2)
     assert (result.strikes, result.banned_until) == (3, 602)
     assert strikes.drain_struck_here() == [OFFENDER, OFFENDER]
-    assert strikes.drain_made_here() == [OFFENDER]
+    assert strikes.drain_made_here() == [(OFFENDER, "3 moderation strikes")]
 
 
 def test_the_pools_count_ends_with_its_window_and_never_goes_back() -> None:
@@ -54,7 +54,7 @@ def test_the_node_whose_strike_crossed_the_limit_in_redis_bans_once() -> None:
     assert strikes.banned_until(OFFENDER, now=1) == 600
     assert not strikes.crossed_limit(OFFENDER, 4, now=1)  # banned already
     strikes.counted(OFFENDER.device, 4, left_s=30, now=1)  # ended by the ban: not kept
-    assert strikes.drain_made_here() == [OFFENDER]
+    assert strikes.drain_made_here() == [(OFFENDER, "3 moderation strikes")]
 
 
 def test_a_ban_made_by_the_pools_count_closes_that_devices_clients_here() -> None:

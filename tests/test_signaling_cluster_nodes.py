@@ -16,7 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 
+from signaling import protocol as p
 from signaling.config import Config
 from tests.support.cluster_nodes import refused_at
 from tests.support.ports import free_port, free_tcp_range
@@ -193,9 +195,43 @@ async def test_reports_filed_through_two_nodes_add_up_to_a_ban(
         await reporter.send(type="report", reason="rude")
         await reporter.send(type="leave")  # out of the pool: the next reporter meets `rude`
         await reporter.close()
+    await banned_and_closed(rude, "reported by 2 people")  # by the second node, the first closes
     await refused_at(first.ws_url, "rude-device")
     await refused_at(second.ws_url, "rude-device")
-    await rude.close()
+
+
+async def test_a_ban_made_on_one_node_closes_that_devices_session_on_another(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    """The device has a session on each node (two tabs, say); reports on the first ban it:
+    its idle session on the second is told and closed at once, not at its next reconnect."""
+    first, second = nodes
+    elsewhere = await Client.connect(second.ws_url, device="rude-device")
+    bystander = await Client.connect(second.ws_url, device="someone-else")
+    rude = await Client.connect(first.ws_url, device="rude-device")
+    await rude.send(type="join")
+    for reporter_device in ("reporter-1", "reporter-2"):
+        reporter = await Client.connect(first.ws_url, device=reporter_device)
+        await reporter.send(type="join")
+        await reporter.expect_paired()
+        await reporter.send(type="report", reason="rude")
+        await reporter.send(type="leave")
+        await reporter.close()
+    await banned_and_closed(rude, "reported by 2 people")
+    await banned_and_closed(elsewhere, "reported by 2 people")
+    await bystander.send(type="ping")
+    await bystander.expect("pong")  # another device's session stays
+    await bystander.close()
+
+
+async def banned_and_closed(client: Client, reason: str) -> None:
+    """Until `client` is told it is banned for `reason`; then its socket closes, as banned."""
+    while (message := await client.recv())["type"] != "banned":  # paired, partner left, ...
+        assert message["type"] in ("waiting", "paired", "partner_left"), message
+    assert message["reason"] == reason
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await client.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == p.CLOSE_BANNED
 
 
 async def test_a_message_a_node_cannot_handle_is_counted_and_harms_no_one(

@@ -104,7 +104,8 @@ Operation = tuple[str, ...]
 """("script", op, *args) for the pool script; ("connect", user) and ("join", user, interests
 as JSON), completed when sent with what the hub knows of the user then; ("publish", node,
 payload); ("worker", id, record as JSON or "" when gone); ("strike", device, network);
-("report", device, network, reported session, reporter); ("ban", device, network, until)."""
+("report", device, network, reported session, reporter); ("ban", device, network, until,
+what the person is told)."""
 
 
 @dataclass(slots=True)
@@ -380,6 +381,10 @@ class NodeHost(Protocol):
     def banned_by_reports(self, reported: str, who: Person, reporters: int) -> None:
         """Reports here brought `who` (session `reported`) to a ban in the pool's count."""
 
+    def banned_elsewhere(self, who: Person, until: float, reason: str) -> None:
+        """A node (this one too) banned `who` until `until` (monotonic), saying `reason`:
+        its sessions here end as a ban made here ends them."""
+
 
 class ClusterNode:
     """The asyncio bridge between one node's ``ClusterMatchmaker`` and Redis."""
@@ -534,10 +539,10 @@ class ClusterNode:
             for filed in self.reports.drain_filed_here()
         ]
         now = time.monotonic()
-        for who in self.strikes.drain_made_here():
+        for who, reason in self.strikes.drain_made_here():
             until = self.strikes.banned_until(Person(who.device, ""), now)
             if until is not None:
-                shared.append(("ban", who.device, who.network, repr(until)))
+                shared.append(("ban", who.device, who.network, repr(until), reason))
         return self.matchmaker.drain_operations() + shared
 
     async def _send(self, operations: list[Operation]) -> None:
@@ -572,7 +577,7 @@ class ClusterNode:
             if kind == "ban":  # kept until it ends, and told to every node now
                 device, network, left_s = args[0], args[1], float(args[2]) - time.monotonic()
                 if left_s > 0:
-                    record = json.dumps([device, network, now + left_s])
+                    record = json.dumps([device, network, now + left_s, args[3]])
                     pipe.set(self._prefix + "ban:" + device, record, px=int(left_s * 1000) + 1)
                     pipe.publish(self._prefix + "bans", record)
                     pipe.delete(
@@ -672,7 +677,9 @@ class ClusterNode:
     def _receive(self, channel: str, data: str) -> None:
         fields = json.loads(data)
         if channel == self._prefix + "bans":
-            self._apply_ban(fields)
+            who, until = self._apply_ban(fields)
+            reason = fields[3] if len(fields) > 3 else ""  # a ban kept by an older node: none
+            self._host.banned_elsewhere(who, until, reason or "banned for now")
             return
         if channel == self._prefix + "workers":
             self._worker_news(fields)
@@ -709,10 +716,12 @@ class ClusterNode:
             case ["gone", worker, node] if node != self.name:
                 self._host.worker_gone_elsewhere(worker, node)
 
-    def _apply_ban(self, record: list[Any]) -> None:
-        device, network, until_unix = record
-        self.strikes.apply(Person(device, network), time.monotonic() + until_unix - time.time())
-        self.reports.forget(device)
+    def _apply_ban(self, record: list[Any]) -> tuple[Person, float]:
+        """A ban kept or told by any node (this one too): it and until when (monotonic)."""
+        who, until = Person(record[0], record[1]), time.monotonic() + record[2] - time.time()
+        self.strikes.apply(who, until)
+        self.reports.forget(who.device)
+        return who, until
 
     async def _load_bans(self) -> None:
         """Bans made before this node started, by any node, still in force."""
