@@ -60,6 +60,7 @@ from signaling import protocol as p
 from signaling.cluster import pool
 from signaling.cluster.bans import SharedStrikeBook
 from signaling.cluster.reports import REPORT_SCRIPT, FiledReport, SharedReportLog
+from signaling.cluster.scripts import Scripts
 from signaling.config import Config
 from signaling.matchmaking import (
     Event,
@@ -423,9 +424,9 @@ class ClusterNode:
         self._listened_at = 0.0
         """When the node's channel was last read without error (monotonic)."""
         self._redis: Any = None
-        self._script: Any = None
-        self._strike_script: Any = None
-        self._report_script: Any = None
+        self._scripts = Scripts(
+            {"pool": pool.SCRIPT, "strike": STRIKE_SCRIPT, "report": REPORT_SCRIPT}
+        )
         self._pubsub: Any = None
 
     @property
@@ -440,9 +441,7 @@ class ClusterNode:
         import redis.asyncio as aioredis  # only a node of a cluster needs the client
 
         self._redis = aioredis.Redis.from_url(self._cluster.redis_url, decode_responses=True)
-        self._script = self._redis.register_script(pool.SCRIPT)
-        self._strike_script = self._redis.register_script(STRIKE_SCRIPT)
-        self._report_script = self._redis.register_script(REPORT_SCRIPT)
+        await self._scripts.load(self._redis)
         self._run_id = (await self._redis.info("server"))["run_id"]
         await self._renew_presence()
         self._pubsub = self._redis.pubsub()
@@ -555,9 +554,19 @@ class ClusterNode:
         """Position of each strike's reply -> whom it struck."""
         reports: dict[int, FiledReport] = {}
         """Position of each report's reply -> the report."""
-        # presence first: users must never reach a Redis (a restarted one, say) that does
-        # not know their node to be alive, or the pool's timers hand them back at once
-        pipe.set(self._presence_key, "1", px=self._presence_ms)
+        calls: dict[int, tuple[str, list[str], list[str]]] = {}
+        """Position of each script call -> the call, to send again if Redis lost the script."""
+
+        def call(script: str, keys: list[str], args: list[str]) -> int:
+            calls[len(pipe.command_stack)] = (script, keys, args)
+            self._scripts.queue(pipe, script, keys, args)
+            return len(pipe.command_stack) - 1
+
+        # presence before any user: users must never reach a Redis (a restarted one, say)
+        # that does not know their node to be alive, or the pool's timers hand them back at
+        # once (a user reaches the pool by its connect; the presence loop renews it)
+        if any(operation[0] == "connect" for operation in operations):
+            pipe.set(self._presence_key, "1", px=self._presence_ms)
         for kind, *args in operations:
             if kind == "publish":
                 pipe.publish(self._prefix + "node:" + args[0], args[1])
@@ -566,13 +575,11 @@ class ClusterNode:
                 self._share_worker(pipe, args[0], args[1])
                 continue
             if kind == "strike":
-                strikes[len(pipe.command_stack)] = Person(args[0], args[1])
-                await self._strike(pipe, args[0])
+                strikes[call("strike", *self._strike(args[0]))] = Person(args[0], args[1])
                 continue
             if kind == "report":
                 filed = FiledReport(Person(args[0], args[1]), args[2], args[3])
-                reports[len(pipe.command_stack)] = filed
-                await self._report(pipe, filed, now)
+                reports[call("report", *self._report(filed, now))] = filed
                 continue
             if kind == "ban":  # kept until it ends, and told to every node now
                 device, network, left_s = args[0], args[1], float(args[2]) - time.monotonic()
@@ -588,9 +595,12 @@ class ClusterNode:
                 op, args = kind, self._complete(kind, args)
             else:
                 op, *args = args
-            argv = pool.script_args(self._prefix, op, now, self._settings, self._rng, *args)
-            await self._script(args=argv, client=pipe)
-        for position, result in enumerate(await pipe.execute(raise_on_error=False)):
+            call(
+                "pool",
+                [],
+                pool.script_args(self._prefix, op, now, self._settings, self._rng, *args),
+            )
+        for position, result in enumerate(await self._scripts.execute(self._redis, pipe, calls)):
             if isinstance(result, Exception):  # a late input the pool no longer allows
                 log.debug("cluster: pool refused an input: %s", result)
             elif (who := strikes.get(position)) is not None:
@@ -603,13 +613,14 @@ class ClusterNode:
             elif (report := reports.get(position)) is not None:
                 self._reported(report, result)
 
-    async def _strike(self, pipe: Any, device: str) -> None:
+    def _strike(self, device: str) -> tuple[list[str], list[str]]:
+        """The strike script's keys and arguments for one strike of `device`."""
         window_ms = str(int(self._strike_window_s * 1000))
         channel = self._prefix + "strikes"
-        keys = [self._prefix + "strikes:" + device]
-        await self._strike_script(keys=keys, args=[window_ms, channel, device], client=pipe)
+        return [self._prefix + "strikes:" + device], [window_ms, channel, device]
 
-    async def _report(self, pipe: Any, filed: FiledReport, now_unix: float) -> None:
+    def _report(self, filed: FiledReport, now_unix: float) -> tuple[list[str], list[str]]:
+        """The report script's keys and arguments for one report filed here."""
         keys = [self._prefix + "reports:" + filed.reported.device]
         args = [
             str(int(now_unix * 1000)),
@@ -618,7 +629,7 @@ class ClusterNode:
             self._prefix + "reports",
             filed.reported.device,
         ]
-        await self._report_script(keys=keys, args=args, client=pipe)
+        return keys, args
 
     def _reported(self, filed: FiledReport, reporters: list[str]) -> None:
         """Redis counted a report filed here: the node whose report reached the limit bans."""
@@ -778,6 +789,6 @@ class ClusterNode:
             self._host.on_tick()
             argv = pool.script_args(self._prefix, "tick", time.time(), self._settings, self._rng)
             try:
-                await self._script(args=argv)
+                await self._scripts.call(self._redis, "pool", [], argv)
             except Exception as exc:  # as above: said once by the send loop
                 log.debug("cluster: pool timers not run: %s", exc)
