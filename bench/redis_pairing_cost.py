@@ -108,6 +108,7 @@ def _figures(busy: RedisCounters, idle: RedisCounters, pairs: int, wall: float) 
         "seconds": round(wall, 2),
         "commands_per_pairing": round((busy.commands - idle.commands) / pairs, 1),
         "round_trips_per_pairing": round((busy.reads - idle.reads) / pairs, 1),
+        "redis_cpu_ms_per_pairing": round(1000 * (busy.cpu_s - idle.cpu_s) / pairs, 3),
         "idle_commands_per_s": round(idle.commands / wall, 1),
         "by_command_per_pairing": {
             name: round(n, 2) for name, n in sorted(by_command.items(), key=lambda kv: -kv[1])

@@ -109,6 +109,11 @@ payload); ("worker", id, record as JSON or "" when gone); ("strike", device, net
 what the person is told)."""
 
 
+_INPUTS = frozenset(("connect", "join", "script"))
+"""Operations that are a user's own input to the pool: ("connect" or "join", user, ...) and
+("script", op, user, ...)."""
+
+
 @dataclass(slots=True)
 class _View:
     state: UserState
@@ -239,11 +244,16 @@ class ClusterMatchmaker:
         self._operations.append(("worker", worker, encoded))
 
     def drain_operations(self) -> list[Operation]:
-        """What to send to Redis, in order; due heartbeats go last, as one operation."""
+        """What to send to Redis, in order; due heartbeats go last, as one operation, less
+        those of users with an input of their own among them (the pool counts any input as
+        a sign of life, at the same time)."""
         out, self._operations = self._operations, []
-        if self._beats:
-            out.append(("script", "heartbeat", *sorted(self._beats)))
-            self._beats.clear()
+        beats, self._beats = self._beats, set()
+        beats.difference_update(
+            op[1] if op[0] in ("connect", "join") else op[2] for op in out if op[0] in _INPUTS
+        )
+        if beats:
+            out.append(("script", "heartbeat", *sorted(beats)))
         return out
 
     def register_again(self) -> None:
