@@ -159,11 +159,10 @@ class SignalingService:
         self._foreign_legs: ForeignLegs | None = None
         matchmaker: Matchmaking
         if config.cluster.redis_url:  # one pool shared with other processes: signaling.cluster
-            from signaling.cluster.foreign_legs import ForeignLegs
             from signaling.cluster.node import ClusterNode
 
             self.cluster = ClusterNode(config, settings, host=self)
-            self._foreign_legs = ForeignLegs()
+            self._foreign_legs = self.cluster.foreign_legs
             matchmaker = self.cluster.matchmaker
         else:
             matchmaker = Matchmaker(settings, random.Random())
@@ -428,6 +427,12 @@ class SignalingService:
     def banned_by_reports(self, reported: str, who: Person, reporters: int) -> None:
         self.hub.banned_by_reports(reported, who, reporters, time.monotonic(), time.time())
         self._flush()
+
+    def host_gone(self, node: str) -> None:
+        """Nobody else will close the legs a dead node opened on our workers."""
+        assert self._foreign_legs is not None
+        for worker, leg in self._foreign_legs.legs_of(node):
+            self.command_from_host(node, worker, rc.encode(rc.CloseLeg(leg=leg)))
 
     def banned_elsewhere(self, who: Person, until: float, reason: str) -> None:
         self.hub.close_banned(who, until, reason, time.monotonic(), time.time())

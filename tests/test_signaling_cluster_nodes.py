@@ -4,7 +4,6 @@ and call each other, and a node killed mid-call hands its clients' partners back
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
@@ -20,14 +19,12 @@ import websockets
 
 from signaling import protocol as p
 from signaling.config import Config
-from tests.support.cluster_nodes import refused_at
+from tests.support.cluster_nodes import PRESENCE_TTL_S, refused_at, serve_node, ws_url
 from tests.support.ports import free_port, free_tcp_range
 from tests.support.redis_server import RedisServer, redis_server
 from tests.support.rtcclient import ChatPeer, see_each_other
 from tests.support.server import RunningServer, make_config, run_server
 from tests.support.wsclient import Client
-
-PRESENCE_TTL_S = 1.0
 
 serve_one = contextmanager(run_server)
 
@@ -293,41 +290,6 @@ async def test_a_report_on_one_node_is_listed_by_every_nodes_admin_listener(
     assert report["id"] in page.text and events[0]["id"] in page.text
     await a.close()
     await b.close()
-
-
-@contextmanager
-def serve_node(tmp_path: Path, redis: RedisServer, name: str) -> Iterator[subprocess.Popen[bytes]]:
-    """The real `chatguard serve --redis`, as an operator runs it; yields the process (a test
-    may kill it) once it answers, and its port as `process.args[-1]`."""
-    port = free_port()
-    config = tmp_path / f"{name}.toml"
-    config.write_text(
-        f'[relay]\nworkers = 0\n[admin]\nport = 0\n[cluster]\nnode_id = "{name}"\n'
-        f"presence_ttl_s = {PRESENCE_TTL_S}\n"
-    )
-    command = [sys.executable, "-m", "chatguard.cli", "serve", "--config", str(config)]
-    command += ["--redis", redis.url, "--log-level", "warning", "--port", str(port)]
-    with subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as process:
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).is_success:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"chatguard serve ({name}) did not come up")
-                time.sleep(0.1)
-            yield process
-        finally:
-            if process.poll() is None:
-                process.terminate()
-            process.wait(timeout=10)
-
-
-def ws_url(process: subprocess.Popen[bytes]) -> str:
-    return f"ws://127.0.0.1:{process.args[-1]}/ws"  # type: ignore[index]
 
 
 @pytest.mark.slow

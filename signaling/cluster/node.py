@@ -59,6 +59,7 @@ from relay import control as rc
 from signaling import protocol as p
 from signaling.cluster import pool
 from signaling.cluster.bans import SharedStrikeBook
+from signaling.cluster.foreign_legs import ForeignLegs
 from signaling.cluster.reports import REPORT_SCRIPT, FiledReport, SharedReportLog
 from signaling.cluster.scripts import Scripts
 from signaling.config import Config
@@ -392,6 +393,9 @@ class NodeHost(Protocol):
     def banned_by_reports(self, reported: str, who: Person, reporters: int) -> None:
         """Reports here brought `who` (session `reported`) to a ban in the pool's count."""
 
+    def host_gone(self, node: str) -> None:
+        """`node` died hosting calls with legs on this node's workers: close them."""
+
     def banned_elsewhere(self, who: Person, until: float, reason: str) -> None:
         """A node (this one too) banned `who` until `until` (monotonic), saying `reason`:
         its sessions here end as a ban made here ends them."""
@@ -407,6 +411,7 @@ class ClusterNode:
             mod.strikes_to_ban, mod.strike_window_s, mod.ban_s, mod.devices_to_ban_network
         )
         self.reports = SharedReportLog(config.reports.reporters_to_ban, config.reports.window_s)
+        self.foreign_legs = ForeignLegs()
         self._cluster = config.cluster
         self._strike_window_s = mod.strike_window_s
         self._report_window_ms = str(int(config.reports.window_s * 1000))
@@ -770,11 +775,13 @@ class ClusterNode:
         while True:
             await asyncio.sleep(self._cluster.presence_ttl_s / 3)
             try:
-                run_id = (await self._redis.info("server"))["run_id"]
-                await self._renew_presence()
+                run_id, dead = await self._beat()
             except Exception as exc:  # the send loop says when Redis is gone and back
                 log.debug("cluster: presence not renewed: %s", exc)
                 continue
+            for host in dead:
+                log.warning("cluster: node %s is gone; closing the legs it opened here", host)
+                self._host.host_gone(host)
             if run_id != self._run_id:
                 log.warning("cluster: Redis restarted; handing it this node's users again")
                 self._run_id = run_id
@@ -789,6 +796,24 @@ class ClusterNode:
         since = time.monotonic()
         while self._listened_at <= since and time.monotonic() < since + timeout_s:
             await asyncio.sleep(0.05)
+
+    async def _beat(self) -> tuple[str, list[str]]:
+        """One round trip: Redis's run id, this node's presence renewed, and the hosts of
+        legs on this node's workers found dead (``signaling.cluster.foreign_legs``)."""
+        hosts = self.foreign_legs.hosts()
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.info("server")
+        pipe.set(self._presence_key, "1", px=self._presence_ms)
+        for host in hosts:
+            pipe.exists(self._prefix + "alive:" + host)
+        info, _, *alive = await pipe.execute()
+        now, grace_s = time.monotonic(), self._cluster.presence_ttl_s
+        dead = [
+            host
+            for host, there in zip(hosts, alive, strict=True)
+            if self.foreign_legs.presence(host, bool(there), now, grace_s)
+        ]
+        return info["run_id"], dead
 
     async def _renew_presence(self) -> None:
         await self._redis.set(self._presence_key, "1", px=self._presence_ms)
