@@ -48,7 +48,7 @@ from signaling.webhook import WebhookSender
 
 if TYPE_CHECKING:
     from signaling.cluster.foreign_legs import ForeignLegs
-    from signaling.cluster.node import ClusterNode
+    from signaling.cluster.node import ClusterNode, HubAction
     from signaling.relays import WorkerRecord
     from signaling.strikes import Person
 
@@ -166,14 +166,8 @@ class SignalingService:
             matchmaker = self.cluster.matchmaker
         else:
             matchmaker = Matchmaker(settings, random.Random())
-        shared = self.cluster
-        self.hub = SignalingHub(
-            config,
-            self.policy,
-            matchmaker,
-            strikes=None if shared is None else shared.strikes,
-            reports=None if shared is None else shared.reports,
-        )
+        strikes, reports = (None, None) if self.cluster is None else self.cluster.safety()
+        self.hub = SignalingHub(config, self.policy, matchmaker, strikes=strikes, reports=reports)
         self.budgets = Budgets(config.limits)
         self._connections: dict[str, _Connection] = {}
         ev = config.events
@@ -420,22 +414,8 @@ class SignalingService:
             self.hub.worker_lost(key)
             self._flush()
 
-    def banned_by_pool(self, who: Person, strikes: int) -> None:
-        self.hub.banned_by_pool(who, strikes, time.monotonic(), time.time())
-        self._flush()
-
-    def banned_by_reports(self, reported: str, who: Person, reporters: int) -> None:
-        self.hub.banned_by_reports(reported, who, reporters, time.monotonic(), time.time())
-        self._flush()
-
-    def host_gone(self, node: str) -> None:
-        """Nobody else will close the legs a dead node opened on our workers."""
-        assert self._foreign_legs is not None
-        for worker, leg in self._foreign_legs.legs_of(node):
-            self.command_from_host(node, worker, rc.encode(rc.CloseLeg(leg=leg)))
-
-    def banned_elsewhere(self, who: Person, until: float, reason: str) -> None:
-        self.hub.close_banned(who, until, reason, time.monotonic(), time.time())
+    def hub_acts(self, act: HubAction) -> None:
+        act(self.hub, time.monotonic(), time.time())
         self._flush()
 
     def on_tick(self) -> None:

@@ -51,7 +51,7 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -74,6 +74,14 @@ from signaling.matchmaking import (
 )
 from signaling.relays import WorkerRecord
 from signaling.strikes import NOBODY, Person
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from signaling.call_hub import SignalingHub
+
+    HubAction = Callable[[SignalingHub, float, float], None]
+    """Something the hub does, given the time (monotonic and Unix)."""
 
 log = logging.getLogger("chatguard.cluster")
 
@@ -387,18 +395,9 @@ class NodeHost(Protocol):
     def on_tick(self) -> None:
         """Called every ``TICK_S``: time to forget lapsed workers of other nodes."""
 
-    def banned_by_pool(self, who: Person, strikes: int) -> None:
-        """Strikes here brought `who` to a ban in the pool's count, not in this node's."""
-
-    def banned_by_reports(self, reported: str, who: Person, reporters: int) -> None:
-        """Reports here brought `who` (session `reported`) to a ban in the pool's count."""
-
-    def host_gone(self, node: str) -> None:
-        """`node` died hosting calls with legs on this node's workers: close them."""
-
-    def banned_elsewhere(self, who: Person, until: float, reason: str) -> None:
-        """A node (this one too) banned `who` until `until` (monotonic), saying `reason`:
-        its sessions here end as a ban made here ends them."""
+    def hub_acts(self, act: HubAction) -> None:
+        """Let the hub act on the pool's word (a ban the pool's counts made, or one another
+        node made) at this moment, and send what it says."""
 
 
 class ClusterNode:
@@ -447,6 +446,10 @@ class ClusterNode:
     @property
     def name(self) -> str:
         return self.matchmaker.node
+
+    def safety(self) -> tuple[SharedStrikeBook, SharedReportLog]:
+        """The strikes and reports the hub keeps, shared with the other nodes."""
+        return self.strikes, self.reports
 
     def wake(self) -> None:
         """Operations are waiting: send them."""
@@ -622,9 +625,7 @@ class ClusterNode:
                 count, left_ms = (int(x) for x in result)
                 self.strikes.counted(who.device, count, left_ms / 1000, time.monotonic())
                 if self.strikes.crossed_limit(who, count, time.monotonic()):
-                    log.info("cluster: %s banned: strikes on several nodes", who.device)
-                    self._host.banned_by_pool(who, count)
-                    self.wake()  # share the ban
+                    self._banned_by_strikes(who, count)
             elif (report := reports.get(position)) is not None:
                 self._reported(report, result)
 
@@ -646,6 +647,12 @@ class ClusterNode:
         ]
         return keys, args
 
+    def _banned_by_strikes(self, who: Person, count: int) -> None:
+        """Strikes here brought `who` to a ban in the pool's count, not in this node's."""
+        log.info("cluster: %s banned: strikes on several nodes", who.device)
+        self._host.hub_acts(lambda hub, *now: hub.banned_by_pool(who, count, *now))
+        self.wake()  # share the ban
+
     def _reported(self, filed: FiledReport, reporters: list[str]) -> None:
         """Redis counted a report filed here: the node whose report reached the limit bans."""
         if not self._mirror_reports(filed.reported.device, reporters):
@@ -653,7 +660,8 @@ class ClusterNode:
         count = len(reporters) // 2
         if self.reports.reaches_limit(count):
             log.info("cluster: %s banned: reports on several nodes", filed.reported.device)
-            self._host.banned_by_reports(filed.session, filed.reported, count)
+            session, who = filed.session, filed.reported
+            self._host.hub_acts(lambda hub, *now: hub.banned_by_reports(session, who, count, *now))
             self.wake()  # share the ban
 
     def _mirror_reports(self, device: str, reporters: list[str]) -> bool:
@@ -705,7 +713,8 @@ class ClusterNode:
         if channel == self._prefix + "bans":
             who, until = self._apply_ban(fields)
             reason = fields[3] if len(fields) > 3 else ""  # a ban kept by an older node: none
-            self._host.banned_elsewhere(who, until, reason or "banned for now")
+            reason = reason or "banned for now"
+            self._host.hub_acts(lambda hub, *now: hub.close_banned(who, until, reason, *now))
             return
         if channel == self._prefix + "workers":
             self._worker_news(fields)
@@ -779,9 +788,10 @@ class ClusterNode:
             except Exception as exc:  # the send loop says when Redis is gone and back
                 log.debug("cluster: presence not renewed: %s", exc)
                 continue
-            for host in dead:
+            for host in dead:  # nobody else will close the legs it opened on our workers
                 log.warning("cluster: node %s is gone; closing the legs it opened here", host)
-                self._host.host_gone(host)
+                for worker, leg in self.foreign_legs.legs_of(host):
+                    self._host.command_from_host(host, worker, rc.encode(rc.CloseLeg(leg=leg)))
             if run_id != self._run_id:
                 log.warning("cluster: Redis restarted; handing it this node's users again")
                 self._run_id = run_id
