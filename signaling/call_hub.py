@@ -168,8 +168,6 @@ class HubStats:
         return sum(n for (_, outcome), n in self.call_outcomes.items() if outcome == "failed")
 
 
-"""Who a partner on another node is here: nobody this node could strike or ban."""
-
 CallMessage = p.Offer | p.Answer | p.Candidate | p.CallState
 """What a guest's node hands to the call's host."""
 PartnerNodeMessage = CallMessage | rc.Moderation
@@ -830,8 +828,10 @@ class SignalingHub:
         """`who` was banned (by another node of a shared pool, or by this one: then its
         session here is closed already): its sessions here are told, as the session a ban
         is made for, and closed. Nothing else is counted: the banning node did that."""
+        if not who.device:
+            return
         for user, client in list(self._clients.items()):
-            if who.device and client.who.device == who.device:
+            if client.who.device == who.device:
                 log.info("client %s closed: banned (%s)", user, reason)
                 self._send(user, p.Banned(reason=reason, until_unix=now_unix + until - now))
                 self._to_close.append((user, p.CLOSE_BANNED))

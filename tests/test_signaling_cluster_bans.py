@@ -78,6 +78,28 @@ def test_a_ban_made_by_the_pools_count_closes_that_devices_clients_here() -> Non
     assert [event.decision for event in hub.drain_events()] == ["ban"]
 
 
+def test_a_ban_told_by_the_pool_closes_that_devices_sessions_here_and_counts_nothing() -> None:
+    config = config_from_mapping({})
+    hub = SignalingHub(
+        config,
+        RoutePolicy(config.regions, Route.DIRECT),
+        Matchmaker(SignalingHub.matchmaking_settings(config), random.Random(1)),
+        strikes=book(),
+    )
+    tabs = [hub.connect("default", 0, 0, address="192.0.2.7", device="offender") for _ in "ab"]
+    hub.connect("default", 0, 0, address="192.0.2.7", device="someone-else")
+    hub.drain_outbox()
+    hub.close_banned(OFFENDER, until=50, reason="reported by 3 people", now=1, now_unix=100)
+    told = p.Banned(reason="reported by 3 people", until_unix=149)
+    assert hub.drain_outbox() == [(tab, told) for tab in tabs]
+    assert hub.drain_closes() == [(tab, p.CLOSE_BANNED) for tab in tabs]
+    assert hub.drain_events() == [] and hub.stats.bans.total() == 0  # counted where made
+    hub.banned_by_reports("s-1", OFFENDER, reporters=3, now=2, now_unix=101)
+    assert [event.decision for event in hub.drain_events()] == ["ban"]  # the pool's count
+    hub.banned_by_reports("s-1", OFFENDER, reporters=4, now=3, now_unix=102)
+    assert hub.drain_events() == []  # banned already
+
+
 async def next_open_leg(worker: ControlWorker) -> rc.OpenLeg:
     """The next leg opened on `worker` (legs closed meanwhile are skipped)."""
     while not isinstance(command := await worker.command(), rc.OpenLeg):
