@@ -215,6 +215,17 @@ TestRedisPoolProperties = RedisMatchmakingMachine.TestCase
 TestRedisPoolProperties.settings = settings(max_examples=25, stateful_step_count=30, deadline=None)
 
 
+def test_the_timers_run_once_per_period_whichever_nodes_ask(mm: RedisMatchmaker) -> None:
+    mm.connect("a", 0)
+    mm._run("tick", SETTINGS.heartbeat_timeout_s + 1, "60000")  # another node's tick: due
+    assert drain(mm) == [Expired("a")]
+    mm.connect("b", 0)
+    mm._run("tick", SETTINGS.heartbeat_timeout_s + 2, "60000")  # within that node's period
+    assert drain(mm) == [] and mm.user_count() == 1
+    mm.handle_timer(SETTINGS.heartbeat_timeout_s + 2)  # no period: runs (as tests drive it)
+    assert drain(mm) == [Expired("b")]
+
+
 def test_a_forgotten_pair_is_restored_once_both_are_back(mm: RedisMatchmaker) -> None:
     mm.connect("a", 0)
     mm._run("restore", 0, "a", "b")  # b is not back yet: nothing happens

@@ -87,6 +87,8 @@ log = logging.getLogger("chatguard.cluster")
 
 TICK_S = 0.25
 """How often each node runs the pool's timers (interest fallback, cool-down ends, expiry)."""
+TICK_PERIOD_MS = str(int(TICK_S * 1000))
+"""The timers run once per this period for the whole pool, by whichever node asks first."""
 RETRY_S = 0.5
 """Pause before trying Redis again after an error."""
 UNAVAILABLE = p.Error(
@@ -832,7 +834,9 @@ class ClusterNode:
         while True:
             await asyncio.sleep(TICK_S)
             self._host.on_tick()
-            argv = pool.script_args(self._prefix, "tick", time.time(), self._settings, self._rng)
+            argv = pool.script_args(
+                self._prefix, "tick", time.time(), self._settings, self._rng, TICK_PERIOD_MS
+            )
             try:
                 await self._scripts.call(self._redis, "pool", [], argv)
             except Exception as exc:  # as above: said once by the send loop

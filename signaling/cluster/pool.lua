@@ -21,8 +21,9 @@
 -- activity (its members are exactly the users known); t:fallback zset of "ID|gen" by when
 -- interests stop mattering; t:cooldown zset of "A|B" by when a re-pair cool-down ends, each
 -- with its cd:A|B key (value: until; TTL: garbage collection only); nodes set; nodeusers:NODE
--- sets; alive:NODE presence keys (set by each node). No counts are kept: every input would
--- pay for them, and only tests ask ('counts' walks the users).
+-- sets; alive:NODE presence keys (set by each node); ticked (TTL: one tick period, while
+-- the timers have run in it). No counts are kept: every input would pay for them, and only
+-- tests ask ('counts' walks the users).
 
 local P = ARGV[1]
 local op = ARGV[2]
@@ -340,6 +341,12 @@ elseif op == 'heartbeat' then
     end
   end
 elseif op == 'tick' then
+  -- every node calls it every ARGV[8] ms (if given): the first call in each such period does
+  -- the work for all, so that the timers' cost does not grow with the number of nodes
+  local period_ms = ARGV[8]
+  if period_ms and not redis.call('SET', P .. 'ticked', '1', 'PX', period_ms, 'NX') then
+    return events
+  end
   expire(now)
   relax()
   end_cooldowns()
