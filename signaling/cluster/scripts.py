@@ -21,8 +21,9 @@ class Scripts:
 
     def __init__(self, sources: dict[str, str]) -> None:
         self._sources = sources
-        self._shas = {
-            name: hashlib.sha1(text.encode()).hexdigest() for name, text in sources.items()
+        self._shas = {  # Redis names a script by its SHA1: an id, not a safeguard
+            name: hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+            for name, text in sources.items()
         }
 
     async def load(self, redis: Any) -> None:
