@@ -98,6 +98,10 @@ def test_a_ban_told_by_the_pool_closes_that_devices_sessions_here_and_counts_not
     assert [event.decision for event in hub.drain_events()] == ["ban"]  # the pool's count
     hub.banned_by_reports("s-1", OFFENDER, reporters=4, now=3, now_unix=102)
     assert hub.drain_events() == []  # banned already
+    anonymous = hub.connect("default", 0, 0, address="198.51.100.9")  # sent no device id
+    hub.drain_outbox()
+    hub.close_banned(Person.of("198.51.100.9", ""), until=50, reason="x", now=1, now_unix=100)
+    assert hub.drain_closes() == [(anonymous, p.CLOSE_BANNED)]  # known by its address
 
 
 async def next_open_leg(worker: ControlWorker) -> rc.OpenLeg:
