@@ -48,7 +48,7 @@ from signaling.webhook import WebhookSender
 
 if TYPE_CHECKING:
     from signaling.cluster.foreign_legs import ForeignLegs
-    from signaling.cluster.node import ClusterNode
+    from signaling.cluster.node import ClusterNode, HubAction
     from signaling.relays import WorkerRecord
     from signaling.strikes import Person
 
@@ -159,16 +159,15 @@ class SignalingService:
         self._foreign_legs: ForeignLegs | None = None
         matchmaker: Matchmaking
         if config.cluster.redis_url:  # one pool shared with other processes: signaling.cluster
-            from signaling.cluster.foreign_legs import ForeignLegs
             from signaling.cluster.node import ClusterNode
 
             self.cluster = ClusterNode(config, settings, host=self)
-            self._foreign_legs = ForeignLegs()
+            self._foreign_legs = self.cluster.foreign_legs
             matchmaker = self.cluster.matchmaker
         else:
             matchmaker = Matchmaker(settings, random.Random())
-        strikes = None if self.cluster is None else self.cluster.strikes
-        self.hub = SignalingHub(config, self.policy, matchmaker, strikes=strikes)
+        strikes, reports = (None, None) if self.cluster is None else self.cluster.safety()
+        self.hub = SignalingHub(config, self.policy, matchmaker, strikes=strikes, reports=reports)
         self.budgets = Budgets(config.limits)
         self._connections: dict[str, _Connection] = {}
         ev = config.events
@@ -355,7 +354,7 @@ class SignalingService:
 
     # -- a node of a shared pool (``signaling.cluster.node.NodeHost``) ----------------------
 
-    def route_facts(self, user: str) -> tuple[str, bool] | None:
+    def route_facts(self, user: str) -> tuple[str, bool, Person] | None:
         return self.hub.route_facts(user)
 
     def pair_of(self, user: str) -> str | None:
@@ -415,8 +414,8 @@ class SignalingService:
             self.hub.worker_lost(key)
             self._flush()
 
-    def banned_by_pool(self, who: Person, strikes: int) -> None:
-        self.hub.banned_by_pool(who, strikes, time.monotonic(), time.time())
+    def hub_acts(self, act: HubAction) -> None:
+        act(self.hub, time.monotonic(), time.time())
         self._flush()
 
     def on_tick(self) -> None:

@@ -59,7 +59,7 @@ from signaling.relay_leg_states import (
 from signaling.relays import RelayDirectory
 from signaling.reports import OpenReport, ReportLog, ReportRecord
 from signaling.route_policy import Route, RoutePolicy
-from signaling.strikes import Person, StrikeBook
+from signaling.strikes import NOBODY, Person, StrikeBook, strikes_reason
 
 log = logging.getLogger("chatguard.signaling")
 
@@ -82,6 +82,8 @@ class _Call:
     """The member connected to another node while this node hosts the call."""
     hosted_elsewhere: bool = False
     """This node's member is the guest: the partner's node hosts the call."""
+    remote_who: Person = NOBODY
+    """The device and network of a member connected to another node: reports key on them."""
 
     def partner_of(self, user: str) -> str:
         return self.answerer if user == self.offerer else self.offerer
@@ -166,9 +168,6 @@ class HubStats:
         return sum(n for (_, outcome), n in self.call_outcomes.items() if outcome == "failed")
 
 
-_NOBODY = Person(device="", network="")
-"""Who a partner on another node is here: nobody this node could strike or ban."""
-
 CallMessage = p.Offer | p.Answer | p.Candidate | p.CallState
 """What a guest's node hands to the call's host."""
 PartnerNodeMessage = CallMessage | rc.Moderation
@@ -200,9 +199,10 @@ class SignalingHub:
         matchmaker: Matchmaking,
         new_id: Callable[[], str] = _new_token,
         strikes: StrikeBook | None = None,
+        reports: ReportLog | None = None,
     ) -> None:
-        """`strikes`: a book shared with other nodes (``signaling.cluster``); by default the
-        hub keeps its own."""
+        """`strikes` and `reports`: a book and a log shared with other nodes
+        (``signaling.cluster``); by default the hub keeps its own."""
         self._config = config
         self._policy = policy
         self._matchmaker = matchmaker
@@ -224,7 +224,9 @@ class SignalingHub:
             mod.strikes_to_ban, mod.strike_window_s, mod.ban_s, mod.devices_to_ban_network
         )
         self.relays = RelayDirectory()
-        self.reports = ReportLog(config.reports.reporters_to_ban, config.reports.window_s)
+        self.reports = reports or ReportLog(
+            config.reports.reporters_to_ban, config.reports.window_s
+        )
         chat = config.chat
         self.chat = ChatGate(chat.max_chars, chat.burst, chat.per_s)
         self.stats = HubStats()
@@ -454,11 +456,12 @@ class SignalingHub:
         of other nodes count: a call placed here may be carried there."""
         return readiness.unready_reasons(self._policy.routes_in_force(), self.relays.everywhere())
 
-    def route_facts(self, user: str) -> tuple[str, bool] | None:
+    def route_facts(self, user: str) -> tuple[str, bool, Person] | None:
         """A connected client's region and whether it hides its address: what a shared pool
-        hands to a partner's node, which must choose the same route for the pair."""
+        hands to a partner's node, which must choose the same route for the pair; and its
+        device and network, by which that partner may report it."""
         client = self._clients.get(user)
-        return None if client is None else (client.region, client.hide_address)
+        return None if client is None else (client.region, client.hide_address, client.who)
 
     def pair_of(self, user: str) -> str | None:
         """The id of `user`'s current call: a partner's message for another one is stale."""
@@ -585,24 +588,23 @@ class SignalingHub:
     def _report(self, user: str, reported: str, reason: str, now: float, now_unix: float) -> bool:
         """Record a report (metadata only) and ban the reported device once enough distinct
         reporters agree; the ban refuses it at the door like a moderation ban. True: banned."""
+        call = self._require_call(user)
         reported_client = self._clients.get(reported)  # None: on another node of a pool
-        reported_who = _NOBODY if reported_client is None else reported_client.who
-        reported_key = reported_who.device or reported
+        reported_who = call.remote_who if reported_client is None else reported_client.who
         outcome = self.reports.record(
             ReportRecord(user, reported, now_unix, reason),
             self._clients[user].who.device or user,
-            reported_key,
+            reported_who,
             now,
         )
         reporters = Ground(report_reason=reason, reporters=outcome.reporters)
-        call = self._clients[user].call
         self._reports.append(
             OpenReport(
                 id=self._new_id(),
                 time=iso_utc(now_unix),
                 reporter=user,
                 reported=reported,
-                call="" if call is None else call.pair_id,
+                call=call.pair_id,
                 reason=reason,
                 reporters=outcome.reporters,
                 counted=outcome.counted,
@@ -615,17 +617,40 @@ class SignalingHub:
             user, reported, reason, outcome.reporters,
             "" if outcome.counted else "; a repeat from this reporter, not counted",
         )  # fmt: skip
-        if not outcome.ban:
-            return False
+        if outcome.ban:
+            self._ban_for_reports(reported, reported_who, reporters, call, now, now_unix)
+        return outcome.ban
+
+    def banned_by_reports(
+        self, reported: str, who: Person, reporters: int, now: float, now_unix: float
+    ) -> None:
+        """Reports filed here brought `who` (last seen as session `reported`) to a ban in the
+        shared pool's count where this node's own had not (the other reporters filed theirs
+        through other nodes; see ``signaling.cluster.reports``): banned as if counted here."""
+        if not who.device or self.strikes.banned_until(Person(who.device, ""), now) is not None:
+            return
+        self._now = now
+        ground = Ground(reporters=reporters)
+        self._ban_for_reports(reported, who, ground, None, now, now_unix)
+
+    def _ban_for_reports(
+        self,
+        reported: str,
+        who: Person,
+        reporters: Ground,
+        call: _Call | None,
+        now: float,
+        now_unix: float,
+    ) -> None:
         ban_s = self._config.reports.ban_s
-        self.strikes.ban(reported_who, now + ban_s)
+        reason = f"reported by {reporters.reporters} people"
+        self.strikes.ban(who, now + ban_s, reason)
         self.stats.bans["reports"] += 1
         self._event("ban", reporters, now_unix, reported, call, ban_s=ban_s)
-        reason_text = f"reported by {outcome.reporters} people"
-        log.info("reports: %s banned until %.0f (%s)", reported, now_unix + ban_s, reason_text)
-        self._send(reported, p.Banned(reason=reason_text, until_unix=now_unix + ban_s))
-        self._to_close.append((reported, p.CLOSE_BANNED))
-        return True
+        log.info("reports: %s banned until %.0f (%s)", reported, now_unix + ban_s, reason)
+        if reported in self._clients:  # else its own node closes it, told of the ban
+            self._send(reported, p.Banned(reason=reason, until_unix=now_unix + ban_s))
+            self._to_close.append((reported, p.CLOSE_BANNED))
 
     def _relay_to_partner(self, user: str, call: _Call, message: p.PartnerSignal) -> None:
         """Only the two members of a pair may exchange SDP and ICE, and only for that pair."""
@@ -799,6 +824,20 @@ class SignalingHub:
                 ground = Ground(strikes=strikes)
                 self._ban_for_strikes(user, client.call, ground, until, now, now_unix)
 
+    def close_banned(
+        self, who: Person, until: float, reason: str, now: float, now_unix: float
+    ) -> None:
+        """`who` was banned (by another node of a shared pool, or by this one: then its
+        session here is closed already): its sessions here are told, as the session a ban
+        is made for, and closed. Nothing else is counted: the banning node did that."""
+        if not who.device:
+            return
+        for user, client in list(self._clients.items()):
+            if client.who.device == who.device:
+                log.info("client %s closed: banned (%s)", user, reason)
+                self._send(user, p.Banned(reason=reason, until_unix=now_unix + until - now))
+                self._to_close.append((user, p.CLOSE_BANNED))
+
     def _ban_for_strikes(
         self,
         offender: str,
@@ -809,7 +848,7 @@ class SignalingHub:
         now_unix: float,
     ) -> None:
         until_unix = now_unix + (until - now)
-        reason = f"{ground.strikes} moderation strikes"
+        reason = strikes_reason(ground.strikes or 0)
         self.stats.bans["moderation"] += 1
         self._event("ban", ground, now_unix, offender, call, ban_s=until - now)
         log.info("moderation: %s banned until %.0f (%s)", offender, until_unix, reason)
@@ -899,10 +938,14 @@ class SignalingHub:
 
     def _on_paired(self, event: Paired) -> None:
         first, second = event.first, event.second
+        remote_who = Person(event.remote_device, event.remote_network)
         a, b = (
             self._clients.get(user)
             or _Client(
-                event.remote_region, _NOBODY, hide_address=event.remote_hides_address, remote=True
+                event.remote_region,
+                remote_who,
+                hide_address=event.remote_hides_address,
+                remote=True,
             )
             for user in (first, second)
         )
@@ -910,6 +953,7 @@ class SignalingHub:
         if route is Route.DIRECT and (a.hide_address or b.hide_address):
             route = Route.RELAY  # a direct call shows each member the other's address
         call = _Call(event.pair or self._new_id(), first, second, route, paired_at=self._now)
+        call.remote_who = remote_who
         a.call = b.call = call
         if b.remote:  # the first member's node hosts (see the module docstring)
             call.guest = second

@@ -45,6 +45,11 @@ class Paired:
     choose the same route); empty when both are here."""
     remote_hides_address: bool = False
     """With a shared pool, whether that member asked never to be on a direct call."""
+    remote_device: str = ""
+    """With a shared pool, that member's device key (``signaling.strikes.Person``): a report
+    about it keys on its device, as about a member connected here."""
+    remote_network: str = ""
+    """With a shared pool, that member's network (for a ban's count towards its network)."""
 
 
 @dataclass(frozen=True, slots=True)

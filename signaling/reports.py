@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import msgspec
 
+from signaling.strikes import Person
+
 
 @dataclass(frozen=True, slots=True)
 class ReportRecord:
@@ -71,15 +73,13 @@ class ReportLog:
         """Reported device -> reporter device -> when it reported (monotonic clock)."""
 
     def record(
-        self, report: ReportRecord, reporter_key: str, reported_key: str, now: float
+        self, report: ReportRecord, reporter_key: str, reported: Person, now: float
     ) -> ReportOutcome:
-        """Store a report. `reporter_key` and `reported_key` name the two devices (a session
-        id where a client gave no device id)."""
+        """Store a report. `reporter_key` names the reporter's device, `reported` the reported
+        person (each a session id where a client gave no device id and no address)."""
         self._counts[report.reported] += 1
-        reporters = self._reporters.pop(reported_key, {})
-        self._reporters[reported_key] = reporters  # most recently reported last
-        while len(self._reporters) > self._keep_last:  # bounded: a service runs for weeks
-            del self._reporters[next(iter(self._reporters))]
+        reported_key = reported.device or report.reported
+        reporters = self._reporters_of(reported_key)
         for key, at in list(reporters.items()):
             if at <= now - self._window_s:
                 del reporters[key]
@@ -90,6 +90,14 @@ class ReportLog:
         if ban:
             del self._reporters[reported_key]  # the ban settles these reports
         return ReportOutcome(counted, len(reporters), ban)
+
+    def _reporters_of(self, reported_key: str) -> dict[str, float]:
+        """The reporters of `reported_key` (created if none), now the most recently used."""
+        reporters = self._reporters.pop(reported_key, {})
+        self._reporters[reported_key] = reporters
+        while len(self._reporters) > self._keep_last:  # bounded: a service runs for weeks
+            del self._reporters[next(iter(self._reporters))]
+        return reporters
 
     def count_for(self, user: str) -> int:
         return self._counts[user]

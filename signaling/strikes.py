@@ -43,6 +43,15 @@ class Person:
         return cls(device=key, network=network_of(address) if address else "")
 
 
+NOBODY = Person(device="", network="")
+"""No device, no network: strikes, bans and reports pass it by."""
+
+
+def strikes_reason(strikes: int) -> str:
+    """What a device banned for `strikes` strikes is told."""
+    return f"{strikes} moderation strikes"
+
+
 @dataclass(frozen=True, slots=True)
 class StrikeResult:
     strikes: int
@@ -76,12 +85,14 @@ class StrikeBook:
         if len(times) < self._limit:
             return StrikeResult(len(times), None)
         until = now + self._ban_s
-        self.ban(who, until)
+        self.ban(who, until, strikes_reason(len(times)))
         return StrikeResult(len(times), until)
 
-    def ban(self, who: Person, until: float) -> None:
+    def ban(self, who: Person, until: float, reason: str) -> None:
         """Refuse `who`'s device until `until` (monotonic clock); a longer ban stands. The
-        device counts towards a ban of its network."""
+        device counts towards a ban of its network. `reason`, what the person is told, is
+        for a book shared by several nodes (``signaling.cluster.bans``), which tells the
+        other nodes, so that they close that device's sessions saying the same."""
         if not who.device:
             return
         self._bans[who.device] = max(until, self._bans.get(who.device, 0.0))

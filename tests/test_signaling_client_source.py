@@ -108,7 +108,7 @@ async def test_a_trusted_proxy_sets_the_region_and_the_address(
     assert client.welcome["region"] == "DE"
     await client.close()
     # bans key on the forwarded address: a ban on it refuses that client, not the proxy
-    service.hub.strikes.ban(Person.of("198.51.100.7", ""), time.monotonic() + 60)
+    service.hub.strikes.ban(Person.of("198.51.100.7", ""), time.monotonic() + 60, "test")
     forwarded = {"X-Forwarded-For": "198.51.100.7"}
     async with websockets.connect(behind_proxy.ws_url, additional_headers=forwarded) as ws:
         assert json.loads(await ws.recv())["type"] == "banned"

@@ -33,7 +33,7 @@ def test_a_strike_counts_on_top_of_the_pools_count() -> None:
     result = strikes.strike(OFFENDER, now=2)
     assert (result.strikes, result.banned_until) == (3, 602)
     assert strikes.drain_struck_here() == [OFFENDER, OFFENDER]
-    assert strikes.drain_made_here() == [OFFENDER]
+    assert strikes.drain_made_here() == [(OFFENDER, "3 moderation strikes")]
 
 
 def test_the_pools_count_ends_with_its_window_and_never_goes_back() -> None:
@@ -54,7 +54,7 @@ def test_the_node_whose_strike_crossed_the_limit_in_redis_bans_once() -> None:
     assert strikes.banned_until(OFFENDER, now=1) == 600
     assert not strikes.crossed_limit(OFFENDER, 4, now=1)  # banned already
     strikes.counted(OFFENDER.device, 4, left_s=30, now=1)  # ended by the ban: not kept
-    assert strikes.drain_made_here() == [OFFENDER]
+    assert strikes.drain_made_here() == [(OFFENDER, "3 moderation strikes")]
 
 
 def test_a_ban_made_by_the_pools_count_closes_that_devices_clients_here() -> None:
@@ -76,6 +76,32 @@ def test_a_ban_made_by_the_pools_count_closes_that_devices_clients_here() -> Non
     ]
     assert hub.drain_closes() == [(offender, p.CLOSE_BANNED)]
     assert [event.decision for event in hub.drain_events()] == ["ban"]
+
+
+def test_a_ban_told_by_the_pool_closes_that_devices_sessions_here_and_counts_nothing() -> None:
+    config = config_from_mapping({})
+    hub = SignalingHub(
+        config,
+        RoutePolicy(config.regions, Route.DIRECT),
+        Matchmaker(SignalingHub.matchmaking_settings(config), random.Random(1)),
+        strikes=book(),
+    )
+    tabs = [hub.connect("default", 0, 0, address="192.0.2.7", device="offender") for _ in "ab"]
+    hub.connect("default", 0, 0, address="192.0.2.7", device="someone-else")
+    hub.drain_outbox()
+    hub.close_banned(OFFENDER, until=50, reason="reported by 3 people", now=1, now_unix=100)
+    told = p.Banned(reason="reported by 3 people", until_unix=149)
+    assert hub.drain_outbox() == [(tab, told) for tab in tabs]
+    assert hub.drain_closes() == [(tab, p.CLOSE_BANNED) for tab in tabs]
+    assert hub.drain_events() == [] and hub.stats.bans.total() == 0  # counted where made
+    hub.banned_by_reports("s-1", OFFENDER, reporters=3, now=2, now_unix=101)
+    assert [event.decision for event in hub.drain_events()] == ["ban"]  # the pool's count
+    hub.banned_by_reports("s-1", OFFENDER, reporters=4, now=3, now_unix=102)
+    assert hub.drain_events() == []  # banned already
+    anonymous = hub.connect("default", 0, 0, address="198.51.100.9")  # sent no device id
+    hub.drain_outbox()
+    hub.close_banned(Person.of("198.51.100.9", ""), until=50, reason="x", now=1, now_unix=100)
+    assert hub.drain_closes() == [(anonymous, p.CLOSE_BANNED)]  # known by its address
 
 
 async def next_open_leg(worker: ControlWorker) -> rc.OpenLeg:

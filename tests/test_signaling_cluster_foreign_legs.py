@@ -26,3 +26,17 @@ def test_a_closed_leg_or_a_gone_worker_is_forgotten() -> None:
     assert legs.host_of("w1", rc.Refused(leg="l1", reason="x")) is None
     legs.forget_worker("w1")
     assert legs.host_of("w1", rc.Refused(leg="l2", reason="x")) is None
+
+
+def test_a_host_missing_for_the_presence_ttl_is_dead_and_its_legs_are_named() -> None:
+    legs = ForeignLegs()
+    for leg, host, worker in (("l1", "b", "w1"), ("l2", "b", "w2"), ("l3", "c", "w1")):
+        legs.command(host, worker, rc.OpenLeg(leg=leg, offer="v=0"))
+    assert legs.hosts() == ["b", "c"]
+    assert not legs.presence("b", alive=False, now=10, grace_s=1)  # a Redis restarted empty?
+    assert not legs.presence("b", alive=True, now=10.5, grace_s=1)  # it renewed: alive
+    assert not legs.presence("b", alive=False, now=11, grace_s=1)
+    assert not legs.presence("b", alive=False, now=11.9, grace_s=1)
+    assert legs.presence("b", alive=False, now=12, grace_s=1)  # missing for the whole TTL
+    assert legs.legs_of("b") == [("w1", "l1"), ("w2", "l2")]
+    assert legs.legs_of("c") == [("w1", "l3")]

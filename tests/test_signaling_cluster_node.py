@@ -39,7 +39,7 @@ def mm() -> ClusterMatchmaker:
     return view
 
 
-def test_inputs_go_out_in_order_with_heartbeats_last(mm: ClusterMatchmaker) -> None:
+def test_inputs_go_out_in_order(mm: ClusterMatchmaker) -> None:
     mm.heartbeat("a", 1)
     mm.deliver(pairing("a", "b"), 5)
     assert drain(mm) == [Paired("a", "b", pair="p1", remote_region="DE", remote_hides_address=True)]
@@ -52,12 +52,20 @@ def test_inputs_go_out_in_order_with_heartbeats_last(mm: ClusterMatchmaker) -> N
         ("join", "a"),
         ("publish", "n2"),
         ("script", "next"),
-        ("script", "heartbeat"),
-    ]
+    ]  # no heartbeat: a's own inputs say it is alive
     kind, user, pair, text = json.loads(operations[2][2])
     assert (kind, user, pair, json.loads(text)["text"]) == ("msg", "b", "p1", "hi")
     assert operations[3] == ("script", "next", "a", "b")  # the partner it believed in
     assert mm.drain_operations() == []
+
+
+def test_heartbeats_go_last_less_those_of_users_with_an_input(mm: ClusterMatchmaker) -> None:
+    mm.connect("c", 0)
+    mm.drain_operations()
+    for user in ("a", "c"):
+        mm.heartbeat(user, 1)
+    mm.leave("a", 1)
+    assert mm.drain_operations() == [("script", "leave", "a", ""), ("script", "heartbeat", "c")]
 
 
 def test_a_pairing_overtaken_by_a_leave_is_dropped(mm: ClusterMatchmaker) -> None:

@@ -4,7 +4,6 @@ and call each other, and a node killed mid-call hands its clients' partners back
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
@@ -16,16 +15,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 
+from signaling import protocol as p
 from signaling.config import Config
-from tests.support.cluster_nodes import refused_at
+from tests.support.cluster_nodes import PRESENCE_TTL_S, refused_at, serve_node, ws_url
 from tests.support.ports import free_port, free_tcp_range
 from tests.support.redis_server import RedisServer, redis_server
 from tests.support.rtcclient import ChatPeer, see_each_other
 from tests.support.server import RunningServer, make_config, run_server
 from tests.support.wsclient import Client
-
-PRESENCE_TTL_S = 1.0
 
 serve_one = contextmanager(run_server)
 
@@ -178,6 +177,60 @@ async def test_a_ban_holds_at_every_nodes_door_and_for_nodes_started_later(
     await welcome.close()
 
 
+async def test_reports_filed_through_two_nodes_add_up_to_a_ban(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    """One report through each node: each node alone counts one of the two needed (the
+    second node knows `rude`, connected to the first, only through the pool)."""
+    first, second = nodes
+    rude = await Client.connect(first.ws_url, device="rude-device")
+    await rude.send(type="join")
+    for node, reporter_device in ((first, "reporter-1"), (second, "reporter-2")):
+        reporter = await Client.connect(node.ws_url, device=reporter_device)
+        await reporter.send(type="join")
+        await reporter.expect_paired()
+        await reporter.send(type="report", reason="rude")
+        await reporter.send(type="leave")  # out of the pool: the next reporter meets `rude`
+        await reporter.close()
+    await banned_and_closed(rude, "reported by 2 people")  # by the second node, the first closes
+    await refused_at(first.ws_url, "rude-device")
+    await refused_at(second.ws_url, "rude-device")
+
+
+async def test_a_ban_made_on_one_node_closes_that_devices_session_on_another(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    """The device has a session on each node (two tabs, say); reports on the first ban it:
+    its idle session on the second is told and closed at once, not at its next reconnect."""
+    first, second = nodes
+    elsewhere = await Client.connect(second.ws_url, device="rude-device")
+    bystander = await Client.connect(second.ws_url, device="someone-else")
+    rude = await Client.connect(first.ws_url, device="rude-device")
+    await rude.send(type="join")
+    for reporter_device in ("reporter-1", "reporter-2"):
+        reporter = await Client.connect(first.ws_url, device=reporter_device)
+        await reporter.send(type="join")
+        await reporter.expect_paired()
+        await reporter.send(type="report", reason="rude")
+        await reporter.send(type="leave")
+        await reporter.close()
+    await banned_and_closed(rude, "reported by 2 people")
+    await banned_and_closed(elsewhere, "reported by 2 people")
+    await bystander.send(type="ping")
+    await bystander.expect("pong")  # another device's session stays
+    await bystander.close()
+
+
+async def banned_and_closed(client: Client, reason: str) -> None:
+    """Until `client` is told it is banned for `reason`; then its socket closes, as banned."""
+    while (message := await client.recv())["type"] != "banned":  # paired, partner left, ...
+        assert message["type"] in ("waiting", "paired", "partner_left"), message
+    assert message["reason"] == reason
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await client.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == p.CLOSE_BANNED
+
+
 async def test_a_message_a_node_cannot_handle_is_counted_and_harms_no_one(
     nodes: tuple[RunningServer, RunningServer], redis: RedisServer
 ) -> None:
@@ -237,41 +290,6 @@ async def test_a_report_on_one_node_is_listed_by_every_nodes_admin_listener(
     assert report["id"] in page.text and events[0]["id"] in page.text
     await a.close()
     await b.close()
-
-
-@contextmanager
-def serve_node(tmp_path: Path, redis: RedisServer, name: str) -> Iterator[subprocess.Popen[bytes]]:
-    """The real `chatguard serve --redis`, as an operator runs it; yields the process (a test
-    may kill it) once it answers, and its port as `process.args[-1]`."""
-    port = free_port()
-    config = tmp_path / f"{name}.toml"
-    config.write_text(
-        f'[relay]\nworkers = 0\n[admin]\nport = 0\n[cluster]\nnode_id = "{name}"\n'
-        f"presence_ttl_s = {PRESENCE_TTL_S}\n"
-    )
-    command = [sys.executable, "-m", "chatguard.cli", "serve", "--config", str(config)]
-    command += ["--redis", redis.url, "--log-level", "warning", "--port", str(port)]
-    with subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as process:
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).is_success:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"chatguard serve ({name}) did not come up")
-                time.sleep(0.1)
-            yield process
-        finally:
-            if process.poll() is None:
-                process.terminate()
-            process.wait(timeout=10)
-
-
-def ws_url(process: subprocess.Popen[bytes]) -> str:
-    return f"ws://127.0.0.1:{process.args[-1]}/ws"  # type: ignore[index]
 
 
 @pytest.mark.slow

@@ -192,7 +192,12 @@ def test_events_are_published_to_the_nodes_concerned() -> None:
             message = sub.get_message(timeout=1)
             assert message is not None
             kind, first, second, _pair, *where = json.loads(message["data"])
-            assert (kind, first, second, where) == ("paired", "b", "a", ["n1", "default", "0"] * 2)
+            assert (kind, first, second, where) == (
+                "paired",
+                "b",
+                "a",
+                ["n1", "default", "0", "", ""] * 2,
+            )
             assert sub.get_message(timeout=0.1) is None  # both members on n1: told once
     finally:
         mm.close()
@@ -208,6 +213,17 @@ class RedisMatchmakingMachine(MatchmakingMachine):
 
 TestRedisPoolProperties = RedisMatchmakingMachine.TestCase
 TestRedisPoolProperties.settings = settings(max_examples=25, stateful_step_count=30, deadline=None)
+
+
+def test_the_timers_run_once_per_period_whichever_nodes_ask(mm: RedisMatchmaker) -> None:
+    mm.connect("a", 0)
+    mm._run("tick", SETTINGS.heartbeat_timeout_s + 1, "60000")  # another node's tick: due
+    assert drain(mm) == [Expired("a")]
+    mm.connect("b", 0)
+    mm._run("tick", SETTINGS.heartbeat_timeout_s + 2, "60000")  # within that node's period
+    assert drain(mm) == [] and mm.user_count() == 1
+    mm.handle_timer(SETTINGS.heartbeat_timeout_s + 2)  # no period: runs (as tests drive it)
+    assert drain(mm) == [Expired("b")]
 
 
 def test_a_forgotten_pair_is_restored_once_both_are_back(mm: RedisMatchmaker) -> None:

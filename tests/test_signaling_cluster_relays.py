@@ -5,15 +5,27 @@ nodes carries media through a worker connected to the node that does not host it
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
 from relay import control as rc
 from relay.worker import RelayWorker
 from signaling.route_policy import Route
-from tests.support.cluster_nodes import TOKEN, relay_url, routed_nodes, stats, until_seen
-from tests.support.control_worker import control_worker
+from tests.support.cluster_nodes import (
+    PRESENCE_TTL_S,
+    TOKEN,
+    relay_url,
+    routed_nodes,
+    serve_node,
+    stats,
+    until_seen,
+    ws_url,
+)
+from tests.support.control_worker import ControlWorker, control_worker
 from tests.support.redis_server import RedisServer
 from tests.support.rtcclient import ChatPeer, see_each_other
 from tests.support.wsclient import Client
@@ -102,3 +114,41 @@ async def test_a_relayed_call_between_two_nodes_carries_media(redis: RedisServer
                     await peer.close()
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)
+
+
+async def keep_reporting(worker: ControlWorker) -> None:
+    """Load reports as a real worker sends them: how nodes started later learn of it."""
+    while True:
+        await worker.report(cpu_percent=1)
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.slow
+async def test_legs_a_killed_host_opened_on_a_worker_here_are_closed(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """The call's node (a real `chatguard serve`, both members on it) placed it on the
+    worker of another node, then died by SIGKILL: nobody will ever close its legs, so the
+    worker's node does once the host's presence has lapsed for a TTL."""
+    with ExitStack() as stack:
+        (first,) = stack.enter_context(routed_nodes(redis, 1, Route.RELAY))
+        async with control_worker(relay_url(first), TOKEN, "w") as worker:
+            reporting = asyncio.create_task(keep_reporting(worker))
+            try:  # the host is ready once it has seen the worker
+                node = serve_node(tmp_path, redis, "host", Route.RELAY)
+                host = await asyncio.to_thread(stack.enter_context, node)
+                members = await pair_and_offer(ws_url(host))
+                opened = {(await worker.expect(rc.OpenLeg)).leg for _ in range(2)}
+                killed_at = time.monotonic()
+                host.send_signal(signal.SIGKILL)
+                await asyncio.to_thread(host.wait, 10)
+                timeout = 3 * PRESENCE_TTL_S + 3
+                closed = {(await worker.expect(rc.CloseLeg, timeout)).leg for _ in range(2)}
+                assert closed == opened
+                assert time.monotonic() - killed_at < timeout
+                assert (await stats(first))["relay_workers"][0]["legs"] == 0
+                await worker.silent()
+                for member in members:  # their node died: closed already
+                    await member.close()
+            finally:
+                reporting.cancel()

@@ -18,7 +18,8 @@ from signaling.strikes import Person
 
 
 def record(log: ReportLog, reporter: str, reported: str, now: float) -> tuple[bool, int, bool]:
-    outcome = log.record(ReportRecord(reporter, reported, now, "spam"), reporter, reported, now)
+    report = ReportRecord(reporter, reported, now, "spam")
+    outcome = log.record(report, reporter, Person(reported, ""), now)
     return outcome.counted, outcome.reporters, outcome.ban
 
 

@@ -302,7 +302,7 @@ async def test_the_device_id_comes_in_the_subprotocol_and_not_the_query(
     server: RunningServer,
 ) -> None:
     service = server.app_state.service  # type: ignore[attr-defined]
-    service.hub.strikes.ban(Person.of("127.0.0.1", "tab-3"), time.monotonic() + 60)
+    service.hub.strikes.ban(Person.of("127.0.0.1", "tab-3"), time.monotonic() + 60, "test")
     async with websockets.connect(server.ws_url, subprotocols=device_subprotocols("tab-3")) as ws:
         assert ws.subprotocol == "chatguard"  # selected, or a browser fails the handshake
         assert json.loads(await ws.recv())["type"] == "banned"

@@ -59,7 +59,7 @@ async def test_the_device_id_travels_in_the_handshake_not_the_url(server: Runnin
         sockets: list[str] = []
         page.on("websocket", lambda ws: sockets.append(ws.url))
         await page.evaluate('localStorage.setItem("chatguard-device", "kept-device-1")')
-        service.hub.strikes.ban(Person.of("", "kept-device-1"), time.monotonic() + 60)
+        service.hub.strikes.ban(Person.of("", "kept-device-1"), time.monotonic() + 60, "test")
         await page.click("#start")
         await wait_for_state(page, "ended")
         assert "session was ended" in (await page.text_content("#status") or "")

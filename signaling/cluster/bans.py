@@ -14,7 +14,7 @@ its network, so each node also counts it towards banning that network.
 
 from __future__ import annotations
 
-from signaling.strikes import Person, StrikeBook, StrikeResult
+from signaling.strikes import Person, StrikeBook, StrikeResult, strikes_reason
 
 
 class SharedStrikeBook(StrikeBook):
@@ -24,7 +24,8 @@ class SharedStrikeBook(StrikeBook):
         self, strikes_to_ban: int, window_s: float, ban_s: float, devices_to_ban_network: int
     ) -> None:
         super().__init__(strikes_to_ban, window_s, ban_s, devices_to_ban_network)
-        self._made_here: list[Person] = []
+        self._made_here: list[tuple[Person, str]] = []
+        """Bans made here, with what the person was told."""
         self._struck_here: list[Person] = []
         self._counts: dict[str, tuple[int, float]] = {}
         """Device -> (strikes, until when that count stands), as Redis last said or this
@@ -41,7 +42,7 @@ class SharedStrikeBook(StrikeBook):
         if count + 1 < self._limit:
             return StrikeResult(count + 1, None)
         banned_until = now + self._ban_s
-        self.ban(who, banned_until)
+        self.ban(who, banned_until, strikes_reason(count + 1))
         return StrikeResult(count + 1, banned_until)
 
     def counted(self, device: str, count: int, left_s: float, now: float) -> None:
@@ -56,22 +57,22 @@ class SharedStrikeBook(StrikeBook):
         reaches the limit and none stands yet. True: banned now."""
         if count < self._limit or self.banned_until(Person(who.device, ""), now) is not None:
             return False
-        self.ban(who, now + self._ban_s)
+        self.ban(who, now + self._ban_s, strikes_reason(count))
         return True
 
-    def ban(self, who: Person, until: float) -> None:
+    def ban(self, who: Person, until: float, reason: str) -> None:
         """Strikes that cross the limit end here too."""
-        super().ban(who, until)
+        super().ban(who, until, reason)
         if who.device:
             self._counts.pop(who.device, None)
-            self._made_here.append(who)
+            self._made_here.append((who, reason))
 
     def apply(self, who: Person, until: float) -> None:
         """A ban another node made (or one kept in Redis from before this node started)."""
-        super().ban(who, until)
+        super().ban(who, until, "")
         self._counts.pop(who.device, None)
 
-    def drain_made_here(self) -> list[Person]:
+    def drain_made_here(self) -> list[tuple[Person, str]]:
         out, self._made_here = self._made_here, []
         return out
 

@@ -51,7 +51,7 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -59,6 +59,9 @@ from relay import control as rc
 from signaling import protocol as p
 from signaling.cluster import pool
 from signaling.cluster.bans import SharedStrikeBook
+from signaling.cluster.foreign_legs import ForeignLegs
+from signaling.cluster.reports import REPORT_SCRIPT, FiledReport, SharedReportLog
+from signaling.cluster.scripts import Scripts
 from signaling.config import Config
 from signaling.matchmaking import (
     Event,
@@ -70,12 +73,22 @@ from signaling.matchmaking import (
     UserState,
 )
 from signaling.relays import WorkerRecord
-from signaling.strikes import Person
+from signaling.strikes import NOBODY, Person
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from signaling.call_hub import SignalingHub
+
+    HubAction = Callable[[SignalingHub, float, float], None]
+    """Something the hub does, given the time (monotonic and Unix)."""
 
 log = logging.getLogger("chatguard.cluster")
 
 TICK_S = 0.25
 """How often each node runs the pool's timers (interest fallback, cool-down ends, expiry)."""
+TICK_PERIOD_MS = str(int(TICK_S * 1000))
+"""The timers run once per this period for the whole pool, by whichever node asks first."""
 RETRY_S = 0.5
 """Pause before trying Redis again after an error."""
 UNAVAILABLE = p.Error(
@@ -103,7 +116,13 @@ Operation = tuple[str, ...]
 """("script", op, *args) for the pool script; ("connect", user) and ("join", user, interests
 as JSON), completed when sent with what the hub knows of the user then; ("publish", node,
 payload); ("worker", id, record as JSON or "" when gone); ("strike", device, network);
-("ban", device, network, until)."""
+("report", device, network, reported session, reporter); ("ban", device, network, until,
+what the person is told)."""
+
+
+_INPUTS = frozenset(("connect", "join", "script"))
+"""Operations that are a user's own input to the pool: ("connect" or "join", user, ...) and
+("script", op, user, ...)."""
 
 
 @dataclass(slots=True)
@@ -236,11 +255,16 @@ class ClusterMatchmaker:
         self._operations.append(("worker", worker, encoded))
 
     def drain_operations(self) -> list[Operation]:
-        """What to send to Redis, in order; due heartbeats go last, as one operation."""
+        """What to send to Redis, in order; due heartbeats go last, as one operation, less
+        those of users with an input of their own among them (the pool counts any input as
+        a sign of life, at the same time)."""
         out, self._operations = self._operations, []
-        if self._beats:
-            out.append(("script", "heartbeat", *sorted(self._beats)))
-            self._beats.clear()
+        beats, self._beats = self._beats, set()
+        beats.difference_update(
+            op[1] if op[0] in ("connect", "join") else op[2] for op in out if op[0] in _INPUTS
+        )
+        if beats:
+            out.append(("script", "heartbeat", *sorted(beats)))
         return out
 
     def register_again(self) -> None:
@@ -323,6 +347,8 @@ class ClusterMatchmaker:
                 pair=event.pair,
                 remote_region=remote.region,
                 remote_hides_address=remote.hide_address,
+                remote_device=remote.who.device,
+                remote_network=remote.who.network,
             )
         )
 
@@ -340,8 +366,8 @@ def node_name(config: Config) -> str:
 class NodeHost(Protocol):
     """What a node asks of the signaling service it serves."""
 
-    def route_facts(self, user: str) -> tuple[str, bool] | None:
-        """A local user's region and address choice (``SignalingHub.route_facts``)."""
+    def route_facts(self, user: str) -> tuple[str, bool, Person] | None:
+        """A local user's region, address choice and person (``SignalingHub.route_facts``)."""
 
     def pair_of(self, user: str) -> str | None:
         """A local user's current pair (``SignalingHub.pair_of``)."""
@@ -371,8 +397,9 @@ class NodeHost(Protocol):
     def on_tick(self) -> None:
         """Called every ``TICK_S``: time to forget lapsed workers of other nodes."""
 
-    def banned_by_pool(self, who: Person, strikes: int) -> None:
-        """Strikes here brought `who` to a ban in the pool's count, not in this node's."""
+    def hub_acts(self, act: HubAction) -> None:
+        """Let the hub act on the pool's word (a ban the pool's counts made, or one another
+        node made) at this moment, and send what it says."""
 
 
 class ClusterNode:
@@ -384,8 +411,11 @@ class ClusterNode:
         self.strikes = SharedStrikeBook(
             mod.strikes_to_ban, mod.strike_window_s, mod.ban_s, mod.devices_to_ban_network
         )
+        self.reports = SharedReportLog(config.reports.reporters_to_ban, config.reports.window_s)
+        self.foreign_legs = ForeignLegs()
         self._cluster = config.cluster
         self._strike_window_s = mod.strike_window_s
+        self._report_window_ms = str(int(config.reports.window_s * 1000))
         self._settings = settings
         self._prefix = config.cluster.key_prefix
         self._presence_key = self._prefix + "alive:" + self.name
@@ -410,13 +440,18 @@ class ClusterNode:
         self._listened_at = 0.0
         """When the node's channel was last read without error (monotonic)."""
         self._redis: Any = None
-        self._script: Any = None
-        self._strike_script: Any = None
+        self._scripts = Scripts(
+            {"pool": pool.SCRIPT, "strike": STRIKE_SCRIPT, "report": REPORT_SCRIPT}
+        )
         self._pubsub: Any = None
 
     @property
     def name(self) -> str:
         return self.matchmaker.node
+
+    def safety(self) -> tuple[SharedStrikeBook, SharedReportLog]:
+        """The strikes and reports the hub keeps, shared with the other nodes."""
+        return self.strikes, self.reports
 
     def wake(self) -> None:
         """Operations are waiting: send them."""
@@ -426,8 +461,7 @@ class ClusterNode:
         import redis.asyncio as aioredis  # only a node of a cluster needs the client
 
         self._redis = aioredis.Redis.from_url(self._cluster.redis_url, decode_responses=True)
-        self._script = self._redis.register_script(pool.SCRIPT)
-        self._strike_script = self._redis.register_script(STRIKE_SCRIPT)
+        await self._scripts.load(self._redis)
         self._run_id = (await self._redis.info("server"))["run_id"]
         await self._renew_presence()
         self._pubsub = self._redis.pubsub()
@@ -436,6 +470,7 @@ class ClusterNode:
             self._prefix + "bans",
             self._prefix + "workers",
             self._prefix + "strikes",
+            self._prefix + "reports",
         )
         await self._load_bans()
         await self._load_strikes()
@@ -518,11 +553,15 @@ class ClusterNode:
         shared: list[Operation] = [
             ("strike", who.device, who.network) for who in self.strikes.drain_struck_here()
         ]
+        shared += [
+            ("report", filed.reported.device, filed.reported.network, filed.session, filed.reporter)
+            for filed in self.reports.drain_filed_here()
+        ]
         now = time.monotonic()
-        for who in self.strikes.drain_made_here():
+        for who, reason in self.strikes.drain_made_here():
             until = self.strikes.banned_until(Person(who.device, ""), now)
             if until is not None:
-                shared.append(("ban", who.device, who.network, repr(until)))
+                shared.append(("ban", who.device, who.network, repr(until), reason))
         return self.matchmaker.drain_operations() + shared
 
     async def _send(self, operations: list[Operation]) -> None:
@@ -533,9 +572,21 @@ class ClusterNode:
         pipe = self._redis.pipeline(transaction=False)
         strikes: dict[int, Person] = {}
         """Position of each strike's reply -> whom it struck."""
-        # presence first: users must never reach a Redis (a restarted one, say) that does
-        # not know their node to be alive, or the pool's timers hand them back at once
-        pipe.set(self._presence_key, "1", px=self._presence_ms)
+        reports: dict[int, FiledReport] = {}
+        """Position of each report's reply -> the report."""
+        calls: dict[int, tuple[str, list[str], list[str]]] = {}
+        """Position of each script call -> the call, to send again if Redis lost the script."""
+
+        def call(script: str, keys: list[str], args: list[str]) -> int:
+            calls[len(pipe.command_stack)] = (script, keys, args)
+            self._scripts.queue(pipe, script, keys, args)
+            return len(pipe.command_stack) - 1
+
+        # presence before any user: users must never reach a Redis (a restarted one, say)
+        # that does not know their node to be alive, or the pool's timers hand them back at
+        # once (a user reaches the pool by its connect; the presence loop renews it)
+        if any(operation[0] == "connect" for operation in operations):
+            pipe.set(self._presence_key, "1", px=self._presence_ms)
         for kind, *args in operations:
             if kind == "publish":
                 pipe.publish(self._prefix + "node:" + args[0], args[1])
@@ -544,39 +595,84 @@ class ClusterNode:
                 self._share_worker(pipe, args[0], args[1])
                 continue
             if kind == "strike":
-                strikes[len(pipe.command_stack)] = Person(args[0], args[1])
-                await self._strike(pipe, args[0])
+                strikes[call("strike", *self._strike(args[0]))] = Person(args[0], args[1])
+                continue
+            if kind == "report":
+                filed = FiledReport(Person(args[0], args[1]), args[2], args[3])
+                reports[call("report", *self._report(filed, now))] = filed
                 continue
             if kind == "ban":  # kept until it ends, and told to every node now
                 device, network, left_s = args[0], args[1], float(args[2]) - time.monotonic()
                 if left_s > 0:
-                    record = json.dumps([device, network, now + left_s])
+                    record = json.dumps([device, network, now + left_s, args[3]])
                     pipe.set(self._prefix + "ban:" + device, record, px=int(left_s * 1000) + 1)
                     pipe.publish(self._prefix + "bans", record)
-                    pipe.delete(self._prefix + "strikes:" + device)
+                    pipe.delete(
+                        self._prefix + "strikes:" + device, self._prefix + "reports:" + device
+                    )
                 continue
             if kind in ("connect", "join"):
                 op, args = kind, self._complete(kind, args)
             else:
                 op, *args = args
-            argv = pool.script_args(self._prefix, op, now, self._settings, self._rng, *args)
-            await self._script(args=argv, client=pipe)
-        for position, result in enumerate(await pipe.execute(raise_on_error=False)):
+            call(
+                "pool",
+                [],
+                pool.script_args(self._prefix, op, now, self._settings, self._rng, *args),
+            )
+        for position, result in enumerate(await self._scripts.execute(self._redis, pipe, calls)):
             if isinstance(result, Exception):  # a late input the pool no longer allows
                 log.debug("cluster: pool refused an input: %s", result)
             elif (who := strikes.get(position)) is not None:
                 count, left_ms = (int(x) for x in result)
                 self.strikes.counted(who.device, count, left_ms / 1000, time.monotonic())
                 if self.strikes.crossed_limit(who, count, time.monotonic()):
-                    log.info("cluster: %s banned: strikes on several nodes", who.device)
-                    self._host.banned_by_pool(who, count)
-                    self.wake()  # share the ban
+                    self._banned_by_strikes(who, count)
+            elif (report := reports.get(position)) is not None:
+                self._reported(report, result)
 
-    async def _strike(self, pipe: Any, device: str) -> None:
+    def _strike(self, device: str) -> tuple[list[str], list[str]]:
+        """The strike script's keys and arguments for one strike of `device`."""
         window_ms = str(int(self._strike_window_s * 1000))
         channel = self._prefix + "strikes"
-        keys = [self._prefix + "strikes:" + device]
-        await self._strike_script(keys=keys, args=[window_ms, channel, device], client=pipe)
+        return [self._prefix + "strikes:" + device], [window_ms, channel, device]
+
+    def _report(self, filed: FiledReport, now_unix: float) -> tuple[list[str], list[str]]:
+        """The report script's keys and arguments for one report filed here."""
+        keys = [self._prefix + "reports:" + filed.reported.device]
+        args = [
+            str(int(now_unix * 1000)),
+            self._report_window_ms,
+            filed.reporter,
+            self._prefix + "reports",
+            filed.reported.device,
+        ]
+        return keys, args
+
+    def _banned_by_strikes(self, who: Person, count: int) -> None:
+        """Strikes here brought `who` to a ban in the pool's count, not in this node's."""
+        log.info("cluster: %s banned: strikes on several nodes", who.device)
+        self._host.hub_acts(lambda hub, *now: hub.banned_by_pool(who, count, *now))
+        self.wake()  # share the ban
+
+    def _reported(self, filed: FiledReport, reporters: list[str]) -> None:
+        """Redis counted a report filed here: the node whose report reached the limit bans."""
+        if not self._mirror_reports(filed.reported.device, reporters):
+            return
+        count = len(reporters) // 2
+        if self.reports.reaches_limit(count):
+            log.info("cluster: %s banned: reports on several nodes", filed.reported.device)
+            session, who = filed.session, filed.reported
+            self._host.hub_acts(lambda hub, *now: hub.banned_by_reports(session, who, count, *now))
+            self.wake()  # share the ban
+
+    def _mirror_reports(self, device: str, reporters: list[str]) -> bool:
+        """Redis's reporters of `device`, unless a ban has settled them. True: mirrored."""
+        now = time.monotonic()
+        if self.strikes.banned_until(Person(device, ""), now) is not None:
+            return False
+        self.reports.mirrored(device, reporters, now, time.time())
+        return True
 
     def _share_worker(self, pipe: Any, worker: str, record: str) -> None:
         key = self._prefix + "worker:" + worker
@@ -589,9 +685,10 @@ class ClusterNode:
 
     def _complete(self, kind: str, args: list[str]) -> list[str]:
         user = args[0]
-        region, hide = self._host.route_facts(user) or ("", False)  # gone: its disconnect follows
+        facts = self._host.route_facts(user)  # None: gone, its disconnect follows
+        region, hide, who = facts or ("", False, NOBODY)
         if kind == "connect":
-            return [user, self.name, region]
+            return [user, self.name, region, who.device, who.network]
         return [user, args[1], region, "1" if hide else "0"]
 
     async def _listen_loop(self, pubsub: Any) -> None:
@@ -616,7 +713,10 @@ class ClusterNode:
     def _receive(self, channel: str, data: str) -> None:
         fields = json.loads(data)
         if channel == self._prefix + "bans":
-            self._apply_ban(fields)
+            who, until = self._apply_ban(fields)
+            reason = fields[3] if len(fields) > 3 else ""  # a ban kept by an older node: none
+            reason = reason or "banned for now"
+            self._host.hub_acts(lambda hub, *now: hub.close_banned(who, until, reason, *now))
             return
         if channel == self._prefix + "workers":
             self._worker_news(fields)
@@ -624,6 +724,10 @@ class ClusterNode:
         if channel == self._prefix + "strikes":
             device, count, left_ms = fields
             self.strikes.counted(device, count, left_ms / 1000, time.monotonic())
+            return
+        if channel == self._prefix + "reports":
+            device, reporters = fields
+            self._mirror_reports(device, reporters)
             return
         match fields:
             case ["msg", user, pair, text]:
@@ -649,9 +753,12 @@ class ClusterNode:
             case ["gone", worker, node] if node != self.name:
                 self._host.worker_gone_elsewhere(worker, node)
 
-    def _apply_ban(self, record: list[Any]) -> None:
-        device, network, until_unix = record
-        self.strikes.apply(Person(device, network), time.monotonic() + until_unix - time.time())
+    def _apply_ban(self, record: list[Any]) -> tuple[Person, float]:
+        """A ban kept or told by any node (this one too): it and until when (monotonic)."""
+        who, until = Person(record[0], record[1]), time.monotonic() + record[2] - time.time()
+        self.strikes.apply(who, until)
+        self.reports.forget(who.device)
+        return who, until
 
     async def _load_bans(self) -> None:
         """Bans made before this node started, by any node, still in force."""
@@ -679,11 +786,14 @@ class ClusterNode:
         while True:
             await asyncio.sleep(self._cluster.presence_ttl_s / 3)
             try:
-                run_id = (await self._redis.info("server"))["run_id"]
-                await self._renew_presence()
+                run_id, dead = await self._beat()
             except Exception as exc:  # the send loop says when Redis is gone and back
                 log.debug("cluster: presence not renewed: %s", exc)
                 continue
+            for host in dead:  # nobody else will close the legs it opened on our workers
+                log.warning("cluster: node %s is gone; closing the legs it opened here", host)
+                for worker, leg in self.foreign_legs.legs_of(host):
+                    self._host.command_from_host(host, worker, rc.encode(rc.CloseLeg(leg=leg)))
             if run_id != self._run_id:
                 log.warning("cluster: Redis restarted; handing it this node's users again")
                 self._run_id = run_id
@@ -699,6 +809,24 @@ class ClusterNode:
         while self._listened_at <= since and time.monotonic() < since + timeout_s:
             await asyncio.sleep(0.05)
 
+    async def _beat(self) -> tuple[str, list[str]]:
+        """One round trip: Redis's run id, this node's presence renewed, and the hosts of
+        legs on this node's workers found dead (``signaling.cluster.foreign_legs``)."""
+        hosts = self.foreign_legs.hosts()
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.info("server")
+        pipe.set(self._presence_key, "1", px=self._presence_ms)
+        for host in hosts:
+            pipe.exists(self._prefix + "alive:" + host)
+        info, _, *alive = await pipe.execute()
+        now, grace_s = time.monotonic(), self._cluster.presence_ttl_s
+        dead = [
+            host
+            for host, there in zip(hosts, alive, strict=True)
+            if self.foreign_legs.presence(host, bool(there), now, grace_s)
+        ]
+        return info["run_id"], dead
+
     async def _renew_presence(self) -> None:
         await self._redis.set(self._presence_key, "1", px=self._presence_ms)
 
@@ -706,8 +834,10 @@ class ClusterNode:
         while True:
             await asyncio.sleep(TICK_S)
             self._host.on_tick()
-            argv = pool.script_args(self._prefix, "tick", time.time(), self._settings, self._rng)
+            argv = pool.script_args(
+                self._prefix, "tick", time.time(), self._settings, self._rng, TICK_PERIOD_MS
+            )
             try:
-                await self._script(args=argv)
+                await self._scripts.call(self._redis, "pool", [], argv)
             except Exception as exc:  # as above: said once by the send loop
                 log.debug("cluster: pool timers not run: %s", exc)

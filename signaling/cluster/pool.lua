@@ -11,14 +11,19 @@
 -- ARGV: prefix, op, now, repair_cooldown_s, interest_fallback_s, heartbeat_timeout_s, seed,
 -- then the op's arguments. Every event is returned to the caller and published, in the order
 -- the rules make it, on the channel of each node that holds a user it concerns (PREFIX node:ID),
--- as a JSON array: ["paired", first, second, pair, then node, region and hide ("1": never a
--- direct call) of first and of second], ["lost", user, partner, reason] or ["expired", user].
+-- as a JSON array: ["paired", first, second, pair, then node, region, hide ("1": never a
+-- direct call), device and network of first and of second], ["lost", user, partner, reason]
+-- or ["expired", user]. The device and network (``signaling.strikes.Person``) let a member's
+-- partner report it by its device, wherever each is connected.
 --
 -- Keys (PREFIX omitted): u:ID hash (state, partner, interests as JSON, since, relaxed, gen,
--- node, region, hide); tag:T and relaxed sets of waiting users; hb zset of last activity; t:fallback
--- zset of "ID|gen" by when interests stop mattering; t:cooldown zset of "A|B" by when a re-pair
--- cool-down ends, each with its cd:A|B key (value: until; TTL: garbage collection only); n hash
--- of counts; nodes set; nodeusers:NODE sets; alive:NODE presence keys (set by each node).
+-- node, region, hide, who, net); tag:T and relaxed sets of waiting users; hb zset of last
+-- activity (its members are exactly the users known); t:fallback zset of "ID|gen" by when
+-- interests stop mattering; t:cooldown zset of "A|B" by when a re-pair cool-down ends, each
+-- with its cd:A|B key (value: until; TTL: garbage collection only); nodes set; nodeusers:NODE
+-- sets; alive:NODE presence keys (set by each node); ticked (TTL: one tick period, while
+-- the timers have run in it). No counts are kept: every input would pay for them, and only
+-- tests ask ('counts' walks the users).
 
 local P = ARGV[1]
 local op = ARGV[2]
@@ -39,12 +44,13 @@ local function rand(n)
   return math.floor(seed / 65536) % n + 1
 end
 
-local function emit(event, users)
+-- `nodes`: the users' nodes where the caller has read them already
+local function emit(event, users, nodes)
   events[#events + 1] = event
   local payload = cjson.encode(event)
   local told = {}
-  for _, u in ipairs(users) do
-    local node = field(u, 'node')
+  for i, u in ipairs(users) do
+    local node = nodes and nodes[i] or field(u, 'node')
     if node and node ~= '' and not told[node] then
       told[node] = true
       redis.call('PUBLISH', P .. 'node:' .. node, payload)
@@ -68,11 +74,11 @@ local function in_cooldown(a, b)
   return until_ and tonumber(until_) > now
 end
 
-local function stop_waiting(u)
-  redis.call('HINCRBY', P .. 'n', 'waiting', -1)
-  for _, tag in ipairs(interests(u)) do redis.call('SREM', P .. 'tag:' .. tag, u) end
+-- out of the queue; the caller sets u's new state (or deletes it). `tags`: u's interests
+-- where the caller has read them already
+local function stop_waiting(u, tags)
+  for _, tag in ipairs(tags or interests(u)) do redis.call('SREM', P .. 'tag:' .. tag, u) end
   redis.call('SREM', P .. 'relaxed', u)
-  redis.call('HSET', uk(u), 'state', 'idle')
 end
 
 local function random_allowed(u, candidates)
@@ -86,9 +92,9 @@ local function random_allowed(u, candidates)
 end
 
 -- a uniformly random compatible waiting user; shared interests are preferred
-local function pick_partner(u)
+local function pick_partner(u, tags, relaxed)
   local shared, seen = {}, {}
-  for _, tag in ipairs(interests(u)) do
+  for _, tag in ipairs(tags) do
     for _, other in ipairs(redis.call('SMEMBERS', P .. 'tag:' .. tag)) do
       if not seen[other] then
         seen[other] = true
@@ -97,28 +103,30 @@ local function pick_partner(u)
     end
   end
   local choice = random_allowed(u, shared)
-  if choice == nil and field(u, 'relaxed') == '1' then
+  if choice == nil and relaxed then
     choice = random_allowed(u, redis.call('SMEMBERS', P .. 'relaxed'))
   end
   return choice
 end
 
-local function try_pair(u)
-  local other = pick_partner(u)
+-- `tags` and `relaxed`: u's, where the caller knows them (nil: read here)
+local function try_pair(u, tags, relaxed)
+  tags = tags or interests(u)
+  if relaxed == nil then relaxed = field(u, 'relaxed') == '1' end
+  local other = pick_partner(u, tags, relaxed)
   if other == nil then return end
-  stop_waiting(u)
+  stop_waiting(u, tags)
   stop_waiting(other)
   redis.call('HSET', uk(u), 'state', 'paired', 'partner', other)
   redis.call('HSET', uk(other), 'state', 'paired', 'partner', u)
-  redis.call('HINCRBY', P .. 'n', 'pairs', 1)
   local pair = string.format('p%d-%x', redis.call('INCR', P .. 'pairseq'), rand(2147483647))
-  local event = {'paired', u, other, pair}
+  local event, nodes = {'paired', u, other, pair}, {}
   for _, member in ipairs({u, other}) do
-    for _, name in ipairs({'node', 'region', 'hide'}) do
-      event[#event + 1] = field(member, name) or ''
-    end
+    local facts = redis.call('HMGET', uk(member), 'node', 'region', 'hide', 'who', 'net')
+    for i = 1, 5 do event[#event + 1] = facts[i] or '' end
+    nodes[#nodes + 1] = facts[1] or ''
   end
-  emit(event, {u, other})
+  emit(event, {u, other}, nodes)
 end
 
 local function start_waiting(u)
@@ -126,14 +134,13 @@ local function start_waiting(u)
   local tags = interests(u)
   local relaxed = #tags == 0 or FALLBACK <= 0
   redis.call('HSET', uk(u), 'state', 'waiting', 'since', num(now), 'relaxed', relaxed and '1' or '0')
-  redis.call('HINCRBY', P .. 'n', 'waiting', 1)
   for _, tag in ipairs(tags) do redis.call('SADD', P .. 'tag:' .. tag, u) end
   if relaxed then
     redis.call('SADD', P .. 'relaxed', u)
   else
     redis.call('ZADD', P .. 't:fallback', num(now + FALLBACK), u .. '|' .. gen)
   end
-  try_pair(u)
+  try_pair(u, tags, relaxed)
 end
 
 -- `cooldown`: keep the two apart for a while; pointless when one of them is gone
@@ -142,7 +149,6 @@ local function unpair(a, b, cooldown)
     redis.call('HSET', uk(u), 'state', 'idle')
     redis.call('HDEL', uk(u), 'partner')
   end
-  redis.call('HINCRBY', P .. 'n', 'pairs', -1)
   if cooldown and COOLDOWN > 0 then
     local key = pair_key(a, b)
     local ttl_ms = math.ceil(COOLDOWN * 1000) + 60000
@@ -151,22 +157,23 @@ local function unpair(a, b, cooldown)
   end
 end
 
+-- an input from `u`: its state and partner (nil, nil: no such user), and it is alive
 local function touch(u)
-  if redis.call('EXISTS', uk(u)) == 0 then return false end
+  local facts = redis.call('HMGET', uk(u), 'state', 'partner')
+  if not facts[1] then return nil, nil end
   redis.call('ZADD', P .. 'hb', 'GT', num(now), u)
-  return true
+  return facts[1], facts[2] or nil
 end
 
 -- `expect`: the partner the caller's node believed `u` had; when `u` is with someone else by
 -- now (a pairing the node has not heard of yet), the input was about a call already over
-local function stale(u, expect)
-  return expect ~= '' and field(u, 'state') == 'paired' and field(u, 'partner') ~= expect
+local function stale(state, partner, expect)
+  return expect ~= '' and state == 'paired' and partner ~= expect
 end
 
 -- Next and report: leave the partner (if any) and look again, presser first
-local function part(u, reason)
-  if field(u, 'state') == 'waiting' then return end
-  local partner = field(u, 'partner')
+local function part(u, reason, state, partner)
+  if state == 'waiting' then return end
   if partner then unpair(u, partner, true) end
   start_waiting(u)
   if partner then
@@ -175,26 +182,24 @@ local function part(u, reason)
   end
 end
 
--- take `u` out of the queue or its pair; a partner is told and re-queued
-local function remove_from_play(u, reason)
-  local state = field(u, 'state')
+-- take `u` (in `state`, with `partner`) out of the queue or its pair, idle unless the
+-- caller deletes it; a partner is told and re-queued
+local function remove_from_play(u, reason, state, partner, deleted)
   if state == 'waiting' then
     stop_waiting(u)
+    if not deleted then redis.call('HSET', uk(u), 'state', 'idle') end
   elseif state == 'paired' then
-    local partner = field(u, 'partner')
     unpair(u, partner, reason == 'leave')
     emit({'lost', partner, u, reason}, {partner})
     start_waiting(partner)
   end
-  redis.call('HSET', uk(u), 'state', 'idle')
 end
 
-local function forget(u)
-  local node = field(u, 'node')
+local function forget(u, node)
+  node = node or field(u, 'node')
   if node and node ~= '' then redis.call('SREM', P .. 'nodeusers:' .. node, u) end
   redis.call('DEL', uk(u))
   redis.call('ZREM', P .. 'hb', u)
-  redis.call('HINCRBY', P .. 'n', 'users', -1)
 end
 
 -- users silent for the heartbeat time-out, and every user of a node whose presence lapsed, go;
@@ -248,7 +253,7 @@ local function relax()
     if field(u, 'state') == 'waiting' and field(u, 'gen') == gen then
       redis.call('HSET', uk(u), 'relaxed', '1')
       redis.call('SADD', P .. 'relaxed', u)
-      try_pair(u)
+      try_pair(u, nil, true)
     end
   end
 end
@@ -278,34 +283,41 @@ local function unknown(u) return redis.error_reply('unknown user ' .. u) end
 
 if op == 'connect' then
   local u, node, region = ARGV[8], ARGV[9], ARGV[10]
+  local who, net = ARGV[11] or '', ARGV[12] or ''
   if redis.call('EXISTS', uk(u)) == 1 then return redis.error_reply('already connected ' .. u) end
-  redis.call('HSET', uk(u), 'state', 'idle', 'gen', 0, 'node', node, 'region', region)
+  redis.call('HSET', uk(u), 'state', 'idle', 'gen', 0, 'node', node, 'region', region,
+    'who', who, 'net', net)
   redis.call('ZADD', P .. 'hb', num(now), u)
-  redis.call('HINCRBY', P .. 'n', 'users', 1)
   if node ~= '' then
     redis.call('SADD', P .. 'nodes', node)
     redis.call('SADD', P .. 'nodeusers:' .. node, u)
   end
 elseif op == 'join' then
   local u, tags, region, hide = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
-  if not touch(u) then return unknown(u) end
-  local state = field(u, 'state')
+  local state = touch(u)
+  if not state then return unknown(u) end
   if state == 'paired' then return redis.error_reply('in a call') end
   if state == 'waiting' then stop_waiting(u) end
   redis.call('HSET', uk(u), 'interests', tags, 'region', region, 'hide', hide)
   start_waiting(u)
 elseif op == 'next' or op == 'report' or op == 'leave' then
   local u, expect = ARGV[8], ARGV[9]
-  if not touch(u) then return unknown(u) end
-  if op == 'report' and field(u, 'state') ~= 'paired' then return redis.error_reply('no partner') end
+  local state, partner = touch(u)
+  if not state then return unknown(u) end
+  if op == 'report' and state ~= 'paired' then return redis.error_reply('no partner') end
   -- Stop always stops; Next and report are about the partner the node knew
-  if op ~= 'leave' and stale(u, expect) then return events end
-  if op == 'leave' then remove_from_play(u, 'leave') else part(u, op) end
+  if op ~= 'leave' and stale(state, partner, expect) then return events end
+  if op == 'leave' then
+    remove_from_play(u, 'leave', state, partner)
+  else
+    part(u, op, state, partner)
+  end
 elseif op == 'disconnect' then
   local u = ARGV[8]
-  if redis.call('EXISTS', uk(u)) == 1 then
-    remove_from_play(u, 'disconnect')
-    forget(u)
+  local facts = redis.call('HMGET', uk(u), 'state', 'partner', 'node')
+  if facts[1] then
+    remove_from_play(u, 'disconnect', facts[1], facts[2] or nil, true)
+    forget(u, facts[3] or nil)
   end
 elseif op == 'restore' then
   -- a pair this Redis forgot (it restarted empty), told by a member's node: once both are
@@ -315,11 +327,26 @@ elseif op == 'restore' then
       and field(u, 'state') == 'idle' and field(partner, 'state') == 'idle' then
     redis.call('HSET', uk(u), 'state', 'paired', 'partner', partner)
     redis.call('HSET', uk(partner), 'state', 'paired', 'partner', u)
-    redis.call('HINCRBY', P .. 'n', 'pairs', 1)
   end
 elseif op == 'heartbeat' then
-  for i = 8, #ARGV do touch(ARGV[i]) end
+  -- XX: only users still known (hb holds exactly those); one command per thousand users
+  -- (unpack's limit is a few thousand values)
+  local at, scores = num(now), {}
+  for i = 8, #ARGV do
+    scores[#scores + 1] = at
+    scores[#scores + 1] = ARGV[i]
+    if #scores >= 2000 or i == #ARGV then
+      redis.call('ZADD', P .. 'hb', 'XX', 'GT', unpack(scores))
+      scores = {}
+    end
+  end
 elseif op == 'tick' then
+  -- every node calls it every ARGV[8] ms (if given): the first call in each such period does
+  -- the work for all, so that the timers' cost does not grow with the number of nodes
+  local period_ms = ARGV[8]
+  if period_ms and not redis.call('SET', P .. 'ticked', '1', 'PX', period_ms, 'NX') then
+    return events
+  end
   expire(now)
   relax()
   end_cooldowns()
@@ -337,7 +364,14 @@ elseif op == 'user' then
   if redis.call('EXISTS', uk(u)) == 0 then return false end
   return {field(u, 'state'), field(u, 'partner') or ''}
 elseif op == 'counts' then
-  return redis.call('HMGET', P .. 'n', 'waiting', 'pairs', 'users')
+  -- for tests: counted by walking every user, where keeping counts would cost each input
+  local counts = {waiting = 0, paired = 0}
+  local users = redis.call('ZRANGE', P .. 'hb', 0, -1)
+  for _, u in ipairs(users) do
+    local state = field(u, 'state')
+    if counts[state] then counts[state] = counts[state] + 1 end
+  end
+  return {counts.waiting, counts.paired / 2, #users}
 else
   return redis.error_reply('unknown op ' .. op)
 end

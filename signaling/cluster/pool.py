@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from signaling.matchmaking import Event, Expired, MatchmakingSettings, Paired, PartnerLost
+from signaling.strikes import NOBODY, Person
 
 SCRIPT = (resources.files("signaling.cluster") / "pool.lua").read_text(encoding="utf-8")
 
@@ -30,6 +31,8 @@ class Member:
     """Its region, for the route both nodes must choose alike."""
     hide_address: bool
     """It asked never to be on a direct call: also for the route."""
+    who: Person = NOBODY
+    """Its device and network: what its partner's node reports it by."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +79,13 @@ def decode_event(raw: Sequence[str | bytes]) -> PoolEvent:
     """One event, as returned in a reply or published (then parsed from JSON first)."""
     fields = [item.decode() if isinstance(item, bytes) else item for item in raw]
     match fields:
-        case ["paired", first, second, pair, node1, region1, hide1, node2, region2, hide2]:
+        case ["paired", first, second, pair, *facts] if len(facts) == 10:
+            node1, region1, hide1, who1, net1, node2, region2, hide2, who2, net2 = facts
             return SharedPairing(
                 Paired(first, second),
                 pair,
-                Member(node1, region1, hide1 == "1"),
-                Member(node2, region2, hide2 == "1"),
+                Member(node1, region1, hide1 == "1", Person(who1, net1)),
+                Member(node2, region2, hide2 == "1", Person(who2, net2)),
             )
         case ["lost", user, partner, reason]:
             return PartnerLost(user, partner, reason)
