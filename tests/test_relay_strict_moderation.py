@@ -144,7 +144,9 @@ async def test_held_frames_are_classified_before_periodic_checks(
     moderator = Moderator(batcher)
     await play(moderator, sink, [SAFE] * 40)  # one keyframe, one scene, 1.3 s
     await moderator.aclose()
-    assert urgent_flags[0] and urgent_flags.count(True) == 1, urgent_flags
+    # held: the keyframe, the frame settle_s later that settles its cut, and frames in
+    # which the encoder drew more detail than the verdict covering them saw
+    assert urgent_flags[:1] == [True] and urgent_flags.count(True) <= 6, urgent_flags
     assert urgent_flags.count(False) >= 1  # periodic checks (>= 2/s) while frames flowed
     assert len(sink.receiver.pictures) >= 35
 
