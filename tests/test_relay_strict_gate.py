@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pytest
@@ -452,7 +452,7 @@ def test_a_change_in_one_corner_is_a_new_scene() -> None:
     assert not released(a) and reasons(a) == ["scene"]
 
 
-SETTLE = GateConfig(resume_after_safe=1, settle_s=0.3, max_hold_s=0.5)
+SETTLE = GateConfig(resume_after_safe=1, settle_s=0.3, settle_verdicts=1, max_hold_s=0.5)
 
 
 def settled_open_gate() -> ModerationGate:
@@ -532,3 +532,16 @@ def test_a_keyframe_after_a_drop_that_shows_a_settled_scene_is_no_cut() -> None:
     g.on_frame(4, False, None, 0.7)
     g.on_frame(5, True, sig(1), 0.8)  # a keyframe of another scene is a cut
     assert released(g.on_verdict(5, SAFE, "", 0.0, 0.82)) == []
+
+
+def test_two_safe_verdicts_after_settle_s_settle_a_cut() -> None:
+    """One settled frame's verdict is not enough: the model missed the face on single sharp
+    frames (0.0 where the next frame scored 0.59)."""
+    g = ModerationGate(replace(SETTLE, settle_verdicts=2))
+    g.on_frame(0, True, sig(0), 0.0)
+    g.on_verdict(0, SAFE, "", 0.0, 0.01)
+    assert of(g.on_frame(1, False, sig(0), 0.3), Classify) == [Classify(1, "settle")]
+    assert released(g.on_verdict(1, SAFE, "", 0.0, 0.32)) == []
+    assert of(g.on_frame(2, False, sig(0), 0.33), Classify) == [Classify(2, "settle")]
+    a = g.on_verdict(2, UNSAFE, "FACE_MALE", 0.59, 0.35)
+    assert of(a, Blocked) and not released(a) and g.released == 0

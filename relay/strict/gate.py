@@ -100,12 +100,13 @@ safe verdicts starts again, and the periodic check runs at the alert rate for ``
 [3] A safe verdict on a frame after the last drop or block lengthens the run of safe verdicts
 that lifts a block (``resume_after_safe``).
 
-[4] Settling: a keyframe, or a frame that shows a new scene, is a *cut* (not while blocked). The
-encoder sends a cut coarse and draws the detail in over the next frames, so a verdict on the
-cut says little. Frames from the cut on, whatever else would release them, wait until a frame
-that arrived ``settle_s`` or more after the cut is found safe (cuts meanwhile do not put that
+[4] Settling: a keyframe, or a frame that shows a new scene, is a *cut* (not while blocked, nor
+when it shows the scene of a settled frame found safe). The encoder sends a cut coarse and draws
+the detail in over the next frames, so a verdict on the cut says little. Frames from the cut on,
+whatever else would release them, wait until ``settle_verdicts`` frames that arrived ``settle_s``
+or more after the cut are found safe, with no near miss between (cuts meanwhile do not put that
 off: a moving picture is a cut at every classification); then they go on their own verdicts or
-coverage as usual. The first such frame to arrive is classified if no later one is in flight;
+coverage as usual. Such a frame is classified when none that could settle the cut is in flight;
 waiting to settle does not count against ``max_hold_s``.
 
 "Drain" releases held frames from the head while a verdict covers them: it names the head's
@@ -173,11 +174,14 @@ class GateConfig:
     scene) must not vouch for the sharper frames after it."""
     settle_s: float = 0.3
     """After a cut (a keyframe, or a frame that shows a new scene), no frame from the cut on
-    is forwarded until a frame that arrived at least this long after it was found safe;
-    meanwhile frames wait (``max_hold_s`` plus this). Why: the encoder
+    is forwarded until ``settle_verdicts`` frames that arrived at least this long after it
+    were found safe; meanwhile frames wait (``max_hold_s`` plus this). Why: the encoder
     sends a cut coarse and draws the detail in over the next frames, and a verdict on a coarse
     frame says nothing (Chromium: the model scored the first frames of an unsafe scene 0.0,
     then 0.25-0.28, and only 8-10 frames after the cut above the threshold). 0: off."""
+    settle_verdicts: int = 2
+    """Safe verdicts, on as many frames that came ``settle_s`` after the cut, that settle it:
+    the model missed the face on single sharp frames (0.0 where the next scored 0.59)."""
     detail_noise: float = 0.25
     """Detail changes up to this much (absolute) are noise, whatever ``detail_growth`` says: a
     flat, dark picture measured 0.93-1.3 from one Chromium frame to the next, and every frame
@@ -471,6 +475,8 @@ class ModerationGate:
         """A safe verdict on a frame that arrived from then on settles the cut."""
         self._settled: _Frame | None = None
         """The frame whose safe verdict settled the cut."""
+        self._settle_votes = 0
+        """Safe verdicts so far on frames that came ``settle_s`` after the cut."""
         self._vouched: _Frame | None = None
         """The newest frame found safe outside a cut's settling: a keyframe re-sent after a
         drop that shows its scene is no cut. An unsafe verdict or a near miss forgets it."""
@@ -627,6 +633,7 @@ class ModerationGate:
                 if op is Op.FORGET_VERDICTS:
                     self._cut = None  # blocked: every frame held was dropped
                 self._ref = self._anchor = self._vouched = None
+                self._settle_votes = 0
                 self._floor = self._next_id
                 self._safe_run = 0
                 self._alert_until = now + self.config.alert_s
@@ -677,10 +684,12 @@ class ModerationGate:
             case Op.CONFIRM_SETTLE:
                 if (
                     self._cut is not None
-                    and f.arrival >= self._settle_after
-                    and (self._settled is None or f.id > self._settled.id)
+                    and self._settled is None
+                    and f.arrival >= (self._settle_after)
                 ):
-                    self._settled = self._vouched = f
+                    self._settle_votes += 1
+                    if self._settle_votes >= self.config.settle_verdicts:
+                        self._settled = self._vouched = f
             case Op.COUNT_SAFE:
                 if f.id >= self._floor:
                     self._safe_run += 1
@@ -718,7 +727,7 @@ class ModerationGate:
         if self._vouched is not None and not self._scene_change(f, self._vouched):
             return
         if self._cut is None or self._settled is not None:
-            self._cut, self._settled = f, None
+            self._cut, self._settled, self._settle_votes = f, None, 0
             self._settle_after = f.arrival + self.config.settle_s
 
     def _unsettled(self, f: _Frame) -> bool:
