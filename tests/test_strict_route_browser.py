@@ -6,8 +6,8 @@ every frame it decodes (``bench.strict_browser_probe``, the same code an enginee
 hand). Each call lasts PROBE_S seconds, at the browser's own bitrate and with the sender capped
 at 300 kbit/s. What must hold: not one frame of an unsafe scene reaches the receiving page, and
 holding frames for a verdict does not squeeze the sender (its resolution, frame rate and
-qualityLimitationReason from getStats) nor starve the receiver of safe frames. The first of
-these does not hold yet (``assert_no_unsafe_frame``).
+qualityLimitationReason from getStats) nor starve the receiver of safe frames (printed: the
+0.9 goal is not met).
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ reads: two loops of the camera do, and CI time is kept for the strict calls."""
 CAP_BPS = 300_000
 SAFE_SHARE_GOAL = 0.9
 """Safe frames the strict receiver should get against the relay route's: printed, not asserted.
-Measured on the shared 2-core machine: 0.39 (main's code, load average ~7), 0.04-0.21 (this
+With settling, on this 2-core machine with nothing else running (relay route: 1,084 safe frames
+in 60 s): 0.83 with one settling verdict, 0.62 with two (the default), 0.85 without settling
+(and 42 unsafe frames). Earlier, on the shared machine: 0.39 (main's code, load average ~7), 0.04-0.21 (this
 branch, load ~13-15; 0 in one capped call), and main's code at load ~17 delivered nothing for
 120 s: the model's verdicts miss their 1 s time-out there and the gate withholds those frames
 (failing closed) while the sender keeps 640x480 at 26-29 fps, unlimited. CPU decides that
@@ -53,19 +55,17 @@ def assert_sender_unsqueezed(result: ProbeResult) -> None:
 
 
 def assert_no_unsafe_frame(result: ProbeResult) -> None:
-    """0 unsafe frames at the page, the issue's bar. Known to fail (recorded as an expected
-    failure with the frames, so the quality checks above it still guard the suite): the first
-    frames of the mirrored astronaut after a scene cut pass, ``verdict_ttl_s`` or longer (runs
-    of up to 46 frames, in every 60 s call on this machine whose receiver got more than ~100
-    safe frames, main's code included): the encoder is still refining the picture, the model
-    finds no face in it, and that verdict covers the frames after it. Make this a plain
-    assertion once the gate stops such verdicts covering the rest."""
-    if result.unsafe_frames:
-        starts = sorted({i for i in result.unsafe_indices if i - 1 not in result.unsafe_indices})
-        pytest.xfail(
-            f"{result.unsafe_frames} unsafe frames reached the page, runs starting at camera "
-            f"frames {starts} (a safe verdict on a scene's first frame covered the rest)"
-        )
+    """0 unsafe frames at the page, the issue's bar. What leaked before (8 of 8 calls, runs of
+    up to 46 frames, every one starting at the first frames of the ``camera`` scene): the
+    encoder sends a cut coarse, the model scored those frames 0.0, and their verdict covered
+    the frames in which the encoder then drew the face. The gate now waits for a cut to settle
+    (``settle_s``, two safe verdicts) and lets no verdict cover a sharper frame
+    (``detail_growth``)."""
+    starts = sorted({i for i in result.unsafe_indices if i - 1 not in result.unsafe_indices})
+    assert result.unsafe_frames == 0, (
+        f"{result.unsafe_frames} unsafe frames reached the page, runs starting at camera "
+        f"frames {starts}"
+    )
 
 
 def test_no_unsafe_frame_reaches_the_page_and_the_sender_keeps_its_quality(
@@ -86,11 +86,11 @@ def test_no_unsafe_frame_reaches_the_page_and_the_sender_keeps_its_quality(
 def test_no_unsafe_frame_reaches_the_page_with_the_sender_capped(tmp_path: Path) -> None:
     """Capped at 300 kbit/s the sender held 640x480 in most runs but not all (480x360,
     "bandwidth", in 2 of 6 runs on this machine): recorded as an expected failure with its
-    figures, like the unsafe frames, until it holds every time."""
+    figures until it holds every time. Not one unsafe frame is asserted first."""
     strict = run("strict", PROBE_S, CAP_BPS, tmp_path)
     print(f"strict at {CAP_BPS} bit/s: {strict.sender} safe {strict.safe_frames}")
+    assert_no_unsafe_frame(strict)
     try:
         assert_sender_unsqueezed(strict)
     except AssertionError:
         pytest.xfail(f"the capped sender was squeezed: {strict.sender}")
-    assert_no_unsafe_frame(strict)
