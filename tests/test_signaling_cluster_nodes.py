@@ -152,19 +152,24 @@ async def test_a_direct_call_across_nodes_that_fails_moves_to_the_relay(
     await b.close()
 
 
+async def report_twice(ws_url: str) -> None:
+    """Two reporters in turn meet the waiting ``rude-device`` and report it (the ban limit)."""
+    for reporter_device in ("reporter-1", "reporter-2"):
+        reporter = await Client.connect(ws_url, device=reporter_device)
+        await reporter.send(type="join")
+        await reporter.expect_paired()
+        await reporter.send(type="report", reason="rude")
+        await reporter.send(type="leave")  # out of the pool: the next reporter meets `rude`
+        await reporter.close()
+
+
 async def test_a_ban_holds_at_every_nodes_door_and_for_nodes_started_later(
     nodes: tuple[RunningServer, RunningServer], redis: RedisServer
 ) -> None:
     first, second = nodes
     rude = await Client.connect(first.ws_url, device="rude-device")
     await rude.send(type="join")
-    for reporter_device in ("reporter-1", "reporter-2"):
-        reporter = await Client.connect(first.ws_url, device=reporter_device)
-        await reporter.send(type="join")
-        await reporter.expect_paired()
-        await reporter.send(type="report", reason="rude")
-        await reporter.send(type="leave")  # out of the pool: the next reporter meets `rude`
-        await reporter.close()
+    await report_twice(first.ws_url)
     while (message := await rude.recv())["type"] != "banned":  # paired, partner left, ...
         assert message["type"] in ("waiting", "paired", "partner_left"), message
     assert message["reason"] == "reported by 2 people"
@@ -207,13 +212,7 @@ async def test_a_ban_made_on_one_node_closes_that_devices_session_on_another(
     bystander = await Client.connect(second.ws_url, device="someone-else")
     rude = await Client.connect(first.ws_url, device="rude-device")
     await rude.send(type="join")
-    for reporter_device in ("reporter-1", "reporter-2"):
-        reporter = await Client.connect(first.ws_url, device=reporter_device)
-        await reporter.send(type="join")
-        await reporter.expect_paired()
-        await reporter.send(type="report", reason="rude")
-        await reporter.send(type="leave")
-        await reporter.close()
+    await report_twice(first.ws_url)
     await banned_and_closed(rude, "reported by 2 people")
     await banned_and_closed(elsewhere, "reported by 2 people")
     await bystander.send(type="ping")
