@@ -323,8 +323,8 @@ class Op(enum.Enum):
     block or near miss."""
     COUNT_SAFE = enum.auto()
     CONFIRM_SETTLE = enum.auto()
-    """A held frame found safe that arrived ``settle_s`` or more after the cut: the frames
-    since the cut that show its scene in no more detail may go."""
+    """A held frame found safe that arrived ``settle_s`` or more after the cut counts towards
+    ``settle_verdicts``; with enough, the frames since the cut may go."""
     FORGET_REQUEST = enum.auto()
     DRAIN = enum.auto()
 
@@ -685,7 +685,7 @@ class ModerationGate:
                 if (
                     self._cut is not None
                     and self._settled is None
-                    and f.arrival >= (self._settle_after)
+                    and f.arrival >= self._settle_after
                 ):
                     self._settle_votes += 1
                     if self._settle_votes >= self.config.settle_verdicts:
@@ -717,11 +717,11 @@ class ModerationGate:
             self._vouched = f
 
     def _start_settling(self, f: _Frame) -> None:
-        """``f`` is a cut: frames from here on wait until a frame that arrived ``settle_s``
-        later is found safe. Not when it shows the scene of a settled frame found safe (a
-        keyframe the relay asked for after a drop: coarse, but the scene was judged sharp).
-        Another cut while one settles does not move that time: a moving picture is a cut at
-        every classification, and must not wait for ever."""
+        """``f`` is a cut: frames from here on wait until ``settle_verdicts`` frames that
+        arrived ``settle_s`` later are found safe. Not when it shows the scene of a settled
+        frame found safe (a keyframe the relay asked for after a drop: coarse, but the scene
+        was judged sharp). Another cut while one settles does not move that time: a moving
+        picture is a cut at every classification, and must not wait for ever."""
         if self.config.settle_s <= 0 or self.state is GateState.BLOCKED:
             return
         if self._vouched is not None and not self._scene_change(f, self._vouched):
@@ -731,8 +731,8 @@ class ModerationGate:
             self._settle_after = f.arrival + self.config.settle_s
 
     def _unsettled(self, f: _Frame) -> bool:
-        """Whether ``f`` is from a cut that no safe verdict on a later frame settled yet
-        (once settled, frames go on their own verdicts or coverage, as before the cut)."""
+        """Whether ``f`` is from a cut not settled yet (once settled, frames go on their own
+        verdicts or coverage, as before the cut)."""
         cut = self._cut
         return cut is not None and f.id >= cut.id and self._settled is None
 
