@@ -260,14 +260,30 @@ def _worker_counters(reported: list[tuple[str, RelayTotals]]) -> Iterator[Metric
         for worker, totals in reported:
             family.add_metric([worker], getattr(totals, attr))
         yield family
-    dropped = CounterMetricFamily(
-        f"{PREFIX}_relay_packets_dropped", "RTP packets not forwarded, by reason.",
-        labels=["worker", "reason"],
-    )  # fmt: skip
-    for worker, totals in reported:
-        for reason, count in sorted(totals.dropped.items()):
-            dropped.add_metric([worker, reason], count)
-    yield dropped
+    by_kind = (
+        ("relay_packets_dropped", "RTP packets not forwarded, by reason.", "reason", "dropped"),
+        (
+            "relay_sender_rembs",
+            "REMBs sent to senders by the figure that bound them: own (the relay's estimate of "
+            "the uplink, lower than the receiver's REMB plus what the gate withheld), receiver "
+            "(that one lower, or no estimate yet), own_alone (no recent REMB from the receiver).",
+            "bound",
+            "rembs_sent",
+        ),
+        (
+            "relay_defences",
+            "Legs refused, candidates ignored, faults caught and retransmissions withheld, by "
+            "kind (docs/protocol.md, Refusals).",
+            "kind",
+            "defences",
+        ),
+    )
+    for name, doc, label, attr in by_kind:
+        family = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=["worker", label])
+        for worker, totals in reported:
+            for key, count in sorted(getattr(totals, attr).items()):
+                family.add_metric([worker, key], count)
+        yield family
     requests = CounterMetricFamily(
         f"{PREFIX}_relay_keyframe_requests", "Keyframe requests by who needed one (receiver, "
         "gate, switch) and outcome (sent, throttled).",
@@ -278,26 +294,6 @@ def _worker_counters(reported: list[tuple[str, RelayTotals]]) -> Iterator[Metric
             source, _, outcome = key.rpartition("_")
             requests.add_metric([worker, source, outcome], count)
     yield requests
-    rembs = CounterMetricFamily(
-        f"{PREFIX}_relay_sender_rembs", "REMBs sent to senders by the figure that bound them: "
-        "own (the relay's estimate of the uplink, lower than the receiver's REMB plus what the "
-        "gate withheld), receiver (that one lower, or no estimate yet), own_alone (no recent "
-        "REMB from the receiver).",
-        labels=["worker", "bound"],
-    )  # fmt: skip
-    for worker, totals in reported:
-        for bound, count in sorted(totals.rembs_sent.items()):
-            rembs.add_metric([worker, bound], count)
-    yield rembs
-    defences = CounterMetricFamily(
-        f"{PREFIX}_relay_defences", "Legs refused, candidates ignored, faults caught and "
-        "retransmissions withheld, by kind (docs/protocol.md, Refusals).",
-        labels=["worker", "kind"],
-    )  # fmt: skip
-    for worker, totals in reported:
-        for kind, count in sorted(totals.defences.items()):
-            defences.add_metric([worker, kind], count)
-    yield defences
 
 
 def _by_label(name: str, doc: str, label: str, counts: dict[str, int]) -> CounterMetricFamily:
