@@ -299,7 +299,8 @@ class Op(enum.Enum):
     CLASSIFY_IF_DUE = enum.auto()
     """Periodic: at least ``min_classifications_per_s``."""
     CLASSIFY_IF_NEW_SCENE = enum.auto()
-    """Unlike the last frame submitted or found safe, or later than its ``verdict_ttl_s``."""
+    """Unlike the last frame submitted or found safe (a cut: it also starts settling), later
+    than its ``verdict_ttl_s``, or sharper; else the settling check if one is due."""
     REQUEST_KEYFRAME = enum.auto()
     REQUEST_KEYFRAME_IF_SAFE_SEEN = enum.auto()
     """Blocked: only once enough safe verdicts came in a row for the keyframe's own to lift
@@ -670,7 +671,8 @@ class ModerationGate:
                 a = self._anchor
                 if a is None or self._scene_change(f, a):
                     self._start_settling(f)
-                if self._new_scene(f):
+                    self._submit(f, now, out, "scene")
+                elif f.arrival - a.arrival > self.config.verdict_ttl_s or self._sharper(f, a):
                     self._submit(f, now, out, "scene")
                 elif self._settling_check_due(f):
                     self._submit(f, now, out, "settle")
@@ -756,20 +758,15 @@ class ModerationGate:
             and self._same_scene(f, ref)
         )
 
-    def _new_scene(self, f: _Frame) -> bool:
-        a = self._anchor
-        return (
-            a is None
-            or f.arrival - a.arrival > self.config.verdict_ttl_s
-            or not self._same_scene(f, a)
-        )
-
     def _same_scene(self, f: _Frame, g: _Frame) -> bool:
         """Whether ``g``'s verdict can speak for ``f``: the same scene, and ``f`` not much
-        sharper (an encoder refining a coarse picture)."""
+        sharper."""
+        return not self._sharper(f, g) and not self._scene_change(f, g)
+
+    def _sharper(self, f: _Frame, g: _Frame) -> bool:
+        """``f`` shows much more detail than ``g``: an encoder refining a coarse picture."""
         c = self.config
-        limit = max(g.detail * (1.0 + c.detail_growth), g.detail + c.detail_noise)
-        return f.detail <= limit and not self._scene_change(f, g)
+        return f.detail > max(g.detail * (1.0 + c.detail_growth), g.detail + c.detail_noise)
 
     def _scene_change(self, f: _Frame, g: _Frame) -> bool:
         """Far on average, or much changed somewhere: a change confined to part of the
