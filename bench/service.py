@@ -79,10 +79,20 @@ def endpoints_from_target(url: str, admin_url: str | None = None) -> Endpoints:
     )
 
 
+_HANDED_OUT: set[int] = set()
+"""Ports this process was already given: the kernel may offer a port again as soon as its probe
+socket is closed, and a service given it twice (public and admin) refuses to start."""
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port free on 127.0.0.1 now, never one this process was given before."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def free_port_run(count: int) -> int:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import random
 import socket
 
+from bench.service import free_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port", "free_tcp_range", "free_udp_range"]
 
 
 def free_udp_range(size: int) -> tuple[int, int]:
