@@ -21,9 +21,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import statistics
 import tempfile
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -330,6 +332,20 @@ async def probe(
     )
 
 
+def rembs_sent(metrics_url: str) -> dict[str, float]:
+    """REMBs the relay sent its senders, by the figure that bound them (``own``: its own uplink
+    estimate; ``receiver``: the receiver's REMB plus what the gate withheld; ``own_alone``): which
+    one held a squeezed sender down."""
+    with urllib.request.urlopen(metrics_url, timeout=5.0) as response:
+        text = response.read().decode()
+    found: dict[str, float] = {}
+    for match in re.finditer(
+        r'^\w+_relay_sender_rembs_total\{[^}]*bound="(\w+)"[^}]*\} (\S+)$', text, re.M
+    ):
+        found[match[1]] = found.get(match[1], 0.0) + float(match[2])
+    return found
+
+
 def run(
     route: str,
     seconds: float,
@@ -351,7 +367,8 @@ def run(
         url = service.endpoints.ws_url.replace("ws://", "http://").removesuffix("/ws")
         result = asyncio.run(probe(url, camera, route, seconds, max_bitrate))
         result.relay = {
-            "relay_workers": read_stats(service.endpoints.stats_url).get("relay_workers", [])
+            "relay_workers": read_stats(service.endpoints.stats_url).get("relay_workers", []),
+            "rembs_sent": rembs_sent(service.endpoints.stats_url.removesuffix("stats") + "metrics"),
         }
         return result
     finally:

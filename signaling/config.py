@@ -240,9 +240,10 @@ class ModerationConfig(_Section):
     detail_growth: float = 0.1
     """A frame with more fine detail than this fraction above the frame a safe verdict was on
     is classified itself, not covered: an encoder refining a coarse picture after a cut."""
-    settle_s: float = 0.3
-    """After a cut (a keyframe, a new scene), frames wait until one that came this much later
-    is found safe: a verdict on the coarse first frames of a scene says little. 0: off."""
+    settle_s: float = 1.0
+    """After a cut (a keyframe, a new scene), frames wait until two that came this much later
+    are found safe: a verdict on the coarse first frames of a scene says little, and an encoder
+    that is still ramping up draws the detail in for up to about a second. 0: off."""
     mute_audio_while_blocked: bool = False
     max_decoded_pixels: int = 1920 * 1088
     """Largest picture (width x height) a strict-route sender may send; a larger keyframe is

@@ -509,6 +509,18 @@ def test_a_cut_that_never_settles_is_dropped_after_hold_and_settle_time() -> Non
     assert g.state is GateState.AWAIT_KEYFRAME
 
 
+def test_a_settling_cut_may_hold_more_frames_than_max_held_frames_in_proportion() -> None:
+    """At 30 fps a 1 s settling holds 30 frames and more: the frame cap grows with the time
+    budget (here 6 frames over 0.5 s, so 9.6 over 0.8 s), and still bounds what is held."""
+    g = ModerationGate(replace(SETTLE, max_held_frames=6))
+    g.on_frame(0, True, sig(0), 0.0)
+    for fid in range(1, 10):  # 10 frames from the cut held, over the plain cap of 6
+        a = g.on_frame(fid, False, sig(0), 0.02 * fid)
+        assert not of(a, Drop), fid
+    a = g.on_frame(10, False, sig(0), 0.2)  # the 11th: over 6 * 0.8 / 0.5
+    assert {d.frame_id for d in of(a, Drop)} == set(range(11))
+
+
 def test_a_moving_picture_settles_at_its_first_cut() -> None:
     """Another cut while one settles does not put settling off: a moving picture is a new
     scene at every classification and would never be forwarded."""

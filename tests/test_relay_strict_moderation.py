@@ -77,7 +77,7 @@ async def test_unsafe_picture_in_delta_frames_is_never_forwarded(runner: ModelRu
     sender = Vp8Sender()
     sink = Sink(sender)
     moderator = Moderator(AsyncBatcher(runner))
-    script = [SAFE] * 30 + [UNSAFE] * 30 + [SAFE] * 60
+    script = [SAFE] * 60 + [UNSAFE] * 30 + [SAFE] * 60  # the first cut settles after 1 s
     await play(moderator, sink, script)
     report = moderator.report(interval_s=4.0)
     await moderator.aclose()
@@ -87,16 +87,20 @@ async def test_unsafe_picture_in_delta_frames_is_never_forwarded(runner: ModelRu
     assert sink.events[0][1] == "FACE_FEMALE" and 0.6 < sink.events[0][2] < 1.0
     # (generous bound: inference takes 15 ms on an idle core, 10x that on a busy machine)
     blocked_at = sink.blocked_at_picture
-    assert blocked_at is not None and 30 < blocked_at < 60
+    assert blocked_at is not None and 60 < blocked_at < 90
     # the astronaut appeared in delta frames: aiortc's encoder made no keyframe meanwhile
-    assert not [k for k in sender.keyframes if 30 <= k < blocked_at], sender.keyframes
-    assert [k for k in sender.keyframes if k >= 60], sender.keyframes
+    assert not [k for k in sender.keyframes if 60 <= k < blocked_at], sender.keyframes
+    assert [k for k in sender.keyframes if k >= 90], sender.keyframes
     # the receiver decoded the rocket before and after, and never the astronaut
     seen = [shows(p) for p in sink.receiver.pictures]
     assert set(seen) == {SAFE}, seen
-    assert sink.received_at_block >= 10 and len(seen) - sink.received_at_block >= 15
-    # the frames withheld while blocked: the next release asked for a clean restart
-    assert sink.received_at_block in sink.restarts, (sink.restarts, sink.received_at_block)
+    assert sink.received_at_block >= 20 and len(seen) - sink.received_at_block >= 15
+    # the frames withheld while blocked: the first release after them asked for a clean
+    # restart (safe frames held before the block may still go out after it is announced)
+    assert sink.restarts and sink.restarts[0] >= sink.received_at_block, (
+        sink.restarts,
+        sink.received_at_block,
+    )
     # the worker's load report says the same: frames released and withheld, gate latency
     assert report.released_per_s * 4.0 == len(sink.receiver.pictures)
     assert report.withheld_per_s * 4.0 >= 30 - 10 and report.classified_per_s > 0
@@ -142,13 +146,13 @@ async def test_held_frames_are_classified_before_periodic_checks(
     monkeypatch.setattr(batcher, "infer", spy)
     sink = Sink(Vp8Sender())
     moderator = Moderator(batcher)
-    await play(moderator, sink, [SAFE] * 40)  # one keyframe, one scene, 1.3 s
+    await play(moderator, sink, [SAFE] * 70)  # one keyframe, one scene, 2.3 s
     await moderator.aclose()
     # held: the keyframe, the frame settle_s later that settles its cut, and frames in
     # which the encoder drew more detail than the verdict covering them saw
     assert urgent_flags[:1] == [True] and urgent_flags.count(True) <= 6, urgent_flags
     assert urgent_flags.count(False) >= 1  # periodic checks (>= 2/s) while frames flowed
-    assert len(sink.receiver.pictures) >= 35
+    assert len(sink.receiver.pictures) >= 60
 
 
 def test_the_meter_reports_per_second_rates_and_gate_quantiles_then_starts_afresh() -> None:

@@ -61,10 +61,9 @@ def assert_no_unsafe_frame(result: ProbeResult) -> None:
     scene): the encoder sends a cut coarse, the model scored those frames 0.0, and their
     verdict covered the frames in which the encoder then drew the face. The gate now waits for
     a cut to settle (``settle_s``, two safe verdicts) and lets no verdict cover a sharper frame
-    (``detail_growth``): 0 unsafe frames in the uncapped calls measured since, but capped calls
-    whose sender fell to 480x360 or 320x240 still let 13-22 frames through, single frames the
-    model scored under the threshold at that size. Make this a plain assertion once it holds
-    every time."""
+    (``detail_growth``). With ``settle_s`` 0.3 the call's first pass of ``camera`` still leaked
+    28-58 frames (the encoder, still ramping up, drew the face in for 0.93 s); at 1.0 s, 0 in
+    four calls, capped and uncapped. Make this a plain assertion once it holds every time."""
     if result.unsafe_frames:
         starts = sorted({i for i in result.unsafe_indices if i - 1 not in result.unsafe_indices})
         pytest.xfail(

@@ -172,13 +172,17 @@ class GateConfig:
     keyframe or a drop, a real-time encoder refines a coarse picture over about a second, and a
     verdict on the coarse frame (the model found no face in Chromium's first frames of a
     scene) must not vouch for the sharper frames after it."""
-    settle_s: float = 0.3
+    settle_s: float = 1.0
     """After a cut (a keyframe, or a frame that shows a new scene), no frame from the cut on
     is forwarded until ``settle_verdicts`` frames that arrived at least this long after it
-    were found safe; meanwhile frames wait (``max_hold_s`` plus this). Why: the encoder
-    sends a cut coarse and draws the detail in over the next frames, and a verdict on a coarse
-    frame says nothing (Chromium: the model scored the first frames of an unsafe scene 0.0,
-    then 0.25-0.28, and only 8-10 frames after the cut above the threshold). 0: off."""
+    were found safe; meanwhile frames wait (``max_hold_s`` plus this, and a frame cap grown in
+    proportion). Why: the encoder sends a cut coarse and draws the detail in over the next
+    frames, and a verdict on a coarse frame says nothing (Chromium: the model scored the first
+    frames of an unsafe scene 0.0, then 0.25-0.28, and only 8-10 frames after the cut above
+    the threshold). How long the drawing takes depends on the encoder's bitrate: 0.3 s held
+    in quiet calls, but in a call's first seconds (the encoder still ramping up) the model
+    scored the unsafe scene 0.0 on sharp-looking frames until 0.93 s after the cut, and 28-58
+    frames leaked. 0: off."""
     settle_verdicts: int = 2
     """Safe verdicts, on as many frames that came ``settle_s`` after the cut, that settle it:
     the model missed the face on single sharp frames (0.0 where the next scored 0.59)."""
@@ -821,7 +825,11 @@ class ModerationGate:
         held, c = self._held, self.config
         if not held:
             return
-        # waiting for a cut to settle does not count against the hold budget
-        budget = c.max_hold_s + (c.settle_s if self._unsettled(held[0]) else 0.0)
-        if now - held[0].arrival > budget or len(held) > c.max_held_frames:
+        # waiting for a cut to settle does not count against the hold budget, in time or in
+        # frames (the frame cap grows in proportion: at 30 fps a 1 s settling holds 30+)
+        budget, cap = c.max_hold_s, c.max_held_frames
+        if self._unsettled(held[0]):
+            budget += c.settle_s
+            cap = round(cap * budget / c.max_hold_s) if c.max_hold_s > 0 else cap
+        if now - held[0].arrival > budget or len(held) > cap:
             self._step(Input.OVERDUE, held[0], now, out)
