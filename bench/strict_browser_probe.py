@@ -259,6 +259,11 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
             statistics.median(s.get("available_outgoing", 0) for s in half) / 1000
         ),
         "receiver_plis": last.get("receiver_plis", 0) - first.get("receiver_plis", 0),
+        # the other direction: the receiving page's own camera (Chromium's default fake one, a
+        # moving picture) as the sending page decodes it
+        "partner_fps": round(
+            (last.get("frames_decoded", 0) - first.get("frames_decoded", 0)) / span, 1
+        ),
     }
 
 

@@ -96,7 +96,10 @@ def expect_unsqueezed(result: ProbeResult) -> None:
     try:
         assert_sender_unsqueezed(result)
     except AssertionError:
-        pytest.xfail(f"the sender was squeezed: {result.sender}")
+        pytest.xfail(
+            f"the sender was squeezed: {result.sender}; REMBs it was sent, by the figure that "
+            f"bound them: {result.relay.get('rembs_sent')}"
+        )
 
 
 def test_no_unsafe_frame_reaches_the_page_with_the_sender_capped(tmp_path: Path) -> None:
