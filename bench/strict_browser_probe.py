@@ -338,9 +338,8 @@ async def probe(
 
 
 def rembs_sent(metrics_url: str) -> dict[str, float]:
-    """REMBs the relay sent its senders, by the figure that bound them (``own``: its own uplink
-    estimate; ``receiver``: the receiver's REMB plus what the gate withheld; ``own_alone``): which
-    one held a squeezed sender down."""
+    """REMBs the relay sent its senders, by the figure that bound them
+    (``relay.sender_bitrate.Bound``): which one held a squeezed sender down."""
     with urllib.request.urlopen(metrics_url, timeout=5.0) as response:
         text = response.read().decode()
     found: dict[str, float] = {}

@@ -127,7 +127,7 @@ class RelayTotals(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     keyframes_replayed: int = 0
     rembs_sent: dict[str, int] = msgspec.field(default_factory=dict)
     """REMBs sent to senders by the figure that bound them
-    (``relay.forwarding_hub.ForwardingHub.rembs_sent``: ``own``, ``receiver``, ``own_alone``)."""
+    (``relay.forwarding_hub.ForwardingHub.rembs_sent``: ``relay.sender_bitrate.Bound``)."""
     cpu_seconds: float = 0.0
     defences: dict[str, int] = msgspec.field(default_factory=dict)
     """Legs refused, candidates ignored, faults caught and retransmissions withheld, by kind

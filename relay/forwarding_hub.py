@@ -155,7 +155,7 @@ class ForwardingHub:
         self.retransmitted = 0
         self.rembs_sent: Counter[str] = Counter()
         """REMBs sent to senders by the figure that bound them (``relay.sender_bitrate.Bound``:
-        ``own``, ``receiver``, ``own_alone``)."""
+        ``own``, ``receiver``, ``own_alone``, ``own_gated``)."""
         self.budget = budget
         self._max_packets = budget.max_packets_per_s
         self._max_octets = budget.max_bits_per_s // 8
@@ -511,8 +511,11 @@ class ForwardingHub:
                     st.on_sender_report(ev.ntp_timestamp, now)
                 if src is not None:
                     self._on_sr(src, ev)
+                    self._on_reception_reports(rec, src, ev.reports, now)
             elif src is None:
                 continue
+            elif isinstance(ev, rtcp.ReceiverReport):
+                self._on_reception_reports(rec, src, ev.reports, now)
             elif isinstance(ev, (rtcp.Pli, rtcp.Fir)):
                 self._on_keyframe_request(rec, src, now)
             elif isinstance(ev, rtcp.Remb):
@@ -562,9 +565,28 @@ class ForwardingHub:
             return
         own_bps = None if src.uplink is None else src.uplink.bps
         remb = src.bitrate.on_remb(
-            ev.bitrate, src.video_received, src.video_received_octets, fwd.forwarded, now, own_bps
+            ev.bitrate,
+            src.video_received,
+            src.video_received_octets,
+            fwd.forwarded,
+            now,
+            own_bps,
+            gated=src.moderated is not None,
         )
         self._send_remb(src, remb, fwd.source_ssrc)
+
+    @staticmethod
+    def _on_reception_reports(
+        rec: _LegRecord, src: _LegRecord, reports: tuple[rtcp.ReportBlock, ...], now: float
+    ) -> None:
+        """``rec`` says how much of ``src``'s video it lost: a gated stream's sender is bound
+        by ``rec``'s REMB only while it loses packets (``relay.sender_bitrate``)."""
+        fwd = rec.outgoing.get("video")
+        if fwd is None:
+            return
+        for block in reports:
+            if block.ssrc == fwd.config.out_ssrc:
+                src.bitrate.on_receiver_loss(block.fraction_lost, now)
 
     def _on_uplink_estimate(self, src: _LegRecord, own_bps: int, now: float) -> None:
         """The relay's own estimate of ``src``'s uplink changed: tell ``src`` if it is due."""

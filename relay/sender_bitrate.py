@@ -19,7 +19,17 @@ receiver that really is congested (REMB under what it gets) still slows it.
 That alone leaves the sender's uplink unmeasured: a receiver that sends no REMB (or a huge one)
 let the sender grow to 10-34 Mbit/s on loopback. The relay estimates the uplink itself
 (``relay.uplink_estimate``, from arrivals before any hold), and the sender is told the lower
-of the two. Without a recent REMB from the receiver, the own estimate goes alone, once a second
+of the two.
+
+On a gated stream even that sum misreads the receiver. A receiving browser that detects overuse
+sets its estimate to 0.85x what it received over the last second, and grows it back slowly; on a
+gated stream that second often held a hold. Traced with real Chromium on the strict route: the
+receiver's REMB stayed at 75-160 kbit/s for 20 s while the own estimate read 350-960 kbit/s, and
+the sender fell to 480x360. There the receiver's REMB bounds the sender only while the receiver
+reports loss (``LOSSY_FRACTION``, remembered ``LOSS_MEMORY_S``): a downlink that is really
+congested drops packets, and the delay it shows first is what the gate's holds look like too.
+
+Without a recent REMB from the receiver, the own estimate goes alone, once a second
 (Chromium's receivers' cadence) and at once when it falls; with one, a fall of the own
 estimate is told at once too, and the receiver's next REMB brings the minimum again.
 """
@@ -37,11 +47,17 @@ RECEIVER_REMB_STALE_S: Final = 2.5
 Chromium send one every 0.2-1 s)."""
 PROMPT_DECREASE: Final = 0.97
 """An own estimate under this share of the last REMB sent is told at once (Chromium's 3 %)."""
+LOSSY_FRACTION: Final = 0.02
+"""A receiver report with this share of packets lost or more (RFC 3550 fraction lost) shows a
+congested downlink."""
+LOSS_MEMORY_S: Final = 5.0
+"""For this long after such a report, the receiver's REMB bounds a gated stream's sender."""
 
-Bound = Literal["own", "receiver", "own_alone"]
+Bound = Literal["own", "receiver", "own_alone", "own_gated"]
 """Which figure the sender was told: the own estimate (lower than the receiver's REMB plus
-withheld), the receiver's (lower, or the own estimate not ready yet), or the own estimate
-alone (no recent REMB from the receiver)."""
+withheld), the receiver's (lower, or the own estimate not ready yet), the own estimate alone
+(no recent REMB from the receiver), or the own estimate on a gated stream whose receiver
+reports no loss (its REMB read as what the gate let through, not as congestion)."""
 
 
 class Remb(NamedTuple):
@@ -57,6 +73,7 @@ class SenderBitrate:
     __slots__ = (
         "_at",
         "_forwarded",
+        "_lossy_until",
         "_received",
         "_received_octets",
         "_receiver_at",
@@ -75,6 +92,7 @@ class SenderBitrate:
         self._receiver_at: float | None = None
         self._sent_bps = 0
         self._sent_at: float | None = None
+        self._lossy_until = float("-inf")
 
     def on_remb(
         self,
@@ -84,6 +102,7 @@ class SenderBitrate:
         forwarded: int,
         now: float,
         own_bps: int | None = None,
+        gated: bool = False,
     ) -> Remb:
         """What to tell the sender for a receiver's REMB of ``receiver_bps``.
 
@@ -91,6 +110,10 @@ class SenderBitrate:
         so far; ``forwarded``: how many of those packets went to this receiver (counters that
         only grow). The packets' share withheld, times the rate received, is the withheld rate.
         ``own_bps``: the relay's own estimate of the sender's uplink (None: not ready).
+        ``gated``: the moderation gate holds this stream's frames for verdicts; then a
+        receiver that reported no loss lately does not bound the sender (its estimate follows
+        what the gate let through: a browser that detects overuse sets it to 0.85x what it
+        received in the last second, which on a gated stream was often a hold).
         """
         if self._at is None or now - self._at >= MIN_INTERVAL_S:
             if self._at is not None:
@@ -109,7 +132,14 @@ class SenderBitrate:
         self._receiver_at = now
         if own_bps is not None and own_bps < self._receiver_bps:
             return self._sent(Remb(own_bps, "own"), now)
+        if own_bps is not None and gated and now >= self._lossy_until:
+            return self._sent(Remb(own_bps, "own_gated"), now)
         return self._sent(Remb(self._receiver_bps, "receiver"), now)
+
+    def on_receiver_loss(self, fraction_lost: int, now: float) -> None:
+        """A receiver report's fraction lost (0-255) for this stream as the receiver gets it."""
+        if fraction_lost >= LOSSY_FRACTION * 256:
+            self._lossy_until = now + LOSS_MEMORY_S
 
     def on_own_estimate(self, own_bps: int, now: float) -> Remb | None:
         """The relay's own estimate changed: what to tell the sender now, if anything.

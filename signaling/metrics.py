@@ -266,7 +266,8 @@ def _worker_counters(reported: list[tuple[str, RelayTotals]]) -> Iterator[Metric
             "relay_sender_rembs",
             "REMBs sent to senders by the figure that bound them: own (the relay's estimate of "
             "the uplink, lower than the receiver's REMB plus what the gate withheld), receiver "
-            "(that one lower, or no estimate yet), own_alone (no recent REMB from the receiver).",
+            "(that one lower, or no estimate yet), own_alone (no recent REMB from the receiver), "
+            "own_gated (a moderated stream whose receiver reports no loss).",
             "bound",
             "rembs_sent",
         ),

@@ -168,3 +168,26 @@ def test_a_moderated_leg_is_never_linked_to_an_unmoderated_one() -> None:
         assert refused.value.leg is b
     hub.on_rtp(b, pkt(96, 1, 0, KEY, ssrc=0xB1), 0.2)
     assert a.rtp_sent(96) == []
+
+
+def test_a_gated_streams_receiver_bounds_the_sender_only_while_it_reports_loss() -> None:
+    """On a gated stream a receiver's low REMB reads the gate's holds (a browser that detects
+    overuse sets its estimate to 0.85x what it got in the last second, often a hold): the
+    sender is told the relay's own uplink estimate, unless the receiver reports loss."""
+    hub, a, b, stream, _ = setup(abs_send_time=True)
+    now = send_video(hub, a, 864_000, 10_000_000, 5.0)
+    stream.sink.release(stream.packets[-1:], restart=False, now=now, held_s=0.0)
+    video_to_b = b.media["video"].out_ssrc
+    hub.on_rtcp(b, rtcp.build_remb(0xB2, 100_000, [video_to_b]), now)
+    ssrcs, told = rembs_to(a)[-1]
+    assert ssrcs == (0xA1,) and told >= 864_000 and hub.rembs_sent["own_gated"] == 1
+    # b loses 10 % of the stream: its REMB bounds the sender again, for a while
+    lossy = rtcp.ReportBlock(video_to_b, 26, 50, 1000, 0, 0, 0)
+    hub.on_rtcp(b, rtcp.build_rr(0xB2, [lossy]), now + 0.5)
+    hub.on_rtcp(b, rtcp.build_remb(0xB2, 100_000, [video_to_b]), now + 1.0)
+    assert rembs_to(a)[-1] == ((0xA1,), 100_000) and hub.rembs_sent["receiver"] == 1
+    # a report about another stream, or a loss-free one, does not change that
+    other = rtcp.ReportBlock(0x1234, 255, 50, 1000, 0, 0, 0)
+    hub.on_rtcp(b, rtcp.build_rr(0xB2, [other]), now + 6.0)
+    hub.on_rtcp(b, rtcp.build_remb(0xB2, 100_000, [video_to_b]), now + 6.0)
+    assert hub.rembs_sent["own_gated"] == 2

@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.sender_bitrate import OWN_REMB_INTERVAL_S, RECEIVER_REMB_STALE_S, Remb, SenderBitrate
+from relay.sender_bitrate import (
+    LOSS_MEMORY_S,
+    OWN_REMB_INTERVAL_S,
+    RECEIVER_REMB_STALE_S,
+    Remb,
+    SenderBitrate,
+)
 
 
 def test_nothing_withheld_passes_the_receivers_remb_unchanged() -> None:
@@ -48,6 +54,21 @@ def test_a_receivers_remb_tells_the_lower_of_the_two(
     b.on_remb(receiver_bps, 0, 0, 0, 0.0, own_bps)
     forwarded = 10 if withheld else 100  # of 100 packets, 800 kbit/s
     assert b.on_remb(receiver_bps, 100, 100_000, forwarded, 1.0, own_bps) == told
+
+
+def test_a_gated_streams_receiver_bounds_the_sender_only_after_reporting_loss() -> None:
+    b = SenderBitrate()
+    assert b.on_remb(150_000, 0, 0, 0, 0.0, 700_000, gated=True) == Remb(700_000, "own_gated")
+    assert b.on_remb(150_000, 0, 0, 0, 0.0, 700_000) == Remb(150_000, "receiver")  # relay route
+    b.on_receiver_loss(4, 1.0)  # 1.6 %: not congestion
+    assert b.on_remb(150_000, 0, 0, 0, 1.5, 700_000, gated=True).bound == "own_gated"
+    b.on_receiver_loss(6, 2.0)  # 2.3 %
+    assert b.on_remb(150_000, 0, 0, 0, 2.5, 700_000, gated=True) == Remb(150_000, "receiver")
+    assert b.on_remb(150_000, 0, 0, 0, 2.0 + LOSS_MEMORY_S, 700_000, gated=True).bound == (
+        "own_gated"
+    )
+    # the own estimate not ready: the receiver's figure, gated or not
+    assert b.on_remb(150_000, 0, 0, 0, 9.0, None, gated=True) == Remb(150_000, "receiver")
 
 
 def test_without_receiver_rembs_the_own_estimate_goes_alone_once_a_second() -> None:
