@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from chatguard import admin_page
+from chatguard.gc_pauses import GcPausesCollector, process_gc_pauses
 from signaling.app import SignalingService
 from signaling.config import AdminConfig
 from signaling.metrics import metrics_registry
@@ -40,6 +41,7 @@ def create_admin_app(service: SignalingService) -> Starlette:
     webhook keep every event), and ``/``, both as a page. With a shared Redis the last three
     are the whole service's; when it cannot be read they answer 503 and say why."""
     registry = metrics_registry(service.hub, service.budgets, service.webhook)
+    registry.register(GcPausesCollector(process_gc_pauses()))
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

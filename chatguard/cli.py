@@ -309,12 +309,9 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
         return run_procs(argv, args.procs)
 
-    import uvicorn  # imported late so that `--help` and config errors answer at once
-
-    from chatguard.header_deadline import header_deadline_protocol
+    # imported late so that `--help` and config errors answer at once
     from chatguard.runtime import tune_gc_for_serving
-    from chatguard.serve import DrainingServer, create_serving_app
-    from signaling.app import ws_max_size
+    from chatguard.serve import DrainingServer, create_serving_app, uvicorn_config
 
     route = Route(args.route) if args.route else None
     server = config.server
@@ -339,25 +336,9 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     app = create_serving_app(config, route, relay_url)
     service = app.state.service
     tune_gc_for_serving()
-    uvicorn_config = uvicorn.Config(
-        app,
-        host=config.server.host,
-        port=config.server.port,
-        log_level=config.server.log_level,
-        log_config=None,  # configured above: uvicorn's lines in chatguard's format
-        access_log=server.access_log,
-        ws_max_size=ws_max_size(config),
-        ws_per_message_deflate=server.websocket_compression,
-        http=header_deadline_protocol(
-            config.limits.header_timeout_s, service.budgets.count_header_timeout
-        ),
-        proxy_headers=False,  # [server] trusted_proxies decides (signaling.client_source)
-        ssl_certfile=server.certfile or None,
-        ssl_keyfile=server.keyfile or None,
-        loop="auto",
-    )
+    uvicorn_settings = uvicorn_config(app, config)
     drain_timeout_s = server.drain_timeout_s
-    runner = DrainingServer(uvicorn_config, lambda: service.drain(drain_timeout_s))
+    runner = DrainingServer(uvicorn_settings, lambda: service.drain(drain_timeout_s))
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn raises it after shutdown
         runner.run(sockets=sockets)
     return 0 if runner.started else 3  # uvicorn's STARTUP_FAILURE, as `uvicorn.run` exits

@@ -16,14 +16,16 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable
 from types import FrameType
+from typing import Any
 
 import msgspec
 import uvicorn
 from starlette.applications import Starlette
 
 from chatguard.admin import AdminListener, create_admin_app
+from chatguard.header_deadline import header_deadline_protocol
 from chatguard.supervisor import RelaySupervisor, gathering_options
-from signaling.app import create_app
+from signaling.app import create_app, ws_max_size
 from signaling.config import Config
 from signaling.route_policy import Route
 
@@ -71,6 +73,29 @@ def create_serving_app(
     app.state.relay_supervisor = supervisor
     app.state.admin = admin
     return app
+
+
+def uvicorn_config(app: Starlette, config: Config, **overrides: Any) -> uvicorn.Config:
+    """How `chatguard serve` runs `app` (from :func:`create_serving_app`) under uvicorn; a
+    benchmark that serves in its own process (``bench.signaling_gc``) measures the same."""
+    server = config.server
+    options: dict[str, Any] = {
+        "host": server.host,
+        "port": server.port,
+        "log_level": server.log_level,
+        "log_config": None,  # chatguard.logs configures them: uvicorn's lines in our format
+        "access_log": server.access_log,
+        "ws_max_size": ws_max_size(config),
+        "ws_per_message_deflate": server.websocket_compression,
+        "http": header_deadline_protocol(
+            config.limits.header_timeout_s, app.state.service.budgets.count_header_timeout
+        ),
+        "proxy_headers": False,  # [server] trusted_proxies decides (signaling.client_source)
+        "ssl_certfile": server.certfile or None,
+        "ssl_keyfile": server.keyfile or None,
+        "loop": "auto",
+    }
+    return uvicorn.Config(app, **(options | overrides))
 
 
 class DrainingServer(uvicorn.Server):

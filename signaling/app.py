@@ -36,6 +36,7 @@ from signaling.budgets import CLOSE_REASONS, Budgets, ConnectionBudget, kind_of
 from signaling.call_hub import SignalingHub
 from signaling.client_source import ClientLocator, ClientSource, Networks, trust_warnings
 from signaling.config import Config
+from signaling.direct_socket import DirectSocketApp
 from signaling.hello_throttle import HelloThrottle
 from signaling.ice import with_turn
 from signaling.matchmaking import Matchmaker, Matchmaking
@@ -630,9 +631,10 @@ def create_app(
     route_override: CallRoute | None = None,
     background: Sequence[BackgroundService] = (),
 ) -> Starlette:
-    """The ASGI application: the web client at /, the WebSocket at /ws, health and
-    readiness. Counters (``service.stats()``, ``signaling.metrics``) are not served here but
-    on the admin listener (``chatguard.admin``), away from the public port.
+    """The ASGI application: the web client at /, the WebSocket at /ws (straight to its
+    handler: ``signaling.direct_socket``), health and readiness. Counters
+    (``service.stats()``, ``signaling.metrics``) are not served here but on the admin listener
+    (``chatguard.admin``), away from the public port.
 
     `background` services start with the app and stop, in reverse order, before it ends: this
     is how the entry point (``chatguard.serve``) adds the relay workers it supervises without
@@ -680,13 +682,14 @@ def create_app(
         """What the page must know before it connects (its consent step)."""
         return JSONResponse(msgspec.to_builtins(config.web_client))
 
-    app = Starlette(
+    app = DirectSocketApp(
+        "/ws",
+        service.handle_websocket,
         routes=[
             Route("/", index),
             Route("/healthz", health),
             Route("/readyz", ready),
             Route("/client-settings", client_settings),
-            WebSocketRoute("/ws", service.handle_websocket),
             WebSocketRoute("/relay", service.handle_relay_websocket),
             Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
         ],

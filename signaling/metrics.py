@@ -35,7 +35,7 @@ def _histogram(name: str, doc: str, labels: list[str]) -> HistogramMetricFamily:
     return HistogramMetricFamily(f"{PREFIX}_{name}", doc, labels=labels)
 
 
-def _add_histogram(
+def add_histogram(
     family: HistogramMetricFamily | GaugeHistogramMetricFamily, labels: list[str], hist: Histogram
 ) -> None:
     """Our per-bucket counts as Prometheus' cumulative ``le`` buckets."""
@@ -70,7 +70,7 @@ class SignalingCollector(Collector):
         wait = _histogram(
             "pairing_wait_seconds", "How long each member of a new pair had waited.", []
         )
-        _add_histogram(wait, [], stats.pairing_wait)
+        add_histogram(wait, [], stats.pairing_wait)
         yield wait
         calls = CounterMetricFamily(
             f"{PREFIX}_calls",
@@ -206,8 +206,8 @@ class RelayCollector(Collector):
             ["worker"],
         )
         for worker, totals in moderated:
-            _add_histogram(gate, [worker], totals.gate_latency)
-            _add_histogram(inference, [worker], totals.inference)
+            add_histogram(gate, [worker], totals.gate_latency)
+            add_histogram(inference, [worker], totals.inference)
         yield gate
         yield inference
 
@@ -235,7 +235,7 @@ def _worker_gauges(workers: list[WorkerInfo]) -> Iterator[Metric]:
         memory.add_metric([info.worker_id], info.rss_bytes)
         ready.add_metric([info.worker_id], 1 if info.moderation_ready else 0)
         if info.sender_estimates is not None:
-            _add_histogram(estimates, [info.worker_id], info.sender_estimates)
+            add_histogram(estimates, [info.worker_id], info.sender_estimates)
     yield from (legs, memory, ready, estimates)
 
 

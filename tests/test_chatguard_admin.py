@@ -5,6 +5,7 @@ real relay worker processes and aiortc peers)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import subprocess
 import sys
@@ -69,6 +70,10 @@ def test_metrics_and_stats_are_on_the_admin_port_only(plain_server: RunningServe
     assert value(samples, "chatguard_pairs_made_total") == 0
     assert value(samples, "process_resident_memory_bytes") > 0  # signaling's own process
     assert value(samples, "chatguard_pairing_wait_seconds_count") == 0
+    full_collections = value(samples, "chatguard_gc_pause_seconds_count", generation="2")
+    gc.collect()
+    after = scrape(plain_server)
+    assert value(after, "chatguard_gc_pause_seconds_count", generation="2") >= full_collections + 1
 
 
 @pytest.fixture

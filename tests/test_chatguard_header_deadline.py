@@ -3,6 +3,7 @@ answered 408 and closed in time, a whole one is served, a WebSocket outlives the
 
 from __future__ import annotations
 
+import gc
 import socket
 import time
 from collections.abc import Iterator
@@ -75,6 +76,29 @@ async def test_a_websocket_outlives_the_deadline(quick_server: RunningServer) ->
     await client.send(type="ping")
     await client.expect("pong")
     await client.close()
+
+
+@pytest.fixture
+def long_deadline_server() -> Iterator[RunningServer]:
+    yield from run_server(make_config(limits={"header_timeout_s": 60.0}))
+
+
+async def test_an_upgraded_connection_leaves_no_http_protocol_behind(
+    long_deadline_server: RunningServer,
+) -> None:
+    """The deadline's timer would keep the replaced HTTP protocol alive until it fired."""
+    server = long_deadline_server
+    client = await Client.connect(server.ws_url)
+    await client.send(type="ping")
+    await client.expect("pong")
+    http_protocols = [
+        o
+        for o in gc.get_objects()
+        if type(o).__qualname__.startswith("HeaderDeadline")
+        and getattr(o, "server", None) == (server.host, server.port)
+    ]
+    await client.close()
+    assert http_protocols == []
 
 
 def test_an_unknown_uvicorn_protocol_is_reported_at_start() -> None:
