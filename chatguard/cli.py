@@ -158,6 +158,14 @@ def _build_parser() -> argparse.ArgumentParser:
         f"system's, e.g. a self-signed one (default: ${CA_ENV})",
     )
     relay.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        metavar="PID",
+        help="stop once this process's parent is no longer PID (serve passes its own, so that "
+        "no worker outlives it; default: no such check)",
+    )
+    relay.add_argument(
         "--udp-ports",
         metavar="MIN-MAX",
         default="",
@@ -397,6 +405,7 @@ def _relay(args: argparse.Namespace) -> int:
             args.ice_tcp_port,
             gathering,
             args.ca_file,
+            args.parent_pid,
         )
     return 0
 

@@ -130,6 +130,7 @@ class RelaySupervisor:
             "--log-format", self.log_format,
             "--ice-tcp-port", str(self.ice_tcp_port + slot if self.ice_tcp_port else 0),
             "--udp-port", str(self.udp_port + slot if self.udp_port else 0),
+            "--parent-pid", str(os.getpid()),
             *self.worker_options,
         ]  # fmt: skip
         env = {**os.environ, TOKEN_ENV: self.token}

@@ -113,3 +113,16 @@ async def test_the_back_off_starts_over_after_a_stable_run(
 
 def test_quick_exits_in_a_row_back_off_further() -> None:
     assert [restart_delay(n) for n in range(6)] == [*RESTART_DELAYS_S, RESTART_DELAYS_S[-1]]
+
+
+@pytest.mark.timeout(10)
+async def test_a_worker_notices_by_itself_that_its_parent_is_gone() -> None:
+    """Beside the parent-death signal: a worker stops once its parent is not the process that
+    started it (`chatguard relay --parent-pid`, which serve passes)."""
+    from relay.worker import until_orphaned
+
+    await asyncio.wait_for(until_orphaned(os.getppid() + 1, interval_s=0.01), 1.0)  # not ours: gone
+    watching = asyncio.create_task(until_orphaned(os.getppid(), interval_s=0.01))
+    await asyncio.sleep(0.1)
+    assert not watching.done()
+    watching.cancel()
