@@ -85,10 +85,17 @@ async () => {
 """
 
 
-async def selected_pair(page: Page) -> dict[str, Any] | None:
-    """The browser's selected ICE candidate pair (getStats), or None before there is one."""
-    found = await page.evaluate(SELECTED_PAIR_JS)
-    return None if found is None else dict(found)
+async def selected_pair(page: Page, timeout_s: float = 5.0) -> dict[str, Any] | None:
+    """The browser's selected ICE candidate pair (getStats), or None before there is one.
+    A pair whose state reads "in-progress" is read again for up to ``timeout_s``: Chromium
+    shows the selected pair so while a check of it (consent, every few seconds) is in flight,
+    as it did once in a clean-clone CI run, with media flowing on it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = await page.evaluate(SELECTED_PAIR_JS)
+        if found is None or found.get("state") != "in-progress" or time.monotonic() > deadline:
+            return None if found is None else dict(found)
+        await asyncio.sleep(0.2)
 
 
 async def wait_for_workers(admin_url: str, count: int) -> None:
