@@ -77,7 +77,9 @@ async def test_mute_and_camera_off_reach_the_partner_and_stop_releases_the_camer
             await alice.click("#mute")
             assert await alice.get_attribute("#mute", "aria-pressed") == "true"
             await asyncio.sleep(1)  # what was already on its way
-            assert await heard(bob) == 0
+            # silence: 0, or a trace of the last decoded samples (9e-12 in one CI run; the
+            # fake microphone's beeps measure many orders more)
+            assert await heard(bob) < 1e-6
             await alice.click("#camera")
             assert await alice.evaluate(
                 "window.chatguard.localStream.getVideoTracks().every(t => !t.enabled)"
