@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -151,15 +150,6 @@ async def test_a_direct_call_across_nodes_that_fails_moves_to_the_relay(
     assert (await b.expect("partner_left"))["reason"] == "next"
     await a.close()
     await b.close()
-
-
-async def paired_after_outage(client: Client) -> dict[str, Any]:
-    """The pairing, after any number of "unavailable" errors (the request is kept)."""
-    while (message := await client.recv(timeout=10))["type"] != "paired":
-        assert message["type"] in ("waiting", "pong", "error"), message
-        if message["type"] == "error":
-            assert message["code"] == "unavailable", message
-    return message
 
 
 async def report_twice(ws_url: str) -> None:
@@ -454,7 +444,8 @@ async def test_a_redis_restart_keeps_calls_and_queues_and_errors_clearly(tmp_pat
 
         redis_stack.enter_context(redis_server(tmp_path, redis.port))  # back, and empty
         # the waiting user's own heartbeat may have met the outage too: the same clear error
-        met = [await paired_after_outage(client) for client in (waiting, late)]
+        # (the request is kept)
+        met = [await c.expect_paired(timeout=10, errors=("unavailable",)) for c in (waiting, late)]
         assert met[0]["pair"] == met[1]["pair"]
         await asyncio.sleep(1.0)  # both nodes have noticed the restart and subscribed again
         await b.send(type="offer", pair=pair, sdp="v=0 after the restart")

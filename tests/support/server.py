@@ -20,9 +20,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from chatguard.header_deadline import header_deadline_protocol
-from chatguard.serve import create_serving_app
-from signaling.app import ws_max_size
+from chatguard.serve import create_serving_app, uvicorn_config
 from signaling.config import Config, config_from_mapping
 from signaling.route_policy import Route
 from tests.support.ports import free_port
@@ -53,20 +51,7 @@ def run_server(config: Config, route: Route | None = None) -> Iterator[RunningSe
     """Serve the real app, with the relay workers `config` asks for, with real uvicorn in a
     background thread for one test."""
     app = create_serving_app(config, route)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=config.server.host,
-            port=config.server.port,
-            log_level="warning",
-            ws_max_size=ws_max_size(config),
-            ws_per_message_deflate=config.server.websocket_compression,
-            http=header_deadline_protocol(
-                config.limits.header_timeout_s, app.state.service.budgets.count_header_timeout
-            ),
-            proxy_headers=False,  # [server] trusted_proxies decides (signaling.client_source)
-        )
-    )
+    server = uvicorn.Server(uvicorn_config(app, config, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -68,11 +68,17 @@ class Client:
             assert message["type"] == kind, f"expected {kind}, got {message}"
             return message
 
-    async def expect_paired(self, timeout: float = 5.0) -> dict[str, Any]:
-        """Skip queue notices (waiting) until the pairing arrives."""
+    async def expect_paired(
+        self, timeout: float = 5.0, errors: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """Skip queue notices (waiting), and errors of the codes in `errors`, until the
+        pairing arrives."""
         while True:
             message = await self.recv(timeout)
             if message["type"] in ("waiting", "pong"):
+                continue
+            if message["type"] == "error" and errors:
+                assert message["code"] in errors, message
                 continue
             assert message["type"] == "paired", f"expected paired, got {message}"
             return message
