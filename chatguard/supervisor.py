@@ -42,12 +42,17 @@ _PR_SET_PDEATHSIG = 1
 
 _WORKER_ENTRY = (
     "import signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}); "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
     "from chatguard.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 """The worker's first statement blocks SIGINT (held pending, not lost) until `chatguard relay`
 has imported what it needs and unblocks it, so a worker stopped while still starting exits
 quietly instead of printing a KeyboardInterrupt traceback from the middle of an import. (A mask
-set before exec does not do: uvloop's spawn resets the child's signal mask.)"""
+set before exec does not do: uvloop's spawn resets the child's signal mask.) The second makes
+SIGINT raise KeyboardInterrupt even when `serve` was started with it ignored, as a shell
+without job control starts a command run with `&`: an ignored signal stays ignored across
+exec, and Python then leaves it so. Such a worker ignored both the stop and the parent-death
+SIGINT; one outlived its killed supervisor for hours."""
 
 
 def signal_when_orphaned(signum: int) -> Callable[[], None]:

@@ -566,9 +566,10 @@ def _tested_moderator(gate_config: GateConfig) -> Moderator:
 
 async def until_orphaned(parent: int, interval_s: float = 1.0) -> None:
     """Returns once this process's parent is no longer ``parent`` (it died: the process was
-    handed to init). Why, beside the parent-death SIGINT the supervisor arranges: a clean-clone
-    CI run saw a worker outlive its killed supervisor by 20 s, the signal lost or swallowed
-    somewhere between start-up and the event loop; this check does not depend on it."""
+    handed to init). Why, beside the parent-death SIGINT the supervisor arranges: that signal
+    is not sent when the parent died before the child asked for it (between fork and
+    ``prctl``), and a worker whose SIGINT was ignored (``chatguard.supervisor._WORKER_ENTRY``)
+    outlived its killed supervisor for hours; this check depends on neither."""
     while os.getppid() == parent:
         await asyncio.sleep(interval_s)
     log.warning("relay worker: the process that started it (%d) is gone; stopping", parent)

@@ -126,3 +126,32 @@ async def test_a_worker_notices_by_itself_that_its_parent_is_gone() -> None:
     await asyncio.sleep(0.1)
     assert not watching.done()
     watching.cancel()
+
+
+@pytest.mark.timeout(60)
+async def test_workers_stop_on_sigint_even_when_serve_was_started_with_it_ignored() -> None:
+    """A shell without job control starts `serve &` with SIGINT ignored, and an ignored signal
+    stays ignored across exec: the workers must handle it anyway, or stopping waits out the
+    grace time and kills them (and a killed supervisor's SIGINT reaches nobody)."""
+    url = f"ws://127.0.0.1:{free_port()}/relay"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        supervisor = RelaySupervisor(1, url, "token", 10, "warning")
+        await supervisor.start()
+        pid = await wait_for_process(supervisor)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        deadline = time.monotonic() + 20
+        while not _handles_sigint(pid):  # Python has installed its handler: started
+            assert time.monotonic() < deadline, "the worker never handled SIGINT"
+            await asyncio.sleep(0.05)
+    finally:
+        await supervisor.stop()
+    assert supervisor.processes[0].returncode == 0  # stopped by SIGINT, not killed
+
+
+def _handles_sigint(pid: int) -> bool:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        fields = dict(line.split(":", 1) for line in status)
+    return bool(int(fields["SigCgt"], 16) & 1 << (signal.SIGINT - 1))
