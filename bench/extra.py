@@ -1,7 +1,8 @@
 """The ``bench`` extra: the load tool's own libraries, and the one-line answer when one is missing.
 
-Why a module: the product's dependencies are enough to serve. Plots (matplotlib) and the strict
-clip made from sample photographs (scikit-image, OpenCV) are the load tool's alone, installed
+Why a module: the product's dependencies are enough to serve. Plots (matplotlib), the strict
+clip made from sample photographs (scikit-image, OpenCV) and the browser pages of
+``strict-browser`` (Playwright) are the load tool's alone, installed
 with ``pip install 'chatguard[bench]'``. Workloads import them inside the functions that use
 them; ``chatguard bench`` turns the :class:`ModuleNotFoundError` of one of them into a line
 naming the extra (exit code 2, no traceback), and :func:`require` lets a workload's option check
@@ -13,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Final
 
-EXTRA_MODULES: Final = frozenset({"matplotlib", "skimage", "cv2"})
+EXTRA_MODULES: Final = frozenset({"matplotlib", "skimage", "cv2", "playwright"})
 """Top-level names of the modules the ``bench`` extra installs (pyproject.toml)."""
 INSTALL: Final = "pip install 'chatguard[bench]'"
 

@@ -32,6 +32,10 @@ WORKLOADS: Final = {
         "bench.strict_bench",
         "strict route: moderation CPU per stream, verdict latency, leaked frames",
     ),
+    "strict-browser": Entry(
+        "bench.strict_browser_bench",
+        "strict route vs relay route, real Chromium: leaks, sender quality, safe frames",
+    ),
 }
 
 

@@ -366,3 +366,43 @@ class StrictResult(msgspec.Struct):
     meta: StrictMeta
     searches: dict[str, SearchResult] = msgspec.field(default_factory=dict)
     """Engine -> its capacity search, with ``--search``."""
+
+
+# ---------------------------------------------------------------------- strict, real browsers
+
+
+class BrowserCall(msgspec.Struct):
+    """One call of ``chatguard bench strict-browser``: two Chromium pages through one route."""
+
+    route: str
+    seconds: float
+    max_bitrate_bps: int | None
+    """The sending page's cap (``RTCRtpSender.setParameters``); None: the browser's own."""
+    unsafe_frames: int
+    """Frames of unsafe scenes the receiving page decoded (the goal: 0 on the strict route)."""
+    safe_frames: int
+    unreadable_frames: int
+    unsafe_run_starts: list[int]
+    """Camera-loop positions where a run of unsafe frames at the page began."""
+    received_sizes: dict[str, int]
+    """Frames the receiving page decoded, by size."""
+    sender: dict[str, Any]
+    """The sending page's getStats over the call's second half: width, height, fps, kbit_s,
+    keyframe_share, limitation (samples by qualityLimitationReason), partner_fps (the other
+    direction: the receiving page's moving fake camera as the sending page decodes it)."""
+    rembs_sent: dict[str, float]
+    """REMBs the relay sent its senders, by the figure that bound them."""
+
+
+class StrictBrowserResult(msgspec.Struct):
+    """The strict route against the relay route in one run, real Chromium on both ends."""
+
+    calls: list[BrowserCall]
+    safe_share: float | None
+    """Safe frames the strict route's receiver decoded per second over the relay route's (the
+    goal: 0.9); None without both routes."""
+    goals_missed: list[str]
+    """The strict route's goals this run missed, in words; empty: all met."""
+    settings: dict[str, Any]
+    versions: dict[str, str]
+    machine: dict[str, Any]

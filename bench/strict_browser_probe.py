@@ -12,22 +12,20 @@ receiving page reads the stamp of every frame its decoder outputs (``MediaStream
 ``requestVideoFrameCallback`` undercounts in headless mode), and both pages' ``getStats`` are
 sampled every second.
 
-Run: ``python -m bench.strict_browser_probe --route strict --seconds 60 [--max-bitrate 300000]``.
-Needs the ``test`` extra (Playwright) and Debian's ``/usr/bin/chromium``; never downloads a browser.
+Run it as ``chatguard bench strict-browser`` (``bench.strict_browser_bench``: both routes, the
+relay route as the baseline); ``tests/test_strict_route_browser.py`` calls :func:`run`. Needs the
+bench extra (Playwright) and Debian's ``/usr/bin/chromium``; never downloads a browser.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import re
 import statistics
-import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -377,30 +375,3 @@ def run(
         return result
     finally:
         service.stop()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--route", choices=("relay", "strict"), default="strict")
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--max-bitrate", type=int, default=None, help="sender cap, bit/s")
-    parser.add_argument("--json", type=Path, default=None, help="write the result here")
-    parser.add_argument(
-        "--moderation",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a [moderation] setting for the service, e.g. settle_s=0 (repeatable)",
-    )
-    args = parser.parse_args(argv)
-    lines = [" = ".join(item.split("=", 1)) for item in args.moderation]
-    with tempfile.TemporaryDirectory(prefix="chatguard-probe-") as workdir:
-        result = run(args.route, args.seconds, args.max_bitrate, Path(workdir), lines)
-    summary = {k: v for k, v in asdict(result).items() if k not in ("samples", "relay")}
-    print(json.dumps(summary, indent=1))
-    if args.json is not None:
-        args.json.write_text(json.dumps(asdict(result), indent=1))
-
-
-if __name__ == "__main__":
-    main()

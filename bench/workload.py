@@ -52,8 +52,9 @@ def default_json(name: str) -> Path:
     return Path("bench") / "results" / f"{name}.json"
 
 
-def add_output_options(parser: argparse.ArgumentParser, name: str, plot_what: str) -> None:
-    """``--json`` and ``--plot``, the same for every workload."""
+def add_output_options(parser: argparse.ArgumentParser, name: str, plot_what: str | None) -> None:
+    """``--json`` and ``--plot`` (``plot_what`` None: a workload that draws nothing), the same
+    for every workload."""
     parser.add_argument(
         "--json",
         type=Path,
@@ -63,6 +64,8 @@ def add_output_options(parser: argparse.ArgumentParser, name: str, plot_what: st
         f"as given (default {default_json(name)} under the current directory; missing folders "
         "are made)",
     )
+    if plot_what is None:
+        return
     parser.add_argument(
         "--plot",
         type=Path,
@@ -73,9 +76,9 @@ def add_output_options(parser: argparse.ArgumentParser, name: str, plot_what: st
 
 def check_output(args: argparse.Namespace) -> str | None:
     """Whether ``--json`` and ``--plot`` can be written: known before a run, not after it."""
-    if args.plot is not None:
+    if getattr(args, "plot", None) is not None:
         require("matplotlib")
-    for option, path in (("--json", args.json), ("--plot", args.plot)):
+    for option, path in (("--json", args.json), ("--plot", getattr(args, "plot", None))):
         if path is not None and (problem := _unwritable(path)) is not None:
             return f"{option} {path}: {problem}"
     return None

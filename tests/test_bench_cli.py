@@ -77,11 +77,14 @@ def test_a_workloads_help_imports_that_workload_only() -> None:
 
 
 def test_every_bench_option_is_documented() -> None:
-    assert set(_subparsers(build_parser([]))) == {"signaling", "relay", "strict"}
-    for name in ("signaling", "relay", "strict"):
+    assert set(_subparsers(build_parser([]))) == {"signaling", "relay", "strict", "strict-browser"}
+    for name in ("signaling", "relay", "strict", "strict-browser"):
         parser = _subparsers(build_parser([name]))[name]
         options = {o for a in parser._actions for o in a.option_strings}
-        assert {"--target", "--pairs", "--duration", "--json", "--plot", "--search"} <= options
+        if name == "strict-browser":  # one call per route, no load to search
+            assert {"--seconds", "--max-bitrate", "--routes", "--json"} <= options
+        else:
+            assert {"--target", "--pairs", "--duration", "--json", "--plot", "--search"} <= options
         for action in parser._actions:
             assert action.help and len(action.help) > 10, (name, action.option_strings)
 
