@@ -38,8 +38,11 @@ SAFE, NEAR, UNSAFE = Finding.SAFE, Finding.NEAR_MISS, Finding.UNSAFE
 
 
 def sig(scene: int) -> np.ndarray:
-    """A 2x2 signature per scene; scenes are 40 grey levels apart (threshold 8)."""
-    return np.full((2, 2), 40.0 * scene, np.float32)
+    """A 2x2 signature per scene: scenes differ by 40 grey levels per scene in two cells, one
+    up and one down (the mean by 20 per scene; threshold 8), not in their lighting (the gate
+    takes a change of every cell by one amount for lighting)."""
+    step = 40.0 * scene
+    return np.array([[100.0 + step, 100.0], [100.0, 100.0 - step]], np.float32)
 
 
 def of(actions: list[Action], kind: type) -> list[Action]:
@@ -452,6 +455,22 @@ def test_a_change_in_one_corner_is_a_new_scene() -> None:
     assert not released(a) and reasons(a) == ["scene"]
 
 
+def test_a_change_of_lighting_is_no_new_scene_but_what_it_hides_is() -> None:
+    """Chromium's fake camera ramps its background by 1.2 grey levels a frame, and a lamp or the
+    camera's exposure does the like: each such change past the mean threshold was a cut that
+    waited to settle. Lighting is told from content by the median cell: a corner that changes
+    under a change of lighting is still a new scene."""
+    g = ModerationGate(RULES)
+    base = np.linspace(40.0, 200.0, 18 * 32, dtype=np.float32).reshape(18, 32)
+    g.on_frame(0, True, base, 0.0)
+    g.on_verdict(0, SAFE, "", 0.0, 0.01)
+    assert released(g.on_frame(1, False, base - 35.0, 0.033)) == [1]
+    corner = base - 35.0
+    corner[:5, :6] += 120.0  # the mean moves by 6.25 against the lit picture, the corner by 120
+    a = g.on_frame(2, False, corner, 0.066)
+    assert not released(a) and reasons(a) == ["scene"]
+
+
 SETTLE = GateConfig(resume_after_safe=1, settle_s=0.3, settle_verdicts=1, max_hold_s=0.5)
 
 
@@ -531,6 +550,32 @@ def test_a_moving_picture_settles_at_its_first_cut() -> None:
     a = g.on_frame(5, False, sig(2), 1.3)  # 0.3 s after the first cut
     assert of(a, Classify) == [Classify(5, "settle")]
     assert released(g.on_verdict(5, SAFE, "", 0.0, 1.33)) == [2, 3, 4, 5]
+
+
+def settle_with_a_second_scene(detail: float) -> tuple[ModerationGate, list[int]]:
+    """Scene 1 cuts in at 1.0 (sharp: it settles at 1.3), scene 2 at 1.25 in ``detail``, both
+    found safe; what the first settling releases."""
+    g = settled_open_gate()
+    g.on_frame(2, False, sig(1), 1.0, detail=3.0)
+    assert not released(g.on_verdict(2, SAFE, "", 0.0, 1.02))
+    assert reasons(g.on_frame(3, False, sig(2), 1.25, detail)) == ["scene"]
+    assert not released(g.on_verdict(3, SAFE, "", 0.0, 1.27))
+    assert reasons(g.on_frame(4, False, sig(2), 1.3, detail)) == ["settle"]
+    return g, released(g.on_verdict(4, SAFE, "", 0.0, 1.32))
+
+
+def test_a_coarse_second_scene_while_a_cut_settles_waits_to_settle_itself() -> None:
+    """Measured in a Chromium call: a cut to the ``camera`` scene 0.1 s before the previous
+    cut settled went out on its own coarse verdicts, 10 frames of a face the policy blocks. A
+    coarse change of the whole picture while a cut settles is a cut of its own, next in line;
+    one as sharp as the frame before it (a camera that pans) is not."""
+    assert settle_with_a_second_scene(3.0)[1] == [2, 3, 4]
+    g, first = settle_with_a_second_scene(2.2)
+    assert first == [2]
+    assert not of(g.on_frame(5, False, sig(2), 1.4, 2.2), Classify)
+    a = g.on_frame(6, False, sig(2), 1.55, 2.2)  # 0.3 s after the second scene came
+    assert of(a, Classify) == [Classify(6, "settle")]
+    assert released(g.on_verdict(6, SAFE, "", 0.0, 1.57)) == [3, 4, 5, 6]
 
 
 def test_a_keyframe_after_a_drop_that_shows_a_settled_scene_is_no_cut() -> None:

@@ -8,8 +8,9 @@ does the decoding, the classifying and the forwarding, and this file can be test
 The invariant (fail closed): a frame is released only if it was classified safe (or a near miss)
 itself, or it comes after a frame classified safe (the *reference*) in the same stream, shows the
 same scene (signature distance below ``scene_threshold`` and its most-changed cells below
-``scene_peak_threshold``) in no more detail (``detail_growth``), and arrived at most
-``verdict_ttl_s`` after it, with nothing unsafe and no near miss since. A *near miss* (a score
+``scene_peak_threshold``, once a change of lighting over the whole picture is taken out) in no
+more detail (``detail_growth``), and arrived at most ``verdict_ttl_s`` after it, with nothing
+unsafe and no near miss since. A *near miss* (a score
 under its threshold but within ``reference_margin`` of it, :class:`Finding`) is released alone and
 never covers another frame: where the model's scores hover at a threshold, one frame scoring just
 under must not open the gate for a second. After a block, forwarding resumes at a keyframe only
@@ -104,10 +105,16 @@ that lifts a block (``resume_after_safe``).
 when it shows the scene of a settled frame found safe). The encoder sends a cut coarse and draws
 the detail in over the next frames, so a verdict on the cut says little. Frames from the cut on,
 whatever else would release them, wait until ``settle_verdicts`` frames that arrived ``settle_s``
-or more after the cut are found safe, with no near miss between (cuts meanwhile do not put that
-off: a moving picture is a cut at every classification); then they go on their own verdicts or
-coverage as usual. Such a frame is classified when none that could settle the cut is in flight;
-waiting to settle does not count against ``max_hold_s``.
+or more after the cut are found safe, with no near miss between; then they go on their own
+verdicts or coverage as usual. A change of the whole picture meanwhile (the scene rule's mean,
+lighting aside) that comes coarse (less detail than the frame before it, by ``detail_growth``)
+is a cut of its own, next in line: once the one before it settled, frames from it on wait
+until frames that came ``settle_s`` after it are found safe. Measured: a cut to the ``camera``
+scene 0.1 s before the previous cut settled went out on its own coarse verdicts, 10 frames of
+it. Other cuts meanwhile do not put settling off: a moving picture is a cut at every
+classification, and a camera that pans changes the whole picture but draws nothing in coarse.
+Such a frame is classified when none that could settle the cut is in flight; waiting to settle
+does not count against ``max_hold_s``.
 
 "Drain" releases held frames from the head while a verdict covers them: it names the head's
 situation (the ``HEAD_*`` inputs) and follows that row, again while rows release. "Classify" is
@@ -450,6 +457,26 @@ _UNDECODABLE: Final = np.zeros(0, np.float32)
 row drops it)."""
 
 
+MAX_NEXT_CUTS: Final = 16
+"""Cuts remembered in line while one settles (each holds its frames until it settles, so the
+hold budget drops them long before this many come)."""
+
+
+def _relit(f: Signature, g: Signature) -> Signature:
+    """``f`` brightened or darkened by the median of what separates it from ``g``: what is
+    left is content, not lighting. Why: a change of lighting over the whole picture (a lamp,
+    the camera's exposure; Chromium's fake camera ramps its background by 1.2 grey levels a
+    frame) moved the mean past ``scene_threshold`` and made a cut that waited ``settle_s``,
+    although nothing new was in the picture. The median ignores a change confined to part of
+    the picture (under half of it), which therefore still counts in full."""
+    return (f + np.float32(np.median(g - f))).astype(np.float32, copy=False)
+
+
+def _mean_change(f: Signature, g: Signature) -> float:
+    """The scene rule's mean (``signature_distance``) between ``f`` and ``g``, lighting aside."""
+    return signature_distance(_relit(f, g), g)
+
+
 class ModerationGate:
     """Decisions for one video stream; every method returns the actions to carry out, in order.
 
@@ -482,6 +509,9 @@ class ModerationGate:
         """The frame whose safe verdict settled the cut."""
         self._settle_votes = 0
         """Safe verdicts so far on frames that came ``settle_s`` after the cut."""
+        self._next_cuts: deque[_Frame] = deque()
+        """Coarse changes of the whole picture while the cut settled, oldest first: each
+        settles in turn once the one before it has (module docstring, [4])."""
         self._vouched: _Frame | None = None
         """The newest frame found safe outside a cut's settling: a keyframe re-sent after a
         drop that shows its scene is no cut. An unsafe verdict or a near miss forgets it."""
@@ -634,9 +664,11 @@ class ModerationGate:
                 self._ref = None
                 self._floor = self._next_id
                 self._cut = None  # every frame since the cut was dropped
+                self._next_cuts.clear()
             case Op.FORGET_VERDICTS | Op.DISTRUST:
                 if op is Op.FORGET_VERDICTS:
                     self._cut = None  # blocked: every frame held was dropped
+                    self._next_cuts.clear()
                 self._ref = self._anchor = self._vouched = None
                 self._settle_votes = 0
                 self._floor = self._next_id
@@ -696,6 +728,7 @@ class ModerationGate:
                     self._settle_votes += 1
                     if self._settle_votes >= self.config.settle_verdicts:
                         self._settled = self._vouched = f
+                        self._settle_next(f)
             case Op.COUNT_SAFE:
                 if f.id >= self._floor:
                     self._safe_run += 1
@@ -726,15 +759,40 @@ class ModerationGate:
         """``f`` is a cut: frames from here on wait until ``settle_verdicts`` frames that
         arrived ``settle_s`` later are found safe. Not when it shows the scene of a settled
         frame found safe (a keyframe the relay asked for after a drop: coarse, but the scene
-        was judged sharp). Another cut while one settles does not move that time: a moving
-        picture is a cut at every classification, and must not wait for ever."""
-        if self.config.settle_s <= 0 or self.state is GateState.BLOCKED:
+        was judged sharp). Another cut while one settles waits in line only when it changes
+        the whole picture and comes coarse (module docstring, [4]): a moving picture is a cut
+        at every classification, and must not wait for ever."""
+        c = self.config
+        if c.settle_s <= 0 or self.state is GateState.BLOCKED:
             return
         if self._vouched is not None and not self._scene_change(f, self._vouched):
             return
         if self._cut is None or self._settled is not None:
             self._cut, self._settled, self._settle_votes = f, None, 0
-            self._settle_after = f.arrival + self.config.settle_s
+            self._settle_after = f.arrival + c.settle_s
+        elif (
+            (a := self._anchor) is not None
+            and a is not f
+            and len(self._next_cuts) < MAX_NEXT_CUTS
+            and f.detail * (1.0 + c.detail_growth) < a.detail
+            and _mean_change(f.signature, a.signature) >= c.scene_threshold
+        ):
+            self._next_cuts.append(f)
+
+    def _settle_next(self, f: _Frame) -> None:
+        """The cut settled on ``f``'s verdict: the next one in line, if one came meanwhile,
+        settles now, and ``f`` counts towards it if it came late enough."""
+        c = self.config
+        while self._next_cuts:
+            cut = self._next_cuts.popleft()
+            self._cut, self._settled, self._settle_votes = cut, None, 0
+            self._settle_after = cut.arrival + c.settle_s
+            if f.arrival < self._settle_after:
+                return
+            self._settle_votes = 1
+            if self._settle_votes < c.settle_verdicts:
+                return
+            self._settled = f
 
     def _unsettled(self, f: _Frame) -> bool:
         """Whether ``f`` is from a cut not settled yet (once settled, frames go on their own
@@ -776,9 +834,10 @@ class ModerationGate:
         """Far on average, or much changed somewhere: a change confined to part of the
         picture (someone entering one corner) is a new scene too."""
         c = self.config
+        fg = _relit(f.signature, g.signature)
         return (
-            signature_distance(f.signature, g.signature) >= c.scene_threshold
-            or peak_change(f.signature, g.signature, c.scene_peak_cells) >= c.scene_peak_threshold
+            signature_distance(fg, g.signature) >= c.scene_threshold
+            or peak_change(fg, g.signature, c.scene_peak_cells) >= c.scene_peak_threshold
         )
 
     def _periodic_rate(self, now: float) -> float:
