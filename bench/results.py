@@ -82,6 +82,9 @@ class SignalingCase(msgspec.Struct):
     ready to run but waited for a CPU: other work on a shared machine, or the load generator."""
     machine_cpu_pressure_percent: float | None = None
     """Share of the load's time some task on this machine waited for a CPU (Linux PSI)."""
+    measured_s: float = 0.0
+    """Seconds measured: from the end of the ramp once 99.5 % of the clients were connected
+    (at the latest half-way through ``--duration``) to the end of the load."""
 
 
 class RedisWork(msgspec.Struct):

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from bench.results import SignalingResult
-from bench.signaling_bench import SignalingLevels, check_args, table
+from bench.signaling_bench import MeasuredWindow, SignalingLevels, check_args, table
 from bench.signaling_load import PairingClock
 from bench.signaling_setups import Setup, comma_setups
 from chatguard import cli
@@ -144,3 +144,14 @@ def test_setup_options_are_refused_before_anything_starts(options: list[str], pr
 
     args = build_parser(["signaling"]).parse_args(["signaling", *options])
     assert problem in (check_args(args) or "")
+
+
+def test_the_measured_seconds_start_once_the_ramp_is_over_and_the_clients_are_in() -> None:
+    window = MeasuredWindow(ramp_end=10.0, latest_start=15.0, clients=1000)
+    assert not window.measuring(9.0, 1000)  # still ramping
+    assert not window.measuring(11.0, 990)  # ramp over, 10 still connecting
+    assert window.measuring(12.0, 995) and window.measuring(13.0, 10)  # in, and stays so
+    assert window.seconds(20.0) == 8.0
+    late = MeasuredWindow(ramp_end=10.0, latest_start=15.0, clients=1000)
+    assert not late.measuring(14.0, 500) and late.measuring(15.0, 500)  # at the latest
+    assert MeasuredWindow(10.0, 15.0, 1).seconds(20.0) == 0.0  # never started
