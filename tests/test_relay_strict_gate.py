@@ -578,6 +578,21 @@ def test_a_coarse_second_scene_while_a_cut_settles_waits_to_settle_itself() -> N
     assert released(g.on_verdict(6, SAFE, "", 0.0, 1.57)) == [3, 4, 5, 6]
 
 
+def test_a_near_miss_while_a_cut_settles_voids_the_cuts_earlier_safe_verdicts() -> None:
+    """Measured in a capped Chromium call: the cut to the ``camera`` scene was found safe on its
+    coarse first frame (0.0); a settling check scored 0.28 against 0.3 (a near miss), the next
+    two 0.0 and settled the cut, and the coarse first frame went out on its own verdict, a
+    frame of a face the policy blocks. A near miss voids every verdict before it, a held
+    frame's own included."""
+    g = ModerationGate(replace(SETTLE, settle_verdicts=2))
+    g.on_frame(0, True, sig(0), 0.0)
+    g.on_verdict(0, SAFE, "", 0.0, 0.01)  # the coarse cut, found safe: it waits to settle
+    assert reasons(g.on_frame(1, False, sig(0), 0.3)) == ["settle"]
+    a = g.on_verdict(1, NEAR, "FACE_MALE", 0.28, 0.32)
+    assert not released(a) and {d.frame_id for d in of(a, Drop)} == {0, 1}
+    assert of(a, RequestKeyframe) and g.state is GateState.AWAIT_KEYFRAME
+
+
 def test_a_keyframe_after_a_drop_that_shows_a_settled_scene_is_no_cut() -> None:
     """The keyframe the relay asks for after a drop is coarse too, but its scene was judged
     in detail: waiting to settle again only costs frames (and, held too long, another drop)."""

@@ -95,8 +95,11 @@ BLOCKED        HEAD_UNCOVERED     drop all held, request a keyframe [1]         
 earlier one would not resume, and every keyframe costs the sender bitrate.
 
 [2] Distrust: lose the reference and what a new frame is compared with (so the next frame is
-classified, held until its own verdict), no verdict from before counts any more, the run of
-safe verdicts starts again, and the periodic check runs at the alert rate for ``alert_s``.
+classified, held until its own verdict), no verdict from before counts any more (a held frame
+found safe before it is held as if unclassified: measured, a cut's coarse first frame, found
+safe, went out once two later safe verdicts settled the cut although a near miss, 0.28 against
+0.3, had come between), the run of safe verdicts starts again, and the periodic check runs at
+the alert rate for ``alert_s``.
 
 [3] A safe verdict on a frame after the last drop or block lengthens the run of safe verdicts
 that lifts a block (``resume_after_safe``).
@@ -676,6 +679,8 @@ class ModerationGate:
                 self._ref = self._anchor = self._vouched = None
                 self._settle_votes = 0
                 self._floor = self._next_id
+                for held in self._held:  # a held frame's own safe verdict is from before too
+                    held.safe = False
                 self._safe_run = 0
                 self._alert_until = now + self.config.alert_s
             case Op.STRIKE:
