@@ -139,7 +139,6 @@ def run(args: argparse.Namespace) -> StrictBrowserResult:
         )
         with tempfile.TemporaryDirectory(prefix="chatguard-strict-browser-") as workdir:
             found = probe(route, args.seconds, args.max_bitrate, Path(workdir), lines)
-        starts = sorted({i for i in found.unsafe_indices if i - 1 not in found.unsafe_indices})
         call = BrowserCall(
             route=route,
             seconds=found.seconds,
@@ -147,7 +146,7 @@ def run(args: argparse.Namespace) -> StrictBrowserResult:
             unsafe_frames=found.unsafe_frames,
             safe_frames=found.safe_frames,
             unreadable_frames=found.unreadable_frames,
-            unsafe_run_starts=starts,
+            unsafe_run_starts=found.unsafe_run_starts(),
             received_sizes=found.received_sizes,
             sender=found.sender,
             rembs_sent=found.relay.get("rembs_sent", {}),

@@ -232,6 +232,11 @@ class ProbeResult:
     samples: list[dict[str, Any]] = field(default_factory=list)
     relay: dict[str, Any] = field(default_factory=dict)
 
+    def unsafe_run_starts(self) -> list[int]:
+        """Loop positions where a run of unsafe frames at the page began."""
+        seen = set(self.unsafe_indices)
+        return sorted(i for i in seen if i - 1 not in seen)
+
 
 def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians of the sender's figures over the second half of the run, rates from deltas."""

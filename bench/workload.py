@@ -76,9 +76,10 @@ def add_output_options(parser: argparse.ArgumentParser, name: str, plot_what: st
 
 def check_output(args: argparse.Namespace) -> str | None:
     """Whether ``--json`` and ``--plot`` can be written: known before a run, not after it."""
-    if getattr(args, "plot", None) is not None:
+    plot = getattr(args, "plot", None)  # None too for a workload without --plot
+    if plot is not None:
         require("matplotlib")
-    for option, path in (("--json", args.json), ("--plot", getattr(args, "plot", None))):
+    for option, path in (("--json", args.json), ("--plot", plot)):
         if path is not None and (problem := _unwritable(path)) is not None:
             return f"{option} {path}: {problem}"
     return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from bench.strict_browser_probe import (
     INDEX_BITS,
+    ProbeResult,
     is_unsafe,
     loop_length,
     read_stamp,
@@ -53,3 +54,8 @@ def test_the_summary_takes_rates_over_the_second_half() -> None:
     assert summary["partner_fps"] == 4.0
     assert summary["receiver_plis"] == 9 // 4 - 5 // 4
     assert summarize(samples[:1]) == {}  # too few samples for a rate
+
+
+def test_runs_of_unsafe_frames_are_named_by_where_they_start() -> None:
+    result = ProbeResult("strict", 60.0, None, 5, 0, 0, [240, 241, 242, 95, 96], {}, {})
+    assert result.unsafe_run_starts() == [95, 240]

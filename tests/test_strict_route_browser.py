@@ -65,10 +65,9 @@ def assert_no_unsafe_frame(result: ProbeResult) -> None:
     28-58 frames (the encoder, still ramping up, drew the face in for 0.93 s); at 1.0 s, 0 in
     four calls, capped and uncapped. Make this a plain assertion once it holds every time."""
     if result.unsafe_frames:
-        starts = sorted({i for i in result.unsafe_indices if i - 1 not in result.unsafe_indices})
         pytest.xfail(
             f"{result.unsafe_frames} unsafe frames reached the page, runs starting at camera "
-            f"frames {starts}; sender {result.sender}"
+            f"frames {result.unsafe_run_starts()}; sender {result.sender}"
         )
 
 
