@@ -190,6 +190,39 @@ async def test_an_urgent_request_overtakes_a_running_batch_of_routine_ones(
     assert list(batcher.stats.batch_sizes) == [1, len(requests) - 1]  # urgent one heads it
 
 
+@pytest.mark.parametrize("where", ["running", "queued"])
+async def test_a_hurried_routine_request_goes_before_urgent_ones_that_come_after(
+    runner: ModelRunner, requests: list[InferenceRequest], where: str
+) -> None:
+    """A periodic re-check that frames are now held for must not starve behind the urgent
+    requests that keep coming from other streams (measured: it never ran, and half a second
+    of a stream was dropped when it timed out). It was either taken into the running batch
+    behind an urgent one, or is queued after urgent ones."""
+    assert runner.batch_mode == "loop" and len(requests) >= 4
+    order: list[str] = []
+
+    async def one(name: str, request: InferenceRequest, urgent: bool) -> None:
+        await batcher.submit(request, urgent=urgent)
+        order.append(name)
+
+    async with AsyncBatcher(runner, max_batch=8) as batcher:
+        tasks = [asyncio.create_task(one("u0", requests[0], True))]
+        routine = requests[1]
+        if where == "running":
+            tasks.append(asyncio.create_task(one("r", routine, False)))
+            await asyncio.sleep(0.005)  # the batch [u0, r] is running u0
+        else:
+            await asyncio.sleep(0.005)  # u0 runs alone
+            tasks.append(asyncio.create_task(one("r", routine, False)))
+            tasks.append(asyncio.create_task(one("u1", requests[2], True)))
+            await asyncio.sleep(0)  # both queued
+        batcher.hurry(routine)
+        tasks.append(asyncio.create_task(one("u2", requests[3], True)))
+        await asyncio.gather(*tasks)
+    expected = ["u0", "r", "u2"] if where == "running" else ["u0", "u1", "r", "u2"]
+    assert order == expected  # not hurried, r would come last
+
+
 async def test_in_tensor_mode_urgent_requests_run_without_routine_ones(
     requests: list[InferenceRequest], expected: list[list[Detection]]
 ) -> None:

@@ -6,13 +6,12 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from models.batching import AsyncBatcher
+from models.batching import AsyncBatcher, InferenceRequest
 from models.detections import Detection
 from models.inference import ModelRunner
 from models.letterbox import Letterbox
@@ -135,15 +134,13 @@ async def test_held_frames_are_classified_before_periodic_checks(
     periodic re-checks of released frames do not."""
     batcher = AsyncBatcher(runner)
     urgent_flags: list[bool] = []
-    infer = batcher.infer
+    submit = batcher.submit
 
-    async def spy(
-        tensor: NDArray[np.float32], letterbox: Letterbox, *, urgent: bool = False, **kw: Any
-    ) -> list[Detection]:
+    async def spy(request: InferenceRequest, *, urgent: bool = False) -> list[Detection]:
         urgent_flags.append(urgent)
-        return await infer(tensor, letterbox, urgent=urgent, **kw)
+        return await submit(request, urgent=urgent)
 
-    monkeypatch.setattr(batcher, "infer", spy)
+    monkeypatch.setattr(batcher, "submit", spy)
     sink = Sink(Vp8Sender())
     moderator = Moderator(batcher)
     await play(moderator, sink, [SAFE] * 70)  # one keyframe, one scene, 2.3 s
