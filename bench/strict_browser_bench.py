@@ -138,19 +138,7 @@ def run(args: argparse.Namespace) -> StrictBrowserResult:
             flush=True,
         )
         with tempfile.TemporaryDirectory(prefix="chatguard-strict-browser-") as workdir:
-            found = probe(route, args.seconds, args.max_bitrate, Path(workdir), lines)
-        call = BrowserCall(
-            route=route,
-            seconds=found.seconds,
-            max_bitrate_bps=found.max_bitrate,
-            unsafe_frames=found.unsafe_frames,
-            safe_frames=found.safe_frames,
-            unreadable_frames=found.unreadable_frames,
-            unsafe_run_starts=found.unsafe_run_starts(),
-            received_sizes=found.received_sizes,
-            sender=found.sender,
-            rembs_sent=found.relay.get("rembs_sent", {}),
-        )
+            call = probe(route, args.seconds, args.max_bitrate, Path(workdir), lines)
         print(row(call), flush=True)
         calls.append(call)
     return StrictBrowserResult(

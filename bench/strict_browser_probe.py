@@ -25,7 +25,6 @@ import statistics
 import time
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -34,7 +33,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.chromium import CHROMIUM, FLAGS
-from bench.service import EmbeddedService, read_stats, wait_for_relays, wait_until_up
+from bench.results import BrowserCall
+from bench.service import EmbeddedService, wait_for_relays, wait_until_up
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -215,27 +215,11 @@ async (maxBitrate) => {
 """
 
 
-@dataclass
-class ProbeResult:
-    """What one run measured; ``sender`` figures are medians over the run's second half."""
-
-    route: str
-    seconds: float
-    max_bitrate: int | None
-    unsafe_frames: int
-    safe_frames: int
-    unreadable_frames: int
-    unsafe_indices: list[int]
-    """Loop positions (``index % loop_length()``) of the unsafe frames received, in order."""
-    received_sizes: dict[str, int]
-    sender: dict[str, Any]
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    relay: dict[str, Any] = field(default_factory=dict)
-
-    def unsafe_run_starts(self) -> list[int]:
-        """Loop positions where a run of unsafe frames at the page began."""
-        seen = set(self.unsafe_indices)
-        return sorted(i for i in seen if i - 1 not in seen)
+def unsafe_run_starts(indices: Sequence[int]) -> list[int]:
+    """Loop positions where a run of unsafe frames at the page began (``indices``: the loop
+    positions of the unsafe frames received)."""
+    seen = set(indices)
+    return sorted(i for i in seen if i - 1 not in seen)
 
 
 def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -292,7 +276,7 @@ async def _wait_for_frames(page: Page, timeout_s: float) -> None:
 
 async def probe(
     url: str, camera: Path, route: str, seconds: float, max_bitrate: int | None
-) -> ProbeResult:
+) -> BrowserCall:
     """One call between a sender showing ``camera`` and a receiver, for ``seconds``."""
     from playwright.async_api import async_playwright
 
@@ -325,18 +309,18 @@ async def probe(
             await receiving.close()
     indices = [read_stamp(bits) for bits in seen["seen"]]
     readable = [i for i in indices if i is not None]
-    unsafe = sum(1 for i in readable if is_unsafe(i))
-    return ProbeResult(
+    unsafe = [i % loop_length() for i in readable if is_unsafe(i)]
+    return BrowserCall(
         route=route,
         seconds=seconds,
-        max_bitrate=max_bitrate,
-        unsafe_frames=unsafe,
-        safe_frames=len(readable) - unsafe,
+        max_bitrate_bps=max_bitrate,
+        unsafe_frames=len(unsafe),
+        safe_frames=len(readable) - len(unsafe),
         unreadable_frames=seen["unreadable"] + len(indices) - len(readable),
-        unsafe_indices=[i % loop_length() for i in readable if is_unsafe(i)],
+        unsafe_run_starts=unsafe_run_starts(unsafe),
         received_sizes=seen["sizes"],
         sender=summarize(samples),
-        samples=samples,
+        rembs_sent={},
     )
 
 
@@ -359,7 +343,7 @@ def run(
     max_bitrate: int | None,
     workdir: Path,
     moderation: Sequence[str] = (),
-) -> ProbeResult:
+) -> BrowserCall:
     """Start ``chatguard serve --route ROUTE`` here and probe one call through it;
     ``moderation``: extra ``[moderation]`` lines (``key = value``), to compare settings."""
     camera = write_camera(workdir / "camera.y4m")
@@ -372,11 +356,8 @@ def run(
         wait_until_up(service.endpoints.ws_url, 60)
         wait_for_relays(service.endpoints, 1, 120)
         url = service.endpoints.ws_url.replace("ws://", "http://").removesuffix("/ws")
-        result = asyncio.run(probe(url, camera, route, seconds, max_bitrate))
-        result.relay = {
-            "relay_workers": read_stats(service.endpoints.stats_url).get("relay_workers", []),
-            "rembs_sent": rembs_sent(service.endpoints.stats_url.removesuffix("stats") + "metrics"),
-        }
-        return result
+        call = asyncio.run(probe(url, camera, route, seconds, max_bitrate))
+        call.rembs_sent = rembs_sent(service.endpoints.stats_url.removesuffix("stats") + "metrics")
+        return call
     finally:
         service.stop()

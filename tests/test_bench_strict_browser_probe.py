@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from bench.strict_browser_probe import (
     INDEX_BITS,
-    ProbeResult,
     is_unsafe,
     loop_length,
     read_stamp,
     stamp_bits,
     summarize,
+    unsafe_run_starts,
 )
 
 
@@ -57,5 +57,4 @@ def test_the_summary_takes_rates_over_the_second_half() -> None:
 
 
 def test_runs_of_unsafe_frames_are_named_by_where_they_start() -> None:
-    result = ProbeResult("strict", 60.0, None, 5, 0, 0, [240, 241, 242, 95, 96], {}, {})
-    assert result.unsafe_run_starts() == [95, 240]
+    assert unsafe_run_starts([240, 241, 242, 95, 96]) == [95, 240]

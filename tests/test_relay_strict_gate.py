@@ -105,6 +105,28 @@ def test_unsafe_verdict_blocks_until_a_safe_keyframe() -> None:
     assert released(a) == [5, 6] and of(a, Resumed) and g.state is GateState.OPEN
 
 
+def test_a_check_that_finds_a_new_scene_while_blocked_asks_for_a_keyframe_at_once() -> None:
+    """The keyframe that can lift the block is on its way while the check runs (measured:
+    0.06-0.2 s of each safe scene after a blocked one went by before the keyframe was asked)."""
+    g = ModerationGate(replace(CONFIG, resume_after_safe=2))
+    g.on_frame(0, True, sig(0), 0.0)
+    g.on_verdict(0, SAFE, "", 0.0, 0.01)
+    g.on_frame(1, False, sig(1), 0.1)
+    assert of(g.on_verdict(1, UNSAFE, "X", 0.9, 0.12), Blocked)
+    a = g.on_frame(2, False, sig(1), 0.6)  # the same scene, checked: no keyframe yet
+    assert reasons(a) == ["resume"] and not of(a, RequestKeyframe)
+    g.on_verdict(2, UNSAFE, "X", 0.9, 0.62)
+    a = g.on_frame(3, False, sig(0), 0.7)  # not due: neither checked nor asked for
+    assert not of(a, Classify) and not of(a, RequestKeyframe)
+    a = g.on_frame(4, False, sig(0), 1.0)  # a new scene, checked: the keyframe is asked now
+    assert reasons(a) == ["resume"] and of(a, RequestKeyframe) == [RequestKeyframe()]
+    a = g.on_frame(5, True, sig(0), 1.05)  # it comes before the check's verdict
+    assert reasons(a) == ["keyframe"] and not released(a)
+    assert not released(g.on_verdict(4, SAFE, "", 0.0, 1.08))  # one safe verdict: held
+    a = g.on_verdict(5, SAFE, "", 0.0, 1.1)  # the keyframe's own, the second: resumed
+    assert released(a) == [5] and of(a, Resumed) and g.state is GateState.OPEN
+
+
 def test_unsafe_keyframe_keeps_the_block() -> None:
     g = open_gate()
     g.on_frame(1, False, sig(1), 0.1)

@@ -42,8 +42,9 @@ OPEN           DELTA              the same                                      
 AWAIT_KEYFRAME DELTA              drop, request a keyframe                         -
 AWAIT_KEYFRAME KEYFRAME           hold, classify (released on its own verdict:     OPEN
                                   the drop cleared the reference)
-BLOCKED        DELTA              classify if the periodic check is due, drop,     -
-                                  request a keyframe [1]
+BLOCKED        DELTA              classify if the periodic check is due (and       -
+                                  request a keyframe if it shows a new scene [6]),
+                                  drop, request a keyframe [1]
 BLOCKED        DELTA_BEHIND_HELD  hold; classify if a new scene (or sharper) [5]   -
 BLOCKED        KEYFRAME           hold, classify                                   -
 OPEN           OVERDUE            drop all held, lose the reference, request a     AWAIT
@@ -123,6 +124,11 @@ does not count against ``max_hold_s``.
 and the frames after it are sharper than its verdict can cover. Unclassified, the first of
 them was the head once the keyframe resumed, uncovered, and dropped everything (measured:
 0.4 s of a safe scene lost each time, to a second keyframe).
+
+[6] Blocked, a check on a frame that shows a new scene against the frame checked before it asks
+for a keyframe at once: if the check finds the new scene safe, the keyframe that can lift the
+block is already on its way, a round trip sooner than [1] would ask. A still picture never
+asks; a moving one, at most as often as the caller's throttle lets it.
 
 "Drain" releases held frames from the head while a verdict covers them: it names the head's
 situation (the ``HEAD_*`` inputs) and follows that row, again while rows release. "Classify" is
@@ -529,6 +535,8 @@ class ModerationGate:
         self._next_cuts: deque[_Frame] = deque()
         """Coarse changes of the whole picture while the cut settled, oldest first: each
         settles in turn once the one before it has (module docstring, [4])."""
+        self._last_checked: _Frame | None = None
+        """The frame submitted last, whatever its verdict (blocked, [6] compares with it)."""
         self._vouched: _Frame | None = None
         """The newest frame found safe outside a cut's settling: a keyframe re-sent after a
         drop that shows its scene is no cut. An unsafe verdict or a near miss forgets it."""
@@ -721,8 +729,13 @@ class ModerationGate:
                 # frame that found none free was dropped unclassified (measured in Chromium
                 # calls: the first sharper frame after a cut, behind a periodic check)
                 if due and len(self._in_flight) < max(1, self.config.max_in_flight - 1):
-                    blocked = self.state is GateState.BLOCKED
-                    self._submit(f, now, out, "resume" if blocked else "periodic")
+                    if self.state is GateState.BLOCKED:
+                        last = self._last_checked
+                        self._submit(f, now, out, "resume")
+                        if last is not None and self._scene_change(f, last):
+                            out.append(RequestKeyframe())  # [6]
+                    else:
+                        self._submit(f, now, out, "periodic")
             case Op.CLASSIFY_IF_NEW_SCENE:
                 a = self._anchor
                 if a is None or self._scene_change(f, a):
@@ -873,7 +886,7 @@ class ModerationGate:
             return
         self._in_flight[f.id] = (f, now)
         self._last_submit = now
-        self._anchor = f
+        self._anchor = self._last_checked = f
         out.append(Classify(f.id, reason))
 
     def _release(self, f: _Frame, out: list[Action]) -> None:
