@@ -89,6 +89,25 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
+class _NameTheListener(logging.Filter):
+    """uvicorn logs "Started server process", "Shutting down" and "Finished server process" for
+    each of the process's two servers on one logger, so an operator read every line twice and
+    could not tell which server stopped. The admin listener's own say so."""
+
+    def __init__(self, listener: AdminListener) -> None:
+        super().__init__()
+        self._listener = listener
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # a thread without an event loop
+            return True
+        if task is not None and task is self._listener._task:
+            record.msg = f"admin listener: {record.msg}"
+        return True
+
+
 class AdminListener:
     """The admin app on its own socket, for the life of the public app."""
 
@@ -102,6 +121,7 @@ class AdminListener:
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None
+        self._log_filter = _NameTheListener(self)
 
     async def start(self) -> None:
         """Bind here, so that a port in use fails the service's start-up with a clear error
@@ -116,6 +136,7 @@ class AdminListener:
         self._server = _QuietServer(
             uvicorn.Config(self.app, lifespan="off", log_config=None, access_log=self.access_log)
         )
+        logging.getLogger("uvicorn.error").addFilter(self._log_filter)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
             if self._task.done():
@@ -132,5 +153,6 @@ class AdminListener:
             return
         self._server.should_exit = True
         await self._task
+        logging.getLogger("uvicorn.error").removeFilter(self._log_filter)
         if self._socket is not None:
             self._socket.close()

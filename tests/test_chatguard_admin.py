@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import socket
 import subprocess
 import sys
@@ -16,7 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
 
+from chatguard.admin import AdminListener
+from signaling.config import AdminConfig
 from signaling.route_policy import Route
 from tests.support.ports import free_port
 from tests.support.rtcclient import ChatPeer
@@ -183,3 +187,20 @@ def test_a_taken_admin_port_stops_serve_at_start(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "Address already in use" in done.stderr
     assert "relay worker" not in done.stderr  # none was started
+
+
+async def test_uvicorns_lines_about_the_admin_listener_say_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The process runs two uvicorn servers, and uvicorn logs its start and stop for each on
+    one logger: the admin listener's lines name it, the public server's are left as they are."""
+    caplog.set_level(logging.INFO, logger="uvicorn.error")
+    listener = AdminListener(AdminConfig(port=free_port()))
+    listener.app = Starlette()
+    await listener.start()
+    logging.getLogger("uvicorn.error").info("Started server process [%d]", 1)  # another task's
+    await listener.stop()
+    lines = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error"]
+    assert any(line.startswith("admin listener: Started server process") for line in lines)
+    assert any(line.startswith("admin listener: Finished server process") for line in lines)
+    assert "Started server process [1]" in lines

@@ -84,6 +84,21 @@ def test_new_scene_is_held_until_its_own_verdict() -> None:
     assert released(g.on_frame(3, False, sig(0), 0.17)) == [3]
 
 
+def test_a_frame_that_waits_for_a_periodic_checks_verdict_is_awaiting_cover() -> None:
+    """What the caller hurries a routine re-check for: a held frame waiting on it, and only
+    then (not for a frame that waits for its own verdict)."""
+    g = ModerationGate(CONFIG)
+    g.on_frame(0, True, sig(0), 0.0, 1.0)
+    g.on_verdict(0, SAFE, "", 0.0, 0.01)
+    a = g.on_frame(1, False, sig(0), 0.6, 1.2)  # covered by 0, and the periodic check is due
+    assert released(a) == [1] and reasons(a) == ["periodic"] and not g.awaiting_cover
+    a = g.on_frame(2, False, sig(0), 0.63, 1.3)  # sharper than 0, not than 1 (in flight)
+    assert not released(a) and not of(a, Classify) and g.awaiting_cover
+    assert released(g.on_verdict(1, SAFE, "", 0.0, 0.65)) == [2] and not g.awaiting_cover
+    a = g.on_frame(3, False, sig(1), 0.7, 1.3)  # a new scene: held for its own verdict
+    assert reasons(a) == ["scene"] and g.held == 1 and not g.awaiting_cover
+
+
 def test_unsafe_verdict_blocks_until_a_safe_keyframe() -> None:
     g = open_gate()
     g.on_frame(1, False, sig(1), 0.1)

@@ -550,6 +550,15 @@ class ModerationGate:
         return len(self._held)
 
     @property
+    def awaiting_cover(self) -> bool:
+        """The oldest held frame waits for the verdict on an earlier frame (a periodic re-check
+        still in flight) that may cover it: the caller then hurries that request. Not while a
+        cut settles: frames then wait for verdicts of their own, and hurrying every re-check
+        made the held frames of other streams wait behind them (measured in the in-process
+        strict benchmark: verdicts p50 84 -> 388 ms, 832 frames dropped as held too long)."""
+        return bool(self._held) and self._head_input(self._held[0]) is Input.HEAD_MAYBE_COVERED
+
+    @property
     def in_flight(self) -> int:
         return len(self._in_flight)
 

@@ -257,8 +257,8 @@ class ModeratedStream:
         self._ssrc = 0
         self._tensors: list[NDArray[np.float32]] = []
         self._routine: dict[int, InferenceRequest] = {}
-        """Periodic re-checks waiting in the batcher, by frame id, to hurry once a frame is
-        held."""
+        """Periodic re-checks waiting in the batcher, by frame id, to hurry once a held frame
+        waits for one (``ModerationGate.awaiting_cover``)."""
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._worker = asyncio.get_running_loop().create_task(self._run())
@@ -424,7 +424,7 @@ class ModeratedStream:
         t0 = time.perf_counter()
         request = InferenceRequest(tensor, lb, self.policy.thresholds)
         if not held:
-            held = bool(self.gate.held)  # frames came meanwhile that it may cover
+            held = self.gate.awaiting_cover  # frames came meanwhile that wait for it
             if not held:
                 self._routine[fid] = request
         try:
@@ -448,10 +448,10 @@ class ModeratedStream:
 
     def _apply(self, actions: list[Action]) -> None:
         now = self._m.clock()
-        if self._routine and self.gate.held:
-            # a frame held now may be waiting for a periodic re-check's verdict to cover it
-            # (measured: one starved behind the other direction's held frames, and half a
-            # second of frames behind it was dropped for it)
+        if self._routine and self.gate.awaiting_cover:
+            # a frame held now waits for a periodic re-check's verdict to cover it (measured:
+            # one starved behind the other direction's held frames, and half a second of
+            # frames behind it was dropped for it)
             for request in self._routine.values():
                 self._m.batcher.hurry(request)
         for a in actions:
