@@ -6,8 +6,9 @@ every frame it decodes (``bench.strict_browser_probe``, the same code an enginee
 hand). Each call lasts PROBE_S seconds, at the browser's own bitrate and with the sender capped
 at 300 kbit/s. What must hold: not one frame of an unsafe scene reaches the receiving page, and
 holding frames for a verdict does not squeeze the sender (its resolution, frame rate and
-qualityLimitationReason from getStats) nor starve the receiver of safe frames (printed, against
-the 0.9 goal).
+qualityLimitationReason from getStats) nor starve the receiver of safe frames (at least 0.9 of the
+relay route's). Each is recorded as an expected failure with its figures when it does not
+hold, the unsafe frames first (the checks below say why).
 """
 
 from __future__ import annotations
@@ -29,15 +30,15 @@ BASELINE_S = 20.0
 reads: two loops of the camera do, and CI time is kept for the strict calls."""
 CAP_BPS = 300_000
 SAFE_SHARE_GOAL = 0.9
-"""Safe frames the strict receiver should get against the relay route's: printed, not asserted
-(the figure needs a quiet machine: the model's verdicts share its two cores with four Chromium
-processes, and the gate withholds what no verdict covers). With
-`chatguard bench strict-browser --seconds 40`, nothing else running: 0.95 uncapped and capped
-since the resume checks and the re-checks held frames wait on go first in the classifier's
-queue (0.80-0.87 before; docs/strict-decisions.md). On the shared machine of earlier sessions
-(load average 7-17) it fell to 0-0.39 while the sender kept 640x480 unlimited: CPU decides that
-share, not the route's congestion control. The relay route's own sender is printed, not
-asserted: its receiver's REMB sometimes holds it at 480x360."""
+"""Safe frames the strict receiver should get against the relay route's: an expected failure
+with the figure when missed, not a failure (the figure needs a quiet machine: the model's
+verdicts share its two cores with four Chromium processes, and the gate withholds what no
+verdict covers). With `chatguard bench strict-browser --seconds 40`, nothing else running:
+0.91-0.92 since the resume checks and the re-checks held frames wait on go first in the
+classifier's queue (0.80-0.87 before; docs/strict-decisions.md). On the shared machine of
+earlier sessions (load average 7-17) it fell to 0-0.39 while the sender kept 640x480
+unlimited: CPU decides that share, not the route's congestion control. The relay route's own
+sender is printed, not asserted: its receiver's REMB sometimes holds it at 480x360."""
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +82,19 @@ def test_no_unsafe_frame_reaches_the_page_and_the_sender_keeps_its_quality(
     # the camera does show what the strict route blocks, and the page reads every stamp
     assert relay_route.unsafe_frames > 0 and relay_route.safe_frames > 0
     assert relay_route.unreadable_frames == 0
-    share = strict.safe_frames / max(relay_route.safe_frames * PROBE_S / BASELINE_S, 1)
-    print(f"strict/relay safe frames: {share:.2f} (goal {SAFE_SHARE_GOAL})")
     assert_no_unsafe_frame(strict)
     expect_unsqueezed(strict)
+    expect_safe_share(strict, relay_route)
+
+
+def expect_safe_share(strict: BrowserCall, relay_route: BrowserCall) -> None:
+    """At least SAFE_SHARE_GOAL of the relay route's safe frames (per second of call), an
+    expected failure with its figure when it does not hold: it needs a quiet machine
+    (SAFE_SHARE_GOAL's note)."""
+    share = strict.safe_frames / max(relay_route.safe_frames * strict.seconds / BASELINE_S, 1)
+    print(f"strict/relay safe frames: {share:.2f} (goal {SAFE_SHARE_GOAL})")
+    if share < SAFE_SHARE_GOAL:
+        pytest.xfail(f"the strict receiver got {share:.2f} of the relay route's safe frames")
 
 
 def expect_unsqueezed(result: BrowserCall) -> None:
@@ -104,7 +114,9 @@ def expect_unsqueezed(result: BrowserCall) -> None:
         )
 
 
-def test_no_unsafe_frame_reaches_the_page_with_the_sender_capped(tmp_path: Path) -> None:
+def test_no_unsafe_frame_reaches_the_page_with_the_sender_capped(
+    relay_route: BrowserCall, tmp_path: Path
+) -> None:
     """Capped at 300 kbit/s the sender held 640x480 in most runs but not all (480x360,
     "bandwidth", in 2 of 6 runs on this machine): recorded as an expected failure with its
     figures until it holds every time. Not one unsafe frame is asserted first."""
@@ -112,3 +124,4 @@ def test_no_unsafe_frame_reaches_the_page_with_the_sender_capped(tmp_path: Path)
     print(f"strict at {CAP_BPS} bit/s: {strict.sender} safe {strict.safe_frames}")
     assert_no_unsafe_frame(strict)
     expect_unsqueezed(strict)
+    expect_safe_share(strict, relay_route)  # against the uncapped relay route's
