@@ -112,11 +112,14 @@ whatever else would release them, wait until ``settle_verdicts`` frames that arr
 or more after the cut are found safe, with no near miss between; then they go on their own
 verdicts or coverage as usual. A change of the whole picture meanwhile (the scene rule's mean,
 lighting aside) that comes coarse (less detail than the frame before it, by ``detail_growth``)
-is a cut of its own, next in line: once the one before it settled, frames from it on wait
-until frames that came ``settle_s`` after it are found safe. Measured: a cut to the ``camera``
-scene 0.1 s before the previous cut settled went out on its own coarse verdicts, 10 frames of
-it. Other cuts meanwhile do not put settling off: a moving picture is a cut at every
-classification, and a camera that pans changes the whole picture but draws nothing in coarse.
+or abrupt (changed by ``cut_change`` or more from the frame just before it) is a cut of its
+own, next in line: once the one before it settled, frames from it on wait until frames that
+came ``settle_s`` after it are found safe. Measured: a cut to the ``camera`` scene 0.1 s before
+the previous cut settled went out on its own coarse verdicts, 10 frames of it; and one that
+came sharp 0.1 s after frames could settle the previous cut, whose own first verdicts (0.0)
+then settled it, 51 frames. Other cuts meanwhile do not put settling off: a moving picture is
+a cut at every classification, and a camera that pans changes the whole picture but draws
+nothing in coarse and little from one frame to the next.
 Such a frame is classified when none that could settle the cut is in flight; waiting to settle
 does not count against ``max_hold_s``.
 
@@ -204,6 +207,15 @@ class GateConfig:
     in quiet calls, but in a call's first seconds (the encoder still ramping up) the model
     scored the unsafe scene 0.0 on sharp-looking frames until 0.93 s after the cut, and 28-58
     frames leaked. 0: off."""
+    cut_change: float = 20.0
+    """A frame whose mean change from the frame just before it (the scene rule's mean, lighting
+    aside) is at least this is a cut of its own even while another cut settles, however much
+    detail it shows (module docstring, [4]). Measured on photographs: a pan of up to 12 px a
+    frame changes consecutive frames by at most 10.3, a cut between two photographs by 28-71.
+    Why: a 40 s Chromium call leaked 51 frames, the whole first pass of its ``camera`` scene,
+    which came sharp (detail 3.0 against 2.7) 0.1 s after the previous cut could settle; two
+    verdicts on the new scene's first, coarse frames (0.0) settled the old cut, and the new
+    scene went out on them until a re-check 1.1 s later scored 0.36."""
     settle_verdicts: int = 2
     """Safe verdicts, on as many frames that came ``settle_s`` after the cut, that settle it:
     the model missed the face on single sharp frames (0.0 where the next scored 0.59)."""
@@ -535,6 +547,8 @@ class ModerationGate:
         self._next_cuts: deque[_Frame] = deque()
         """Coarse changes of the whole picture while the cut settled, oldest first: each
         settles in turn once the one before it has (module docstring, [4])."""
+        self._previous: _Frame | None = None
+        """The last decodable frame (an abrupt change from it is a cut of its own, [4])."""
         self._last_checked: _Frame | None = None
         """The frame submitted last, whatever its verdict (blocked, [6] compares with it)."""
         self._vouched: _Frame | None = None
@@ -581,6 +595,8 @@ class ModerationGate:
         sig = _UNDECODABLE if signature is None else signature
         f = _Frame(frame_id, keyframe, sig, now, detail)
         self._step(self._frame_input(f, signature is None), f, now, out)
+        if signature is not None:
+            self._previous = f
         self._check_bounds(now, out)
         return out
 
@@ -812,12 +828,17 @@ class ModerationGate:
         if self._cut is None or self._settled is not None:
             self._cut, self._settled, self._settle_votes = f, None, 0
             self._settle_after = f.arrival + c.settle_s
-        elif (
-            (a := self._anchor) is not None
-            and a is not f
-            and len(self._next_cuts) < MAX_NEXT_CUTS
-            and f.detail * (1.0 + c.detail_growth) < a.detail
-            and _mean_change(f.signature, a.signature) >= c.scene_threshold
+        elif len(self._next_cuts) < MAX_NEXT_CUTS and (
+            (  # coarse: less detail than the frame classified before it, and the picture moved
+                (a := self._anchor) is not None
+                and a is not f
+                and f.detail * (1.0 + c.detail_growth) < a.detail
+                and _mean_change(f.signature, a.signature) >= c.scene_threshold
+            )
+            or (  # abrupt: the whole picture changed from the frame just before it
+                (p := self._previous) is not None
+                and _mean_change(f.signature, p.signature) >= c.cut_change
+            )
         ):
             self._next_cuts.append(f)
 
