@@ -99,6 +99,26 @@ def test_a_frame_that_waits_for_a_periodic_checks_verdict_is_awaiting_cover() ->
     assert reasons(a) == ["scene"] and g.held == 1 and not g.awaiting_cover
 
 
+def test_a_frame_that_found_no_free_slot_is_classified_when_it_heads_the_queue() -> None:
+    """After a coarse keyframe each frame is sharper than the last verdict covers; the third
+    found both slots taken, and once it headed the queue it was dropped with everything held
+    (measured after each resume in Chromium calls). Now it is classified then."""
+    g = ModerationGate(CONFIG)
+    g.on_frame(0, True, sig(0), 0.0, 1.0)
+    assert released(g.on_verdict(0, SAFE, "", 0.0, 0.01)) == [0]
+    assert reasons(g.on_frame(1, False, sig(0), 0.033, 1.3)) == ["scene"]  # sharper than 0
+    assert reasons(g.on_frame(2, False, sig(0), 0.067, 1.6)) == ["scene"]  # sharper than 1
+    assert reasons(g.on_frame(3, False, sig(0), 0.1, 1.9)) == []  # sharper, no slot free
+    assert released(g.on_verdict(1, SAFE, "", 0.0, 0.11)) == [1]
+    a = g.on_verdict(2, SAFE, "", 0.0, 0.12)
+    assert released(a) == [2] and reasons(a) == ["late"] and not of(a, Drop)
+    assert released(g.on_verdict(3, SAFE, "", 0.0, 0.15)) == [3]
+    # a frame whose request failed is not asked again: dropped, as before
+    assert reasons(g.on_frame(4, False, sig(0), 0.2, 2.5)) == ["scene"]
+    a = g.on_no_verdict(4, 0.25)
+    assert of(a, Drop) == [Drop(4, "unclassified")] and g.state is GateState.AWAIT_KEYFRAME
+
+
 def test_unsafe_verdict_blocks_until_a_safe_keyframe() -> None:
     g = open_gate()
     g.on_frame(1, False, sig(1), 0.1)

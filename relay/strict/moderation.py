@@ -95,7 +95,7 @@ class StreamStats:
     dropped: Counter[str] = field(default_factory=Counter)
     requested: Counter[str] = field(default_factory=Counter)
     """Classification requests by the gate's reason (``keyframe``, ``scene``, ``settle``,
-    ``periodic``, ``resume``)."""
+    ``late``, ``periodic``, ``resume``)."""
     decode_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
     preprocess_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
     classify_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
