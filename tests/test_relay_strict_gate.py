@@ -119,6 +119,20 @@ def test_a_frame_that_found_no_free_slot_is_classified_when_it_heads_the_queue()
     assert of(a, Drop) == [Drop(4, "unclassified")] and g.state is GateState.AWAIT_KEYFRAME
 
 
+def test_a_frame_of_another_scene_that_found_no_free_slot_is_still_dropped() -> None:
+    """In a moving picture every frame is a new scene: classifying each late held the stream
+    until max_hold_s (the other direction of Chromium calls fell to 0.4-0.5 fps)."""
+    g = ModerationGate(CONFIG)
+    g.on_frame(0, True, sig(0), 0.0, 1.0)
+    g.on_verdict(0, SAFE, "", 0.0, 0.01)
+    assert reasons(g.on_frame(1, False, sig(1), 0.033)) == ["scene"]
+    assert reasons(g.on_frame(2, False, sig(2), 0.067)) == ["scene"]
+    assert reasons(g.on_frame(3, False, sig(3), 0.1)) == []  # no slot free
+    assert released(g.on_verdict(1, SAFE, "", 0.0, 0.11)) == [1]
+    a = g.on_verdict(2, SAFE, "", 0.0, 0.12)
+    assert released(a) == [2] and of(a, Drop) == [Drop(3, "unclassified")]
+
+
 def test_unsafe_verdict_blocks_until_a_safe_keyframe() -> None:
     g = open_gate()
     g.on_frame(1, False, sig(1), 0.1)
