@@ -89,7 +89,6 @@ BLOCKED        HEAD_SAFE          drop all held (safe, but too few safe verdicts
 BLOCKED        HEAD_NEAR_MISS     drop all held, request a keyframe [1]            -
 BLOCKED        HEAD_AWAITED       wait for its verdict                             -
 BLOCKED        HEAD_MAYBE_COVERED drop all held, request a keyframe [1]            -
-BLOCKED        HEAD_UNASKED       drop all held, request a keyframe [1]            -
 BLOCKED        HEAD_UNCOVERED     drop all held, request a keyframe [1]            -
 ============== ================== ================================================ =========
 
@@ -155,7 +154,8 @@ cannot occur in that state: only OPEN has a reference (COVERED); AWAIT_KEYFRAME 
 frame (every way into it drops all held, and a keyframe leaves it), so it has no ``HEAD_*``,
 ``DELTA_BEHIND_HELD``, ``SAFE_ON_HELD``, ``NEAR_MISS_ON_HELD`` or ``OVERDUE`` rows; a held
 frame's own verdict in BLOCKED is on a keyframe (``HEAD_SAFE`` there is a keyframe whose run of
-safe verdicts is still too short), and in BLOCKED no reference covers anything.
+safe verdicts is still too short), and in BLOCKED no reference covers anything (nor makes a
+head ``HEAD_UNASKED``, [7]).
 """
 
 from __future__ import annotations
@@ -275,19 +275,20 @@ class Drop:
 
 @dataclass(frozen=True, slots=True)
 class Classify:
-    """Submit this frame (the one just passed to :meth:`ModerationGate.on_frame`) to the
-    classifier and report back with :meth:`ModerationGate.on_verdict` or ``on_no_verdict``."""
+    """Submit this frame (the one just passed to :meth:`ModerationGate.on_frame`, or for
+    ``late`` the held one at the head) to the classifier and report back with
+    :meth:`ModerationGate.on_verdict` or ``on_no_verdict``."""
 
     frame_id: int
     reason: str = field(default="periodic", compare=False)
-    """Why: ``keyframe`` or ``scene`` (new scene or expired reference) for a frame the gate
-    holds until this verdict, ``periodic`` for the minimum rate on a frame already decided,
-    ``resume`` for the check on a frame dropped while blocked. Held ones delay the stream, so
-    the caller serves them first, and so it does a resume check: blocked, the stream forwards
-    nothing until one finds the scene safe (measured in a Chromium call whose other direction
-    kept the classifier busy, as routine requests these waited p50 362 ms and 11 of 36 timed
-    out, so each safe scene after a blocked one started 0.5-1.6 s late). Not part of the
-    identity."""
+    """Why: ``keyframe``, ``scene`` (new scene, expired reference or sharper), ``settle`` or
+    ``late`` ([7]) for a frame the gate holds until this verdict, ``periodic`` for the minimum
+    rate on a frame already decided, ``resume`` for the check on a frame dropped while blocked.
+    Held ones delay the stream, so the caller serves them first, and so it does a resume check:
+    blocked, the stream forwards nothing until one finds the scene safe (measured in a Chromium
+    call whose other direction kept the classifier busy, as routine requests these waited p50
+    362 ms and 11 of 36 timed out, so each safe scene after a blocked one started 0.5-1.6 s
+    late). Not part of the identity."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,9 +482,6 @@ TRANSITIONS: Final[Mapping[tuple[GateState | None, Input], Row]] = {
     (_BLOCKED, _I.HEAD_MAYBE_COVERED): _row(
         (_O.DROP_HELD, "blocked"), _O.REQUEST_KEYFRAME_IF_SAFE_SEEN
     ),
-    (_BLOCKED, _I.HEAD_UNASKED): _row(
-        (_O.DROP_HELD, "blocked"), _O.REQUEST_KEYFRAME_IF_SAFE_SEEN
-    ),
     (_BLOCKED, _I.HEAD_UNCOVERED): _row(
         (_O.DROP_HELD, "blocked"), _O.REQUEST_KEYFRAME_IF_SAFE_SEEN
     ),
@@ -569,8 +567,8 @@ class ModerationGate:
         self._settle_votes = 0
         """Safe verdicts so far on frames that came ``settle_s`` after the cut."""
         self._next_cuts: deque[_Frame] = deque()
-        """Coarse changes of the whole picture while the cut settled, oldest first: each
-        settles in turn once the one before it has (module docstring, [4])."""
+        """Coarse or abrupt changes of the whole picture while the cut settled, oldest first:
+        each settles in turn once the one before it has (module docstring, [4])."""
         self._previous: _Frame | None = None
         """The last decodable frame (an abrupt change from it is a cut of its own, [4])."""
         self._last_checked: _Frame | None = None
