@@ -156,10 +156,11 @@ class AsyncBatcher:
             self._drainer = loop.create_task(self._drain())
         return await fut
 
-    def hurry(self, request: InferenceRequest) -> None:
+    def hurry(self, request: InferenceRequest) -> bool:
         """Serve a routine ``request`` still waiting as an urgent one, behind those already
         urgent: its caller has started holding video until the answer (the strict route's
-        gate holds new frames that a pending re-check may cover). Nothing if it already ran.
+        gate holds new frames that a pending re-check may cover). False if it was not found
+        (it already ran, or its caller has not submitted it yet), so the caller may try again.
         Measured: a routine request hurried only while queued was almost never there, since
         each batch takes the routine ones along and the inference thread hands them back
         whenever an urgent one waits."""
@@ -168,11 +169,12 @@ class AsyncBatcher:
                 self._pending.remove(p)
                 p.urgent = True
                 self._urgent.append(p)
-                return
+                return True
         for p in self._running:  # not pre-empted from now on (read by the inference thread)
             if p.request is request:
                 p.urgent = True
-                return
+                return True
+        return False
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()

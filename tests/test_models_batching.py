@@ -216,7 +216,8 @@ async def test_a_hurried_routine_request_goes_before_urgent_ones_that_come_after
             tasks.append(asyncio.create_task(one("r", routine, False)))
             tasks.append(asyncio.create_task(one("u1", requests[2], True)))
             await asyncio.sleep(0)  # both queued
-        batcher.hurry(routine)
+        assert batcher.hurry(routine)  # found: urgent for good
+        assert not batcher.hurry(requests[3])  # not submitted (yet): the caller tries again
         tasks.append(asyncio.create_task(one("u2", requests[3], True)))
         await asyncio.gather(*tasks)
     expected = ["u0", "r", "u2"] if where == "running" else ["u0", "u1", "r", "u2"]

@@ -258,7 +258,7 @@ class ModeratedStream:
         self._tensors: list[NDArray[np.float32]] = []
         self._routine: dict[int, InferenceRequest] = {}
         """Periodic re-checks waiting in the batcher, by frame id, to hurry once a held frame
-        waits for one (``ModerationGate.awaiting_cover``)."""
+        waits for one (``ModerationGate.awaiting_cover``); a hurried one leaves it."""
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._worker = asyncio.get_running_loop().create_task(self._run())
@@ -452,8 +452,9 @@ class ModeratedStream:
             # a frame held now waits for a periodic re-check's verdict to cover it (measured:
             # one starved behind the other direction's held frames, and half a second of
             # frames behind it was dropped for it)
-            for request in self._routine.values():
-                self._m.batcher.hurry(request)
+            hurried = [fid for fid, r in self._routine.items() if self._m.batcher.hurry(r)]
+            for fid in hurried:  # urgent for good: not scanned for again on every frame
+                del self._routine[fid]
         for a in actions:
             if isinstance(a, Release):
                 frame, arrival = self._held.pop(a.frame_id)
