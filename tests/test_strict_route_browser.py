@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench.results import BrowserCall
+from bench.strict_browser_bench import MIN_SAFE_SHARE, safe_share
 from bench.strict_browser_probe import run
 from tests.support.browser import requires_chromium
 
@@ -29,16 +30,6 @@ BASELINE_S = 20.0
 """The relay route's call only shows that the camera shows unsafe scenes and that every stamp
 reads: two loops of the camera do, and CI time is kept for the strict calls."""
 CAP_BPS = 300_000
-SAFE_SHARE_GOAL = 0.9
-"""Safe frames the strict receiver should get against the relay route's: an expected failure
-with the figure when missed, not a failure (the figure needs a quiet machine: the model's
-verdicts share its two cores with four Chromium processes, and the gate withholds what no
-verdict covers). With `chatguard bench strict-browser --seconds 40`, nothing else running:
-0.91-0.92 since the resume checks and the re-checks held frames wait on go first in the
-classifier's queue (0.80-0.87 before; docs/strict-decisions.md). On the shared machine of
-earlier sessions (load average 7-17) it fell to 0-0.39 while the sender kept 640x480
-unlimited: CPU decides that share, not the route's congestion control. The relay route's own
-sender is printed, not asserted: its receiver's REMB sometimes holds it at 480x360."""
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +79,21 @@ def test_no_unsafe_frame_reaches_the_page_and_the_sender_keeps_its_quality(
 
 
 def expect_safe_share(strict: BrowserCall, relay_route: BrowserCall) -> None:
-    """At least SAFE_SHARE_GOAL of the relay route's safe frames (per second of call), an
-    expected failure with its figure when it does not hold: it needs a quiet machine
-    (SAFE_SHARE_GOAL's note)."""
-    share = strict.safe_frames / max(relay_route.safe_frames * strict.seconds / BASELINE_S, 1)
-    print(f"strict/relay safe frames: {share:.2f} (goal {SAFE_SHARE_GOAL})")
-    if share < SAFE_SHARE_GOAL:
+    """The safe frames per second the strict receiver gets against the relay route's
+    (``safe_share``, the benchmark's own figure), at least ``MIN_SAFE_SHARE`` (0.9): an
+    expected failure with the figure when missed, not a failure. The figure needs a quiet
+    machine: the model's verdicts share its two cores with four Chromium processes, and the
+    gate withholds what no verdict covers. With `chatguard bench strict-browser --seconds 40`,
+    nothing else running: about 0.9 on average, 0.78-0.98 in single calls, since the resume
+    checks and the re-checks held frames wait on go first in the classifier's queue (0.80-0.87
+    before; docs/strict-decisions.md). On the shared machine of earlier sessions (load average
+    7-17) it fell to 0-0.39 while the sender kept 640x480 unlimited: CPU decides that share,
+    not the route's congestion control. The relay route's own sender is printed, not asserted:
+    its receiver's REMB sometimes holds it at 480x360."""
+    share = safe_share([relay_route, strict])
+    assert share is not None  # the relay route's call decoded safe frames
+    print(f"strict/relay safe frames: {share:.2f} (goal {MIN_SAFE_SHARE})")
+    if share < MIN_SAFE_SHARE:
         pytest.xfail(f"the strict receiver got {share:.2f} of the relay route's safe frames")
 
 
