@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+import msgspec
 import websockets
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
@@ -129,53 +131,69 @@ class LoadClient:
             self.report.errors.append(f"{type(exc).__name__}: {exc}")
 
     async def _cycle(self, ws: websockets.ClientConnection, stop_at: float) -> None:
+        """Answer the service until ``stop_at``, pressing Next once a dwell is over.
+
+        One deadline per client, moved when a dwell starts or ends, not a time-out per message:
+        ``asyncio.wait_for`` around every receive made a task and a timer per message, a
+        seventh of this process's CPU at 6,000 clients, and a load generator short of CPU
+        stamps its own lag into the pairing latency it reports."""
         await ws.recv()  # welcome
         await self._act(ws, "join")
-        next_at: float | None = None
         loop = asyncio.get_running_loop()
         while loop.time() < stop_at:
-            timeout = max(0.05, (next_at or stop_at) - loop.time())
             try:
-                raw = await asyncio.wait_for(ws.recv(), timeout)
+                async with asyncio.timeout_at(stop_at) as deadline:
+                    while True:
+                        dwell_ends = await self._answer(ws, msgspec.json.decode(await ws.recv()))
+                        if dwell_ends is not None:
+                            deadline.reschedule(min(dwell_ends, stop_at))
             except TimeoutError:
-                if next_at is not None and loop.time() >= next_at:
-                    next_at = None
+                if loop.time() < stop_at:
                     await self._act(ws, "next")
-                continue
-            message = json.loads(raw)
-            kind = message["type"]
-            now = time.perf_counter()
-            if kind == "paired":
-                self.report.pairs += message["role"] == "offerer"  # count each pair once
-                pair = message["pair"]
-                self.report.pairings.append((pair, self.acted_at, now))
-                if message["role"] == "offerer":
-                    await self._signal(ws, "offer", pair, now)
-                    next_at = loop.time() + self.rng.uniform(*self.dwell_s)
-            elif kind in ("offer", "answer"):
-                sent = float(message["sdp"].split("\n", 1)[0])
-                self.report.signal_latency_s.append(now - sent)
-                pair = message["pair"]
-                if kind == "offer":
-                    await self._signal(ws, "answer", pair, now)
-                for _ in range(2):
-                    await ws.send(
-                        json.dumps({"type": "candidate", "pair": pair, "candidate": FAKE_CANDIDATE})
-                    )
-            elif kind == "partner_left":
-                self.acted_at = now
-                next_at = None
-            elif kind == "error" and message["code"] not in ("stale_pair", "not_paired"):
-                self.report.errors.append(message["message"])
+
+    async def _answer(
+        self, ws: websockets.ClientConnection, message: dict[str, Any]
+    ) -> float | None:
+        """React to one message as a browser would; when the dwell now ends (the event loop's
+        time), or ``inf`` when there is no dwell to wait out any more, or None: unchanged."""
+        kind = message["type"]
+        now = time.perf_counter()
+        if kind == "paired":
+            self.report.pairs += message["role"] == "offerer"  # count each pair once
+            pair = message["pair"]
+            self.report.pairings.append((pair, self.acted_at, now))
+            if message["role"] == "offerer":
+                await self._signal(ws, "offer", pair, now)
+                return asyncio.get_running_loop().time() + self.rng.uniform(*self.dwell_s)
+        elif kind in ("offer", "answer"):
+            sent = float(message["sdp"].split("\n", 1)[0])
+            self.report.signal_latency_s.append(now - sent)
+            pair = message["pair"]
+            if kind == "offer":
+                await self._signal(ws, "answer", pair, now)
+            candidate = _encode({"type": "candidate", "pair": pair, "candidate": FAKE_CANDIDATE})
+            for _ in range(2):
+                await ws.send(candidate)
+        elif kind == "partner_left":
+            self.acted_at = now
+            return math.inf
+        elif kind == "error" and message["code"] not in ("stale_pair", "not_paired"):
+            self.report.errors.append(message["message"])
+        return None
 
     @staticmethod
     async def _signal(ws: websockets.ClientConnection, kind: str, pair: str, now: float) -> None:
         """Send an SDP stamped with the send time, so the receiver can measure relay latency."""
-        await ws.send(json.dumps({"type": kind, "pair": pair, "sdp": f"{now}\n{FAKE_SDP}"}))
+        await ws.send(_encode({"type": kind, "pair": pair, "sdp": f"{now}\n{FAKE_SDP}"}))
 
     async def _act(self, ws: websockets.ClientConnection, kind: str) -> None:
         self.acted_at = time.perf_counter()
-        await ws.send(json.dumps({"type": kind}))
+        await ws.send(_encode({"type": kind}))
+
+
+def _encode(message: dict[str, Any]) -> str:
+    """JSON text for a text frame (msgspec: a quarter of the standard library's time)."""
+    return msgspec.json.encode(message).decode()
 
 
 def worker_main(

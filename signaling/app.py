@@ -16,7 +16,8 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+import types
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -107,12 +108,40 @@ class _Connection:
     def _append(self, text: str | None) -> None:
         self.pending.append(text)
         if self.writer is None:
+            self._write_now()
+
+    def _write_now(self) -> None:
+        """Send what is queued without a task while the socket takes each message at once;
+        a message the socket makes wait (its transport's buffer is full), what follows it,
+        and a close, go on in a writer task.
+
+        Why: sending is a coroutine that almost never waits, and most bursts are one message
+        (``paired``, a candidate). A task per burst cost 5.8-7.7 us of CPU a message, sending
+        it by hand 1.3-2.1 us (1,000 connections, a message each per loop turn, uvloop): about
+        5 % of the service's CPU per pairing under ``chatguard bench signaling``."""
+        pending = self.pending
+        while pending and pending[0] is not None:
+            sending = self.websocket.send({"type": "websocket.send", "text": pending.popleft()})
+            try:
+                waits_on = sending.send(None)
+            except StopIteration:
+                continue
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                return  # gone: its handler ends, as when the writer task meets this
+            self.writer = asyncio.get_running_loop().create_task(
+                self._write(_resumed(sending, waits_on))
+            )
+            return
+        if pending:  # the close marker
             self.writer = asyncio.get_running_loop().create_task(self._write())
 
-    async def _write(self) -> None:
-        """Send what is queued, in order; the close marker closes the socket."""
+    async def _write(self, started: Awaitable[None] | None = None) -> None:
+        """Send what is queued, in order, after ``started`` (a message already on its way);
+        the close marker closes the socket."""
         try:
             with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                if started is not None:
+                    await started
                 while self.pending:
                     text = self.pending.popleft()
                     if text is None:
@@ -138,6 +167,28 @@ class _Connection:
             writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(writer, grace_s)
+
+
+@types.coroutine
+def _resumed(started: Coroutine[Any, Any, None], waits_on: Any) -> Generator[Any, Any, None]:
+    """The rest of ``await started``, for a coroutine that was stepped by hand until it
+    yielded ``waits_on`` (a future): what the event loop sends or throws goes on to it."""
+    while True:
+        try:
+            sent = yield waits_on
+        except GeneratorExit:
+            started.close()
+            raise
+        except BaseException as exc:  # cancelled, say: the coroutine decides what it means
+            try:
+                waits_on = started.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                waits_on = started.send(sent)
+            except StopIteration:
+                return
 
 
 class SignalingService:

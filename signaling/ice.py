@@ -53,13 +53,18 @@ def ice_servers_for(config: IceConfig, user_id: str, now_unix: float) -> list[Ic
     return servers
 
 
+_ALWAYS_WITH_SERVERS = (p.Reroute, p.IceServers)
+"""A tuple, not ``p.Reroute | p.IceServers``: every message sent passes this check, and a union
+written in it is built anew at each call."""
+
+
 def with_turn(
     message: p.ServerMessage, config: IceConfig, user_id: str, now_unix: float
 ) -> p.ServerMessage:
     """`message` as sent to `user_id`: a pairing, a reroute or an ``ice_servers``, after which
     the client opens or restores a connection, carries the ICE servers with fresh TURN
     credentials; anything else (and a pairing that keeps its relay connection) is unchanged."""
-    if isinstance(message, p.Reroute | p.IceServers) or (
+    if isinstance(message, _ALWAYS_WITH_SERVERS) or (
         isinstance(message, p.Paired) and not message.reuse
     ):
         servers = ice_servers_for(config, user_id, now_unix)
