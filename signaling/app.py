@@ -128,6 +128,9 @@ class _Connection:
                 continue
             except (WebSocketDisconnect, RuntimeError, OSError):
                 return  # gone: its handler ends, as when the writer task meets this
+            except Exception:  # the server's own fault: it must not reach whoever queued this
+                log.exception("sending to a client failed; its messages wait")
+                return
             self.writer = asyncio.get_running_loop().create_task(
                 self._write(_resumed(sending, waits_on))
             )

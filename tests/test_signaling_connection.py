@@ -113,3 +113,19 @@ async def test_more_than_the_limit_waiting_is_refused() -> None:
     socket.gate.set_result(None)
     socket.gate = None
     await conn.finish(grace_s=1.0)
+
+
+async def test_a_send_that_fails_oddly_stays_with_its_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Messages are queued by other clients' handlers (a partner's offer, say): a failure
+    of this socket's own must not raise in them."""
+    socket = FakeSocket()
+
+    async def broken(message: dict[str, Any]) -> None:
+        raise ValueError("a server's bug")
+
+    socket.send = broken  # type: ignore[method-assign]
+    conn = connection(socket)
+    conn.put("a")
+    assert "sending to a client failed" in caplog.text
