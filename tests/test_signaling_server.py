@@ -68,9 +68,9 @@ async def test_route_is_the_stricter_of_both_regions(server: RunningServer) -> N
     a = await Client.connect(server.ws_url, headers={"X-Country": "FR"})
     b = await Client.connect(server.ws_url, headers={"X-Country": "US"})
     await a.send(type="join")
+    await a.expect("waiting")  # two sockets' messages have no order: a waits before b joins
     await b.send(type="join")
     assert (await b.expect("paired"))["route"] == "relay"
-    await a.expect("waiting")
     assert (await a.expect("paired"))["route"] == "relay"
     # this server runs no relay workers: a relayed call ends at once, and says why
     assert (await a.expect("call_ended"))["reason"] == "no relay is available"
@@ -258,8 +258,8 @@ async def test_silent_client_times_out_and_partner_is_told(
     a = await Client.connect(url)
     b = await Client.connect(url)
     await a.send(type="join")
+    await a.expect("waiting")  # two sockets' messages have no order: a waits before b joins
     await b.send(type="join")
-    await a.expect("waiting")
     await a.expect("paired")
     await b.expect("paired")
     for _ in range(4):  # b keeps its heartbeat, a goes silent
