@@ -79,6 +79,11 @@ def ws_max_size(config: Config) -> int:
     return max(client_frame_limit(config), rc.MAX_FRAME_BYTES)
 
 
+_SOCKET_GONE = (WebSocketDisconnect, RuntimeError, OSError)
+"""What sending raises once a socket is closed or closing (Starlette, uvicorn): its handler
+ends, and the messages still queued are not sent."""
+
+
 class _Connection:
     """A client's socket and its outgoing messages, sent in order by a writer task that runs
     only while some wait: an idle client holds a deque and nothing else.
@@ -126,8 +131,8 @@ class _Connection:
                 waits_on = sending.send(None)
             except StopIteration:
                 continue
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                return  # gone: its handler ends, as when the writer task meets this
+            except _SOCKET_GONE:
+                return  # its handler ends, as when the writer task meets this
             except Exception:  # the server's own fault: it must not reach whoever queued this
                 log.exception("sending to a client failed; its messages wait")
                 return
@@ -142,7 +147,7 @@ class _Connection:
         """Send what is queued, in order, after ``started`` (a message already on its way);
         the close marker closes the socket."""
         try:
-            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            with contextlib.suppress(*_SOCKET_GONE):
                 if started is not None:
                     await started
                 while self.pending:

@@ -15,13 +15,17 @@ class FakeSocket:
     """Records what is sent; a send waits on ``gate`` while one is set, as uvicorn's does
     while its transport's buffer is full."""
 
-    def __init__(self) -> None:
+    def __init__(self, fails_with: Exception | None = None) -> None:
         self.sent: list[str] = []
         self.closed: tuple[int, str | None] | None = None
         self.gate: asyncio.Future[None] | None = None
         self.cancelled = 0
+        self.fails_with = fails_with
+        """What every send raises, if anything."""
 
     async def send(self, message: dict[str, Any]) -> None:
+        if self.fails_with is not None:
+            raise self.fails_with
         if self.gate is not None:
             try:
                 await self.gate
@@ -90,13 +94,7 @@ async def test_a_close_goes_after_what_is_queued() -> None:
 
 
 async def test_a_gone_socket_ends_sending_quietly() -> None:
-    socket = FakeSocket()
-
-    async def gone(message: dict[str, Any]) -> None:
-        raise OSError("connection lost")
-
-    socket.send = gone  # type: ignore[method-assign]
-    conn = connection(socket)
+    conn = connection(FakeSocket(fails_with=OSError("connection lost")))
     conn.put("a")
     assert conn.writer is None
 
@@ -120,12 +118,6 @@ async def test_a_send_that_fails_oddly_stays_with_its_connection(
 ) -> None:
     """Messages are queued by other clients' handlers (a partner's offer, say): a failure
     of this socket's own must not raise in them."""
-    socket = FakeSocket()
-
-    async def broken(message: dict[str, Any]) -> None:
-        raise ValueError("a server's bug")
-
-    socket.send = broken  # type: ignore[method-assign]
-    conn = connection(socket)
+    conn = connection(FakeSocket(fails_with=ValueError("a server's bug")))
     conn.put("a")
     assert "sending to a client failed" in caplog.text
