@@ -1,15 +1,67 @@
-"""Shared fixtures: a signaling service, a redis-server, and test hosts in network namespaces."""
+"""Shared fixtures: a signaling service, a redis-server, and test hosts in network namespaces;
+and the machine lock that lets the suite's pytest-xdist workers share the machine."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import shutil
+import tempfile
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.machine_lock import EXCLUSIVE_MARKER, MachineLock
 from tests.support.netns import IsolatedHosts, isolated_hosts_or_skip
 from tests.support.redis_server import RedisServer, redis_server
 from tests.support.server import RunningServer, make_config, run_server
+
+LOCK_DIR_VARIABLE = "CHATGUARD_TEST_LOCK_DIR"
+_machine_lock = pytest.StashKey[MachineLock]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The controller makes the lock directory before its workers start (they inherit its
+    environment); a worker opens the locks in it. Without xdist (``-n 0``) nothing is locked."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        if directory := os.environ.get(LOCK_DIR_VARIABLE):
+            config.stash[_machine_lock] = MachineLock(Path(directory))
+    elif getattr(config.option, "numprocesses", None):
+        os.environ[LOCK_DIR_VARIABLE] = tempfile.mkdtemp(prefix="chatguard-test-locks-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _machine_lock in config.stash:
+        config.stash[_machine_lock].close()
+    elif not os.environ.get("PYTEST_XDIST_WORKER") and LOCK_DIR_VARIABLE in os.environ:
+        shutil.rmtree(os.environ.pop(LOCK_DIR_VARIABLE), ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long files first: the workers take whole files in this order (``--dist loadfile``), and
+    a long file taken last keeps one worker busy while the other has nothing left to do. A file
+    with an exclusive test goes first of all, before the other worker has much to wait for."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker(EXCLUSIVE_MARKER):
+            return 0
+        return 1 if item.get_closest_marker("slow") or item.get_closest_marker("browser") else 2
+
+    ranks: dict[str, int] = {}
+    for item in items:
+        ranks[item.path.name] = min(ranks.get(item.path.name, 2), rank(item))
+    items.sort(key=lambda item: ranks[item.path.name])  # stable: a file's tests keep their order
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
+    """Each test holds the machine lock through set-up, call and teardown (see
+    tests/support/machine_lock.py); outermost, so a test's time-out starts once it has it."""
+    lock = item.config.stash.get(_machine_lock, None)
+    if lock is None:
+        return (yield)
+    with lock.held(item.get_closest_marker(EXCLUSIVE_MARKER) is not None):
+        return (yield)
 
 
 @pytest.fixture

@@ -190,6 +190,7 @@ def _assert_png(path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # a benchmark: never two at once on this machine
 @pytest.mark.timeout(120)
 def test_relay_search_smoke_run_writes_search_json_and_plot(tmp_path: Path) -> None:
     out, png = tmp_path / "relay.json", tmp_path / "relay.png"
@@ -214,6 +215,7 @@ def test_relay_search_smoke_run_writes_search_json_and_plot(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # a benchmark: never two at once on this machine
 @pytest.mark.timeout(120)
 def test_signaling_search_smoke_run_writes_every_case_and_a_plot(tmp_path: Path) -> None:
     out, png = tmp_path / "signaling.json", tmp_path / "signaling.png"
@@ -240,6 +242,7 @@ def test_signaling_search_smoke_run_writes_every_case_and_a_plot(tmp_path: Path)
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # a benchmark: never two at once on this machine
 @pytest.mark.timeout(120)
 def test_strict_smoke_run_writes_json_and_plot(tmp_path: Path) -> None:
     out, png = tmp_path / "strict.json", tmp_path / "strict.png"

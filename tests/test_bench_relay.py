@@ -169,6 +169,7 @@ def test_barcode_round_trip() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # a benchmark: never two at once on this machine
 @pytest.mark.timeout(240)
 def test_smoke_run_measures_the_service_and_the_naive_relay_and_writes_json(
     tmp_path: Path,
@@ -210,6 +211,7 @@ def test_smoke_run_measures_the_service_and_the_naive_relay_and_writes_json(
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # a benchmark: never two at once on this machine
 @pytest.mark.timeout(120)
 def test_transport_both_carries_frames_over_udp_and_over_tcp_legs_side_by_side(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -247,6 +249,7 @@ def test_both_transports_cannot_be_searched(capsys: pytest.CaptureFixture[str]) 
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # a benchmark: never two at once on this machine
 def test_an_unreachable_target_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     args = ["--target", "http://127.0.0.1:9", "--connect-timeout", "1", "--pairs", "1"]
     assert cli.main(["bench", "relay", *args, "--no-naive", "--json", "/dev/null"]) == 1
@@ -261,6 +264,7 @@ def relay_deployment() -> Iterator[RunningServer]:
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # a benchmark: never two at once on this machine
 @pytest.mark.timeout(120)
 def test_target_mode_drives_a_running_deployment_and_reads_its_stats(
     relay_deployment: RunningServer, tmp_path: Path

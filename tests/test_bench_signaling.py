@@ -20,6 +20,7 @@ from tests.support.redis_server import require_redis_server
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # a benchmark: never two at once on this machine
 def test_smoke_run_measures_pairs_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "signaling.json"
     code = cli.main(
@@ -83,6 +84,7 @@ def test_the_table_shows_a_dash_where_nothing_was_measured() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # a benchmark: never two at once on this machine
 def test_two_processes_on_a_local_redis_count_redis_work_per_pairing(tmp_path: Path) -> None:
     """`--redis local --procs 2`: a redis-server started and stopped here, two signaling
     processes sharing it, Redis's counters per pairing and per waiting user."""

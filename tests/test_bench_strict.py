@@ -16,6 +16,7 @@ from tests.support.bench_results import strict_run
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # a benchmark: never two at once on this machine
 @pytest.mark.timeout(180)
 def test_smoke_run_counts_no_leak_and_writes_json(tmp_path: Path) -> None:
     out, png = tmp_path / "strict.json", tmp_path / "strict.png"
@@ -49,6 +50,7 @@ def test_strict_levels_need_every_stream_at_rate_p99_under_target_and_no_leak() 
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # a benchmark: never two at once on this machine
 @pytest.mark.timeout(180)
 def test_through_the_service_no_unsafe_frame_reaches_a_receiver(tmp_path: Path) -> None:
     """Two users on the strict route of a `chatguard serve` it starts, one whole clip loop.

@@ -98,6 +98,7 @@ def test_bad_options_are_refused_before_anything_starts(
 
 @pytest.mark.browser
 @pytest.mark.slow
+@pytest.mark.exclusive  # a benchmark: never two at once on this machine
 @requires_chromium
 @pytest.mark.timeout(240)
 def test_smoke_run_writes_both_routes_and_the_share(

@@ -22,7 +22,13 @@ from bench.strict_browser_bench import MIN_SAFE_SHARE, safe_share
 from bench.strict_browser_probe import run
 from tests.support.browser import requires_chromium
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, requires_chromium, pytest.mark.timeout(420)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.exclusive,  # the shares and frame rates it asserts are the machine's to give
+    requires_chromium,
+    pytest.mark.timeout(420),
+]
 
 PROBE_S = 60.0
 """The issue asks for at least 60 s a call: every scene of the 10 s camera loop six times."""

@@ -11,6 +11,7 @@ chatguard's TURN REST scheme is coturn's.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import hashlib
@@ -161,9 +162,16 @@ def coturn(turnserver: str, config_text: str, directory: Path, address: str) -> 
             process.wait(timeout=10)
 
 
-async def selected_local_candidate(page: Page) -> dict[str, Any] | None:
-    found = await page.evaluate(SELECTED_LOCAL_CANDIDATE_JS)
-    return None if found is None else dict(found)
+async def selected_local_candidate(page: Page, timeout_s: float = 10.0) -> dict[str, Any] | None:
+    """The selected pair's local candidate, once the pair reads "succeeded": Chromium shows a
+    working pair "in-progress" while a consent check on it waits for its answer, which a
+    loaded machine makes long enough to be caught (seen once with two test workers)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = await page.evaluate(SELECTED_LOCAL_CANDIDATE_JS)
+        if found is None or found["state"] == "succeeded" or time.monotonic() > deadline:
+            return None if found is None else dict(found)
+        await asyncio.sleep(0.2)
 
 
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
