@@ -40,7 +40,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Long files first: the workers take whole files in this order (``--dist loadfile``), and
     a long file taken last keeps one worker busy while the other has nothing left to do. A file
-    with an exclusive test goes first of all, before the other worker has much to wait for."""
+    with an exclusive test goes first of all, before the other worker has much to wait for.
+    In one process the order stays as collected."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
 
     def rank(item: pytest.Item) -> int:
         if item.get_closest_marker(EXCLUSIVE_MARKER):
