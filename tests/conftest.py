@@ -50,10 +50,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             return 0
         return 1 if item.get_closest_marker("slow") or item.get_closest_marker("browser") else 2
 
-    ranks: dict[str, int] = {}
+    ranks: dict[Path, int] = {}
     for item in items:
-        ranks[item.path.name] = min(ranks.get(item.path.name, 2), rank(item))
-    items.sort(key=lambda item: ranks[item.path.name])  # stable: a file's tests keep their order
+        ranks[item.path] = min(ranks.get(item.path, 2), rank(item))
+    items.sort(key=lambda item: ranks[item.path])  # stable: a file's tests keep their order
 
 
 @pytest.hookimpl(wrapper=True)

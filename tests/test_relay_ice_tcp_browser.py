@@ -26,6 +26,7 @@ from signaling.route_policy import Route
 from tests.support.browser import (
     frames_decoded,
     requires_chromium,
+    selected_pair,
     status_of,
     wait_for_frames,
     wait_for_state,
@@ -56,46 +57,6 @@ workers = 1
 fallback_after_s = 3
 ice_tcp_port = {ice_tcp_port}
 """
-
-SELECTED_PAIR_JS = """
-async () => {
-  const pc = window.chatguard && window.chatguard.pc;
-  if (!pc) return null;
-  const stats = await pc.getStats();
-  let pair = null;
-  stats.forEach((r) => {
-    if (r.type === "transport" && r.selectedCandidatePairId) {
-      pair = stats.get(r.selectedCandidatePairId);
-    }
-  });
-  if (!pair) {
-    stats.forEach((r) => {
-      if (r.type === "candidate-pair" && r.nominated && r.state === "succeeded") pair = r;
-    });
-  }
-  if (!pair) return null;
-  const local = stats.get(pair.localCandidateId);
-  const remote = stats.get(pair.remoteCandidateId);
-  return {
-    nominated: pair.nominated, state: pair.state,
-    local_protocol: local.protocol, local_tcp_type: local.tcpType || null,
-    remote_protocol: remote.protocol, remote_address: remote.address, remote_port: remote.port,
-  };
-}
-"""
-
-
-async def selected_pair(page: Page, timeout_s: float = 5.0) -> dict[str, Any] | None:
-    """The browser's selected ICE candidate pair (getStats), or None before there is one.
-    A pair whose state reads "in-progress" is read again for up to ``timeout_s``: Chromium
-    shows the selected pair so while a check of it (consent, every few seconds) is in flight,
-    as it did once in a clean-clone CI run, with media flowing on it."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = await page.evaluate(SELECTED_PAIR_JS)
-        if found is None or found.get("state") != "in-progress" or time.monotonic() > deadline:
-            return None if found is None else dict(found)
-        await asyncio.sleep(0.2)
 
 
 async def wait_for_workers(admin_url: str, count: int) -> None:

@@ -11,7 +11,6 @@ chatguard's TURN REST scheme is coturn's.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime
 import hashlib
@@ -24,7 +23,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -32,11 +30,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from playwright.async_api import Page
 
 from chatguard.turn_config import coturn_config
 from signaling.config import load_config
-from tests.support.browser import requires_chromium, status_of, wait_for_frames
+from tests.support.browser import requires_chromium, selected_pair, status_of, wait_for_frames
 from tests.support.netns import IsolatedHosts, chromium_in, open_client, udp_blocked_hosts
 from tests.support.ports import free_port
 from tests.support.server import chatguard_serve
@@ -63,24 +60,6 @@ secret = "{secret}"
 tls_cert_file = "{cert}"
 tls_key_file = "{key}"
 allowed_peer_ips = {relay_addresses}
-"""
-
-SELECTED_LOCAL_CANDIDATE_JS = """
-async () => {
-  const pc = window.chatguard && window.chatguard.pc;
-  if (!pc) return null;
-  const stats = await pc.getStats();
-  let found = null;
-  stats.forEach((r) => {
-    if (r.type === "transport" && r.selectedCandidatePairId) {
-      const pair = stats.get(r.selectedCandidatePairId);
-      const local = stats.get(pair.localCandidateId);
-      found = {type: local.candidateType, relay_protocol: local.relayProtocol || null,
-               state: pair.state};
-    }
-  });
-  return found;
-}
 """
 
 
@@ -162,18 +141,6 @@ def coturn(turnserver: str, config_text: str, directory: Path, address: str) -> 
             process.wait(timeout=10)
 
 
-async def selected_local_candidate(page: Page, timeout_s: float = 10.0) -> dict[str, Any] | None:
-    """The selected pair's local candidate, once the pair reads "succeeded": Chromium shows a
-    working pair "in-progress" while a consent check on it waits for its answer, which a
-    loaded machine makes long enough to be caught (seen once with two test workers)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = await page.evaluate(SELECTED_LOCAL_CANDIDATE_JS)
-        if found is None or found["state"] == "succeeded" or time.monotonic() > deadline:
-            return None if found is None else dict(found)
-        await asyncio.sleep(0.2)
-
-
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 async def test_udp_blocked_browsers_reach_the_relay_through_coturn(
     netns_hosts: IsolatedHosts, tmp_path: Path, transport: str
@@ -207,9 +174,15 @@ async def test_udp_blocked_browsers_reach_the_relay_through_coturn(
             for page in pages:
                 await wait_for_frames(page, 10)
                 assert await status_of(page) == ("connected", "relay")
-                candidate = await selected_local_candidate(page)
+                pair = await selected_pair(page)
+                assert pair is not None
+                candidate = {
+                    "type": pair["local_type"],
+                    "relay_protocol": pair["local_relay_protocol"],
+                    "state": pair["state"],
+                }
                 assert candidate == {
                     "type": "relay",
                     "relay_protocol": transport,
                     "state": "succeeded",
-                }, candidate
+                }, pair

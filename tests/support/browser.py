@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -110,3 +112,45 @@ async def open_pages(browser: Browser, url: str, count: int) -> list[Page]:
         await page.goto(url)
         pages.append(page)
     return pages
+
+
+SELECTED_PAIR_JS = """
+async () => {
+  const pc = window.chatguard && window.chatguard.pc;
+  if (!pc) return null;
+  const stats = await pc.getStats();
+  let pair = null;
+  stats.forEach((r) => {
+    if (r.type === "transport" && r.selectedCandidatePairId) {
+      pair = stats.get(r.selectedCandidatePairId);
+    }
+  });
+  if (!pair) {
+    stats.forEach((r) => {
+      if (r.type === "candidate-pair" && r.nominated && r.state === "succeeded") pair = r;
+    });
+  }
+  if (!pair) return null;
+  const local = stats.get(pair.localCandidateId);
+  const remote = stats.get(pair.remoteCandidateId);
+  return {
+    nominated: pair.nominated, state: pair.state,
+    local_protocol: local.protocol, local_tcp_type: local.tcpType || null,
+    local_type: local.candidateType, local_relay_protocol: local.relayProtocol || null,
+    remote_protocol: remote.protocol, remote_address: remote.address, remote_port: remote.port,
+  };
+}
+"""
+
+
+async def selected_pair(page: Page, timeout_s: float = 5.0) -> dict[str, Any] | None:
+    """The browser's selected ICE candidate pair (getStats), or None before there is one.
+    A pair whose state reads "in-progress" is read again for up to ``timeout_s``: Chromium
+    shows the selected pair so while a check of it (consent, every few seconds) is in flight,
+    as it did once in a clean-clone CI run, with media flowing on it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = await page.evaluate(SELECTED_PAIR_JS)
+        if found is None or found.get("state") != "in-progress" or time.monotonic() > deadline:
+            return None if found is None else dict(found)
+        await asyncio.sleep(0.2)
