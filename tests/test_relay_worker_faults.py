@@ -82,6 +82,33 @@ def arena() -> Iterator[Arena]:
             loop.run(bob.close())
 
 
+async def media_report(*peers: ChatPeer) -> list[dict[str, Any]]:
+    """Where the peers' media stopped, for a failure message: connection states, frames
+    decoded, and the video packets each sent and got (aiortc's stats); taken 2 s apart."""
+    await asyncio.sleep(2.0)
+    reports: list[dict[str, Any]] = []
+    for peer in peers:
+        report: dict[str, Any] = {"frames": len(peer.frames)}
+        if peer.pc is not None:
+            report.update(connection=peer.pc.connectionState, ice=peer.pc.iceConnectionState)
+            for stats in (await peer.pc.getStats()).values():
+                if getattr(stats, "kind", None) != "video":
+                    continue
+                if stats.type == "inbound-rtp":
+                    report["video_in"] = (stats.packetsReceived, stats.packetsLost)
+                elif stats.type == "outbound-rtp":
+                    report["video_out"] = stats.packetsSent
+        reports.append(report)
+    return reports
+
+
+def relay_counters(server: RunningServer) -> list[str]:
+    """The worker's forwarding and keyframe counters from ``/metrics``, for a failure message."""
+    wanted = ("packets_forwarded", "packets_dropped", "plis", "keyframe_requests")
+    lines = httpx.get(server.admin_url + "/metrics").text.splitlines()
+    return [line for line in lines if not line.startswith("#") and any(w in line for w in wanted)]
+
+
 def survived(arena: Arena) -> None:
     """Same worker process, and the other call's media still flows both ways."""
     stats = worker_stats(arena.server)
@@ -92,7 +119,12 @@ def survived(arena: Arena) -> None:
         arena.loop.run(arena.bob.wait_for_frames(before[1] + 10, timeout=15))
     except AssertionError as exc:
         events = arena.alice.events[-3:], arena.bob.events[-3:]
-        raise AssertionError(f"{exc}; last events {events}; worker {stats}") from None
+        media = [arena.loop.run(media_report(arena.alice, arena.bob)) for _ in range(2)]
+        raise AssertionError(
+            f"{exc}; last events {events}; media (alice, bob; again 2 s later) {media}; "
+            f"worker {stats}; "
+            f"relay counters {relay_counters(arena.server)}"
+        ) from None
     assert arena.alice.route == arena.bob.route == "relay"
 
 
