@@ -25,7 +25,7 @@ import msgspec
 import websockets
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
-from chatguard.runtime import tune_gc_for_serving
+from chatguard.runtime import collect_young_garbage, tune_gc_for_serving
 
 T = TypeVar("T")
 Compression = Literal["browser", "none"]
@@ -59,6 +59,7 @@ FAKE_CANDIDATE = {
     "candidate": "candidate:1 1 udp 2122260223 10.0.0.1 50000 typ host",
     "sdpMid": "0",
 }
+PING = '{"type":"ping"}'
 
 
 @dataclass
@@ -131,25 +132,35 @@ class LoadClient:
             self.report.errors.append(f"{type(exc).__name__}: {exc}")
 
     async def _cycle(self, ws: websockets.ClientConnection, stop_at: float) -> None:
-        """Answer the service until ``stop_at``, pressing Next once a dwell is over.
+        """Answer the service until ``stop_at``, pressing Next once a dwell is over, and ping at
+        the interval ``welcome`` names, as the page does (a dwell may then outlast the
+        service's heartbeat time-out, and the service pays for the pings a real page sends).
 
         One deadline per client, moved when a dwell starts or ends, not a time-out per message:
         ``asyncio.wait_for`` around every receive made a task and a timer per message, a
         seventh of this process's CPU at 6,000 clients, and a load generator short of CPU
         stamps its own lag into the pairing latency it reports."""
-        await ws.recv()  # welcome
+        welcome = msgspec.json.decode(await ws.recv())
+        ping_every = float(welcome["heartbeat_interval_s"])
         await self._act(ws, "join")
         loop = asyncio.get_running_loop()
-        while loop.time() < stop_at:
+        dwell_ends, ping_at = math.inf, loop.time() + ping_every
+        while (now := loop.time()) < stop_at:
+            if now >= ping_at:
+                await ws.send(PING)
+                ping_at = now + ping_every
+            if now >= dwell_ends:
+                dwell_ends = math.inf
+                await self._act(ws, "next")
             try:
-                async with asyncio.timeout_at(stop_at) as deadline:
+                async with asyncio.timeout_at(min(dwell_ends, ping_at, stop_at)) as deadline:
                     while True:
-                        dwell_ends = await self._answer(ws, msgspec.json.decode(await ws.recv()))
-                        if dwell_ends is not None:
-                            deadline.reschedule(min(dwell_ends, stop_at))
+                        ends = await self._answer(ws, msgspec.json.decode(await ws.recv()))
+                        if ends is not None:
+                            dwell_ends = ends
+                            deadline.reschedule(min(dwell_ends, ping_at, stop_at))
             except TimeoutError:
-                if loop.time() < stop_at:
-                    await self._act(ws, "next")
+                pass
 
     async def _answer(
         self, ws: websockets.ClientConnection, message: dict[str, Any]
@@ -220,6 +231,7 @@ def worker_main(
         rng = random.Random(seed)
         loop = asyncio.get_running_loop()
         stop_at = loop.time() + ramp_s + duration
+        collector = asyncio.create_task(collect_young_garbage())
         tasks = []
         for index in range(clients):
             client = LoadClient(url, report, dwell_s, rng, compression)
@@ -230,6 +242,7 @@ def worker_main(
             await asyncio.sleep(1.0)
             pipe.send(_drain(report, final=False))
         pipe.send(_drain(report, final=True))
+        collector.cancel()
 
     async def _start_later(client: LoadClient, delay: float, stop_at: float) -> None:
         await asyncio.sleep(delay)

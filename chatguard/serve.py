@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 
 from chatguard.admin import AdminListener, create_admin_app
 from chatguard.header_deadline import header_deadline_protocol
+from chatguard.runtime import YoungCollections
 from chatguard.supervisor import RelaySupervisor, gathering_options
 from signaling.app import create_app, ws_max_size
 from signaling.config import Config
@@ -68,7 +69,8 @@ def create_serving_app(
         log_format=config.server.log_format,
     )
     admin = AdminListener(config.admin, config.server.access_log)
-    app = create_app(config, route, background=(admin, supervisor))  # a taken port: no workers
+    background = (admin, supervisor, YoungCollections())
+    app = create_app(config, route, background=background)  # a taken port: no workers
     admin.app = create_admin_app(app.state.service)
     app.state.relay_supervisor = supervisor
     app.state.admin = admin
