@@ -84,8 +84,7 @@ def arena() -> Iterator[Arena]:
 
 async def media_report(*peers: ChatPeer) -> list[dict[str, Any]]:
     """Where the peers' media stopped, for a failure message: connection states, frames
-    decoded, and the video packets each sent and got (aiortc's stats); taken 2 s apart."""
-    await asyncio.sleep(2.0)
+    decoded, and the video packets each sent and got (aiortc's stats)."""
     reports: list[dict[str, Any]] = []
     for peer in peers:
         report: dict[str, Any] = {"frames": len(peer.frames)}
@@ -119,7 +118,9 @@ def survived(arena: Arena) -> None:
         arena.loop.run(arena.bob.wait_for_frames(before[1] + 10, timeout=15))
     except AssertionError as exc:
         events = arena.alice.events[-3:], arena.bob.events[-3:]
-        media = [arena.loop.run(media_report(arena.alice, arena.bob)) for _ in range(2)]
+        media = [arena.loop.run(media_report(arena.alice, arena.bob))]
+        time.sleep(2.0)
+        media.append(arena.loop.run(media_report(arena.alice, arena.bob)))
         raise AssertionError(
             f"{exc}; last events {events}; media (alice, bob; again 2 s later) {media}; "
             f"worker {stats}; "
