@@ -395,6 +395,9 @@ class BrowserCall(msgspec.Struct):
     direction: the receiving page's moving fake camera as the sending page decodes it)."""
     rembs_sent: dict[str, float]
     """REMBs the relay sent its senders, by the figure that bound them."""
+    leak_trace: list[str] = msgspec.field(default_factory=list)
+    """The relay's moderation decisions (``[moderation] decision_log``) in the seconds before
+    each run of unsafe frames reached the page; empty when none did."""
 
 
 class StrictBrowserResult(msgspec.Struct):

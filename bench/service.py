@@ -22,7 +22,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import websockets
 
@@ -122,6 +122,10 @@ def end_process(process: subprocess.Popen[bytes], timeout_s: float) -> None:
         process.wait()
 
 
+DECISIONS_LOGGER: Final = "relay.strict.decisions"
+"""The moderation decision log's logger (``relay.strict.decision_log``), named here so that the
+load tool does not import the media stack to leave its lines out."""
+
 ONE_ADDRESS_LIMITS = "\n[limits]\nper_address = false\n"
 """Every simulated user comes from the load generator's one address: per-address limits
 (``signaling.budgets``) would refuse all but the first few; per-connection ones still hold."""
@@ -133,7 +137,9 @@ class EmbeddedService:
 
     Its output goes to a file, not the terminal: what it logged while running (a worker that
     died, say) is printed when it stops, what it logs while shutting down (workers that find
-    signaling gone) is not, since that is the stop itself and would read as a failure.
+    signaling gone) is not, since that is the stop itself and would read as a failure. Lines of
+    the moderation decision log (``[moderation] decision_log``, thousands a minute) are never
+    printed: :meth:`logged` hands them to the caller that asked for them.
     """
 
     def __init__(
@@ -160,14 +166,19 @@ class EmbeddedService:
             stderr=subprocess.STDOUT,
         )
 
+    def logged(self) -> list[str]:
+        """The lines it logged so far."""
+        size = os.fstat(self._log.fileno()).st_size
+        self._log.seek(0)
+        return self._log.read(size).decode(errors="replace").splitlines()
+
     def stop(self) -> None:
         """Stop the service; print what it logged before this call, if anything."""
-        logged = os.fstat(self._log.fileno()).st_size
+        lines = [line for line in self.logged() if DECISIONS_LOGGER not in line]
         end_process(self.process, 20)
         self._config_dir.cleanup()
-        self._log.seek(0)
-        text = self._log.read(logged).decode(errors="replace").strip()
         self._log.close()
+        text = "\n".join(lines).strip()
         if text:
             print(f"the service started here logged:\n{text}", file=sys.stderr, flush=True)
 

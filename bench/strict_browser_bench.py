@@ -106,6 +106,14 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="a [moderation] setting for the services, e.g. settle_s=0.5, to compare settings "
         "(repeatable)",
     )
+    parser.add_argument(
+        "--decision-log",
+        type=Path,
+        metavar="PATH",
+        help="append the relay's moderation decisions of every call (JSON lines, metadata "
+        "only: frame ids, detail, verdict scores, the gate's rules) to PATH, to study what "
+        "let a frame through or held it back",
+    )
     add_output_options(parser, "strict-browser", None)
 
 
@@ -138,8 +146,14 @@ def run(args: argparse.Namespace) -> StrictBrowserResult:
             flush=True,
         )
         with tempfile.TemporaryDirectory(prefix="chatguard-strict-browser-") as workdir:
-            call = probe(route, args.seconds, args.max_bitrate, Path(workdir), lines)
+            call = probe(
+                route, args.seconds, args.max_bitrate, Path(workdir), lines, args.decision_log
+            )
         print(row(call), flush=True)
+        if call.leak_trace:
+            print(
+                "  the relay's decisions before each leak:\n    " + "\n    ".join(call.leak_trace)
+            )
         calls.append(call)
     return StrictBrowserResult(
         calls=calls,

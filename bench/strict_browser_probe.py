@@ -20,11 +20,13 @@ bench extra (Playwright) and Debian's ``/usr/bin/chromium``; never downloads a b
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import statistics
 import time
 import urllib.request
 from collections.abc import Sequence
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -34,7 +36,7 @@ from numpy.typing import NDArray
 
 from bench.chromium import CHROMIUM, FLAGS
 from bench.results import BrowserCall
-from bench.service import EmbeddedService, wait_for_relays, wait_until_up
+from bench.service import DECISIONS_LOGGER, EmbeddedService, wait_for_relays, wait_until_up
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -61,6 +63,11 @@ SCENES: Final = (
 """(skimage photograph, unsafe under BLOCKED, frames): a 10 s loop. The model finds nothing in
 ``rocket`` and ``chelsea``; ``astronaut`` is FACE_FEMALE ~0.8, ``camera`` FACE_MALE ~0.58."""
 BLOCKED: Final = ("FACE_FEMALE:0.4", "FACE_MALE:0.3")
+LEAK_RUNS: Final = 3
+LEAK_BEFORE_S: Final = 3.0
+"""How far back from a leak's first frame at the page its decisions are kept: a cut waits
+``settle_s`` (1 s) and more before it goes, and its cause may be older."""
+LEAK_AFTER_S: Final = 0.3
 FIRST_FRAME_S: Final = 120.0
 """How long each page may wait for its partner's first frame: on a loaded machine the strict
 route's first verdicts time out (fail closed) for a while."""
@@ -153,7 +160,7 @@ RECEIVER_JS = """
   const canvas = new OffscreenCanvas(640, 480);
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
   const side = margin + grid * block;
-  window.probe = { seen: [], unreadable: 0, sizes: {} };
+  window.probe = { seen: [], times: [], unreadable: 0, sizes: {} };
   (async () => {
     for (;;) {
       const { value, done } = await reader.read();
@@ -178,7 +185,10 @@ RECEIVER_JS = """
         bits.push(mean >= 128 ? 1 : 0);
       }
       if (unsure) window.probe.unreadable += 1;
-      else window.probe.seen.push(bits);
+      else {
+        window.probe.seen.push(bits);
+        window.probe.times.push(Date.now() / 1000);
+      }
     }
   })();
 }
@@ -220,6 +230,62 @@ def unsafe_run_starts(indices: Sequence[int]) -> list[int]:
     positions of the unsafe frames received)."""
     seen = set(indices)
     return sorted(i for i in seen if i - 1 not in seen)
+
+
+def unsafe_run_times(indices: Sequence[int | None], times: Sequence[float]) -> list[float]:
+    """When (wall clock, s) the page decoded the first frame of each run of unsafe frames
+    (``indices``: every stamp read, in order, None where unreadable)."""
+    starts, previous = [], False
+    for index, at in zip(indices, times, strict=True):
+        if index is None:
+            continue
+        unsafe = is_unsafe(index)
+        if unsafe and not previous:
+            starts.append(at)
+        previous = unsafe
+    return starts
+
+
+def _iso_seconds(stamp: str) -> float:
+    """A JSON log line's ``time`` (``2026-12-07T09:30:00.123Z``) as Unix seconds."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def decision_events(lines: Sequence[str]) -> list[tuple[float, str, dict[str, Any]]]:
+    """(Unix time, message, event) of every decision line a service logged as JSON."""
+    found = []
+    for line in lines:
+        if DECISIONS_LOGGER not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("logger") == DECISIONS_LOGGER and "event" in record:
+            found.append((_iso_seconds(record["time"]), record["message"], record["event"]))
+    return found
+
+
+def leak_trace(
+    events: Sequence[tuple[float, str, dict[str, Any]]], run_times: Sequence[float]
+) -> list[str]:
+    """What the gate decided in the seconds before each of the first LEAK_RUNS runs of unsafe
+    frames reached the page, as ``+seconds message`` lines from that run's first frame: every
+    verdict and every frame the gate did more with than release on cover (which would bury
+    the rest; their count is given instead)."""
+    out = []
+    for start in run_times[:LEAK_RUNS]:
+        out.append(f"-- a run of unsafe frames reached the page at {start:.3f}")
+        covered = 0
+        for at, message, event in events:
+            if not start - LEAK_BEFORE_S <= at <= start + LEAK_AFTER_S:
+                continue
+            if event.get("kind") == "frame" and event.get("inputs") == ["COVERED"]:
+                covered += 1
+                continue
+            out.append(f"{at - start:+.3f} {message}")
+        out.append(f"-- and {covered} frames released on cover in that window")
+    return out
 
 
 def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -276,8 +342,8 @@ async def _wait_for_frames(page: Page, timeout_s: float) -> None:
 
 async def probe(
     url: str, camera: Path, route: str, seconds: float, max_bitrate: int | None
-) -> BrowserCall:
-    """One call between a sender showing ``camera`` and a receiver, for ``seconds``."""
+) -> tuple[BrowserCall, list[float]]:
+    """The call's figures, and when (Unix s) each run of unsafe frames reached the page."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
@@ -310,7 +376,7 @@ async def probe(
     indices = [read_stamp(bits) for bits in seen["seen"]]
     readable = [i for i in indices if i is not None]
     unsafe = [i % loop_length() for i in readable if is_unsafe(i)]
-    return BrowserCall(
+    call = BrowserCall(
         route=route,
         seconds=seconds,
         max_bitrate_bps=max_bitrate,
@@ -322,6 +388,7 @@ async def probe(
         sender=summarize(samples),
         rembs_sent={},
     )
+    return call, unsafe_run_times(indices, seen["times"])
 
 
 def rembs_sent(metrics_url: str) -> dict[str, float]:
@@ -343,20 +410,28 @@ def run(
     max_bitrate: int | None,
     workdir: Path,
     moderation: Sequence[str] = (),
+    decisions_to: Path | None = None,
 ) -> BrowserCall:
     """Start ``chatguard serve --route ROUTE`` here and probe one call through it;
-    ``moderation``: extra ``[moderation]`` lines (``key = value``), to compare settings."""
+    ``moderation``: extra ``[moderation]`` lines (``key = value``), to compare settings;
+    ``decisions_to``: append the relay's decision log (JSON lines) there."""
     camera = write_camera(workdir / "camera.y4m")
     args = ["--route", route, "--relay-workers", "1"]
     for label in BLOCKED:
         args += ["--block", label]
-    config = "\n".join(["[moderation]", "strikes_to_ban = 1000000", *moderation]) + "\n"
-    service = EmbeddedService(args, config)
+    args += ["--log-format", "json"]
+    lines = ["[moderation]", "strikes_to_ban = 1000000", "decision_log = true", *moderation]
+    service = EmbeddedService(args, "\n".join(lines) + "\n")
     try:
         wait_until_up(service.endpoints.ws_url, 60)
         wait_for_relays(service.endpoints, 1, 120)
         url = service.endpoints.ws_url.replace("ws://", "http://").removesuffix("/ws")
-        call = asyncio.run(probe(url, camera, route, seconds, max_bitrate))
+        call, run_times = asyncio.run(probe(url, camera, route, seconds, max_bitrate))
+        logged = service.logged()
+        call.leak_trace = leak_trace(decision_events(logged), run_times)
+        if decisions_to is not None:
+            with decisions_to.open("a") as out:
+                out.writelines(f"{line}\n" for line in logged if DECISIONS_LOGGER in line)
         call.rembs_sent = rembs_sent(service.endpoints.stats_url.removesuffix("stats") + "metrics")
         return call
     finally:

@@ -223,6 +223,8 @@ class Configure(_Message, tag="configure"):
     settle_s: float = 1.0
     max_decoded_pixels: int = 1920 * 1088
     decode_budget: float = 0.25
+    decision_log: bool = False
+    """Log every moderation decision (``relay.strict.decision_log``)."""
     stun_url: str = ""
     """STUN server for the worker's own ICE candidates (public address behind NAT)."""
     strict: bool = False

@@ -409,6 +409,7 @@ class RelayWorker:
     def _moderate(self, relay_leg: AiortcLeg) -> None:
         """Gate ``relay_leg``'s video. The first call imports ``relay.strict`` and loads the
         model (seconds, once per process): workers that only forward never pay for it."""
+        from relay.strict.decision_log import enable as enable_decision_log
         from relay.strict.moderation import Moderator
 
         policy, gate = self._strict_settings()
@@ -418,6 +419,9 @@ class RelayWorker:
         if self.moderation_settings is not None:
             self._moderator.max_pixels = self.moderation_settings.max_decoded_pixels
             self._moderator.decode_budget = self.moderation_settings.decode_budget
+            self._moderator.decision_log = self.moderation_settings.decision_log
+            if self._moderator.decision_log:
+                enable_decision_log()
         self.hub.set_moderated(relay_leg, self._moderator, policy)
 
     def _on_moderation(self, relay_leg: Leg, state: str, label: str, score: float) -> None:

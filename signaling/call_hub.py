@@ -351,6 +351,7 @@ class SignalingHub:
             settle_s=mod.settle_s,
             max_decoded_pixels=mod.max_decoded_pixels,
             decode_budget=mod.decode_budget,
+            decision_log=mod.decision_log,
             stun_url=self._config.relay.stun_url,
             strict=Route.STRICT in self._policy.routes_in_force(),
         )

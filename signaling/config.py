@@ -245,6 +245,10 @@ class ModerationConfig(_Section):
     are found safe: a verdict on the coarse first frames of a scene says little, and an encoder
     that is still ramping up draws the detail in for up to about a second. 0: off."""
     mute_audio_while_blocked: bool = False
+    decision_log: bool = False
+    """Log every decision of every moderated stream (frame ids, detail, verdict scores, the
+    gate's rules; never pixels) at info on `relay.strict.decisions`, whatever the log level:
+    for a leak's post-mortem. About 60-100 lines a second per stream."""
     max_decoded_pixels: int = 1920 * 1088
     """Largest picture (width x height) a strict-route sender may send; a larger keyframe is
     withheld undecoded (fail closed) and counted. The default admits 1080p."""

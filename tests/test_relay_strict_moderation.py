@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from models.batching import AsyncBatcher, InferenceRequest
 from models.detections import Detection
 from models.inference import ModelRunner
 from models.letterbox import Letterbox
+from relay.strict.decision_log import enable as enable_decision_log
 from relay.strict.moderation import ModerationMeter, Moderator
 from tests.support.strict_support import FACE_POLICY, SAFE, UNSAFE, VP8Receiver, Vp8Sender, shows
 
@@ -191,3 +193,58 @@ async def test_a_stream_over_its_decode_budget_is_withheld_until_it_is_back_unde
     await moderator.aclose()
     assert moderator.defences["strict_decode_budget"] >= 10
     assert len(sink.receiver.pictures) <= 2  # at most the first keyframe's own verdict
+
+
+class Lines(logging.Handler):
+    """Keeps the decision log's records (on its own logger, whatever the root's level)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+async def test_the_decision_log_tells_which_rule_released_or_blocked_each_frame(
+    runner: ModelRunner,
+) -> None:
+    decisions = logging.getLogger("relay.strict.decisions")
+    lines = Lines()
+    decisions.addHandler(lines)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.WARNING)  # as `chatguard serve --log-level warning`
+    enable_decision_log()
+    try:
+        sink = Sink(Vp8Sender())
+        moderator = Moderator(AsyncBatcher(runner))
+        moderator.decision_log = True
+        await play(moderator, sink, [SAFE] * 45 + [UNSAFE] * 20)
+        await moderator.aclose()
+    finally:
+        decisions.removeHandler(lines)
+        decisions.setLevel(logging.NOTSET)
+        root.setLevel(level)
+    events = [r.event for r in lines.records]  # type: ignore[attr-defined]
+    frames = [e for e in events if e["kind"] == "frame"]
+    verdicts = [e for e in events if e["kind"] == "verdict"]
+    # one line per frame, the first a keyframe the gate holds and classifies
+    assert [e["frame"] for e in frames] == list(range(len(frames))) and len(frames) >= 60
+    assert frames[0]["keyframe"] and frames[0]["inputs"] == ["KEYFRAME"]
+    assert frames[0]["actions"] == ["classify 0 keyframe"]
+    # every release the log names reached the receiver, and nothing else did
+    released = [a for e in events for a in e["actions"] if a.startswith("release ")]
+    assert len(released) == len(sink.receiver.pictures) > 0
+    # the block, on the verdict that found the face, with its label and score
+    blocking = [e for e in verdicts if any(a.startswith("blocked ") for a in e["actions"])]
+    assert len(blocking) == 1 and blocking[0]["finding"] == "unsafe", verdicts
+    assert blocking[0]["label"] == "FACE_FEMALE" and blocking[0]["inputs"][0] == "UNSAFE"
+    # metadata only: figures, names and ids, never a picture or a signature
+    for e in events:
+        for value in e.values():
+            assert isinstance(value, str | int | float | bool | list), value
+            assert not isinstance(value, list) or all(isinstance(v, str) for v in value)
+    assert "blocked FACE_FEMALE" in lines.records[events.index(blocking[0])].getMessage()

@@ -24,10 +24,11 @@ RULES = {
     "settle_s": 0.5,
 }
 DECODE_LIMITS = {"max_decoded_pixels": 1280 * 720, "decode_budget": 0.1}
+WORKER_SETTINGS = {**DECODE_LIMITS, "decision_log": True}
 
 
 def test_moderation_rules_reach_the_gate_and_the_policy() -> None:
-    config = config_from_mapping({"moderation": RULES | DECODE_LIMITS})
+    config = config_from_mapping({"moderation": RULES | WORKER_SETTINGS})
     config.check()
     hub = SignalingHub(
         config,
@@ -42,7 +43,7 @@ def test_moderation_rules_reach_the_gate_and_the_policy() -> None:
     assert policy.reference_margin == 0.7
     got = {k: getattr(gate, k) for k in RULES if k != "reference_margin"}
     assert got == {k: v for k, v in RULES.items() if k != "reference_margin"}
-    assert {k: getattr(message, k) for k in DECODE_LIMITS} == DECODE_LIMITS
+    assert {k: getattr(message, k) for k in WORKER_SETTINGS} == WORKER_SETTINGS
 
 
 @pytest.mark.parametrize(

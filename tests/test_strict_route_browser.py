@@ -65,7 +65,8 @@ def assert_no_unsafe_frame(result: BrowserCall) -> None:
     40 s, capped and uncapped, and each run of these tests)."""
     assert result.unsafe_frames == 0, (
         f"{result.unsafe_frames} unsafe frames reached the page, runs starting at camera "
-        f"frames {result.unsafe_run_starts}; sender {result.sender}"
+        f"frames {result.unsafe_run_starts}; sender {result.sender}; the relay's decisions "
+        "before it:\n" + "\n".join(result.leak_trace)
     )
 
 

@@ -162,7 +162,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -579,6 +579,9 @@ class ModerationGate:
         self.strikes = 0
         self.released = 0
         self.dropped = 0
+        self.trace: Callable[[Input], None] | None = None
+        """Told every input the gate names, in order (``relay.strict.decision_log``): which
+        rows let a frame through is what a leak's post-mortem needs."""
 
     @property
     def held(self) -> int:
@@ -713,6 +716,8 @@ class ModerationGate:
         score: float = 0.0,
     ) -> None:
         """Carry out the row for (state, ``event``) about frame ``f``."""
+        if self.trace is not None:
+            self.trace(event)
         row = TRANSITIONS.get((self.state, event)) or TRANSITIONS[ANY, event]
         for op, reason in row.steps:
             self._do(op, reason, f, now, out, label, score)

@@ -41,6 +41,7 @@ from models.runtime import open_runner
 from relay import rtp
 from relay.control import ModerationLoad
 from relay.strict.block_policy import ModerationPolicy
+from relay.strict.decision_log import DecisionLog
 from relay.strict.decode_limits import DecodeBudget, picture_size
 from relay.strict.depacketize import Codec, Depacketizer, EncodedFrame
 from relay.strict.gate import (
@@ -176,6 +177,9 @@ class Moderator:
         """Seconds of decoder time per second one stream may use (see ``decode_limits``)."""
         self.defences: Counter[str] = Counter()
         """Frames withheld for a limit, by limit, for the worker's defence counters."""
+        self.decision_log = False
+        """Streams opened from now on log every decision (``relay.strict.decision_log``)."""
+        self._stream_numbers = itertools.count(1)
         self._streams: set[ModeratedStream] = set()
 
     @classmethod
@@ -235,6 +239,10 @@ class ModeratedStream:
         self.policy = policy
         self._sink = sink
         self.gate = ModerationGate(moderator.gate_config)
+        self._decisions: DecisionLog | None = None
+        if moderator.decision_log:
+            self._decisions = DecisionLog(str(next(moderator._stream_numbers)))
+            self.gate.trace = self._decisions.on_input
         self.stats = StreamStats()
         self._ids = itertools.count()
         self._depack: Depacketizer | None = None
@@ -307,7 +315,10 @@ class ModeratedStream:
                 try:
                     await asyncio.wait_for(self._wake.wait(), TICK_S)
                 except TimeoutError:
-                    self._apply(self.gate.on_tick(self._m.clock()))
+                    actions = self.gate.on_tick(self._m.clock())
+                    if self._decisions is not None:
+                        self._decisions.tick(self.gate.state.value, actions)
+                    self._apply(actions)
                 continue
             fid, frame = self._backlog.popleft()
             try:
@@ -344,6 +355,8 @@ class ModeratedStream:
             except Exception as exc:
                 log.warning("moderated stream: preprocessing failed (%s)", type(exc).__name__)
                 actions += self.gate.on_no_verdict(fid, self._m.clock())
+        if self._decisions is not None:
+            self._decisions.frame(fid, frame.keyframe, sig, detail, self.gate.state.value, actions)
         self._apply(actions)
 
     def _limit_hit(self, frame: EncodedFrame) -> str | None:
@@ -435,7 +448,10 @@ class ModeratedStream:
             self.stats.no_verdict += 1
             self._m.meter.no_verdict += 1
             log.warning("moderation: no verdict (%s)", type(exc).__name__)
-            self._apply(self.gate.on_no_verdict(fid, self._m.clock()))
+            actions = self.gate.on_no_verdict(fid, self._m.clock())
+            if self._decisions is not None:
+                self._decisions.no_verdict(fid, self.gate.state.value, actions)
+            self._apply(actions)
             return  # the tensor may still be read by a late run: do not reuse it
         finally:
             self._routine.pop(fid, None)
@@ -444,7 +460,12 @@ class ModeratedStream:
         self._m.meter.classified += 1
         self._tensors.append(tensor)
         v = self.policy.verdict(dets)
-        self._apply(self.gate.on_verdict(fid, v.finding, v.label, v.score, self._m.clock()))
+        actions = self.gate.on_verdict(fid, v.finding, v.label, v.score, self._m.clock())
+        if self._decisions is not None:
+            self._decisions.verdict(
+                fid, v.finding, v.label, v.score, self.gate.state.value, actions
+            )
+        self._apply(actions)
 
     def _apply(self, actions: list[Action]) -> None:
         now = self._m.clock()
