@@ -37,7 +37,7 @@ OPEN           COVERED            release (+ classify if the periodic check is  
                                   due)
 OPEN           KEYFRAME           hold, classify                                   -
 OPEN           DELTA_BEHIND_HELD  hold; classify if a new scene (or the reference  -
-                                  expired)
+                                  expired), or a settling cut's watch is due [4]
 OPEN           DELTA              the same                                         -
 AWAIT_KEYFRAME DELTA              drop, request a keyframe                         -
 AWAIT_KEYFRAME KEYFRAME           hold, classify (released on its own verdict:     OPEN
@@ -122,7 +122,14 @@ then settled it, 51 frames. Other cuts meanwhile do not put settling off: a movi
 a cut at every classification, and a camera that pans changes the whole picture but draws
 nothing in coarse and little from one frame to the next.
 Such a frame is classified when none that could settle the cut is in flight; waiting to settle
-does not count against ``max_hold_s``.
+does not count against ``max_hold_s``. Before that, the cut is *watched*: its frames are
+classified at ``alert_classifications_per_s`` (one slot kept free for the settling check), so
+a face the encoder draws in is found as it shows and the scene blocked then. Measured
+(decision log, 48 passes of the ``camera`` scene in capped Chromium calls): the face showed
+0.25-1.0 s after the cut and scored 0.31-0.57 against 0.3 from then on; in 14 passes no frame
+grew sharp enough to be classified between about 0.45 and 0.85 s, so the settling checks were
+the first look at it, and two of them under the threshold (one verdict in 324 was) would have
+let the whole scene go: one CI run of about 45 leaked 50 frames that way, it seems.
 
 [5] Behind a held keyframe that may resume the stream: a keyframe after a block comes coarse,
 and the frames after it are sharper than its verdict can cover. Unclassified, the first of
@@ -281,13 +288,13 @@ class Classify:
 
     frame_id: int
     reason: str = field(default="periodic", compare=False)
-    """Why: ``keyframe``, ``scene`` (new scene, expired reference or sharper), ``settle`` or
-    ``late`` ([7]) for a frame the gate holds until this verdict, ``periodic`` for the minimum
-    rate on a frame already decided, ``resume`` for the check on a frame dropped while blocked.
-    Held ones delay the stream, so the caller serves them first, and so it does a resume check:
-    blocked, the stream forwards nothing until one finds the scene safe (measured in a Chromium
-    call whose other direction kept the classifier busy, as routine requests these waited p50
-    362 ms and 11 of 36 timed out, so each safe scene after a blocked one started 0.5-1.6 s
+    """Why: ``keyframe``, ``scene`` (new scene, expired reference or sharper), ``settle``, ``watch``
+    ([4]) or ``late`` ([7]) for a frame the gate holds until this verdict, ``periodic`` for the
+    minimum rate on a frame already decided, ``resume`` for the check on a frame dropped while
+    blocked. Held ones delay the stream, so the caller serves them first, and so it does a resume
+    check: blocked, the stream forwards nothing until one finds the scene safe (measured in a
+    Chromium call whose other direction kept the classifier busy, as routine requests these waited
+    p50 362 ms and 11 of 36 timed out, so each safe scene after a blocked one started 0.5-1.6 s
     late). Not part of the identity."""
 
 
@@ -809,6 +816,8 @@ class ModerationGate:
                     self._submit(f, now, out, "scene")
                 elif self._settling_check_due(f):
                     self._submit(f, now, out, "settle")
+                elif self._settling_watch_due(f, now):
+                    self._submit(f, now, out, "watch")
             case Op.RESUME:
                 self._alert_until = now + self.config.alert_s
                 out.append(Resumed())
@@ -910,6 +919,18 @@ class ModerationGate:
             and self._settled is None
             and f.arrival >= self._settle_after
             and not any(g.arrival >= self._settle_after for g, _ in self._in_flight.values())
+        )
+
+    def _settling_watch_due(self, f: _Frame, now: float) -> bool:
+        """A cut is unsettled, ``f`` arrived before it can settle, and the alert rate says a
+        check is due; a slot stays free for the settling check ([4])."""
+        c = self.config
+        return (
+            self._cut is not None
+            and self._settled is None
+            and f.arrival < self._settle_after
+            and now - self._last_submit >= 1.0 / c.alert_classifications_per_s
+            and len(self._in_flight) < max(1, c.max_in_flight - 1)
         )
 
     def _covered(self, f: _Frame) -> bool:
