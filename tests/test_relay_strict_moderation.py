@@ -147,9 +147,10 @@ async def test_held_frames_are_classified_before_periodic_checks(
     moderator = Moderator(batcher)
     await play(moderator, sink, [SAFE] * 70)  # one keyframe, one scene, 2.3 s
     await moderator.aclose()
-    # held: the keyframe, the frame settle_s later that settles its cut, and frames in
-    # which the encoder drew more detail than the verdict covering them saw
-    assert urgent_flags[:1] == [True] and urgent_flags.count(True) <= 6, urgent_flags
+    # held: the keyframe, the frames that watch its cut while it settles (5/s over settle_s),
+    # the two settle_s later that settle it, and frames in which the encoder drew more detail
+    # than the verdict covering them saw
+    assert urgent_flags[:1] == [True] and urgent_flags.count(True) <= 12, urgent_flags
     assert urgent_flags.count(False) >= 1  # periodic checks (>= 2/s) while frames flowed
     assert len(sink.receiver.pictures) >= 60
 
