@@ -196,25 +196,12 @@ async def test_a_stream_over_its_decode_budget_is_withheld_until_it_is_back_unde
     assert len(sink.receiver.pictures) <= 2  # at most the first keyframe's own verdict
 
 
-class Lines(logging.Handler):
-    """Keeps the decision log's records (on its own logger, whatever the root's level)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(60)
 async def test_the_decision_log_tells_which_rule_released_or_blocked_each_frame(
-    runner: ModelRunner,
+    runner: ModelRunner, caplog: pytest.LogCaptureFixture
 ) -> None:
     decisions = logging.getLogger("relay.strict.decisions")
-    lines = Lines()
-    decisions.addHandler(lines)
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.WARNING)  # as `chatguard serve --log-level warning`
@@ -226,10 +213,10 @@ async def test_the_decision_log_tells_which_rule_released_or_blocked_each_frame(
         await play(moderator, sink, [SAFE] * 45 + [UNSAFE] * 20)
         await moderator.aclose()
     finally:
-        decisions.removeHandler(lines)
         decisions.setLevel(logging.NOTSET)
         root.setLevel(level)
-    events = [r.event for r in lines.records]  # type: ignore[attr-defined]
+    records = [r for r in caplog.records if r.name == decisions.name]
+    events = [r.event for r in records]  # type: ignore[attr-defined]
     frames = [e for e in events if e["kind"] == "frame"]
     verdicts = [e for e in events if e["kind"] == "verdict"]
     # one line per frame, the first a keyframe the gate holds and classifies
@@ -248,4 +235,4 @@ async def test_the_decision_log_tells_which_rule_released_or_blocked_each_frame(
         for value in e.values():
             assert isinstance(value, str | int | float | bool | list), value
             assert not isinstance(value, list) or all(isinstance(v, str) for v in value)
-    assert "blocked FACE_FEMALE" in lines.records[events.index(blocking[0])].getMessage()
+    assert "blocked FACE_FEMALE" in records[events.index(blocking[0])].getMessage()

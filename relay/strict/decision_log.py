@@ -27,6 +27,7 @@ from relay.strict.gate import (
     Drop,
     Finding,
     Input,
+    ModerationGate,
     Release,
     RequestKeyframe,
     Resumed,
@@ -65,10 +66,13 @@ def describe(actions: Sequence[Action]) -> list[str]:
 
 
 class DecisionLog:
-    """The decision lines of one stream; the stream calls it around each gate call."""
+    """The decision lines of one stream's ``gate``; the stream calls it after each gate call
+    with the actions that call returned."""
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, gate: ModerationGate) -> None:
         self.stream = stream
+        self._gate = gate
+        gate.trace = self.on_input
         self._inputs: list[str] = []
         self._previous: Signature | None = None
 
@@ -82,7 +86,6 @@ class DecisionLog:
         keyframe: bool,
         signature: Signature | None,
         detail: float,
-        state: str,
         actions: Sequence[Action],
     ) -> None:
         """A frame went through the gate; ``change``/``peak``: from the last decodable frame
@@ -96,7 +99,7 @@ class DecisionLog:
                 fields["change"] = round(signature_distance(signature, self._previous), 1)
                 fields["peak"] = round(peak_change(signature, self._previous, PEAK_CELLS), 1)
             self._previous = signature
-        self._emit("frame", fields, state, actions)
+        self._emit("frame", fields, actions)
 
     def verdict(
         self,
@@ -104,28 +107,26 @@ class DecisionLog:
         finding: Finding,
         label: str,
         score: float,
-        state: str,
         actions: Sequence[Action],
     ) -> None:
         self._emit(
             "verdict",
             {"frame": fid, "finding": finding.value, "label": label, "score": round(score, 3)},
-            state,
             actions,
         )
 
-    def no_verdict(self, fid: int, state: str, actions: Sequence[Action]) -> None:
-        self._emit("no_verdict", {"frame": fid}, state, actions)
+    def no_verdict(self, fid: int, actions: Sequence[Action]) -> None:
+        self._emit("no_verdict", {"frame": fid}, actions)
 
-    def tick(self, state: str, actions: Sequence[Action]) -> None:
+    def tick(self, actions: Sequence[Action]) -> None:
         """Only when the tick decided something (time-outs, frames held too long)."""
         if actions or self._inputs:
-            self._emit("tick", {}, state, actions)
+            self._emit("tick", {}, actions)
 
-    def _emit(
-        self, kind: str, fields: dict[str, Any], state: str, actions: Sequence[Action]
-    ) -> None:
+    def _emit(self, kind: str, fields: dict[str, Any], actions: Sequence[Action]) -> None:
+        """One line; ``state``: the gate's, after the call."""
         done = describe(actions)
+        state = self._gate.state.value
         event = {
             "stream": self.stream,
             "kind": kind,

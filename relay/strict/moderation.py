@@ -241,8 +241,7 @@ class ModeratedStream:
         self.gate = ModerationGate(moderator.gate_config)
         self._decisions: DecisionLog | None = None
         if moderator.decision_log:
-            self._decisions = DecisionLog(str(next(moderator._stream_numbers)))
-            self.gate.trace = self._decisions.on_input
+            self._decisions = DecisionLog(str(next(moderator._stream_numbers)), self.gate)
         self.stats = StreamStats()
         self._ids = itertools.count()
         self._depack: Depacketizer | None = None
@@ -317,7 +316,7 @@ class ModeratedStream:
                 except TimeoutError:
                     actions = self.gate.on_tick(self._m.clock())
                     if self._decisions is not None:
-                        self._decisions.tick(self.gate.state.value, actions)
+                        self._decisions.tick(actions)
                     self._apply(actions)
                 continue
             fid, frame = self._backlog.popleft()
@@ -356,7 +355,7 @@ class ModeratedStream:
                 log.warning("moderated stream: preprocessing failed (%s)", type(exc).__name__)
                 actions += self.gate.on_no_verdict(fid, self._m.clock())
         if self._decisions is not None:
-            self._decisions.frame(fid, frame.keyframe, sig, detail, self.gate.state.value, actions)
+            self._decisions.frame(fid, frame.keyframe, sig, detail, actions)
         self._apply(actions)
 
     def _limit_hit(self, frame: EncodedFrame) -> str | None:
@@ -450,7 +449,7 @@ class ModeratedStream:
             log.warning("moderation: no verdict (%s)", type(exc).__name__)
             actions = self.gate.on_no_verdict(fid, self._m.clock())
             if self._decisions is not None:
-                self._decisions.no_verdict(fid, self.gate.state.value, actions)
+                self._decisions.no_verdict(fid, actions)
             self._apply(actions)
             return  # the tensor may still be read by a late run: do not reuse it
         finally:
@@ -462,9 +461,7 @@ class ModeratedStream:
         v = self.policy.verdict(dets)
         actions = self.gate.on_verdict(fid, v.finding, v.label, v.score, self._m.clock())
         if self._decisions is not None:
-            self._decisions.verdict(
-                fid, v.finding, v.label, v.score, self.gate.state.value, actions
-            )
+            self._decisions.verdict(fid, v.finding, v.label, v.score, actions)
         self._apply(actions)
 
     def _apply(self, actions: list[Action]) -> None:
