@@ -97,8 +97,9 @@ def signaling_curves(cases: Sequence[SignalingCase]) -> dict[str, Points]:
 
 
 def strict_curves(cases: Sequence[StrictRun]) -> dict[str, Points]:
-    """Gate latency p50/p99 (ms), decided fps (slowest stream, mean) and CPU per stream (%)
-    against moderated streams."""
+    """Gate latency p50/p99 (ms, every frame), the verdict wait's p99 (ms, the service
+    level's), decided fps (slowest stream, mean) and CPU per stream (%) against moderated
+    streams."""
 
     def streams(c: StrictRun) -> float:
         return c.streams
@@ -106,6 +107,7 @@ def strict_curves(cases: Sequence[StrictRun]) -> dict[str, Points]:
     return {
         "p50": points(cases, streams, lambda c: c.gate_latency.p50_ms),
         "p99": points(cases, streams, lambda c: c.gate_latency.p99_ms),
+        "verdict p99": points(cases, streams, lambda c: c.verdict_wait.p99_ms),
         "slowest stream": points(
             cases, streams, lambda c: min(c.decided_fps_by_stream, default=None)
         ),
@@ -172,13 +174,17 @@ def plot_strict_cases(
     for engine in engines:  # one set of curves per engine, named by it when there are several
         c = strict_curves([case for case in cases if case.engine == engine])
         name = f"{engine}: " if len(engines) > 1 else ""
-        latency |= {f"{name}gate latency p50": c["p50"], f"{name}gate latency p99": c["p99"]}
+        latency |= {
+            f"{name}gate latency p50": c["p50"],
+            f"{name}gate latency p99": c["p99"],
+            f"{name}verdict wait p99": c["verdict p99"],
+        }
         fps |= {f"{name}slowest stream": c["slowest stream"], f"{name}mean of streams": c["mean"]}
         cpu[f"{name}CPU per stream"] = c["cpu"]
     draw(
         [
             Panel(
-                "gate latency (ms, last packet in -> released)",
+                "gate latency (ms, last packet in -> released; target: verdict wait)",
                 latency,
                 max_gate_p99_ms,
                 latency=True,

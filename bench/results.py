@@ -337,7 +337,12 @@ class StrictRun(msgspec.Struct):
     scene_classifications: int
     no_verdict: int
     gate_latency: Percentiles
-    """A frame's last packet in -> released."""
+    """A frame's last packet in -> released to the sink (paced), every frame released."""
+    verdict_wait: Percentiles
+    """A frame's last packet in -> the gate's release, frames that waited for verdicts only:
+    what a saturated classifier lengthens (the service levels' latency)."""
+    settle_wait: Percentiles
+    """The same for frames held while a cut settled (``GateConfig.settle_s`` by design)."""
     classify_roundtrip: Percentiles
     loop_lag: Percentiles
     leaked_unsafe_frames: int

@@ -76,8 +76,14 @@ TARGET_GATE_P99_MS: Final = 50.0
 @dataclass(frozen=True)
 class StrictLevels:
     """What "holds" means on the strict route: every stream keeps up (decided = released +
-    dropped, at full rate: nothing piles up behind the gate), gate latency p99 under the target,
-    and no unsafe frame released. A leak is not an option: it fails any load, always."""
+    dropped, at full rate: nothing piles up behind the gate), the wait for verdicts p99 under
+    the target, and no unsafe frame released. A leak is not an option: it fails any load,
+    always.
+
+    Why the verdict wait and not every frame's: frames of a cut wait ``GateConfig.settle_s``
+    (1 s) for it to settle, by design and whatever the load, so a p99 over all frames is over
+    a second at one stream and says nothing of capacity; the wait for verdicts is what a
+    saturated classifier lengthens. Both are reported."""
 
     min_fps: float = 29.0
     max_gate_p99_ms: float = TARGET_GATE_P99_MS
@@ -89,14 +95,15 @@ class StrictLevels:
         LevelOption(
             "max-gate-p99-ms",
             "max_gate_p99_ms",
-            "gate latency p99 in ms, a frame's last packet in -> released (the strict target)",
+            "gate latency p99 in ms of frames that waited for verdicts, a frame's last packet "
+            "in -> released (frames held while a cut settled, settle_s by design, aside)",
         ),
     )
     LOAD: ClassVar[Load] = Load("streams", None, 64)
 
     def words(self) -> str:
         return (
-            f"every stream decided at >= {self.min_fps:g} fps, gate latency p99 < "
+            f"every stream decided at >= {self.min_fps:g} fps, verdict wait p99 < "
             f"{self.max_gate_p99_ms:g} ms and no unsafe frame leaked"
         )
 
@@ -106,11 +113,11 @@ class StrictLevels:
         slowest = min(run.decided_fps_by_stream, default=0.0)
         if not slowest >= self.min_fps:
             misses.append(f"slowest stream decided {slowest:.1f} fps < {self.min_fps:g} fps")
-        p99 = run.gate_latency.p99_ms
+        p99 = run.verdict_wait.p99_ms
         if p99 is None:
-            misses.append("no frame released: no gate latency")
+            misses.append("no frame released on a verdict: no verdict wait")
         elif not below(p99, self.max_gate_p99_ms):
-            misses.append(f"gate latency p99 {p99:.1f} ms >= {self.max_gate_p99_ms:g} ms")
+            misses.append(f"verdict wait p99 {p99:.1f} ms >= {self.max_gate_p99_ms:g} ms")
         if run.leaked_unsafe_frames:
             misses.append(f"{run.leaked_unsafe_frames} unsafe frames leaked")
         return misses
@@ -119,9 +126,11 @@ class StrictLevels:
 RUN_HEAD: Final = (
     f"{'streams':>7} {'cores':>6} {'%/strm':>7} {'str/core':>8} {'fps':>5} {'safe':>5} "
     f"{'decided':>7} {'cls/s':>6} {'cuts':>5} {'scene':>5} {'gate p50':>9} {'gate p99':>9} "
-    f"{'leaked':>6}  service levels"
+    f"{'vrdct p99':>9} {'settle p50':>10} {'leaked':>6}  service levels"
 )
-"""fps: released per stream; decided: the slowest stream's released + dropped per second."""
+"""fps: released per stream; decided: the slowest stream's released + dropped per second;
+gate: every frame released, at the sink; vrdct: frames that waited for verdicts only, settle:
+frames held while a cut settled (both at the gate)."""
 
 
 def run_row(r: StrictRun) -> str:
@@ -132,6 +141,7 @@ def run_row(r: StrictRun) -> str:
         f"{r.safe_fps_per_stream:>5.1f} {cell(slowest, '>7.1f')} "
         f"{r.classifications_per_s_per_stream:>6.2f} {r.scene_cuts:>5} "
         f"{r.scene_classifications:>5} {cell(g.p50_ms, '>9.1f')} {cell(g.p99_ms, '>9.1f')} "
+        f"{cell(r.verdict_wait.p99_ms, '>9.1f')} {cell(r.settle_wait.p50_ms, '>10.1f')} "
         f"{r.leaked_unsafe_frames:>6}  " + ("; ".join(r.service_levels_missed) or "held")
     )
 

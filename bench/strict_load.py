@@ -265,6 +265,9 @@ async def run_streams(
         (s.stats.classified, s.stats.released, Counter(s.stats.dropped), Counter(s.stats.requested))
         for s in streams
     ]
+    for s in streams:  # the measured window's waits only (the last 2,048 frames of each stream)
+        s.stats.hold_s.clear()
+        s.stats.settle_hold_s.clear()
     cpu0, t0 = time.process_time(), time.monotonic()
     await gen.done.wait()
     wall, cpu = time.monotonic() - t0, time.process_time() - cpu0 - gen.cpu_s
@@ -307,6 +310,8 @@ async def run_streams(
         scene_classifications=requested["scene"],
         no_verdict=sum(s.stats.no_verdict for s in streams),
         gate_latency=summarize_ms(lat),
+        verdict_wait=summarize_ms([h for s in streams for h in s.stats.hold_s]),
+        settle_wait=summarize_ms([h for s in streams for h in s.stats.settle_hold_s]),
         classify_roundtrip=summarize_ms([c for s in streams for c in s.stats.classify_s]),
         loop_lag=summarize_ms(gen.lag),
         leaked_unsafe_frames=sum(count_leaks(s.released_index, UNSAFE) for s in sinks),

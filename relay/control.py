@@ -52,12 +52,18 @@ class ModerationLoad(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     withheld_per_s: float
     no_verdict: int
     gate_p50_ms: float | None
-    """A released frame's wait for its verdict (last packet in -> forwarded); None: none."""
+    """A released frame's wait for its verdict (last packet in -> forwarded), frames that
+    waited for a cut to settle aside; None: none."""
     gate_p99_ms: float | None
+    settle_p99_ms: float | None = None
+    """The same for frames that waited for a cut to settle (``GateConfig.settle_s``)."""
 
 
 GATE_LATENCY_BOUNDS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
 """Buckets of the strict route's gate latency (a released frame's wait for its verdict)."""
+SETTLE_LATENCY_BOUNDS_S = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
+"""Buckets of the wait of frames held while a cut settled (about ``settle_s``, 1 s, by
+design)."""
 MODEL_INFERENCE_BOUNDS_S = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
 """Buckets of one model run on a worker (tens of ms per image on one core, more per stack)."""
 SENDER_ESTIMATE_BOUNDS_BPS = (
@@ -96,6 +102,12 @@ class ModerationTotals(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     gate_latency: Histogram = msgspec.field(
         default_factory=lambda: Histogram.empty(GATE_LATENCY_BOUNDS_S)
     )
+    """Released frames' waits for their verdicts."""
+    settle_latency: Histogram = msgspec.field(
+        default_factory=lambda: Histogram.empty(SETTLE_LATENCY_BOUNDS_S)
+    )
+    """Released frames' waits for a cut to settle: kept apart, or a settling second would
+    hide a slow classifier."""
     inference: Histogram = msgspec.field(
         default_factory=lambda: Histogram.empty(MODEL_INFERENCE_BOUNDS_S)
     )

@@ -50,6 +50,8 @@ class RelayTally:
         totals.frames_withheld += meter.withheld
         for held_s in meter.hold_s:
             totals.gate_latency.observe(held_s)
+        for held_s in meter.settle_hold_s:
+            totals.settle_latency.observe(held_s)
         for run_s in inference_s:
             totals.inference.observe(run_s)
 

@@ -196,7 +196,14 @@ class RelayCollector(Collector):
             yield family
         gate = _histogram(
             "strict_gate_latency_seconds",
-            "Strict route: a released frame's wait for its verdict (last packet in to forwarded).",
+            "Strict route: a released frame's wait for its verdict (last packet in to "
+            "forwarded), frames held while a cut settled aside.",
+            ["worker"],
+        )
+        settle = _histogram(
+            "strict_settle_latency_seconds",
+            "Strict route: the wait of a released frame held while a cut settled (about "
+            "settle_s by design).",
             ["worker"],
         )
         inference = _histogram(
@@ -207,8 +214,10 @@ class RelayCollector(Collector):
         )
         for worker, totals in moderated:
             add_histogram(gate, [worker], totals.gate_latency)
+            add_histogram(settle, [worker], totals.settle_latency)
             add_histogram(inference, [worker], totals.inference)
         yield gate
+        yield settle
         yield inference
 
 

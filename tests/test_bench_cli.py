@@ -177,7 +177,7 @@ def test_search_glue_takes_each_workloads_levels_and_unit() -> None:
     found = run_search(lambda n: SearchStep(n, [] if n <= 3 else ["gate p99"]), args)
     assert found.capacity == 3 and found.capacity_text == "3 streams"
     assert found.service_levels == {"min_fps": 29, "max_gate_p99_ms": 40}
-    assert "gate latency p99 < 40 ms and no unsafe frame leaked" in describe_search(found, "x")
+    assert "verdict wait p99 < 40 ms and no unsafe frame leaked" in describe_search(found, "x")
     assert found.saturated_at_first_failure is None
     args = parse(["signaling", "--max-pairing-p99-ms", "20"])
     written = settings(args)  # what the JSON keeps: the options, not the parser's levels object

@@ -119,7 +119,8 @@ def test_signaling_and_strict_plots_draw_every_case_in_order_of_load() -> None:
     four.decided_fps_per_stream = 29.0
     one = strict_run([30.0], 9.0)
     curves_ = strict_curves([four, one])
-    assert curves_["p99"] == [(1, 9.0), (4, 30.0)]
+    assert curves_["verdict p99"] == [(1, 9.0), (4, 30.0)]
+    assert curves_["p99"] == [(1, 1000.0), (4, 1000.0)]  # every frame: a cut settled
     assert curves_["slowest stream"] == [(1, 30.0), (4, 27.0)]
     assert curves_["mean"] == [(1, 30.0), (4, 29.0)]
 

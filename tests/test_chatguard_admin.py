@@ -169,6 +169,8 @@ async def test_a_strict_call_moves_the_moderation_figures(strict_server: Running
     assert released > 0
     assert value(blocked, "chatguard_strict_gate_latency_seconds_bucket", le="+Inf") == released
     assert value(blocked, "chatguard_strict_gate_latency_seconds_sum", worker=worker) > 0
+    # the first keyframe is a cut: its frames waited for it to settle, counted apart
+    assert value(blocked, "chatguard_strict_settle_latency_seconds_count", worker=worker) > 0
     # the worker times each model run (an image, or a stack of them) and reports it
     runs = value(blocked, "chatguard_model_inference_seconds_count", worker=worker)
     assert runs > 0

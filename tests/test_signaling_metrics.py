@@ -74,6 +74,8 @@ def test_worker_totals_are_labelled_by_worker_and_drop_reason() -> None:
     hub.worker_joined(rc.Hello(worker_id="w1", token="t", pid=7, max_sessions=10))
     gate = rc.Histogram.empty(rc.GATE_LATENCY_BOUNDS_S)
     gate.observe(0.02)
+    settle = rc.Histogram.empty(rc.SETTLE_LATENCY_BOUNDS_S)
+    settle.observe(1.1)
     inference = rc.Histogram.empty(rc.MODEL_INFERENCE_BOUNDS_S)
     inference.observe(0.015)
     totals = rc.RelayTotals(
@@ -84,7 +86,11 @@ def test_worker_totals_are_labelled_by_worker_and_drop_reason() -> None:
         rembs_sent={"own": 5, "own_alone": 2},
         cpu_seconds=1.5,
         moderation=rc.ModerationTotals(
-            classified=40, frames_withheld=6, gate_latency=gate, inference=inference
+            classified=40,
+            frames_withheld=6,
+            gate_latency=gate,
+            settle_latency=settle,
+            inference=inference,
         ),
     )
     estimates = rc.Histogram.empty(rc.SENDER_ESTIMATE_BOUNDS_BPS)
@@ -117,6 +123,9 @@ def test_worker_totals_are_labelled_by_worker_and_drop_reason() -> None:
     assert got["chatguard_strict_gate_latency_seconds_bucket", (("le", "0.01"), *worker)] == 0
     assert got["chatguard_strict_gate_latency_seconds_bucket", (("le", "0.025"), *worker)] == 1
     assert got["chatguard_strict_gate_latency_seconds_count", worker] == 1
+    settled = "chatguard_strict_settle_latency_seconds_bucket"
+    assert got[settled, (("le", "1.0"), *worker)] == 0
+    assert got[settled, (("le", "1.25"), *worker)] == 1
     assert got["chatguard_model_inference_seconds_bucket", (("le", "0.01"), *worker)] == 0
     assert got["chatguard_model_inference_seconds_bucket", (("le", "0.02"), *worker)] == 1
     assert got["chatguard_model_inference_seconds_sum", worker] == 0.015

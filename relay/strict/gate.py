@@ -270,6 +270,10 @@ class Release:
     """Forward this frame's packets now."""
 
     frame_id: int
+    settling: bool = field(default=False, compare=False)
+    """It came while a cut was unsettled (or was the cut), so it waited ``settle_s`` by design
+    ([4]), not only for verdicts: operators and the benchmark keep this wait apart, or a
+    settling second hides how long verdicts take (what CPU saturation lengthens)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,6 +514,8 @@ class _Frame:
     asked: bool = False
     """It was submitted (a frame whose request failed, or whose verdict a near miss voided,
     is not asked again: fail closed)."""
+    settling: bool = False
+    """It came while a cut was unsettled, or was the cut (:attr:`Release.settling`)."""
 
 
 _UNDECODABLE: Final = np.zeros(0, np.float32)
@@ -627,6 +633,7 @@ class ModerationGate:
         sig = _UNDECODABLE if signature is None else signature
         f = _Frame(frame_id, keyframe, sig, now, detail)
         self._step(self._frame_input(f, signature is None), f, now, out)
+        f.settling = self._unsettled(f)
         if signature is not None:
             self._previous = f
         self._check_bounds(now, out)
@@ -982,7 +989,7 @@ class ModerationGate:
 
     def _release(self, f: _Frame, out: list[Action]) -> None:
         self.released += 1
-        out.append(Release(f.id))
+        out.append(Release(f.id, f.settling))
 
     def _drop(self, f: _Frame, reason: str, out: list[Action]) -> None:
         self.dropped += 1

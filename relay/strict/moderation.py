@@ -102,7 +102,11 @@ class StreamStats:
     classify_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
     """From submitting a tensor to its detections (queueing in the batcher included)."""
     hold_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
-    """From a frame's last packet arriving to its release."""
+    """From a frame's last packet arriving to its release, for frames that waited for verdicts
+    only: what a busy classifier lengthens."""
+    settle_hold_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    """The same for frames that waited for a cut to settle (``GateConfig.settle_s`` by
+    design, :attr:`relay.strict.gate.Release.settling`)."""
 
 
 @dataclass(slots=True)
@@ -115,7 +119,10 @@ class ModerationMeter:
     """
 
     hold_s: deque[float] = field(default_factory=lambda: deque(maxlen=8192))
-    """Bounded: a worker drains it every second, a process without a worker never does."""
+    """Released frames' waits for their verdicts (:attr:`StreamStats.hold_s`). Bounded: a
+    worker drains it every second, a process without a worker never does."""
+    settle_hold_s: deque[float] = field(default_factory=lambda: deque(maxlen=8192))
+    """Released frames' waits for a cut to settle (:attr:`StreamStats.settle_hold_s`)."""
     classified: int = 0
     no_verdict: int = 0
     released: int = 0
@@ -123,7 +130,7 @@ class ModerationMeter:
 
     def drain(self, streams: int, interval_s: float) -> ModerationLoad:
         """The interval's figures, in the load report's own message part; starts afresh."""
-        hold = sorted(self.hold_s)
+        hold, settle = sorted(self.hold_s), sorted(self.settle_hold_s)
         summary = ModerationLoad(
             streams=streams,
             classified_per_s=self.classified / interval_s,
@@ -132,8 +139,10 @@ class ModerationMeter:
             no_verdict=self.no_verdict,
             gate_p50_ms=_quantile_ms(hold, 0.50),
             gate_p99_ms=_quantile_ms(hold, 0.99),
+            settle_p99_ms=_quantile_ms(settle, 0.99),
         )
         self.hold_s.clear()
+        self.settle_hold_s.clear()
         self.classified = self.no_verdict = self.released = self.withheld = 0
         return summary
 
@@ -477,9 +486,13 @@ class ModeratedStream:
             if isinstance(a, Release):
                 frame, arrival = self._held.pop(a.frame_id)
                 self.stats.released += 1
-                self.stats.hold_s.append(now - arrival)
                 self._m.meter.released += 1
-                self._m.meter.hold_s.append(now - arrival)
+                if a.settling:
+                    self.stats.settle_hold_s.append(now - arrival)
+                    self._m.meter.settle_hold_s.append(now - arrival)
+                else:
+                    self.stats.hold_s.append(now - arrival)
+                    self._m.meter.hold_s.append(now - arrival)
                 due = self._pacer.due(arrival, now)
                 self._outbox.append((due, frame.packets, self._withheld, arrival))
                 self._withheld = False

@@ -28,6 +28,8 @@ BASE_RUN = StrictRun(
     scene_classifications=1,
     no_verdict=0,
     gate_latency=NOTHING,
+    verdict_wait=NOTHING,
+    settle_wait=NOTHING,
     classify_roundtrip=NOTHING,
     loop_lag=NOTHING,
     leaked_unsafe_frames=0,
@@ -37,12 +39,15 @@ BASE_RUN = StrictRun(
 
 
 def strict_run(fps: list[float], p99_ms: float | None, leaked: int = 0) -> StrictRun:
-    gate = Percentiles(len(fps), 1.0, 1.0, p99_ms, p99_ms)
+    """``p99_ms``: the verdict wait's; frames held while a cut settled waited a second."""
+    verdict = Percentiles(len(fps), 1.0, 1.0, p99_ms, p99_ms)
     return msgspec.structs.replace(
         BASE_RUN,
         streams=len(fps),
         decided_fps_by_stream=fps,
-        gate_latency=gate,
+        gate_latency=Percentiles(len(fps), 1.0, 1.0, 1000.0, 1000.0),
+        verdict_wait=verdict,
+        settle_wait=Percentiles(len(fps), 1000.0, 1000.0, 1000.0, 1000.0),
         leaked_unsafe_frames=leaked,
     )
 
