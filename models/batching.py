@@ -48,19 +48,22 @@ from models.recheck import needs_recheck
 __all__ = ["AsyncBatcher", "BatchStats", "InferenceRequest"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class InferenceRequest:
     """One frame's (3, S, S) float32 tensor, the letterbox that maps boxes back, and the block
     thresholds (label -> score) the caller will judge the detections by: an approximate
     runner's result near one of them is re-computed in fp32. None: no decision rides on the
-    scores, the approximate result is returned as it is."""
+    scores, the approximate result is returned as it is.
+
+    Equal only to itself: compared by value, two requests compared their tensors, which
+    raised (found in the strict benchmark: a hurried request queued behind another)."""
 
     tensor: NDArray[np.float32]
     letterbox: Letterbox
     thresholds: Mapping[str, float] | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Pending:
     request: InferenceRequest
     future: asyncio.Future[list[Detection]]

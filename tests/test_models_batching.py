@@ -190,15 +190,17 @@ async def test_an_urgent_request_overtakes_a_running_batch_of_routine_ones(
     assert list(batcher.stats.batch_sizes) == [1, len(requests) - 1]  # urgent one heads it
 
 
-@pytest.mark.parametrize("where", ["running", "queued"])
+@pytest.mark.parametrize("where", ["running", "queued", "queued behind another"])
 async def test_a_hurried_routine_request_goes_before_urgent_ones_that_come_after(
     runner: ModelRunner, requests: list[InferenceRequest], where: str
 ) -> None:
     """A periodic re-check that frames are now held for must not starve behind the urgent
     requests that keep coming from other streams (measured: it never ran, and half a second
     of a stream was dropped when it timed out). It was either taken into the running batch
-    behind an urgent one, or is queued after urgent ones."""
-    assert runner.batch_mode == "loop" and len(requests) >= 4
+    behind an urgent one, or is queued after urgent ones, or after another routine one (found
+    by identity: compared by value, two requests compared their tensors and raised, and the
+    strict benchmark lost 118 frames' decisions at 9 streams)."""
+    assert runner.batch_mode == "loop" and len(requests) >= 5
     order: list[str] = []
 
     async def one(name: str, request: InferenceRequest, urgent: bool) -> None:
@@ -213,6 +215,8 @@ async def test_a_hurried_routine_request_goes_before_urgent_ones_that_come_after
             await asyncio.sleep(0.005)  # the batch [u0, r] is running u0
         else:
             await asyncio.sleep(0.005)  # u0 runs alone
+            if where == "queued behind another":
+                tasks.append(asyncio.create_task(one("r4", requests[4], False)))
             tasks.append(asyncio.create_task(one("r", routine, False)))
             tasks.append(asyncio.create_task(one("u1", requests[2], True)))
             await asyncio.sleep(0)  # both queued
@@ -220,7 +224,11 @@ async def test_a_hurried_routine_request_goes_before_urgent_ones_that_come_after
         assert not batcher.hurry(requests[3])  # not submitted (yet): the caller tries again
         tasks.append(asyncio.create_task(one("u2", requests[3], True)))
         await asyncio.gather(*tasks)
-    expected = ["u0", "r", "u2"] if where == "running" else ["u0", "u1", "r", "u2"]
+    expected = {
+        "running": ["u0", "r", "u2"],
+        "queued": ["u0", "u1", "r", "u2"],
+        "queued behind another": ["u0", "u1", "r", "u2", "r4"],
+    }[where]
     assert order == expected  # not hurried, r would come last
 
 

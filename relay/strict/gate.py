@@ -833,11 +833,7 @@ class ModerationGate:
             case Op.MARK_NEAR_MISS:
                 f.near_miss = True
             case Op.CONFIRM_SETTLE:
-                if (
-                    self._cut is not None
-                    and self._settled is None
-                    and f.arrival >= self._settle_after
-                ):
+                if self._settling and f.arrival >= self._settle_after:
                     self._settle_votes += 1
                     if self._settle_votes >= self.config.settle_verdicts:
                         self._settled = self._vouched = f
@@ -880,7 +876,7 @@ class ModerationGate:
             return
         if self._vouched is not None and not self._scene_change(f, self._vouched):
             return
-        if self._cut is None or self._settled is not None:
+        if not self._settling:
             self._cut, self._settled, self._settle_votes = f, None, 0
             self._settle_after = f.arrival + c.settle_s
         elif len(self._next_cuts) < MAX_NEXT_CUTS and (
@@ -912,6 +908,11 @@ class ModerationGate:
                 return
             self._settled = f
 
+    @property
+    def _settling(self) -> bool:
+        """A cut waits to settle."""
+        return self._cut is not None and self._settled is None
+
     def _unsettled(self, f: _Frame) -> bool:
         """Whether ``f`` is from a cut not settled yet (once settled, frames go on their own
         verdicts or coverage, as before the cut)."""
@@ -922,8 +923,7 @@ class ModerationGate:
         """A cut is unsettled, ``f`` arrived late enough to settle it, and no frame that
         could is being classified."""
         return (
-            self._cut is not None
-            and self._settled is None
+            self._settling
             and f.arrival >= self._settle_after
             and not any(g.arrival >= self._settle_after for g, _ in self._in_flight.values())
         )
@@ -933,8 +933,7 @@ class ModerationGate:
         check is due; a slot stays free for the settling check ([4])."""
         c = self.config
         return (
-            self._cut is not None
-            and self._settled is None
+            self._settling
             and f.arrival < self._settle_after
             and now - self._last_submit >= 1.0 / c.alert_classifications_per_s
             and len(self._in_flight) < max(1, c.max_in_flight - 1)

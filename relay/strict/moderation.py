@@ -475,13 +475,6 @@ class ModeratedStream:
 
     def _apply(self, actions: list[Action]) -> None:
         now = self._m.clock()
-        if self._routine and self.gate.awaiting_cover:
-            # a frame held now waits for a periodic re-check's verdict to cover it (measured:
-            # one starved behind the other direction's held frames, and half a second of
-            # frames behind it was dropped for it)
-            hurried = [fid for fid, r in self._routine.items() if self._m.batcher.hurry(r)]
-            for fid in hurried:  # urgent for good: not scanned for again on every frame
-                del self._routine[fid]
         for a in actions:
             if isinstance(a, Release):
                 frame, arrival = self._held.pop(a.frame_id)
@@ -510,6 +503,14 @@ class ModeratedStream:
             elif isinstance(a, Resumed):
                 log.info("moderation: resumed")
                 self._sink.moderation_event("resumed", "", 0.0)
+        if self._routine and self.gate.awaiting_cover:
+            # a frame held now waits for a periodic re-check's verdict to cover it (measured:
+            # one starved behind the other direction's held frames, and half a second of
+            # frames behind it was dropped for it); after the gate's actions, so that nothing
+            # here can keep a block's strike from being told
+            hurried = [fid for fid, r in self._routine.items() if self._m.batcher.hurry(r)]
+            for fid in hurried:  # urgent for good: not scanned for again on every frame
+                del self._routine[fid]
 
     def _send_due(self) -> None:
         """Hand the released frames that are due to the hub; wake up for the next one."""
