@@ -184,7 +184,7 @@ def plot_strict_cases(
     draw(
         [
             Panel(
-                "gate latency (ms, last packet in -> released; target: verdict wait)",
+                "gate latency (ms; the level: verdict wait p99)",
                 latency,
                 max_gate_p99_ms,
                 latency=True,
