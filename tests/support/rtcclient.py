@@ -21,6 +21,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.mediastreams import MediaStreamError
 
 from tests.support.tracks import PictureTrack
 from tests.support.wsclient import Client
@@ -113,6 +114,9 @@ class ChatPeer:
         self.audio: list[np.ndarray] = []
         self.events: list[dict[str, Any]] = []
         self._readers: list[asyncio.Task[None]] = []
+        self.read_errors: list[Exception] = []
+        """What failed while reading the partner's media (a recogniser's bug, a frame it could
+        not read): :meth:`wait_for_frames` reports it rather than timing out on silence."""
         self._loop: asyncio.Task[None] | None = None
 
     @classmethod
@@ -204,8 +208,10 @@ class ChatPeer:
                 else:
                     channels = len(frame.layout.channels)
                     self.audio.append(frame.to_ndarray().reshape(-1, channels)[:, 0])
-        except Exception:  # MediaStreamError when the call closes
+        except MediaStreamError:  # the call closed
             return
+        except Exception as exc:
+            self.read_errors.append(exc)
 
     async def _close_call(self) -> None:
         for reader in self._readers:
@@ -218,6 +224,9 @@ class ChatPeer:
     async def wait_for_frames(self, count: int, timeout: float = 20) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while len(self.frames) < count:
+            if self.read_errors:
+                error = self.read_errors[0]
+                raise AssertionError(f"reading the partner's media failed: {error!r}") from error
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"{len(self.frames)} frames arrived, wanted {count}")
             await asyncio.sleep(0.1)
