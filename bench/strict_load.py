@@ -40,7 +40,13 @@ from models.inference import Runner
 from models.letterbox import Letterbox
 from relay.strict.depacketize import Depacketizer
 from relay.strict.gate import GateConfig
-from relay.strict.moderation import SIGNATURE_GRID, ModeratedStream, Moderator, yuv_plane
+from relay.strict.moderation import (
+    SIGNATURE_GRID,
+    TICK_S,
+    ModeratedStream,
+    Moderator,
+    yuv_plane,
+)
 
 RTP_HEADER: Final = 12
 """The generator's packets carry no CSRCs and no extensions."""
@@ -241,7 +247,8 @@ async def run_streams(
     load_cpu: int | None = None,
 ) -> StrictRun:
     """N moderated streams in this process (one worker) for ``warmup_s + seconds``."""
-    moderator = Moderator(AsyncBatcher(runner), gate_config=GateConfig())
+    config = GateConfig()
+    moderator = Moderator(AsyncBatcher(runner), gate_config=config)
     sinks = [Sink() for _ in range(n)]
     streams = [moderator.open_stream({96: "vp8"}, POLICY, s) for s in sinks]
     phases = stream_phases(n, len(clip.payloads), rng)
@@ -271,7 +278,11 @@ async def run_streams(
     cpu0, t0 = time.process_time(), time.monotonic()
     await gen.done.wait()
     wall, cpu = time.monotonic() - t0, time.process_time() - cpu0 - gen.cpu_s
-    await asyncio.sleep(0.6)  # verdicts still in flight for the last frames sent
+    # every frame still held is decided before counting: a cut's frames wait settle_s, and
+    # the hold budget drops what can no longer settle (0.6 s, as before the settling rule,
+    # left the frames of a cut in the window's last second undecided: the slowest stream of
+    # 7 or 8 then "decided" 25.5-26.5 fps with the worker's core not saturated)
+    await asyncio.sleep(config.settle_s + config.max_hold_s + 2 * TICK_S)
     thread.join()
     classified = sum(s.stats.classified - b[0] for s, b in zip(streams, before, strict=True))
     requested: Counter[str] = Counter()

@@ -239,20 +239,3 @@ def test_signaling_search_smoke_run_writes_every_case_and_a_plot(tmp_path: Path)
         assert case["saturated"] == probe["saturated"] and case["saturated"] is not None
     assert result["settings"]["search"] is True and result["versions"]["chatguard"]
     _assert_png(png)
-
-
-@pytest.mark.slow
-@pytest.mark.exclusive  # a benchmark: never two at once on this machine
-@pytest.mark.timeout(120)
-def test_strict_smoke_run_writes_json_and_plot(tmp_path: Path) -> None:
-    out, png = tmp_path / "strict.json", tmp_path / "strict.png"
-    argv = ["bench", "strict", "--pairs", "1", "--duration", "1", "--warmup", "0.5"]
-    argv += ["--fastpath-frames", "0", "--json", str(out), "--plot", str(png)]
-    assert cli.main([*argv, "--engines", "onnxruntime"]) == 0
-    result = json.loads(out.read_text())
-    (run,) = result["runs"]
-    assert run["engine"] == "onnxruntime fp32"
-    assert run["streams"] == 1 and len(run["decided_fps_by_stream"]) == 1
-    assert isinstance(run["service_levels_missed"], list) and run["saturated"]
-    assert result["meta"]["settings"]["pairs"] == [1]
-    _assert_png(png)

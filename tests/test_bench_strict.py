@@ -3,6 +3,7 @@ service (no timing asserts)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import msgspec
 import pytest
 
 from bench.results import StrictResult
-from bench.strict_bench import StrictLevels
+from bench.strict_bench import StrictLevels, add_options, check_args
 from chatguard import cli
 from tests.support.bench_results import strict_run
 
@@ -20,21 +21,50 @@ from tests.support.bench_results import strict_run
 @pytest.mark.timeout(180)
 def test_smoke_run_counts_no_leak_and_writes_json(tmp_path: Path) -> None:
     out, png = tmp_path / "strict.json", tmp_path / "strict.png"
-    argv = ["bench", "strict", "--streams", "2", "--seconds", "1", "--warmup", "1"]
+    argv = ["bench", "strict", "--pairs", "2", "--duration", "1", "--warmup", "1"]
     argv += ["--fastpath-frames", "10", "--json", str(out), "--plot", str(png)]
     assert cli.main(argv) == 0
     assert png.read_bytes().startswith(b"\x89PNG")  # one set of curves per engine
     data = json.loads(out.read_text())
+    assert data["meta"]["settings"]["pairs"] == [2]
     # the test extra installs OpenVINO: both engines, the same load each
     assert [run["engine"].split()[0] for run in data["runs"]] == ["onnxruntime", "openvino"]
     for run in data["runs"]:
         assert run["streams"] == 2 and run["leaked_unsafe_frames"] == 0
+        assert len(run["decided_fps_by_stream"]) == 2
+        assert isinstance(run["service_levels_missed"], list) and run["saturated"]
         assert run["sent_fps_per_stream"] > 0 and run["gate_latency"]["count"] > 0
         # the clip cuts every 1-1.8 s: frames of cuts waited settle_s, the rest for verdicts
         assert run["verdict_wait"]["count"] > 0 and run["settle_wait"]["p50_ms"] > 500
     assert set(data["per_frame"]) == {run["engine"] for run in data["runs"]}
     assert data["fastpath_640x480"]["speedup_vs_opencv"] > 0
     msgspec.json.decode(out.read_bytes(), type=StrictResult)  # what it wrote is its schema
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--engines", "onnxruntime,tensorrt"], "--engines: choose from onnxruntime, openvino"),
+        (["--pairs", "0"], "--pairs: give one or more numbers of moderated streams >= 1"),
+        (["--duration", "0"], "--duration must be > 0 and --warmup >= 0 seconds"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_starts(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "out.json"
+    assert cli.main(["bench", "strict", *argv, "--json", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("chatguard bench strict: ") and words in captured.err
+    assert captured.out == "" and not out.exists()
+
+
+def test_one_engine_may_be_chosen_and_the_older_option_names_still_work() -> None:
+    parser = argparse.ArgumentParser()
+    add_options(parser)
+    args = parser.parse_args(["--engines", "onnxruntime", "--streams", "3", "--seconds", "2"])
+    assert (args.engines, args.pairs, args.duration) == (["onnxruntime"], [3], 2.0)
+    assert check_args(args) is None
 
 
 def test_strict_levels_need_every_stream_at_rate_p99_under_target_and_no_leak() -> None:
