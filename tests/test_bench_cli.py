@@ -100,6 +100,8 @@ def test_every_bench_option_is_documented() -> None:
         (["relay", "--relay-workers", "0"], "--relay-workers"),
         (["strict", "--target", "x.example:1"], "--target 'x.example:1'"),
         (["strict", "--pairs", "0"], "--pairs"),
+        (["strict", "--duration", "0"], "--duration must be > 0"),
+        (["strict", "--engines", "onnxruntime,tensorrt"], "--engines: choose from onnxruntime"),
         (["strict", "--search", "--max-gate-p99-ms", "0"], "--max-gate-p99-ms 0: must be > 0"),
         (["strict", "--search", "--min-fps", "-1"], "--min-fps -1: must be > 0"),
         (["strict", "--pin", "0"], "--pin 0: give two cores"),
