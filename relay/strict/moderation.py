@@ -478,14 +478,16 @@ class ModeratedStream:
         for a in actions:
             if isinstance(a, Release):
                 frame, arrival = self._held.pop(a.frame_id)
-                self.stats.released += 1
-                self._m.meter.released += 1
+                stats, meter = self.stats, self._m.meter
+                stats.released += 1
+                meter.released += 1
+                waited = now - arrival
                 if a.settling:
-                    self.stats.settle_hold_s.append(now - arrival)
-                    self._m.meter.settle_hold_s.append(now - arrival)
+                    stats.settle_hold_s.append(waited)
+                    meter.settle_hold_s.append(waited)
                 else:
-                    self.stats.hold_s.append(now - arrival)
-                    self._m.meter.hold_s.append(now - arrival)
+                    stats.hold_s.append(waited)
+                    meter.hold_s.append(waited)
                 due = self._pacer.due(arrival, now)
                 self._outbox.append((due, frame.packets, self._withheld, arrival))
                 self._withheld = False
